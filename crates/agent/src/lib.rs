@@ -1,1 +1,469 @@
-//! placeholder
+//! The Dockhand agent: the daemon that owns a host's app.
+//!
+//! It supervises the app's instances through the runtime, fronts them with the proxy, probes
+//! their health, performs deploys and rollbacks, records everything in the state database and
+//! answers clients on its Unix socket. `dockhand agent` runs it as a service; `dockhand up`
+//! runs it in the foreground for one project directory.
+
+mod deploy;
+mod exec;
+mod health;
+mod instances;
+mod lock;
+mod logs;
+mod routes;
+mod server;
+mod status;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use dockhand_api::{ApiError, DeployReport, ErrorCode, Progress};
+use dockhand_config::{AppConfig, LoadOptions};
+use dockhand_proxy::{Proxy, ProxyConfig, ProxyHandle, RouteTable};
+use dockhand_runtime::{LogRotation, ProcessRuntime};
+use dockhand_state::{EventLevel, Store};
+use tokio::sync::watch;
+
+pub use health::{probe, ProbeKind, ProbePlan};
+pub use instances::LiveInstance;
+
+/// How the agent treats the configuration file when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// Deploy the configuration only if no release was ever deployed (`dockhand agent`).
+    DeployIfNoRelease,
+    /// Deploy the configuration if it differs from the current release (`dockhand up`).
+    Reload,
+}
+
+/// Everything the agent needs to start.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub config_path: PathBuf,
+    pub state_dir: PathBuf,
+    pub socket_path: PathBuf,
+    /// `Some(group)` on a server: the socket is `root:group 0660`; `None`: owner only (0600).
+    pub socket_group: Option<String>,
+    pub start_mode: StartMode,
+}
+
+impl AgentOptions {
+    /// Options for a project directory: state in `<dir>/.dockhand`.
+    pub fn for_project(config_path: &Path, state_dir: &Path, start_mode: StartMode) -> Self {
+        AgentOptions {
+            config_path: config_path.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+            socket_path: state_dir.join(dockhand_api::SOCKET_NAME),
+            socket_group: None,
+            start_mode,
+        }
+    }
+}
+
+/// Where progress of a long operation goes (a socket client, or the terminal for `up`).
+pub type Sink<'a> = &'a (dyn Fn(Progress) + Send + Sync);
+
+/// The running agent. Shared behind an `Arc` by the socket server, the prober tasks and the
+/// signal loop.
+pub struct Agent {
+    opts: AgentOptions,
+    agent_id: String,
+    started: Instant,
+    started_at: String,
+    store: Store,
+    runtime: ProcessRuntime,
+    proxy: ProxyHandle,
+    /// The release that serves and its instances.
+    live: Mutex<Option<instances::ActiveRelease>>,
+    /// Every instance the agent has started and not yet stopped, by id.
+    registry: Mutex<HashMap<String, LiveInstance>>,
+    lock: lock::DeployLock,
+    /// Resolved secret values, to redact from everything the agent reports.
+    secret_values: Mutex<Vec<String>>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Agent {
+    /// Starts the agent: recovers the state, reaps orphans of a previous run, starts the proxy
+    /// and the last committed release, opens the socket, and (per `start_mode`) deploys the
+    /// configuration. Progress of that deploy goes to `sink`.
+    pub async fn start(opts: AgentOptions, sink: Sink<'_>) -> anyhow::Result<Arc<Agent>> {
+        create_private_dir(&opts.state_dir)?;
+        create_private_dir(&opts.state_dir.join("logs"))?;
+        let state_dir = opts
+            .state_dir
+            .canonicalize()
+            .with_context(|| format!("failed to resolve {}", opts.state_dir.display()))?;
+        let agent_id = agent_id(&state_dir);
+        server::refuse_if_running(&opts.socket_path)?;
+
+        let db_path = state_dir.join("state.db");
+        let store = Store::open(&db_path).with_context(|| "failed to open the state database")?;
+        restrict_file(&db_path)?;
+        let recovery = store.recover()?;
+        let reaped = dockhand_runtime::reap_orphans(&agent_id);
+        if recovery != Default::default() || !reaped.is_empty() {
+            let msg = format!(
+                "recovered from an unclean stop: {} deployment(s) aborted, {} release(s) marked failed, {} leftover process(es) killed",
+                recovery.aborted_deployments, recovery.failed_releases, reaped.len()
+            );
+            tracing::warn!("{msg}");
+            store.record_event(EventLevel::Warn, "recovery", None, None, &msg)?;
+        }
+
+        // The configuration to serve first: the current release's, else the file's.
+        let current = store.current_release()?;
+        let current_config: Option<AppConfig> = match &current {
+            Some(r) => Some(serde_json::from_str(&r.config).with_context(|| {
+                format!("release {} in the state database is unreadable", r.id)
+            })?),
+            None => None,
+        };
+        let file_config = load_config(&opts.config_path);
+        let proxy_source = match (&current_config, &file_config) {
+            (Some(c), _) => c.clone(),
+            (None, Ok(c)) => c.clone(),
+            (None, Err(e)) => return Err(anyhow::anyhow!("{}", e.message)),
+        };
+        let proxy = start_proxy(&proxy_source)?;
+
+        let (shutdown, _) = watch::channel(false);
+        let agent = Arc::new(Agent {
+            runtime: ProcessRuntime::new(&agent_id, LogRotation::default()),
+            opts,
+            agent_id,
+            started: Instant::now(),
+            started_at: dockhand_state::now(),
+            store,
+            proxy,
+            live: Mutex::new(None),
+            registry: Mutex::new(HashMap::new()),
+            lock: lock::DeployLock::default(),
+            secret_values: Mutex::new(Vec::new()),
+            shutdown,
+        });
+
+        if let (Some(release), Some(config)) = (current, current_config) {
+            agent.restore(release.id, config).await?;
+        }
+        server::spawn(agent.clone()).await?;
+        agent.event(EventLevel::Info, "agent", None, None, "agent started");
+
+        let should_deploy = match agent.opts.start_mode {
+            StartMode::DeployIfNoRelease => agent.current_release_id().is_none(),
+            StartMode::Reload => true,
+        };
+        if should_deploy {
+            match agent.reload("startup", sink).await {
+                Ok(_) => {}
+                Err(e) if agent.current_release_id().is_some() => {
+                    sink(Progress {
+                        step: "error".into(),
+                        message: format!("{}; still serving the current release", e.message),
+                        service: None,
+                    });
+                }
+                Err(e) => {
+                    agent.shutdown().await;
+                    return Err(anyhow::anyhow!("{}", e.message));
+                }
+            }
+        }
+        Ok(agent)
+    }
+
+    /// Deploys the configuration file as a new release, even if unchanged.
+    pub async fn deploy(
+        self: &Arc<Self>,
+        requested_by: &str,
+        sink: Sink<'_>,
+    ) -> Result<DeployReport, ApiError> {
+        let _guard = self.lock.acquire("deploy", requested_by)?;
+        let config = load_config(&self.opts.config_path)?;
+        deploy::deploy_new(self, config, requested_by, "deploy", sink).await
+    }
+
+    /// Re-reads the configuration file through the startup path and deploys it when it
+    /// differs from the current release. `Ok(None)`: nothing changed.
+    pub async fn reload(
+        self: &Arc<Self>,
+        requested_by: &str,
+        sink: Sink<'_>,
+    ) -> Result<Option<DeployReport>, ApiError> {
+        let _guard = self.lock.acquire("reload", requested_by)?;
+        let config = load_config(&self.opts.config_path)?;
+        if let Some(current) = self.store.current_release().map_err(internal)? {
+            if current.config == config_json(&config) {
+                sink(Progress {
+                    step: "unchanged".into(),
+                    message: format!(
+                        "configuration unchanged: release {} keeps serving",
+                        current.id
+                    ),
+                    service: None,
+                });
+                return Ok(None);
+            }
+        }
+        deploy::deploy_new(self, config, requested_by, "reload", sink)
+            .await
+            .map(Some)
+    }
+
+    /// Returns to a retained release (default: the previous one) through the same gate.
+    pub async fn rollback(
+        self: &Arc<Self>,
+        release: Option<i64>,
+        requested_by: &str,
+        sink: Sink<'_>,
+    ) -> Result<DeployReport, ApiError> {
+        let _guard = self.lock.acquire("rollback", requested_by)?;
+        deploy::rollback(self, release, requested_by, sink).await
+    }
+
+    /// Stops accepting clients, drains the proxy and stops every instance.
+    pub async fn shutdown(self: &Arc<Self>) {
+        if self.shutdown.send_replace(true) {
+            return;
+        }
+        let grace = self
+            .live_config()
+            .map(|c| c.proxy.drain_timeout)
+            .unwrap_or(std::time::Duration::from_secs(10));
+        let _ = std::fs::remove_file(&self.opts.socket_path);
+        self.proxy.shutdown(grace).await;
+        let all: Vec<LiveInstance> = self.registry_lock().drain().map(|(_, v)| v).collect();
+        instances::stop_all(&all).await;
+        for inst in &all {
+            let _ = self.store.remove_instance(&inst.id);
+        }
+        self.event(EventLevel::Info, "agent", None, None, "agent stopped");
+    }
+
+    /// Waits for SIGTERM/SIGINT (then shuts down) while SIGHUP reloads.
+    pub async fn run_until_signal(self: &Arc<Self>, sink: Sink<'_>) -> anyhow::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut stopped = self.shutdown.subscribe();
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = async { let _ = stopped.wait_for(|s| *s).await; } => return Ok(()),
+                _ = hup.recv() => {
+                    if let Err(e) = self.reload("SIGHUP", sink).await {
+                        sink(Progress { step: "error".into(), message: e.message, service: None });
+                    }
+                }
+            }
+        }
+        sink(Progress {
+            step: "shutdown".into(),
+            message: "stopping: draining requests and stopping services".into(),
+            service: None,
+        });
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// The proxy's bound address.
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy.local_addr()
+    }
+
+    /// Where the current release is reachable.
+    pub fn urls(&self) -> Vec<String> {
+        self.live_config()
+            .map(|c| routes::urls(&c, self.proxy_addr()))
+            .unwrap_or_default()
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.opts.socket_path
+    }
+
+    fn current_release_id(&self) -> Option<i64> {
+        self.live_lock().as_ref().map(|r| r.id)
+    }
+
+    fn live_config(&self) -> Option<AppConfig> {
+        self.live_lock().as_ref().map(|r| r.config.clone())
+    }
+
+    fn live_lock(&self) -> std::sync::MutexGuard<'_, Option<instances::ActiveRelease>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn registry_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LiveInstance>> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the instances of the committed release after an agent start and routes to them
+    /// as soon as they pass their health checks.
+    async fn restore(self: &Arc<Self>, release: i64, config: AppConfig) -> anyhow::Result<()> {
+        let deployment = 0;
+        let started = match instances::start_release(self, &config, release, deployment).await {
+            Ok(v) => v,
+            Err((partial, e)) => {
+                instances::stop_all(&partial).await;
+                self.event(
+                    EventLevel::Error,
+                    "restore",
+                    Some(release),
+                    None,
+                    &format!("could not start release {release}: {}", e.message),
+                );
+                return Err(anyhow::anyhow!(
+                    "could not start release {release}: {}",
+                    e.message
+                ));
+            }
+        };
+        let table = routes::build_table(&config, &instances::backends_by_service(&started))
+            .map_err(|e| anyhow::anyhow!("routing table of release {release}: {e}"))?;
+        self.proxy.set_routes(table);
+        *self.live_lock() = Some(instances::ActiveRelease {
+            id: release,
+            config,
+            instances: started,
+        });
+        self.event(
+            EventLevel::Info,
+            "restore",
+            Some(release),
+            None,
+            &format!("release {release} restarted after agent start"),
+        );
+        Ok(())
+    }
+
+    /// Records an event (redacted) and logs it.
+    fn event(
+        &self,
+        level: EventLevel,
+        kind: &str,
+        release: Option<i64>,
+        service: Option<&str>,
+        message: &str,
+    ) {
+        let message = self.redact(message);
+        match level {
+            EventLevel::Error => tracing::error!(kind, release, service, "{message}"),
+            EventLevel::Warn => tracing::warn!(kind, release, service, "{message}"),
+            EventLevel::Info => tracing::info!(kind, release, service, "{message}"),
+        }
+        if let Err(e) = self
+            .store
+            .record_event(level, kind, release, service, &message)
+        {
+            tracing::error!("failed to record an event: {e}");
+        }
+    }
+
+    /// Replaces every known secret value in `text` with `******`.
+    pub fn redact(&self, text: &str) -> String {
+        let secrets = self.secret_values.lock().unwrap_or_else(|p| p.into_inner());
+        redact_with(text, &secrets)
+    }
+}
+
+fn redact_with(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets.iter().filter(|s| s.len() >= 3) {
+        if out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "******");
+        }
+    }
+    out
+}
+
+/// Loads and validates the configuration file, mapping failure to an API error whose message
+/// is the rendered diagnostics.
+fn load_config(path: &Path) -> Result<AppConfig, ApiError> {
+    match dockhand_config::load(path, &LoadOptions::from_process_env()) {
+        Ok(loaded) => Ok(loaded.config),
+        Err(e) => Err(ApiError::new(ErrorCode::InvalidConfig, e.to_string())
+            .with_details(&e.diagnostics)),
+    }
+}
+
+fn config_json(config: &AppConfig) -> String {
+    serde_json::to_string(config).unwrap_or_default()
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        ErrorCode::Internal,
+        format!("internal error: {e} (this is a bug in dockhand; please report it)"),
+    )
+}
+
+fn start_proxy(config: &AppConfig) -> anyhow::Result<ProxyHandle> {
+    let p = &config.proxy;
+    let defaults = ProxyConfig::default();
+    let proxy_config = ProxyConfig {
+        listen: p.listen,
+        workers: p.workers.unwrap_or(defaults.workers),
+        max_request_body: p.max_request_body,
+        client_header_timeout: p.client_header_timeout,
+        upstream_connect_timeout: p.upstream_connect_timeout,
+        upstream_response_timeout: p.upstream_response_timeout,
+        ..defaults
+    };
+    Proxy::start(proxy_config, RouteTable::empty()).with_context(|| {
+        format!(
+            "failed to listen on {} for the proxy; is another server using it? set `[proxy] listen` in {}",
+            p.listen,
+            config.config_path.display()
+        )
+    })
+}
+
+/// A stable id for the agent of one state directory, carried in the environment of every
+/// process it starts so a later agent can find them.
+fn agent_id(state_dir: &Path) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(state_dir.as_os_str().as_encoded_bytes());
+    hex::encode(&digest[..6])
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("failed to create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("failed to restrict {} to its owner", dir.display()))
+}
+
+fn restrict_file(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("failed to restrict {} to its owner", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redaction_replaces_every_secret() {
+        let s = vec!["hunter2".to_string(), "ab".to_string()];
+        assert_eq!(
+            super::redact_with("pw=hunter2 hunter2 ab", &s),
+            "pw=****** ****** ab"
+        );
+    }
+
+    #[test]
+    fn agent_id_is_stable_and_distinct() {
+        let a = super::agent_id(std::path::Path::new("/a"));
+        assert_eq!(a, super::agent_id(std::path::Path::new("/a")));
+        assert_ne!(a, super::agent_id(std::path::Path::new("/b")));
+        assert_eq!(a.len(), 12);
+    }
+}

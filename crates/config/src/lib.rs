@@ -1,1 +1,168 @@
-//! placeholder
+//! `dockhand_config` reads `dockhand.toml` into a typed, fully resolved [`AppConfig`]:
+//! variables interpolated from the process environment and the project's `.env`, defaults
+//! applied, paths made absolute, and every problem reported as a [`Diagnostic`] pointing at
+//! file, line and column. Secrets (`${secret.NAME}`) are checked against the secrets file
+//! but never copied into the config; [`ServiceConfig::resolved_env`] substitutes them when a
+//! process is started. The only I/O is reading the config, `.env` and secrets files (and
+//! checking that working directories exist).
+
+mod diagnostic;
+mod dotenv;
+mod interpolate;
+mod model;
+mod parse;
+mod secrets;
+mod service;
+mod units;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use diagnostic::{Diagnostic, Severity};
+pub use model::{
+    AppConfig, EnvValue, HealthCheck, Hooks, ProxySettings, RestartPolicy, Route, ServiceConfig,
+};
+pub use secrets::{Secrets, SecretsError};
+
+use diagnostic::{render_all, SourceMap};
+use interpolate::Vars;
+
+/// What loading needs besides the files: a snapshot of the process environment.
+#[derive(Clone, Default)]
+pub struct LoadOptions {
+    pub env: BTreeMap<String, String>,
+}
+
+impl LoadOptions {
+    /// A snapshot of the current process environment (variables that are not UTF-8 are
+    /// skipped).
+    pub fn from_process_env() -> Self {
+        LoadOptions {
+            env: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        }
+    }
+}
+
+impl fmt::Debug for LoadOptions {
+    /// Names only: the environment may hold credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// A configuration that loaded, with the warnings found on the way.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: AppConfig,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// A configuration that did not load: every error, and the warnings, in file order.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", render_all(&self.diagnostics))]
+pub struct ConfigError {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl ConfigError {
+    /// The diagnostics of severity error.
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+}
+
+/// Reads and validates the config file at `config_path`.
+pub fn load(config_path: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+    let config_path = absolute(config_path);
+    match fs::read_to_string(&config_path) {
+        Ok(text) => load_str(&config_path, &text, opts),
+        Err(error) => {
+            let help = if error.kind() == io::ErrorKind::NotFound {
+                "run dockhand in the project directory, or pass the path of dockhand.toml"
+            } else {
+                "make the file readable by the user running dockhand"
+            };
+            Err(ConfigError {
+                diagnostics: vec![Diagnostic::whole_file(
+                    Severity::Error,
+                    &config_path,
+                    format!("cannot read config file {}: {error}", config_path.display()),
+                )
+                .with_help(help)],
+            })
+        }
+    }
+}
+
+/// Validates `text` as if it were the content of `config_path`; the `.env` and secrets files
+/// are still read relative to the directory of `config_path`.
+pub fn load_str(config_path: &Path, text: &str, opts: &LoadOptions) -> Result<Loaded, ConfigError> {
+    let config_path = absolute(config_path);
+    let project_dir = config_path
+        .parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    let dotenv_path = project_dir.join(".env");
+    let mut diagnostics = Vec::new();
+    let dotenv = read_dotenv(&dotenv_path, &mut diagnostics);
+    let vars = Vars {
+        process: &opts.env,
+        dotenv: &dotenv,
+        dotenv_path: &dotenv_path,
+    };
+    let map = SourceMap::new(&config_path, text);
+    let (config, found) = parse::parse(&map, &vars, &config_path, &project_dir);
+    diagnostics.extend(found);
+    diagnostics.sort_by_key(|d| (d.file != config_path, d.line, d.column));
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        Err(ConfigError { diagnostics })
+    } else {
+        Ok(Loaded {
+            config,
+            warnings: diagnostics,
+        })
+    }
+}
+
+/// The variables of the project's `.env`; a missing file has none.
+fn read_dotenv(path: &Path, diagnostics: &mut Vec<Diagnostic>) -> BTreeMap<String, String> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return BTreeMap::new(),
+        Err(error) => {
+            diagnostics.push(
+                Diagnostic::whole_file(
+                    Severity::Error,
+                    path,
+                    format!("cannot read {}: {error}", path.display()),
+                )
+                .with_help("make it a readable file, or remove it"),
+            );
+            return BTreeMap::new();
+        }
+    };
+    match dotenv::parse(&text) {
+        Ok(entries) => entries.into_iter().collect(),
+        Err(errors) => {
+            for error in errors {
+                let mut diagnostic = Diagnostic::whole_file(Severity::Error, path, error.message);
+                diagnostic.line = error.line;
+                diagnostic.column = error.column;
+                diagnostics.push(diagnostic.with_help(
+                    "each line must be NAME=value; quote values that contain spaces or `#`",
+                ));
+            }
+            BTreeMap::new()
+        }
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}

@@ -1,1 +1,27 @@
-//! placeholder
+//! Dockhand's reverse proxy: routes HTTP/1.1, h2c and WebSocket traffic to
+//! backends by host and path prefix, streams bodies both ways, swaps its routing
+//! table atomically and can report when old backends are drained.
+//!
+//! One current-thread Tokio runtime per worker thread, each with its own
+//! `SO_REUSEPORT` listener and upstream connection pool; the routing table is
+//! shared through an `ArcSwap`. See `ARCHITECTURE.md`.
+
+mod backend;
+mod body;
+mod config;
+mod error;
+mod forward;
+mod handle;
+pub mod headers;
+mod metrics;
+mod pool;
+mod server;
+mod table;
+mod upgrade;
+
+pub use backend::Backend;
+pub use config::ProxyConfig;
+pub use error::{ErrorKind, ErrorSource, ProxyError, RouteError};
+pub use handle::{DrainOutcome, Proxy, ProxyHandle};
+pub use metrics::ProxyMetrics;
+pub use table::{normalize_host, prefix_matches, strip_prefix, Route, RouteTable};

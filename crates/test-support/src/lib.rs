@@ -1,1 +1,240 @@
-//! placeholder
+//! Helpers for Dockhand's integration tests: a sandbox project directory driving the real
+//! `dockhand` binary, the `dockhand-testapp` upstream, process inspection, and a keep-alive
+//! HTTP load generator that counts every non-2xx answer and connection error.
+
+mod load;
+mod procs;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub use load::{Load, LoadReport};
+pub use procs::{processes_with_env, Proc};
+
+/// The `dockhand-testapp` binary built beside the test binary.
+pub fn testapp_bin() -> PathBuf {
+    sibling_bin("dockhand-testapp")
+}
+
+/// A binary of this workspace in the same target directory as the running test.
+pub fn sibling_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps");
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build -p {name}` (the test script does this)",
+        bin.display()
+    );
+    bin
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// Polls `cond` every 50 ms until it holds; panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A temporary project directory and the `dockhand` binary to run in it.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Sandbox {
+    pub fn new(dockhand_bin: &str) -> Sandbox {
+        Sandbox {
+            dir: tempfile::Builder::new()
+                .prefix("dockhand-it-")
+                .tempdir()
+                .expect("create a temp dir"),
+            bin: PathBuf::from(dockhand_bin),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.path().join(".dockhand")
+    }
+
+    pub fn write(&self, rel: &str, contents: &str) -> PathBuf {
+        let p = self.path().join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("create dirs");
+        }
+        std::fs::write(&p, contents).expect("write file");
+        p
+    }
+
+    /// `dockhand ARGS` in the sandbox, colours off, no inherited socket.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(args)
+            .current_dir(self.path())
+            .env_remove("DOCKHAND_SOCKET")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `dockhand ARGS` to completion (at most two minutes).
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut child = self
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn dockhand");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if child.try_wait().expect("wait").is_some() {
+                return child.wait_with_output().expect("output");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("output");
+                panic!(
+                    "dockhand {args:?} did not finish within 2 minutes\nstdout: {}\nstderr: {}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `dockhand ARGS --json` and parses stdout.
+    pub fn json(&self, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("--json");
+        let out = self.run(&all);
+        let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "dockhand {all:?}: stdout is not JSON ({e})\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code(), v)
+    }
+
+    /// Starts `dockhand agent` in the sandbox and waits until it answers `status`.
+    pub fn start_agent(&self) -> AgentProc {
+        let log = self.path().join(format!("agent-{}.log", Instant::now().elapsed().as_nanos()));
+        let log_file = std::fs::File::create(&log).expect("agent log");
+        let child = self
+            .cmd(&["agent"])
+            .stdout(log_file.try_clone().expect("dup"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn dockhand agent");
+        let mut agent = AgentProc {
+            child: Some(child),
+            log,
+        };
+        let sock = self.state_dir().join("agent.sock");
+        let start = Instant::now();
+        loop {
+            if sock.exists() && self.run(&["status", "--json"]).status.code() != Some(3) {
+                break;
+            }
+            if let Some(status) = agent.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("the agent exited with {status} before it was ready:\n{}", agent.output());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the agent did not become ready within 60s:\n{}",
+                agent.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        agent
+    }
+
+    /// The proxy address the running agent reports.
+    pub fn proxy_addr(&self) -> String {
+        let (_, status) = self.json(&["status"]);
+        status["agent"]["proxy_listen"]
+            .as_str()
+            .expect("status has agent.proxy_listen")
+            .to_string()
+    }
+}
+
+/// A running `dockhand agent`; killed (SIGKILL) on drop if still running.
+pub struct AgentProc {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl AgentProc {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Everything the agent printed so far.
+    pub fn output(&self) -> String {
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// kill -9, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (at most 60 s) for a clean exit; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = c.try_wait().ok().flatten() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("the agent did not stop within 60s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,0 +1,490 @@
+//! Zero-downtime deploys and rollbacks.
+//!
+//! The steps, in order: commit a pending release → start its instances beside the old ones →
+//! run `pre_deploy` hooks in the new release's environment → wait until every new instance
+//! passes its health threshold within the service's deadline → commit the release as current
+//! → swap the routing table atomically → drain the old instances (no request or WebSocket
+//! holds them, or the drain timeout passed) → stop them → run `post_deploy` hooks. Any
+//! failure before the commit stops and removes the new instances; the old release never
+//! stops serving.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dockhand_api::{ApiError, DeployReport, ErrorCode, GateFailure, Progress};
+use dockhand_config::AppConfig;
+use dockhand_runtime::{InstanceState, OneShot};
+use dockhand_state::{DeploymentOutcome, EventLevel, ReleaseStatus};
+
+use crate::instances::{self, ActiveRelease, LiveInstance};
+use crate::{config_json, internal, routes, Agent, Sink};
+
+/// Releases retained for rollback beyond the current one.
+const KEEP_RELEASES: usize = 10;
+/// Timeout of one deploy hook.
+const HOOK_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a worker (no port) must stay up to pass its gate.
+const WORKER_MIN_UPTIME: Duration = Duration::from_secs(1);
+
+pub async fn deploy_new(
+    agent: &Arc<Agent>,
+    config: AppConfig,
+    requested_by: &str,
+    note: &str,
+    sink: Sink<'_>,
+) -> Result<DeployReport, ApiError> {
+    let (release, deployment) = agent
+        .store
+        .begin_deploy(&config_json(&config), requested_by, note)
+        .map_err(internal)?;
+    agent.event(
+        EventLevel::Info,
+        "deploy",
+        Some(release),
+        None,
+        &format!("deploy of release {release} started by {requested_by}"),
+    );
+    execute(agent, config, release, deployment, "deploy", sink).await
+}
+
+pub async fn rollback(
+    agent: &Arc<Agent>,
+    target: Option<i64>,
+    requested_by: &str,
+    sink: Sink<'_>,
+) -> Result<DeployReport, ApiError> {
+    let release = match target {
+        Some(id) => agent.store.release(id).map_err(internal)?.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!("release {id} does not exist; `dockhand releases` lists them"),
+            )
+        })?,
+        None => agent.store.previous_release().map_err(internal)?.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotFound,
+                "there is no earlier release to roll back to",
+            )
+        })?,
+    };
+    match release.status {
+        ReleaseStatus::Current => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("release {} is already the current release", release.id),
+            ))
+        }
+        ReleaseStatus::Pruned | ReleaseStatus::Pending => {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "release {} is {} and cannot be rolled back to; `dockhand releases` lists the retained ones",
+                    release.id,
+                    release.status.as_str()
+                ),
+            ))
+        }
+        ReleaseStatus::Retired | ReleaseStatus::Failed => {}
+    }
+    let config: AppConfig = serde_json::from_str(&release.config).map_err(internal)?;
+    let deployment = agent
+        .store
+        .begin_rollback(release.id, requested_by)
+        .map_err(internal)?;
+    agent.event(
+        EventLevel::Info,
+        "rollback",
+        Some(release.id),
+        None,
+        &format!("rollback to release {} started by {requested_by}", release.id),
+    );
+    execute(agent, config, release.id, deployment, "rollback", sink).await
+}
+
+async fn execute(
+    agent: &Arc<Agent>,
+    config: AppConfig,
+    release: i64,
+    deployment: i64,
+    kind: &str,
+    sink: Sink<'_>,
+) -> Result<DeployReport, ApiError> {
+    let started_at = Instant::now();
+    let say = |step: &str, service: Option<&str>, message: String| {
+        sink(Progress {
+            step: step.into(),
+            message: agent.redact(&message),
+            service: service.map(str::to_string),
+        })
+    };
+    let mut report = DeployReport {
+        release,
+        deployment,
+        kind: kind.into(),
+        succeeded: false,
+        message: String::new(),
+        duration_ms: 0,
+        failures: Vec::new(),
+        warnings: Vec::new(),
+    };
+    if let Some(current) = agent.live_config() {
+        if current.proxy != config.proxy {
+            report.warnings.push(
+                "the [proxy] settings changed; they take effect when the agent restarts".into(),
+            );
+        }
+    }
+
+    // 1. Start the new instances beside the old ones.
+    say(
+        "start",
+        None,
+        match agent.current_release_id() {
+            Some(current) => format!("starting release {release} beside release {current}"),
+            None => format!("starting release {release}"),
+        },
+    );
+    let new = match instances::start_release(agent, &config, release, deployment).await {
+        Ok(v) => v,
+        Err((partial, e)) => {
+            return fail(agent, &partial, report, started_at, e.message, sink).await;
+        }
+    };
+    for inst in &new {
+        say(
+            "start",
+            Some(&inst.service),
+            format!(
+                "{} started (pid {}{})",
+                inst.id,
+                inst.instance.pid().map(|p| p.to_string()).unwrap_or_default(),
+                inst.port.map(|p| format!(", port {p}")).unwrap_or_default()
+            ),
+        );
+    }
+
+    // 2. pre_deploy hooks, in the new release's environment.
+    for svc in config.services.values() {
+        let Some(hook) = &svc.hooks.pre_deploy else {
+            continue;
+        };
+        say("hook", Some(&svc.name), format!("pre_deploy: {hook}"));
+        if let Err(msg) = run_hook(agent, &config, &svc.name, hook, release, "pre_deploy").await {
+            report.failures.push(GateFailure {
+                service: svc.name.clone(),
+                instance: String::new(),
+                reason: msg.clone(),
+                last_probes: Vec::new(),
+                last_logs: Vec::new(),
+            });
+            return fail(agent, &new, report, started_at, msg, sink).await;
+        }
+    }
+
+    // 3. The health gate.
+    say(
+        "health",
+        None,
+        "waiting for every new instance to pass its health check".into(),
+    );
+    let mut gates = tokio::task::JoinSet::new();
+    for inst in &new {
+        let svc = &config.services[&inst.service];
+        let deadline = svc
+            .health
+            .as_ref()
+            .map(|h| h.deploy_timeout)
+            .unwrap_or(Duration::from_secs(60));
+        let inst = inst.clone();
+        gates.spawn(async move {
+            let r = gate(&inst, deadline).await;
+            (inst, r)
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(joined) = gates.join_next().await {
+        let (inst, result) = joined.map_err(internal)?;
+        match result {
+            Ok(()) => say(
+                "health",
+                Some(&inst.service),
+                format!("{} is healthy", inst.id),
+            ),
+            Err(reason) => {
+                say(
+                    "health",
+                    Some(&inst.service),
+                    format!("{} failed: {reason}", inst.id),
+                );
+                failures.push(gate_failure(agent, &inst, reason));
+                gates.abort_all();
+            }
+        }
+    }
+    if !failures.is_empty() {
+        let msg = format!(
+            "release {release} failed its health gate: {}",
+            failures
+                .iter()
+                .map(|f| format!("{} ({})", f.instance, f.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        report.failures = failures;
+        return fail(agent, &new, report, started_at, msg, sink).await;
+    }
+
+    // 4. Commit, then swap the routing table atomically.
+    let table = match routes::build_table(&config, &instances::backends_by_service(&new)) {
+        Ok(t) => t,
+        Err(e) => {
+            return fail(
+                agent,
+                &new,
+                report,
+                started_at,
+                format!("routing table: {e}"),
+                sink,
+            )
+            .await
+        }
+    };
+    agent
+        .store
+        .finish_deployment(deployment, DeploymentOutcome::Succeeded, "serving")
+        .map_err(internal)?;
+    let old_table = agent.proxy.set_routes(table);
+    let previous = agent.live_lock().replace(ActiveRelease {
+        id: release,
+        config: config.clone(),
+        instances: new.clone(),
+    });
+    drop(old_table);
+    say(
+        "swap",
+        None,
+        format!("release {release} now serves all traffic"),
+    );
+
+    // 5. Drain and stop the old instances.
+    if let Some(old) = previous {
+        let drain_timeout = config.proxy.drain_timeout;
+        let backends: Vec<_> = old
+            .instances
+            .iter()
+            .filter_map(|i| i.backend.clone())
+            .collect();
+        if !backends.is_empty() {
+            say(
+                "drain",
+                None,
+                format!(
+                    "draining release {} (up to {})",
+                    old.id,
+                    crate::health::humanize(drain_timeout)
+                ),
+            );
+            let outcome = agent.proxy.drain(&backends, drain_timeout).await;
+            if !outcome.idle {
+                report.warnings.push(format!(
+                    "{} request(s) or connection(s) to release {} were still open after the drain timeout",
+                    outcome.remaining, old.id
+                ));
+            }
+        }
+        say("stop", None, format!("stopping release {}", old.id));
+        instances::retire(agent, &old.instances).await;
+    }
+
+    // 6. post_deploy hooks: the release is live, so a failure is a warning.
+    for svc in config.services.values() {
+        let Some(hook) = &svc.hooks.post_deploy else {
+            continue;
+        };
+        say("hook", Some(&svc.name), format!("post_deploy: {hook}"));
+        if let Err(msg) = run_hook(agent, &config, &svc.name, hook, release, "post_deploy").await {
+            report.warnings.push(msg);
+        }
+    }
+
+    let _ = agent.store.prune_releases(KEEP_RELEASES);
+    report.succeeded = true;
+    report.duration_ms = started_at.elapsed().as_millis() as u64;
+    report.message = format!(
+        "release {release} is live ({} in {:.1}s)",
+        kind,
+        started_at.elapsed().as_secs_f64()
+    );
+    agent.event(EventLevel::Info, kind, Some(release), None, &report.message);
+    for w in &report.warnings {
+        agent.event(EventLevel::Warn, kind, Some(release), None, w);
+    }
+    Ok(report)
+}
+
+/// Stops the new instances, records the failure and returns it.
+async fn fail(
+    agent: &Arc<Agent>,
+    new: &[LiveInstance],
+    mut report: DeployReport,
+    started_at: Instant,
+    message: String,
+    sink: Sink<'_>,
+) -> Result<DeployReport, ApiError> {
+    let message = agent.redact(&message);
+    sink(Progress {
+        step: "abort".into(),
+        message: format!(
+            "stopping release {} — the current release keeps serving",
+            report.release
+        ),
+        service: None,
+    });
+    instances::retire(agent, new).await;
+    agent
+        .store
+        .finish_deployment(report.deployment, DeploymentOutcome::Failed, &message)
+        .map_err(internal)?;
+    agent.event(
+        EventLevel::Error,
+        &report.kind.clone(),
+        Some(report.release),
+        None,
+        &message,
+    );
+    report.succeeded = false;
+    report.duration_ms = started_at.elapsed().as_millis() as u64;
+    report.message = message;
+    Ok(report)
+}
+
+/// Waits until the instance passes its health threshold (web) or stays up (worker).
+async fn gate(inst: &LiveInstance, deadline: Duration) -> Result<(), String> {
+    let until = tokio::time::Instant::now() + deadline;
+    if inst.plan.is_none() {
+        tokio::time::sleep(WORKER_MIN_UPTIME.min(deadline)).await;
+        let st = inst.instance.status();
+        return match st.state {
+            InstanceState::Running if st.restarts == 0 => Ok(()),
+            _ => Err(exit_reason(inst)),
+        };
+    }
+    let mut health = inst.health.subscribe();
+    let mut proc = inst.instance.watch();
+    loop {
+        if inst.health.snapshot().healthy == Some(true) {
+            return Ok(());
+        }
+        let st = inst.instance.status();
+        if matches!(
+            st.state,
+            InstanceState::CrashLoop | InstanceState::Exited | InstanceState::Stopped
+        ) {
+            return Err(exit_reason(inst));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => {
+                let last = inst.health.snapshot().recent.back().map(|r| r.detail.clone());
+                return Err(format!(
+                    "not healthy within {}{}",
+                    crate::health::humanize(deadline),
+                    last.map(|d| format!(" (last probe: {d})")).unwrap_or_default()
+                ));
+            }
+            _ = health.changed() => {}
+            _ = proc.changed() => {}
+        }
+    }
+}
+
+fn exit_reason(inst: &LiveInstance) -> String {
+    let st = inst.instance.status();
+    let exit = st
+        .last_exit
+        .map(|e| e.describe())
+        .unwrap_or_else(|| "exited".into());
+    format!(
+        "the process did not stay up ({exit}; {} restart(s))",
+        st.restarts
+    )
+}
+
+fn gate_failure(agent: &Agent, inst: &LiveInstance, reason: String) -> GateFailure {
+    let last_probes = inst
+        .health
+        .snapshot()
+        .recent
+        .iter()
+        .map(|r| format!("{} {}", r.at, r.detail))
+        .collect();
+    let last_logs = dockhand_runtime::read_log(
+        &inst.log_path,
+        &dockhand_runtime::LogQuery {
+            tail: Some(20),
+            ..Default::default()
+        },
+    )
+    .unwrap_or_default()
+    .into_iter()
+    .map(|l| agent.redact(&l.text))
+    .collect();
+    GateFailure {
+        service: inst.service.clone(),
+        instance: inst.id.clone(),
+        reason: agent.redact(&reason),
+        last_probes,
+        last_logs,
+    }
+}
+
+async fn run_hook(
+    agent: &Arc<Agent>,
+    config: &AppConfig,
+    service: &str,
+    hook: &str,
+    release: i64,
+    which: &str,
+) -> Result<(), String> {
+    let svc = &config.services[service];
+    let secrets = instances::secrets_for(agent, config).map_err(|e| e.message)?;
+    let env = instances::service_env(config, svc, release, secrets.as_ref()).map_err(|e| e.message)?;
+    let log_path = agent
+        .opts
+        .state_dir
+        .join("logs")
+        .join(service)
+        .join(format!("{which}-r{release}.log"));
+    let out = agent
+        .runtime
+        .run_once(OneShot {
+            command: hook.to_string(),
+            workdir: svc.workdir.clone(),
+            env,
+            timeout: HOOK_TIMEOUT,
+            log_path: Some(log_path),
+        })
+        .await
+        .map_err(|e| format!("{which} hook of {service} could not run: {e}"))?;
+    let tail: String = out
+        .output
+        .lines()
+        .rev()
+        .take(10)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    match (out.timed_out, out.exit_code) {
+        (true, _) => Err(agent.redact(&format!(
+            "{which} hook of {service} (`{hook}`) timed out after {}s\n{tail}",
+            HOOK_TIMEOUT.as_secs()
+        ))),
+        (false, Some(0)) => Ok(()),
+        (false, code) => Err(agent.redact(&format!(
+            "{which} hook of {service} (`{hook}`) failed with {}\n{tail}",
+            code.map(|c| format!("exit code {c}"))
+                .unwrap_or_else(|| "a signal".into())
+        ))),
+    }
+}

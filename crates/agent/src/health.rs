@@ -1,0 +1,307 @@
+//! Health probing: one HTTP GET (or TCP connect) against an instance, and the prober task
+//! that repeats it on the service's interval and turns results into a healthy flag.
+//!
+//! The prober is the only writer of an instance's health and of its backend's `healthy` flag,
+//! so the proxy's round-robin skips an instance as soon as it fails `unhealthy_threshold`
+//! probes in a row, and takes it back after `healthy_threshold` successes.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dockhand_config::HealthCheck;
+use dockhand_proxy::Backend;
+use http_body_util::{BodyExt, Empty};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// How an instance's health is judged.
+#[derive(Debug, Clone)]
+pub enum ProbeKind {
+    /// GET `path`, expect `status`.
+    Http { path: String, status: u16 },
+    /// The port accepts a TCP connection (a web service without a health check).
+    Tcp,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProbePlan {
+    pub kind: ProbeKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+impl ProbePlan {
+    pub fn for_service(health: Option<&HealthCheck>) -> ProbePlan {
+        match health {
+            Some(h) => ProbePlan {
+                kind: ProbeKind::Http {
+                    path: h.path.clone(),
+                    status: h.expected_status,
+                },
+                interval: h.interval,
+                timeout: h.timeout,
+                healthy_threshold: h.healthy_threshold.max(1),
+                unhealthy_threshold: h.unhealthy_threshold.max(1),
+            },
+            None => ProbePlan {
+                kind: ProbeKind::Tcp,
+                interval: Duration::from_secs(2),
+                timeout: Duration::from_secs(2),
+                healthy_threshold: 1,
+                unhealthy_threshold: 3,
+            },
+        }
+    }
+}
+
+/// The result of one probe, kept for `status` and for gate-failure reports.
+#[derive(Debug, Clone)]
+pub struct ProbeResult {
+    pub ok: bool,
+    pub at: String,
+    pub detail: String,
+    pub status: Option<u16>,
+}
+
+/// What the prober knows of one instance.
+#[derive(Debug, Clone, Default)]
+pub struct HealthState {
+    /// `None` until the first threshold is crossed either way.
+    pub healthy: Option<bool>,
+    pub consecutive_ok: u32,
+    pub consecutive_fail: u32,
+    pub recent: VecDeque<ProbeResult>,
+}
+
+const RECENT: usize = 5;
+
+/// Shared health of one instance; cheap to clone.
+#[derive(Clone)]
+pub struct Health {
+    inner: Arc<Mutex<HealthState>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Health {
+    pub fn new() -> Health {
+        Health {
+            inner: Arc::new(Mutex::new(HealthState::default())),
+            changed: watch::channel(0).0,
+        }
+    }
+
+    pub fn snapshot(&self) -> HealthState {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Records one result; returns the new healthy verdict if it changed.
+    fn record(&self, plan: &ProbePlan, result: ProbeResult) -> Option<bool> {
+        let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if result.ok {
+            st.consecutive_ok += 1;
+            st.consecutive_fail = 0;
+        } else {
+            st.consecutive_fail += 1;
+            st.consecutive_ok = 0;
+        }
+        st.recent.push_back(result);
+        while st.recent.len() > RECENT {
+            st.recent.pop_front();
+        }
+        let verdict = if st.consecutive_ok >= plan.healthy_threshold {
+            Some(true)
+        } else if st.consecutive_fail >= plan.unhealthy_threshold {
+            Some(false)
+        } else {
+            st.healthy
+        };
+        let changed = verdict != st.healthy;
+        st.healthy = verdict;
+        drop(st);
+        self.changed.send_modify(|n| *n += 1);
+        changed.then_some(verdict.unwrap_or(false))
+    }
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health::new()
+    }
+}
+
+/// Probes `addr` once according to `plan`.
+pub async fn probe(addr: SocketAddr, plan: &ProbePlan) -> ProbeResult {
+    let outcome = tokio::time::timeout(plan.timeout, probe_inner(addr, &plan.kind)).await;
+    let at = dockhand_state::now();
+    match outcome {
+        Ok(Ok((status, detail))) => ProbeResult {
+            ok: match &plan.kind {
+                ProbeKind::Http { status: want, .. } => status == Some(*want),
+                ProbeKind::Tcp => true,
+            },
+            at,
+            detail,
+            status,
+        },
+        Ok(Err(e)) => ProbeResult {
+            ok: false,
+            at,
+            detail: e,
+            status: None,
+        },
+        Err(_) => ProbeResult {
+            ok: false,
+            at,
+            detail: format!("no answer within {}", humanize(plan.timeout)),
+            status: None,
+        },
+    }
+}
+
+async fn probe_inner(addr: SocketAddr, kind: &ProbeKind) -> Result<(Option<u16>, String), String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    let path = match kind {
+        ProbeKind::Tcp => return Ok((None, format!("{addr} accepts connections"))),
+        ProbeKind::Http { path, .. } => path,
+    };
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(io)
+        .await
+        .map_err(|e| format!("http handshake with {addr}: {e}"))?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = hyper::Request::get(path.as_str())
+        .header(hyper::header::HOST, "localhost")
+        .header(hyper::header::USER_AGENT, "dockhand-health")
+        .header(hyper::header::CONNECTION, "close")
+        .body(Empty::new())
+        .map_err(|e| format!("bad health path {path:?}: {e}"))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("GET {path}: {e}"))?;
+    let status = resp.status().as_u16();
+    let mut body = Vec::new();
+    let mut incoming = resp.into_body();
+    while body.len() < 200 {
+        match incoming.frame().await {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    body.extend_from_slice(data);
+                }
+            }
+            _ => break,
+        }
+    }
+    driver.abort();
+    body.truncate(200);
+    let text = String::from_utf8_lossy(&body);
+    let text = text.trim();
+    let mut detail = format!("GET {path} → {status}");
+    if !text.is_empty() {
+        detail.push_str(&format!(": {}", text.replace(['\n', '\r'], " ")));
+    }
+    if status == 404 {
+        detail.push_str(&format!(
+            " (the service has no route {path}: is `health.path` right?)"
+        ));
+    }
+    Ok((Some(status), detail))
+}
+
+/// Runs probes forever (until aborted), updating `health` and the backend's flag.
+pub async fn run_prober(
+    addr: SocketAddr,
+    plan: ProbePlan,
+    health: Health,
+    backend: Option<Arc<Backend>>,
+    on_change: impl Fn(bool, &ProbeResult) + Send + 'static,
+) {
+    loop {
+        let result = probe(addr, &plan).await;
+        let last = result.clone();
+        if let Some(verdict) = health.record(&plan, result) {
+            if let Some(b) = &backend {
+                b.set_healthy(verdict);
+            }
+            on_change(verdict, &last);
+        }
+        tokio::time::sleep(plan.interval).await;
+    }
+}
+
+pub fn humanize(d: Duration) -> String {
+    if d.as_millis() % 1000 == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(h: u32, u: u32) -> ProbePlan {
+        ProbePlan {
+            kind: ProbeKind::Tcp,
+            interval: Duration::from_millis(10),
+            timeout: Duration::from_millis(10),
+            healthy_threshold: h,
+            unhealthy_threshold: u,
+        }
+    }
+
+    fn r(ok: bool) -> ProbeResult {
+        ProbeResult {
+            ok,
+            at: String::new(),
+            detail: String::new(),
+            status: None,
+        }
+    }
+
+    #[test]
+    fn thresholds_decide_verdict_changes() {
+        let h = Health::new();
+        let p = plan(2, 3);
+        assert_eq!(h.record(&p, r(true)), None);
+        assert_eq!(h.record(&p, r(true)), Some(true));
+        assert_eq!(h.record(&p, r(false)), None);
+        assert_eq!(h.record(&p, r(false)), None);
+        assert_eq!(h.record(&p, r(true)), None);
+        assert_eq!(h.record(&p, r(false)), None);
+        assert_eq!(h.record(&p, r(false)), None);
+        assert_eq!(h.record(&p, r(false)), Some(false));
+        assert_eq!(h.snapshot().recent.len(), RECENT);
+    }
+
+    #[tokio::test]
+    async fn probe_of_a_closed_port_fails_with_the_reason() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let p = ProbePlan {
+            kind: ProbeKind::Http {
+                path: "/health".into(),
+                status: 200,
+            },
+            ..plan(1, 1)
+        };
+        let res = probe(addr, &p).await;
+        assert!(!res.ok);
+        assert!(res.detail.contains("connect"), "{}", res.detail);
+    }
+}

@@ -1,0 +1,285 @@
+//! Starting and stopping the instances of a release: ports, environment, log files, records
+//! in the state database and one health prober per web instance.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+
+use dockhand_api::{ApiError, ErrorCode};
+use dockhand_config::{AppConfig, Secrets, ServiceConfig};
+use dockhand_proxy::Backend;
+use dockhand_runtime::{Instance, InstanceSpec};
+use dockhand_state::{EventLevel, InstanceRecord};
+use tokio::task::JoinHandle;
+
+use crate::health::{self, Health, ProbePlan};
+use crate::Agent;
+
+/// The release that serves and its instances.
+pub struct ActiveRelease {
+    pub id: i64,
+    pub config: AppConfig,
+    pub instances: Vec<LiveInstance>,
+}
+
+/// One running instance of a service, as the agent tracks it.
+#[derive(Clone)]
+pub struct LiveInstance {
+    pub id: String,
+    pub service: String,
+    pub release: i64,
+    pub port: Option<u16>,
+    pub instance: Instance,
+    pub backend: Option<Arc<Backend>>,
+    pub health: Health,
+    pub plan: Option<ProbePlan>,
+    pub log_path: PathBuf,
+    prober: Option<Arc<AbortOnDrop>>,
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl LiveInstance {
+    fn stop_probing(&self) {
+        if let Some(p) = &self.prober {
+            p.0.abort();
+        }
+    }
+}
+
+static NEXT_BACKEND: AtomicU64 = AtomicU64::new(1);
+
+/// Starts every replica of every service of `config`. On failure, returns what was started
+/// (for the caller to stop) and the error.
+pub async fn start_release(
+    agent: &Arc<Agent>,
+    config: &AppConfig,
+    release: i64,
+    deployment: i64,
+) -> Result<Vec<LiveInstance>, (Vec<LiveInstance>, ApiError)> {
+    let secrets = load_secrets(agent, config).map_err(|e| (Vec::new(), e))?;
+    let mut started = Vec::new();
+    for svc in config.services.values() {
+        for index in 0..svc.replicas {
+            match start_instance(agent, config, svc, release, deployment, index, &secrets) {
+                Ok(inst) => started.push(inst),
+                Err(e) => return Err((started, e)),
+            }
+        }
+    }
+    Ok(started)
+}
+
+fn load_secrets(agent: &Agent, config: &AppConfig) -> Result<Option<Secrets>, ApiError> {
+    let needed = config
+        .services
+        .values()
+        .any(|s| !s.secret_names().is_empty());
+    if !needed {
+        return Ok(None);
+    }
+    let secrets = Secrets::load(&config.secrets_file)
+        .map_err(|e| ApiError::new(ErrorCode::Failed, e.to_string()))?;
+    *agent
+        .secret_values
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = secrets.values().map(str::to_string).collect();
+    Ok(Some(secrets))
+}
+
+/// The environment a service's processes (and its hooks and `exec`) get.
+pub fn service_env(
+    config: &AppConfig,
+    svc: &ServiceConfig,
+    release: i64,
+    secrets: Option<&Secrets>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let empty = Secrets::empty();
+    let resolved = svc
+        .resolved_env(secrets.unwrap_or(&empty))
+        .map_err(|e| ApiError::new(ErrorCode::Failed, e.to_string()))?;
+    let mut env: Vec<(String, String)> = resolved.into_iter().collect();
+    env.push(("DOCKHAND_APP".into(), config.app.clone()));
+    env.push(("DOCKHAND_RELEASE".into(), release.to_string()));
+    Ok(env)
+}
+
+/// Loads the secrets of `config` (if it uses any) for a one-off command.
+pub fn secrets_for(agent: &Agent, config: &AppConfig) -> Result<Option<Secrets>, ApiError> {
+    load_secrets(agent, config)
+}
+
+fn start_instance(
+    agent: &Arc<Agent>,
+    config: &AppConfig,
+    svc: &ServiceConfig,
+    release: i64,
+    deployment: i64,
+    index: u32,
+    secrets: &Option<Secrets>,
+) -> Result<LiveInstance, ApiError> {
+    let id = format!("d{deployment}r{release}-{}-{index}", svc.name);
+    let port = match svc.port {
+        Some(_) => Some(free_port().map_err(|e| {
+            ApiError::new(
+                ErrorCode::Failed,
+                format!("no free port for {}: {e}", svc.name),
+            )
+        })?),
+        None => None,
+    };
+    let mut env = service_env(config, svc, release, secrets.as_ref())?;
+    if let Some(p) = port {
+        env.push(("PORT".into(), p.to_string()));
+    }
+    let log_path = agent
+        .opts
+        .state_dir
+        .join("logs")
+        .join(&svc.name)
+        .join(format!("{id}.log"));
+    if let Some(dir) = log_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            ApiError::new(
+                ErrorCode::Failed,
+                format!("failed to create log directory {}: {e}", dir.display()),
+            )
+        })?;
+    }
+    let spec = InstanceSpec {
+        instance_id: id.clone(),
+        service: svc.name.clone(),
+        command: svc.command.clone(),
+        workdir: svc.workdir.clone(),
+        env,
+        log_path: log_path.clone(),
+        restart: runtime_restart(svc.restart),
+        memory_limit: svc.memory_limit,
+        stop_grace: svc.stop_timeout,
+    };
+    let instance = agent.runtime.start(spec).map_err(|e| {
+        ApiError::new(
+            ErrorCode::Failed,
+            format!("failed to start {} (`{}`): {e}", svc.name, svc.command),
+        )
+    })?;
+    let _ = agent.store.put_instance(&InstanceRecord {
+        id: id.clone(),
+        release,
+        deployment,
+        service: svc.name.clone(),
+        index,
+        port,
+        pid: instance.pid(),
+        started_at: dockhand_state::now(),
+    });
+
+    let health = Health::new();
+    let (backend, plan, prober) = match port {
+        Some(p) => {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, p));
+            let backend = Backend::new(NEXT_BACKEND.fetch_add(1, Ordering::Relaxed), addr);
+            backend.set_healthy(false);
+            let plan = ProbePlan::for_service(svc.health.as_ref());
+            let weak: Weak<Agent> = Arc::downgrade(agent);
+            let (svc_name, inst_id) = (svc.name.clone(), id.clone());
+            let task = tokio::spawn(health::run_prober(
+                addr,
+                plan.clone(),
+                health.clone(),
+                Some(backend.clone()),
+                move |healthy, last| {
+                    if let Some(agent) = weak.upgrade() {
+                        let (level, word) = if healthy {
+                            (EventLevel::Info, "healthy")
+                        } else {
+                            (EventLevel::Warn, "unhealthy")
+                        };
+                        agent.event(
+                            level,
+                            "health",
+                            Some(release),
+                            Some(&svc_name),
+                            &format!("{inst_id} is {word}: {}", last.detail),
+                        );
+                    }
+                },
+            ));
+            (
+                Some(backend),
+                Some(plan),
+                Some(Arc::new(AbortOnDrop(task))),
+            )
+        }
+        None => (None, None, None),
+    };
+    let live = LiveInstance {
+        id: id.clone(),
+        service: svc.name.clone(),
+        release,
+        port,
+        instance,
+        backend,
+        health,
+        plan,
+        log_path,
+        prober,
+    };
+    agent
+        .registry_lock()
+        .insert(id.clone(), live.clone());
+    Ok(live)
+}
+
+/// Stops instances concurrently (each with its own grace period) and forgets them.
+pub async fn stop_all(instances: &[LiveInstance]) {
+    let mut set = tokio::task::JoinSet::new();
+    for inst in instances {
+        inst.stop_probing();
+        let i = inst.instance.clone();
+        set.spawn(async move { i.stop().await });
+    }
+    while set.join_next().await.is_some() {}
+}
+
+/// Stops instances and removes them from the registry and the state database.
+pub async fn retire(agent: &Agent, instances: &[LiveInstance]) {
+    stop_all(instances).await;
+    let mut reg = agent.registry_lock();
+    for inst in instances {
+        reg.remove(&inst.id);
+        let _ = agent.store.remove_instance(&inst.id);
+    }
+}
+
+pub fn backends_by_service(instances: &[LiveInstance]) -> BTreeMap<String, Vec<Arc<Backend>>> {
+    let mut map: BTreeMap<String, Vec<Arc<Backend>>> = BTreeMap::new();
+    for inst in instances {
+        if let Some(b) = &inst.backend {
+            map.entry(inst.service.clone()).or_default().push(b.clone());
+        }
+    }
+    map
+}
+
+fn runtime_restart(p: dockhand_config::RestartPolicy) -> dockhand_runtime::RestartPolicy {
+    match p {
+        dockhand_config::RestartPolicy::Always => dockhand_runtime::RestartPolicy::Always,
+        dockhand_config::RestartPolicy::OnFailure => dockhand_runtime::RestartPolicy::OnFailure,
+        dockhand_config::RestartPolicy::Never => dockhand_runtime::RestartPolicy::Never,
+    }
+}
+
+/// A port free on loopback right now (the OS does not hand it out again immediately).
+fn free_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    Ok(l.local_addr()?.port())
+}

@@ -1,0 +1,96 @@
+//! The `status` and `releases` answers, assembled from live instances and the database.
+
+use dockhand_api::{AgentInfo, ApiError, InstanceStatus, ReleaseInfo, ServiceStatus, StatusReport};
+use dockhand_state::Release;
+
+use crate::{internal, routes, Agent};
+
+pub fn report(agent: &Agent) -> Result<StatusReport, ApiError> {
+    let current = agent.store.current_release().map_err(internal)?;
+    let live = agent.live_lock();
+    let mut services = Vec::new();
+    let mut app = String::new();
+    let mut urls = Vec::new();
+    if let Some(active) = live.as_ref() {
+        app = active.config.app.clone();
+        urls = routes::urls(&active.config, agent.proxy_addr());
+        for svc in active.config.services.values() {
+            let instances = active
+                .instances
+                .iter()
+                .filter(|i| i.service == svc.name)
+                .map(|i| {
+                    let st = i.instance.status();
+                    let health = i.health.snapshot();
+                    InstanceStatus {
+                        id: i.id.clone(),
+                        release: i.release,
+                        pid: st.pid,
+                        port: i.port,
+                        state: serde_json::to_value(st.state)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        health: match (i.plan.is_some(), health.healthy) {
+                            (false, _) => "none".into(),
+                            (true, Some(true)) => "healthy".into(),
+                            (true, Some(false)) => "unhealthy".into(),
+                            (true, None) => "unknown".into(),
+                        },
+                        restarts: st.restarts,
+                        uptime_secs: st
+                            .started_at
+                            .and_then(|t| t.elapsed().ok())
+                            .map(|d| d.as_secs())
+                            .unwrap_or(0),
+                        last_probe: health.recent.back().map(|r| r.detail.clone()),
+                    }
+                })
+                .collect();
+            services.push(ServiceStatus {
+                name: svc.name.clone(),
+                replicas: svc.replicas,
+                route: svc.route.as_ref().map(|r| {
+                    format!("{}{}", r.host.clone().unwrap_or_else(|| "*".into()), r.path)
+                }),
+                instances,
+            });
+        }
+    }
+    drop(live);
+    if app.is_empty() {
+        app = dockhand_config::load(
+            &agent.opts.config_path,
+            &dockhand_config::LoadOptions::from_process_env(),
+        )
+        .map(|l| l.config.app)
+        .unwrap_or_default();
+    }
+    Ok(StatusReport {
+        app,
+        agent: AgentInfo {
+            id: agent.agent_id.clone(),
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            started_at: agent.started_at.clone(),
+            uptime_secs: agent.started.elapsed().as_secs(),
+            state_dir: agent.opts.state_dir.display().to_string(),
+            config_path: agent.opts.config_path.display().to_string(),
+            proxy_listen: agent.proxy_addr().to_string(),
+        },
+        current_release: current.as_ref().map(release_info),
+        deploying: agent.lock.holder(),
+        services,
+        urls,
+    })
+}
+
+pub fn release_info(r: &Release) -> ReleaseInfo {
+    ReleaseInfo {
+        id: r.id,
+        status: r.status.as_str().into(),
+        created_at: r.created_at.clone(),
+        activated_at: r.activated_at.clone(),
+        note: r.note.clone(),
+    }
+}

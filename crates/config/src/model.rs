@@ -1,0 +1,247 @@
+//! The typed, fully resolved configuration: defaults applied, variables interpolated, paths
+//! absolute. `AppConfig` is stored in the state database as JSON with each release, so it
+//! never holds a secret value: `${secret.NAME}` references stay in `EnvValue` templates and
+//! are only substituted by [`ServiceConfig::resolved_env`] when a process is started.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::secrets::{Secrets, SecretsError};
+
+/// A whole `dockhand.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AppConfig {
+    pub app: String,
+    pub project_dir: PathBuf,
+    pub config_path: PathBuf,
+    pub secrets_file: PathBuf,
+    pub proxy: ProxySettings,
+    pub services: BTreeMap<String, ServiceConfig>,
+}
+
+impl AppConfig {
+    /// The services that listen on a port (and so can be health-checked and routed to).
+    pub fn web_services(&self) -> impl Iterator<Item = &ServiceConfig> {
+        self.services.values().filter(|s| s.port.is_some())
+    }
+}
+
+/// The `[proxy]` table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProxySettings {
+    pub listen: SocketAddr,
+    pub workers: Option<usize>,
+    pub max_request_body: u64,
+    pub client_header_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_response_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+impl Default for ProxySettings {
+    fn default() -> ProxySettings {
+        ProxySettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: None,
+            max_request_body: 10 * 1024 * 1024,
+            client_header_timeout: Duration::from_secs(10),
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_response_timeout: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One `[services.<name>]` table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServiceConfig {
+    pub name: String,
+    pub command: String,
+    pub workdir: PathBuf,
+    pub port: Option<u16>,
+    pub env: BTreeMap<String, EnvValue>,
+    pub health: Option<HealthCheck>,
+    pub route: Option<Route>,
+    pub replicas: u32,
+    pub restart: RestartPolicy,
+    pub memory_limit: Option<u64>,
+    pub stop_timeout: Duration,
+    pub hooks: Hooks,
+}
+
+impl ServiceConfig {
+    /// The environment of the service with every `${secret.NAME}` substituted.
+    pub fn resolved_env(
+        &self,
+        secrets: &Secrets,
+    ) -> Result<BTreeMap<String, String>, SecretsError> {
+        self.env
+            .iter()
+            .map(|(name, value)| Ok((name.clone(), value.resolve(secrets)?)))
+            .collect()
+    }
+
+    /// The names of the secrets the service's environment refers to.
+    pub fn secret_names(&self) -> BTreeSet<String> {
+        self.env
+            .values()
+            .flat_map(|value| value.secret_names())
+            .collect()
+    }
+}
+
+/// An environment value after interpolation, as a template: `${secret.NAME}` stands for a
+/// secret and `$$` for a literal `$` (so a `$` that came from a variable or from `$$` in the
+/// file can never be mistaken for a secret reference). Every other character is literal.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct EnvValue(String);
+
+impl EnvValue {
+    /// Wraps a template (see the type's documentation for its syntax).
+    pub fn from_template(template: impl Into<String>) -> EnvValue {
+        EnvValue(template.into())
+    }
+
+    /// A value with no secret in it; any `$` is escaped.
+    pub fn literal(value: &str) -> EnvValue {
+        EnvValue(value.replace('$', "$$"))
+    }
+
+    /// The template text, with secret references unresolved.
+    pub fn template(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the value refers to any secret.
+    pub fn has_secrets(&self) -> bool {
+        !self.secret_names().is_empty()
+    }
+
+    /// The names of the secrets referred to, in order.
+    pub fn secret_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        let _ = render(&self.0, |name| {
+            names.push(name.to_string());
+            Some("")
+        });
+        names
+    }
+
+    /// The final value, with secrets substituted from `secrets`.
+    pub fn resolve(&self, secrets: &Secrets) -> Result<String, SecretsError> {
+        render(&self.0, |name| secrets.get(name)).map_err(|name| SecretsError::Missing {
+            name,
+            path: secrets.path().to_path_buf(),
+        })
+    }
+}
+
+/// Expands a template, asking `secret` for each secret; fails with the first unknown name.
+fn render<'s>(
+    template: &str,
+    mut secret: impl FnMut(&str) -> Option<&'s str>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(dollar) = rest.find('$') {
+        out.push_str(&rest[..dollar]);
+        rest = &rest[dollar..];
+        if let Some(after) = rest.strip_prefix("$$") {
+            out.push('$');
+            rest = after;
+        } else if let Some((name, after)) = rest
+            .strip_prefix("${secret.")
+            .and_then(|r| r.split_once('}'))
+        {
+            out.push_str(secret(name).ok_or_else(|| name.to_string())?);
+            rest = after;
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A service's `health` table: an HTTP GET to each instance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub expected_status: u16,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    pub deploy_timeout: Duration,
+}
+
+impl HealthCheck {
+    /// The defaults for a check of `path`.
+    pub fn with_path(path: impl Into<String>) -> HealthCheck {
+        HealthCheck {
+            path: path.into(),
+            expected_status: 200,
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(2),
+            healthy_threshold: 1,
+            unhealthy_threshold: 3,
+            deploy_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A service's `route` table: which requests the proxy sends to it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Route {
+    /// Lowercase host name without a port; `None` matches every host.
+    pub host: Option<String>,
+    /// Path prefix, starting with `/`, without a trailing `/` unless it is `/` itself.
+    pub path: String,
+    pub strip_prefix: bool,
+}
+
+/// What the supervisor does when a process exits.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// Commands run around a deploy, in the service's working directory and environment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Hooks {
+    pub pre_deploy: Option<String>,
+    pub post_deploy: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_escape_dollars_and_keep_secrets() {
+        let value = EnvValue::from_template("a$$b ${secret.X} $${secret.Y} $");
+        assert_eq!(value.secret_names(), vec!["X".to_string()]);
+        let secrets = Secrets::empty();
+        assert!(matches!(
+            value.resolve(&secrets),
+            Err(SecretsError::Missing { name, .. }) if name == "X"
+        ));
+        let literal = EnvValue::literal("p$ss");
+        assert_eq!(literal.template(), "p$$ss");
+        assert_eq!(literal.resolve(&secrets).unwrap(), "p$ss");
+        assert_eq!(
+            EnvValue::from_template("$${secret.Y}").resolve(&secrets).unwrap(),
+            "${secret.Y}"
+        );
+    }
+}

@@ -1,0 +1,642 @@
+//! The walk over the `toml_edit` tree that turns `dockhand.toml` into an [`AppConfig`]. It is
+//! hand-written rather than derived with serde so that every problem (unknown key, wrong
+//! type, bad value) is reported with the span of the key or value at fault, and so that all
+//! problems are collected instead of stopping at the first. This file holds the walker, its
+//! typed getters and the top-level and `[proxy]` tables; `service.rs` holds the services.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml_edit::{ImDocument, Item, Key, TableLike, Value};
+
+use crate::diagnostic::{Diagnostic, Severity, SourceMap};
+use crate::interpolate::{interpolate, Interpolated, SecretMode, Vars};
+use crate::model::{AppConfig, ProxySettings};
+use crate::secrets::Secrets;
+use crate::units::{parse_duration, parse_size, DURATION_HELP, SIZE_HELP};
+
+const TOP_KEYS: &[&str] = &["app", "secrets_file", "proxy", "services"];
+const PROXY_KEYS: &[&str] = &[
+    "listen",
+    "workers",
+    "max_body",
+    "client_header_timeout",
+    "upstream_connect_timeout",
+    "upstream_response_timeout",
+    "drain_timeout",
+];
+
+/// Parses and validates `text`; the config is only meaningful when no error was reported.
+pub(crate) fn parse(
+    map: &SourceMap<'_>,
+    vars: &Vars<'_>,
+    config_path: &Path,
+    project_dir: &Path,
+) -> (AppConfig, Vec<Diagnostic>) {
+    let mut parser = Parser {
+        map,
+        vars,
+        project_dir,
+        diagnostics: Vec::new(),
+        secret_uses: Vec::new(),
+        routes: Vec::new(),
+    };
+    let mut config = AppConfig {
+        app: String::new(),
+        project_dir: project_dir.to_path_buf(),
+        config_path: config_path.to_path_buf(),
+        secrets_file: project_dir.join(".dockhand").join("secrets.env"),
+        proxy: ProxySettings::default(),
+        services: Default::default(),
+    };
+    match ImDocument::parse(map.text()) {
+        Ok(document) => {
+            parser.document(document.as_table(), &mut config);
+            parser.check_routes();
+            parser.check_secrets(&config.secrets_file);
+        }
+        Err(error) => {
+            let span = error.span().unwrap_or(0..0);
+            let mut lines = error.message().trim().lines();
+            let message = lines.next().unwrap_or("syntax error");
+            let rest: Vec<&str> = lines.map(str::trim).filter(|l| !l.is_empty()).collect();
+            let help = (!rest.is_empty()).then(|| rest.join("; "));
+            parser.error(span, None, format!("invalid TOML: {message}"), help);
+        }
+    }
+    (config, parser.diagnostics)
+}
+
+/// One `key = value` of a table, with its dotted path from the root.
+pub(crate) struct Field<'t> {
+    pub name: &'t str,
+    pub key: &'t Key,
+    pub item: &'t Item,
+    pub path: String,
+}
+
+/// The known fields of a table, in source order.
+pub(crate) struct Fields<'t>(Vec<Field<'t>>);
+
+impl<'t> Fields<'t> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Field<'t>> {
+        self.0.iter().find(|f| f.name == name)
+    }
+}
+
+pub(crate) struct SecretUse {
+    pub name: String,
+    pub span: Range<usize>,
+    pub key: String,
+}
+
+pub(crate) struct RouteSite {
+    pub service: String,
+    pub host: Option<String>,
+    pub path: String,
+    pub span: Range<usize>,
+    pub key: String,
+}
+
+pub(crate) struct Parser<'p> {
+    pub map: &'p SourceMap<'p>,
+    pub vars: &'p Vars<'p>,
+    pub project_dir: &'p Path,
+    pub diagnostics: Vec<Diagnostic>,
+    pub secret_uses: Vec<SecretUse>,
+    pub routes: Vec<RouteSite>,
+}
+
+impl Parser<'_> {
+    fn document(&mut self, root: &toml_edit::Table, config: &mut AppConfig) {
+        let fields = self.fields(root, "", TOP_KEYS, "at the top level");
+        match fields.get("app") {
+            Some(f) => {
+                if let Some(app) = self.string(f) {
+                    if let Some(problem) = name_problem(&app) {
+                        self.error(
+                            value_span(f),
+                            Some(&f.path),
+                            format!("invalid app name `{app}`: {problem}"),
+                            Some(NAME_HELP.into()),
+                        );
+                    }
+                    config.app = app;
+                }
+            }
+            None => self.error(
+                0..0,
+                Some("app"),
+                "missing required key `app`".into(),
+                Some("add a line like app = \"shop\" at the top of the file".into()),
+            ),
+        }
+        if let Some(f) = fields.get("secrets_file") {
+            if let Some(file) = self.string(f) {
+                config.secrets_file = self.project_dir.join(file);
+            }
+        }
+        if let Some(table) = fields.get("proxy").and_then(|f| self.table(f)) {
+            config.proxy = self.proxy(table);
+        }
+        match fields.get("services") {
+            Some(f) if matches!(f.item, Item::ArrayOfTables(_)) => self.error(
+                key_span(f),
+                Some(&f.path),
+                "`services` must be a table of named services, not an array".into(),
+                Some("write one [services.<name>] table per service, e.g. [services.web]".into()),
+            ),
+            Some(f) => {
+                if let Some(table) = self.table(f) {
+                    config.services = self.services(table, key_span(f));
+                }
+            }
+            None => self.error(
+                0..0,
+                Some("services"),
+                "no services defined".into(),
+                Some("add a service, e.g. [services.web] with command = \"./server\"".into()),
+            ),
+        }
+    }
+
+    fn proxy(&mut self, table: &dyn TableLike) -> ProxySettings {
+        let fields = self.fields(table, "proxy", PROXY_KEYS, "in [proxy]");
+        let mut proxy = ProxySettings::default();
+        if let Some(f) = fields.get("listen") {
+            if let Some(text) = self.string(f) {
+                match text.parse() {
+                    Ok(addr) => proxy.listen = addr,
+                    Err(_) => self.error(
+                        value_span(f),
+                        Some(&f.path),
+                        format!("invalid listen address `{text}`"),
+                        Some("use an IP address and a port, e.g. \"127.0.0.1:8080\" or \"0.0.0.0:80\"".into()),
+                    ),
+                }
+            }
+        }
+        if let Some(f) = fields.get("workers") {
+            proxy.workers = self.integer_in(f, 1, 1024);
+        }
+        if let Some(f) = fields.get("max_body") {
+            if let Some(size) = self.size(f) {
+                proxy.max_request_body = size;
+            }
+        }
+        for (name, slot) in [
+            ("client_header_timeout", &mut proxy.client_header_timeout),
+            ("upstream_connect_timeout", &mut proxy.upstream_connect_timeout),
+            ("upstream_response_timeout", &mut proxy.upstream_response_timeout),
+        ] {
+            if let Some(value) = fields.get(name).and_then(|f| self.duration(f, false)) {
+                *slot = value;
+            }
+        }
+        if let Some(value) = fields.get("drain_timeout").and_then(|f| self.duration(f, true)) {
+            proxy.drain_timeout = value;
+        }
+        proxy
+    }
+
+    /// Loads the secrets file if any secret is referenced and checks every reference.
+    fn check_secrets(&mut self, secrets_file: &Path) {
+        let Some(first) = self.secret_uses.first() else {
+            return;
+        };
+        let (span, key) = (first.span.clone(), first.key.clone());
+        match Secrets::load(secrets_file) {
+            Err(error) => self.error(span, Some(&key), error.problem(), Some(error.help())),
+            Ok(secrets) => {
+                let uses = std::mem::take(&mut self.secret_uses);
+                for used in &uses {
+                    if secrets.get(&used.name).is_none() {
+                        self.error(
+                            used.span.clone(),
+                            Some(&used.key),
+                            format!(
+                                "secret `{}` is not defined in {}",
+                                used.name,
+                                secrets_file.display()
+                            ),
+                            Some(format!(
+                                "add a line `{}=...` to {}",
+                                used.name,
+                                secrets_file.display()
+                            )),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- reporting ----
+
+    pub(crate) fn report(
+        &mut self,
+        severity: Severity,
+        span: Range<usize>,
+        key: Option<&str>,
+        message: String,
+        help: Option<String>,
+    ) {
+        let mut diagnostic =
+            self.map
+                .diagnostic(severity, span, key.map(str::to_string), message);
+        diagnostic.help = help;
+        self.diagnostics.push(diagnostic);
+    }
+
+    pub(crate) fn error(
+        &mut self,
+        span: Range<usize>,
+        key: Option<&str>,
+        message: String,
+        help: Option<String>,
+    ) {
+        self.report(Severity::Error, span, key, message, help);
+    }
+
+    pub(crate) fn warning(
+        &mut self,
+        span: Range<usize>,
+        key: Option<&str>,
+        message: String,
+        help: Option<String>,
+    ) {
+        self.report(Severity::Warning, span, key, message, help);
+    }
+
+    fn type_error(&mut self, f: &Field<'_>, expected: &str, help: Option<String>) {
+        self.error(
+            value_span(f),
+            Some(&f.path),
+            format!(
+                "expected {expected} for `{}`, found {}",
+                f.name,
+                type_name(f.item)
+            ),
+            help,
+        );
+    }
+
+    // ---- tables ----
+
+    /// The fields of `table`, reporting each key not in `allowed` (with a suggestion).
+    pub(crate) fn fields<'t>(
+        &mut self,
+        table: &'t dyn TableLike,
+        path: &str,
+        allowed: &[&str],
+        context: &str,
+    ) -> Fields<'t> {
+        let mut fields = Vec::new();
+        for (name, _) in table.iter() {
+            let Some((key, item)) = table.get_key_value(name) else {
+                continue;
+            };
+            let field = Field {
+                name,
+                key,
+                item,
+                path: join(path, name),
+            };
+            if allowed.contains(&name) {
+                fields.push(field);
+                continue;
+            }
+            let help = match suggest(name, allowed) {
+                Some(better) => format!("did you mean `{better}`?"),
+                None if path.is_empty() && crate::service::SERVICE_KEYS.contains(&name) => {
+                    "service settings belong in a [services.<name>] table".into()
+                }
+                None => format!(
+                    "valid keys here are {}",
+                    allowed
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            self.error(
+                key_span(&field),
+                Some(&field.path),
+                format!("unknown key `{name}` {context}"),
+                Some(help),
+            );
+        }
+        Fields(fields)
+    }
+
+    pub(crate) fn table<'t>(&mut self, f: &Field<'t>) -> Option<&'t dyn TableLike> {
+        let table = f.item.as_table_like();
+        if table.is_none() {
+            self.type_error(f, "a table", None);
+        }
+        table
+    }
+
+    // ---- scalars ----
+
+    fn raw_str<'t>(&mut self, f: &Field<'t>) -> Option<&'t str> {
+        let text = f.item.as_str();
+        if text.is_none() {
+            self.type_error(f, "a string", None);
+        }
+        text
+    }
+
+    /// A string value, interpolated; secrets are refused.
+    pub(crate) fn string(&mut self, f: &Field<'_>) -> Option<String> {
+        let raw = self.raw_str(f)?;
+        self.interpolate(f, raw, SecretMode::Forbid)
+            .map(|out| out.value)
+    }
+
+    /// Interpolates `raw`, the value of `f`, reporting problems at their place in the file.
+    pub(crate) fn interpolate(
+        &mut self,
+        f: &Field<'_>,
+        raw: &str,
+        mode: SecretMode,
+    ) -> Option<Interpolated> {
+        match interpolate(raw, self.vars, mode) {
+            Ok(out) => {
+                for secret in &out.secrets {
+                    let at = self.string_offset(f, raw, secret.offset);
+                    self.secret_uses.push(SecretUse {
+                        name: secret.name.clone(),
+                        span: at..at,
+                        key: f.path.clone(),
+                    });
+                }
+                Some(out)
+            }
+            Err(errors) => {
+                for error in errors {
+                    let at = self.string_offset(f, raw, error.offset);
+                    self.error(at..at, Some(&f.path), error.message, error.help);
+                }
+                None
+            }
+        }
+    }
+
+    /// The file offset of byte `offset` of string value `value`, when the string is written
+    /// without escapes; otherwise the start of the value.
+    fn string_offset(&self, f: &Field<'_>, value: &str, offset: usize) -> usize {
+        let span = value_span(f);
+        let raw = self.map.text().get(span.clone()).unwrap_or("");
+        for quote in ["\"\"\"", "'''", "\"", "'"] {
+            if let Some(body) = raw.strip_prefix(quote) {
+                if body.get(..value.len()) == Some(value) {
+                    return span.start + quote.len() + offset;
+                }
+                break;
+            }
+        }
+        span.start
+    }
+
+    fn integer(&mut self, f: &Field<'_>) -> Option<i64> {
+        let value = f.item.as_integer();
+        if value.is_none() {
+            let help = f
+                .item
+                .as_str()
+                .filter(|s| s.trim().parse::<i64>().is_ok())
+                .map(|s| format!("remove the quotes: {} = {}", f.name, s.trim()));
+            self.type_error(f, "an integer", help);
+        }
+        value
+    }
+
+    /// An integer in `min..=max`, converted to the field's type.
+    pub(crate) fn integer_in<T: TryFrom<i64>>(
+        &mut self,
+        f: &Field<'_>,
+        min: i64,
+        max: i64,
+    ) -> Option<T> {
+        let value = self.integer(f)?;
+        if value < min || value > max {
+            self.error(
+                value_span(f),
+                Some(&f.path),
+                format!("`{}` must be between {min} and {max}, found {value}", f.name),
+                None,
+            );
+            return None;
+        }
+        T::try_from(value).ok()
+    }
+
+    pub(crate) fn boolean(&mut self, f: &Field<'_>) -> Option<bool> {
+        let value = f.item.as_bool();
+        if value.is_none() {
+            self.type_error(f, "true or false", None);
+        }
+        value
+    }
+
+    pub(crate) fn duration(&mut self, f: &Field<'_>, allow_zero: bool) -> Option<Duration> {
+        if let Some(n) = f.item.as_integer() {
+            self.error(
+                value_span(f),
+                Some(&f.path),
+                format!("`{}` needs a unit, found the bare number {n}", f.name),
+                Some(format!("write it as a string with a unit, e.g. {} = \"{n}s\"", f.name)),
+            );
+            return None;
+        }
+        let text = self.string(f)?;
+        match parse_duration(&text) {
+            Ok(d) if d.is_zero() && !allow_zero => {
+                self.error(
+                    value_span(f),
+                    Some(&f.path),
+                    format!("`{}` must be longer than zero", f.name),
+                    None,
+                );
+                None
+            }
+            Ok(d) => Some(d),
+            Err(problem) => {
+                self.error(
+                    value_span(f),
+                    Some(&f.path),
+                    format!("bad duration for `{}`: {problem}", f.name),
+                    Some(DURATION_HELP.into()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A byte size: a non-negative integer or a string such as "512MB"; zero is refused.
+    pub(crate) fn size(&mut self, f: &Field<'_>) -> Option<u64> {
+        let parsed = match f.item.as_value() {
+            Some(Value::Integer(n)) => {
+                u64::try_from(*n.value()).map_err(|_| "sizes cannot be negative".to_string())
+            }
+            Some(Value::String(_)) => parse_size(&self.string(f)?),
+            _ => {
+                self.type_error(f, "a size such as \"512MB\"", None);
+                return None;
+            }
+        };
+        match parsed {
+            Ok(0) => {
+                self.error(
+                    value_span(f),
+                    Some(&f.path),
+                    format!("`{}` must be larger than zero", f.name),
+                    None,
+                );
+                None
+            }
+            Ok(size) => Some(size),
+            Err(problem) => {
+                self.error(
+                    value_span(f),
+                    Some(&f.path),
+                    format!("bad size for `{}`: {problem}", f.name),
+                    Some(SIZE_HELP.into()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A path relative to the project directory, made absolute.
+    pub(crate) fn path(&mut self, f: &Field<'_>) -> Option<PathBuf> {
+        self.string(f).map(|p| self.project_dir.join(p))
+    }
+}
+
+pub(crate) const NAME_HELP: &str =
+    "use lowercase letters, digits and `-`, starting with a letter, at most 63 characters";
+
+/// Why `name` is not a valid app or service name, if it is not.
+pub(crate) fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > 63 {
+        Some("it is longer than 63 characters")
+    } else if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        Some("it must start with a lowercase letter")
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        Some("it may only contain lowercase letters, digits and `-`")
+    } else {
+        None
+    }
+}
+
+/// The span of a field's key (for tables and unknown keys).
+pub(crate) fn key_span(f: &Field<'_>) -> Range<usize> {
+    f.key.span().unwrap_or(0..0)
+}
+
+/// The span of a field's value, or of its key for tables.
+pub(crate) fn value_span(f: &Field<'_>) -> Range<usize> {
+    match f.item {
+        Item::Value(value) => value.span().unwrap_or_else(|| key_span(f)),
+        _ => key_span(f),
+    }
+}
+
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+fn type_name(item: &Item) -> &'static str {
+    match item {
+        Item::None => "nothing",
+        Item::Table(_) => "a table",
+        Item::ArrayOfTables(_) => "an array of tables",
+        Item::Value(value) => match value {
+            Value::String(_) => "a string",
+            Value::Integer(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::Boolean(_) => "a boolean",
+            Value::Datetime(_) => "a date-time",
+            Value::Array(_) => "an array",
+            Value::InlineTable(_) => "a table",
+        },
+    }
+}
+
+/// Common names from other tools for our keys.
+const ALIASES: &[(&str, &str)] = &[
+    ("cmd", "command"),
+    ("run", "command"),
+    ("exec", "command"),
+    ("cwd", "workdir"),
+    ("dir", "workdir"),
+    ("working_dir", "workdir"),
+    ("environment", "env"),
+    ("vars", "env"),
+    ("healthcheck", "health"),
+    ("ports", "port"),
+    ("mem_limit", "memory"),
+    ("memory_limit", "memory"),
+    ("max_request_body", "max_body"),
+    ("restart_policy", "restart"),
+    ("scale", "replicas"),
+    ("instances", "replicas"),
+    ("name", "app"),
+    ("bind", "listen"),
+];
+
+/// The allowed key closest to `unknown`, if one is close enough to be a typo.
+pub(crate) fn suggest<'k>(unknown: &str, allowed: &[&'k str]) -> Option<&'k str> {
+    let normal = unknown.to_ascii_lowercase().replace('-', "_");
+    if let Some(&(_, target)) = ALIASES.iter().find(|(alias, _)| *alias == normal) {
+        if let Some(&found) = allowed.iter().find(|k| **k == target) {
+            return Some(found);
+        }
+    }
+    let limit = (normal.chars().count() / 3).max(1);
+    allowed
+        .iter()
+        .map(|&k| (strsim::osa_distance(&normal, k), k))
+        .filter(|&(distance, _)| distance <= limit)
+        .min_by_key(|&(distance, _)| distance)
+        .map(|(_, k)| k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions() {
+        let service = crate::service::SERVICE_KEYS;
+        assert_eq!(suggest("prot", service), Some("port"));
+        assert_eq!(suggest("comand", service), Some("command"));
+        assert_eq!(suggest("halth", service), Some("health"));
+        assert_eq!(suggest("Replicas", service), Some("replicas"));
+        assert_eq!(suggest("environment", service), Some("env"));
+        assert_eq!(suggest("stop-timeout", service), Some("stop_timeout"));
+        assert_eq!(suggest("zzz", service), None);
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(name_problem("shop-2"), None);
+        assert!(name_problem("Shop").is_some());
+        assert!(name_problem("2shop").is_some());
+        assert!(name_problem("my_app").is_some());
+        assert!(name_problem("").is_some());
+    }
+}

@@ -1,0 +1,50 @@
+//! `dockhand agent`: the daemon, as run by systemd on a server.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use dockhand_agent::{Agent, AgentOptions, StartMode};
+use dockhand_api::Progress;
+
+use crate::Global;
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The app's configuration file.
+    #[arg(short = 'f', long = "config", default_value = "dockhand.toml")]
+    pub config: PathBuf,
+    /// Where the agent keeps its database and logs (default: .dockhand beside the config).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Give the socket to this group (mode 0660) so its members can run dockhand commands;
+    /// without it only the agent's user can.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+}
+
+pub fn run(g: &Global, args: AgentArgs) -> anyhow::Result<ExitCode> {
+    super::init_tracing(g.json, "info");
+    let config = std::path::absolute(&args.config)?;
+    let state_dir = match args.state_dir {
+        Some(d) => d,
+        None => config
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(dockhand_api::STATE_DIR_NAME),
+    };
+    let mut opts = AgentOptions::for_project(&config, &state_dir, StartMode::DeployIfNoRelease);
+    if let Some(socket) = &g.socket {
+        opts.socket_path = socket.clone();
+    }
+    opts.socket_group = args.group;
+    let sink = |p: Progress| tracing::info!(step = %p.step, service = ?p.service, "{}", p.message);
+    let rt = super::runtime()?;
+    rt.block_on(async {
+        let agent = Agent::start(opts, &sink).await?;
+        tracing::info!(socket = %agent.socket_path().display(), proxy = %agent.proxy_addr(), "agent ready");
+        agent.run_until_signal(&sink).await
+    })?;
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,115 @@
+//! `dockhand up [DIR]`: the newcomer's command. Runs the agent in the foreground with its
+//! state under the project directory, deploys the app, prints where to look, and stops
+//! everything cleanly on Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use console::style;
+use dockhand_agent::{Agent, AgentOptions, StartMode};
+use dockhand_api::{Progress, STATE_DIR_NAME};
+
+use super::client::ProgressPrinter;
+use crate::output::print_json;
+use crate::Global;
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// The project directory holding dockhand.toml (default: the current directory if it has
+    /// one, else the bundled example, written to .dockhand/example).
+    pub dir: Option<PathBuf>,
+}
+
+pub fn run(g: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
+    let cwd = std::env::current_dir()?;
+    let (project, state_dir, bundled) = match args.dir {
+        Some(d) => {
+            let d = std::path::absolute(&d)?;
+            if !d.join("dockhand.toml").is_file() {
+                return Err(anyhow::Error::new(crate::output::Exit {
+                    code: crate::output::USAGE,
+                    message: format!(
+                        "{} has no dockhand.toml; write one (see examples/hello) or run `dockhand up` without a directory for the bundled example",
+                        d.display()
+                    ),
+                    json: None,
+                }));
+            }
+            let state = d.join(STATE_DIR_NAME);
+            (d, state, false)
+        }
+        None if cwd.join("dockhand.toml").is_file() => {
+            (cwd.clone(), cwd.join(STATE_DIR_NAME), false)
+        }
+        None => {
+            let state = cwd.join(STATE_DIR_NAME);
+            let example = state.join("example");
+            crate::example::extract(&example)?;
+            (example, state, true)
+        }
+    };
+    let config = project.join("dockhand.toml");
+    // Progress lines already tell the story; the agent's own log shows only problems.
+    super::init_tracing(false, "warn");
+
+    let printer = ProgressPrinter::new(g.json);
+    let sink = |p: Progress| printer.show(&p);
+    let opts = AgentOptions::for_project(&config, &state_dir, StartMode::Reload);
+    let rt = super::runtime()?;
+    let result = rt.block_on(async {
+        let agent = Agent::start(opts, &sink)
+            .await
+            .with_context(|| format!("failed to start {}", config.display()))?;
+        printer.finish();
+        announce(g, &agent, &project, &state_dir, &cwd, bundled);
+        agent.run_until_signal(&sink).await
+    });
+    printer.finish();
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    result?;
+    if !g.json {
+        eprintln!("stopped");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn announce(g: &Global, agent: &Agent, project: &Path, state: &Path, cwd: &Path, bundled: bool) {
+    let urls = agent.urls();
+    if g.json {
+        print_json(&serde_json::json!({
+            "ready": true,
+            "urls": urls,
+            "proxy": agent.proxy_addr().to_string(),
+            "project_dir": project,
+            "state_dir": state,
+            "socket": agent.socket_path(),
+        }));
+        return;
+    }
+    let exe = std::env::args().next().unwrap_or_else(|| "dockhand".into());
+    let exe = if exe.contains('/') { exe } else { "dockhand".into() };
+    println!();
+    println!("{} the app is up", style("✓").green().bold());
+    for url in &urls {
+        println!("    {}", style(url).underlined().bold());
+    }
+    println!();
+    println!("  config   {}", project.join("dockhand.toml").display());
+    println!("  state    {} (database, logs)", state.display());
+    println!();
+    println!("  in another terminal, from {}:", cwd.display());
+    println!("    {exe} status              services, health, current release");
+    println!("    {exe} logs -f             follow the logs");
+    if bundled {
+        println!(
+            "    edit GREETING in {}, then",
+            project.join("dockhand.toml").display()
+        );
+    }
+    println!("    {exe} deploy              new release, zero downtime");
+    println!("    {exe} rollback            back to the previous release");
+    println!();
+    println!("  Ctrl-C stops everything");
+}

@@ -1,0 +1,67 @@
+//! Integration tests: the real `dockhand` binary, real processes, real sockets. One test
+//! binary (to keep link time down); each test has its own sandbox directory, state and ports,
+//! so they run in parallel.
+
+mod cli;
+mod crash;
+mod lifecycle;
+mod up;
+mod zero_downtime;
+
+use dockhand_test_support::{testapp_bin, Sandbox};
+
+pub fn sandbox() -> Sandbox {
+    Sandbox::new(env!("CARGO_BIN_EXE_dockhand"))
+}
+
+/// A dockhand.toml running `replicas` testapp instances as service `web` behind host
+/// `app.test`, with fast health checks. `env` is inserted into the service's env table.
+pub fn testapp_toml(env: &str, replicas: u32, deploy_timeout: &str) -> String {
+    format!(
+        r#"app = "it"
+
+[proxy]
+listen = "127.0.0.1:0"
+drain_timeout = "10s"
+
+[services.web]
+command = "{bin}"
+port = 8000
+env = {{ {env} }}
+health = {{ path = "/health", interval = "100ms", timeout = "1s", healthy_threshold = 1, unhealthy_threshold = 2, deploy_timeout = "{deploy_timeout}" }}
+route = {{ host = "app.test", path = "/" }}
+replicas = {replicas}
+stop_timeout = "5s"
+"#,
+        bin = testapp_bin().display()
+    )
+}
+
+/// The text of every log file of `service` in the sandbox, by instance file name.
+pub fn service_logs(sb: &Sandbox, service: &str) -> Vec<(String, String)> {
+    let dir = sb.state_dir().join("logs").join(service);
+    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    (
+                        e.file_name().to_string_lossy().into_owned(),
+                        std::fs::read_to_string(e.path()).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// stdout and stderr of a finished command, for assertion messages.
+pub fn show(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

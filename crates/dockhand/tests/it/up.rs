@@ -1,0 +1,60 @@
+//! README command 1: `dockhand up` on the bundled example serves it on localhost, and the
+//! other commands run from the same folder reach it.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use dockhand_test_support::{free_port, processes_with_env, wait_until};
+
+use crate::{sandbox, show};
+
+#[test]
+fn up_serves_the_bundled_example_and_stops_cleanly_on_ctrl_c() {
+    let sb = sandbox();
+    let port = free_port();
+    let mut child = sb
+        .cmd(&["up", "--json"])
+        .env("DOCKHAND_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!("up did not print its ready line ({e}): {line}\n{}", show(&out))
+    });
+    assert_eq!(ready["ready"], true);
+    let urls: Vec<&str> = ready["urls"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
+    assert!(urls.contains(&format!("http://localhost:{port}/").as_str()), "{urls:?}");
+
+    let addr = format!("127.0.0.1:{port}");
+    let page = crate::crash::http_get(&addr, "localhost", "/");
+    assert!(page.contains("Dockhand"), "{page}");
+    let health = crate::crash::http_get(&addr, "localhost", "/api/health");
+    assert!(health.contains("\"ok\""), "{health}");
+    let visits = crate::crash::http_get(&addr, "localhost", "/api/visits");
+    assert!(visits.contains("count"), "{visits}");
+
+    // The example was written where the user can edit it; commands from here reach the agent.
+    assert!(sb.path().join(".dockhand/example/dockhand.toml").exists());
+    let (code, status) = sb.json(&["status"]);
+    assert_eq!(code, Some(0), "{status}");
+    assert_eq!(status["app"], "hello");
+    let marker = format!("{}/", status["agent"]["id"].as_str().unwrap());
+    let out = sb.run(&["deploy"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let out = sb.run(&["rollback"]);
+    assert!(out.status.success(), "{}", show(&out));
+
+    // Ctrl-C: everything stops, nothing is left behind.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    wait_until("up to exit", Duration::from_secs(60), || child.try_wait().unwrap().is_some());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(processes_with_env("DOCKHAND_INSTANCE", &marker).is_empty());
+    assert!(!sb.path().join(".dockhand/agent.sock").exists());
+}

@@ -1,0 +1,201 @@
+//! Streaming bodies. [`RequestBody`] passes the client's body to the upstream
+//! frame by frame and fails once it grows past the size limit; [`ResponseBody`]
+//! passes the upstream's body to the client and holds the request's backend
+//! guard (and pooled connection) until the body is finished or dropped.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::pool::Pooled;
+use crate::server::RequestGuard;
+
+/// Boxed error type of both bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request body grew past `max_request_body`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body is larger than the limit of {limit} bytes")]
+pub struct BodyTooLarge {
+    pub limit: u64,
+}
+
+/// Reading the client's request body failed (the client went away or sent garbage).
+#[derive(Debug, thiserror::Error)]
+#[error("reading the request body from the client failed: {0}")]
+pub struct DownstreamBodyError(#[source] pub hyper::Error);
+
+/// The body forwarded upstream: the client's body with a size limit, or nothing.
+#[derive(Debug)]
+pub struct RequestBody {
+    inner: Option<Incoming>,
+    seen: u64,
+    limit: u64,
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming, limit: u64) -> RequestBody {
+        RequestBody {
+            inner: Some(inner),
+            seen: 0,
+            limit,
+        }
+    }
+
+    pub fn empty() -> RequestBody {
+        RequestBody {
+            inner: None,
+            seen: 0,
+            limit: 0,
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.seen += data.len() as u64;
+                    if this.seen > this.limit {
+                        this.inner = None;
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge {
+                            limit: this.limit,
+                        }))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.inner = None;
+                Poll::Ready(Some(Err(Box::new(DownstreamBodyError(e)))))
+            }
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Some(b) => b.size_hint(),
+            None => SizeHint::with_exact(0),
+        }
+    }
+}
+
+/// The body sent to the client.
+pub struct ResponseBody {
+    kind: Kind,
+}
+
+enum Kind {
+    Full(Option<Bytes>),
+    Upstream {
+        body: Incoming,
+        /// Returned to the pool once the body ended cleanly.
+        conn: Option<Pooled>,
+        _guard: RequestGuard,
+    },
+}
+
+impl ResponseBody {
+    pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
+        let bytes = bytes.into();
+        ResponseBody {
+            kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
+        }
+    }
+
+    pub fn empty() -> ResponseBody {
+        ResponseBody {
+            kind: Kind::Full(None),
+        }
+    }
+
+    pub(crate) fn upstream(body: Incoming, conn: Option<Pooled>, guard: RequestGuard) -> ResponseBody {
+        let mut out = ResponseBody {
+            kind: Kind::Upstream {
+                body,
+                conn,
+                _guard: guard,
+            },
+        };
+        out.check_end();
+        out
+    }
+
+    /// Once the upstream body is complete, the connection can serve another request.
+    fn check_end(&mut self) {
+        if let Kind::Upstream { body, conn, .. } = &mut self.kind {
+            if body.is_end_stream() {
+                if let Some(conn) = conn.take() {
+                    conn.release();
+                }
+            }
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match &mut this.kind {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream { body, conn, .. } => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.check_end();
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    conn.take();
+                    Poll::Ready(Some(Err(Box::new(e))))
+                }
+                Poll::Ready(None) => {
+                    if let Some(conn) = conn.take() {
+                        conn.release();
+                    }
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Upstream { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Kind::Full(None) => SizeHint::with_exact(0),
+            Kind::Upstream { body, .. } => body.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Proxy settings: where to listen, how many worker threads, and every limit and
+//! timeout the proxy enforces. Plain data; the agent fills it from `dockhand.toml`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Settings for [`crate::Proxy::start`].
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Address to listen on; port 0 picks a free port (see `ProxyHandle::local_addr`).
+    pub listen: SocketAddr,
+    /// Worker threads, each with its own runtime, listener and upstream pool (at least 1).
+    pub workers: usize,
+    /// Largest request body forwarded, in bytes; larger bodies get 413.
+    pub max_request_body: u64,
+    /// A client must send complete request headers within this time.
+    pub client_header_timeout: Duration,
+    /// Connecting to a backend must finish within this time (else 504).
+    pub upstream_connect_timeout: Duration,
+    /// A backend must send response headers within this time (else 504).
+    pub upstream_response_timeout: Duration,
+    /// A client keep-alive connection with no request in flight is closed after this time.
+    pub client_idle_timeout: Duration,
+    /// A pooled backend connection unused for this long is closed.
+    pub upstream_idle_timeout: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> ProxyConfig {
+        ProxyConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_request_body: 10 * 1024 * 1024,
+            client_header_timeout: Duration::from_secs(10),
+            upstream_connect_timeout: Duration::from_secs(5),
+            upstream_response_timeout: Duration::from_secs(60),
+            client_idle_timeout: Duration::from_secs(75),
+            upstream_idle_timeout: Duration::from_secs(30),
+        }
+    }
+}

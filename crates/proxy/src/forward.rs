@@ -1,0 +1,287 @@
+//! The request path: rewrite headers, route, pick a backend, forward over a
+//! pooled HTTP/1.1 connection (retrying once on a fresh connection when a reused
+//! one turns out to be closed), and stream the response back.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Request, Response, Uri, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+
+use crate::backend::InflightGuard;
+use crate::body::{BodyTooLarge, DownstreamBodyError, RequestBody, ResponseBody};
+use crate::error::{ErrorKind, ErrorSource, ProxyError};
+use crate::headers;
+use crate::pool::{self, Pooled, Sender};
+use crate::server::{ActiveGuard, RequestGuard, WorkerCtx};
+
+/// Serves one client request; never fails (errors become small text responses).
+pub(crate) async fn handle(
+    ctx: Arc<WorkerCtx>,
+    mut req: Request<Incoming>,
+    client_ip: IpAddr,
+    active: ActiveGuard,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
+    let host = original_host(&req);
+    let request_id = headers::prepare_request(
+        req.headers_mut(),
+        client_ip,
+        host.as_ref().and_then(|h| h.to_str().ok()),
+        upgrade,
+    );
+    let response = match forward(&ctx, req, host, upgrade, &request_id, active).await {
+        Ok(response) => {
+            ctx.counters.record(response.status(), false);
+            response
+        }
+        Err(err) => {
+            if err.is_upstream() {
+                tracing::warn!(error = %err, "proxy request failed");
+            } else {
+                tracing::debug!(error = %err, "proxy request rejected");
+            }
+            ctx.counters.record(err.status(), err.is_upstream());
+            error_response(&err, request_id)
+        }
+    };
+    Ok(response)
+}
+
+/// The small text/plain answer for a proxy error.
+pub fn error_response(err: &ProxyError, request_id: HeaderValue) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(err.body()));
+    *response.status_mut() = err.status();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(headers::X_REQUEST_ID.clone(), request_id);
+    response
+}
+
+async fn forward(
+    ctx: &WorkerCtx,
+    mut req: Request<Incoming>,
+    host: Option<HeaderValue>,
+    upgrade: bool,
+    request_id: &HeaderValue,
+    active: ActiveGuard,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let config = &ctx.shared.config;
+    if let Some(len) = content_length(&req) {
+        if len > config.max_request_body {
+            return Err(ProxyError::new(
+                ErrorKind::BodyTooLarge,
+                ErrorSource::Downstream,
+                format!(
+                    "request body of {len} bytes is larger than the limit of {} bytes",
+                    config.max_request_body
+                ),
+            ));
+        }
+    }
+
+    // Lookup and selection: the only place the table is held (see `server::Active`).
+    let (inflight, new_path) = {
+        let active_table = ctx.shared.table.load();
+        let table = &active_table.table;
+        let host_str = host.as_ref().and_then(|h| h.to_str().ok());
+        let index = table
+            .lookup_index(host_str, req.uri().path())
+            .ok_or_else(|| {
+                ProxyError::new(ErrorKind::NoRoute, ErrorSource::Downstream, "no route matches")
+            })?;
+        let route = &table.routes()[index];
+        let backend = table.pick_backend(index).ok_or_else(|| {
+            ProxyError::new(
+                ErrorKind::NoHealthyBackend,
+                ErrorSource::Upstream,
+                format!("no healthy backend for service {}", route.service),
+            )
+        })?;
+        let inflight = InflightGuard::new(backend.clone());
+        let new_path = if route.strip_prefix && route.path_prefix != "/" {
+            let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+            Some(crate::table::strip_prefix(pq, &route.path_prefix))
+        } else {
+            None
+        };
+        (inflight, new_path)
+    };
+    let backend = inflight.backend().clone();
+
+    // Upstream requests are origin-form HTTP/1.1 with the original Host.
+    set_origin_uri(&mut req, new_path)?;
+    *req.version_mut() = Version::HTTP_11;
+    if !req.headers().contains_key(header::HOST) {
+        if let Some(host) = host {
+            req.headers_mut().insert(header::HOST, host);
+        }
+    }
+    let guard = RequestGuard {
+        _active: active,
+        inflight,
+    };
+
+    if upgrade {
+        return crate::upgrade::forward(ctx, req, guard, request_id).await;
+    }
+
+    let body_empty = req.body().is_end_stream();
+    let req = req.map(|b| RequestBody::new(b, config.max_request_body));
+    let (mut response, sender) = send(ctx, backend.id(), backend.addr(), req, body_empty).await?;
+    headers::prepare_response(response.headers_mut(), false, request_id.clone());
+    let pooled = Pooled::new(backend.id(), sender);
+    Ok(response.map(|body| ResponseBody::upstream(body, Some(pooled), guard)))
+}
+
+/// Sends on a pooled connection when one is idle; if that reused connection turns
+/// out to be closed before answering, retries once on a fresh connection when the
+/// request can be replayed (not yet written, or without a body).
+async fn send(
+    ctx: &WorkerCtx,
+    backend_id: u64,
+    addr: SocketAddr,
+    mut req: Request<RequestBody>,
+    body_empty: bool,
+) -> Result<(Response<Incoming>, Sender), ProxyError> {
+    let config = &ctx.shared.config;
+    if let Some(mut sender) = checkout_ready(backend_id, config.upstream_idle_timeout).await {
+        let replay = body_empty.then(|| clone_without_body(&req));
+        match tokio::time::timeout(
+            config.upstream_response_timeout,
+            sender.try_send_request(req),
+        )
+        .await
+        {
+            Err(_) => return Err(response_timeout(addr)),
+            Ok(Ok(response)) => return Ok((response, sender)),
+            Ok(Err(mut e)) => {
+                req = match (e.take_message(), replay) {
+                    (Some(req), _) => req,
+                    (None, Some(replay)) if replayable(e.error()) => replay,
+                    (None, _) => return Err(classify(&e.into_error(), addr)),
+                };
+                tracing::debug!(upstream = %addr, "pooled upstream connection was closed, retrying on a new one");
+            }
+        }
+    }
+    let mut sender = pool::connect(addr, config.upstream_connect_timeout).await?;
+    match tokio::time::timeout(config.upstream_response_timeout, sender.send_request(req)).await {
+        Err(_) => Err(response_timeout(addr)),
+        Ok(Ok(response)) => Ok((response, sender)),
+        Ok(Err(e)) => Err(classify(&e, addr)),
+    }
+}
+
+/// A pooled connection that is ready for a request. A connection whose previous
+/// response just ended may need a moment before its task marks it ready.
+async fn checkout_ready(backend_id: u64, idle_timeout: Duration) -> Option<Sender> {
+    while let Some(mut sender) = pool::checkout(backend_id, idle_timeout) {
+        if sender.is_ready() {
+            return Some(sender);
+        }
+        if let Ok(Ok(())) =
+            tokio::time::timeout(Duration::from_millis(250), sender.ready()).await
+        {
+            return Some(sender);
+        }
+    }
+    None
+}
+
+fn response_timeout(addr: SocketAddr) -> ProxyError {
+    ProxyError::upstream(
+        ErrorKind::ResponseTimeout,
+        addr,
+        "did not send response headers in time",
+    )
+}
+
+/// Maps a hyper client error to a proxy error, finding our own body errors.
+pub(crate) fn classify(err: &hyper::Error, addr: SocketAddr) -> ProxyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(too_large) = e.downcast_ref::<BodyTooLarge>() {
+            return ProxyError::new(
+                ErrorKind::BodyTooLarge,
+                ErrorSource::Downstream,
+                too_large.to_string(),
+            );
+        }
+        if e.downcast_ref::<DownstreamBodyError>().is_some() {
+            return ProxyError::new(
+                ErrorKind::BadRequest,
+                ErrorSource::Downstream,
+                "reading the request body from the client failed",
+            );
+        }
+        source = e.source();
+    }
+    if err.is_parse() {
+        ProxyError::upstream(ErrorKind::UpstreamProtocol, addr, "sent an invalid response")
+    } else {
+        ProxyError::upstream(
+            ErrorKind::UpstreamProtocol,
+            addr,
+            "closed the connection before responding",
+        )
+    }
+}
+
+/// Whether a failed send on a reused connection may be replayed: the connection
+/// was closed or reset, not an invalid response or a body problem.
+fn replayable(err: &hyper::Error) -> bool {
+    !err.is_parse() && !err.is_user() && !err.is_timeout()
+}
+
+fn clone_without_body(req: &Request<RequestBody>) -> Request<RequestBody> {
+    let mut out = Request::new(RequestBody::empty());
+    *out.method_mut() = req.method().clone();
+    *out.uri_mut() = req.uri().clone();
+    *out.version_mut() = req.version();
+    *out.headers_mut() = req.headers().clone();
+    out
+}
+
+/// The original host: the Host header, else the URI authority (HTTP/2 `:authority`).
+fn original_host(req: &Request<Incoming>) -> Option<HeaderValue> {
+    if let Some(h) = req.headers().get(header::HOST) {
+        return Some(h.clone());
+    }
+    req.uri()
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+}
+
+fn content_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn set_origin_uri(req: &mut Request<Incoming>, new_path: Option<String>) -> Result<(), ProxyError> {
+    let uri = req.uri();
+    if new_path.is_none() && uri.scheme().is_none() && uri.authority().is_none() {
+        return Ok(());
+    }
+    let pq = match new_path {
+        Some(p) => PathAndQuery::try_from(p),
+        None => Ok(uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"))),
+    };
+    let bad = |_| ProxyError::new(ErrorKind::BadRequest, ErrorSource::Downstream, "invalid request path");
+    let pq = pq.map_err(bad)?;
+    *req.uri_mut() = Uri::from(pq);
+    Ok(())
+}

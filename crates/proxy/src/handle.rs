@@ -1,0 +1,185 @@
+//! Starting the proxy and controlling it: [`Proxy::start`] binds and spawns the
+//! workers; [`ProxyHandle`] swaps routes, drains backends, reads metrics and
+//! shuts down.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{fence, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{oneshot, watch};
+
+use crate::backend::Backend;
+use crate::config::ProxyConfig;
+use crate::metrics::{Counters, ProxyMetrics};
+use crate::server::{self, Active, Shared, Tracker, WorkerCtx};
+use crate::table::RouteTable;
+
+/// How often `drain` re-checks.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// Entry point; see [`Proxy::start`].
+pub struct Proxy;
+
+impl Proxy {
+    /// Binds `config.listen` now (so "address in use" is returned right away) and
+    /// starts `config.workers` worker threads. Works inside or outside a Tokio runtime.
+    pub fn start(config: ProxyConfig, table: RouteTable) -> io::Result<ProxyHandle> {
+        let workers = config.workers.max(1);
+        let listeners = server::bind_listeners(config.listen, workers)?;
+        let local_addr = listeners[0].local_addr()?;
+        let shared = Arc::new(Shared {
+            table: ArcSwap::from_pointee(Active {
+                table: Arc::new(table),
+            }),
+            config,
+        });
+        let (shutdown_tx, shutdown_rx) = watch::channel(None);
+        let mut counters = Vec::with_capacity(workers);
+        let mut threads = Vec::with_capacity(workers);
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let ctx = Arc::new(WorkerCtx {
+                shared: shared.clone(),
+                counters: Arc::new(Counters::default()),
+                tracker: Arc::new(Tracker::default()),
+            });
+            counters.push(ctx.counters.clone());
+            let rx = shutdown_rx.clone();
+            let (done_tx, done_rx) = oneshot::channel::<()>();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let thread = std::thread::Builder::new()
+                .name(format!("dockhand-proxy-{i}"))
+                .spawn(move || {
+                    runtime.block_on(server::run_worker(listener, ctx, rx));
+                    drop(runtime);
+                    let _ = done_tx.send(());
+                });
+            match thread {
+                Ok(t) => threads.push((t, done_rx)),
+                Err(e) => {
+                    let _ = shutdown_tx.send(Some(Duration::ZERO));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(ProxyHandle {
+            inner: Arc::new(Inner {
+                shared,
+                local_addr,
+                counters,
+                shutdown_tx,
+                retired: Mutex::new(Vec::new()),
+                threads: Mutex::new(threads),
+            }),
+        })
+    }
+}
+
+/// Controls a running proxy; cheap to clone.
+#[derive(Clone)]
+pub struct ProxyHandle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    counters: Vec<Arc<Counters>>,
+    shutdown_tx: watch::Sender<Option<Duration>>,
+    /// Tables replaced by `set_routes` that requests may still be selecting from.
+    retired: Mutex<Vec<Arc<Active>>>,
+    threads: Mutex<Vec<(JoinHandle<()>, oneshot::Receiver<()>)>>,
+}
+
+/// Result of [`ProxyHandle::drain`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainOutcome {
+    /// No request or tunnel uses the backends any more.
+    pub idle: bool,
+    /// Requests and tunnels still using them (plus requests still selecting from
+    /// a replaced table) when `drain` returned.
+    pub remaining: usize,
+}
+
+impl ProxyHandle {
+    /// The bound address (with the real port when `listen` had port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    /// Replaces the routing table atomically; returns the previous one.
+    pub fn set_routes(&self, table: RouteTable) -> Arc<RouteTable> {
+        let new = Arc::new(Active {
+            table: Arc::new(table),
+        });
+        let old = self.inner.shared.table.swap(new);
+        let previous = old.table.clone();
+        lock(&self.inner.retired).push(old);
+        previous
+    }
+
+    /// The current routing table.
+    pub fn routes(&self) -> Arc<RouteTable> {
+        self.inner.shared.table.load().table.clone()
+    }
+
+    /// Waits until no request or upgraded connection uses any of `backends`, and no
+    /// request is still choosing from a table replaced by `set_routes`; polls every
+    /// 20 ms up to `timeout`.
+    pub async fn drain(&self, backends: &[Arc<Backend>], timeout: Duration) -> DrainOutcome {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let selecting = {
+                let mut retired = lock(&self.inner.retired);
+                // A request's arc-swap guard on a replaced table counts as a strong
+                // reference (arc-swap settles its debts on swap).
+                retired.retain(|a| Arc::strong_count(a) > 1);
+                retired.len()
+            };
+            fence(Ordering::Acquire);
+            let inflight: usize = backends.iter().map(|b| b.inflight()).sum();
+            if selecting == 0 && inflight == 0 {
+                return DrainOutcome {
+                    idle: true,
+                    remaining: 0,
+                };
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return DrainOutcome {
+                    idle: false,
+                    remaining: inflight + selecting,
+                };
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    }
+
+    /// Stops accepting on every worker, lets in-flight requests finish for up to
+    /// `grace`, then closes what is left and joins the worker threads.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.shutdown_tx.send_replace(Some(grace));
+        let threads = std::mem::take(&mut *lock(&self.inner.threads));
+        for (thread, done) in threads {
+            let _ = done.await;
+            let _ = thread.join();
+        }
+    }
+
+    /// Totals over all workers.
+    pub fn metrics(&self) -> ProxyMetrics {
+        let mut m = ProxyMetrics::default();
+        for c in &self.inner.counters {
+            c.add_to(&mut m);
+        }
+        m
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

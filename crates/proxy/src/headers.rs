@@ -1,0 +1,217 @@
+//! Header rewriting between client and upstream: hop-by-hop headers removed,
+//! `X-Forwarded-*` set, `X-Request-Id` kept or generated. Pure functions over a
+//! `HeaderMap`, so every rule is unit-tested without sockets.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Whether the request asks for a protocol upgrade (`Connection: upgrade` + `Upgrade`).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .any(|v| has_token(v, "upgrade"))
+}
+
+/// Rewrites request headers for the upstream and returns the request id to echo
+/// to the client. `host` is the original host (Host header or `:authority`).
+pub fn prepare_request(
+    headers: &mut HeaderMap,
+    client_ip: IpAddr,
+    host: Option<&str>,
+    upgrade: bool,
+) -> HeaderValue {
+    let upgrade_value = if upgrade {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    remove_hop_by_hop(headers);
+    if let Some(value) = upgrade_value {
+        headers.insert(header::UPGRADE, value);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+
+    let ip = client_ip.to_string();
+    let mut forwarded_for = String::new();
+    for v in headers.get_all(&X_FORWARDED_FOR) {
+        if let Ok(v) = v.to_str() {
+            let v = v.trim();
+            if !v.is_empty() {
+                forwarded_for.push_str(v);
+                forwarded_for.push_str(", ");
+            }
+        }
+    }
+    let forwarded_for = if forwarded_for.is_empty() {
+        HeaderValue::from_str(&ip)
+    } else {
+        forwarded_for.push_str(&ip);
+        HeaderValue::from_str(&forwarded_for)
+    };
+    if let Ok(v) = forwarded_for {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    match host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        Some(h) => {
+            headers.insert(X_FORWARDED_HOST.clone(), h);
+        }
+        None => {
+            headers.remove(&X_FORWARDED_HOST);
+        }
+    }
+
+    match headers.get(&X_REQUEST_ID) {
+        Some(id) if valid_request_id(id) => id.clone(),
+        _ => {
+            let id = new_request_id();
+            headers.insert(X_REQUEST_ID.clone(), id.clone());
+            id
+        }
+    }
+}
+
+/// Rewrites upstream response headers for the client.
+pub fn prepare_response(headers: &mut HeaderMap, upgrade: bool, request_id: HeaderValue) {
+    if !upgrade {
+        remove_hop_by_hop(headers);
+    }
+    headers.entry(X_REQUEST_ID.clone()).or_insert(request_id);
+}
+
+/// Removes hop-by-hop headers, including those named in `Connection`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let mut named: Vec<HeaderName> = Vec::new();
+    for v in headers.get_all(header::CONNECTION) {
+        if let Ok(v) = v.to_str() {
+            for token in v.split(',') {
+                if let Ok(name) = HeaderName::from_bytes(token.trim().as_bytes()) {
+                    named.push(name);
+                }
+            }
+        }
+    }
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// An incoming request id is kept when it is 1..=128 visible ASCII characters
+/// from `[A-Za-z0-9._:-]`.
+pub fn valid_request_id(value: &HeaderValue) -> bool {
+    let b = value.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
+}
+
+/// A random 16-hex-digit request id.
+pub fn new_request_id() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = fastrand::u64(..);
+    let mut out = [0u8; 16];
+    for slot in out.iter_mut().rev() {
+        *slot = HEX[(n & 0xf) as usize];
+        n >>= 4;
+    }
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+fn has_token(value: &HeaderValue, token: &str) -> bool {
+    value.to_str().is_ok_and(|v| {
+        v.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn removes_hop_by_hop_and_sets_forwarded() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret-hop"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret-hop", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("accept", "*/*"),
+        ]);
+        let id = prepare_request(&mut h, "192.0.2.7".parse().unwrap(), Some("Example.com"), false);
+        for gone in ["connection", "keep-alive", "x-secret-hop", "te", "transfer-encoding"] {
+            assert!(!h.contains_key(gone), "{gone} kept");
+        }
+        assert_eq!(h["accept"], "*/*");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 192.0.2.7");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "Example.com");
+        assert_eq!(h["x-request-id"], id);
+        assert_eq!(id.len(), 16);
+    }
+
+    #[test]
+    fn keeps_upgrade_headers_for_upgrades() {
+        let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
+        assert!(is_upgrade(&h));
+        prepare_request(&mut h, "127.0.0.1".parse().unwrap(), None, true);
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+        assert!(!h.contains_key("x-forwarded-host"));
+    }
+
+    #[test]
+    fn keeps_valid_request_ids_only() {
+        let mut h = map(&[("x-request-id", "abc-123")]);
+        let id = prepare_request(&mut h, "127.0.0.1".parse().unwrap(), None, false);
+        assert_eq!(id, "abc-123");
+        let mut h = map(&[("x-request-id", "bad id with spaces")]);
+        let id = prepare_request(&mut h, "127.0.0.1".parse().unwrap(), None, false);
+        assert_ne!(id, "bad id with spaces");
+        assert_eq!(h["x-request-id"], id);
+        assert!(!valid_request_id(&HeaderValue::from_static("")));
+    }
+
+    #[test]
+    fn response_gets_request_id_and_loses_hop_headers() {
+        let mut h = map(&[("connection", "close"), ("content-type", "text/plain")]);
+        prepare_response(&mut h, false, HeaderValue::from_static("id1"));
+        assert!(!h.contains_key("connection"));
+        assert_eq!(h["x-request-id"], "id1");
+    }
+}

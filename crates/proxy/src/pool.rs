@@ -1,0 +1,138 @@
+//! Upstream HTTP/1.1 connections: connecting with a timeout, and a per-worker
+//! (thread-local, lock-free) pool of idle keep-alive connections keyed by backend
+//! id. Ids, not addresses: a later instance may reuse a port of a stopped one.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::body::RequestBody;
+use crate::error::{ErrorKind, ProxyError};
+
+/// Idle connections kept per backend and worker.
+const MAX_IDLE_PER_BACKEND: usize = 256;
+
+pub(crate) type Sender = SendRequest<RequestBody>;
+
+thread_local! {
+    static POOL: RefCell<IdlePool> = RefCell::new(IdlePool::default());
+}
+
+#[derive(Default)]
+struct IdlePool {
+    idle: HashMap<u64, Vec<(Sender, Instant)>>,
+}
+
+/// A connection lent to one request; [`Pooled::release`] returns it to the pool.
+pub(crate) struct Pooled {
+    backend_id: u64,
+    sender: Sender,
+}
+
+impl Pooled {
+    pub(crate) fn new(backend_id: u64, sender: Sender) -> Pooled {
+        Pooled { backend_id, sender }
+    }
+
+    /// Puts the connection back into this worker's pool if it is still usable.
+    pub(crate) fn release(self) {
+        if self.sender.is_closed() {
+            return;
+        }
+        let now = Instant::now();
+        POOL.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            let list = pool.idle.entry(self.backend_id).or_default();
+            if list.len() < MAX_IDLE_PER_BACKEND {
+                list.push((self.sender, now));
+            }
+        });
+    }
+}
+
+/// Takes the most recently used idle connection to `backend_id`, dropping expired
+/// and closed ones on the way.
+pub(crate) fn checkout(backend_id: u64, idle_timeout: Duration) -> Option<Sender> {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let list = pool.idle.get_mut(&backend_id)?;
+        let now = Instant::now();
+        while let Some((sender, since)) = list.pop() {
+            if now.duration_since(since) < idle_timeout && !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    })
+}
+
+/// Closes idle connections older than `idle_timeout` on this worker.
+pub(crate) fn sweep(idle_timeout: Duration) {
+    let now = Instant::now();
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        pool.idle.retain(|_, list| {
+            list.retain(|(sender, since)| {
+                now.duration_since(*since) < idle_timeout && !sender.is_closed()
+            });
+            !list.is_empty()
+        });
+    });
+}
+
+/// Drops every idle connection of this worker (used at shutdown).
+pub(crate) fn clear() {
+    POOL.with(|pool| pool.borrow_mut().idle.clear());
+}
+
+/// Opens a TCP connection to `addr` within `timeout`.
+pub(crate) async fn connect_tcp(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream, ProxyError> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => Err(ProxyError::upstream(
+            ErrorKind::ConnectRefused,
+            addr,
+            "refused the connection",
+        )),
+        Ok(Err(e)) => Err(ProxyError::upstream(
+            ErrorKind::ConnectFailed,
+            addr,
+            &format!("could not be reached: {}", e.kind()),
+        )),
+        Err(_) => Err(ProxyError::upstream(
+            ErrorKind::ConnectTimeout,
+            addr,
+            "did not accept the connection in time",
+        )),
+    }
+}
+
+/// Opens a new pooled-style (no upgrades) HTTP/1.1 connection; the connection task
+/// runs on the current worker.
+pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, ProxyError> {
+    let stream = connect_tcp(addr, timeout).await?;
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| {
+            ProxyError::upstream(ErrorKind::UpstreamProtocol, addr, "handshake failed")
+        })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(upstream = %addr, error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}

@@ -1,0 +1,307 @@
+//! The client side: binding the `SO_REUSEPORT` listeners, one worker thread per
+//! listener with its own current-thread runtime, and the per-connection loop
+//! (hyper-util auto builder for HTTP/1.1 and h2c, graceful shutdown, idle
+//! watchdog). Requests are handed to [`crate::forward::handle`].
+
+use std::io;
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+
+use crate::backend::InflightGuard;
+use crate::config::ProxyConfig;
+use crate::metrics::Counters;
+use crate::table::RouteTable;
+
+/// The routing table as published to workers. Requests hold it (through an
+/// `arc_swap` guard) only between lookup and backend selection, so once every
+/// retired `Active` is referenced by the handle alone, no request can still pick
+/// one of its backends.
+#[derive(Debug)]
+pub(crate) struct Active {
+    pub(crate) table: Arc<RouteTable>,
+}
+
+/// State shared by all workers.
+pub(crate) struct Shared {
+    pub(crate) table: ArcSwap<Active>,
+    pub(crate) config: ProxyConfig,
+}
+
+/// What one worker's tasks share.
+pub(crate) struct WorkerCtx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) tracker: Arc<Tracker>,
+}
+
+/// Binds `count` listeners to `addr` with `SO_REUSEPORT`. An explicit port is
+/// first probed without `SO_REUSEPORT`, so a port already served by anyone
+/// (even another reuse-port group of the same user) is reported as in use.
+pub(crate) fn bind_listeners(addr: SocketAddr, count: usize) -> io::Result<Vec<StdTcpListener>> {
+    if addr.port() != 0 {
+        let probe = new_socket(addr, false)?;
+        probe.bind(&addr.into())?;
+        drop(probe);
+    }
+    let first = bind_one(addr)?;
+    let resolved = first.local_addr()?;
+    let mut out = vec![first];
+    for _ in 1..count {
+        out.push(bind_one(resolved)?);
+    }
+    Ok(out)
+}
+
+fn new_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    Ok(socket)
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<StdTcpListener> {
+    let socket = new_socket(addr, true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Runs one worker until shutdown; returns when its connections are done or the
+/// grace period passed (the caller then drops the runtime, closing the rest).
+pub(crate) async fn run_worker(
+    listener: StdTcpListener,
+    ctx: Arc<WorkerCtx>,
+    mut shutdown: watch::Receiver<Option<Duration>>,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "proxy worker could not register its listener");
+            return;
+        }
+    };
+    let config = &ctx.shared.config;
+    let builder = Arc::new(server_builder(config));
+    let sweep_every = (config.upstream_idle_timeout / 2).max(Duration::from_millis(100));
+    let idle_timeout = config.upstream_idle_timeout;
+    let sweeper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(sweep_every);
+        loop {
+            tick.tick().await;
+            crate::pool::sweep(idle_timeout);
+        }
+    });
+
+    loop {
+        if shutdown.borrow().is_some() {
+            break;
+        }
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    // Every handle is gone: nobody can stop us, keep serving.
+                    std::future::pending::<()>().await;
+                }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let task = serve_connection(
+                        ctx.clone(),
+                        builder.clone(),
+                        stream,
+                        peer,
+                        shutdown.clone(),
+                        ctx.tracker.enter(),
+                    );
+                    tokio::spawn(task);
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "proxy accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    sweeper.abort();
+    crate::pool::clear();
+    let grace = shutdown.borrow().unwrap_or_default();
+    let _ = tokio::time::timeout(grace, ctx.tracker.wait_idle()).await;
+}
+
+fn server_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.client_header_timeout)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
+async fn serve_connection(
+    ctx: Arc<WorkerCtx>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<Option<Duration>>,
+    _track: TrackGuard,
+) {
+    let state = Arc::new(ConnState::new());
+    let header_timeout = ctx.shared.config.client_header_timeout;
+    let idle_timeout = ctx.shared.config.client_idle_timeout;
+    let svc_state = state.clone();
+    let svc_ctx = ctx.clone();
+    let client_ip = peer.ip();
+    let service = service_fn(move |req| {
+        let active = ActiveGuard::new(svc_state.clone());
+        crate::forward::handle(svc_ctx.clone(), req, client_ip, active)
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let watchdog = tokio::time::sleep(header_timeout);
+    tokio::pin!(watchdog);
+    let mut draining = false;
+    loop {
+        if !draining && shutdown.borrow().is_some() {
+            conn.as_mut().graceful_shutdown();
+            draining = true;
+        }
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(client = %peer, error = %e, "client connection ended with an error");
+                }
+                return;
+            }
+            changed = shutdown.changed(), if !draining => {
+                if changed.is_err() {
+                    draining = true; // no handle left: never shut down
+                }
+            }
+            () = watchdog.as_mut() => {
+                let limit = if state.used.load(Ordering::Relaxed) { idle_timeout } else { header_timeout };
+                match state.idle_for() {
+                    Some(idle) if idle >= limit => return,
+                    Some(idle) => watchdog.as_mut().reset(tokio::time::Instant::now() + (limit - idle)),
+                    None => watchdog.as_mut().reset(tokio::time::Instant::now() + limit),
+                }
+            }
+        }
+    }
+}
+
+/// Per client connection: requests in flight and when the last one finished.
+pub(crate) struct ConnState {
+    active: AtomicUsize,
+    used: AtomicBool,
+    epoch: Instant,
+    last_ms: AtomicU64,
+}
+
+impl ConnState {
+    fn new() -> ConnState {
+        ConnState {
+            active: AtomicUsize::new(0),
+            used: AtomicBool::new(false),
+            epoch: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// How long the connection has had no request in flight, `None` when busy.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.active.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        Some(self.epoch.elapsed().saturating_sub(last))
+    }
+}
+
+/// Marks one request active on its client connection until dropped.
+pub(crate) struct ActiveGuard {
+    conn: Arc<ConnState>,
+}
+
+impl ActiveGuard {
+    fn new(conn: Arc<ConnState>) -> ActiveGuard {
+        conn.active.fetch_add(1, Ordering::AcqRel);
+        conn.used.store(true, Ordering::Relaxed);
+        ActiveGuard { conn }
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        let now = self.conn.epoch.elapsed().as_millis() as u64;
+        self.conn.last_ms.store(now, Ordering::Relaxed);
+        self.conn.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What a forwarded request holds until its response body is finished.
+pub(crate) struct RequestGuard {
+    pub(crate) _active: ActiveGuard,
+    pub(crate) inflight: InflightGuard,
+}
+
+impl RequestGuard {
+    pub(crate) fn backend_addr(&self) -> SocketAddr {
+        self.inflight.backend().addr()
+    }
+}
+
+/// Counts a worker's open connections and tunnels so shutdown can wait for them.
+#[derive(Default)]
+pub(crate) struct Tracker {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl Tracker {
+    pub(crate) fn enter(self: &Arc<Self>) -> TrackGuard {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        TrackGuard {
+            tracker: self.clone(),
+        }
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+pub(crate) struct TrackGuard {
+    tracker: Arc<Tracker>,
+}
+
+impl Drop for TrackGuard {
+    fn drop(&mut self) {
+        if self.tracker.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.tracker.idle.notify_waiters();
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The routing table: which backends serve a request, chosen by host and then
+//! by the longest path prefix on a segment boundary. Built once (validated and
+//! indexed) and swapped whole; lookup is a pure function without allocation
+//! for lowercase hosts.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::backend::Backend;
+use crate::error::RouteError;
+
+/// One route: requests for `host` (any host when `None`) whose path starts with
+/// `path_prefix` go to `backends` of `service`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub host: Option<String>,
+    pub path_prefix: String,
+    /// Remove `path_prefix` from the path before forwarding.
+    pub strip_prefix: bool,
+    pub service: String,
+    pub backends: Vec<Arc<Backend>>,
+}
+
+/// An immutable, indexed set of routes.
+#[derive(Debug)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+    /// Route indices per lowercase host, longest prefix first.
+    by_host: HashMap<String, Vec<usize>>,
+    /// Routes without host, longest prefix first.
+    any_host: Vec<usize>,
+    /// Round-robin counter per route.
+    next: Vec<AtomicUsize>,
+}
+
+impl RouteTable {
+    /// Validates and indexes `routes`: hosts are lowercased (a trailing port or dot is
+    /// removed), prefixes must start with '/' (a trailing '/' is dropped), and two
+    /// routes may not share host and prefix.
+    pub fn new(routes: Vec<Route>) -> Result<RouteTable, RouteError> {
+        let mut routes = routes;
+        for route in &mut routes {
+            route.path_prefix = normalize_prefix(&route.path_prefix).ok_or_else(|| {
+                RouteError::InvalidPrefix {
+                    service: route.service.clone(),
+                    prefix: route.path_prefix.clone(),
+                }
+            })?;
+            if let Some(host) = &route.host {
+                let normalized = normalize_host(host);
+                if normalized.is_empty() || normalized.contains(['/', ' ']) {
+                    return Err(RouteError::InvalidHost {
+                        service: route.service.clone(),
+                        host: host.clone(),
+                    });
+                }
+                route.host = Some(normalized.into_owned());
+            }
+        }
+        let mut by_host: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut any_host = Vec::new();
+        for (i, route) in routes.iter().enumerate() {
+            let list = match &route.host {
+                Some(h) => by_host.entry(h.clone()).or_default(),
+                None => &mut any_host,
+            };
+            if list
+                .iter()
+                .any(|&j| routes[j].path_prefix == route.path_prefix)
+            {
+                return Err(RouteError::Duplicate {
+                    host: route.host.clone(),
+                    prefix: route.path_prefix.clone(),
+                });
+            }
+            list.push(i);
+        }
+        let by_len = |a: &usize, b: &usize| {
+            routes[*b]
+                .path_prefix
+                .len()
+                .cmp(&routes[*a].path_prefix.len())
+        };
+        any_host.sort_by(by_len);
+        for list in by_host.values_mut() {
+            list.sort_by(by_len);
+        }
+        let next = routes.iter().map(|_| AtomicUsize::new(0)).collect();
+        Ok(RouteTable {
+            routes,
+            by_host,
+            any_host,
+            next,
+        })
+    }
+
+    /// A table without routes: every request gets 404.
+    pub fn empty() -> RouteTable {
+        RouteTable {
+            routes: Vec::new(),
+            by_host: HashMap::new(),
+            any_host: Vec::new(),
+            next: Vec::new(),
+        }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The route for a request: routes for exactly this host first, then routes
+    /// without host; within each, the longest prefix matching on a segment boundary.
+    /// `host` may carry a port and any case; `path` excludes the query.
+    pub fn lookup(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+        self.lookup_index(host, path).map(|i| &self.routes[i])
+    }
+
+    pub(crate) fn lookup_index(&self, host: Option<&str>, path: &str) -> Option<usize> {
+        if let Some(host) = host {
+            if !self.by_host.is_empty() {
+                let host = normalize_host(host);
+                if let Some(list) = self.by_host.get(host.as_ref()) {
+                    if let Some(i) = self.first_match(list, path) {
+                        return Some(i);
+                    }
+                }
+            }
+        }
+        self.first_match(&self.any_host, path)
+    }
+
+    /// Round-robin over the healthy backends of route `index`.
+    pub(crate) fn pick_backend(&self, index: usize) -> Option<&Arc<Backend>> {
+        let backends = &self.routes[index].backends;
+        let n = backends.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next[index].fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|k| &backends[(start.wrapping_add(k)) % n])
+            .find(|b| b.is_healthy())
+    }
+
+    fn first_match(&self, list: &[usize], path: &str) -> Option<usize> {
+        list.iter()
+            .copied()
+            .find(|&i| prefix_matches(&self.routes[i].path_prefix, path))
+    }
+}
+
+/// Whether `prefix` (normalized) matches `path` on a segment boundary.
+pub fn prefix_matches(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// Removes `prefix` from the path of `path_and_query`, keeping the query; the
+/// result always starts with '/'. Callers only pass a prefix that matched.
+pub fn strip_prefix(path_and_query: &str, prefix: &str) -> String {
+    if prefix == "/" {
+        return path_and_query.to_owned();
+    }
+    let rest = path_and_query.strip_prefix(prefix).unwrap_or(path_and_query);
+    if rest.starts_with('/') {
+        rest.to_owned()
+    } else {
+        let mut out = String::with_capacity(rest.len() + 1);
+        out.push('/');
+        out.push_str(rest);
+        out
+    }
+}
+
+/// Lowercases a host and removes a port and a trailing dot; borrows when unchanged.
+pub fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
+    let host = host.trim();
+    let host = if let Some(rest) = host.strip_prefix('[') {
+        // IPv6 literal: keep the brackets, drop the port.
+        match rest.find(']') {
+            Some(end) => &host[..end + 2],
+            None => host,
+        }
+    } else {
+        match host.rfind(':') {
+            Some(colon) => &host[..colon],
+            None => host,
+        }
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    }
+}
+
+fn normalize_prefix(prefix: &str) -> Option<String> {
+    if !prefix.starts_with('/') || prefix.contains(['?', '#', ' ']) {
+        return None;
+    }
+    let trimmed = prefix.trim_end_matches('/');
+    Some(if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_hosts() {
+        assert_eq!(normalize_host("Example.COM:8080"), "example.com");
+        assert_eq!(normalize_host("example.com."), "example.com");
+        assert_eq!(normalize_host("[::1]:8080"), "[::1]");
+        assert!(matches!(
+            normalize_host("example.com"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn prefixes_match_on_segment_boundaries() {
+        assert!(prefix_matches("/", "/anything"));
+        assert!(prefix_matches("/api", "/api"));
+        assert!(prefix_matches("/api", "/api/x"));
+        assert!(!prefix_matches("/api", "/apix"));
+        assert!(!prefix_matches("/api", "/"));
+    }
+
+    #[test]
+    fn strips_prefixes_keeping_query() {
+        assert_eq!(strip_prefix("/api/x?y=1", "/api"), "/x?y=1");
+        assert_eq!(strip_prefix("/api?y=1", "/api"), "/?y=1");
+        assert_eq!(strip_prefix("/api", "/api"), "/");
+        assert_eq!(strip_prefix("/x?q", "/"), "/x?q");
+    }
+}

@@ -1,0 +1,60 @@
+//! Draining: `drain` reports busy while a request holds an old backend and idle
+//! once it finished.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dockhand_proxy::RouteTable;
+use http::StatusCode;
+use tokio::sync::Notify;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn drain_waits_for_an_inflight_request() {
+    let release = Arc::new(Notify::new());
+    let gate = release.clone();
+    let slow = serve(move |_req| {
+        let gate = gate.clone();
+        async move {
+            gate.notified().await;
+            text(StatusCode::OK, "slow done")
+        }
+    })
+    .await;
+    let fresh = named_upstream("fresh").await;
+    let old = backend(slow);
+    let proxy = start(config(), vec![route("/", vec![old.clone()])]);
+    let addr = proxy.local_addr();
+    let pending = tokio::spawn(async move { get(addr, "a", "/").await });
+    eventually("slow request reached the backend", || old.inflight() == 1).await;
+
+    proxy.set_routes(RouteTable::new(vec![route("/", vec![backend(fresh)])]).unwrap());
+    assert_eq!(get(addr, "a", "/").await.body, "fresh");
+
+    let busy = proxy.drain(&[old.clone()], Duration::from_millis(100)).await;
+    assert!(!busy.idle);
+    assert_eq!(busy.remaining, 1);
+
+    let drain = {
+        let proxy = proxy.clone();
+        let old = old.clone();
+        tokio::spawn(async move { proxy.drain(&[old], PATIENCE).await })
+    };
+    release.notify_one();
+    let answer = pending.await.unwrap();
+    assert_eq!(answer.body, "slow done");
+    let outcome = drain.await.unwrap();
+    assert!(outcome.idle, "{outcome:?}");
+    assert_eq!(outcome.remaining, 0);
+    assert_eq!(old.inflight(), 0);
+}
+
+#[tokio::test]
+async fn drain_of_unused_backends_is_idle_at_once() {
+    let proxy = dockhand_proxy::Proxy::start(config(), RouteTable::empty()).unwrap();
+    let b = backend("127.0.0.1:9".parse().unwrap());
+    let outcome = proxy.drain(&[b], Duration::from_secs(5)).await;
+    assert_eq!(outcome, dockhand_proxy::DrainOutcome { idle: true, remaining: 0 });
+    proxy.shutdown(Duration::from_millis(100)).await;
+}

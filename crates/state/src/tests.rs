@@ -1,0 +1,125 @@
+use super::*;
+
+fn store() -> Store {
+    Store::open_in_memory().expect("in-memory store")
+}
+
+#[test]
+fn successful_deploy_makes_release_current_and_retires_previous() {
+    let s = store();
+    let (r1, d1) = s.begin_deploy("{}", "test", "first").unwrap();
+    assert_eq!(s.release(r1).unwrap().unwrap().status, ReleaseStatus::Pending);
+    assert!(s.current_release().unwrap().is_none());
+    s.finish_deployment(d1, DeploymentOutcome::Succeeded, "ok")
+        .unwrap();
+    assert_eq!(s.current_release().unwrap().unwrap().id, r1);
+
+    let (r2, d2) = s.begin_deploy("{}", "test", "second").unwrap();
+    s.finish_deployment(d2, DeploymentOutcome::Succeeded, "ok")
+        .unwrap();
+    assert_eq!(s.current_release().unwrap().unwrap().id, r2);
+    assert_eq!(s.release(r1).unwrap().unwrap().status, ReleaseStatus::Retired);
+    assert_eq!(s.previous_release().unwrap().unwrap().id, r1);
+}
+
+#[test]
+fn failed_deploy_leaves_current_release_alone() {
+    let s = store();
+    let (r1, d1) = s.begin_deploy("{}", "test", "").unwrap();
+    s.finish_deployment(d1, DeploymentOutcome::Succeeded, "")
+        .unwrap();
+    let (r2, d2) = s.begin_deploy("{}", "test", "").unwrap();
+    s.finish_deployment(d2, DeploymentOutcome::Failed, "health gate")
+        .unwrap();
+    assert_eq!(s.current_release().unwrap().unwrap().id, r1);
+    assert_eq!(s.release(r2).unwrap().unwrap().status, ReleaseStatus::Failed);
+}
+
+#[test]
+fn rollback_reactivates_a_retired_release() {
+    let s = store();
+    let (r1, d1) = s.begin_deploy("{}", "t", "").unwrap();
+    s.finish_deployment(d1, DeploymentOutcome::Succeeded, "")
+        .unwrap();
+    let (_r2, d2) = s.begin_deploy("{}", "t", "").unwrap();
+    s.finish_deployment(d2, DeploymentOutcome::Succeeded, "")
+        .unwrap();
+    let d3 = s.begin_rollback(r1, "t").unwrap();
+    s.finish_deployment(d3, DeploymentOutcome::Succeeded, "")
+        .unwrap();
+    assert_eq!(s.current_release().unwrap().unwrap().id, r1);
+    assert!(matches!(
+        s.begin_rollback(99, "t"),
+        Err(StateError::NoSuchRelease(99))
+    ));
+}
+
+#[test]
+fn recover_aborts_running_deployments_and_pending_releases() {
+    let s = store();
+    let (r1, d1) = s.begin_deploy("{}", "t", "").unwrap();
+    s.finish_deployment(d1, DeploymentOutcome::Succeeded, "")
+        .unwrap();
+    let (r2, _d2) = s.begin_deploy("{}", "t", "").unwrap();
+    s.put_instance(&InstanceRecord {
+        id: "x".into(),
+        release: r2,
+        deployment: 2,
+        service: "api".into(),
+        index: 0,
+        port: Some(1),
+        pid: Some(2),
+        started_at: now(),
+    })
+    .unwrap();
+    let rec = s.recover().unwrap();
+    assert_eq!(rec.aborted_deployments, 1);
+    assert_eq!(rec.failed_releases, 1);
+    assert_eq!(rec.stale_instances, 1);
+    assert_eq!(s.current_release().unwrap().unwrap().id, r1);
+    assert_eq!(s.release(r2).unwrap().unwrap().status, ReleaseStatus::Failed);
+    assert_eq!(s.recover().unwrap(), Recovery::default());
+}
+
+#[test]
+fn prune_keeps_newest_and_never_current() {
+    let s = store();
+    for _ in 0..5 {
+        let (_, d) = s.begin_deploy("{\"x\":1}", "t", "").unwrap();
+        s.finish_deployment(d, DeploymentOutcome::Succeeded, "")
+            .unwrap();
+    }
+    let pruned = s.prune_releases(2).unwrap();
+    assert_eq!(pruned, vec![2, 1]);
+    assert_eq!(s.current_release().unwrap().unwrap().id, 5);
+    assert_eq!(s.release(1).unwrap().unwrap().status, ReleaseStatus::Pruned);
+    assert_eq!(s.release(3).unwrap().unwrap().status, ReleaseStatus::Retired);
+}
+
+#[test]
+fn events_are_returned_oldest_first_and_limited() {
+    let s = store();
+    for i in 0..5 {
+        s.record_event(EventLevel::Info, "test", None, None, &format!("e{i}"))
+            .unwrap();
+    }
+    let ev = s.events(2).unwrap();
+    assert_eq!(
+        ev.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
+        ["e3", "e4"]
+    );
+}
+
+#[test]
+fn reopening_a_database_keeps_data_and_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let s = Store::open(&path).unwrap();
+        let (_, d) = s.begin_deploy("{}", "t", "").unwrap();
+        s.finish_deployment(d, DeploymentOutcome::Succeeded, "")
+            .unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.current_release().unwrap().unwrap().id, 1);
+}

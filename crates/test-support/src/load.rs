@@ -1,0 +1,166 @@
+//! A keep-alive HTTP load generator for zero-downtime tests: N clients, each on its own
+//! connection, sending GETs back to back and counting every answer by status and by the
+//! `x-version` header, and every connection error.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// What the clients saw.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    pub ok: u64,
+    pub non_2xx: BTreeMap<u16, u64>,
+    pub errors: Vec<String>,
+    pub by_version: BTreeMap<String, u64>,
+}
+
+impl LoadReport {
+    pub fn failures(&self) -> u64 {
+        self.non_2xx.values().sum::<u64>() + self.errors.len() as u64
+    }
+}
+
+/// Load running on its own thread and runtime.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    report: Arc<Mutex<LoadReport>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts `clients` keep-alive clients sending `GET path` with `Host: host` to `addr`.
+    pub fn start(addr: &str, host: &str, path: &str, clients: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let report = Arc::new(Mutex::new(LoadReport::default()));
+        let (addr, host, path) = (addr.to_string(), host.to_string(), path.to_string());
+        let (s, r) = (stop.clone(), report.clone());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let mut set = tokio::task::JoinSet::new();
+                for _ in 0..clients {
+                    set.spawn(client(
+                        addr.clone(),
+                        host.clone(),
+                        path.clone(),
+                        s.clone(),
+                        r.clone(),
+                    ));
+                }
+                while set.join_next().await.is_some() {}
+            });
+        });
+        Load {
+            stop,
+            report,
+            thread: Some(thread),
+        }
+    }
+
+    /// A snapshot of the counts so far.
+    pub fn snapshot(&self) -> LoadReport {
+        self.report.lock().unwrap().clone()
+    }
+
+    /// Stops the clients and returns the final counts.
+    pub fn finish(mut self) -> LoadReport {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.snapshot()
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+async fn client(
+    addr: String,
+    host: String,
+    path: String,
+    stop: Arc<AtomicBool>,
+    report: Arc<Mutex<LoadReport>>,
+) {
+    let err = |msg: String| report.lock().unwrap().errors.push(msg);
+    'connect: while !stop.load(Ordering::SeqCst) {
+        let stream = match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                err(format!("connect: {e}"));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Err(_) => {
+                err("connect: timeout".into());
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (mut sender, conn) =
+            match hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await {
+                Ok(x) => x,
+                Err(e) => {
+                    err(format!("handshake: {e}"));
+                    continue;
+                }
+            };
+        let driver = tokio::spawn(conn);
+        while !stop.load(Ordering::SeqCst) {
+            let req = hyper::Request::get(path.as_str())
+                .header(hyper::header::HOST, host.as_str())
+                .body(Empty::new())
+                .expect("request");
+            let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req)).await;
+            let resp = match resp {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    err(format!("request: {e}"));
+                    driver.abort();
+                    continue 'connect;
+                }
+                Err(_) => {
+                    err("request: no answer within 30s".into());
+                    driver.abort();
+                    continue 'connect;
+                }
+            };
+            let status = resp.status().as_u16();
+            let version = resp
+                .headers()
+                .get("x-version")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let body = resp.into_body().collect().await;
+            let mut r = report.lock().unwrap();
+            match body {
+                Err(e) => r.errors.push(format!("body: {e}")),
+                Ok(_) if (200..300).contains(&status) => {
+                    r.ok += 1;
+                    *r.by_version.entry(version).or_default() += 1;
+                }
+                Ok(_) => *r.non_2xx.entry(status).or_default() += 1,
+            }
+            drop(r);
+            if sender.ready().await.is_err() {
+                err("connection closed by the proxy".into());
+                continue 'connect;
+            }
+        }
+        driver.abort();
+    }
+}

@@ -1,0 +1,141 @@
+//! Reads the testapp's behaviour from the environment.
+//!
+//! The tests start the testapp through Dockhand's process driver, so environment variables are
+//! the only knob they have. Parsing is a pure function over a lookup closure so it can be
+//! tested without touching the real environment.
+
+use std::time::Duration;
+
+use hyper::StatusCode;
+
+/// Everything the environment can change about the testapp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `PORT` (required): listen on `127.0.0.1:$PORT`.
+    pub port: u16,
+    /// `VERSION` (default `v0`): served by `/` and `/version`, and in `x-version`.
+    pub version: String,
+    /// Status of `/health`: `HEALTH_STATUS`, else 503 when `HEALTHY=false`, else 200.
+    pub health_status: StatusCode,
+    /// `STARTUP_DELAY_MS`: sleep this long before binding.
+    pub startup_delay: Duration,
+    /// `IGNORE_SIGTERM=1`: keep serving through SIGTERM.
+    pub ignore_sigterm: bool,
+    /// `EXIT_AFTER_MS`: exit with code 3 this long after start, to simulate a crash.
+    pub exit_after: Option<Duration>,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, String> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds a config from any name → value lookup; errors are one-line messages.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let port = match get("PORT") {
+            None => return Err("PORT is not set; set it to the port to listen on".into()),
+            Some(raw) => raw
+                .trim()
+                .parse::<u16>()
+                .map_err(|_| format!("PORT must be a port number, got {raw:?}"))?,
+        };
+        let version = get("VERSION")
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "v0".into());
+        let health_status = match get("HEALTH_STATUS") {
+            Some(raw) => raw
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .and_then(|code| StatusCode::from_u16(code).ok())
+                .filter(|status| !status.is_informational())
+                .ok_or_else(|| {
+                    format!("HEALTH_STATUS must be a status code 200-999, got {raw:?}")
+                })?,
+            None => match get("HEALTHY").as_deref().map(str::trim) {
+                Some("false" | "0") => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::OK,
+            },
+        };
+        Ok(Config {
+            port,
+            version,
+            health_status,
+            startup_delay: millis(&get, "STARTUP_DELAY_MS")?.unwrap_or(Duration::ZERO),
+            ignore_sigterm: get("IGNORE_SIGTERM").as_deref().map(str::trim) == Some("1"),
+            exit_after: millis(&get, "EXIT_AFTER_MS")?,
+        })
+    }
+}
+
+fn millis(get: &impl Fn(&str) -> Option<String>, name: &str) -> Result<Option<Duration>, String> {
+    match get(name) {
+        None => Ok(None),
+        Some(raw) if raw.trim().is_empty() => Ok(None),
+        Some(raw) => raw
+            .trim()
+            .parse::<u64>()
+            .map(|ms| Some(Duration::from_millis(ms)))
+            .map_err(|_| format!("{name} must be a number of milliseconds, got {raw:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, String> {
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        })
+    }
+
+    #[test]
+    fn port_is_required() {
+        let err = config(&[]).unwrap_err();
+        assert!(err.contains("PORT is not set"), "{err}");
+        assert!(config(&[("PORT", "http")]).is_err());
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[("PORT", "8080")]).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.version, "v0");
+        assert_eq!(c.health_status, StatusCode::OK);
+        assert_eq!(c.startup_delay, Duration::ZERO);
+        assert!(!c.ignore_sigterm);
+        assert_eq!(c.exit_after, None);
+    }
+
+    #[test]
+    fn health_status_overrides_healthy() {
+        let unhealthy = config(&[("PORT", "1"), ("HEALTHY", "false")]).unwrap();
+        assert_eq!(unhealthy.health_status, StatusCode::SERVICE_UNAVAILABLE);
+        let both = config(&[
+            ("PORT", "1"),
+            ("HEALTHY", "false"),
+            ("HEALTH_STATUS", "204"),
+        ]);
+        assert_eq!(both.unwrap().health_status, StatusCode::NO_CONTENT);
+        assert!(config(&[("PORT", "1"), ("HEALTH_STATUS", "100")]).is_err());
+    }
+
+    #[test]
+    fn timings_and_flags() {
+        let c = config(&[
+            ("PORT", "1"),
+            ("STARTUP_DELAY_MS", "250"),
+            ("EXIT_AFTER_MS", "1000"),
+            ("IGNORE_SIGTERM", "1"),
+        ])
+        .unwrap();
+        assert_eq!(c.startup_delay, Duration::from_millis(250));
+        assert_eq!(c.exit_after, Some(Duration::from_secs(1)));
+        assert!(c.ignore_sigterm);
+        assert!(config(&[("PORT", "1"), ("EXIT_AFTER_MS", "soon")]).is_err());
+    }
+}
