@@ -60,12 +60,16 @@ pub async fn rollback(
                 format!("release {id} does not exist; `dockhand releases` lists them"),
             )
         })?,
-        None => agent.store.previous_release().map_err(internal)?.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::NotFound,
-                "there is no earlier release to roll back to",
-            )
-        })?,
+        None => agent
+            .store
+            .previous_release()
+            .map_err(internal)?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::NotFound,
+                    "there is no earlier release to roll back to",
+                )
+            })?,
     };
     match release.status {
         ReleaseStatus::Current => {
@@ -96,7 +100,10 @@ pub async fn rollback(
         "rollback",
         Some(release.id),
         None,
-        &format!("rollback to release {} started by {requested_by}", release.id),
+        &format!(
+            "rollback to release {} started by {requested_by}",
+            release.id
+        ),
     );
     execute(agent, config, release.id, deployment, "rollback", sink).await
 }
@@ -157,7 +164,10 @@ async fn execute(
             format!(
                 "{} started (pid {}{})",
                 inst.id,
-                inst.instance.pid().map(|p| p.to_string()).unwrap_or_default(),
+                inst.instance
+                    .pid()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
                 inst.port.map(|p| format!(", port {p}")).unwrap_or_default()
             ),
         );
@@ -203,7 +213,12 @@ async fn execute(
     }
     let mut failures = Vec::new();
     while let Some(joined) = gates.join_next().await {
-        let (inst, result) = joined.map_err(internal)?;
+        let (inst, result) = match joined {
+            Ok(r) => r,
+            // Gates aborted after the first failure.
+            Err(e) if e.is_cancelled() => continue,
+            Err(e) => return Err(internal(e)),
+        };
         match result {
             Ok(()) => say(
                 "health",
@@ -447,7 +462,8 @@ async fn run_hook(
 ) -> Result<(), String> {
     let svc = &config.services[service];
     let secrets = instances::secrets_for(agent, config).map_err(|e| e.message)?;
-    let env = instances::service_env(config, svc, release, secrets.as_ref()).map_err(|e| e.message)?;
+    let env =
+        instances::service_env(config, svc, release, secrets.as_ref()).map_err(|e| e.message)?;
     let log_path = agent
         .opts
         .state_dir

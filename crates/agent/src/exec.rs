@@ -40,7 +40,12 @@ pub async fn run(
             ErrorCode::NotFound,
             format!(
                 "no service `{service}`; services: {}",
-                config.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                config
+                    .services
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )
     })?;

@@ -213,11 +213,7 @@ fn start_instance(
                     }
                 },
             ));
-            (
-                Some(backend),
-                Some(plan),
-                Some(Arc::new(AbortOnDrop(task))),
-            )
+            (Some(backend), Some(plan), Some(Arc::new(AbortOnDrop(task))))
         }
         None => (None, None, None),
     };
@@ -233,9 +229,7 @@ fn start_instance(
         log_path,
         prober,
     };
-    agent
-        .registry_lock()
-        .insert(id.clone(), live.clone());
+    agent.registry_lock().insert(id.clone(), live.clone());
     Ok(live)
 }
 

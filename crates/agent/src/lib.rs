@@ -389,8 +389,9 @@ fn redact_with(text: &str, secrets: &[String]) -> String {
 fn load_config(path: &Path) -> Result<AppConfig, ApiError> {
     match dockhand_config::load(path, &LoadOptions::from_process_env()) {
         Ok(loaded) => Ok(loaded.config),
-        Err(e) => Err(ApiError::new(ErrorCode::InvalidConfig, e.to_string())
-            .with_details(&e.diagnostics)),
+        Err(e) => {
+            Err(ApiError::new(ErrorCode::InvalidConfig, e.to_string()).with_details(&e.diagnostics))
+        }
     }
 }
 
@@ -436,8 +437,7 @@ fn agent_id(state_dir: &Path) -> String {
 
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("failed to create {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("failed to restrict {} to its owner", dir.display()))
 }

@@ -39,7 +39,10 @@ impl DeployLock {
     }
 
     pub fn holder(&self) -> Option<LockInfo> {
-        self.holder.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.holder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

@@ -50,9 +50,10 @@ pub fn report(agent: &Agent) -> Result<StatusReport, ApiError> {
             services.push(ServiceStatus {
                 name: svc.name.clone(),
                 replicas: svc.replicas,
-                route: svc.route.as_ref().map(|r| {
-                    format!("{}{}", r.host.clone().unwrap_or_else(|| "*".into()), r.path)
-                }),
+                route: svc
+                    .route
+                    .as_ref()
+                    .map(|r| format!("{}{}", r.host.clone().unwrap_or_else(|| "*".into()), r.path)),
                 instances,
             });
         }

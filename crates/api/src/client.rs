@@ -93,10 +93,11 @@ impl Client {
             path: self.path.display().to_string(),
             source,
         };
-        let mut stream = UnixStream::connect(&self.path).map_err(|source| ClientError::Connect {
-            path: self.path.display().to_string(),
-            source,
-        })?;
+        let mut stream =
+            UnixStream::connect(&self.path).map_err(|source| ClientError::Connect {
+                path: self.path.display().to_string(),
+                source,
+            })?;
         stream.set_read_timeout(self.read_timeout).map_err(io_err)?;
         stream
             .set_write_timeout(Some(Duration::from_secs(30)))

@@ -238,7 +238,10 @@ mod tests {
     fn caret_covers_the_token() {
         assert_eq!(caret_layout("prot = 8080", 1), (String::new(), 4));
         assert_eq!(caret_layout("a = \"x y\" # c", 5), ("    ".into(), 5));
-        assert_eq!(caret_layout("h = { a = { b = 1 } }", 5), ("    ".into(), 17));
+        assert_eq!(
+            caret_layout("h = { a = { b = 1 } }", 5),
+            ("    ".into(), 17)
+        );
         assert_eq!(caret_layout("[services.api]", 11), ("          ".into(), 3));
     }
 }

@@ -243,6 +243,8 @@ mod tests {
         assert!(errors.iter().all(|e| !e.message.contains("equals")));
         let lines: Vec<(usize, usize)> = errors.iter().map(|e| (e.line, e.column)).collect();
         assert_eq!(lines, vec![(2, 4), (3, 1), (4, 3)]);
-        assert!(errors[0].message.contains("expected `=` after the variable name"));
+        assert!(errors[0]
+            .message
+            .contains("expected `=` after the variable name"));
     }
 }

@@ -115,17 +115,20 @@ impl Expander<'_, '_> {
             if rest.starts_with("$$") {
                 self.push_literal("$");
                 i = dollar + 2;
-            } else if rest.starts_with("${") {
-                match matching_brace(&rest[2..]) {
+            } else if let Some(inside) = rest.strip_prefix("${") {
+                match matching_brace(inside) {
                     Some(len) => {
-                        self.reference(&rest[2..2 + len], base + dollar);
+                        self.reference(&inside[..len], base + dollar);
                         i = dollar + 2 + len + 1;
                     }
                     None => {
                         self.error(
                             base + dollar,
                             "unterminated `${` in value".into(),
-                            Some("close the reference with `}`, or write `$$` for a literal `$`".into()),
+                            Some(
+                                "close the reference with `}`, or write `$$` for a literal `$`"
+                                    .into(),
+                            ),
                         );
                         return;
                     }
@@ -221,7 +224,9 @@ impl Expander<'_, '_> {
             return self.error(
                 at,
                 format!("invalid secret name `{name}`"),
-                Some("secret names use letters, digits and `_` and do not start with a digit".into()),
+                Some(
+                    "secret names use letters, digits and `_` and do not start with a digit".into(),
+                ),
             );
         }
         match self.mode {
@@ -272,10 +277,11 @@ mod tests {
     use super::*;
 
     fn run(text: &str, mode: SecretMode) -> Result<Interpolated, Vec<InterpError>> {
-        let process: BTreeMap<String, String> = [("HOME_DIR", "/home/x"), ("EMPTY", ""), ("DOLLAR", "a$b")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let process: BTreeMap<String, String> =
+            [("HOME_DIR", "/home/x"), ("EMPTY", ""), ("DOLLAR", "a$b")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         let dotenv: BTreeMap<String, String> = [("FROM_DOTENV", "yes"), ("HOME_DIR", "ignored")]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -300,9 +306,15 @@ mod tests {
     fn expands_every_form() {
         assert_eq!(plain("${HOME_DIR}/db"), "/home/x/db");
         assert_eq!(plain("${FROM_DOTENV}"), "yes");
-        assert_eq!(plain("${NOPE:-d}|${EMPTY:-d}|${NOPE-d}|${EMPTY-d}"), "d|d|d|");
+        assert_eq!(
+            plain("${NOPE:-d}|${EMPTY:-d}|${NOPE-d}|${EMPTY-d}"),
+            "d|d|d|"
+        );
         assert_eq!(plain("${NOPE:-${HOME_DIR}/x}"), "/home/x/x");
-        assert_eq!(plain("$$HOME $HOME ${HOME_DIR?need it} $"), "$HOME $HOME /home/x $");
+        assert_eq!(
+            plain("$$HOME $HOME ${HOME_DIR?need it} $"),
+            "$HOME $HOME /home/x $"
+        );
         assert_eq!(plain("${DOLLAR}"), "a$b");
     }
 
@@ -322,18 +334,35 @@ mod tests {
     #[test]
     fn reports_problems_at_their_offset() {
         let e = first_error("x ${NOPE}", SecretMode::Forbid);
-        assert_eq!((e.offset, e.message.as_str()), (2, "variable `NOPE` is not set"));
+        assert_eq!(
+            (e.offset, e.message.as_str()),
+            (2, "variable `NOPE` is not set")
+        );
         assert!(e.help.unwrap().contains("/p/.env"));
         let e = first_error("${NOPE?set the db url}", SecretMode::Forbid);
-        assert_eq!(e.message, "required variable `NOPE` is not set: set the db url");
+        assert_eq!(
+            e.message,
+            "required variable `NOPE` is not set: set the db url"
+        );
         let e = first_error("${EMPTY:?}", SecretMode::Forbid);
         assert_eq!(e.message, "required variable `EMPTY` is not set");
         let e = first_error("run ${secret.T}", SecretMode::Forbid);
-        assert_eq!((e.offset, e.message.as_str()), (4, "secrets may only be used in `env` values"));
-        assert!(first_error("${secret.T:-x}", SecretMode::Keep).message.contains("cannot have a default"));
-        assert!(first_error("${1X}", SecretMode::Forbid).message.contains("invalid variable"));
-        assert!(first_error("${A:+x}", SecretMode::Forbid).message.contains("unsupported"));
-        assert!(first_error("a ${A", SecretMode::Forbid).message.contains("unterminated"));
+        assert_eq!(
+            (e.offset, e.message.as_str()),
+            (4, "secrets may only be used in `env` values")
+        );
+        assert!(first_error("${secret.T:-x}", SecretMode::Keep)
+            .message
+            .contains("cannot have a default"));
+        assert!(first_error("${1X}", SecretMode::Forbid)
+            .message
+            .contains("invalid variable"));
+        assert!(first_error("${A:+x}", SecretMode::Forbid)
+            .message
+            .contains("unsupported"));
+        assert!(first_error("a ${A", SecretMode::Forbid)
+            .message
+            .contains("unterminated"));
         assert_eq!(run("${A} ${B}", SecretMode::Forbid).unwrap_err().len(), 2);
     }
 }

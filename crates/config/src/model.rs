@@ -240,7 +240,9 @@ mod tests {
         assert_eq!(literal.template(), "p$$ss");
         assert_eq!(literal.resolve(&secrets).unwrap(), "p$ss");
         assert_eq!(
-            EnvValue::from_template("$${secret.Y}").resolve(&secrets).unwrap(),
+            EnvValue::from_template("$${secret.Y}")
+                .resolve(&secrets)
+                .unwrap(),
             "${secret.Y}"
         );
     }

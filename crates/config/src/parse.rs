@@ -187,14 +187,23 @@ impl Parser<'_> {
         }
         for (name, slot) in [
             ("client_header_timeout", &mut proxy.client_header_timeout),
-            ("upstream_connect_timeout", &mut proxy.upstream_connect_timeout),
-            ("upstream_response_timeout", &mut proxy.upstream_response_timeout),
+            (
+                "upstream_connect_timeout",
+                &mut proxy.upstream_connect_timeout,
+            ),
+            (
+                "upstream_response_timeout",
+                &mut proxy.upstream_response_timeout,
+            ),
         ] {
             if let Some(value) = fields.get(name).and_then(|f| self.duration(f, false)) {
                 *slot = value;
             }
         }
-        if let Some(value) = fields.get("drain_timeout").and_then(|f| self.duration(f, true)) {
+        if let Some(value) = fields
+            .get("drain_timeout")
+            .and_then(|f| self.duration(f, true))
+        {
             proxy.drain_timeout = value;
         }
         proxy
@@ -242,9 +251,9 @@ impl Parser<'_> {
         message: String,
         help: Option<String>,
     ) {
-        let mut diagnostic =
-            self.map
-                .diagnostic(severity, span, key.map(str::to_string), message);
+        let mut diagnostic = self
+            .map
+            .diagnostic(severity, span, key.map(str::to_string), message);
         diagnostic.help = help;
         self.diagnostics.push(diagnostic);
     }
@@ -426,7 +435,10 @@ impl Parser<'_> {
             self.error(
                 value_span(f),
                 Some(&f.path),
-                format!("`{}` must be between {min} and {max}, found {value}", f.name),
+                format!(
+                    "`{}` must be between {min} and {max}, found {value}",
+                    f.name
+                ),
                 None,
             );
             return None;
@@ -448,7 +460,10 @@ impl Parser<'_> {
                 value_span(f),
                 Some(&f.path),
                 format!("`{}` needs a unit, found the bare number {n}", f.name),
-                Some(format!("write it as a string with a unit, e.g. {} = \"{n}s\"", f.name)),
+                Some(format!(
+                    "write it as a string with a unit, e.g. {} = \"{n}s\"",
+                    f.name
+                )),
             );
             return None;
         }
@@ -468,7 +483,7 @@ impl Parser<'_> {
                 self.error(
                     value_span(f),
                     Some(&f.path),
-                    format!("bad duration for `{}`: {problem}", f.name),
+                    format!("bad duration `{text}` for `{}`: {problem}", f.name),
                     Some(DURATION_HELP.into()),
                 );
                 None
@@ -478,11 +493,16 @@ impl Parser<'_> {
 
     /// A byte size: a non-negative integer or a string such as "512MB"; zero is refused.
     pub(crate) fn size(&mut self, f: &Field<'_>) -> Option<u64> {
-        let parsed = match f.item.as_value() {
-            Some(Value::Integer(n)) => {
-                u64::try_from(*n.value()).map_err(|_| "sizes cannot be negative".to_string())
+        let (text, parsed) = match f.item.as_value() {
+            Some(Value::Integer(n)) => (
+                n.value().to_string(),
+                u64::try_from(*n.value()).map_err(|_| "sizes cannot be negative".to_string()),
+            ),
+            Some(Value::String(_)) => {
+                let text = self.string(f)?;
+                let parsed = parse_size(&text);
+                (text, parsed)
             }
-            Some(Value::String(_)) => parse_size(&self.string(f)?),
             _ => {
                 self.type_error(f, "a size such as \"512MB\"", None);
                 return None;
@@ -503,7 +523,7 @@ impl Parser<'_> {
                 self.error(
                     value_span(f),
                     Some(&f.path),
-                    format!("bad size for `{}`: {problem}", f.name),
+                    format!("bad size `{text}` for `{}`: {problem}", f.name),
                     Some(SIZE_HELP.into()),
                 );
                 None

@@ -83,10 +83,16 @@ impl SecretsError {
                 path.display()
             ),
             SecretsError::NotAFile { path } => {
-                format!("{} must be a dotenv file with NAME=value lines", path.display())
+                format!(
+                    "{} must be a dotenv file with NAME=value lines",
+                    path.display()
+                )
             }
             SecretsError::Unreadable { path, .. } => {
-                format!("make {} readable by the user running dockhand", path.display())
+                format!(
+                    "make {} readable by the user running dockhand",
+                    path.display()
+                )
             }
             SecretsError::LoosePermissions { path, .. } => {
                 format!("run `chmod 600 {}`", path.display())
@@ -209,7 +215,10 @@ mod tests {
         assert_eq!(secrets.get("API_TOKEN"), Some("hunter2"));
         assert_eq!(secrets.values().collect::<Vec<_>>(), vec!["hunter2"]);
         let debug = format!("{secrets:?}");
-        assert!(debug.contains("API_TOKEN") && !debug.contains("hunter2"), "{debug}");
+        assert!(
+            debug.contains("API_TOKEN") && !debug.contains("hunter2"),
+            "{debug}"
+        );
     }
 
     #[test]
@@ -217,7 +226,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "A=1\n", 0o644);
         let error = Secrets::load(&path).unwrap_err();
-        assert!(matches!(error, SecretsError::LoosePermissions { mode: 0o644, .. }));
+        assert!(matches!(
+            error,
+            SecretsError::LoosePermissions { mode: 0o644, .. }
+        ));
         assert!(error.to_string().contains("chmod 600"), "{error}");
         assert!(matches!(
             Secrets::load(&dir.path().join("nope")),

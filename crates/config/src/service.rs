@@ -225,7 +225,12 @@ impl Parser<'_> {
             }
         }
         if let Some(table) = fields.get("hooks").and_then(|f| self.table(f)) {
-            let hooks = self.fields(table, &format!("{path}.hooks"), HOOK_KEYS, &format!("in the hooks of service `{name}`"));
+            let hooks = self.fields(
+                table,
+                &format!("{path}.hooks"),
+                HOOK_KEYS,
+                &format!("in the hooks of service `{name}`"),
+            );
             service.hooks.pre_deploy = hooks.get("pre_deploy").and_then(|f| self.string(f));
             service.hooks.post_deploy = hooks.get("post_deploy").and_then(|f| self.string(f));
         }
@@ -285,7 +290,11 @@ impl Parser<'_> {
                     self.error(
                         value_span(f),
                         Some(&f.path),
-                        format!("expected a string for env `{}`, found a {}", f.name, kind(f)),
+                        format!(
+                            "expected a string for env `{}`, found a {}",
+                            f.name,
+                            kind(f)
+                        ),
                         Some("environment values are strings, numbers or booleans".into()),
                     );
                     None
@@ -335,7 +344,10 @@ impl Parser<'_> {
                 key_span(at),
                 Some(&format!("{}.path", at.path)),
                 "the health check has no `path`".into(),
-                Some("add path = \"/health\": the URL path dockhand requests on each instance".into()),
+                Some(
+                    "add path = \"/health\": the URL path dockhand requests on each instance"
+                        .into(),
+                ),
             ),
         }
         if let Some(f) = fields.get("expected_status") {
@@ -414,7 +426,11 @@ impl Parser<'_> {
                     );
                 } else {
                     let trimmed = path.trim_end_matches('/');
-                    route.path = if trimmed.is_empty() { "/".into() } else { trimmed.into() };
+                    route.path = if trimmed.is_empty() {
+                        "/".into()
+                    } else {
+                        trimmed.into()
+                    };
                 }
             }
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() {
-        return Err("empty duration".into());
+        return Err("it is empty".into());
     }
     if text.starts_with('-') {
         return Err("durations cannot be negative".into());
@@ -22,11 +22,11 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
         if number_len == 0 {
-            return Err(format!("invalid duration `{text}`"));
+            return Err("expected a number".into());
         }
         let number: f64 = rest[..number_len]
             .parse()
-            .map_err(|_| format!("invalid number in duration `{text}`"))?;
+            .map_err(|_| "invalid number".to_string())?;
         rest = &rest[number_len..];
         let unit_len = rest
             .find(|c: char| !c.is_ascii_alphabetic())
@@ -37,14 +37,17 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" => 60.0,
             "h" => 3600.0,
             "d" => 86400.0,
-            "" => return Err(format!("duration `{text}` needs a unit")),
-            _ => return Err(format!("invalid duration `{text}`")),
+            "" if rest.starts_with(char::is_whitespace) => {
+                return Err("spaces are not allowed".into())
+            }
+            "" => return Err("a unit is needed".into()),
+            unit => return Err(format!("unknown unit `{unit}`")),
         };
         rest = &rest[unit_len..];
         total += number * seconds;
     }
     if !total.is_finite() || total > 10.0 * 365.0 * 86400.0 {
-        return Err(format!("duration `{text}` is too long"));
+        return Err("it is too long".into());
     }
     Ok(Duration::from_secs_f64(total))
 }
@@ -64,11 +67,11 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
         return Err("sizes cannot be negative".into());
     }
     if number_len == 0 {
-        return Err(format!("invalid size `{text}`"));
+        return Err("expected a number".into());
     }
     let number: f64 = text[..number_len]
         .parse()
-        .map_err(|_| format!("invalid number in size `{text}`"))?;
+        .map_err(|_| "invalid number".to_string())?;
     let unit = text[number_len..].trim_start();
     let factor: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
@@ -80,11 +83,11 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
         "mib" => 1 << 20,
         "gib" => 1 << 30,
         "tib" => 1 << 40,
-        _ => return Err(format!("unknown size unit `{unit}` in `{text}`")),
+        _ => return Err(format!("unknown unit `{unit}`")),
     };
     let bytes = number * factor as f64;
     if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-        return Err(format!("size `{text}` is too large"));
+        return Err("it is too large".into());
     }
     Ok(bytes.round() as u64)
 }

@@ -118,7 +118,11 @@ fn full_example_parses_every_field() {
     };
     assert_eq!(loaded.config, expected);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
-    let web: Vec<&str> = loaded.config.web_services().map(|s| s.name.as_str()).collect();
+    let web: Vec<&str> = loaded
+        .config
+        .web_services()
+        .map(|s| s.name.as_str())
+        .collect();
     assert_eq!(web, vec!["api"]);
     let json = serde_json::to_string(&loaded.config).unwrap();
     let back: AppConfig = serde_json::from_str(&json).unwrap();
@@ -133,13 +137,25 @@ fn minimal_config_gets_every_default() {
         .load("app = \"shop\"\n[services.web]\ncommand = \"./server\"\nport = 3000\n[services.web.health]\npath = \"/health\"\n")
         .unwrap();
     let config = loaded.config;
-    assert_eq!(config.secrets_file, project.dir().join(".dockhand/secrets.env"));
+    assert_eq!(
+        config.secrets_file,
+        project.dir().join(".dockhand/secrets.env")
+    );
     assert_eq!(config.proxy, ProxySettings::default());
-    assert_eq!(config.proxy.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+    assert_eq!(
+        config.proxy.listen,
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    );
     assert_eq!(config.proxy.max_request_body, 10 * 1024 * 1024);
     assert_eq!(config.proxy.client_header_timeout, Duration::from_secs(10));
-    assert_eq!(config.proxy.upstream_connect_timeout, Duration::from_secs(5));
-    assert_eq!(config.proxy.upstream_response_timeout, Duration::from_secs(60));
+    assert_eq!(
+        config.proxy.upstream_connect_timeout,
+        Duration::from_secs(5)
+    );
+    assert_eq!(
+        config.proxy.upstream_response_timeout,
+        Duration::from_secs(60)
+    );
     assert_eq!(config.proxy.drain_timeout, Duration::from_secs(30));
     assert_eq!(config.proxy.workers, None);
     let web = &config.services["web"];
@@ -150,7 +166,11 @@ fn minimal_config_gets_every_default() {
         (200, Duration::from_secs(2), Duration::from_secs(2))
     );
     assert_eq!(
-        (health.healthy_threshold, health.unhealthy_threshold, health.deploy_timeout),
+        (
+            health.healthy_threshold,
+            health.unhealthy_threshold,
+            health.deploy_timeout
+        ),
         (1, 3, Duration::from_secs(60))
     );
     assert_eq!(web.workdir, project.dir());
@@ -165,7 +185,9 @@ fn minimal_config_gets_every_default() {
 fn route_defaults_to_root_path() {
     let project = Project::new();
     let toml = "app = \"a\"\n[services.web]\ncommand = \"x\"\nport = 1\nhealth = { path = \"/\" }\nroute = { host = \"a.example\" }\n";
-    let route = project.load(toml).unwrap().config.services["web"].route.clone();
+    let route = project.load(toml).unwrap().config.services["web"]
+        .route
+        .clone();
     assert_eq!(
         route,
         Some(Route {
@@ -214,7 +236,8 @@ fn process_env_wins_over_dotenv() {
         ".env",
         "# local settings\nexport PORT_A=1\nSHARED='from dotenv'\nONLY_DOTENV=\"dot # not a comment\"\n",
     );
-    let toml = "app = \"shop\"\n[services.web]\ncommand = \"run ${SHARED} ${ONLY_DOTENV} ${PORT_A}\"\n";
+    let toml =
+        "app = \"shop\"\n[services.web]\ncommand = \"run ${SHARED} ${ONLY_DOTENV} ${PORT_A}\"\n";
     let config = project
         .load_with_env(toml, &[("SHARED", "from process")])
         .unwrap()
@@ -337,7 +360,7 @@ fn diagnostic_display_of_a_value_and_of_a_wide_line_number() {
     );
     let error = project.load(&toml).unwrap_err();
     let expected = format!(
-        "error: bad duration for `stop_timeout`: invalid duration `5 sec`
+        "error: bad duration `5 sec` for `stop_timeout`: spaces are not allowed
    --> {}:11:16
     |
  11 | stop_timeout = \"5 sec\"
@@ -365,7 +388,10 @@ fn diagnostics_serialize_for_json_output() {
 #[test]
 fn load_reads_the_file_and_reports_a_missing_one() {
     let project = Project::new();
-    let path = project.write("dockhand.toml", "app = \"shop\"\n[services.api]\ncommand = \"x\"\n");
+    let path = project.write(
+        "dockhand.toml",
+        "app = \"shop\"\n[services.api]\ncommand = \"x\"\n",
+    );
     let loaded = load(&path, &LoadOptions::default()).unwrap();
     assert_eq!(loaded.config.config_path, path);
     let missing = project.dir().join("nope.toml");

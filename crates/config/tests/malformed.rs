@@ -121,7 +121,7 @@ const CASES: &[Case] = &[
         line: 4,
         column: 16,
         key: Some("services.api.stop_timeout"),
-        text: "bad duration for `stop_timeout`",
+        text: "bad duration `5 sec` for `stop_timeout`: spaces are not allowed",
     },
     Case {
         name: "negative duration",
@@ -385,7 +385,7 @@ const CASES: &[Case] = &[
         line: 4,
         column: 10,
         key: Some("services.api.memory"),
-        text: "bad size for `memory`",
+        text: "bad size `12 parsecs` for `memory`: unknown unit `parsecs`",
     },
     Case {
         name: "invalid app name",
@@ -535,7 +535,8 @@ fn malformed_inputs_point_at_the_problem() {
             Err(error) => error.diagnostics,
         };
         let found = diagnostics.iter().find(|d| {
-            d.message.contains(case.text) || d.help.as_deref().is_some_and(|h| h.contains(case.text))
+            d.message.contains(case.text)
+                || d.help.as_deref().is_some_and(|h| h.contains(case.text))
         });
         let Some(d) = found else {
             failures.push(format!(
@@ -555,7 +556,11 @@ fn malformed_inputs_point_at_the_problem() {
             ));
         }
         if !d.file.starts_with(project.dir()) {
-            failures.push(format!("{}: diagnostic names {}", case.name, d.file.display()));
+            failures.push(format!(
+                "{}: diagnostic names {}",
+                case.name,
+                d.file.display()
+            ));
         }
     }
     assert!(CASES.len() >= 20);
@@ -576,6 +581,9 @@ fn secret_values_never_appear_in_diagnostics() {
     let project = Project::new();
     project.secrets("API_TOKEN=hunter2\n", 0o644);
     let error = project.load(SECRET_ENV).unwrap_err();
-    let text = format!("{error}\n{error:?}\n{}", serde_json::to_string(&error.diagnostics).unwrap());
+    let text = format!(
+        "{error}\n{error:?}\n{}",
+        serde_json::to_string(&error.diagnostics).unwrap()
+    );
     assert!(!text.contains("hunter2"), "{text}");
 }

@@ -7,12 +7,30 @@ use anyhow::Context as _;
 
 /// `(path relative to the app directory, contents)`.
 const FILES: &[(&str, &str)] = &[
-    ("dockhand.toml", include_str!("../../../examples/hello/dockhand.toml")),
-    ("api/app.py", include_str!("../../../examples/hello/api/app.py")),
-    ("web/serve.py", include_str!("../../../examples/hello/web/serve.py")),
-    ("web/static/index.html", include_str!("../../../examples/hello/web/static/index.html")),
-    ("web/static/app.js", include_str!("../../../examples/hello/web/static/app.js")),
-    ("web/static/style.css", include_str!("../../../examples/hello/web/static/style.css")),
+    (
+        "dockhand.toml",
+        include_str!("../../../examples/hello/dockhand.toml"),
+    ),
+    (
+        "api/app.py",
+        include_str!("../../../examples/hello/api/app.py"),
+    ),
+    (
+        "web/serve.py",
+        include_str!("../../../examples/hello/web/serve.py"),
+    ),
+    (
+        "web/static/index.html",
+        include_str!("../../../examples/hello/web/static/index.html"),
+    ),
+    (
+        "web/static/app.js",
+        include_str!("../../../examples/hello/web/static/app.js"),
+    ),
+    (
+        "web/static/style.css",
+        include_str!("../../../examples/hello/web/static/style.css"),
+    ),
 ];
 
 /// Writes the example into `dir` unless it is already there (so edits made to try a deploy

@@ -23,7 +23,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// then, in a second terminal, `dockhand status`, `dockhand logs -f`, `dockhand deploy` and
 /// `dockhand rollback` act on that running app.
 #[derive(Parser, Debug)]
-#[command(name = "dockhand", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "dockhand",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -96,9 +101,7 @@ pub enum Command {
         command: Vec<String>,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 fn main() -> ExitCode {

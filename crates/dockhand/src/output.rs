@@ -73,7 +73,9 @@ pub fn from_client(err: ClientError, json: bool) -> anyhow::Error {
     };
     let json = json.then(|| match &err {
         ClientError::Api(api) => serde_json::json!({ "error": api }),
-        other => serde_json::json!({ "error": { "code": "unreachable", "message": other.to_string() } }),
+        other => {
+            serde_json::json!({ "error": { "code": "unreachable", "message": other.to_string() } })
+        }
     });
     anyhow::Error::new(Exit {
         code,
@@ -100,12 +102,8 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
 pub fn paint_state(word: &str) -> String {
     match word {
         "healthy" | "running" | "current" | "succeeded" => style(word).green().to_string(),
-        "unhealthy" | "crash_loop" | "failed" | "exited" | "error" => {
-            style(word).red().to_string()
-        }
-        "unknown" | "backoff" | "stopping" | "pending" | "warn" => {
-            style(word).yellow().to_string()
-        }
+        "unhealthy" | "crash_loop" | "failed" | "exited" | "error" => style(word).red().to_string(),
+        "unknown" | "backoff" | "stopping" | "pending" | "warn" => style(word).yellow().to_string(),
         _ => style(word).dim().to_string(),
     }
 }

@@ -129,7 +129,11 @@ impl ResponseBody {
         }
     }
 
-    pub(crate) fn upstream(body: Incoming, conn: Option<Pooled>, guard: RequestGuard) -> ResponseBody {
+    pub(crate) fn upstream(
+        body: Incoming,
+        conn: Option<Pooled>,
+        guard: RequestGuard,
+    ) -> ResponseBody {
         let mut out = ResponseBody {
             kind: Kind::Upstream {
                 body,

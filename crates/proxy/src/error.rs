@@ -62,7 +62,11 @@ impl ProxyError {
     }
 
     pub fn upstream(kind: ErrorKind, addr: SocketAddr, what: &str) -> ProxyError {
-        ProxyError::new(kind, ErrorSource::Upstream, format!("upstream {addr} {what}"))
+        ProxyError::new(
+            kind,
+            ErrorSource::Upstream,
+            format!("upstream {addr} {what}"),
+        )
     }
 
     /// The status this error is answered with. The only kind→status mapping.
@@ -114,12 +118,17 @@ impl std::error::Error for ProxyError {}
 /// Why a [`crate::RouteTable`] was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
-    #[error("route for service {service:?} has path prefix {prefix:?}; a prefix must start with '/'")]
+    #[error(
+        "route for service {service:?} has path prefix {prefix:?}; a prefix must start with '/'"
+    )]
     InvalidPrefix { service: String, prefix: String },
     #[error("route for service {service:?} has an empty or invalid host {host:?}")]
     InvalidHost { service: String, host: String },
     #[error("two routes share host {host:?} and path prefix {prefix:?}; give each route a distinct host or prefix")]
-    Duplicate { host: Option<String>, prefix: String },
+    Duplicate {
+        host: Option<String>,
+        prefix: String,
+    },
 }
 
 #[cfg(test)]
@@ -129,7 +138,8 @@ mod tests {
     #[test]
     fn maps_kinds_to_status() {
         let addr: SocketAddr = "127.0.0.1:4000".parse().unwrap();
-        let refused = ProxyError::upstream(ErrorKind::ConnectRefused, addr, "refused the connection");
+        let refused =
+            ProxyError::upstream(ErrorKind::ConnectRefused, addr, "refused the connection");
         assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(
             refused.body(),

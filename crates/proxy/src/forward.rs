@@ -96,7 +96,11 @@ async fn forward(
         let index = table
             .lookup_index(host_str, req.uri().path())
             .ok_or_else(|| {
-                ProxyError::new(ErrorKind::NoRoute, ErrorSource::Downstream, "no route matches")
+                ProxyError::new(
+                    ErrorKind::NoRoute,
+                    ErrorSource::Downstream,
+                    "no route matches",
+                )
             })?;
         let route = &table.routes()[index];
         let backend = table.pick_backend(index).ok_or_else(|| {
@@ -188,9 +192,7 @@ async fn checkout_ready(backend_id: u64, idle_timeout: Duration) -> Option<Sende
         if sender.is_ready() {
             return Some(sender);
         }
-        if let Ok(Ok(())) =
-            tokio::time::timeout(Duration::from_millis(250), sender.ready()).await
-        {
+        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(250), sender.ready()).await {
             return Some(sender);
         }
     }
@@ -226,7 +228,11 @@ pub(crate) fn classify(err: &hyper::Error, addr: SocketAddr) -> ProxyError {
         source = e.source();
     }
     if err.is_parse() {
-        ProxyError::upstream(ErrorKind::UpstreamProtocol, addr, "sent an invalid response")
+        ProxyError::upstream(
+            ErrorKind::UpstreamProtocol,
+            addr,
+            "sent an invalid response",
+        )
     } else {
         ProxyError::upstream(
             ErrorKind::UpstreamProtocol,
@@ -280,7 +286,13 @@ fn set_origin_uri(req: &mut Request<Incoming>, new_path: Option<String>) -> Resu
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"))),
     };
-    let bad = |_| ProxyError::new(ErrorKind::BadRequest, ErrorSource::Downstream, "invalid request path");
+    let bad = |_| {
+        ProxyError::new(
+            ErrorKind::BadRequest,
+            ErrorSource::Downstream,
+            "invalid request path",
+        )
+    };
     let pq = pq.map_err(bad)?;
     *req.uri_mut() = Uri::from(pq);
     Ok(())

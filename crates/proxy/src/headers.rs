@@ -123,8 +123,7 @@ pub fn valid_request_id(value: &HeaderValue) -> bool {
     let b = value.as_bytes();
     !b.is_empty()
         && b.len() <= 128
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
 }
 
@@ -141,10 +140,9 @@ pub fn new_request_id() -> HeaderValue {
 }
 
 fn has_token(value: &HeaderValue, token: &str) -> bool {
-    value.to_str().is_ok_and(|v| {
-        v.split(',')
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    })
+    value
+        .to_str()
+        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
 #[cfg(test)]
@@ -173,8 +171,19 @@ mod tests {
             ("x-forwarded-for", "10.0.0.1"),
             ("accept", "*/*"),
         ]);
-        let id = prepare_request(&mut h, "192.0.2.7".parse().unwrap(), Some("Example.com"), false);
-        for gone in ["connection", "keep-alive", "x-secret-hop", "te", "transfer-encoding"] {
+        let id = prepare_request(
+            &mut h,
+            "192.0.2.7".parse().unwrap(),
+            Some("Example.com"),
+            false,
+        );
+        for gone in [
+            "connection",
+            "keep-alive",
+            "x-secret-hop",
+            "te",
+            "transfer-encoding",
+        ] {
             assert!(!h.contains_key(gone), "{gone} kept");
         }
         assert_eq!(h["accept"], "*/*");

@@ -12,7 +12,7 @@ mod config;
 mod error;
 mod forward;
 mod handle;
-pub mod headers;
+mod headers;
 mod metrics;
 mod pool;
 mod server;

@@ -126,9 +126,7 @@ pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sende
     let (sender, conn) = http1::Builder::new()
         .handshake(TokioIo::new(stream))
         .await
-        .map_err(|_| {
-            ProxyError::upstream(ErrorKind::UpstreamProtocol, addr, "handshake failed")
-        })?;
+        .map_err(|_| ProxyError::upstream(ErrorKind::UpstreamProtocol, addr, "handshake failed"))?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(upstream = %addr, error = %e, "upstream connection ended with an error");

@@ -105,16 +105,15 @@ pub(crate) async fn run_worker(
         }
     });
 
+    // False once every handle is gone: nobody can stop us then, keep serving.
+    let mut stoppable = true;
     loop {
         if shutdown.borrow().is_some() {
             break;
         }
         tokio::select! {
-            changed = shutdown.changed() => {
-                if changed.is_err() {
-                    // Every handle is gone: nobody can stop us, keep serving.
-                    std::future::pending::<()>().await;
-                }
+            changed = shutdown.changed(), if stoppable => {
+                stoppable = changed.is_ok();
             }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
@@ -168,7 +167,7 @@ async fn serve_connection(
     let idle_timeout = ctx.shared.config.client_idle_timeout;
     let svc_state = state.clone();
     let svc_ctx = ctx.clone();
-    let client_ip = peer.ip();
+    let client_ip = peer.ip().to_canonical();
     let service = service_fn(move |req| {
         let active = ActiveGuard::new(svc_state.clone());
         crate::forward::handle(svc_ctx.clone(), req, client_ip, active)
@@ -178,6 +177,7 @@ async fn serve_connection(
     let watchdog = tokio::time::sleep(header_timeout);
     tokio::pin!(watchdog);
     let mut draining = false;
+    let mut stoppable = true;
     loop {
         if !draining && shutdown.borrow().is_some() {
             conn.as_mut().graceful_shutdown();
@@ -190,10 +190,8 @@ async fn serve_connection(
                 }
                 return;
             }
-            changed = shutdown.changed(), if !draining => {
-                if changed.is_err() {
-                    draining = true; // no handle left: never shut down
-                }
+            changed = shutdown.changed(), if stoppable && !draining => {
+                stoppable = changed.is_ok(); // no handle left: never shut down
             }
             () = watchdog.as_mut() => {
                 let limit = if state.used.load(Ordering::Relaxed) { idle_timeout } else { header_timeout };

@@ -41,12 +41,11 @@ impl RouteTable {
     pub fn new(routes: Vec<Route>) -> Result<RouteTable, RouteError> {
         let mut routes = routes;
         for route in &mut routes {
-            route.path_prefix = normalize_prefix(&route.path_prefix).ok_or_else(|| {
-                RouteError::InvalidPrefix {
+            route.path_prefix =
+                normalize_prefix(&route.path_prefix).ok_or_else(|| RouteError::InvalidPrefix {
                     service: route.service.clone(),
                     prefix: route.path_prefix.clone(),
-                }
-            })?;
+                })?;
             if let Some(host) = &route.host {
                 let normalized = normalize_host(host);
                 if normalized.is_empty() || normalized.contains(['/', ' ']) {
@@ -167,7 +166,9 @@ pub fn strip_prefix(path_and_query: &str, prefix: &str) -> String {
     if prefix == "/" {
         return path_and_query.to_owned();
     }
-    let rest = path_and_query.strip_prefix(prefix).unwrap_or(path_and_query);
+    let rest = path_and_query
+        .strip_prefix(prefix)
+        .unwrap_or(path_and_query);
     if rest.starts_with('/') {
         rest.to_owned()
     } else {

@@ -34,20 +34,22 @@ pub(crate) async fn forward(
         }
     });
     let req = req.map(|b| RequestBody::new(b, config.max_request_body));
-    let mut response =
-        match tokio::time::timeout(config.upstream_response_timeout, sender.send_request(req))
-            .await
-        {
-            Err(_) => {
-                return Err(ProxyError::upstream(
-                    ErrorKind::ResponseTimeout,
-                    addr,
-                    "did not send response headers in time",
-                ))
-            }
-            Ok(Err(e)) => return Err(classify(&e, addr)),
-            Ok(Ok(response)) => response,
-        };
+    let mut response = match tokio::time::timeout(
+        config.upstream_response_timeout,
+        sender.send_request(req),
+    )
+    .await
+    {
+        Err(_) => {
+            return Err(ProxyError::upstream(
+                ErrorKind::ResponseTimeout,
+                addr,
+                "did not send response headers in time",
+            ))
+        }
+        Ok(Err(e)) => return Err(classify(&e, addr)),
+        Ok(Ok(response)) => response,
+    };
 
     if response.status() != StatusCode::SWITCHING_PROTOCOLS {
         headers::prepare_response(response.headers_mut(), false, request_id.clone());

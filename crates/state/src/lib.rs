@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 pub use model::{
-    DeploymentKind, DeploymentOutcome, Event, EventLevel, InstanceRecord, Release, ReleaseStatus,
-    Recovery,
+    DeploymentKind, DeploymentOutcome, Event, EventLevel, InstanceRecord, Recovery, Release,
+    ReleaseStatus,
 };
 
 /// Errors of the state store.
@@ -67,7 +67,10 @@ impl Store {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut conn)
     }
 

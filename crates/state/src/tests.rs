@@ -8,7 +8,10 @@ fn store() -> Store {
 fn successful_deploy_makes_release_current_and_retires_previous() {
     let s = store();
     let (r1, d1) = s.begin_deploy("{}", "test", "first").unwrap();
-    assert_eq!(s.release(r1).unwrap().unwrap().status, ReleaseStatus::Pending);
+    assert_eq!(
+        s.release(r1).unwrap().unwrap().status,
+        ReleaseStatus::Pending
+    );
     assert!(s.current_release().unwrap().is_none());
     s.finish_deployment(d1, DeploymentOutcome::Succeeded, "ok")
         .unwrap();
@@ -18,7 +21,10 @@ fn successful_deploy_makes_release_current_and_retires_previous() {
     s.finish_deployment(d2, DeploymentOutcome::Succeeded, "ok")
         .unwrap();
     assert_eq!(s.current_release().unwrap().unwrap().id, r2);
-    assert_eq!(s.release(r1).unwrap().unwrap().status, ReleaseStatus::Retired);
+    assert_eq!(
+        s.release(r1).unwrap().unwrap().status,
+        ReleaseStatus::Retired
+    );
     assert_eq!(s.previous_release().unwrap().unwrap().id, r1);
 }
 
@@ -32,7 +38,10 @@ fn failed_deploy_leaves_current_release_alone() {
     s.finish_deployment(d2, DeploymentOutcome::Failed, "health gate")
         .unwrap();
     assert_eq!(s.current_release().unwrap().unwrap().id, r1);
-    assert_eq!(s.release(r2).unwrap().unwrap().status, ReleaseStatus::Failed);
+    assert_eq!(
+        s.release(r2).unwrap().unwrap().status,
+        ReleaseStatus::Failed
+    );
 }
 
 #[test]
@@ -77,7 +86,10 @@ fn recover_aborts_running_deployments_and_pending_releases() {
     assert_eq!(rec.failed_releases, 1);
     assert_eq!(rec.stale_instances, 1);
     assert_eq!(s.current_release().unwrap().unwrap().id, r1);
-    assert_eq!(s.release(r2).unwrap().unwrap().status, ReleaseStatus::Failed);
+    assert_eq!(
+        s.release(r2).unwrap().unwrap().status,
+        ReleaseStatus::Failed
+    );
     assert_eq!(s.recover().unwrap(), Recovery::default());
 }
 
@@ -93,7 +105,10 @@ fn prune_keeps_newest_and_never_current() {
     assert_eq!(pruned, vec![2, 1]);
     assert_eq!(s.current_release().unwrap().unwrap().id, 5);
     assert_eq!(s.release(1).unwrap().unwrap().status, ReleaseStatus::Pruned);
-    assert_eq!(s.release(3).unwrap().unwrap().status, ReleaseStatus::Retired);
+    assert_eq!(
+        s.release(3).unwrap().unwrap().status,
+        ReleaseStatus::Retired
+    );
 }
 
 #[test]

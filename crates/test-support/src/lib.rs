@@ -141,9 +141,12 @@ impl Sandbox {
         (out.status.code(), v)
     }
 
-    /// Starts `dockhand agent` in the sandbox and waits until it answers `status`.
+    /// Starts `dockhand agent` in the sandbox and waits until it answers `status` with a
+    /// current release and no deploy in progress.
     pub fn start_agent(&self) -> AgentProc {
-        let log = self.path().join(format!("agent-{}.log", Instant::now().elapsed().as_nanos()));
+        let log = self
+            .path()
+            .join(format!("agent-{}.log", Instant::now().elapsed().as_nanos()));
         let log_file = std::fs::File::create(&log).expect("agent log");
         let child = self
             .cmd(&["agent"])
@@ -158,11 +161,27 @@ impl Sandbox {
         let sock = self.state_dir().join("agent.sock");
         let start = Instant::now();
         loop {
-            if sock.exists() && self.run(&["status", "--json"]).status.code() != Some(3) {
-                break;
+            if sock.exists() {
+                let out = self.run(&["status", "--json"]);
+                let status: serde_json::Value =
+                    serde_json::from_slice(&out.stdout).unwrap_or_default();
+                // Ready: answering, and the startup deploy has finished.
+                if out.status.code() != Some(3)
+                    && status["deploying"].is_null()
+                    && !status["current_release"].is_null()
+                {
+                    break;
+                }
             }
-            if let Some(status) = agent.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("the agent exited with {status} before it was ready:\n{}", agent.output());
+            if let Some(status) = agent
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "the agent exited with {status} before it was ready:\n{}",
+                    agent.output()
+                );
             }
             assert!(
                 start.elapsed() < Duration::from_secs(60),

@@ -97,21 +97,24 @@ async fn client(
 ) {
     let err = |msg: String| report.lock().unwrap().errors.push(msg);
     'connect: while !stop.load(Ordering::SeqCst) {
-        let stream = match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                err(format!("connect: {e}"));
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-            Err(_) => {
-                err("connect: timeout".into());
-                continue;
-            }
-        };
+        let stream =
+            match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&addr)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    err(format!("connect: {e}"));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(_) => {
+                    err("connect: timeout".into());
+                    continue;
+                }
+            };
         let _ = stream.set_nodelay(true);
         let (mut sender, conn) =
-            match hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await {
+            match hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+                .await
+            {
                 Ok(x) => x,
                 Err(e) => {
                     err(format!("handshake: {e}"));
@@ -124,7 +127,8 @@ async fn client(
                 .header(hyper::header::HOST, host.as_str())
                 .body(Empty::new())
                 .expect("request");
-            let resp = tokio::time::timeout(Duration::from_secs(30), sender.send_request(req)).await;
+            let resp =
+                tokio::time::timeout(Duration::from_secs(30), sender.send_request(req)).await;
             let resp = match resp {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
@@ -146,16 +150,17 @@ async fn client(
                 .unwrap_or("")
                 .to_string();
             let body = resp.into_body().collect().await;
-            let mut r = report.lock().unwrap();
-            match body {
-                Err(e) => r.errors.push(format!("body: {e}")),
-                Ok(_) if (200..300).contains(&status) => {
-                    r.ok += 1;
-                    *r.by_version.entry(version).or_default() += 1;
+            {
+                let mut r = report.lock().unwrap();
+                match body {
+                    Err(e) => r.errors.push(format!("body: {e}")),
+                    Ok(_) if (200..300).contains(&status) => {
+                        r.ok += 1;
+                        *r.by_version.entry(version).or_default() += 1;
+                    }
+                    Ok(_) => *r.non_2xx.entry(status).or_default() += 1,
                 }
-                Ok(_) => *r.non_2xx.entry(status).or_default() += 1,
             }
-            drop(r);
             if sender.ready().await.is_err() {
                 err("connection closed by the proxy".into());
                 continue 'connect;

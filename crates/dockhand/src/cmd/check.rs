@@ -39,7 +39,10 @@ pub fn run(g: &Global, args: CheckArgs) -> anyhow::Result<ExitCode> {
             eprintln!("{d}\n");
         }
         if errors.is_empty() {
-            let services = result.as_ref().map(|l| l.config.services.len()).unwrap_or(0);
+            let services = result
+                .as_ref()
+                .map(|l| l.config.services.len())
+                .unwrap_or(0);
             println!(
                 "{} {} is valid ({} service{}, {} warning{})",
                 style("✓").green(),

@@ -34,7 +34,8 @@ pub struct LogsArgs {
 
 fn client(g: &Global) -> anyhow::Result<Client> {
     let cwd = std::env::current_dir()?;
-    let path = discover_socket(g.socket.as_deref(), &cwd).map_err(|e| output::from_client(e, g.json))?;
+    let path =
+        discover_socket(g.socket.as_deref(), &cwd).map_err(|e| output::from_client(e, g.json))?;
     Ok(Client::new(path))
 }
 
@@ -422,7 +423,10 @@ pub fn exec(g: &Global, service: &str, command: Vec<String>) -> anyhow::Result<E
         return Ok(ExitCode::from(output::FAILED));
     }
     Ok(ExitCode::from(
-        result.exit_code.map(|c| c.clamp(0, 255) as u8).unwrap_or(output::FAILED),
+        result
+            .exit_code
+            .map(|c| c.clamp(0, 255) as u8)
+            .unwrap_or(output::FAILED),
     ))
 }
 

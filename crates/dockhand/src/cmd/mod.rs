@@ -26,7 +26,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => client::logs(&g, args),
         Command::Exec { service, command } => client::exec(&g, &service, command),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "dockhand", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "dockhand",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -12,7 +12,6 @@ use dockhand_agent::{Agent, AgentOptions, StartMode};
 use dockhand_api::{Progress, STATE_DIR_NAME};
 
 use super::client::ProgressPrinter;
-use crate::output::print_json;
 use crate::Global;
 
 #[derive(Args, Debug)]
@@ -78,18 +77,26 @@ pub fn run(g: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
 fn announce(g: &Global, agent: &Agent, project: &Path, state: &Path, cwd: &Path, bundled: bool) {
     let urls = agent.urls();
     if g.json {
-        print_json(&serde_json::json!({
-            "ready": true,
-            "urls": urls,
-            "proxy": agent.proxy_addr().to_string(),
-            "project_dir": project,
-            "state_dir": state,
-            "socket": agent.socket_path(),
-        }));
+        // One line, so a script can read it as soon as the app is up.
+        println!(
+            "{}",
+            serde_json::json!({
+                "ready": true,
+                "urls": urls,
+                "proxy": agent.proxy_addr().to_string(),
+                "project_dir": project,
+                "state_dir": state,
+                "socket": agent.socket_path(),
+            })
+        );
         return;
     }
     let exe = std::env::args().next().unwrap_or_else(|| "dockhand".into());
-    let exe = if exe.contains('/') { exe } else { "dockhand".into() };
+    let exe = if exe.contains('/') {
+        exe
+    } else {
+        "dockhand".into()
+    };
     println!();
     println!("{} the app is up", style("✓").green().bold());
     for url in &urls {

@@ -42,13 +42,23 @@ fn check_of_a_missing_file_says_which_file() {
     let sb = sandbox();
     let out = sb.run(&["check", "-f", "nope.toml"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.toml"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nope.toml"),
+        "{}",
+        show(&out)
+    );
 }
 
 #[test]
 fn client_commands_without_an_agent_exit_3_with_a_hint() {
     let sb = sandbox();
-    for cmd in [&["status"][..], &["deploy"], &["logs"], &["releases"], &["rollback"]] {
+    for cmd in [
+        &["status"][..],
+        &["deploy"],
+        &["logs"],
+        &["releases"],
+        &["rollback"],
+    ] {
         let out = sb.run(cmd);
         assert_eq!(out.status.code(), Some(3), "{cmd:?}: {}", show(&out));
         let err = String::from_utf8_lossy(&out.stderr);
@@ -65,7 +75,9 @@ fn help_explains_and_completions_are_generated() {
     let out = sb.run(&["--help"]);
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for word in ["up", "deploy", "rollback", "status", "logs", "exec", "check", "--json"] {
+    for word in [
+        "up", "deploy", "rollback", "status", "logs", "exec", "check", "--json",
+    ] {
         assert!(help.contains(word), "--help lacks {word}: {help}");
     }
     let out = sb.run(&["completions", "bash"]);

@@ -10,7 +10,10 @@ use crate::{sandbox, show, testapp_toml};
 #[test]
 fn kill_9_during_a_deploy_then_restart_serves_the_committed_release_without_orphans() {
     let sb = sandbox();
-    sb.write("dockhand.toml", &testapp_toml("VERSION = \"one\"", 2, "30s"));
+    sb.write(
+        "dockhand.toml",
+        &testapp_toml("VERSION = \"one\"", 2, "30s"),
+    );
     let mut agent = sb.start_agent();
     let (_, status) = sb.json(&["status"]);
     let committed = status["current_release"]["id"].as_i64().unwrap();
@@ -29,20 +32,28 @@ fn kill_9_during_a_deploy_then_restart_serves_the_committed_release_without_orph
         .spawn()
         .unwrap();
     // Wait until the new instances exist (four processes of the app: two old, two new).
-    wait_until("the new release's processes", Duration::from_secs(20), || {
-        ours().len() >= 4
-    });
+    wait_until(
+        "the new release's processes",
+        Duration::from_secs(20),
+        || ours().len() >= 4,
+    );
     let before = ours();
     assert!(before.len() >= 4, "{before:?}");
 
     agent.kill9();
     let _ = deploy.wait();
     // The children outlived the agent: that is what the restart must clean up.
-    assert!(before.iter().any(|p| std::path::Path::new(&format!("/proc/{}", p.pid)).exists()));
+    assert!(before
+        .iter()
+        .any(|p| std::path::Path::new(&format!("/proc/{}", p.pid)).exists()));
 
     let _agent = sb.start_agent();
     let (_, status) = sb.json(&["status"]);
-    assert_eq!(status["current_release"]["id"].as_i64(), Some(committed), "{status}");
+    assert_eq!(
+        status["current_release"]["id"].as_i64(),
+        Some(committed),
+        "{status}"
+    );
     let (_, releases) = sb.json(&["releases"]);
     let statuses: Vec<&str> = releases
         .as_array()
@@ -50,8 +61,16 @@ fn kill_9_during_a_deploy_then_restart_serves_the_committed_release_without_orph
         .iter()
         .map(|r| r["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses.iter().filter(|s| **s == "current").count(), 1, "{releases}");
-    assert_eq!(statuses.iter().filter(|s| **s == "pending").count(), 0, "{releases}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "current").count(),
+        1,
+        "{releases}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "pending").count(),
+        0,
+        "{releases}"
+    );
 
     // Every process of the previous agent is gone; only the restarted release's run.
     for p in &before {
@@ -76,10 +95,18 @@ fn kill_9_during_a_deploy_then_restart_serves_the_committed_release_without_orph
         .collect();
     let now = ours();
     let mut instances: Vec<&str> = now.iter().map(|p| p.value.as_str()).collect();
+    instances.sort();
     instances.dedup();
-    assert_eq!(instances.len(), 2, "exactly the two restarted instances run: {now:?}");
+    assert_eq!(
+        instances.len(),
+        2,
+        "exactly the two restarted instances run: {now:?}"
+    );
     for p in &now {
-        assert!(live_pids.contains(&(p.pid as u64)) || parent_in(p.pid, &live_pids), "{p:?} not in {live_pids:?}");
+        assert!(
+            live_pids.contains(&(p.pid as u64)) || parent_in(p.pid, &live_pids),
+            "{p:?} not in {live_pids:?}"
+        );
     }
 
     // And it serves the committed version.
@@ -91,14 +118,20 @@ fn kill_9_during_a_deploy_then_restart_serves_the_committed_release_without_orph
 
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
 fn parent_in(pid: u32, pids: &[u64]) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.split_whitespace().nth(1).map(str::to_string)))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.split_whitespace().nth(1).map(str::to_string))
+        })
         .flatten()
         .and_then(|pp| pp.parse::<u64>().ok())
         .is_some_and(|pp| pids.contains(&pp))
@@ -108,8 +141,14 @@ pub fn http_get(addr: &str, host: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut buf = String::new();
     s.read_to_string(&mut buf).unwrap();
-    buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+    buf.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }

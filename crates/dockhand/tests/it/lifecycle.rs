@@ -22,11 +22,21 @@ fn status_logs_exec_releases_and_rollback_to_a_named_release() {
     assert_eq!(web["instances"].as_array().unwrap().len(), 2);
     wait_until("healthy instances", Duration::from_secs(20), || {
         let (_, s) = sb.json(&["status"]);
-        s["services"][0]["instances"].as_array().unwrap().iter().all(|i| i["health"] == "healthy")
+        s["services"][0]["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["health"] == "healthy")
     });
     let addr = sb.proxy_addr();
     assert_eq!(crate::crash::http_get(&addr, "app.test", "/version"), "v1");
-    assert!(status["urls"][0].as_str().unwrap().starts_with("http://app.test:"), "{status}");
+    assert!(
+        status["urls"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("http://app.test:"),
+        "{status}"
+    );
 
     // Human status mentions the service and its health.
     let out = sb.run(&["status"]);
@@ -36,17 +46,33 @@ fn status_logs_exec_releases_and_rollback_to_a_named_release() {
     // Logs: the testapp logged the request we made.
     let out = sb.run(&["logs", "web", "-n", "50"]);
     assert!(out.status.success(), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("request GET /version"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("request GET /version"),
+        "{}",
+        show(&out)
+    );
     let out = sb.run(&["logs", "nope"]);
     assert_eq!(out.status.code(), Some(5), "{}", show(&out));
     let out = sb.run(&["logs", "--json", "-n", "1"]);
-    let line: serde_json::Value = serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    let line: serde_json::Value =
+        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
     assert_eq!(line["service"], "web");
 
     // Exec runs in the service's environment and passes the exit code through.
-    let out = sb.run(&["exec", "web", "--", "sh", "-c", "echo version=$VERSION; exit 7"]);
+    let out = sb.run(&[
+        "exec",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "echo version=$VERSION; exit 7",
+    ]);
     assert_eq!(out.status.code(), Some(7), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("version=v1"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("version=v1"),
+        "{}",
+        show(&out)
+    );
 
     // Deploy v2, then roll back to the first release by id.
     sb.write("dockhand.toml", &testapp_toml("VERSION = \"v2\"", 2, "20s"));
@@ -87,15 +113,27 @@ fn a_concurrent_deploy_is_refused_with_the_holder() {
         "dockhand.toml",
         &testapp_toml("VERSION = \"slow\", STARTUP_DELAY_MS = \"3000\"", 1, "20s"),
     );
-    let slow = sb.cmd(&["deploy"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-    wait_until("the first deploy to hold the lock", Duration::from_secs(20), || {
-        let (_, s) = sb.json(&["status"]);
-        !s["deploying"].is_null()
-    });
+    let slow = sb
+        .cmd(&["deploy"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the first deploy to hold the lock",
+        Duration::from_secs(20),
+        || {
+            let (_, s) = sb.json(&["status"]);
+            !s["deploying"].is_null()
+        },
+    );
     let out = sb.run(&["deploy"]);
     assert_eq!(out.status.code(), Some(4), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("in progress") && err.contains("since"), "{err}");
+    assert!(
+        err.contains("in progress") && err.contains("since"),
+        "{err}"
+    );
     let out = slow.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", show(&out));
 }
@@ -106,10 +144,16 @@ fn an_invalid_config_is_refused_by_deploy_and_the_release_keeps_serving() {
     sb.write("dockhand.toml", &testapp_toml("VERSION = \"v1\"", 1, "20s"));
     let _agent = sb.start_agent();
     let addr = sb.proxy_addr();
-    sb.write("dockhand.toml", "app = \"it\"\n[services.web]\ncomand = \"x\"\n");
+    sb.write(
+        "dockhand.toml",
+        "app = \"it\"\n[services.web]\ncomand = \"x\"\n",
+    );
     let out = sb.run(&["deploy"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("dockhand.toml:3:1") && err.contains("`command`"), "{err}");
+    assert!(
+        err.contains("dockhand.toml:3:1") && err.contains("`command`"),
+        "{err}"
+    );
     assert_eq!(crate::crash::http_get(&addr, "app.test", "/version"), "v1");
 }

@@ -23,14 +23,28 @@ fn up_serves_the_bundled_example_and_stops_cleanly_on_ctrl_c() {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        panic!("up did not print its ready line ({e}): {line}\n{}", show(&out))
-    });
+    let ready: serde_json::Value = match serde_json::from_str(&line) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "up did not print its ready line ({e}): {line}\n{}",
+                show(&out)
+            )
+        }
+    };
     assert_eq!(ready["ready"], true);
-    let urls: Vec<&str> = ready["urls"].as_array().unwrap().iter().map(|u| u.as_str().unwrap()).collect();
-    assert!(urls.contains(&format!("http://localhost:{port}/").as_str()), "{urls:?}");
+    let urls: Vec<&str> = ready["urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert!(
+        urls.contains(&format!("http://localhost:{port}/").as_str()),
+        "{urls:?}"
+    );
 
     let addr = format!("127.0.0.1:{port}");
     let page = crate::crash::http_get(&addr, "localhost", "/");
@@ -52,8 +66,14 @@ fn up_serves_the_bundled_example_and_stops_cleanly_on_ctrl_c() {
     assert!(out.status.success(), "{}", show(&out));
 
     // Ctrl-C: everything stops, nothing is left behind.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
-    wait_until("up to exit", Duration::from_secs(60), || child.try_wait().unwrap().is_some());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    wait_until("up to exit", Duration::from_secs(60), || {
+        child.try_wait().unwrap().is_some()
+    });
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert!(processes_with_env("DOCKHAND_INSTANCE", &marker).is_empty());
     assert!(!sb.path().join(".dockhand/agent.sock").exists());

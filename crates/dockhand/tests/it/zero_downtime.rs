@@ -13,9 +13,11 @@ fn deploys_failed_release_and_rollback_under_load_drop_nothing() {
     let addr = sb.proxy_addr();
 
     let load = Load::start(&addr, "app.test", "/version", 50);
-    dockhand_test_support::wait_until("the first answers", std::time::Duration::from_secs(20), || {
-        load.snapshot().ok > 100
-    });
+    dockhand_test_support::wait_until(
+        "the first answers",
+        std::time::Duration::from_secs(20),
+        || load.snapshot().ok > 100,
+    );
 
     for i in 0..20 {
         let version = if i % 2 == 0 { "b" } else { "a" };
@@ -43,24 +45,34 @@ fn deploys_failed_release_and_rollback_under_load_drop_nothing() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("health"), "{err}");
-    assert!(err.contains("503"), "the CLI shows the last health answers: {err}");
-    assert!(err.contains("listening on"), "the CLI shows the last log lines: {err}");
+    assert!(
+        err.contains("503"),
+        "the CLI shows the last health answers: {err}"
+    );
+    assert!(
+        err.contains("listening on"),
+        "the CLI shows the last log lines: {err}"
+    );
     let (_, releases) = sb.json(&["releases"]);
     let broken_release = releases[0]["id"].as_i64().unwrap();
     assert_eq!(releases[0]["status"], "failed", "{releases}");
 
     let seen = load.snapshot().ok;
-    dockhand_test_support::wait_until("requests after the failed deploy", std::time::Duration::from_secs(20), || {
-        load.snapshot().ok > seen + 50
-    });
+    dockhand_test_support::wait_until(
+        "requests after the failed deploy",
+        std::time::Duration::from_secs(20),
+        || load.snapshot().ok > seen + 50,
+    );
 
     // Roll back to the previous release (version "b" after 20 alternating deploys).
     let out = sb.run(&["rollback"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let seen = load.snapshot().ok;
-    dockhand_test_support::wait_until("requests after the rollback", std::time::Duration::from_secs(20), || {
-        load.snapshot().ok > seen + 50
-    });
+    dockhand_test_support::wait_until(
+        "requests after the rollback",
+        std::time::Duration::from_secs(20),
+        || load.snapshot().ok > seen + 50,
+    );
 
     let report = load.finish();
     assert_eq!(
@@ -70,19 +82,38 @@ fn deploys_failed_release_and_rollback_under_load_drop_nothing() {
         report.non_2xx,
         &report.errors[..report.errors.len().min(10)]
     );
-    assert!(report.by_version.contains_key("a") && report.by_version.contains_key("b"), "{:?}", report.by_version);
-    assert!(!report.by_version.contains_key("broken"), "{:?}", report.by_version);
+    assert!(
+        report.by_version.contains_key("a") && report.by_version.contains_key("b"),
+        "{:?}",
+        report.by_version
+    );
+    assert!(
+        !report.by_version.contains_key("broken"),
+        "{:?}",
+        report.by_version
+    );
 
     // The failing release's instances never received a request.
     let broken: Vec<_> = service_logs(&sb, "web")
         .into_iter()
         .filter(|(name, _)| name.contains(&format!("r{broken_release}-")))
         .collect();
-    assert_eq!(broken.len(), 2, "two instances of the failed release logged");
+    assert_eq!(
+        broken.len(),
+        2,
+        "two instances of the failed release logged"
+    );
     for (name, text) in broken {
         assert!(text.contains("listening on"), "{name}: {text}");
-        assert!(!text.contains("request GET"), "{name} served a request:\n{text}");
+        assert!(
+            !text.contains("request GET"),
+            "{name} served a request:\n{text}"
+        );
     }
     let (_, status) = sb.json(&["status"]);
-    assert_eq!(status["services"][0]["instances"].as_array().unwrap().len(), 2, "{status}");
+    assert_eq!(
+        status["services"][0]["instances"].as_array().unwrap().len(),
+        2,
+        "{status}"
+    );
 }

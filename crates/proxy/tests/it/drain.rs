@@ -32,7 +32,9 @@ async fn drain_waits_for_an_inflight_request() {
     proxy.set_routes(RouteTable::new(vec![route("/", vec![backend(fresh)])]).unwrap());
     assert_eq!(get(addr, "a", "/").await.body, "fresh");
 
-    let busy = proxy.drain(&[old.clone()], Duration::from_millis(100)).await;
+    let busy = proxy
+        .drain(std::slice::from_ref(&old), Duration::from_millis(100))
+        .await;
     assert!(!busy.idle);
     assert_eq!(busy.remaining, 1);
 
@@ -55,6 +57,43 @@ async fn drain_of_unused_backends_is_idle_at_once() {
     let proxy = dockhand_proxy::Proxy::start(config(), RouteTable::empty()).unwrap();
     let b = backend("127.0.0.1:9".parse().unwrap());
     let outcome = proxy.drain(&[b], Duration::from_secs(5)).await;
-    assert_eq!(outcome, dockhand_proxy::DrainOutcome { idle: true, remaining: 0 });
+    assert_eq!(
+        outcome,
+        dockhand_proxy::DrainOutcome {
+            idle: true,
+            remaining: 0
+        }
+    );
     proxy.shutdown(Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_inflight_requests_finish() {
+    let release = Arc::new(Notify::new());
+    let gate = release.clone();
+    let slow = serve(move |_req| {
+        let gate = gate.clone();
+        async move {
+            gate.notified().await;
+            text(StatusCode::OK, "finished")
+        }
+    })
+    .await;
+    let b = backend(slow);
+    let proxy = start(config(), vec![route("/", vec![b.clone()])]);
+    let addr = proxy.local_addr();
+    let pending = tokio::spawn(async move { get(addr, "a", "/").await });
+    eventually("request reached the backend", || b.inflight() == 1).await;
+    let shutdown = {
+        let proxy = proxy.clone();
+        tokio::spawn(async move { proxy.shutdown(PATIENCE).await })
+    };
+    // New connections are refused once the workers stopped accepting.
+    eventually("listener closed", || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err()
+    })
+    .await;
+    release.notify_one();
+    assert_eq!(pending.await.unwrap().body, "finished");
+    shutdown.await.unwrap();
 }

@@ -47,12 +47,17 @@ async fn no_healthy_backend_gets_503() {
     let proxy = start(config(), vec![route("/", vec![b])]);
     let a = get(proxy.local_addr(), "a", "/").await;
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(a.body.contains("no healthy backend for service web"), "{}", a.body);
+    assert!(
+        a.body.contains("no healthy backend for service web"),
+        "{}",
+        a.body
+    );
 }
 
 #[tokio::test]
 async fn unknown_route_gets_404() {
-    let proxy = dockhand_proxy::Proxy::start(config(), dockhand_proxy::RouteTable::empty()).unwrap();
+    let proxy =
+        dockhand_proxy::Proxy::start(config(), dockhand_proxy::RouteTable::empty()).unwrap();
     let a = get(proxy.local_addr(), "a", "/").await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
 }
@@ -70,7 +75,8 @@ async fn address_in_use_is_reported_by_start() {
 
 #[tokio::test]
 async fn second_proxy_on_the_same_port_is_refused() {
-    let first = dockhand_proxy::Proxy::start(config(), dockhand_proxy::RouteTable::empty()).unwrap();
+    let first =
+        dockhand_proxy::Proxy::start(config(), dockhand_proxy::RouteTable::empty()).unwrap();
     let mut config = config();
     config.listen = first.local_addr();
     let err = dockhand_proxy::Proxy::start(config, dockhand_proxy::RouteTable::empty())

@@ -105,7 +105,10 @@ async fn chunked_upload_over_limit_is_cut_off() {
     config.max_request_body = 64 * 1024;
     let proxy = start(config, vec![route("/", vec![backend(up)])]);
     let (body, _) = chunked_body(64, 16 * 1024, 7); // 1 MiB, no content-length
-    let req = Request::post("/upload").header("host", "a").body(body).unwrap();
+    let req = Request::post("/upload")
+        .header("host", "a")
+        .body(body)
+        .unwrap();
     match tokio::time::timeout(PATIENCE, send(proxy.local_addr(), req))
         .await
         .unwrap()
@@ -117,6 +120,9 @@ async fn chunked_upload_over_limit_is_cut_off() {
         Err(_reset) => {} // the proxy may reset the connection instead
     }
     assert!(received.load(Ordering::SeqCst) < 1024 * 1024);
+    // Whether the client saw the answer or a reset, the proxy answered 413.
+    eventually("proxy answered 413", || proxy.metrics().status_4xx == 1).await;
+    assert_eq!(proxy.metrics().upstream_errors, 0);
 }
 
 #[tokio::test]
@@ -124,7 +130,10 @@ async fn five_megabyte_streamed_upload_arrives_intact() {
     let up = counting_upstream(Arc::default(), Arc::default()).await;
     let proxy = start(config(), vec![route("/", vec![backend(up)])]);
     let (body, sum) = chunked_body(80, 64 * 1024, 42); // 5 MiB
-    let req = Request::post("/upload").header("host", "a").body(body).unwrap();
+    let req = Request::post("/upload")
+        .header("host", "a")
+        .body(body)
+        .unwrap();
     let a = read(send(proxy.local_addr(), req).await.unwrap()).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(a.body, format!("{} {}", 5 * 1024 * 1024, sum.value()));

@@ -77,7 +77,10 @@ async fn forwards_with_forwarded_headers_and_request_id() {
     assert_eq!(m.requests, 2);
     assert_eq!(m.status_2xx, 2);
     proxy.shutdown(Duration::from_secs(1)).await;
-    assert!(TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
 }
 
 #[tokio::test]
@@ -149,7 +152,10 @@ async fn server_sent_events_stream_without_buffering() {
     })
     .await;
     let proxy = start(config(), vec![route("/", vec![backend(up)])]);
-    let req = Request::get("/events").header("host", "a").body(empty()).unwrap();
+    let req = Request::get("/events")
+        .header("host", "a")
+        .body(empty())
+        .unwrap();
     let response = send(proxy.local_addr(), req).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
@@ -168,9 +174,7 @@ async fn server_sent_events_stream_without_buffering() {
 }
 
 /// Adapts an mpsc receiver into a `Stream` without extra crates.
-fn tokio_stream<T>(
-    mut rx: tokio::sync::mpsc::Receiver<T>,
-) -> impl futures_util::Stream<Item = T> {
+fn tokio_stream<T>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
@@ -205,9 +209,8 @@ async fn swapping_the_table_switches_traffic() {
     let new = named_upstream("new").await;
     let proxy = start(config(), vec![route("/", vec![backend(old)])]);
     assert_eq!(get(proxy.local_addr(), "x", "/").await.body, "old");
-    let previous = proxy.set_routes(
-        dockhand_proxy::RouteTable::new(vec![route("/", vec![backend(new)])]).unwrap(),
-    );
+    let previous = proxy
+        .set_routes(dockhand_proxy::RouteTable::new(vec![route("/", vec![backend(new)])]).unwrap());
     assert_eq!(previous.routes()[0].backends[0].addr(), old);
     assert_eq!(proxy.routes().routes()[0].backends[0].addr(), new);
     for _ in 0..4 {
@@ -260,4 +263,89 @@ async fn read_head(s: &mut TcpStream) {
         assert!(n > 0, "upstream saw eof before a request");
         head.extend_from_slice(&buf[..n]);
     }
+}
+
+#[tokio::test]
+async fn upstream_closing_right_after_a_response_is_not_an_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                read_head(&mut s).await;
+                // No `connection: close`: the proxy believes it can reuse this.
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await
+                    .unwrap();
+                drop(s);
+            });
+        }
+    });
+    let mut config = config();
+    config.workers = 1;
+    let proxy = start(config, vec![route("/", vec![backend(up)])]);
+    for i in 0..5 {
+        let a = get(proxy.local_addr(), "x", "/").await;
+        assert_eq!(a.status, StatusCode::OK, "request {i}: {}", a.body);
+    }
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(text(StatusCode::OK, "pooled"))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    let mut config = config();
+    config.workers = 1;
+    let proxy = start(config, vec![route("/", vec![backend(up)])]);
+    for _ in 0..5 {
+        assert_eq!(get(proxy.local_addr(), "x", "/").await.body, "pooled");
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn proxy_keeps_serving_after_every_handle_is_dropped() {
+    let up = named_upstream("still here").await;
+    let proxy = start(config(), vec![route("/", vec![backend(up)])]);
+    let addr = proxy.local_addr();
+    drop(proxy);
+    assert_eq!(get(addr, "x", "/").await.body, "still here");
+}
+
+#[tokio::test]
+async fn http2_request_bodies_are_forwarded() {
+    let up = serve(|req: Request<hyper::body::Incoming>| async move {
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        text(StatusCode::OK, format!("got {} bytes", body.len()))
+    })
+    .await;
+    let proxy = start(config(), vec![route("/", vec![backend(up)])]);
+    let stream = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::post("http://h2.test/upload")
+        .body(full(vec![7u8; 100_000]))
+        .unwrap();
+    let a = read(sender.send_request(req).await.unwrap()).await;
+    assert_eq!(a.body, "got 100000 bytes");
 }

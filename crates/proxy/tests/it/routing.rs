@@ -25,7 +25,10 @@ fn host_routes_win_over_hostless_routes() {
     .unwrap();
     assert_eq!(service(&t, Some("api.example.com"), "/x"), Some("api"));
     assert_eq!(service(&t, Some("API.example.COM:8080"), "/x"), Some("api"));
-    assert_eq!(service(&t, Some("other.example.com"), "/x"), Some("default"));
+    assert_eq!(
+        service(&t, Some("other.example.com"), "/x"),
+        Some("default")
+    );
     assert_eq!(service(&t, None, "/x"), Some("default"));
     assert_eq!(t.routes()[1].host.as_deref(), Some("api.example.com"));
 }
@@ -67,8 +70,11 @@ fn no_route_without_catch_all() {
 
 #[test]
 fn duplicate_host_and_prefix_is_rejected() {
-    let err = RouteTable::new(vec![r(Some("A.test"), "/api", "a"), r(Some("a.test"), "/api/", "b")])
-        .unwrap_err();
+    let err = RouteTable::new(vec![
+        r(Some("A.test"), "/api", "a"),
+        r(Some("a.test"), "/api/", "b"),
+    ])
+    .unwrap_err();
     assert!(matches!(err, RouteError::Duplicate { .. }), "{err}");
     // Same prefix on different hosts is fine.
     RouteTable::new(vec![r(Some("a.test"), "/api", "a"), r(None, "/api", "b")]).unwrap();

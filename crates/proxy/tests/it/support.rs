@@ -145,7 +145,10 @@ pub async fn get(addr: SocketAddr, host: &str, path: &str) -> Answer {
 pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "gave up waiting: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
