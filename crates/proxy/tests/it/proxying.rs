@@ -349,3 +349,20 @@ async fn http2_request_bodies_are_forwarded() {
     let a = read(sender.send_request(req).await.unwrap()).await;
     assert_eq!(a.body, "got 100000 bytes");
 }
+
+#[tokio::test]
+async fn client_keep_alive_connection_serves_several_requests() {
+    let up = named_upstream("ka").await;
+    let proxy = start(config(), vec![route("/", vec![backend(up)])]);
+    let stream = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..3 {
+        sender.ready().await.unwrap();
+        let req = Request::get("/").header("host", "a").body(empty()).unwrap();
+        let a = read(sender.send_request(req).await.unwrap()).await;
+        assert_eq!(a.body, "ka");
+    }
+}
