@@ -323,6 +323,7 @@ async fn execute(
     }
 
     let _ = agent.store.prune_releases(KEEP_RELEASES);
+    crate::logs::prune(agent, &config);
     report.succeeded = true;
     report.duration_ms = started_at.elapsed().as_millis() as u64;
     report.message = format!(

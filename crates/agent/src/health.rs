@@ -168,9 +168,14 @@ pub async fn probe(addr: SocketAddr, plan: &ProbePlan) -> ProbeResult {
 }
 
 async fn probe_inner(addr: SocketAddr, kind: &ProbeKind) -> Result<(Option<u16>, String), String> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    let stream = TcpStream::connect(addr).await.map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            " (nothing listens there yet: does the service listen on $PORT?)"
+        } else {
+            ""
+        };
+        format!("connect to {addr}: {e}{hint}")
+    })?;
     let path = match kind {
         ProbeKind::Tcp => return Ok((None, format!("{addr} accepts connections"))),
         ProbeKind::Http { path, .. } => path,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Weak};
 use dockhand_api::{ApiError, ErrorCode};
 use dockhand_config::{AppConfig, Secrets, ServiceConfig};
 use dockhand_proxy::Backend;
-use dockhand_runtime::{Instance, InstanceSpec};
+use dockhand_runtime::{Instance, InstanceSpec, InstanceState};
 use dockhand_state::{EventLevel, InstanceRecord};
 use tokio::task::JoinHandle;
 
@@ -217,6 +217,7 @@ fn start_instance(
         }
         None => (None, None, None),
     };
+    spawn_restart_watch(Arc::downgrade(agent), &instance, release, &svc.name);
     let live = LiveInstance {
         id: id.clone(),
         service: svc.name.clone(),
@@ -231,6 +232,43 @@ fn start_instance(
     };
     agent.registry_lock().insert(id.clone(), live.clone());
     Ok(live)
+}
+
+/// Records an event whenever the supervisor restarts the instance or declares a crash loop.
+/// Ends with the instance's supervisor.
+fn spawn_restart_watch(agent: Weak<Agent>, instance: &Instance, release: i64, service: &str) {
+    let mut rx = instance.watch();
+    let (id, service) = (instance.id().to_string(), service.to_string());
+    tokio::spawn(async move {
+        let mut last = rx.borrow().clone();
+        while rx.changed().await.is_ok() {
+            let now = rx.borrow().clone();
+            let Some(agent) = agent.upgrade() else { return };
+            let exit = now
+                .last_exit
+                .as_ref()
+                .map(|e| e.describe())
+                .unwrap_or_default();
+            if now.state == InstanceState::CrashLoop && last.state != InstanceState::CrashLoop {
+                agent.event(
+                    EventLevel::Error,
+                    "crash-loop",
+                    Some(release),
+                    Some(&service),
+                    &format!("{id} keeps exiting right after it starts ({exit}); `dockhand logs {service}` shows why"),
+                );
+            } else if now.restarts > last.restarts {
+                agent.event(
+                    EventLevel::Warn,
+                    "restart",
+                    Some(release),
+                    Some(&service),
+                    &format!("{id} {exit}; restarted ({} restart(s))", now.restarts),
+                );
+            }
+            last = now;
+        }
+    });
 }
 
 /// Stops instances concurrently (each with its own grace period) and forgets them.

@@ -184,8 +184,10 @@ impl Agent {
         sink: Sink<'_>,
     ) -> Result<DeployReport, ApiError> {
         let _guard = self.lock.acquire("deploy", requested_by)?;
-        let config = load_config(&self.opts.config_path)?;
-        deploy::deploy_new(self, config, requested_by, "deploy", sink).await
+        let (config, warnings) = load_config_with_warnings(&self.opts.config_path)?;
+        let mut report = deploy::deploy_new(self, config, requested_by, "deploy", sink).await?;
+        report.warnings.extend(warnings);
+        Ok(report)
     }
 
     /// Re-reads the configuration file through the startup path and deploys it when it
@@ -387,8 +389,28 @@ fn redact_with(text: &str, secrets: &[String]) -> String {
 /// Loads and validates the configuration file, mapping failure to an API error whose message
 /// is the rendered diagnostics.
 fn load_config(path: &Path) -> Result<AppConfig, ApiError> {
+    load_config_with_warnings(path).map(|(config, _)| config)
+}
+
+/// Like [`load_config`], also returning the configuration's warnings as one line each.
+fn load_config_with_warnings(path: &Path) -> Result<(AppConfig, Vec<String>), ApiError> {
     match dockhand_config::load(path, &LoadOptions::from_process_env()) {
-        Ok(loaded) => Ok(loaded.config),
+        Ok(loaded) => {
+            let warnings = loaded
+                .warnings
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{}:{}:{}: {}",
+                        d.file.display(),
+                        d.line,
+                        d.column,
+                        d.message
+                    )
+                })
+                .collect();
+            Ok((loaded.config, warnings))
+        }
         Err(e) => {
             Err(ApiError::new(ErrorCode::InvalidConfig, e.to_string()).with_details(&e.diagnostics))
         }

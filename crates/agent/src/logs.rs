@@ -17,6 +17,8 @@ use tokio::sync::mpsc;
 use crate::Agent;
 
 const DEFAULT_TAIL: usize = 100;
+/// Log files of finished instances kept per service (with their rotations).
+const KEEP_FINISHED_LOGS: usize = 20;
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 /// Parsed filters of a logs request.
@@ -143,6 +145,37 @@ pub async fn follow(agent: &Agent, f: &Filter, tx: &mpsc::UnboundedSender<Frame>
             }
         }
         tokio::time::sleep(FOLLOW_POLL).await;
+    }
+}
+
+/// Deletes the log files of all but the newest finished instances of each service, so a
+/// server that deploys often does not fill its disk with logs.
+pub fn prune(agent: &Agent, config: &dockhand_config::AppConfig) {
+    let live: Vec<String> = agent.registry_lock().keys().cloned().collect();
+    let root = agent.opts.state_dir.join("logs");
+    for svc in config.services.keys() {
+        let mut finished: Vec<(SystemTime, PathBuf)> = log_files(&root.join(svc))
+            .into_iter()
+            .filter(|f| !live.contains(&instance_name(f)))
+            .map(|f| {
+                let t = std::fs::metadata(&f)
+                    .and_then(|m| m.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                (t, f)
+            })
+            .collect();
+        finished.sort();
+        let excess = finished.len().saturating_sub(KEEP_FINISHED_LOGS);
+        for (_, file) in finished.into_iter().take(excess) {
+            let _ = std::fs::remove_file(&file);
+            for n in 1..10 {
+                let mut rotated = file.clone().into_os_string();
+                rotated.push(format!(".{n}"));
+                if std::fs::remove_file(&rotated).is_err() {
+                    break;
+                }
+            }
+        }
     }
 }
 

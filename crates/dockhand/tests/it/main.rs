@@ -4,7 +4,9 @@
 
 mod cli;
 mod crash;
+mod gates;
 mod lifecycle;
+mod secrets;
 mod up;
 mod zero_downtime;
 

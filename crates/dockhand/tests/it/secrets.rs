@@ -1,0 +1,102 @@
+//! Secrets reach the service's environment and nothing else: not the process arguments, the
+//! API answers, the events, the agent's own log, or the state database.
+
+use crate::{sandbox, show, testapp_toml};
+
+const SECRET: &str = "s3cr3t-Zebra-42";
+
+#[test]
+fn a_secret_reaches_the_process_env_and_nothing_else() {
+    let sb = sandbox();
+    let secrets = sb.write(".dockhand/secrets.env", &format!("API_TOKEN={SECRET}\n"));
+    std::fs::set_permissions(
+        &secrets,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let toml = testapp_toml(
+        "VERSION = \"v1\", TOKEN = \"${secret.API_TOKEN}\"",
+        1,
+        "20s",
+    ) + "hooks = { pre_deploy = \"echo token is $TOKEN\" }\n";
+    sb.write("dockhand.toml", &toml);
+    let mut agent = sb.start_agent();
+
+    // The process has it in its environment.
+    let out = sb.run(&[
+        "exec",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "test \"$TOKEN\" = s3cr3t-Zebra-42",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let (_, status) = sb.json(&["status"]);
+    let pid = status["services"][0]["instances"][0]["pid"]
+        .as_u64()
+        .unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(String::from_utf8_lossy(&environ).contains(SECRET));
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(SECRET));
+
+    // A failing deploy whose hook prints it: the report redacts it.
+    sb.write(
+        "dockhand.toml",
+        &(testapp_toml(
+            "VERSION = \"v2\", TOKEN = \"${secret.API_TOKEN}\"",
+            1,
+            "20s",
+        ) + "hooks = { pre_deploy = \"echo token is $TOKEN; exit 1\" }\n"),
+    );
+    let out = sb.run(&["deploy"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = show(&out);
+    assert!(text.contains("token is ******"), "{text}");
+
+    for args in [
+        &["status"][..],
+        &["releases"],
+        &["events"],
+        &["logs", "-n", "1000"],
+    ] {
+        let out = sb.run(&[args, &["--json"]].concat());
+        let text = show(&out);
+        assert!(!text.contains(SECRET), "{args:?} leaks the secret: {text}");
+    }
+    assert_eq!(agent.terminate(), Some(0));
+    assert!(!agent.output().contains(SECRET), "{}", agent.output());
+    let db = std::fs::read(sb.state_dir().join("state.db")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&db).contains(SECRET),
+        "the state database holds the secret"
+    );
+    let mode = std::fs::metadata(sb.state_dir().join("state.db"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn a_secrets_file_readable_by_others_is_refused() {
+    let sb = sandbox();
+    let secrets = sb.write(".dockhand/secrets.env", &format!("API_TOKEN={SECRET}\n"));
+    std::fs::set_permissions(
+        &secrets,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    sb.write(
+        "dockhand.toml",
+        &testapp_toml("TOKEN = \"${secret.API_TOKEN}\"", 1, "20s"),
+    );
+    let out = sb.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("chmod 600"), "{err}");
+    assert!(!err.contains(SECRET), "{err}");
+}
