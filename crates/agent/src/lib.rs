@@ -149,7 +149,14 @@ impl Agent {
         });
 
         if let (Some(release), Some(config)) = (current, current_config) {
-            agent.restore(release.id, config).await?;
+            // Not fatal: the agent stays up so that a fixed configuration can be deployed.
+            if let Err(e) = agent.restore(release.id, config).await {
+                sink(Progress {
+                    step: "error".into(),
+                    message: format!("{e:#}; fix the problem and run `dockhand deploy`"),
+                    service: None,
+                });
+            }
         }
         server::spawn(agent.clone()).await?;
         agent.event(EventLevel::Info, "agent", None, None, "agent started");

@@ -89,6 +89,9 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
     if let Some(exit) = err.downcast_ref::<Exit>() {
         if let Some(json) = &exit.json {
             print_json(json);
+        } else if exit.message.starts_with("error:") || exit.message.starts_with("warning:") {
+            // Already rendered diagnostics (a configuration error).
+            eprintln!("{}", exit.message);
         } else if !exit.message.is_empty() {
             eprintln!("{} {}", style("error:").red().bold(), exit.message);
         }

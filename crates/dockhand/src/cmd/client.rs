@@ -352,6 +352,8 @@ pub fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
             } else {
                 writeln!(out, "{}", format_log(entry))
             };
+            // Each line as it comes, also into a pipe (`logs -f | grep …`).
+            let _ = out.flush();
         }
     });
     result.map_err(|e| output::from_client(e, g.json))?;

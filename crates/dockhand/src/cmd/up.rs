@@ -50,6 +50,23 @@ pub fn run(g: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let config = project.join("dockhand.toml");
+    // A broken file is the newcomer's most likely mistake: show it like `check` does.
+    match dockhand_config::load(&config, &dockhand_config::LoadOptions::from_process_env()) {
+        Ok(loaded) => {
+            if !g.json {
+                for w in &loaded.warnings {
+                    eprintln!("{w}\n");
+                }
+            }
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(crate::output::Exit {
+                code: crate::output::USAGE,
+                message: format!("{e}"),
+                json: g.json.then(|| serde_json::json!({ "error": { "code": "invalid_config", "diagnostics": e.diagnostics } })),
+            }));
+        }
+    }
     // Progress lines already tell the story; the agent's own log shows only problems.
     super::init_tracing(false, "warn");
 
