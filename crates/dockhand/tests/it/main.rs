@@ -8,6 +8,7 @@ mod gates;
 mod lifecycle;
 mod secrets;
 mod up;
+mod websocket;
 mod zero_downtime;
 
 use dockhand_test_support::{testapp_bin, Sandbox};
