@@ -6,7 +6,7 @@ use std::time::Duration;
 use dockhand_api::{ApiError, ErrorCode, ExecResult, Frame};
 use dockhand_runtime::OneShot;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::{instances, internal, Agent};
 
@@ -18,6 +18,7 @@ pub async fn run(
     service: &str,
     argv: &[String],
     tx: &mpsc::UnboundedSender<Frame>,
+    mut hangup: watch::Receiver<bool>,
 ) -> Result<ExecResult, ApiError> {
     if argv.is_empty() {
         return Err(ApiError::new(
@@ -64,10 +65,18 @@ pub async fn run(
     drop(child.stdin.take());
     let out = child.stdout.take().map(|s| pump(s, "out", tx.clone()));
     let err = child.stderr.take().map(|s| pump(s, "err", tx.clone()));
-    let status = tokio::time::timeout(EXEC_TIMEOUT, child.wait()).await;
+    let status = tokio::select! {
+        status = tokio::time::timeout(EXEC_TIMEOUT, child.wait()) => status,
+        // The client went away (Ctrl-C): the command goes too.
+        _ = async { let _ = hangup.wait_for(|gone| *gone).await; } => {
+            kill_group(&child);
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+            return Ok(ExecResult { exit_code: None, timed_out: false });
+        }
+    };
     let timed_out = status.is_err();
     if timed_out {
-        let _ = child.start_kill();
+        kill_group(&child);
     }
     for task in [out, err].into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
@@ -76,6 +85,16 @@ pub async fn run(
         exit_code: status.ok().and_then(|s| s.ok()).and_then(|s| s.code()),
         timed_out,
     })
+}
+
+/// SIGKILL to the command's whole process group (it runs in its own).
+fn kill_group(child: &tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(-(pid as i32)),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 fn pump(

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use dockhand_api::{ApiError, ErrorCode, Frame, LogEntry, LogsRequest};
 use dockhand_runtime::{Level, LogLine, LogQuery};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::Agent;
 
@@ -109,7 +109,12 @@ pub fn read(agent: &Agent, f: &Filter) -> Vec<LogEntry> {
 }
 
 /// Streams lines appended after now until the client goes away.
-pub async fn follow(agent: &Agent, f: &Filter, tx: &mpsc::UnboundedSender<Frame>) {
+pub async fn follow(
+    agent: &Agent,
+    f: &Filter,
+    tx: &mpsc::UnboundedSender<Frame>,
+    mut hangup: watch::Receiver<bool>,
+) {
     let root = agent.opts.state_dir.join("logs");
     let mut offsets: HashMap<PathBuf, u64> = HashMap::new();
     for svc in &f.services {
@@ -119,7 +124,7 @@ pub async fn follow(agent: &Agent, f: &Filter, tx: &mpsc::UnboundedSender<Frame>
         }
     }
     loop {
-        if tx.is_closed() {
+        if tx.is_closed() || *hangup.borrow() {
             return;
         }
         let mut batch = Vec::new();
@@ -144,7 +149,10 @@ pub async fn follow(agent: &Agent, f: &Filter, tx: &mpsc::UnboundedSender<Frame>
                 return;
             }
         }
-        tokio::time::sleep(FOLLOW_POLL).await;
+        tokio::select! {
+            _ = tokio::time::sleep(FOLLOW_POLL) => {}
+            _ = hangup.changed() => return,
+        }
     }
 }
 

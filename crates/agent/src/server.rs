@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use dockhand_api::{ApiError, ErrorCode, Frame, Pong, Progress, Request};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::{internal, logs, status, Agent};
 
@@ -96,6 +96,14 @@ async fn handle(agent: Arc<Agent>, stream: UnixStream) {
         }),
         _ => return,
     };
+    // The client sends nothing after its request: EOF means it hung up (Ctrl-C on
+    // `logs -f` or `exec`), which ends a follow and kills an exec'd command.
+    let (hangup_tx, hangup) = watch::channel(false);
+    let watcher = tokio::spawn(async move {
+        let mut sink = [0u8; 64];
+        while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {}
+        let _ = hangup_tx.send(true);
+    });
     let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
     let writer = tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
@@ -108,7 +116,7 @@ async fn handle(agent: Arc<Agent>, stream: UnixStream) {
         }
     });
     let final_frame = match request {
-        Ok(req) => match dispatch(&agent, req, &tx).await {
+        Ok(req) => match dispatch(&agent, req, &tx, hangup).await {
             Ok(data) => Frame::Result { data },
             Err(e) => Frame::Error(e),
         },
@@ -117,12 +125,14 @@ async fn handle(agent: Arc<Agent>, stream: UnixStream) {
     let _ = tx.send(final_frame);
     drop(tx);
     let _ = writer.await;
+    watcher.abort();
 }
 
 async fn dispatch(
     agent: &Arc<Agent>,
     req: Request,
     tx: &mpsc::UnboundedSender<Frame>,
+    hangup: watch::Receiver<bool>,
 ) -> Result<serde_json::Value, ApiError> {
     let sink = |p: Progress| {
         let _ = tx.send(Frame::Progress(p));
@@ -162,12 +172,12 @@ async fn dispatch(
                 let _ = tx.send(Frame::Log(entry));
             }
             if req.follow {
-                logs::follow(agent, &filter, tx).await;
+                logs::follow(agent, &filter, tx, hangup).await;
             }
             serde_json::Value::Null
         }
         Request::Exec { service, argv } => {
-            to_value(crate::exec::run(agent, &service, &argv, tx).await?)
+            to_value(crate::exec::run(agent, &service, &argv, tx, hangup).await?)
         }
     };
     Ok(value)

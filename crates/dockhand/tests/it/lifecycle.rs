@@ -157,3 +157,72 @@ fn an_invalid_config_is_refused_by_deploy_and_the_release_keeps_serving() {
     );
     assert_eq!(crate::crash::http_get(&addr, "app.test", "/version"), "v1");
 }
+
+#[test]
+fn logs_follow_streams_new_lines_and_a_hung_up_exec_is_killed() {
+    use std::io::{BufRead, BufReader};
+    let sb = sandbox();
+    sb.write("dockhand.toml", &testapp_toml("VERSION = \"v1\"", 1, "20s"));
+    let _agent = sb.start_agent();
+    let addr = sb.proxy_addr();
+
+    let mut follow = sb
+        .cmd(&["logs", "web", "-f", "-n", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    // Requests made after the follow started show up in it.
+    let reader = std::thread::spawn(move || {
+        lines.find(|l| {
+            l.as_ref()
+                .is_ok_and(|l| l.contains("request GET /followed"))
+        })
+    });
+    wait_until(
+        "the followed request to be logged",
+        Duration::from_secs(20),
+        || {
+            crate::crash::http_get(&addr, "app.test", "/followed");
+            reader.is_finished()
+        },
+    );
+    assert!(reader.join().unwrap().is_some());
+    follow.kill().unwrap();
+    let _ = follow.wait();
+
+    // `exec` whose client goes away (Ctrl-C) does not leave its command running.
+    let (_, status) = sb.json(&["status"]);
+    let marker = format!("{}/exec-", status["agent"]["id"].as_str().unwrap());
+    let mut exec = sb
+        .cmd(&["exec", "web", "--", "sleep", "300"])
+        .spawn()
+        .unwrap();
+    wait_until("the exec'd command to run", Duration::from_secs(20), || {
+        !processes_with_env("DOCKHAND_INSTANCE", &marker).is_empty()
+    });
+    exec.kill().unwrap();
+    let _ = exec.wait();
+    wait_until(
+        "the exec'd command to be killed",
+        Duration::from_secs(20),
+        || processes_with_env("DOCKHAND_INSTANCE", &marker).is_empty(),
+    );
+}
+
+#[test]
+fn a_second_agent_on_the_same_state_is_refused() {
+    let sb = sandbox();
+    sb.write("dockhand.toml", &testapp_toml("VERSION = \"v1\"", 1, "20s"));
+    let _agent = sb.start_agent();
+    let out = sb.run(&["agent"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already running"),
+        "{}",
+        show(&out)
+    );
+    // The first agent still answers.
+    let (code, _) = sb.json(&["status"]);
+    assert_eq!(code, Some(0));
+}
