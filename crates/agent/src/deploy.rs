@@ -17,7 +17,7 @@ use dockhand_runtime::{InstanceState, OneShot};
 use dockhand_state::{DeploymentOutcome, EventLevel, ReleaseStatus};
 
 use crate::instances::{self, ActiveRelease, LiveInstance};
-use crate::{config_json, internal, routes, Agent, Sink};
+use crate::{config_json, internal, routes, state_error, Agent, Sink};
 
 /// Releases retained for rollback beyond the current one.
 const KEEP_RELEASES: usize = 10;
@@ -36,7 +36,7 @@ pub async fn deploy_new(
     let (release, deployment) = agent
         .store
         .begin_deploy(&config_json(&config), requested_by, note)
-        .map_err(internal)?;
+        .map_err(state_error)?;
     agent.event(
         EventLevel::Info,
         "deploy",
@@ -54,16 +54,20 @@ pub async fn rollback(
     sink: Sink<'_>,
 ) -> Result<DeployReport, ApiError> {
     let release = match target {
-        Some(id) => agent.store.release(id).map_err(internal)?.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::NotFound,
-                format!("release {id} does not exist; `dockhand releases` lists them"),
-            )
-        })?,
+        Some(id) => agent
+            .store
+            .release(id)
+            .map_err(state_error)?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("release {id} does not exist; `dockhand releases` lists them"),
+                )
+            })?,
         None => agent
             .store
             .previous_release()
-            .map_err(internal)?
+            .map_err(state_error)?
             .ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::NotFound,
@@ -94,7 +98,7 @@ pub async fn rollback(
     let deployment = agent
         .store
         .begin_rollback(release.id, requested_by)
-        .map_err(internal)?;
+        .map_err(state_error)?;
     agent.event(
         EventLevel::Info,
         "rollback",
@@ -264,10 +268,17 @@ async fn execute(
             .await
         }
     };
-    agent
-        .store
-        .finish_deployment(deployment, DeploymentOutcome::Succeeded, "serving")
-        .map_err(internal)?;
+    if let Err(e) =
+        agent
+            .store
+            .finish_deployment(deployment, DeploymentOutcome::Succeeded, "serving")
+    {
+        // Without the record a restart would not know this release: do not serve it.
+        let msg = format!(
+            "could not record release {release} as current in the state database ({e}); is the disk full?"
+        );
+        return fail(agent, &new, report, started_at, msg, sink).await;
+    }
     let old_table = agent.proxy.set_routes(table);
     let previous = agent.live_lock().replace(ActiveRelease {
         id: release,
@@ -357,10 +368,14 @@ async fn fail(
         service: None,
     });
     instances::retire(agent, new).await;
-    agent
-        .store
-        .finish_deployment(report.deployment, DeploymentOutcome::Failed, &message)
-        .map_err(internal)?;
+    if let Err(e) =
+        agent
+            .store
+            .finish_deployment(report.deployment, DeploymentOutcome::Failed, &message)
+    {
+        // The next agent start marks the deployment aborted; the current release is intact.
+        tracing::error!("failed to record the failed deployment: {e}");
+    }
     agent.event(
         EventLevel::Error,
         &report.kind.clone(),

@@ -206,7 +206,7 @@ impl Agent {
     ) -> Result<Option<DeployReport>, ApiError> {
         let _guard = self.lock.acquire("reload", requested_by)?;
         let config = load_config(&self.opts.config_path)?;
-        if let Some(current) = self.store.current_release().map_err(internal)? {
+        if let Some(current) = self.store.current_release().map_err(state_error)? {
             if current.config == config_json(&config) {
                 sink(Progress {
                     step: "unchanged".into(),
@@ -426,6 +426,19 @@ fn load_config_with_warnings(path: &Path) -> Result<(AppConfig, Vec<String>), Ap
 
 fn config_json(config: &AppConfig) -> String {
     serde_json::to_string(config).unwrap_or_default()
+}
+
+/// A state database failure: the machine's fault (disk full…) is said as such, anything else
+/// is a bug.
+fn state_error(e: dockhand_state::StateError) -> ApiError {
+    if e.is_environmental() {
+        ApiError::new(
+            ErrorCode::Failed,
+            format!("{e}; free space on the disk holding the state directory (or fix its permissions) and try again"),
+        )
+    } else {
+        internal(e)
+    }
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {

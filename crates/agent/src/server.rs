@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 
-use crate::{internal, logs, status, Agent};
+use crate::{logs, state_error, status, Agent};
 
 const MAX_REQUEST: usize = 1 << 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -151,7 +151,7 @@ async fn dispatch(
         } => to_value(agent.rollback(release, &requested_by, &sink).await?),
         Request::Reload { requested_by } => to_value(agent.reload(&requested_by, &sink).await?),
         Request::Releases => {
-            let releases = agent.store.releases(100).map_err(internal)?;
+            let releases = agent.store.releases(100).map_err(state_error)?;
             to_value(
                 releases
                     .iter()
@@ -160,7 +160,7 @@ async fn dispatch(
             )
         }
         Request::Events { limit } => {
-            let mut events = agent.store.events(limit).map_err(internal)?;
+            let mut events = agent.store.events(limit).map_err(state_error)?;
             for e in &mut events {
                 e.message = agent.redact(&e.message);
             }

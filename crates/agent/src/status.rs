@@ -3,10 +3,10 @@
 use dockhand_api::{AgentInfo, ApiError, InstanceStatus, ReleaseInfo, ServiceStatus, StatusReport};
 use dockhand_state::Release;
 
-use crate::{internal, routes, Agent};
+use crate::{routes, state_error, Agent};
 
 pub fn report(agent: &Agent) -> Result<StatusReport, ApiError> {
-    let current = agent.store.current_release().map_err(internal)?;
+    let current = agent.store.current_release().map_err(state_error)?;
     let live = agent.live_lock();
     let mut services = Vec::new();
     let mut app = String::new();

@@ -36,6 +36,28 @@ pub enum StateError {
     NoSuchRelease(i64),
 }
 
+impl StateError {
+    /// Whether the failure comes from the machine (disk full, read-only or failing disk, a
+    /// lock held too long) rather than from a bug: the caller reports it as such.
+    pub fn is_environmental(&self) -> bool {
+        let e = match self {
+            StateError::Sqlite(e) | StateError::Open { source: e, .. } => e,
+            _ => return false,
+        };
+        matches!(
+            e.sqlite_error_code(),
+            Some(
+                rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+            )
+        )
+    }
+}
+
 pub type Result<T, E = StateError> = std::result::Result<T, E>;
 
 /// The state store. Cheap operations on a local file; callers may use it from async code

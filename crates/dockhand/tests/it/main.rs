@@ -4,6 +4,7 @@
 
 mod cli;
 mod crash;
+mod disk;
 mod gates;
 mod lifecycle;
 mod secrets;
