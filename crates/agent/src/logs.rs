@@ -5,8 +5,7 @@
 //! new release of a deploy interleave as they happened. Following polls the directories,
 //! picking up the files of instances started later (a deploy while following).
 
-use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -19,7 +18,7 @@ use crate::Agent;
 const DEFAULT_TAIL: usize = 100;
 /// Log files of finished instances kept per service (with their rotations).
 const KEEP_FINISHED_LOGS: usize = 20;
-const FOLLOW_POLL: Duration = Duration::from_millis(200);
+const RESCAN: Duration = Duration::from_millis(500);
 
 /// Parsed filters of a logs request.
 pub struct Filter {
@@ -108,7 +107,9 @@ pub fn read(agent: &Agent, f: &Filter) -> Vec<LogEntry> {
     all.split_off(skip)
 }
 
-/// Streams lines appended after now until the client goes away.
+/// Streams lines appended after now until the client goes away: one runtime follower per
+/// instance log file (each handles its file's rotations), and a rescan of the service
+/// directories that picks up instances started later (a deploy while following).
 pub async fn follow(
     agent: &Agent,
     f: &Filter,
@@ -116,44 +117,64 @@ pub async fn follow(
     mut hangup: watch::Receiver<bool>,
 ) {
     let root = agent.opts.state_dir.join("logs");
-    let mut offsets: HashMap<PathBuf, u64> = HashMap::new();
-    for svc in &f.services {
-        for file in log_files(&root.join(svc)) {
-            let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-            offsets.insert(file, len);
-        }
-    }
+    let (line_tx, mut line_rx) = mpsc::channel::<(String, String, LogLine)>(1024);
+    let mut followers = tokio::task::JoinSet::new();
+    let mut followed: HashSet<PathBuf> = HashSet::new();
+    let mut first_scan = true;
+    let mut rescan = tokio::time::interval(RESCAN);
     loop {
-        if tx.is_closed() || *hangup.borrow() {
-            return;
-        }
-        let mut batch = Vec::new();
-        for svc in &f.services {
-            for file in log_files(&root.join(svc)) {
-                let offset = offsets.entry(file.clone()).or_insert(0);
-                let instance = instance_name(&file);
-                for line in read_from(&file, offset) {
-                    let line = LogLine::parse(&line);
-                    if let Some(min) = f.level {
-                        if line.level().is_none_or(|l| l > min) {
+        tokio::select! {
+            _ = rescan.tick() => {
+                for svc in &f.services {
+                    for file in log_files(&root.join(svc)) {
+                        if !followed.insert(file.clone()) {
                             continue;
                         }
+                        // Files that exist now are followed from their end, later ones whole.
+                        spawn_follower(&mut followers, file, svc.clone(), first_scan, line_tx.clone());
                     }
-                    batch.push(entry(agent, svc, &instance, line));
+                }
+                first_scan = false;
+            }
+            Some((service, instance, line)) = line_rx.recv() => {
+                if let Some(min) = f.level {
+                    if line.level().is_none_or(|l| l > min) {
+                        continue;
+                    }
+                }
+                if tx.send(Frame::Log(entry(agent, &service, &instance, line))).is_err() {
+                    return;
                 }
             }
-        }
-        batch.sort_by(|a, b| a.ts.cmp(&b.ts));
-        for e in batch {
-            if tx.send(Frame::Log(e)).is_err() {
-                return;
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(FOLLOW_POLL) => {}
             _ = hangup.changed() => return,
         }
     }
+}
+
+fn spawn_follower(
+    set: &mut tokio::task::JoinSet<()>,
+    file: PathBuf,
+    service: String,
+    from_end: bool,
+    out: mpsc::Sender<(String, String, LogLine)>,
+) {
+    set.spawn(async move {
+        let instance = instance_name(&file);
+        let (tx, mut rx) = mpsc::channel(256);
+        let reader = tokio::spawn(async move {
+            let _ = dockhand_runtime::follow_log(&file, from_end, tx).await;
+        });
+        while let Some(line) = rx.recv().await {
+            if out
+                .send((service.clone(), instance.clone(), line))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        reader.abort();
+    });
 }
 
 /// Deletes the log files of all but the newest finished instances of each service, so a
@@ -201,33 +222,6 @@ fn entry(agent: &Agent, service: &str, instance: &str, line: LogLine) -> LogEntr
         stream: line.stream.tag().to_string(),
         text: agent.redact(&line.text),
     }
-}
-
-/// Complete lines appended to `file` since `offset`; a file shorter than the offset was
-/// rotated and is read from its start.
-fn read_from(file: &Path, offset: &mut u64) -> Vec<String> {
-    let Ok(mut fh) = std::fs::File::open(file) else {
-        return Vec::new();
-    };
-    let len = fh.metadata().map(|m| m.len()).unwrap_or(0);
-    if len < *offset {
-        *offset = 0;
-    }
-    if len == *offset || fh.seek(SeekFrom::Start(*offset)).is_err() {
-        return Vec::new();
-    }
-    let mut buf = Vec::new();
-    if fh.take(len - *offset).read_to_end(&mut buf).is_err() {
-        return Vec::new();
-    }
-    let Some(end) = buf.iter().rposition(|b| *b == b'\n') else {
-        return Vec::new();
-    };
-    *offset += end as u64 + 1;
-    String::from_utf8_lossy(&buf[..end])
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 /// The current (not rotated) log files in a service directory.
