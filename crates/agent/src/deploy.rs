@@ -423,7 +423,12 @@ async fn gate(inst: &LiveInstance, deadline: Duration) -> Result<(), String> {
                 ));
             }
             _ = health.changed() => {}
-            _ = proc.changed() => {}
+            changed = proc.changed() => {
+                if changed.is_err() {
+                    // The supervisor is gone; its last state is checked above.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
         }
     }
 }

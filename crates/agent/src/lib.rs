@@ -65,6 +65,26 @@ impl AgentOptions {
     }
 }
 
+/// The signals the agent obeys, installed before it starts so that a Ctrl-C during the
+/// startup deploy is not the default (instant) death but a clean stop once started.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Call inside the runtime, before [`Agent::start`].
+    pub fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// Where progress of a long operation goes (a socket client, or the terminal for `up`).
 pub type Sink<'a> = &'a (dyn Fn(Progress) + Send + Sync);
 
@@ -255,11 +275,16 @@ impl Agent {
     }
 
     /// Waits for SIGTERM/SIGINT (then shuts down) while SIGHUP reloads.
-    pub async fn run_until_signal(self: &Arc<Self>, sink: Sink<'_>) -> anyhow::Result<()> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
+    pub async fn run_until_signal(
+        self: &Arc<Self>,
+        signals: Signals,
+        sink: Sink<'_>,
+    ) -> anyhow::Result<()> {
+        let Signals {
+            mut term,
+            mut int,
+            mut hup,
+        } = signals;
         let mut stopped = self.shutdown.subscribe();
         loop {
             tokio::select! {

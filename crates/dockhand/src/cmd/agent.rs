@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use dockhand_agent::{Agent, AgentOptions, StartMode};
+use dockhand_agent::{Agent, AgentOptions, Signals, StartMode};
 use dockhand_api::Progress;
 
 use crate::Global;
@@ -41,9 +41,10 @@ pub fn run(g: &Global, args: AgentArgs) -> anyhow::Result<ExitCode> {
     let sink = |p: Progress| tracing::info!(step = %p.step, service = ?p.service, "{}", p.message);
     let rt = super::runtime()?;
     rt.block_on(async {
+        let signals = Signals::install()?;
         let agent = Agent::start(opts, &sink).await?;
         tracing::info!(socket = %agent.socket_path().display(), proxy = %agent.proxy_addr(), "agent ready");
-        agent.run_until_signal(&sink).await
+        agent.run_until_signal(signals, &sink).await
     })?;
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     Ok(ExitCode::SUCCESS)

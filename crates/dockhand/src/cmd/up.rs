@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 use console::style;
-use dockhand_agent::{Agent, AgentOptions, StartMode};
+use dockhand_agent::{Agent, AgentOptions, Signals, StartMode};
 use dockhand_api::{Progress, STATE_DIR_NAME};
 
 use super::client::ProgressPrinter;
@@ -75,12 +75,13 @@ pub fn run(g: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
     let opts = AgentOptions::for_project(&config, &state_dir, StartMode::Reload);
     let rt = super::runtime()?;
     let result = rt.block_on(async {
+        let signals = Signals::install()?;
         let agent = Agent::start(opts, &sink)
             .await
             .with_context(|| format!("failed to start {}", config.display()))?;
         printer.finish();
         announce(g, &agent, &project, &state_dir, &cwd, bundled);
-        agent.run_until_signal(&sink).await
+        agent.run_until_signal(signals, &sink).await
     });
     printer.finish();
     rt.shutdown_timeout(std::time::Duration::from_secs(5));

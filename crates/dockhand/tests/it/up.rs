@@ -78,3 +78,41 @@ fn up_serves_the_bundled_example_and_stops_cleanly_on_ctrl_c() {
     assert!(processes_with_env("DOCKHAND_INSTANCE", &marker).is_empty());
     assert!(!sb.path().join(".dockhand/agent.sock").exists());
 }
+
+#[test]
+fn ctrl_c_during_the_first_deploy_stops_cleanly_without_leftovers() {
+    let sb = sandbox();
+    sb.write(
+        "dockhand.toml",
+        &crate::testapp_toml("VERSION = \"v1\", STARTUP_DELAY_MS = \"2000\"", 1, "20s"),
+    );
+    let mut child = sb
+        .cmd(&["up"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut marker = String::new();
+    wait_until(
+        "the first deploy to be under way",
+        Duration::from_secs(30),
+        || {
+            let (code, s) = sb.json(&["status"]);
+            if code != Some(3) && !s["deploying"].is_null() {
+                marker = format!("{}/", s["agent"]["id"].as_str().unwrap());
+                return true;
+            }
+            false
+        },
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    wait_until("up to exit", Duration::from_secs(60), || {
+        child.try_wait().unwrap().is_some()
+    });
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(processes_with_env("DOCKHAND_INSTANCE", &marker).is_empty());
+}
