@@ -51,6 +51,34 @@ fn status_logs_exec_releases_and_rollback_to_a_named_release() {
         "{}",
         show(&out)
     );
+    let out = sb.run(&["logs", "web", "--since", "1h"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("request GET /version"),
+        "{}",
+        show(&out)
+    );
+    let out = sb.run(&["logs", "web", "--since", "2999-01-01T00:00:00Z"]);
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "{}",
+        show(&out)
+    );
+    let out = sb.run(&["logs", "web", "--level", "error"]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("request GET"),
+        "{}",
+        show(&out)
+    );
+    let out = sb.run(&["logs", "--since", "last tuesday"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    // The socket is the owner's alone.
+    let mode = std::fs::metadata(sb.state_dir().join("agent.sock"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
     let out = sb.run(&["logs", "nope"]);
     assert_eq!(out.status.code(), Some(5), "{}", show(&out));
     let out = sb.run(&["logs", "--json", "-n", "1"]);
