@@ -55,3 +55,63 @@ pub fn urls(config: &AppConfig, listen: std::net::SocketAddr) -> Vec<String> {
     out.dedup();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dockhand_config::{LoadOptions, Loaded};
+
+    fn config(text: &str) -> AppConfig {
+        let dir = std::env::temp_dir();
+        let Loaded { config, .. } =
+            dockhand_config::load_str(&dir.join("dockhand.toml"), text, &LoadOptions::default())
+                .expect("valid config");
+        config
+    }
+
+    const TWO: &str = r#"
+app = "shop"
+[services.api]
+command = "x"
+port = 1
+health = { path = "/h" }
+route = { host = "Shop.Example.org", path = "/api", strip_prefix = true }
+[services.web]
+command = "x"
+port = 2
+health = { path = "/h" }
+route = { path = "/" }
+[services.worker]
+command = "x"
+"#;
+
+    #[test]
+    fn one_route_per_routed_service_with_its_backends() {
+        let c = config(TWO);
+        let mut backends = BTreeMap::new();
+        let b = Backend::new(7, "127.0.0.1:4000".parse().unwrap());
+        backends.insert("api".to_string(), vec![b]);
+        let table = build_table(&c, &backends).unwrap();
+        assert_eq!(table.routes().len(), 2);
+        let api = table.lookup(Some("shop.example.org"), "/api/x").unwrap();
+        assert_eq!(api.service, "api");
+        assert!(api.strip_prefix);
+        assert_eq!(api.backends[0].id(), 7);
+        let web = table.lookup(Some("other.host"), "/api/x").unwrap();
+        assert_eq!(web.service, "web");
+        assert!(web.backends.is_empty());
+    }
+
+    #[test]
+    fn urls_use_the_route_host_or_localhost_and_the_listen_port() {
+        let c = config(TWO);
+        assert_eq!(
+            urls(&c, "127.0.0.1:8080".parse().unwrap()),
+            ["http://localhost:8080/", "http://shop.example.org:8080/api"]
+        );
+        assert_eq!(
+            urls(&c, "0.0.0.0:80".parse().unwrap()),
+            ["http://localhost/", "http://shop.example.org/api"]
+        );
+    }
+}
