@@ -55,6 +55,23 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
     }
 }
 
+/// Sends `signal` to `child` and waits (at most 60 s) for it to exit; returns the exit code
+/// (`None`: killed by a signal). Panics, killing it, if it does not exit in time.
+pub fn signal_and_wait(child: &mut Child, signal: nix::sys::signal::Signal) -> Option<i32> {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(st) = child.try_wait().ok().flatten() {
+            return st.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process {} did not exit within 60s of {signal}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A temporary project directory and the `dockhand` binary to run in it.
 pub struct Sandbox {
     dir: tempfile::TempDir,
@@ -98,6 +115,15 @@ impl Sandbox {
             .env("NO_COLOR", "1")
             .stdin(Stdio::null());
         c
+    }
+
+    /// Starts `dockhand ARGS` in the background, its output discarded.
+    pub fn spawn_quiet(&self, args: &[&str]) -> Child {
+        self.cmd(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn dockhand")
     }
 
     /// Runs `dockhand ARGS` to completion (at most two minutes).
@@ -234,21 +260,7 @@ impl AgentProc {
     /// SIGTERM and wait (at most 60 s) for a clean exit; returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(c.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(st) = c.try_wait().ok().flatten() {
-                return st.code();
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                panic!("the agent did not stop within 60s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        signal_and_wait(&mut c, nix::sys::signal::Signal::SIGTERM)
     }
 }
 

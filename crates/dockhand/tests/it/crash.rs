@@ -25,12 +25,7 @@ fn kill_9_during_a_deploy_then_restart_serves_the_committed_release_without_orph
         "dockhand.toml",
         &testapp_toml("VERSION = \"two\", STARTUP_DELAY_MS = \"60000\"", 2, "30s"),
     );
-    let mut deploy = sb
-        .cmd(&["deploy"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut deploy = sb.spawn_quiet(&["deploy"]);
     // Wait until the new instances exist (four processes of the app: two old, two new).
     wait_until(
         "the new release's processes",

@@ -141,12 +141,7 @@ fn a_concurrent_deploy_is_refused_with_the_holder() {
         "dockhand.toml",
         &testapp_toml("VERSION = \"slow\", STARTUP_DELAY_MS = \"3000\"", 1, "20s"),
     );
-    let slow = sb
-        .cmd(&["deploy"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let slow = sb.spawn_quiet(&["deploy"]);
     wait_until(
         "the first deploy to hold the lock",
         Duration::from_secs(20),

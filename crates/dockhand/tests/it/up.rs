@@ -5,7 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use dockhand_test_support::{free_port, processes_with_env, wait_until};
+use dockhand_test_support::{free_port, processes_with_env, signal_and_wait, wait_until};
+use nix::sys::signal::Signal;
 
 use crate::{sandbox, show};
 
@@ -66,15 +67,7 @@ fn up_serves_the_bundled_example_and_stops_cleanly_on_ctrl_c() {
     assert!(out.status.success(), "{}", show(&out));
 
     // Ctrl-C: everything stops, nothing is left behind.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    wait_until("up to exit", Duration::from_secs(60), || {
-        child.try_wait().unwrap().is_some()
-    });
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(signal_and_wait(&mut child, Signal::SIGINT), Some(0));
     assert!(processes_with_env("DOCKHAND_INSTANCE", &marker).is_empty());
     assert!(!sb.path().join(".dockhand/agent.sock").exists());
 }
@@ -105,14 +98,6 @@ fn ctrl_c_during_the_first_deploy_stops_cleanly_without_leftovers() {
             false
         },
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    wait_until("up to exit", Duration::from_secs(60), || {
-        child.try_wait().unwrap().is_some()
-    });
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(signal_and_wait(&mut child, Signal::SIGINT), Some(0));
     assert!(processes_with_env("DOCKHAND_INSTANCE", &marker).is_empty());
 }
