@@ -19,7 +19,8 @@ pub fn sandbox() -> Sandbox {
 }
 
 /// A dockhand.toml running `replicas` testapp instances as service `web` behind host
-/// `app.test`, with fast health checks. `env` is inserted into the service's env table.
+/// `app.test`, with frequent health checks (patient ones: two loaded cores must not make a
+/// healthy instance look dead). `env` is inserted into the service's env table.
 pub fn testapp_toml(env: &str, replicas: u32, deploy_timeout: &str) -> String {
     format!(
         r#"app = "it"
@@ -32,7 +33,7 @@ drain_timeout = "10s"
 command = "{bin}"
 port = 8000
 env = {{ {env} }}
-health = {{ path = "/health", interval = "100ms", timeout = "1s", healthy_threshold = 1, unhealthy_threshold = 2, deploy_timeout = "{deploy_timeout}" }}
+health = {{ path = "/health", interval = "100ms", timeout = "5s", healthy_threshold = 1, unhealthy_threshold = 5, deploy_timeout = "{deploy_timeout}" }}
 route = {{ host = "app.test", path = "/" }}
 replicas = {replicas}
 stop_timeout = "5s"
