@@ -243,9 +243,18 @@ pub async fn run_prober(
             }
             on_change(verdict, &last);
         }
-        tokio::time::sleep(plan.interval).await;
+        // Until the first verdict (a starting instance, a deploy waiting on it), probe often
+        // so the gate opens as soon as the instance is up.
+        let pause = match health.snapshot().healthy {
+            None => plan.interval.min(STARTUP_PROBE_INTERVAL),
+            Some(_) => plan.interval,
+        };
+        tokio::time::sleep(pause).await;
     }
 }
+
+/// The probe interval of an instance that has no verdict yet.
+const STARTUP_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
 pub fn humanize(d: Duration) -> String {
     if d.as_millis().is_multiple_of(1000) {

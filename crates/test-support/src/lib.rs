@@ -229,7 +229,8 @@ impl Sandbox {
     }
 }
 
-/// A running `dockhand agent`; killed (SIGKILL) on drop if still running.
+/// A running `dockhand agent`; stopped on drop if still running (SIGTERM, so it stops its
+/// services too, leaving no process behind).
 pub struct AgentProc {
     child: Option<Child>,
     log: PathBuf,
@@ -266,6 +267,17 @@ impl AgentProc {
 
 impl Drop for AgentProc {
     fn drop(&mut self) {
-        self.kill9();
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

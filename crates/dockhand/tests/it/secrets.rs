@@ -54,6 +54,9 @@ fn a_secret_reaches_the_process_env_and_nothing_else() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let text = show(&out);
     assert!(text.contains("token is ******"), "{text}");
+    assert!(!text.contains(SECRET), "{text}");
+    let (_, report) = sb.json(&["deploy"]);
+    assert!(!report.to_string().contains(SECRET), "{report}");
 
     for args in [
         &["status"][..],
