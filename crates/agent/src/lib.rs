@@ -111,8 +111,12 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent: recovers the state, reaps orphans of a previous run, starts the proxy
     /// and the last committed release, opens the socket, and (per `start_mode`) deploys the
-    /// configuration. Progress of that deploy goes to `sink`.
-    pub async fn start(opts: AgentOptions, sink: Sink<'_>) -> anyhow::Result<Arc<Agent>> {
+    /// configuration. Progress of that deploy goes to `sink`; its report is returned with the
+    /// agent (`None`: nothing was deployed).
+    pub async fn start(
+        opts: AgentOptions,
+        sink: Sink<'_>,
+    ) -> anyhow::Result<(Arc<Agent>, Option<DeployReport>)> {
         create_private_dir(&opts.state_dir)?;
         create_private_dir(&opts.state_dir.join("logs"))?;
         let state_dir = opts
@@ -185,9 +189,10 @@ impl Agent {
             StartMode::DeployIfNoRelease => agent.current_release_id().is_none(),
             StartMode::Reload => true,
         };
+        let mut report = None;
         if should_deploy {
             match agent.reload("startup", sink).await {
-                Ok(_) => {}
+                Ok(r) => report = r,
                 Err(e) if agent.current_release_id().is_some() => {
                     sink(Progress {
                         step: "error".into(),
@@ -201,7 +206,13 @@ impl Agent {
                 }
             }
         }
-        Ok(agent)
+        Ok((agent, report))
+    }
+
+    /// Whether a release serves (its instances run), as opposed to an agent waiting for a
+    /// first successful deploy.
+    pub fn is_serving(&self) -> bool {
+        self.current_release_id().is_some()
     }
 
     /// Deploys the configuration file as a new release, even if unchanged.

@@ -42,7 +42,11 @@ pub fn run(g: &Global, args: AgentArgs) -> anyhow::Result<ExitCode> {
     let rt = super::runtime()?;
     rt.block_on(async {
         let signals = Signals::install()?;
-        let agent = Agent::start(opts, &sink).await?;
+        let (agent, report) = Agent::start(opts, &sink).await?;
+        if let Some(r) = report.filter(|r| !r.succeeded) {
+            // Stay up: a fixed configuration can be deployed with `dockhand deploy`.
+            tracing::error!("{}", r.message);
+        }
         tracing::info!(socket = %agent.socket_path().display(), proxy = %agent.proxy_addr(), "agent ready");
         agent.run_until_signal(signals, &sink).await
     })?;

@@ -74,22 +74,31 @@ pub fn run(g: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
     let sink = |p: Progress| printer.show(&p);
     let opts = AgentOptions::for_project(&config, &state_dir, StartMode::Reload);
     let rt = super::runtime()?;
-    let result = rt.block_on(async {
+    let result: anyhow::Result<ExitCode> = rt.block_on(async {
         let signals = Signals::install()?;
-        let agent = Agent::start(opts, &sink)
+        let (agent, report) = Agent::start(opts, &sink)
             .await
             .with_context(|| format!("failed to start {}", config.display()))?;
         printer.finish();
+        if let Some(report) = report.filter(|r| !r.succeeded) {
+            let code = super::client::render_report(g, &report);
+            if !agent.is_serving() {
+                // Nothing to serve: say why and stop, rather than print URLs that do not work.
+                agent.shutdown().await;
+                return Ok(code);
+            }
+        }
         announce(g, &agent, &project, &state_dir, &cwd, bundled);
-        agent.run_until_signal(signals, &sink).await
+        agent.run_until_signal(signals, &sink).await?;
+        Ok(ExitCode::SUCCESS)
     });
     printer.finish();
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
-    result?;
+    let code = result?;
     if !g.json {
         eprintln!("stopped");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }
 
 fn announce(g: &Global, agent: &Agent, project: &Path, state: &Path, cwd: &Path, bundled: bool) {

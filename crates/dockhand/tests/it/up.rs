@@ -101,3 +101,25 @@ fn ctrl_c_during_the_first_deploy_stops_cleanly_without_leftovers() {
     assert_eq!(signal_and_wait(&mut child, Signal::SIGINT), Some(0));
     assert!(processes_with_env("DOCKHAND_INSTANCE", &marker).is_empty());
 }
+
+#[test]
+fn up_of_an_app_that_never_gets_healthy_says_why_and_exits_1() {
+    let sb = sandbox();
+    sb.write(
+        "dockhand.toml",
+        &crate::testapp_toml("VERSION = \"v1\", HEALTHY = \"false\"", 1, "2s"),
+    );
+    let out = sb.run(&["up"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("failed its health gate") && err.contains("503"),
+        "{err}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("the app is up"),
+        "{}",
+        show(&out)
+    );
+    assert!(!sb.state_dir().join("agent.sock").exists());
+}
