@@ -72,7 +72,9 @@ pub async fn follow_log(path: &Path, from_end: bool, tx: mpsc::Sender<LogLine>) 
             }
             // A partial last line of a rotated file will not be completed.
             if !pending.is_empty() {
-                pending.push(b'\n');
+                if pending.last() != Some(&b'\n') {
+                    pending.push(b'\n');
+                }
                 if !send_complete_lines(&mut pending, &tx).await {
                     return Ok(());
                 }
