@@ -21,6 +21,18 @@ async fn reap_orphans_kills_a_setsid_process_with_the_marker() {
         .spawn()
         .unwrap();
 
+    // The marker is visible in /proc only once both have exec'd (an orphan found at agent
+    // start has long since done so).
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !(marked_by_agent(&agent).contains(&orphan.id())
+        && marked_by_agent(&other).contains(&bystander.id()))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the test processes never exec'd"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let killed = reap_orphans(&agent);
     assert!(killed.contains(&orphan.id()), "{killed:?}");
     assert!(!killed.contains(&bystander.id()));

@@ -63,8 +63,9 @@ async fn stop_kills_descendants_that_left_the_group() {
     let spec = spec(dir.path(), "esc-0", "setsid sleep 1000 & sleep 1000; wait");
     let log = spec.log_path.clone();
     let inst = rt.start(spec).unwrap();
-    wait_until("shell and two sleeps", || {
-        marked_by_agent(&agent).len() >= 3
+    // Wait until the escapee really left: it leads a session of its own.
+    wait_until("a sleep that called setsid", || {
+        marked_by_agent(&agent).into_iter().any(is_session_leader)
     })
     .await;
 
@@ -104,4 +105,16 @@ async fn stop_during_backoff_prevents_the_restart() {
     let status = inst.status();
     assert_eq!(status.state, InstanceState::Stopped);
     assert_eq!(status.restarts, restarts);
+}
+
+/// Whether the process leads its own session (it called setsid).
+fn is_session_leader(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command name: state ppid pgrp session …
+            let rest = stat.rsplit_once(')')?.1;
+            rest.split_whitespace().nth(3)?.parse::<u32>().ok()
+        })
+        == Some(pid)
 }
