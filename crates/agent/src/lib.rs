@@ -148,13 +148,12 @@ impl Agent {
             })?),
             None => None,
         };
-        let file_config = load_config(&opts.config_path);
-        let proxy_source = match (&current_config, &file_config) {
-            (Some(c), _) => c.clone(),
-            (None, Ok(c)) => c.clone(),
-            (None, Err(e)) => return Err(anyhow::anyhow!("{}", e.message)),
+        let proxy = match &current_config {
+            Some(c) => start_proxy(c)?,
+            None => start_proxy(
+                &load_config(&opts.config_path).map_err(|e| anyhow::anyhow!("{}", e.message))?,
+            )?,
         };
-        let proxy = start_proxy(&proxy_source)?;
 
         let (shutdown, _) = watch::channel(false);
         let agent = Arc::new(Agent {

@@ -1,6 +1,6 @@
 //! The command line itself: `check`, exit codes, `--json`, help and completions.
 
-use crate::{sandbox, show};
+use crate::{expect, sandbox, show};
 
 #[test]
 fn check_reports_file_line_column_and_suggestion_for_a_near_miss_key() {
@@ -9,8 +9,7 @@ fn check_reports_file_line_column_and_suggestion_for_a_near_miss_key() {
         "dockhand.toml",
         "app = \"shop\"\n\n[services.api]\ncommand = \"true\"\nprot = 8080\n",
     );
-    let out = sb.run(&["check"]);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let out = expect(&sb, &["check"], 2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("dockhand.toml:5:1"), "{err}");
     assert!(err.contains("`port`"), "{err}");
@@ -40,8 +39,7 @@ fn check_accepts_a_valid_file_and_lists_warnings() {
 #[test]
 fn check_of_a_missing_file_says_which_file() {
     let sb = sandbox();
-    let out = sb.run(&["check", "-f", "nope.toml"]);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let out = expect(&sb, &["check", "-f", "nope.toml"], 2);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("nope.toml"),
         "{}",

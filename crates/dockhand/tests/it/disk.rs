@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use crate::crash::http_get;
-use crate::{sandbox, show, testapp_toml};
+use crate::{expect, sandbox, testapp_toml};
 
 /// A small tmpfs mounted over a directory, unmounted on drop.
 struct SmallDisk(std::path::PathBuf);
@@ -58,16 +58,14 @@ fn a_full_disk_fails_the_deploy_cleanly_and_the_release_keeps_serving() {
 
     let filler = disk.fill();
     sb.write("dockhand.toml", &testapp_toml("VERSION = \"v2\"", 1, "20s"));
-    let out = sb.run(&["deploy"]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let out = expect(&sb, &["deploy"], 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("full"), "the error names the cause: {err}");
     assert!(!err.contains("bug"), "a full disk is not a bug: {err}");
     assert_eq!(http_get(&addr, "app.test", "/version"), "v1");
 
     std::fs::remove_file(filler).unwrap();
-    let out = sb.run(&["deploy"]);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    expect(&sb, &["deploy"], 0);
     assert_eq!(http_get(&addr, "app.test", "/version"), "v2");
     agent.terminate();
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use dockhand_test_support::wait_until;
 
 use crate::crash::http_get;
-use crate::{sandbox, show, testapp_toml};
+use crate::{expect, sandbox, testapp_toml};
 
 fn with_extra(base: &str, extra: &str) -> String {
     format!("{base}{extra}")
@@ -26,8 +26,7 @@ fn a_failing_pre_deploy_hook_aborts_and_the_old_release_keeps_serving() {
             "hooks = { pre_deploy = \"echo migrating $VERSION; exit 3\" }\n",
         ),
     );
-    let out = sb.run(&["deploy"]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let out = expect(&sb, &["deploy"], 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("pre_deploy") && err.contains("exit code 3"),
@@ -47,8 +46,7 @@ fn a_failing_pre_deploy_hook_aborts_and_the_old_release_keeps_serving() {
             "hooks = { pre_deploy = \"true\", post_deploy = \"echo done > post.txt\" }\n",
         ),
     );
-    let out = sb.run(&["deploy"]);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    expect(&sb, &["deploy"], 0);
     assert_eq!(http_get(&addr, "app.test", "/version"), "v3");
     assert_eq!(
         std::fs::read_to_string(sb.path().join("post.txt"))
@@ -85,8 +83,7 @@ fn a_worker_that_exits_fails_its_gate_and_one_that_stays_up_passes() {
             "\n[services.worker]\ncommand = \"echo cannot reach the queue >&2; exit 1\"\n",
         ),
     );
-    let out = sb.run(&["deploy"]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let out = expect(&sb, &["deploy"], 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("did not stay up"), "{err}");
     assert!(
@@ -104,8 +101,7 @@ fn a_service_that_ignores_port_fails_with_a_hint() {
         "dockhand.toml",
         &testapp_toml("VERSION = \"v1\"", 1, "1s").replace("command = \"", "command = \"PORT=1 "),
     );
-    let out = sb.run(&["deploy"]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let out = expect(&sb, &["deploy"], 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("$PORT"), "{err}");
 }
@@ -139,8 +135,7 @@ fn a_taken_proxy_port_is_a_clear_startup_error() {
         &testapp_toml("VERSION = \"v1\"", 1, "20s")
             .replace("127.0.0.1:0", &format!("127.0.0.1:{port}")),
     );
-    let out = sb.run(&["agent"]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let out = expect(&sb, &["agent"], 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&port.to_string()) && err.contains("[proxy] listen"),

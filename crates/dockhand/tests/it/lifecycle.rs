@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use dockhand_test_support::{processes_with_env, wait_until};
 
-use crate::{sandbox, show, testapp_toml};
+use crate::{expect, sandbox, show, testapp_toml};
 
 #[test]
 fn status_logs_exec_releases_and_rollback_to_a_named_release() {
@@ -69,33 +69,28 @@ fn status_logs_exec_releases_and_rollback_to_a_named_release() {
         "{}",
         show(&out)
     );
-    let out = sb.run(&["logs", "--since", "last tuesday"]);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    expect(&sb, &["logs", "--since", "last tuesday"], 2);
     // The socket is the owner's alone.
-    let mode = std::fs::metadata(sb.state_dir().join("agent.sock"))
-        .unwrap()
-        .permissions();
-    assert_eq!(
-        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
-        0o600
-    );
-    let out = sb.run(&["logs", "nope"]);
-    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    assert_eq!(crate::mode_of(&sb.state_dir().join("agent.sock")), 0o600);
+    expect(&sb, &["logs", "nope"], 5);
     let out = sb.run(&["logs", "--json", "-n", "1"]);
     let line: serde_json::Value =
         serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
     assert_eq!(line["service"], "web");
 
     // Exec runs in the service's environment and passes the exit code through.
-    let out = sb.run(&[
-        "exec",
-        "web",
-        "--",
-        "sh",
-        "-c",
-        "echo version=$VERSION; exit 7",
-    ]);
-    assert_eq!(out.status.code(), Some(7), "{}", show(&out));
+    let out = expect(
+        &sb,
+        &[
+            "exec",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "echo version=$VERSION; exit 7",
+        ],
+        7,
+    );
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("version=v1"),
         "{}",
@@ -121,8 +116,7 @@ fn status_logs_exec_releases_and_rollback_to_a_named_release() {
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["release"].as_i64(), Some(first));
     assert_eq!(crate::crash::http_get(&addr, "app.test", "/version"), "v1");
-    let out = sb.run(&["rollback", "999"]);
-    assert_eq!(out.status.code(), Some(5), "{}", show(&out));
+    expect(&sb, &["rollback", "999"], 5);
 
     // SIGTERM stops every instance and exits cleanly.
     let (_, status) = sb.json(&["status"]);
@@ -150,8 +144,7 @@ fn a_concurrent_deploy_is_refused_with_the_holder() {
             !s["deploying"].is_null()
         },
     );
-    let out = sb.run(&["deploy"]);
-    assert_eq!(out.status.code(), Some(4), "{}", show(&out));
+    let out = expect(&sb, &["deploy"], 4);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("in progress") && err.contains("since"),
@@ -171,8 +164,7 @@ fn an_invalid_config_is_refused_by_deploy_and_the_release_keeps_serving() {
         "dockhand.toml",
         "app = \"it\"\n[services.web]\ncomand = \"x\"\n",
     );
-    let out = sb.run(&["deploy"]);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let out = expect(&sb, &["deploy"], 2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("dockhand.toml:3:1") && err.contains("`command`"),
@@ -238,8 +230,7 @@ fn a_second_agent_on_the_same_state_is_refused() {
     let sb = sandbox();
     sb.write("dockhand.toml", &testapp_toml("VERSION = \"v1\"", 1, "20s"));
     let _agent = sb.start_agent();
-    let out = sb.run(&["agent"]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let out = expect(&sb, &["agent"], 1);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("already running"),
         "{}",

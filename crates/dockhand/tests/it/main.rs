@@ -61,6 +61,24 @@ pub fn service_logs(sb: &Sandbox, service: &str) -> Vec<(String, String)> {
     out
 }
 
+/// Runs `dockhand ARGS` in the sandbox and asserts its exit code (showing its output if not).
+pub fn expect(sb: &Sandbox, args: &[&str], code: i32) -> std::process::Output {
+    let out = sb.run(args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "dockhand {args:?}: {}",
+        show(&out)
+    );
+    out
+}
+
+/// The permission bits of a file.
+pub fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).expect("stat").permissions().mode() & 0o777
+}
+
 /// stdout and stderr of a finished command, for assertion messages.
 pub fn show(out: &std::process::Output) -> String {
     format!(

@@ -1,7 +1,7 @@
 //! Secrets reach the service's environment and nothing else: not the process arguments, the
 //! API answers, the events, the agent's own log, or the state database.
 
-use crate::{sandbox, show, testapp_toml};
+use crate::{expect, sandbox, show, testapp_toml};
 
 const SECRET: &str = "s3cr3t-Zebra-42";
 
@@ -23,15 +23,18 @@ fn a_secret_reaches_the_process_env_and_nothing_else() {
     let mut agent = sb.start_agent();
 
     // The process has it in its environment.
-    let out = sb.run(&[
-        "exec",
-        "web",
-        "--",
-        "sh",
-        "-c",
-        "test \"$TOKEN\" = s3cr3t-Zebra-42",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    expect(
+        &sb,
+        &[
+            "exec",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "test \"$TOKEN\" = s3cr3t-Zebra-42",
+        ],
+        0,
+    );
     let (_, status) = sb.json(&["status"]);
     let pid = status["services"][0]["instances"][0]["pid"]
         .as_u64()
@@ -50,8 +53,7 @@ fn a_secret_reaches_the_process_env_and_nothing_else() {
             "20s",
         ) + "hooks = { pre_deploy = \"echo token is $TOKEN; exit 1\" }\n"),
     );
-    let out = sb.run(&["deploy"]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let out = expect(&sb, &["deploy"], 1);
     let text = show(&out);
     assert!(text.contains("token is ******"), "{text}");
     assert!(!text.contains(SECRET), "{text}");
@@ -75,13 +77,7 @@ fn a_secret_reaches_the_process_env_and_nothing_else() {
         !String::from_utf8_lossy(&db).contains(SECRET),
         "the state database holds the secret"
     );
-    let mode = std::fs::metadata(sb.state_dir().join("state.db"))
-        .unwrap()
-        .permissions();
-    assert_eq!(
-        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
-        0o600
-    );
+    assert_eq!(crate::mode_of(&sb.state_dir().join("state.db")), 0o600);
 }
 
 #[test]
@@ -97,8 +93,7 @@ fn a_secrets_file_readable_by_others_is_refused() {
         "dockhand.toml",
         &testapp_toml("TOKEN = \"${secret.API_TOKEN}\"", 1, "20s"),
     );
-    let out = sb.run(&["check"]);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let out = expect(&sb, &["check"], 2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("chmod 600"), "{err}");
     assert!(!err.contains(SECRET), "{err}");

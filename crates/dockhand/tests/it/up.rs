@@ -8,7 +8,7 @@ use std::time::Duration;
 use dockhand_test_support::{free_port, processes_with_env, signal_and_wait, wait_until};
 use nix::sys::signal::Signal;
 
-use crate::{sandbox, show};
+use crate::{expect, sandbox, show};
 
 #[test]
 fn up_serves_the_bundled_example_and_stops_cleanly_on_ctrl_c() {
@@ -109,8 +109,7 @@ fn up_of_an_app_that_never_gets_healthy_says_why_and_exits_1() {
         "dockhand.toml",
         &crate::testapp_toml("VERSION = \"v1\", HEALTHY = \"false\"", 1, "2s"),
     );
-    let out = sb.run(&["up"]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let out = expect(&sb, &["up"], 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("failed its health gate") && err.contains("503"),

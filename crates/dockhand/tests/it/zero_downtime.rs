@@ -3,7 +3,7 @@
 
 use dockhand_test_support::Load;
 
-use crate::{sandbox, service_logs, show, testapp_toml};
+use crate::{expect, sandbox, service_logs, show, testapp_toml};
 
 #[test]
 fn deploys_failed_release_and_rollback_under_load_drop_nothing() {
@@ -41,8 +41,7 @@ fn deploys_failed_release_and_rollback_under_load_drop_nothing() {
         "dockhand.toml",
         &testapp_toml("VERSION = \"broken\", HEALTHY = \"false\"", 2, "2s"),
     );
-    let out = sb.run(&["deploy"]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let out = expect(&sb, &["deploy"], 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("health"), "{err}");
     assert!(
@@ -65,8 +64,7 @@ fn deploys_failed_release_and_rollback_under_load_drop_nothing() {
     );
 
     // Roll back to the previous release (version "b" after 20 alternating deploys).
-    let out = sb.run(&["rollback"]);
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    expect(&sb, &["rollback"], 0);
     let seen = load.snapshot().ok;
     dockhand_test_support::wait_until(
         "requests after the rollback",
