@@ -96,7 +96,7 @@ pub enum PullPolicy {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Mount {
-    /// A named Docker volume; `name` is the full Docker name (`<app>_<name>`).
+    /// A named Docker volume; the Docker volume is `<app>_<name>`.
     Volume {
         name: String,
         target: String,
@@ -227,7 +227,7 @@ pub struct DatabaseConfig {
     pub engine: Engine,
     pub image: String,
     pub pull: PullPolicy,
-    /// The full Docker name of the data volume (`<app>_<volume>`).
+    /// The data volume's name; the Docker volume is `<app>_<volume>`.
     pub volume: String,
     pub volumes: Vec<Mount>,
     pub user: Option<String>,
@@ -382,7 +382,7 @@ mod tests {
             engine: Engine::Postgres,
             image: "postgres:16".into(),
             pull: PullPolicy::Missing,
-            volume: "shop_db-data".into(),
+            volume: "db-data".into(),
             volumes: vec![],
             user: Some("shop".into()),
             database: Some("shop".into()),

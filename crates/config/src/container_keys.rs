@@ -487,8 +487,9 @@ impl Parser<'_> {
                     );
                     return None;
                 }
+                let _ = app;
                 Some(Mount::Volume {
-                    name: format!("{app}_{source}"),
+                    name: source.to_string(),
                     target,
                     read_only,
                 })

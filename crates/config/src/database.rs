@@ -238,7 +238,7 @@ impl Parser<'_> {
             engine,
             image,
             pull,
-            volume: format!("{app}_{volume_name}"),
+            volume: volume_name,
             volumes,
             user,
             database,

@@ -95,7 +95,7 @@ fn containers_and_databases_parse_every_field() {
         c.volumes,
         vec![
             Mount::Volume {
-                name: "shop_media".into(),
+                name: "media".into(),
                 target: "/app/media".into(),
                 read_only: false
             },
@@ -164,7 +164,7 @@ fn containers_and_databases_parse_every_field() {
     let db = &config.databases["db"];
     assert_eq!(db.engine, Engine::Postgres);
     assert_eq!(db.image, "postgres:16");
-    assert_eq!(db.volume, "shop_db-data");
+    assert_eq!(db.volume, "db-data");
     assert_eq!(db.user.as_deref(), Some("shop"));
     assert_eq!(
         db.password.as_ref().unwrap().template(),
