@@ -146,6 +146,24 @@ async fn execute(
         }
     }
 
+    // 0. Databases first (never restarted here), then the release's images.
+    let mut images = crate::containers::Images::new();
+    if config.uses_containers() {
+        match crate::containers::ensure_databases(agent, &config, None, sink).await {
+            Ok(w) => report.warnings.extend(w),
+            Err(e) => return fail(agent, &[], report, started_at, e.message, sink).await,
+        }
+        match crate::containers::prepare_images(agent, &config, release, kind != "rollback", sink)
+            .await
+        {
+            Ok((i, w)) => {
+                images = i;
+                report.warnings.extend(w);
+            }
+            Err(e) => return fail(agent, &[], report, started_at, e.message, sink).await,
+        }
+    }
+
     // 1. Start the new instances beside the old ones.
     say(
         "start",
@@ -155,7 +173,7 @@ async fn execute(
             None => format!("starting release {release}"),
         },
     );
-    let new = match instances::start_release(agent, &config, release, deployment).await {
+    let new = match instances::start_release(agent, &config, release, deployment, &images).await {
         Ok(v) => v,
         Err((partial, e)) => {
             return fail(agent, &partial, report, started_at, e.message, sink).await;
@@ -183,7 +201,17 @@ async fn execute(
             continue;
         };
         say("hook", Some(&svc.name), format!("pre_deploy: {hook}"));
-        if let Err(msg) = run_hook(agent, &config, &svc.name, hook, release, "pre_deploy").await {
+        if let Err(msg) = run_hook(
+            agent,
+            &config,
+            &svc.name,
+            hook,
+            release,
+            "pre_deploy",
+            &images,
+        )
+        .await
+        {
             report.failures.push(GateFailure {
                 service: svc.name.clone(),
                 instance: String::new(),
@@ -328,13 +356,24 @@ async fn execute(
             continue;
         };
         say("hook", Some(&svc.name), format!("post_deploy: {hook}"));
-        if let Err(msg) = run_hook(agent, &config, &svc.name, hook, release, "post_deploy").await {
+        if let Err(msg) = run_hook(
+            agent,
+            &config,
+            &svc.name,
+            hook,
+            release,
+            "post_deploy",
+            &images,
+        )
+        .await
+        {
             report.warnings.push(msg);
         }
     }
 
     let _ = agent.store.prune_releases(KEEP_RELEASES);
     crate::logs::prune(agent, &config);
+    prune_images(agent, &config).await;
     report.succeeded = true;
     report.duration_ms = started_at.elapsed().as_millis() as u64;
     report.message = format!(
@@ -415,11 +454,19 @@ async fn gate(inst: &LiveInstance, deadline: Duration) -> Result<(), String> {
         }
         tokio::select! {
             _ = tokio::time::sleep_until(until) => {
-                let last = inst.health.snapshot().recent.back().map(|r| r.detail.clone());
+                let last = inst.health.snapshot().recent.back().cloned();
+                let mut hint = String::new();
+                if let (Some(404), Some(b), Some(crate::health::ProbePlan { kind: crate::health::ProbeKind::Http { path, .. }, .. })) =
+                    (last.as_ref().and_then(|r| r.status), &inst.backend, &inst.plan)
+                {
+                    if let Some(found) = crate::health::find_health_route(b.addr(), path).await {
+                        hint = format!("; is the route `{found}`? GET {found} answers 200 — set health.path = \"{found}\"");
+                    }
+                }
                 return Err(format!(
-                    "not healthy within {}{}",
+                    "not healthy within {}{}{hint}",
                     crate::health::humanize(deadline),
-                    last.map(|d| format!(" (last probe: {d})")).unwrap_or_default()
+                    last.map(|r| format!(" (last probe: {})", r.detail)).unwrap_or_default()
                 ));
             }
             _ = health.changed() => {}
@@ -473,6 +520,39 @@ fn gate_failure(agent: &Agent, inst: &LiveInstance, reason: String) -> GateFailu
     }
 }
 
+/// Removes the images built for releases that are no longer retained. Failures are logged:
+/// a leftover image costs disk, not correctness.
+async fn prune_images(agent: &Arc<Agent>, config: &AppConfig) {
+    if !config
+        .services
+        .values()
+        .any(|s| s.container.as_ref().is_some_and(|c| c.build.is_some()))
+    {
+        return;
+    }
+    let Ok(releases) = agent.store.releases(usize::MAX) else {
+        return;
+    };
+    let retained: Vec<(i64, AppConfig)> = releases
+        .iter()
+        .filter(|r| r.status != ReleaseStatus::Pruned)
+        .filter_map(|r| Some((r.id, serde_json::from_str(&r.config).ok()?)))
+        .collect();
+    let keep = crate::containers::retained_tags(&retained);
+    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+    if let Ok(rt) = agent.containers().await {
+        match rt.prune_images(&config.app, &keep).await {
+            Ok(removed) if !removed.is_empty() => tracing::info!(
+                removed = removed.len(),
+                "removed images of releases no longer retained"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("could not remove old images: {e}"),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_hook(
     agent: &Arc<Agent>,
     config: &AppConfig,
@@ -480,6 +560,7 @@ async fn run_hook(
     hook: &str,
     release: i64,
     which: &str,
+    images: &crate::containers::Images,
 ) -> Result<(), String> {
     let svc = &config.services[service];
     let secrets = instances::secrets_for(agent, config).map_err(|e| e.message)?;
@@ -491,17 +572,35 @@ async fn run_hook(
         .join("logs")
         .join(service)
         .join(format!("{which}-r{release}.log"));
-    let out = agent
-        .runtime
-        .run_once(OneShot {
-            command: hook.to_string(),
-            workdir: svc.workdir.clone(),
-            env,
-            timeout: HOOK_TIMEOUT,
-            log_path: Some(log_path),
-        })
-        .await
-        .map_err(|e| format!("{which} hook of {service} could not run: {e}"))?;
+    let ran = match (svc.container.is_some(), images.get(service)) {
+        (true, Some(image)) => {
+            let rt = agent.containers().await.map_err(|e| e.message)?;
+            let spec = crate::containers::job_spec(
+                config,
+                svc,
+                release,
+                &format!("r{release}-{which}-{service}"),
+                image,
+                env,
+                hook,
+                log_path,
+            );
+            rt.run_once(spec, HOOK_TIMEOUT).await
+        }
+        _ => {
+            agent
+                .runtime
+                .run_once(OneShot {
+                    command: hook.to_string(),
+                    workdir: svc.workdir.clone(),
+                    env,
+                    timeout: HOOK_TIMEOUT,
+                    log_path: Some(log_path),
+                })
+                .await
+        }
+    };
+    let out = ran.map_err(|e| format!("{which} hook of {service} could not run: {e}"))?;
     let tail: String = out
         .output
         .lines()

@@ -36,6 +36,10 @@ pub async fn run(
         })?;
         (active.config.clone(), active.id)
     };
+    if config.databases.contains_key(service) {
+        let container = format!("{}-{service}", config.app);
+        return in_container(agent, &container, argv, Vec::new(), tx, hangup).await;
+    }
     let svc = config.services.get(service).ok_or_else(|| {
         ApiError::new(
             ErrorCode::NotFound,
@@ -44,6 +48,7 @@ pub async fn run(
                 config
                     .services
                     .keys()
+                    .chain(config.databases.keys())
                     .cloned()
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -52,6 +57,29 @@ pub async fn run(
     })?;
     let secrets = instances::secrets_for(agent, &config)?;
     let env = instances::service_env(&config, svc, release, secrets.as_ref())?;
+    if svc.container.is_some() {
+        // Into a running replica of the current release: its env is already the service's.
+        let instance = {
+            let live = agent.live_lock();
+            live.as_ref().and_then(|a| {
+                a.instances
+                    .iter()
+                    .find(|i| {
+                        i.service == service
+                            && i.instance.status().state == dockhand_runtime::InstanceState::Running
+                    })
+                    .map(|i| i.id.clone())
+            })
+        };
+        let Some(id) = instance else {
+            return Err(ApiError::new(
+                ErrorCode::Failed,
+                format!("no replica of `{service}` is running; `dockhand status` shows why"),
+            ));
+        };
+        let container = instances::container_name(&config.app, &id);
+        return in_container(agent, &container, argv, Vec::new(), tx, hangup).await;
+    }
     let mut child = agent
         .runtime
         .spawn_attached(OneShot {
@@ -85,6 +113,56 @@ pub async fn run(
         exit_code: status.ok().and_then(|s| s.ok()).and_then(|s| s.code()),
         timed_out,
     })
+}
+
+/// Runs `argv` (no shell) in a running container, streaming its output.
+async fn in_container(
+    agent: &Agent,
+    container: &str,
+    argv: &[String],
+    env: Vec<(String, String)>,
+    tx: &mpsc::UnboundedSender<Frame>,
+    mut hangup: watch::Receiver<bool>,
+) -> Result<ExecResult, ApiError> {
+    let rt = agent.containers().await?;
+    let mut stream = rt
+        .exec_stream(container, argv.to_vec(), env, EXEC_TIMEOUT)
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Failed, e.to_string()))?;
+    loop {
+        let event = tokio::select! {
+            e = stream.next() => e,
+            // The client went away: dropping the stream kills the command.
+            _ = async { let _ = hangup.wait_for(|gone| *gone).await; } => {
+                return Ok(ExecResult { exit_code: None, timed_out: false });
+            }
+        };
+        match event {
+            Some(dockhand_runtime::ExecEvent::Line(stream, line)) => {
+                let name = if stream == dockhand_runtime::Stream::Err {
+                    "err"
+                } else {
+                    "out"
+                };
+                let _ = tx.send(Frame::Output {
+                    stream: name.into(),
+                    data: format!("{}\n", agent.redact(&line)),
+                });
+            }
+            Some(dockhand_runtime::ExecEvent::Exit { code, timed_out }) => {
+                return Ok(ExecResult {
+                    exit_code: code,
+                    timed_out,
+                })
+            }
+            None => {
+                return Ok(ExecResult {
+                    exit_code: None,
+                    timed_out: false,
+                })
+            }
+        }
+    }
 }
 
 /// SIGKILL to the command's whole process group (it runs in its own).

@@ -6,9 +6,11 @@
 //! probes in a row, and takes it back after `healthy_threshold` successes.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dockhand_config::HealthCheck;
@@ -24,6 +26,29 @@ pub enum ProbeKind {
     Http { path: String, status: u16 },
     /// The port accepts a TCP connection (a web service without a health check).
     Tcp,
+    /// A command exits 0 (run in the container, or in the service's environment).
+    Command(CommandProbe),
+}
+
+/// What a command probe runs: given a timeout, the command's exit code (None: killed or
+/// timed out) and the end of its output.
+pub type CommandRunner = Arc<
+    dyn Fn(Duration) -> Pin<Box<dyn Future<Output = Result<(Option<i32>, String), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A health command and how to run it.
+#[derive(Clone)]
+pub struct CommandProbe {
+    pub display: String,
+    pub run: CommandRunner,
+}
+
+impl std::fmt::Debug for CommandProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CommandProbe({:?})", self.display)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -33,9 +58,12 @@ pub struct ProbePlan {
     pub timeout: Duration,
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
+    /// Failures this soon after the prober starts do not count.
+    pub start_period: Duration,
 }
 
 impl ProbePlan {
+    /// The plan of a web service (HTTP or TCP).
     pub fn for_service(health: Option<&HealthCheck>) -> ProbePlan {
         match health {
             Some(h) => ProbePlan {
@@ -43,10 +71,7 @@ impl ProbePlan {
                     path: h.path.clone(),
                     status: h.expected_status,
                 },
-                interval: h.interval,
-                timeout: h.timeout,
-                healthy_threshold: h.healthy_threshold.max(1),
-                unhealthy_threshold: h.unhealthy_threshold.max(1),
+                ..Self::timing(h)
             },
             None => ProbePlan {
                 kind: ProbeKind::Tcp,
@@ -54,7 +79,27 @@ impl ProbePlan {
                 timeout: Duration::from_secs(2),
                 healthy_threshold: 1,
                 unhealthy_threshold: 3,
+                start_period: Duration::ZERO,
             },
+        }
+    }
+
+    /// The plan of a health command.
+    pub fn for_command(h: &HealthCheck, probe: CommandProbe) -> ProbePlan {
+        ProbePlan {
+            kind: ProbeKind::Command(probe),
+            ..Self::timing(h)
+        }
+    }
+
+    fn timing(h: &HealthCheck) -> ProbePlan {
+        ProbePlan {
+            kind: ProbeKind::Tcp,
+            interval: h.interval,
+            timeout: h.timeout,
+            healthy_threshold: h.healthy_threshold.max(1),
+            unhealthy_threshold: h.unhealthy_threshold.max(1),
+            start_period: h.start_period,
         }
     }
 }
@@ -103,6 +148,17 @@ impl Health {
         self.changed.subscribe()
     }
 
+    /// Keeps a result for display without counting it.
+    fn note(&self, result: ProbeResult) {
+        let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        st.recent.push_back(result);
+        while st.recent.len() > RECENT {
+            st.recent.pop_front();
+        }
+        drop(st);
+        self.changed.send_modify(|n| *n += 1);
+    }
+
     /// Records one result; returns the new healthy verdict if it changed.
     fn record(&self, plan: &ProbePlan, result: ProbeResult) -> Option<bool> {
         let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -140,13 +196,16 @@ impl Default for Health {
 
 /// Probes `addr` once according to `plan`.
 pub async fn probe(addr: SocketAddr, plan: &ProbePlan) -> ProbeResult {
+    if let ProbeKind::Command(cmd) = &plan.kind {
+        return probe_command(cmd, plan.timeout).await;
+    }
     let outcome = tokio::time::timeout(plan.timeout, probe_inner(addr, &plan.kind)).await;
     let at = dockhand_state::now();
     match outcome {
         Ok(Ok((status, detail))) => ProbeResult {
             ok: match &plan.kind {
                 ProbeKind::Http { status: want, .. } => status == Some(*want),
-                ProbeKind::Tcp => true,
+                ProbeKind::Tcp | ProbeKind::Command(_) => true,
             },
             at,
             detail,
@@ -167,6 +226,51 @@ pub async fn probe(addr: SocketAddr, plan: &ProbePlan) -> ProbeResult {
     }
 }
 
+/// Runs a health command once (its runner enforces the timeout; a margin guards a stuck
+/// engine).
+async fn probe_command(cmd: &CommandProbe, timeout: Duration) -> ProbeResult {
+    let outcome = tokio::time::timeout(timeout + Duration::from_secs(5), (cmd.run)(timeout)).await;
+    let at = dockhand_state::now();
+    let (ok, detail) = match outcome {
+        Ok(Ok((Some(0), _))) => (true, format!("`{}` exited with 0", cmd.display)),
+        Ok(Ok((Some(code), out))) => (
+            false,
+            format!("`{}` exited with {code}{}", cmd.display, tail(&out)),
+        ),
+        Ok(Ok((None, out))) => (
+            false,
+            format!(
+                "`{}` did not finish within {}{}",
+                cmd.display,
+                humanize(timeout),
+                tail(&out)
+            ),
+        ),
+        Ok(Err(e)) => (false, format!("`{}` could not run: {e}", cmd.display)),
+        Err(_) => (
+            false,
+            format!("`{}`: no answer within {}", cmd.display, humanize(timeout)),
+        ),
+    };
+    ProbeResult {
+        ok,
+        at,
+        detail,
+        status: None,
+    }
+}
+
+/// The last line of a command's output, for a probe's detail.
+fn tail(output: &str) -> String {
+    match output.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(line) => {
+            let line: String = line.trim().chars().take(200).collect();
+            format!(": {line}")
+        }
+        None => String::new(),
+    }
+}
+
 async fn probe_inner(addr: SocketAddr, kind: &ProbeKind) -> Result<(Option<u16>, String), String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::ConnectionRefused {
@@ -177,7 +281,9 @@ async fn probe_inner(addr: SocketAddr, kind: &ProbeKind) -> Result<(Option<u16>,
         format!("connect to {addr}: {e}{hint}")
     })?;
     let path = match kind {
-        ProbeKind::Tcp => return Ok((None, format!("{addr} accepts connections"))),
+        ProbeKind::Tcp | ProbeKind::Command(_) => {
+            return Ok((None, format!("{addr} accepts connections")))
+        }
         ProbeKind::Http { path, .. } => path,
     };
     let io = hyper_util::rt::TokioIo::new(stream);
@@ -226,6 +332,49 @@ async fn probe_inner(addr: SocketAddr, kind: &ProbeKind) -> Result<(Option<u16>,
     Ok((Some(status), detail))
 }
 
+/// Health routes apps commonly have, tried when the configured one answers 404.
+const COMMON_HEALTH_ROUTES: &[&str] = &[
+    "/health",
+    "/healthz",
+    "/api/health",
+    "/api/healthz",
+    "/health/ready",
+    "/ready",
+    "/readyz",
+    "/livez",
+    "/up",
+    "/ping",
+    "/status",
+    "/api/heartbeat",
+    "/api/v1/health",
+    "/_health",
+];
+
+/// The first common health route (other than `configured`) that answers 2xx, if any.
+pub async fn find_health_route(addr: SocketAddr, configured: &str) -> Option<String> {
+    for path in COMMON_HEALTH_ROUTES.iter().filter(|p| **p != configured) {
+        let plan = ProbePlan {
+            kind: ProbeKind::Http {
+                path: path.to_string(),
+                status: 200,
+            },
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+            healthy_threshold: 1,
+            unhealthy_threshold: 1,
+            start_period: Duration::ZERO,
+        };
+        if probe(addr, &plan)
+            .await
+            .status
+            .is_some_and(|s| (200..300).contains(&s))
+        {
+            return Some(path.to_string());
+        }
+    }
+    None
+}
+
 /// Runs probes forever (until aborted), updating `health` and the backend's flag.
 pub async fn run_prober(
     addr: SocketAddr,
@@ -234,9 +383,16 @@ pub async fn run_prober(
     backend: Option<Arc<Backend>>,
     on_change: impl Fn(bool, &ProbeResult) + Send + 'static,
 ) {
+    let started = Instant::now();
     loop {
         let result = probe(addr, &plan).await;
         let last = result.clone();
+        if !result.ok && started.elapsed() < plan.start_period {
+            // Still starting: the failure is shown but does not count.
+            health.note(result);
+            tokio::time::sleep(plan.interval.min(STARTUP_PROBE_INTERVAL)).await;
+            continue;
+        }
         if let Some(verdict) = health.record(&plan, result) {
             if let Some(b) = &backend {
                 b.set_healthy(verdict);
@@ -275,6 +431,7 @@ mod tests {
             timeout: Duration::from_millis(10),
             healthy_threshold: h,
             unhealthy_threshold: u,
+            start_period: Duration::ZERO,
         }
     }
 

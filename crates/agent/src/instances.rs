@@ -14,7 +14,8 @@ use dockhand_runtime::{Instance, InstanceSpec, InstanceState};
 use dockhand_state::{EventLevel, InstanceRecord};
 use tokio::task::JoinHandle;
 
-use crate::health::{self, Health, ProbePlan};
+use crate::containers::Images;
+use crate::health::{self, CommandProbe, Health, ProbePlan};
 use crate::Agent;
 
 /// The release that serves and its instances.
@@ -57,25 +58,67 @@ impl LiveInstance {
 
 static NEXT_BACKEND: AtomicU64 = AtomicU64::new(1);
 
-/// Starts every replica of every service of `config`. On failure, returns what was started
-/// (for the caller to stop) and the error.
+/// Starts every replica of every service of `config`, in `depends_on` order, container
+/// services on the images in `images`. On failure, returns what was started (for the caller
+/// to stop) and the error.
 pub async fn start_release(
     agent: &Arc<Agent>,
     config: &AppConfig,
     release: i64,
     deployment: i64,
+    images: &Images,
 ) -> Result<Vec<LiveInstance>, (Vec<LiveInstance>, ApiError)> {
     let secrets = load_secrets(agent, config).map_err(|e| (Vec::new(), e))?;
+    if config.services.values().any(|s| s.container.is_some()) {
+        let rt = agent.containers().await.map_err(|e| (Vec::new(), e))?;
+        rt.ensure_network(&config.app)
+            .await
+            .map_err(|e| (Vec::new(), ApiError::new(ErrorCode::Failed, e.to_string())))?;
+    }
     let mut started = Vec::new();
-    for svc in config.services.values() {
+    for svc in start_order(config) {
         for index in 0..svc.replicas {
-            match start_instance(agent, config, svc, release, deployment, index, &secrets) {
+            let image = images.get(&svc.name).map(String::as_str);
+            match start_instance(
+                agent, config, svc, release, deployment, index, &secrets, image,
+            )
+            .await
+            {
                 Ok(inst) => started.push(inst),
                 Err(e) => return Err((started, e)),
             }
         }
     }
     Ok(started)
+}
+
+/// The services with every service before the ones that depend on it (the configuration
+/// has no cycles); otherwise in name order.
+pub fn start_order(config: &AppConfig) -> Vec<&ServiceConfig> {
+    let mut order: Vec<&ServiceConfig> = Vec::new();
+    fn visit<'c>(
+        config: &'c AppConfig,
+        name: &str,
+        order: &mut Vec<&'c ServiceConfig>,
+        depth: usize,
+    ) {
+        let Some(svc) = config.services.get(name) else {
+            return;
+        };
+        if depth > config.services.len() || order.iter().any(|s| s.name == svc.name) {
+            return;
+        }
+        for dep in &svc.depends_on {
+            visit(config, dep, order, depth + 1);
+        }
+        if !order.iter().any(|s| s.name == svc.name) {
+            order.push(svc);
+        }
+    }
+    for name in config.services.keys() {
+        visit(config, name, &mut order, 0);
+    }
+    order
 }
 
 fn load_secrets(agent: &Agent, config: &AppConfig) -> Result<Option<Secrets>, ApiError> {
@@ -117,7 +160,8 @@ pub fn secrets_for(agent: &Agent, config: &AppConfig) -> Result<Option<Secrets>,
     load_secrets(agent, config)
 }
 
-fn start_instance(
+#[allow(clippy::too_many_arguments)]
+async fn start_instance(
     agent: &Arc<Agent>,
     config: &AppConfig,
     svc: &ServiceConfig,
@@ -125,6 +169,7 @@ fn start_instance(
     deployment: i64,
     index: u32,
     secrets: &Option<Secrets>,
+    image: Option<&str>,
 ) -> Result<LiveInstance, ApiError> {
     let id = format!("d{deployment}r{release}-{}-{index}", svc.name);
     let port = match svc.port {
@@ -137,8 +182,11 @@ fn start_instance(
         None => None,
     };
     let mut env = service_env(config, svc, release, secrets.as_ref())?;
-    if let Some(p) = port {
-        env.push(("PORT".into(), p.to_string()));
+    match (&svc.container, port, svc.port) {
+        // A container listens on its configured port; the host port maps to it.
+        (Some(_), Some(_), Some(inside)) => env.push(("PORT".into(), inside.to_string())),
+        (None, Some(p), _) => env.push(("PORT".into(), p.to_string())),
+        _ => {}
     }
     let log_path = agent
         .opts
@@ -154,23 +202,60 @@ fn start_instance(
             )
         })?;
     }
-    let spec = InstanceSpec {
-        instance_id: id.clone(),
-        service: svc.name.clone(),
-        command: svc.command.clone(),
-        workdir: svc.workdir.clone(),
-        env,
-        log_path: log_path.clone(),
-        restart: runtime_restart(svc.restart),
-        memory_limit: svc.memory_limit,
-        stop_grace: svc.stop_timeout,
+    let instance = match (&svc.container, image) {
+        (Some(_), Some(image)) => {
+            env.push((dockhand_runtime::SERVICE_ENV.into(), svc.name.clone()));
+            env.push((
+                dockhand_runtime::INSTANCE_ENV.into(),
+                format!("{}/{id}", agent.agent_id),
+            ));
+            let spec = crate::containers::service_spec(
+                config,
+                svc,
+                release,
+                &id,
+                image,
+                env,
+                port,
+                log_path.clone(),
+            );
+            let rt = agent.containers().await?;
+            rt.start(spec).await.map_err(|e| {
+                ApiError::new(
+                    ErrorCode::Failed,
+                    agent.redact(&format!("failed to start {} ({image}): {e}", svc.name)),
+                )
+            })?
+        }
+        (Some(_), None) => {
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                format!(
+                    "no image was prepared for service `{}`; this is a bug, please report it",
+                    svc.name
+                ),
+            ))
+        }
+        (None, _) => {
+            let spec = InstanceSpec {
+                instance_id: id.clone(),
+                service: svc.name.clone(),
+                command: svc.command.clone(),
+                workdir: svc.workdir.clone(),
+                env,
+                log_path: log_path.clone(),
+                restart: runtime_restart(svc.restart),
+                memory_limit: svc.memory_limit,
+                stop_grace: svc.stop_timeout,
+            };
+            agent.runtime.start(spec).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::Failed,
+                    format!("failed to start {} (`{}`): {e}", svc.name, svc.command),
+                )
+            })?
+        }
     };
-    let instance = agent.runtime.start(spec).map_err(|e| {
-        ApiError::new(
-            ErrorCode::Failed,
-            format!("failed to start {} (`{}`): {e}", svc.name, svc.command),
-        )
-    })?;
     let _ = agent.store.put_instance(&InstanceRecord {
         id: id.clone(),
         release,
@@ -183,40 +268,55 @@ fn start_instance(
     });
 
     let health = Health::new();
-    let (backend, plan, prober) = match port {
-        Some(p) => {
-            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, p));
-            let backend = Backend::new(NEXT_BACKEND.fetch_add(1, Ordering::Relaxed), addr);
-            backend.set_healthy(false);
-            let plan = ProbePlan::for_service(svc.health.as_ref());
-            let weak: Weak<Agent> = Arc::downgrade(agent);
-            let (svc_name, inst_id) = (svc.name.clone(), id.clone());
-            let task = tokio::spawn(health::run_prober(
-                addr,
-                plan.clone(),
-                health.clone(),
-                Some(backend.clone()),
-                move |healthy, last| {
-                    if let Some(agent) = weak.upgrade() {
-                        let (level, word) = if healthy {
-                            (EventLevel::Info, "healthy")
-                        } else {
-                            (EventLevel::Warn, "unhealthy")
-                        };
-                        agent.event(
-                            level,
-                            "health",
-                            Some(release),
-                            Some(&svc_name),
-                            &format!("{inst_id} is {word}: {}", last.detail),
-                        );
-                    }
-                },
-            ));
-            (Some(backend), Some(plan), Some(Arc::new(AbortOnDrop(task))))
-        }
-        None => (None, None, None),
+    let command_plan = svc
+        .health
+        .as_ref()
+        .and_then(|h| h.command.as_ref().map(|c| (h, c)))
+        .map(|(h, c)| {
+            ProbePlan::for_command(
+                h,
+                command_probe(agent, config, svc, &id, release, c, secrets.as_ref()),
+            )
+        });
+    let backend = port.map(|p| {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, p));
+        let backend = Backend::new(NEXT_BACKEND.fetch_add(1, Ordering::Relaxed), addr);
+        backend.set_healthy(false);
+        backend
+    });
+    let plan = match (command_plan, port) {
+        (Some(plan), _) => Some(plan),
+        (None, Some(_)) => Some(ProbePlan::for_service(svc.health.as_ref())),
+        (None, None) => None,
     };
+    let prober = plan.as_ref().map(|plan| {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port.unwrap_or(0)));
+        let weak: Weak<Agent> = Arc::downgrade(agent);
+        let (svc_name, inst_id) = (svc.name.clone(), id.clone());
+        let task = tokio::spawn(health::run_prober(
+            addr,
+            plan.clone(),
+            health.clone(),
+            backend.clone(),
+            move |healthy, last| {
+                if let Some(agent) = weak.upgrade() {
+                    let (level, word) = if healthy {
+                        (EventLevel::Info, "healthy")
+                    } else {
+                        (EventLevel::Warn, "unhealthy")
+                    };
+                    agent.event(
+                        level,
+                        "health",
+                        Some(release),
+                        Some(&svc_name),
+                        &format!("{inst_id} is {word}: {}", last.detail),
+                    );
+                }
+            },
+        ));
+        Arc::new(AbortOnDrop(task))
+    });
     spawn_restart_watch(Arc::downgrade(agent), &instance, release, &svc.name);
     let live = LiveInstance {
         id: id.clone(),
@@ -232,6 +332,73 @@ fn start_instance(
     };
     agent.registry_lock().insert(id.clone(), live.clone());
     Ok(live)
+}
+
+/// How an instance's health command runs: inside its container, or as a one-off process in
+/// the service's environment.
+fn command_probe(
+    agent: &Arc<Agent>,
+    config: &AppConfig,
+    svc: &ServiceConfig,
+    id: &str,
+    release: i64,
+    command: &dockhand_config::CommandLine,
+    secrets: Option<&Secrets>,
+) -> CommandProbe {
+    let display = command.display();
+    let weak = Arc::downgrade(agent);
+    if svc.container.is_some() {
+        let container = container_name(&config.app, id);
+        let argv = command.argv();
+        return CommandProbe {
+            display,
+            run: Arc::new(move |timeout| {
+                let (weak, container, argv) = (weak.clone(), container.clone(), argv.clone());
+                Box::pin(async move {
+                    let agent = weak.upgrade().ok_or("the agent is stopping")?;
+                    let rt = agent.containers().await.map_err(|e| e.message)?;
+                    let out = rt
+                        .exec(&container, argv, Vec::new(), timeout)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok((out.exit_code, out.output))
+                })
+            }),
+        };
+    }
+    let shell = match command {
+        dockhand_config::CommandLine::Shell(s) => s.clone(),
+        dockhand_config::CommandLine::Exec(v) => crate::exec::shell_join(v),
+    };
+    let env = service_env(config, svc, release, secrets).unwrap_or_default();
+    let workdir = svc.workdir.clone();
+    CommandProbe {
+        display,
+        run: Arc::new(move |timeout| {
+            let (weak, shell, env, workdir) =
+                (weak.clone(), shell.clone(), env.clone(), workdir.clone());
+            Box::pin(async move {
+                let agent = weak.upgrade().ok_or("the agent is stopping")?;
+                let out = agent
+                    .runtime
+                    .run_once(dockhand_runtime::OneShot {
+                        command: shell,
+                        workdir,
+                        env,
+                        timeout,
+                        log_path: None,
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok((if out.timed_out { None } else { out.exit_code }, out.output))
+            })
+        }),
+    }
+}
+
+/// The Docker name of a service instance's container (the runtime's naming).
+pub fn container_name(app: &str, instance_id: &str) -> String {
+    format!("{app}-{instance_id}")
 }
 
 /// Records an event whenever the supervisor restarts the instance or declares a crash loop.
@@ -302,7 +469,9 @@ pub fn backends_by_service(instances: &[LiveInstance]) -> BTreeMap<String, Vec<A
     map
 }
 
-fn runtime_restart(p: dockhand_config::RestartPolicy) -> dockhand_runtime::RestartPolicy {
+pub(crate) fn runtime_restart(
+    p: dockhand_config::RestartPolicy,
+) -> dockhand_runtime::RestartPolicy {
     match p {
         dockhand_config::RestartPolicy::Always => dockhand_runtime::RestartPolicy::Always,
         dockhand_config::RestartPolicy::OnFailure => dockhand_runtime::RestartPolicy::OnFailure,

@@ -5,12 +5,14 @@
 //! answers clients on its Unix socket. `dockhand agent` runs it as a service; `dockhand up`
 //! runs it in the foreground for one project directory.
 
+mod containers;
 mod deploy;
 mod exec;
 mod health;
 mod instances;
 mod lock;
 mod logs;
+pub mod preflight;
 mod routes;
 mod server;
 mod status;
@@ -105,6 +107,10 @@ pub struct Agent {
     lock: lock::DeployLock,
     /// Resolved secret values, to redact from everything the agent reports.
     secret_values: Mutex<Vec<String>>,
+    /// The Docker Engine, connected when something needs containers.
+    docker: tokio::sync::Mutex<Option<dockhand_runtime::ContainerRuntime>>,
+    /// Copies of the database containers' output into their log files, by database.
+    db_logs: Mutex<HashMap<String, (String, dockhand_runtime::DatabaseLogs)>>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -168,8 +174,11 @@ impl Agent {
             registry: Mutex::new(HashMap::new()),
             lock: lock::DeployLock::default(),
             secret_values: Mutex::new(Vec::new()),
+            docker: tokio::sync::Mutex::new(None),
+            db_logs: Mutex::new(HashMap::new()),
             shutdown,
         });
+        agent.reap_containers(current_config.as_ref()).await;
 
         if let (Some(release), Some(config)) = (current, current_config) {
             // Not fatal: the agent stays up so that a fixed configuration can be deployed.
@@ -353,23 +362,39 @@ impl Agent {
     /// as soon as they pass their health checks.
     async fn restore(self: &Arc<Self>, release: i64, config: AppConfig) -> anyhow::Result<()> {
         let deployment = 0;
-        let started = match instances::start_release(self, &config, release, deployment).await {
-            Ok(v) => v,
-            Err((partial, e)) => {
-                instances::stop_all(&partial).await;
-                self.event(
-                    EventLevel::Error,
-                    "restore",
-                    Some(release),
-                    None,
-                    &format!("could not start release {release}: {}", e.message),
-                );
-                return Err(anyhow::anyhow!(
-                    "could not start release {release}: {}",
-                    e.message
-                ));
-            }
+        if config.uses_containers() {
+            let quiet = |_: Progress| {};
+            crate::containers::ensure_databases(self, &config, None, &quiet)
+                .await
+                .map_err(|e| anyhow::anyhow!("could not start release {release}: {}", e.message))?;
+        }
+        let images = if config.uses_containers() {
+            let quiet = |_: Progress| {};
+            crate::containers::prepare_images(self, &config, release, false, &quiet)
+                .await
+                .map_err(|e| anyhow::anyhow!("could not start release {release}: {}", e.message))?
+                .0
+        } else {
+            Default::default()
         };
+        let started =
+            match instances::start_release(self, &config, release, deployment, &images).await {
+                Ok(v) => v,
+                Err((partial, e)) => {
+                    instances::stop_all(&partial).await;
+                    self.event(
+                        EventLevel::Error,
+                        "restore",
+                        Some(release),
+                        None,
+                        &format!("could not start release {release}: {}", e.message),
+                    );
+                    return Err(anyhow::anyhow!(
+                        "could not start release {release}: {}",
+                        e.message
+                    ));
+                }
+            };
         let table = routes::build_table(&config, &instances::backends_by_service(&started))
             .map_err(|e| anyhow::anyhow!("routing table of release {release}: {e}"))?;
         self.proxy.set_routes(table);
@@ -386,6 +411,58 @@ impl Agent {
             &format!("release {release} restarted after agent start"),
         );
         Ok(())
+    }
+
+    /// Removes the service containers a previous run of this agent left (databases stay),
+    /// when the Docker Engine is reachable or the app needs it.
+    async fn reap_containers(self: &Arc<Self>, config: Option<&AppConfig>) {
+        let needed = config.is_some_and(AppConfig::uses_containers);
+        let socket = std::env::var("DOCKER_HOST")
+            .ok()
+            .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+            .unwrap_or_else(|| "/var/run/docker.sock".into());
+        if !needed && !Path::new(&socket).exists() {
+            return;
+        }
+        let rt = match self.containers().await {
+            Ok(rt) => rt,
+            Err(e) => {
+                if needed {
+                    tracing::warn!("{}", e.message);
+                }
+                return;
+            }
+        };
+        match rt.remove_orphans().await {
+            Ok(removed) if !removed.is_empty() => {
+                let msg = format!(
+                    "removed {} container(s) left by the previous run: {}",
+                    removed.len(),
+                    removed.join(", ")
+                );
+                self.event(EventLevel::Warn, "recovery", None, None, &msg);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("could not look for leftover containers: {e}"),
+        }
+    }
+
+    /// Copies a database container's output into its log file (once per container).
+    fn follow_database(&self, rt: &dockhand_runtime::ContainerRuntime, name: &str, id: &str) {
+        let mut logs = self.db_logs.lock().unwrap_or_else(|p| p.into_inner());
+        if logs.get(name).is_some_and(|(known, _)| known == id) {
+            return;
+        }
+        let path = containers::database_log(self, name);
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        match rt.follow_database_logs(id, &path) {
+            Ok(follow) => {
+                logs.insert(name.to_string(), (id.to_string(), follow));
+            }
+            Err(e) => tracing::warn!("cannot copy the output of database `{name}`: {e}"),
+        }
     }
 
     /// Records an event (redacted) and logs it.
@@ -437,13 +514,6 @@ fn load_config(path: &Path) -> Result<AppConfig, ApiError> {
 /// Like [`load_config`], also returning the configuration's warnings as one line each.
 fn load_config_with_warnings(path: &Path) -> Result<(AppConfig, Vec<String>), ApiError> {
     match dockhand_config::load(path, &LoadOptions::from_process_env()) {
-        Ok(loaded) if loaded.config.uses_containers() => Err(ApiError::new(
-            ErrorCode::InvalidConfig,
-            format!(
-                "{}: this agent cannot run containers or databases yet; run the services as native processes (command = \"...\")",
-                path.display()
-            ),
-        )),
         Ok(loaded) => {
             let warnings = loaded
                 .warnings

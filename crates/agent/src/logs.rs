@@ -31,7 +31,12 @@ pub struct Filter {
 pub fn filter(agent: &Agent, req: &LogsRequest) -> Result<Filter, ApiError> {
     let root = agent.opts.state_dir.join("logs");
     let known: Vec<String> = match agent.live_config() {
-        Some(c) => c.services.keys().cloned().collect(),
+        Some(c) => c
+            .services
+            .keys()
+            .chain(c.databases.keys())
+            .cloned()
+            .collect(),
         None => list_dirs(&root),
     };
     let services = match &req.service {

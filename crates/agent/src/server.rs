@@ -143,7 +143,15 @@ async fn dispatch(
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
         }),
-        Request::Status => to_value(status::report(agent)?),
+        Request::Status => {
+            let mut report = status::report(agent)?;
+            report.databases = crate::containers::database_status(agent).await;
+            to_value(report)
+        }
+        Request::DbUpgrade {
+            database,
+            requested_by,
+        } => to_value(agent.db_upgrade(&database, &requested_by, &sink).await?),
         Request::Deploy { requested_by } => to_value(agent.deploy(&requested_by, &sink).await?),
         Request::Rollback {
             release,

@@ -83,6 +83,7 @@ pub fn report(agent: &Agent) -> Result<StatusReport, ApiError> {
         deploying: agent.lock.holder(),
         services,
         urls,
+        databases: Vec::new(),
     })
 }
 

@@ -27,6 +27,11 @@ pub enum Request {
     Logs(LogsRequest),
     /// Run a command in a service's environment and working directory.
     Exec { service: String, argv: Vec<String> },
+    /// Recreate a database container from its current table (the data volume stays).
+    DbUpgrade {
+        database: String,
+        requested_by: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -132,6 +137,37 @@ pub struct StatusReport {
     pub services: Vec<ServiceStatus>,
     /// Where the app is reachable.
     pub urls: Vec<String>,
+    /// The long-lived database containers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<DatabaseStatus>,
+}
+
+/// A database container as the Docker Engine reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DatabaseStatus {
+    pub name: String,
+    pub engine: String,
+    pub image: String,
+    /// `running`, `exited`, `restarting`, … or `missing` (no container).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The address it is published on, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<String>,
+    /// Why the state is unknown (the Docker Engine is unreachable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// The outcome of `db upgrade`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DbUpgradeReport {
+    pub database: String,
+    pub image: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

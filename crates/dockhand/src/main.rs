@@ -100,8 +100,24 @@ pub enum Command {
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,
     },
+    /// Manage the long-lived database containers.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Recreate a database container from its current `[databases.NAME]` table.
+    ///
+    /// Deploys never restart a database; when its table changes (a new image or version,
+    /// limits, env), this applies it: the container is stopped, removed and created again on
+    /// the same data volume.
+    Upgrade {
+        /// The database, as named in dockhand.toml.
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {

@@ -20,7 +20,23 @@ pub struct CheckArgs {
 pub fn run(g: &Global, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let result = dockhand_config::load(&args.file, &LoadOptions::from_process_env());
     let (errors, warnings) = match &result {
-        Ok(loaded) => (Vec::new(), loaded.warnings.clone()),
+        Ok(loaded) => {
+            // The file is valid: now what the machine says (ports, images).
+            let socket = loaded
+                .config
+                .project_dir
+                .join(".dockhand")
+                .join(dockhand_api::SOCKET_NAME);
+            let agent_running = std::os::unix::net::UnixStream::connect(&socket).is_ok();
+            let found =
+                super::runtime()?.block_on(dockhand_agent::preflight::check(loaded, agent_running));
+            let mut warnings = loaded.warnings.clone();
+            let (errors, more): (Vec<_>, Vec<_>) = found
+                .into_iter()
+                .partition(|d| d.severity == Severity::Error);
+            warnings.extend(more);
+            (errors, warnings)
+        }
         Err(e) => e
             .diagnostics
             .iter()

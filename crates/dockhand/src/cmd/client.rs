@@ -277,11 +277,56 @@ pub fn status(g: &Global) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    for db in &report.databases {
+        all_healthy &= db.state == "running";
+        println!(
+            "\n{} {} {}  {}{}",
+            style(&db.name).bold(),
+            style(&db.engine).dim(),
+            paint_state(&db.state),
+            db.image,
+            db.publish
+                .as_ref()
+                .map(|p| format!("  published {p}"))
+                .unwrap_or_default()
+        );
+        if let Some(problem) = &db.problem {
+            println!("    {}", style(problem).red());
+        }
+    }
     Ok(if all_healthy {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(output::FAILED)
     })
+}
+
+/// `dockhand db upgrade NAME`.
+pub fn db_upgrade(g: &Global, database: &str) -> anyhow::Result<ExitCode> {
+    let client = client(g)?;
+    let printer = ProgressPrinter::new(g.json);
+    let report: dockhand_api::DbUpgradeReport = client
+        .call_typed(
+            &Request::DbUpgrade {
+                database: database.to_string(),
+                requested_by: requested_by(),
+            },
+            |f| show_frame(&printer, f),
+        )
+        .map_err(|e| {
+            printer.finish();
+            output::from_client(e, g.json)
+        })?;
+    printer.finish();
+    if g.json {
+        print_json(&report);
+    } else {
+        for w in &report.warnings {
+            eprintln!("{} {w}", style("warning:").yellow());
+        }
+        println!("{} {}", style("✓").green(), report.message);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn releases(g: &Global) -> anyhow::Result<ExitCode> {

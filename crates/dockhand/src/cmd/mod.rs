@@ -25,6 +25,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events { limit } => client::events(&g, limit),
         Command::Logs(args) => client::logs(&g, args),
         Command::Exec { service, command } => client::exec(&g, &service, command),
+        Command::Db(crate::DbCommand::Upgrade { name }) => client::db_upgrade(&g, &name),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

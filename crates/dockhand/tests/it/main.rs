@@ -3,6 +3,7 @@
 //! so they run in parallel.
 
 mod cli;
+mod containers;
 mod crash;
 mod disk;
 mod gates;

@@ -1,0 +1,120 @@
+//! The preflight checks of `dockhand check` that need the machine, not just the file: host
+//! ports that something else already holds, and health commands whose program the image
+//! does not contain (when the image is present locally). They run before any deploy, so a
+//! compose file's `curl` health check in a `FROM scratch` image is caught at check time, not
+//! when a deploy times out.
+
+use std::net::{SocketAddr, TcpListener};
+
+use dockhand_config::{AppConfig, Diagnostic, Loaded, Severity};
+use dockhand_runtime::{ContainerRuntime, LogRotation};
+
+/// Every problem found; `agent_running`: an agent of this project answers on its socket (it
+/// holds the proxy port and the published database ports itself, so those are not checked).
+pub async fn check(loaded: &Loaded, agent_running: bool) -> Vec<Diagnostic> {
+    let config = &loaded.config;
+    let mut out = Vec::new();
+    if !agent_running {
+        if let Some(problem) = port_taken(config.proxy.listen) {
+            out.push(loaded.sites.diagnostic(
+                Severity::Error,
+                "proxy.listen",
+                format!("the proxy address {} is already in use{problem}", config.proxy.listen),
+                Some("stop what listens there (`ss -ltnp` shows it), or choose another `listen` address".into()),
+            ));
+        }
+        for db in config.databases.values() {
+            let Some(addr) = db.publish else { continue };
+            if let Some(problem) = port_taken(addr) {
+                out.push(loaded.sites.diagnostic(
+                    Severity::Error,
+                    &format!("databases.{}.publish", db.name),
+                    format!("the host port {addr} of database `{}` is already in use{problem}", db.name),
+                    Some("stop what listens there (`ss -ltnp` shows it), or publish on another port".into()),
+                ));
+            }
+        }
+    }
+    if config.uses_containers() {
+        out.extend(images(loaded, config).await);
+    }
+    out
+}
+
+/// Whether binding `addr` fails because it is taken (other failures are not this check's).
+fn port_taken(addr: SocketAddr) -> Option<String> {
+    if addr.port() == 0 {
+        return None;
+    }
+    match TcpListener::bind(addr) {
+        Ok(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Some(String::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => None,
+        Err(e) => Some(format!(" ({e})")),
+    }
+}
+
+/// Health commands whose program is missing from a local image.
+async fn images(loaded: &Loaded, config: &AppConfig) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let rt = match ContainerRuntime::connect("dockhand-check", LogRotation::default()).await {
+        Ok(rt) => rt,
+        Err(e) => {
+            out.push(loaded.sites.diagnostic(
+                Severity::Warning,
+                "services",
+                format!("the images were not checked: {e}"),
+                Some("start the Docker Engine to check that each health command's program is in its image".into()),
+            ));
+            return out;
+        }
+    };
+    let mut probes: Vec<(String, String, String)> = Vec::new();
+    for svc in config.services.values() {
+        let (Some(c), Some(h)) = (&svc.container, &svc.health) else {
+            continue;
+        };
+        // A build's image does not exist before the deploy builds it.
+        if c.build.is_some() {
+            continue;
+        }
+        if let Some(cmd) = &h.command {
+            if let Some(program) = cmd.program() {
+                probes.push((
+                    format!("services.{}.health.command", svc.name),
+                    c.image.clone(),
+                    program,
+                ));
+            }
+        }
+    }
+    for db in config.databases.values() {
+        if let Some(program) = db.health.command.as_ref().and_then(|c| c.program()) {
+            // Points at the database's own `health` if it has one, else at the table.
+            let key = format!("databases.{}.health.command", db.name);
+            probes.push((key, db.image.clone(), program));
+        }
+    }
+    for (key, image, program) in probes {
+        match rt.image_has_binary(&image, &program).await {
+            Ok(Some(false)) => out.push(loaded.sites.diagnostic(
+                Severity::Error,
+                &key,
+                format!("the health command runs `{program}`, which image `{image}` does not contain"),
+                Some(if matches!(program.as_str(), "curl" | "wget") {
+                    "use health = { path = \"/health\" } instead: the agent sends the HTTP request from outside, so the image needs no curl".to_string()
+                } else {
+                    format!("install `{program}` in the image, or check health another way (an HTTP `path` for web services)")
+                }),
+            )),
+            Ok(_) => {}
+            Err(e) => out.push(loaded.sites.diagnostic(
+                Severity::Warning,
+                &key,
+                format!("could not look into image `{image}`: {e}"),
+                None,
+            )),
+        }
+    }
+    out
+}
