@@ -110,6 +110,17 @@ impl ContainerRuntime {
             .ok()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+        ContainerRuntime::connect_to(&host, agent_id, rotation, timeouts).await
+    }
+
+    /// Connects to the Docker Engine at `host` (`unix:///path` or `/path`).
+    pub async fn connect_to(
+        host: &str,
+        agent_id: &str,
+        rotation: LogRotation,
+        timeouts: DockerTimeouts,
+    ) -> Result<ContainerRuntime, RuntimeError> {
+        let host = host.to_string();
         let unreachable = |reason: String| RuntimeError::DockerUnreachable {
             host: host.clone(),
             reason,
