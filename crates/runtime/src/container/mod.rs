@@ -85,6 +85,8 @@ pub struct ContainerRuntime {
 pub(crate) struct Inner {
     pub(crate) docker: Docker,
     pub(crate) host: String,
+    /// The daemon's Unix socket.
+    pub(crate) socket: std::path::PathBuf,
     pub(crate) agent_id: String,
     pub(crate) rotation: LogRotation,
     pub(crate) timeouts: DockerTimeouts,
@@ -167,6 +169,7 @@ impl ContainerRuntime {
             inner: Arc::new(Inner {
                 docker,
                 host,
+                socket: path.into(),
                 agent_id: agent_id.to_string(),
                 rotation,
                 timeouts,

@@ -12,7 +12,8 @@ use dockhand_runtime::{
     LogRotation, Mount, PublishedPort, RestartPolicy, Stream,
 };
 use dockhand_test_support::docker::{
-    docker_ok, ensure_test_images, unique_app, AppCleanup, BUSYBOX_IMAGE, TESTAPP_IMAGE,
+    docker_ok, ensure_test_images, unique_app, AppCleanup, PrivateDockerd, BUSYBOX_IMAGE,
+    TESTAPP_IMAGE,
 };
 use dockhand_test_support::free_port;
 
@@ -385,4 +386,68 @@ async fn connect_to_a_socket_where_no_engine_listens_says_what_to_do() {
         "{text}"
     );
     assert!(text.contains("is dockerd running?"), "{text}");
+}
+
+#[tokio::test]
+async fn a_restart_of_the_docker_daemon_is_ridden_out_and_the_container_runs_again() {
+    ensure_test_images();
+    // A daemon of the test's own: stopping the shared one would disturb every other test.
+    let mut daemon = PrivateDockerd::start();
+    daemon.load_image(BUSYBOX_IMAGE);
+    let timeouts = DockerTimeouts {
+        api: Duration::from_secs(10),
+        ..DockerTimeouts::default()
+    };
+    let rt = ContainerRuntime::connect_to(
+        &daemon.host(),
+        &agent_id("dockerd"),
+        LogRotation::default(),
+        timeouts,
+    )
+    .await
+    .expect("connect to the private daemon");
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = busybox(
+        "dockerd",
+        "d1r1-worker-0",
+        dir.path(),
+        "trap 'echo got TERM; exit 0' TERM; echo running; while true; do sleep 1; done",
+    );
+    spec.network = Some("none".into());
+    spec.restart = RestartPolicy::Always;
+    let name = spec.container_name();
+    let log = spec.log_path.clone().unwrap();
+    let inst = rt.start(spec).await.expect("start");
+    wait_until("the first run's output", || has_line(&log, "running")).await;
+
+    daemon.stop();
+    daemon.restart();
+    // The container runs again on the restarted daemon, supervised by the same instance.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let running = daemon.docker_ok(&["inspect", "-f", "{{ .State.Running }}", &name]) == "true";
+        let status = inst.status();
+        let runs = log_lines(&log)
+            .iter()
+            .filter(|l| l.text == "running")
+            .count();
+        if running && status.state == InstanceState::Running && runs >= 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the container did not run again: {status:?}\nlog: {:#?}",
+            log_lines(&log)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Whether the supervisor saw the daemon gone (`lost the Docker Engine`) or just an exit
+    // followed by a start that waited for the new daemon depends on timing; either way the
+    // same instance runs the container again.
+    assert!(inst.status().restarts >= 1);
+    within("stop", inst.stop()).await;
+    assert!(
+        daemon.docker_ok(&["ps", "-aq"]).is_empty(),
+        "the container is removed"
+    );
 }
