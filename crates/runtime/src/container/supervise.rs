@@ -503,3 +503,25 @@ pub(crate) fn short_id(id: &str) -> &str {
     let id = id.strip_prefix("sha256:").unwrap_or(id);
     &id[..id.len().min(12)]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_exit_codes_above_128_are_signals() {
+        let killed = exit_from_code(137);
+        assert_eq!((killed.code, killed.signal), (None, Some(9)));
+        assert_eq!(killed.describe(), "killed by signal 9 (SIGKILL)");
+        let failed = exit_from_code(3);
+        assert_eq!((failed.code, failed.signal), (Some(3), None));
+        assert!(exit_from_code(0).success());
+        assert_eq!(exit_from_code(255).code, Some(255));
+    }
+
+    #[test]
+    fn short_ids() {
+        assert_eq!(short_id("sha256:0123456789abcdef"), "0123456789ab");
+        assert_eq!(short_id("abc"), "abc");
+    }
+}
