@@ -156,3 +156,142 @@ impl Drop for AppCleanup {
         cleanup_app(&self.app);
     }
 }
+
+/// A Docker daemon of the test's own (own socket, data and exec roots, own network namespace,
+/// no iptables), so a test can stop and start it without touching the shared one. Stopped and
+/// its directories removed when dropped.
+pub struct PrivateDockerd {
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateDockerd {
+    /// Starts the daemon and waits (at most 60 s) until it answers.
+    pub fn start() -> PrivateDockerd {
+        let dir = tempfile::Builder::new()
+            .prefix("dockhand-dockerd-")
+            .tempdir()
+            .expect("create a directory for a private dockerd");
+        let mut d = PrivateDockerd { dir, child: None };
+        d.restart();
+        d
+    }
+
+    /// `unix:///…/docker.sock`.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("docker.sock").display())
+    }
+
+    /// Runs the docker CLI against this daemon; panics when it fails.
+    pub fn docker_ok(&self, args: &[&str]) -> String {
+        let out = Command::new("docker")
+            .args(args)
+            .env("DOCKER_HOST", self.host())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("failed to run docker {args:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "docker {args:?} (private daemon) failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The daemon's own log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dockerd.log")).unwrap_or_default()
+    }
+
+    /// Copies an image of the shared daemon into this one.
+    pub fn load_image(&self, image: &str) {
+        let tar = self.dir.path().join("image.tar");
+        let tar = tar.to_str().expect("utf-8 temp path");
+        docker_ok(&["save", "-o", tar, image]);
+        self.docker_ok(&["load", "-i", tar]);
+        let _ = std::fs::remove_file(tar);
+    }
+
+    /// Stops the daemon (SIGTERM, as systemd does) and waits until it exited and its socket
+    /// no longer answers.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            crate::signal_and_wait(&mut child, nix::sys::signal::Signal::SIGTERM);
+            let sock = self.dir.path().join("docker.sock");
+            crate::wait_until(
+                "the private dockerd's socket to go away",
+                std::time::Duration::from_secs(60),
+                || std::os::unix::net::UnixStream::connect(&sock).is_err(),
+            );
+        }
+    }
+
+    /// Starts the daemon (again) and waits until it answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        let root = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root.join("dockerd.log"))
+            .expect("open the dockerd log");
+        // In a network namespace of its own: a second daemon in the host's namespace would
+        // fight the shared one over `docker0` and iptables (`--bridge=none` even deletes
+        // `docker0`). Its Unix socket is a file, reachable from here all the same.
+        let child = Command::new("unshare")
+            .args(["--net", "dockerd"])
+            .arg("--data-root")
+            .arg(root.join("data"))
+            .arg("--exec-root")
+            .arg(root.join("exec"))
+            .arg("--pidfile")
+            .arg(root.join("docker.pid"))
+            .arg("-H")
+            .arg(self.host())
+            .args(["--iptables=false", "--ip-masq=false"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup the log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("failed to start `unshare --net dockerd` ({e}): install docker.io and util-linux")
+            });
+        self.child = Some(child);
+        let host = self.host();
+        crate::wait_until(
+            "the private dockerd to answer",
+            std::time::Duration::from_secs(60),
+            || {
+                Command::new("docker")
+                    .args(["version"])
+                    .env("DOCKER_HOST", &host)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            },
+        );
+    }
+}
+
+impl Drop for PrivateDockerd {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            // Containers first, so no mount outlives the daemon.
+            let ids = Command::new("docker")
+                .args(["ps", "-aq"])
+                .env("DOCKER_HOST", self.host())
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+                .unwrap_or_default();
+            for id in ids.split_whitespace() {
+                let _ = Command::new("docker")
+                    .args(["rm", "-f", id])
+                    .env("DOCKER_HOST", self.host())
+                    .output();
+            }
+        }
+        self.stop();
+    }
+}

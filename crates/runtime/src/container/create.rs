@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, Mount as DockerMount, MountTmpfsOptions,
-    MountType, NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy as DockerRestart,
-    RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, Mount as DockerMount,
+    MountTmpfsOptions, MountType, NetworkingConfig, PortBinding, ResourcesUlimits,
+    RestartPolicy as DockerRestart, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, RemoveContainerOptions,
@@ -234,6 +234,15 @@ impl ContainerRuntime {
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
             mounts: (!mounts.is_empty()).then_some(mounts),
             network_mode: spec.network.clone(),
+            // The driver copies the output into its own rotated files; Docker's copy only has
+            // to bridge the gaps (agent down, daemon restart), so keep it small.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::from([
+                    ("max-size".to_string(), "10m".to_string()),
+                    ("max-file".to_string(), "2".to_string()),
+                ])),
+            }),
             restart_policy: Some(DockerRestart {
                 name: Some(restart.unwrap_or(RestartPolicyNameEnum::NO)),
                 maximum_retry_count: None,

@@ -200,6 +200,7 @@ impl ContainerRuntime {
                             bollard::errors::Error::DockerResponseServerError {
                                 message, ..
                             } => message,
+                            bollard::errors::Error::DockerStreamError { error } => error,
                             other => other.to_string(),
                         };
                         return Err(build_error(with_step(&step, &message), &step_output));
@@ -213,7 +214,7 @@ impl ContainerRuntime {
                         if line.starts_with("Step ") {
                             step = line.to_string();
                             step_output.clear();
-                        } else if !line.is_empty() {
+                        } else if !line.is_empty() && !is_builder_chatter(line) {
                             step_output.push(line.to_string());
                             if step_output.len() > STEP_OUTPUT_LINES {
                                 step_output.remove(0);
@@ -408,6 +409,14 @@ fn split_reference(image: &str) -> (String, Option<String>) {
         }
         None => (image.to_string(), Some("latest".to_string())),
     }
+}
+
+/// The classic builder's own lines between a step's output.
+fn is_builder_chatter(line: &str) -> bool {
+    line.starts_with(" ---> ")
+        || line.starts_with("Removing intermediate container ")
+        || line.starts_with("Successfully built ")
+        || line.starts_with("Successfully tagged ")
 }
 
 fn with_step(step: &str, message: &str) -> String {

@@ -329,3 +329,17 @@ impl Lines {
         Some(text)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_across_chunks_and_the_rest_is_kept() {
+        let mut l = Lines::default();
+        assert!(l.push(b"one\ntw").len() == 1);
+        assert_eq!(l.push(b"o\r\nthr"), ["two"]);
+        assert_eq!(l.finish().as_deref(), Some("thr"));
+        assert_eq!(l.finish(), None);
+    }
+}

@@ -85,6 +85,8 @@ pub struct ContainerRuntime {
 pub(crate) struct Inner {
     pub(crate) docker: Docker,
     pub(crate) host: String,
+    /// The daemon's Unix socket.
+    pub(crate) socket: std::path::PathBuf,
     pub(crate) agent_id: String,
     pub(crate) rotation: LogRotation,
     pub(crate) timeouts: DockerTimeouts,
@@ -110,6 +112,17 @@ impl ContainerRuntime {
             .ok()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+        ContainerRuntime::connect_to(&host, agent_id, rotation, timeouts).await
+    }
+
+    /// Connects to the Docker Engine at `host` (`unix:///path` or `/path`).
+    pub async fn connect_to(
+        host: &str,
+        agent_id: &str,
+        rotation: LogRotation,
+        timeouts: DockerTimeouts,
+    ) -> Result<ContainerRuntime, RuntimeError> {
+        let host = host.to_string();
         let unreachable = |reason: String| RuntimeError::DockerUnreachable {
             host: host.clone(),
             reason,
@@ -156,6 +169,7 @@ impl ContainerRuntime {
             inner: Arc::new(Inner {
                 docker,
                 host,
+                socket: path.into(),
                 agent_id: agent_id.to_string(),
                 rotation,
                 timeouts,

@@ -196,9 +196,11 @@ impl Supervisor {
             // it starts again whatever the policy says: the app did not fail).
             let (exit, lost) = match waited {
                 Waited::Exited(exit) => {
-                    let lost = (!self.rt.ping().await).then(|| {
+                    // An exit while the daemon's socket refuses connections is the doing
+                    // of a daemon shutting down, not the app's.
+                    let lost = (!self.rt.accepting().await).then(|| {
                         format!(
-                            "the container {} and the daemon stopped answering",
+                            "the container {} while the daemon shut down",
                             exit.describe()
                         )
                     });
@@ -279,6 +281,33 @@ impl Supervisor {
                 }
                 match self.start_again().await {
                     Ok(next) => break next,
+                    Err(err) if is_connection_error(&err) => {
+                        // Not the app's failure: wait for the daemon, then start at once.
+                        self.sys(&format!(
+                            "lost the Docker Engine ({err}); waiting for it to come back"
+                        ));
+                        match self.reconnect().await {
+                            Found::StopRequested => {
+                                self.stop_and_remove().await;
+                                return;
+                            }
+                            Found::Running => {
+                                break Run {
+                                    pid: None,
+                                    started: Instant::now(),
+                                    started_at: SystemTime::now(),
+                                };
+                            }
+                            Found::NotRunning | Found::Gone => match self.start_again().await {
+                                Ok(next) => break next,
+                                Err(err) => {
+                                    restarts.failed_start();
+                                    reason = format!("failed to start: {err}");
+                                    last_exit = unknown_exit();
+                                }
+                            },
+                        }
+                    }
                     Err(err) => {
                         restarts.failed_start();
                         reason = format!("failed to start: {err}");
@@ -434,10 +463,15 @@ impl ContainerRuntime {
         Ok(Some(exit_from_code(state.exit_code.unwrap_or(-1))))
     }
 
-    /// Whether the daemon answers a ping right now.
-    pub(crate) async fn ping(&self) -> bool {
+    /// Whether the daemon accepts new connections right now (a fresh connection: the
+    /// client's pooled ones outlive a daemon that is shutting down).
+    pub(crate) async fn accepting(&self) -> bool {
         matches!(
-            tokio::time::timeout(self.inner.timeouts.connect, self.docker().ping()).await,
+            tokio::time::timeout(
+                self.inner.timeouts.connect,
+                tokio::net::UnixStream::connect(&self.inner.socket)
+            )
+            .await,
             Ok(Ok(_))
         )
     }
@@ -468,4 +502,26 @@ fn unknown_exit() -> ExitInfo {
 pub(crate) fn short_id(id: &str) -> &str {
     let id = id.strip_prefix("sha256:").unwrap_or(id);
     &id[..id.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_exit_codes_above_128_are_signals() {
+        let killed = exit_from_code(137);
+        assert_eq!((killed.code, killed.signal), (None, Some(9)));
+        assert_eq!(killed.describe(), "killed by signal 9 (SIGKILL)");
+        let failed = exit_from_code(3);
+        assert_eq!((failed.code, failed.signal), (Some(3), None));
+        assert!(exit_from_code(0).success());
+        assert_eq!(exit_from_code(255).code, Some(255));
+    }
+
+    #[test]
+    fn short_ids() {
+        assert_eq!(short_id("sha256:0123456789abcdef"), "0123456789ab");
+        assert_eq!(short_id("abc"), "abc");
+    }
 }

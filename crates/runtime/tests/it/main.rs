@@ -1,6 +1,10 @@
-//! Integration tests of the process runtime: real `/bin/sh` processes in temporary
-//! directories. No test asserts a duration; conditions are awaited with generous timeouts.
+//! Integration tests of the runtime: real `/bin/sh` processes in temporary directories, and
+//! real containers on the Docker Engine (`container*.rs`, see `dockhand_test_support::docker`).
+//! No test asserts a duration; conditions are awaited with generous timeouts.
 
+mod container;
+mod container_db;
+mod container_images;
 mod follow;
 mod instances;
 mod logs;
