@@ -103,6 +103,7 @@ pub fn run(opts: &ImportOptions) -> Result<Conversion, ImportError> {
             .as_ref()
             .and_then(|p| p.file_name())
             .map_or(".env".into(), |n| n.to_string_lossy().into_owned()),
+        dbs: Vec::new(),
     };
     c.app = c.app_name(opts);
     let doc = c.document()?;
@@ -198,7 +199,14 @@ pub fn image_name(image: &str) -> String {
 }
 
 /// Reverse proxies that dockhand's own proxy usually replaces.
-const PROXY_IMAGES: [&str; 6] = ["nginx", "traefik", "caddy", "haproxy", "nginx-proxy", "envoy"];
+const PROXY_IMAGES: [&str; 6] = [
+    "nginx",
+    "traefik",
+    "caddy",
+    "haproxy",
+    "nginx-proxy",
+    "envoy",
+];
 
 /// Container ports that are not HTTP, so never become a service's `port`.
 const NON_WEB_PORTS: [u16; 17] = [
@@ -211,9 +219,19 @@ pub fn looks_secret(name: &str) -> bool {
     if upper.ends_with("_FILE") || upper.ends_with("_PATH") {
         return false;
     }
-    ["PASSWORD", "PASSWD", "PASS", "PWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "PRIVATE"]
-        .iter()
-        .any(|w| upper.contains(w))
+    [
+        "PASSWORD",
+        "PASSWD",
+        "PASS",
+        "PWD",
+        "SECRET",
+        "TOKEN",
+        "KEY",
+        "CREDENTIAL",
+        "PRIVATE",
+    ]
+    .iter()
+    .any(|w| upper.contains(w))
 }
 
 /// Whether a value is a URL with a password in it (`scheme://user:password@host`).
@@ -268,6 +286,21 @@ struct Converter<'a> {
     renames: BTreeMap<String, String>,
     app: String,
     env_name: String,
+    /// The databases found, for `${databases.NAME.*}` references in service env.
+    dbs: Vec<DbInfo>,
+}
+
+/// What services may refer to: a database's names and credentials as compose set them.
+struct DbInfo {
+    compose_name: String,
+    name: String,
+    engine: &'static str,
+    user_vars: &'static [&'static str],
+    database_vars: &'static [&'static str],
+    password_vars: &'static [&'static str],
+    user: Option<String>,
+    password: Option<String>,
+    database: Option<String>,
 }
 
 /// What a service's ports come to.
@@ -279,7 +312,13 @@ struct PublishedPort {
 }
 
 impl Converter<'_> {
-    fn note(&mut self, service: Option<&str>, key: &str, kind: NoteKind, message: impl Into<String>) {
+    fn note(
+        &mut self,
+        service: Option<&str>,
+        key: &str,
+        kind: NoteKind,
+        message: impl Into<String>,
+    ) {
         self.notes.push(Note {
             service: service.map(String::from),
             key: key.to_owned(),
@@ -335,11 +374,10 @@ impl Converter<'_> {
         let unset = self.project.unset.clone();
         let mut seen: Vec<(Option<String>, String)> = Vec::new();
         for u in &unset {
-            let service = u
-                .at
-                .strip_prefix("services.")
-                .and_then(|rest| rest.split(['.', '[']).next())
-                .map(String::from);
+            let service =
+                u.at.strip_prefix("services.")
+                    .and_then(|rest| rest.split(['.', '[']).next())
+                    .map(String::from);
             if seen.contains(&(service.clone(), u.var.clone())) {
                 continue;
             }
@@ -350,6 +388,7 @@ impl Converter<'_> {
                     .to_owned(),
                 None => u.at.clone(),
             };
+            let key = strip_indexes(&key);
             self.note(
                 service.as_deref(),
                 &key,
@@ -439,6 +478,30 @@ impl Converter<'_> {
             .filter(|(_, e)| e.is_some())
             .map(|((n, _), _)| n.clone())
             .collect();
+        for ((name, svc), engine) in active.iter().zip(&engines) {
+            let Some(engine) = engine else { continue };
+            // Read the credentials without reporting (the database table reports them).
+            let before = self.notes.len();
+            let env = self.environment(name, svc);
+            self.notes.truncate(before);
+            let find = |vars: &[&str]| {
+                env.iter()
+                    .find(|(k, _)| vars.contains(&k.as_str()))
+                    .and_then(|(_, v)| v.clone())
+                    .filter(|v| !v.is_empty())
+            };
+            self.dbs.push(DbInfo {
+                compose_name: name.clone(),
+                name: self.renames[name].clone(),
+                engine: engine.engine,
+                user_vars: engine.user,
+                database_vars: engine.database,
+                password_vars: engine.password,
+                user: find(engine.user),
+                password: find(engine.password),
+                database: find(engine.database),
+            });
+        }
         for ((name, svc), engine) in active.iter().zip(engines) {
             let new = self.renames[name].clone();
             position += 1;
@@ -569,11 +632,12 @@ impl Converter<'_> {
             let mut result = String::new();
             let mut rest = out.as_str();
             while let Some(i) = rest.find(old.as_str()) {
-                let before = result
-                    .chars()
-                    .last()
-                    .or_else(|| rest[..i].chars().last());
-                let before = if i > 0 { rest[..i].chars().last() } else { before };
+                let before = result.chars().last().or_else(|| rest[..i].chars().last());
+                let before = if i > 0 {
+                    rest[..i].chars().last()
+                } else {
+                    before
+                };
                 let after = rest[i + old.len()..].chars().next();
                 let boundary = |c: Option<char>| {
                     c.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
@@ -630,18 +694,25 @@ impl Converter<'_> {
     /// Values are `None` for pass-through keys that are unset.
     fn environment(&mut self, name: &str, svc: &Value) -> Vec<(String, Option<String>)> {
         let mut env: Vec<(String, Option<String>)> = Vec::new();
-        let set = |env: &mut Vec<(String, Option<String>)>, k: String, v: Option<String>| {
-            match env.iter_mut().find(|(e, _)| *e == k) {
-                Some(slot) => slot.1 = v,
-                None => env.push((k, v)),
-            }
+        let set = |env: &mut Vec<(String, Option<String>)>, k: String, v: Option<String>| match env
+            .iter_mut()
+            .find(|(e, _)| *e == k)
+        {
+            Some(slot) => slot.1 = v,
+            None => env.push((k, v)),
         };
         if let Some(files) = svc.get("env_file").and_then(Value::as_seq) {
-            for entry in files.to_vec() {
+            for entry in files {
                 let (path, required) = match &entry {
                     Value::Map(_) => (
-                        entry.get("path").and_then(Value::scalar).unwrap_or_default(),
-                        entry.get("required").and_then(Value::as_bool).unwrap_or(true),
+                        entry
+                            .get("path")
+                            .and_then(Value::scalar)
+                            .unwrap_or_default(),
+                        entry
+                            .get("required")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(true),
                     ),
                     other => (other.scalar().unwrap_or_default(), true),
                 };
@@ -694,6 +765,10 @@ impl Converter<'_> {
         let mut empty_secrets = Vec::new();
         let mut renamed = false;
         for (k, v) in env {
+            if let Some(reference) = self.database_reference(name, &k, v.as_deref()) {
+                table.insert(&k, reference.into());
+                continue;
+            }
             let secret = looks_secret(&k) || v.as_deref().is_some_and(has_url_password);
             let text = match (v, secret) {
                 (Some(v), true) => {
@@ -747,6 +822,65 @@ impl Converter<'_> {
         Some(small_or_table(table))
     }
 
+    /// `${databases.NAME.…}` for an env value that is a database's URL or credential:
+    /// a URL naming the database's host with its credentials, or one of the engine's own
+    /// variables (`POSTGRES_PASSWORD`, …) when exactly one database has that engine.
+    fn database_reference(
+        &mut self,
+        service: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Option<String> {
+        if self.dbs.iter().any(|d| d.compose_name == service) {
+            return None;
+        }
+        if let Some(url) = value.and_then(parse_url) {
+            let db = self.dbs.iter().find(|d| {
+                (d.compose_name == url.host || d.name == url.host)
+                    && scheme_engine(&url.scheme) == Some(d.engine)
+                    && url.port.is_none_or(|p| p == default_port(d.engine))
+                    && (d.engine == "redis"
+                        || (d.user.as_deref() == url.user.as_deref()
+                            && d.password.as_deref() == url.password.as_deref()
+                            && d.database.as_deref() == url.database.as_deref()))
+            })?;
+            let (db, scheme) = (db.name.clone(), url.scheme.clone());
+            let mut msg =
+                format!("{key}: the URL of database `{db}` became ${{databases.{db}.url}}");
+            if d_scheme(scheme_engine(&scheme)) != scheme {
+                msg.push_str(&format!(
+                    " (its scheme is `{}://`, not `{scheme}://`)",
+                    d_scheme(scheme_engine(&scheme))
+                ));
+            }
+            self.note(Some(service), "environment", NoteKind::Assumed, msg);
+            return Some(format!("${{databases.{db}.url}}"));
+        }
+        let mut matches = Vec::new();
+        for d in &self.dbs {
+            let field = if d.user_vars.contains(&key) {
+                "user"
+            } else if d.password_vars.contains(&key) {
+                "password"
+            } else if d.database_vars.contains(&key) {
+                "database"
+            } else {
+                continue;
+            };
+            matches.push((d.name.clone(), field));
+        }
+        let [(db, field)] = matches.as_slice() else {
+            return None;
+        };
+        self.note(
+            Some(service),
+            "environment",
+            NoteKind::Assumed,
+            format!("{key} became ${{databases.{db}.{field}}}, the {field} of database `{db}`"),
+        );
+        Some(format!("${{databases.{db}.{field}}}"))
+    }
+
     fn service(
         &mut self,
         name: &str,
@@ -778,7 +912,12 @@ impl Converter<'_> {
                 "if_not_present" => {
                     t.insert("pull", toml_edit::value("missing"));
                 }
-                other => self.note(Some(name), "pull_policy", NoteKind::NotCarried, format!("`{other}` has no dockhand equivalent (always, missing, never)")),
+                other => self.note(
+                    Some(name),
+                    "pull_policy",
+                    NoteKind::NotCarried,
+                    format!("`{other}` has no dockhand equivalent (always, missing, never)"),
+                ),
             }
         }
         for key in ["command", "entrypoint"] {
@@ -786,22 +925,30 @@ impl Converter<'_> {
                 if let Some(item) = command_item(v) {
                     t.insert(key, item);
                 } else if v != &Value::Null {
-                    self.note(Some(name), key, NoteKind::NotCarried, "an empty command cannot be written; the image's default is used");
+                    self.note(
+                        Some(name),
+                        key,
+                        NoteKind::NotCarried,
+                        "an empty command cannot be written; the image's default is used",
+                    );
                 }
             }
         }
 
         // port and route
         let ports = self.ports(name, get("ports"));
-        let web = ports.iter().find(|p| {
-            p.protocol == "tcp" && !NON_WEB_PORTS.contains(&p.container)
-        });
+        let web = ports
+            .iter()
+            .find(|p| p.protocol == "tcp" && !NON_WEB_PORTS.contains(&p.container));
         let web_port = web.map(|p| p.container);
         if let Some(p) = web {
             t.insert("port", toml_edit::value(i64::from(p.container)));
             let published = format!(
                 "{}{}",
-                p.host_ip.as_deref().map(|i| format!("{i}:")).unwrap_or_default(),
+                p.host_ip
+                    .as_deref()
+                    .map(|i| format!("{i}:"))
+                    .unwrap_or_default(),
                 p.host_port.clone().unwrap_or_default()
             );
             if p.host_ip.is_none() && p.host_port.is_some() {
@@ -826,7 +973,15 @@ impl Converter<'_> {
                 Some(name),
                 "ports",
                 NoteKind::NotCarried,
-                format!("port {}{} not carried: {why}", p.container, if p.protocol == "tcp" { String::new() } else { format!("/{}", p.protocol) }),
+                format!(
+                    "port {}{} not carried: {why}",
+                    p.container,
+                    if p.protocol == "tcp" {
+                        String::new()
+                    } else {
+                        format!("/{}", p.protocol)
+                    }
+                ),
             );
         }
 
@@ -838,16 +993,16 @@ impl Converter<'_> {
         // volumes, secrets, configs, tmpfs
         let mut volumes = Array::new();
         if let Some(list) = get("volumes").and_then(Value::as_seq) {
-            for v in list.to_vec() {
-                if let Some(item) = self.volume(name, &v) {
+            for v in list {
+                if let Some(item) = self.volume(name, v) {
                     volumes.push_formatted(item);
                 }
             }
         }
         for (key, default_dir) in [("secrets", "/run/secrets/"), ("configs", "/")] {
             if let Some(list) = get(key).and_then(Value::as_seq) {
-                for s in list.to_vec() {
-                    if let Some(v) = self.secret_mount(name, key, &s, default_dir) {
+                for s in list {
+                    if let Some(v) = self.secret_mount(name, key, s, default_dir) {
                         volumes.push(v);
                     }
                 }
@@ -861,7 +1016,12 @@ impl Converter<'_> {
                 it.insert("target", target.into());
                 volumes.push(it);
                 if !opts.is_empty() {
-                    self.note(Some(name), "tmpfs", NoteKind::NotCarried, format!("tmpfs options `{opts}` of {target} are not supported"));
+                    self.note(
+                        Some(name),
+                        "tmpfs",
+                        NoteKind::NotCarried,
+                        format!("tmpfs options `{opts}` of {target} are not supported"),
+                    );
                 }
             }
         }
@@ -870,7 +1030,9 @@ impl Converter<'_> {
         }
 
         // deploy and resources
-        let mut replicas = get("scale").and_then(|v| v.scalar()).and_then(|s| s.parse::<i64>().ok());
+        let mut replicas = get("scale")
+            .and_then(|v| v.scalar())
+            .and_then(|s| s.parse::<i64>().ok());
         let mut memory = get("mem_limit").and_then(Value::scalar);
         let mut cpus = get("cpus").and_then(Value::scalar);
         if let Some(deploy) = get("deploy") {
@@ -917,7 +1079,12 @@ impl Converter<'_> {
                 Some(s) => {
                     t.insert("memory", toml_edit::value(s));
                 }
-                None => self.note(Some(name), "memory", NoteKind::NotCarried, format!("cannot read the size `{m}`")),
+                None => self.note(
+                    Some(name),
+                    "memory",
+                    NoteKind::NotCarried,
+                    format!("cannot read the size `{m}`"),
+                ),
             }
         }
         if let Some(c) = cpus.and_then(|c| c.parse::<f64>().ok()) {
@@ -929,13 +1096,23 @@ impl Converter<'_> {
         if let Some(Value::Map(deps)) = get("depends_on") {
             let mut arr = Array::new();
             let mut conditions = Vec::new();
+            let mut db_deps = Vec::new();
             for (dep, spec) in deps {
                 let Some(new) = self.renames.get(dep).cloned() else {
-                    self.note(Some(name), "depends_on", NoteKind::NotCarried, format!("`{dep}` is not imported (profile or no image)"));
+                    self.note(
+                        Some(name),
+                        "depends_on",
+                        NoteKind::NotCarried,
+                        format!("`{dep}` is not imported (profile or no image)"),
+                    );
                     continue;
                 };
-                let cond = spec.get("condition").and_then(Value::scalar).unwrap_or_default();
+                let cond = spec
+                    .get("condition")
+                    .and_then(Value::scalar)
+                    .unwrap_or_default();
                 if databases.contains(dep) {
+                    db_deps.push(new);
                     continue;
                 }
                 if cond != "service_started" && !cond.is_empty() {
@@ -943,8 +1120,27 @@ impl Converter<'_> {
                 }
                 arr.push(new);
             }
+            if !db_deps.is_empty() {
+                self.note(
+                    Some(name),
+                    "depends_on",
+                    NoteKind::Assumed,
+                    format!(
+                        "left out {}: databases are always started (and ready) before services",
+                        db_deps.join(", ")
+                    ),
+                );
+            }
             if !conditions.is_empty() {
-                self.note(Some(name), "depends_on", NoteKind::NotCarried, format!("conditions are not supported, only the start order: {}", conditions.join(", ")));
+                self.note(
+                    Some(name),
+                    "depends_on",
+                    NoteKind::NotCarried,
+                    format!(
+                        "conditions are not supported, only the start order: {}",
+                        conditions.join(", ")
+                    ),
+                );
             }
             if !arr.is_empty() {
                 t.insert("depends_on", toml_edit::value(arr));
@@ -969,7 +1165,8 @@ impl Converter<'_> {
             route.insert("path", "/".into());
             let mut item = toml_edit::value(route);
             if let Some(v) = item.as_value_mut() {
-                v.decor_mut().set_suffix("  # assumed host: change it to your domain");
+                v.decor_mut()
+                    .set_suffix("  # assumed host: change it to your domain");
             }
             t.insert("route", item);
             self.note(Some(name), "ports", NoteKind::Assumed, format!("web service on port {port}, routed at http://{host}/ (change `route.host` to your domain)"));
@@ -995,7 +1192,12 @@ impl Converter<'_> {
                 Some(v) => {
                     t.insert("shm_size", toml_edit::value(v));
                 }
-                None => self.note(Some(name), "shm_size", NoteKind::NotCarried, format!("cannot read the size `{s}`")),
+                None => self.note(
+                    Some(name),
+                    "shm_size",
+                    NoteKind::NotCarried,
+                    format!("cannot read the size `{s}`"),
+                ),
             }
         }
         if let Some(Value::Map(limits)) = svc.get("ulimits") {
@@ -1005,7 +1207,11 @@ impl Converter<'_> {
                     Value::Map(_) => {
                         let mut inner = InlineTable::new();
                         for part in ["soft", "hard"] {
-                            if let Some(n) = v.get(part).and_then(Value::scalar).and_then(|s| s.parse::<i64>().ok()) {
+                            if let Some(n) = v
+                                .get(part)
+                                .and_then(Value::scalar)
+                                .and_then(|s| s.parse::<i64>().ok())
+                            {
                                 inner.insert(part, n.into());
                             }
                         }
@@ -1028,16 +1234,50 @@ impl Converter<'_> {
     /// Reports a key that `service`/`database` did not handle itself.
     fn other_key(&mut self, name: &str, key: &str, value: &Value, database: bool) {
         let handled_service = [
-            "image", "build", "pull_policy", "command", "entrypoint", "ports", "environment",
-            "env_file", "volumes", "secrets", "configs", "tmpfs", "scale", "mem_limit", "cpus",
-            "deploy", "restart", "user", "init", "shm_size", "ulimits", "stop_grace_period",
-            "depends_on", "healthcheck", "profiles",
+            "image",
+            "build",
+            "pull_policy",
+            "command",
+            "entrypoint",
+            "ports",
+            "environment",
+            "env_file",
+            "volumes",
+            "secrets",
+            "configs",
+            "tmpfs",
+            "scale",
+            "mem_limit",
+            "cpus",
+            "deploy",
+            "restart",
+            "user",
+            "init",
+            "shm_size",
+            "ulimits",
+            "stop_grace_period",
+            "depends_on",
+            "healthcheck",
+            "profiles",
         ];
         let handled_database = [
-            "image", "command", "ports", "environment", "env_file", "volumes", "secrets",
-            "mem_limit", "cpus", "deploy", "shm_size", "healthcheck", "profiles", "expose",
+            "image",
+            "command",
+            "ports",
+            "environment",
+            "env_file",
+            "volumes",
+            "secrets",
+            "mem_limit",
+            "cpus",
+            "deploy",
+            "shm_size",
+            "healthcheck",
+            "profiles",
         ];
-        if (!database && handled_service.contains(&key)) || (database && handled_database.contains(&key)) {
+        if (!database && handled_service.contains(&key))
+            || (database && handled_database.contains(&key))
+        {
             return;
         }
         let reason = match key {
@@ -1096,7 +1336,12 @@ impl Converter<'_> {
                     }
                     it.insert("args", args.into());
                 }
-                other => self.note(Some(name), &format!("build.{other}"), NoteKind::NotCarried, "dockhand builds with context, dockerfile, target and args only"),
+                other => self.note(
+                    Some(name),
+                    &format!("build.{other}"),
+                    NoteKind::NotCarried,
+                    "dockhand builds with context, dockerfile, target and args only",
+                ),
             }
         }
         if it.len() == 1 {
@@ -1121,22 +1366,48 @@ impl Converter<'_> {
     }
 
     fn volume(&mut self, name: &str, v: &Value) -> Option<toml_edit::Value> {
-        let (kind, source, target, read_only, dropped): (String, String, String, bool, Vec<String>) = match v {
+        let (kind, source, target, read_only, dropped): (
+            String,
+            String,
+            String,
+            bool,
+            Vec<String>,
+        ) = match v {
             Value::Str(s) => {
                 let parts: Vec<&str> = s.split(':').collect();
                 if parts.len() == 1 {
-                    self.note(Some(name), "volumes", NoteKind::NotCarried, format!("anonymous volume `{s}` is not supported; give it a name (`data:{s}`)"));
+                    self.note(
+                        Some(name),
+                        "volumes",
+                        NoteKind::NotCarried,
+                        format!(
+                            "anonymous volume `{s}` is not supported; give it a name (`data:{s}`)"
+                        ),
+                    );
                     return None;
                 }
                 let (src, dst) = (parts[0].to_owned(), parts[1].to_owned());
-                let modes: Vec<String> = parts.get(2).map(|m| m.split(',').map(String::from).collect()).unwrap_or_default();
+                let modes: Vec<String> = parts
+                    .get(2)
+                    .map(|m| m.split(',').map(String::from).collect())
+                    .unwrap_or_default();
                 let ro = modes.iter().any(|m| m == "ro");
-                let dropped = modes.into_iter().filter(|m| m != "ro" && m != "rw").collect();
-                let kind = if src.starts_with(['.', '/', '~']) || src.is_empty() { "bind" } else { "volume" };
+                let dropped = modes
+                    .into_iter()
+                    .filter(|m| m != "ro" && m != "rw")
+                    .collect();
+                let kind = if src.starts_with(['.', '/', '~']) || src.is_empty() {
+                    "bind"
+                } else {
+                    "volume"
+                };
                 (kind.into(), src, dst, ro, dropped)
             }
             Value::Map(_) => {
-                let kind = v.get("type").and_then(Value::scalar).unwrap_or_else(|| "volume".into());
+                let kind = v
+                    .get("type")
+                    .and_then(Value::scalar)
+                    .unwrap_or_else(|| "volume".into());
                 let src = v.get("source").and_then(Value::scalar).unwrap_or_default();
                 let dst = v.get("target").and_then(Value::scalar).unwrap_or_default();
                 let ro = v.get("read_only").and_then(Value::as_bool).unwrap_or(false);
@@ -1151,22 +1422,47 @@ impl Converter<'_> {
                     it.insert("type", "tmpfs".into());
                     it.insert("target", dst.as_str().into());
                     if !dropped.is_empty() {
-                        self.note(Some(name), "volumes", NoteKind::NotCarried, format!("options {} of tmpfs {dst} are not supported", dropped.join(", ")));
+                        self.note(
+                            Some(name),
+                            "volumes",
+                            NoteKind::NotCarried,
+                            format!(
+                                "options {} of tmpfs {dst} are not supported",
+                                dropped.join(", ")
+                            ),
+                        );
                     }
                     return Some(it.into());
                 }
                 if kind == "volume" && src.is_empty() {
-                    self.note(Some(name), "volumes", NoteKind::NotCarried, format!("anonymous volume at {dst} is not supported; give it a source name"));
+                    self.note(
+                        Some(name),
+                        "volumes",
+                        NoteKind::NotCarried,
+                        format!(
+                            "anonymous volume at {dst} is not supported; give it a source name"
+                        ),
+                    );
                     return None;
                 }
                 if kind != "volume" && kind != "bind" {
-                    self.note(Some(name), "volumes", NoteKind::NotCarried, format!("volume type `{kind}` at {dst} is not supported"));
+                    self.note(
+                        Some(name),
+                        "volumes",
+                        NoteKind::NotCarried,
+                        format!("volume type `{kind}` at {dst} is not supported"),
+                    );
                     return None;
                 }
                 (kind, src, dst, ro, dropped)
             }
             other => {
-                self.note(Some(name), "volumes", NoteKind::NotCarried, format!("a volume entry that is {} cannot be read", other.kind()));
+                self.note(
+                    Some(name),
+                    "volumes",
+                    NoteKind::NotCarried,
+                    format!("a volume entry that is {} cannot be read", other.kind()),
+                );
                 return None;
             }
         };
@@ -1177,7 +1473,12 @@ impl Converter<'_> {
             } else {
                 "these mount options are not supported".to_string()
             };
-            self.note(Some(name), "volumes", NoteKind::NotCarried, format!("`{}` dropped from {target}: {why}", dropped.join(",")));
+            self.note(
+                Some(name),
+                "volumes",
+                NoteKind::NotCarried,
+                format!("`{}` dropped from {target}: {why}", dropped.join(",")),
+            );
         }
         if source.is_empty() {
             self.note(Some(name), "volumes", NoteKind::NotCarried, format!("the mount at {target} has an empty source (an unset variable?); set the variable and import again, or add the volume by hand"));
@@ -1197,21 +1498,44 @@ impl Converter<'_> {
         Some(format!("{source}:{target}{}", if read_only { ":ro" } else { "" }).into())
     }
 
-    fn secret_mount(&mut self, name: &str, key: &str, s: &Value, default_dir: &str) -> Option<String> {
+    fn secret_mount(
+        &mut self,
+        name: &str,
+        key: &str,
+        s: &Value,
+        default_dir: &str,
+    ) -> Option<String> {
         let (source, target) = match s {
             Value::Map(_) => {
                 for extra in ["uid", "gid", "mode"] {
                     if s.get(extra).is_some() {
-                        self.note(Some(name), &format!("{key}.{extra}"), NoteKind::NotCarried, "ownership and mode of mounted files are not supported");
+                        self.note(
+                            Some(name),
+                            &format!("{key}.{extra}"),
+                            NoteKind::NotCarried,
+                            "ownership and mode of mounted files are not supported",
+                        );
                     }
                 }
-                (s.get("source").and_then(Value::scalar).unwrap_or_default(), s.get("target").and_then(Value::scalar))
+                (
+                    s.get("source").and_then(Value::scalar).unwrap_or_default(),
+                    s.get("target").and_then(Value::scalar),
+                )
             }
             other => (other.scalar().unwrap_or_default(), None),
         };
-        let files = if key == "secrets" { &self.file_secrets } else { &self.file_configs };
+        let files = if key == "secrets" {
+            &self.file_secrets
+        } else {
+            &self.file_configs
+        };
         let Some(file) = files.get(&source).cloned() else {
-            self.note(Some(name), key, NoteKind::NotCarried, format!("`{source}` is not a file-based top-level {key} entry"));
+            self.note(
+                Some(name),
+                key,
+                NoteKind::NotCarried,
+                format!("`{source}` is not a file-based top-level {key} entry"),
+            );
             return None;
         };
         let target = match target {
@@ -1219,13 +1543,23 @@ impl Converter<'_> {
             Some(t) => format!("{default_dir}{t}"),
             None => format!("{default_dir}{source}"),
         };
-        self.note(Some(name), key, NoteKind::Assumed, format!("`{source}` is mounted read-only from {file} at {target}"));
+        self.note(
+            Some(name),
+            key,
+            NoteKind::Assumed,
+            format!("`{source}` is mounted read-only from {file} at {target}"),
+        );
         Some(format!("{}:{target}:ro", self.rebase(&file)))
     }
 
     fn health(&mut self, name: &str, hc: &Value, port: Option<u16>) -> Option<InlineTable> {
         if hc.get("disable").and_then(Value::as_bool) == Some(true) {
-            self.note(Some(name), "healthcheck", NoteKind::NotCarried, "disabled in compose; no health check written");
+            self.note(
+                Some(name),
+                "healthcheck",
+                NoteKind::NotCarried,
+                "disabled in compose; no health check written",
+            );
             return None;
         }
         let test = hc.get("test");
@@ -1239,7 +1573,12 @@ impl Converter<'_> {
                 let words: Vec<String> = items.iter().filter_map(Value::scalar).collect();
                 match words.first().map(String::as_str) {
                     Some("NONE") => {
-                        self.note(Some(name), "healthcheck.test", NoteKind::NotCarried, "NONE disables the image's health check; no health check written");
+                        self.note(
+                            Some(name),
+                            "healthcheck.test",
+                            NoteKind::NotCarried,
+                            "NONE disables the image's health check; no health check written",
+                        );
                         return None;
                     }
                     Some("CMD") => {
@@ -1257,7 +1596,12 @@ impl Converter<'_> {
                         self.shell_health(name, &cmd, port, &mut it);
                     }
                     _ => {
-                        self.note(Some(name), "healthcheck.test", NoteKind::NotCarried, "a test list must start with CMD, CMD-SHELL or NONE");
+                        self.note(
+                            Some(name),
+                            "healthcheck.test",
+                            NoteKind::NotCarried,
+                            "a test list must start with CMD, CMD-SHELL or NONE",
+                        );
                         return None;
                     }
                 }
@@ -1278,7 +1622,12 @@ impl Converter<'_> {
                         it.insert("unhealthy_threshold", n.into());
                     }
                 }
-                other => self.note(Some(name), &format!("healthcheck.{other}"), NoteKind::NotCarried, "not supported by dockhand's health checks"),
+                other => self.note(
+                    Some(name),
+                    &format!("healthcheck.{other}"),
+                    NoteKind::NotCarried,
+                    "not supported by dockhand's health checks",
+                ),
             }
         }
         Some(it)
@@ -1295,8 +1644,13 @@ impl Converter<'_> {
 
     fn http_notes(&mut self, name: &str, cmd: &str) {
         let lenient_curl = cmd.split_whitespace().next() == Some("curl")
-            && !cmd.split_whitespace().any(|w| w == "-f" || w == "--fail" || (w.starts_with('-') && !w.starts_with("--") && w.contains('f')));
-        let mut msg = format!("`{cmd}` became an HTTP check by the agent (the image needs no curl or wget)");
+            && !cmd.split_whitespace().any(|w| {
+                w == "-f"
+                    || w == "--fail"
+                    || (w.starts_with('-') && !w.starts_with("--") && w.contains('f'))
+            });
+        let mut msg =
+            format!("`{cmd}` became an HTTP check by the agent (the image needs no curl or wget)");
         if lenient_curl {
             msg.push_str("; curl without -f accepted any status, dockhand expects 200");
         }
@@ -1309,17 +1663,29 @@ impl Converter<'_> {
         t.insert("engine", toml_edit::value(engine.engine));
         t.insert("image", toml_edit::value(image.clone()));
         if image_name(&image) == "valkey" {
-            self.note(Some(name), "image", NoteKind::Assumed, "valkey speaks the redis protocol: imported as engine `redis` with this image");
+            self.note(
+                Some(name),
+                "image",
+                NoteKind::Assumed,
+                "valkey speaks the redis protocol: imported as engine `redis` with this image",
+            );
         }
         let db = self.renames[name].clone();
 
         // Data volume and extra mounts.
         let mut extra = Array::new();
         let mut data_volume = None;
-        for v in svc.get("volumes").and_then(Value::as_seq).unwrap_or_default().to_vec() {
+        for v in svc
+            .get("volumes")
+            .and_then(Value::as_seq)
+            .unwrap_or_default()
+            .to_vec()
+        {
             let target = load::volume_target(&v).unwrap_or_default();
             if engine.data_dirs.contains(&target.as_str()) {
-                let Some(item) = self.volume(name, &v) else { continue };
+                let Some(item) = self.volume(name, &v) else {
+                    continue;
+                };
                 let text = item.as_str().unwrap_or_default().to_owned();
                 let source = text.split(':').next().unwrap_or_default().to_owned();
                 if source.starts_with(['.', '/']) {
@@ -1335,8 +1701,8 @@ impl Converter<'_> {
             }
         }
         if let Some(list) = svc.get("secrets").and_then(Value::as_seq) {
-            for s in list.to_vec() {
-                if let Some(v) = self.secret_mount(name, "secrets", &s, "/run/secrets/") {
+            for s in list {
+                if let Some(v) = self.secret_mount(name, "secrets", s, "/run/secrets/") {
                     extra.push(v);
                 }
             }
@@ -1345,7 +1711,14 @@ impl Converter<'_> {
             Some(v) => {
                 t.insert("volume", toml_edit::value(v));
             }
-            None => self.note(Some(name), "volumes", NoteKind::Assumed, format!("no named volume at the data directory; dockhand keeps the data in `{db}-data`")),
+            None => self.note(
+                Some(name),
+                "volumes",
+                NoteKind::Assumed,
+                format!(
+                    "no named volume at the data directory; dockhand keeps the data in `{db}-data`"
+                ),
+            ),
         }
         if !extra.is_empty() {
             t.insert("volumes", array_item(extra));
@@ -1354,39 +1727,47 @@ impl Converter<'_> {
         // Credentials and the rest of the environment.
         let env = self.environment(name, svc);
         let mut rest = Vec::new();
-        let mut user_set = false;
-        let mut password_set = false;
+        let (mut user, mut database, mut password) = (None, None, None);
         for (k, v) in env {
             if engine.user.contains(&k.as_str()) {
-                if let Some(v) = v.clone().filter(|v| !v.is_empty()) {
-                    t.insert("user", toml_edit::value(v));
-                    user_set = true;
-                    continue;
-                }
+                user = v.filter(|v| !v.is_empty()).or(user);
             } else if engine.database.contains(&k.as_str()) {
-                if let Some(v) = v.clone().filter(|v| !v.is_empty()) {
-                    t.insert("database", toml_edit::value(v));
-                    continue;
-                }
+                database = v.filter(|v| !v.is_empty()).or(database);
             } else if engine.password.contains(&k.as_str()) {
                 let secret = format!("{}_PASSWORD", db.to_ascii_uppercase().replace('-', "_"));
                 let v = v.unwrap_or_default();
                 if v.is_empty() {
-                    self.note(Some(name), &format!("environment.{k}"), NoteKind::Warning, format!("{k} has no value; fill {secret} in the secrets file"));
+                    self.note(
+                        Some(name),
+                        &format!("environment.{k}"),
+                        NoteKind::Warning,
+                        format!("{k} has no value; fill {secret} in the secrets file"),
+                    );
                 }
-                let s = self.add_secret(name, &secret, &v);
-                t.insert("password", toml_edit::value(format!("${{secret.{s}}}")));
-                password_set = true;
-                continue;
+                password = Some(self.add_secret(name, &secret, &v));
+            } else {
+                rest.push((k, v));
             }
-            rest.push((k, v));
+        }
+        let (user_set, password_set) = (user.is_some(), password.is_some());
+        if let Some(u) = user {
+            t.insert("user", toml_edit::value(u));
+        }
+        if let Some(d) = database {
+            t.insert("database", toml_edit::value(d));
+        }
+        if let Some(p) = password {
+            t.insert("password", toml_edit::value(format!("${{secret.{p}}}")));
         }
         if !engine.user.is_empty() && !user_set {
             self.note(Some(name), "environment", NoteKind::Assumed, format!("no {} set: dockhand creates the user `{}` (the app name), not the image's default user; connection values come from ${{databases.{db}.url}}", engine.user[0], self.app));
         }
         if !engine.password.is_empty() && !password_set {
             let secret = format!("{}_PASSWORD", db.to_ascii_uppercase().replace('-', "_"));
-            let file_var = rest.iter().find(|(k, _)| k.ends_with("PASSWORD_FILE")).map(|(k, _)| k.clone());
+            let file_var = rest
+                .iter()
+                .find(|(k, _)| k.ends_with("PASSWORD_FILE"))
+                .map(|(k, _)| k.clone());
             let msg = match file_var {
                 Some(fv) => format!("{fv} is kept, but dockhand also sets the password from ${{secret.{secret}}}; define {secret} in the secrets file with the same password, or remove {fv}"),
                 None => format!("no password set: dockhand uses ${{secret.{secret}}}; define it in the secrets file"),
@@ -1406,7 +1787,10 @@ impl Converter<'_> {
         let ports = self.ports(name, svc.get("ports"));
         if let Some(p) = ports.first() {
             let ip = p.host_ip.clone().unwrap_or_else(|| "0.0.0.0".into());
-            let host_port = p.host_port.clone().unwrap_or_else(|| p.container.to_string());
+            let host_port = p
+                .host_port
+                .clone()
+                .unwrap_or_else(|| p.container.to_string());
             if p.container != engine.port {
                 self.note(Some(name), "ports", NoteKind::Warning, format!("container port {} is not the engine's port {}; dockhand publishes the engine port", p.container, engine.port));
             }
@@ -1415,7 +1799,12 @@ impl Converter<'_> {
                 self.note(Some(name), "ports", NoteKind::Warning, format!("published on all interfaces ({ip}:{host_port}): anyone who can reach this host can reach the database; use 127.0.0.1:{host_port} unless that is intended"));
             }
             for extra in &ports[1..] {
-                self.note(Some(name), "ports", NoteKind::NotCarried, format!("port {}: a database publishes one port", extra.container));
+                self.note(
+                    Some(name),
+                    "ports",
+                    NoteKind::NotCarried,
+                    format!("port {}: a database publishes one port", extra.container),
+                );
             }
         }
 
@@ -1430,7 +1819,12 @@ impl Converter<'_> {
                         cpus = l.get("cpus").and_then(Value::scalar).or(cpus);
                     }
                 } else {
-                    self.note(Some(name), &format!("deploy.{k}"), NoteKind::NotCarried, "a database runs one container; only deploy.resources.limits are supported");
+                    self.note(
+                        Some(name),
+                        &format!("deploy.{k}"),
+                        NoteKind::NotCarried,
+                        "a database runs one container; only deploy.resources.limits are supported",
+                    );
                 }
             }
         }
@@ -1454,6 +1848,82 @@ impl Converter<'_> {
             self.other_key(name, &key, &value, true);
         }
         t
+    }
+}
+
+struct Url {
+    scheme: String,
+    user: Option<String>,
+    password: Option<String>,
+    host: String,
+    port: Option<u16>,
+    database: Option<String>,
+}
+
+/// `scheme://[user[:password]@]host[:port][/database][?…]`.
+fn parse_url(value: &str) -> Option<Url> {
+    let (scheme, rest) = value.split_once("://")?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (user, password) = match userinfo {
+        Some(u) => match u.split_once(':') {
+            Some((u, p)) => (
+                Some(u.to_owned()).filter(|u| !u.is_empty()),
+                Some(p.to_owned()),
+            ),
+            None => (Some(u.to_owned()), None),
+        },
+        None => (None, None),
+    };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (h.to_owned(), Some(p.parse().ok()?)),
+        None => (hostport.to_owned(), None),
+    };
+    let database = path
+        .split('?')
+        .next()
+        .filter(|d| !d.is_empty())
+        .map(String::from);
+    Some(Url {
+        scheme: scheme.to_owned(),
+        user,
+        password,
+        host,
+        port,
+        database,
+    })
+}
+
+fn scheme_engine(scheme: &str) -> Option<&'static str> {
+    match scheme {
+        "postgres" | "postgresql" => Some("postgres"),
+        "mysql" => Some("mysql"),
+        "mariadb" => Some("mariadb"),
+        "mongodb" => Some("mongodb"),
+        "redis" => Some("redis"),
+        _ => None,
+    }
+}
+
+/// The URL scheme dockhand writes for an engine.
+fn d_scheme(engine: Option<&str>) -> &'static str {
+    match engine {
+        Some("postgres") => "postgres",
+        Some("mysql") | Some("mariadb") => "mysql",
+        Some("mongodb") => "mongodb",
+        _ => "redis",
+    }
+}
+
+fn default_port(engine: &str) -> u16 {
+    match engine {
+        "postgres" => 5432,
+        "mysql" | "mariadb" => 3306,
+        "mongodb" => 27017,
+        _ => 6379,
     }
 }
 
@@ -1497,13 +1967,19 @@ fn parse_port(p: &Value) -> Result<Option<PublishedPort>, String> {
                 .map_err(|_| format!("port `{target}` is not a single port number"))?;
             let published = p.get("published").and_then(Value::scalar);
             if published.as_deref().is_some_and(|s| s.contains('-')) {
-                return Err(format!("port range `{}` is not supported", published.unwrap_or_default()));
+                return Err(format!(
+                    "port range `{}` is not supported",
+                    published.unwrap_or_default()
+                ));
             }
             Ok(Some(PublishedPort {
                 host_ip: p.get("host_ip").and_then(Value::scalar),
                 host_port: published,
                 container,
-                protocol: p.get("protocol").and_then(Value::scalar).unwrap_or_else(|| "tcp".into()),
+                protocol: p
+                    .get("protocol")
+                    .and_then(Value::scalar)
+                    .unwrap_or_else(|| "tcp".into()),
             }))
         }
         other => {
@@ -1519,7 +1995,10 @@ fn parse_port(p: &Value) -> Result<Option<PublishedPort>, String> {
             } else {
                 let parts: Vec<&str> = spec.split(':').collect();
                 if parts.len() == 3 {
-                    (Some(parts[0].to_owned()), format!("{}:{}", parts[1], parts[2]))
+                    (
+                        Some(parts[0].to_owned()),
+                        format!("{}:{}", parts[1], parts[2]),
+                    )
                 } else {
                     (None, spec.clone())
                 }
@@ -1529,7 +2008,9 @@ fn parse_port(p: &Value) -> Result<Option<PublishedPort>, String> {
                 None => (None, rest.clone()),
             };
             if container.contains('-') || host_port.as_deref().is_some_and(|h| h.contains('-')) {
-                return Err(format!("port range `{text}` is not supported; list the ports one by one"));
+                return Err(format!(
+                    "port range `{text}` is not supported; list the ports one by one"
+                ));
             }
             let container: u16 = container
                 .parse()
@@ -1574,7 +2055,9 @@ fn http_probe(cmd: &str, port: Option<u16>) -> Option<String> {
         None => (rest, "/"),
     };
     let (host, url_port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, p.parse::<u16>().ok()?),
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+            (h, p.parse::<u16>().ok()?)
+        }
         _ => (authority, 80),
     };
     if !["localhost", "127.0.0.1", "0.0.0.0", "[::1]"].contains(&host) || url_port != port {
@@ -1586,7 +2069,9 @@ fn http_probe(cmd: &str, port: Option<u16>) -> Option<String> {
 /// Docker's sizes (`512m`, `1g`, `128mb`, bytes) in dockhand's units (powers of 1024).
 fn docker_size(s: &str) -> Option<String> {
     let s = s.trim().to_ascii_lowercase();
-    let digits = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let digits = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(digits);
     if num.is_empty() {
         return None;
@@ -1631,12 +2116,31 @@ fn array_item(mut arr: Array) -> Item {
     toml_edit::value(arr)
 }
 
+/// `volumes[0].source` → `volumes.source`.
+fn strip_indexes(key: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0;
+    for c in key.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
 fn absolute(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {
-    let b = if b.as_os_str().is_empty() { Path::new(".") } else { b };
+    let b = if b.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        b
+    };
     absolute(a) == absolute(b)
 }
 
@@ -1673,16 +2177,33 @@ mod tests {
         assert_eq!(image_name("ghcr.io/x/postgres:14@sha256:abc"), "postgres");
         assert_eq!(image_name("localhost:5000/redis"), "redis");
         assert!(engine_of("tensorchord/pgvecto-rs:pg16").is_none());
-        assert_eq!(engine_of("docker.io/valkey/valkey:9@sha256:1").unwrap().engine, "redis");
+        assert_eq!(
+            engine_of("docker.io/valkey/valkey:9@sha256:1")
+                .unwrap()
+                .engine,
+            "redis"
+        );
         assert_eq!(engine_of("mongo:7").unwrap().engine, "mongodb");
     }
 
     #[test]
     fn secret_names() {
-        for n in ["DB_PASSWORD", "SECRET_KEY_BASE", "API_TOKEN", "SMTP_USER_PWD", "AWS_CREDENTIALS", "MAILGUN_API_KEY"] {
+        for n in [
+            "DB_PASSWORD",
+            "SECRET_KEY_BASE",
+            "API_TOKEN",
+            "SMTP_USER_PWD",
+            "AWS_CREDENTIALS",
+            "MAILGUN_API_KEY",
+        ] {
             assert!(looks_secret(n), "{n}");
         }
-        for n in ["DATABASE_HOST", "POSTGRES_PASSWORD_FILE", "PORT", "BASE_URL"] {
+        for n in [
+            "DATABASE_HOST",
+            "POSTGRES_PASSWORD_FILE",
+            "PORT",
+            "BASE_URL",
+        ] {
             assert!(!looks_secret(n), "{n}");
         }
         assert!(has_url_password("postgresql://u:p@db:5432/x"));
@@ -1711,9 +2232,15 @@ mod tests {
         let p = port("127.0.0.1:8000:8000");
         assert_eq!(p.host_ip.as_deref(), Some("127.0.0.1"));
         let p = port("127.0.0.1::9000");
-        assert_eq!((p.host_ip.as_deref(), p.host_port, p.container), (Some("127.0.0.1"), None, 9000));
+        assert_eq!(
+            (p.host_ip.as_deref(), p.host_port, p.container),
+            (Some("127.0.0.1"), None, 9000)
+        );
         let p = port("[::1]:53:53/udp");
-        assert_eq!((p.host_ip.as_deref(), p.protocol.as_str()), (Some("::1"), "udp"));
+        assert_eq!(
+            (p.host_ip.as_deref(), p.protocol.as_str()),
+            (Some("::1"), "udp")
+        );
         assert!(parse_port(&Value::Str("8000-8010:8000-8010".into())).is_err());
         let p = parse_port(&Value::Int(3000)).unwrap().unwrap();
         assert_eq!(p.container, 3000);
@@ -1721,21 +2248,48 @@ mod tests {
 
     #[test]
     fn long_port_syntax() {
-        let v = crate::load::parse_str(Path::new("t"), "target: 80\npublished: \"8080\"\nhost_ip: 127.0.0.1\nprotocol: tcp\n").unwrap();
+        let v = crate::load::parse_str(
+            Path::new("t"),
+            "target: 80\npublished: \"8080\"\nhost_ip: 127.0.0.1\nprotocol: tcp\n",
+        )
+        .unwrap();
         let p = parse_port(&v).unwrap().unwrap();
-        assert_eq!((p.container, p.host_port.as_deref(), p.host_ip.as_deref()), (80, Some("8080"), Some("127.0.0.1")));
-        let v = crate::load::parse_str(Path::new("t"), "target: 80\npublished: 8000-8001\n").unwrap();
+        assert_eq!(
+            (p.container, p.host_port.as_deref(), p.host_ip.as_deref()),
+            (80, Some("8080"), Some("127.0.0.1"))
+        );
+        let v =
+            crate::load::parse_str(Path::new("t"), "target: 80\npublished: 8000-8001\n").unwrap();
         assert!(parse_port(&v).is_err());
     }
 
     #[test]
     fn http_probes_become_paths() {
-        assert_eq!(http_probe("curl -f http://localhost:3000/api/heartbeat", Some(3000)).as_deref(), Some("/api/heartbeat"));
-        assert_eq!(http_probe("wget -qO- http://127.0.0.1:8000/health || exit 1", Some(8000)).as_deref(), Some("/health"));
-        assert_eq!(http_probe("curl -fsS http://localhost/", Some(80)).as_deref(), Some("/"));
-        assert_eq!(http_probe("curl -f http://localhost:3000/x", Some(8000)), None);
+        assert_eq!(
+            http_probe("curl -f http://localhost:3000/api/heartbeat", Some(3000)).as_deref(),
+            Some("/api/heartbeat")
+        );
+        assert_eq!(
+            http_probe(
+                "wget -qO- http://127.0.0.1:8000/health || exit 1",
+                Some(8000)
+            )
+            .as_deref(),
+            Some("/health")
+        );
+        assert_eq!(
+            http_probe("curl -fsS http://localhost/", Some(80)).as_deref(),
+            Some("/")
+        );
+        assert_eq!(
+            http_probe("curl -f http://localhost:3000/x", Some(8000)),
+            None
+        );
         assert_eq!(http_probe("curl -f http://localhost:3000/x", None), None);
-        assert_eq!(http_probe("curl -f http://localhost:3000/x && touch y", Some(3000)), None);
+        assert_eq!(
+            http_probe("curl -f http://localhost:3000/x && touch y", Some(3000)),
+            None
+        );
         assert_eq!(http_probe("pg_isready", Some(3000)), None);
     }
 

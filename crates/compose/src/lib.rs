@@ -199,7 +199,12 @@ impl Report {
                 None => out.push_str("project:\n"),
             }
             for n in notes {
-                out.push_str(&format!("  {} ({}): {}\n", n.key, n.kind.as_str(), n.message));
+                out.push_str(&format!(
+                    "  {} ({}): {}\n",
+                    n.key,
+                    n.kind.as_str(),
+                    n.message
+                ));
             }
         }
         out

@@ -125,10 +125,7 @@ pub fn load(files: &[PathBuf], vars: &BTreeMap<String, String>) -> Result<Projec
         }
         merge_top(&mut root, map);
     }
-    Ok(Project {
-        root,
-        unset,
-    })
+    Ok(Project { root, unset })
 }
 
 /// Parses one YAML file into a `Value`, with the file, line and column of a syntax error.
@@ -148,9 +145,7 @@ pub fn parse_str(file: &Path, text: &str) -> Result<Value, ImportError> {
         with_snippet: false,
     };
     serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map_or((0, 0), |l| (l.line(), l.column()));
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         let message = e.to_string();
         // The library prefixes "error: line L column C: "; keep only the description.
         let message = match message.find(": ") {
@@ -184,13 +179,12 @@ impl Interp<'_> {
     fn walk(&mut self, at: &str, value: &mut Value) -> Result<(), ImportError> {
         match value {
             Value::Str(s) => {
-                let out = interpolate(s, &self.vars).map_err(|message| {
-                    ImportError::Interpolation {
+                let out =
+                    interpolate(s, &self.vars).map_err(|message| ImportError::Interpolation {
                         file: self.file.to_path_buf(),
                         at: at.to_owned(),
                         message,
-                    }
-                })?;
+                    })?;
                 for var in out.unset {
                     self.unset.push(UnsetVar {
                         file: self.file.to_path_buf(),
@@ -411,10 +405,7 @@ fn merge_by(base: Value, over: Value, key: fn(&Value) -> Option<String>) -> Valu
     };
     for item in o {
         let id = key(&item);
-        match b
-            .iter_mut()
-            .find(|e| id.is_some() && key(e) == id)
-        {
+        match b.iter_mut().find(|e| id.is_some() && key(e) == id) {
             Some(slot) => *slot = item,
             None => b.push(item),
         }
@@ -458,7 +449,12 @@ mod tests {
             let Value::Map(m) = yaml(text) else { panic!() };
             merge_top(&mut root, m);
         }
-        Value::Map(root).get("services").unwrap().get("web").unwrap().clone()
+        Value::Map(root)
+            .get("services")
+            .unwrap()
+            .get("web")
+            .unwrap()
+            .clone()
     }
 
     #[test]
@@ -515,7 +511,10 @@ mod tests {
         let hc = web.get("healthcheck").unwrap();
         assert_eq!(
             hc.get("test"),
-            Some(&Value::Seq(vec![Value::Str("CMD".into()), Value::Str("c".into())]))
+            Some(&Value::Seq(vec![
+                Value::Str("CMD".into()),
+                Value::Str("c".into())
+            ]))
         );
         assert_eq!(hc.get("interval"), Some(&Value::Str("5s".into())));
         assert_eq!(hc.get("retries"), Some(&Value::Int(3)));
@@ -574,7 +573,11 @@ mod tests {
     #[test]
     fn discovery_prefers_compose_yaml_and_takes_its_override() {
         let dir = tempfile::tempdir().unwrap();
-        for f in ["docker-compose.yml", "compose.yaml", "compose.override.yaml"] {
+        for f in [
+            "docker-compose.yml",
+            "compose.yaml",
+            "compose.override.yaml",
+        ] {
             std::fs::write(dir.path().join(f), "services: {}\n").unwrap();
         }
         let files = discover(dir.path()).unwrap();

@@ -15,9 +15,10 @@ pub fn import(opts: &ImportOptions) -> Result<Conversion, ImportError> {
         Output::Stdout => return Ok(conv),
         Output::File(p) if p.is_absolute() => p.clone(),
         Output::File(p) => opts.dir.join(p),
-        Output::Beside => conv.report.sources[0]
-            .parent()
-            .map_or_else(|| PathBuf::from("dockhand.toml"), |d| d.join("dockhand.toml")),
+        Output::Beside => conv.report.sources[0].parent().map_or_else(
+            || PathBuf::from("dockhand.toml"),
+            |d| d.join("dockhand.toml"),
+        ),
     };
     if out_path.exists() && !opts.force {
         return Err(ImportError::OutputExists { path: out_path });

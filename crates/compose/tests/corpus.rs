@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use dockhand_compose::{convert, Conversion, ImportOptions, NoteKind, Output};
 
 fn corpus(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus")
+        .join(rel)
 }
 
 /// Compares `actual` with the snapshot `name`, or rewrites it when `UPDATE_EXPECT=1`.
@@ -98,10 +100,14 @@ fn nginx_flask_mysql() {
         .contains("\"./db/password.txt:/run/secrets/db-password:ro\""));
     assert_note(&c, Some("db"), "networks", NoteKind::NotCarried);
     assert_note(&c, Some("db"), "expose", NoteKind::NotCarried);
-    assert_note(&c, Some("backend"), "depends_on", NoteKind::NotCarried);
+    assert_note(&c, Some("backend"), "depends_on", NoteKind::Assumed);
     assert_note(&c, None, "networks", NoteKind::NotCarried);
     // `$$(cat …)` in the healthcheck stays a literal `$` for dockhand (`$$`)
-    assert!(c.toml.contains("$$(cat /run/secrets/db-password)"), "{}", c.toml);
+    assert!(
+        c.toml.contains("$$(cat /run/secrets/db-password)"),
+        "{}",
+        c.toml
+    );
 }
 
 #[test]
@@ -122,14 +128,19 @@ fn plausible_compose_yml() {
     let c = import(&["plausible/compose.yml"]);
     snapshot("plausible-compose", &c);
     assert_eq!(c.report.databases, ["plausible-db"]);
-    assert!(c.report.services.contains(&"plausible-events-db".to_owned()));
+    assert!(c
+        .report
+        .services
+        .contains(&"plausible-events-db".to_owned()));
     assert_note(&c, Some("plausible_db"), "name", NoteKind::Assumed);
     // secret-looking values never reach dockhand.toml
-    assert!(c.toml.contains("SECRET_KEY_BASE = \"${secret.SECRET_KEY_BASE}\""));
+    assert!(c
+        .toml
+        .contains("SECRET_KEY_BASE = \"${secret.SECRET_KEY_BASE}\""));
     assert!(c.secret_names().contains(&"PLAUSIBLE_DB_PASSWORD"));
     assert!(!c.toml.contains("password = \"postgres\""));
     // BASE_URL is unset: it became empty, and the report says so
-    assert_note(&c, Some("plausible"), "environment[0]", NoteKind::Warning);
+    assert_note(&c, Some("plausible"), "environment", NoteKind::Warning);
     assert!(c.toml.contains("nofile = { soft = 65535, hard = 65535 }"));
 }
 
@@ -151,15 +162,23 @@ fn plausible_docker_compose_with_traefik_override() {
 fn umami() {
     let c = import(&["umami/docker-compose.yml"]);
     snapshot("umami", &c);
-    assert!(c.toml.contains("health = { path = \"/api/heartbeat\""), "{}", c.toml);
+    assert!(
+        c.toml.contains("health = { path = \"/api/heartbeat\""),
+        "{}",
+        c.toml
+    );
     assert!(c.toml.contains("init = true"));
     assert!(c.toml.contains("user = \"umami\""));
-    // a URL with a password is a secret
-    assert!(c.toml.contains("DATABASE_URL = \"${secret.DATABASE_URL}\""));
+    // the database URL refers to the imported database
+    assert!(c.toml.contains("DATABASE_URL = \"${databases.db.url}\""));
     assert!(c.toml.contains("APP_SECRET = \"${secret.APP_SECRET}\""));
     assert!(!c.toml.contains("replace-me"));
     // `$${POSTGRES_USER}` reaches the shell as `${POSTGRES_USER}`, written `$${…}` for dockhand
-    assert!(c.toml.contains("pg_isready -U $${POSTGRES_USER}"), "{}", c.toml);
+    assert!(
+        c.toml.contains("pg_isready -U $${POSTGRES_USER}"),
+        "{}",
+        c.toml
+    );
 }
 
 #[test]
@@ -169,10 +188,22 @@ fn immich() {
     assert_eq!(c.report.app, "immich");
     assert!(c.report.databases.contains(&"redis".to_owned()));
     assert!(c.report.databases.contains(&"database".to_owned()));
-    assert!(c.toml.contains("@sha256:bcf63357191b76a916ae5eb93464d65c07511da41e3bf7a8416db519b40b1c23"));
+    assert!(c
+        .toml
+        .contains("@sha256:bcf63357191b76a916ae5eb93464d65c07511da41e3bf7a8416db519b40b1c23"));
     assert!(c.toml.contains("shm_size = \"128MiB\""));
-    assert_note(&c, Some("immich-server"), "container_name", NoteKind::NotCarried);
-    assert_note(&c, Some("immich-server"), "healthcheck", NoteKind::NotCarried);
+    assert_note(
+        &c,
+        Some("immich-server"),
+        "container_name",
+        NoteKind::NotCarried,
+    );
+    assert_note(
+        &c,
+        Some("immich-server"),
+        "healthcheck",
+        NoteKind::NotCarried,
+    );
     assert_note(&c, Some("immich-server"), "env_file", NoteKind::Warning);
 }
 
