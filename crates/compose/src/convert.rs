@@ -122,6 +122,9 @@ pub fn run(opts: &ImportOptions) -> Result<Conversion, ImportError> {
     ));
     text.push_str("# The import report lists every compose key that was not carried over.\n\n");
     text.push_str(&doc.0.to_string());
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
     let report = Report {
         sources: files,
         app: c.app.clone(),
@@ -1733,6 +1736,31 @@ impl Converter<'_> {
                 user = v.filter(|v| !v.is_empty()).or(user);
             } else if engine.database.contains(&k.as_str()) {
                 database = v.filter(|v| !v.is_empty()).or(database);
+            } else if engine
+                .password
+                .iter()
+                .any(|p| k.strip_suffix("_FILE") == Some(*p))
+                && password.is_none()
+            {
+                // `POSTGRES_PASSWORD_FILE=/run/secrets/NAME` of a file-based secret: the
+                // password is that file's content.
+                let file = v
+                    .as_deref()
+                    .and_then(|v| v.strip_prefix("/run/secrets/"))
+                    .and_then(|n| self.file_secrets.get(n).cloned());
+                let content = file
+                    .as_ref()
+                    .and_then(|f| std::fs::read_to_string(self.project_dir.join(f)).ok());
+                match (file, content) {
+                    (Some(file), Some(content)) => {
+                        let secret =
+                            format!("{}_PASSWORD", db.to_ascii_uppercase().replace('-', "_"));
+                        let value = content.trim_end_matches(['\n', '\r']);
+                        password = Some(self.add_secret(name, &secret, value));
+                        self.note(Some(name), &format!("environment.{k}"), NoteKind::Assumed, format!("the password was read from {file} into the secrets file as {secret}; {k} is not needed"));
+                    }
+                    _ => rest.push((k, v)),
+                }
             } else if engine.password.contains(&k.as_str()) {
                 let secret = format!("{}_PASSWORD", db.to_ascii_uppercase().replace('-', "_"));
                 let v = v.unwrap_or_default();

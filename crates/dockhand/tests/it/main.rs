@@ -6,6 +6,7 @@ mod cli;
 mod crash;
 mod disk;
 mod gates;
+mod import;
 mod lifecycle;
 mod secrets;
 mod up;
