@@ -437,6 +437,13 @@ fn load_config(path: &Path) -> Result<AppConfig, ApiError> {
 /// Like [`load_config`], also returning the configuration's warnings as one line each.
 fn load_config_with_warnings(path: &Path) -> Result<(AppConfig, Vec<String>), ApiError> {
     match dockhand_config::load(path, &LoadOptions::from_process_env()) {
+        Ok(loaded) if loaded.config.uses_containers() => Err(ApiError::new(
+            ErrorCode::InvalidConfig,
+            format!(
+                "{}: this agent cannot run containers or databases yet; run the services as native processes (command = \"...\")",
+                path.display()
+            ),
+        )),
         Ok(loaded) => {
             let warnings = loaded
                 .warnings

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::container::LINK_FIELDS;
 use crate::dotenv::is_valid_name;
+use crate::model::EnvValue;
 
 /// Where variables come from: the process environment first, then the project's `.env`.
 pub(crate) struct Vars<'a> {
@@ -23,6 +25,13 @@ impl Vars<'_> {
             .or_else(|| self.dotenv.get(name))
             .map(String::as_str)
     }
+}
+
+/// The connection values `${databases.NAME.FIELD}` can refer to, as seen by one kind of
+/// service (container or native process): per database, its values or why there are none.
+#[derive(Debug, Default)]
+pub(crate) struct Links {
+    pub values: BTreeMap<String, Result<BTreeMap<&'static str, EnvValue>, String>>,
 }
 
 /// Whether `${secret.NAME}` is allowed in the value being interpolated.
@@ -60,10 +69,12 @@ pub(crate) fn interpolate(
     text: &str,
     vars: &Vars<'_>,
     mode: SecretMode,
+    links: &Links,
 ) -> Result<Interpolated, Vec<InterpError>> {
     let mut expander = Expander {
         vars,
         mode,
+        links,
         out: Interpolated {
             value: String::with_capacity(text.len()),
             secrets: Vec::new(),
@@ -84,6 +95,7 @@ const FORMS_HELP: &str =
 struct Expander<'v, 'a> {
     vars: &'v Vars<'a>,
     mode: SecretMode,
+    links: &'v Links,
     out: Interpolated,
     errors: Vec<InterpError>,
 }
@@ -143,6 +155,9 @@ impl Expander<'_, '_> {
 
     /// Handles the inside of `${...}`, which starts at byte `at` (the `$`).
     fn reference(&mut self, inner: &str, at: usize) {
+        if let Some(link) = inner.strip_prefix("databases.") {
+            return self.link(link, at);
+        }
         let name_len = inner
             .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
             .unwrap_or(inner.len());
@@ -209,6 +224,75 @@ impl Expander<'_, '_> {
                     "{set_it}, or give a default with `${{{name}:-default}}`"
                 )),
             ),
+        }
+    }
+
+    /// `${databases.NAME.FIELD}`: a connection value of a database.
+    fn link(&mut self, link: &str, at: usize) {
+        let Some((db, field)) = link.rsplit_once('.') else {
+            return self.error(
+                at,
+                format!("invalid database reference `${{databases.{link}}}`"),
+                Some(format!(
+                    "write ${{databases.NAME.FIELD}} with FIELD one of {}",
+                    LINK_FIELDS.join(", ")
+                )),
+            );
+        };
+        if !LINK_FIELDS.contains(&field) {
+            return self.error(
+                at,
+                format!("unknown connection value `{field}` of database `{db}`"),
+                Some(format!("use one of {}", LINK_FIELDS.join(", "))),
+            );
+        }
+        let values = match self.links.values.get(db) {
+            Some(Ok(values)) => values,
+            Some(Err(problem)) => {
+                let problem = problem.clone();
+                return self.error(
+                    at,
+                    problem,
+                    Some(format!(
+                        "add publish = \"127.0.0.1:PORT\" to [databases.{db}], or run the service as a container (image or build)"
+                    )),
+                );
+            }
+            None => {
+                let known: Vec<&str> = self.links.values.keys().map(String::as_str).collect();
+                let help = if known.is_empty() {
+                    format!("define it in a [databases.{db}] table")
+                } else {
+                    format!("defined databases: {}", known.join(", "))
+                };
+                return self.error(at, format!("unknown database `{db}`"), Some(help));
+            }
+        };
+        let Some(value) = values.get(field) else {
+            return self.error(
+                at,
+                format!("database `{db}` has no `{field}`"),
+                Some(format!("set {field} in [databases.{db}]")),
+            );
+        };
+        match self.mode {
+            SecretMode::Keep => {
+                self.out.value.push_str(value.template());
+                for name in value.secret_names() {
+                    self.out.secrets.push(SecretRef { name, offset: at });
+                }
+            }
+            SecretMode::Forbid if value.has_secrets() => self.error(
+                at,
+                format!("`${{databases.{db}.{field}}}` contains the database password, a secret, so it may only be used in `env` values"),
+                Some("put it in the service's env and read the variable from there".into()),
+            ),
+            SecretMode::Forbid => {
+                let plain = value
+                    .resolve(&crate::Secrets::empty())
+                    .unwrap_or_default();
+                self.out.value.push_str(&plain);
+            }
         }
     }
 
@@ -291,7 +375,7 @@ mod tests {
             dotenv: &dotenv,
             dotenv_path: Path::new("/p/.env"),
         };
-        interpolate(text, &vars, mode)
+        interpolate(text, &vars, mode, &Links::default())
     }
 
     fn plain(text: &str) -> String {

@@ -6,7 +6,11 @@
 //! process is started. The only I/O is reading the config, `.env` and secrets files (and
 //! checking that working directories exist).
 
+mod container;
+mod container_keys;
+mod database;
 mod diagnostic;
+mod dockerfile;
 mod dotenv;
 mod interpolate;
 mod model;
@@ -22,8 +26,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, Severity};
+pub use dockerfile::stages as dockerfile_stages;
 pub use model::{
-    AppConfig, EnvValue, HealthCheck, Hooks, ProxySettings, RestartPolicy, Route, ServiceConfig,
+    AppConfig, BuildConfig, CommandLine, ContainerConfig, DatabaseConfig, Engine, EnvValue,
+    HealthCheck, Hooks, Mount, ProxySettings, PullPolicy, RestartPolicy, Route, ServiceConfig,
+    Ulimit,
 };
 pub use secrets::{Secrets, SecretsError};
 
@@ -62,6 +69,53 @@ impl fmt::Debug for LoadOptions {
 pub struct Loaded {
     pub config: AppConfig,
     pub warnings: Vec<Diagnostic>,
+    /// Where each key is in the file, for checks made after loading.
+    pub sites: Sites,
+}
+
+/// The position and source line of every known key of a loaded file, so checks made later
+/// (`dockhand check`'s preflight) point at `file:line:column` like the parser does.
+#[derive(Debug, Clone, Default)]
+pub struct Sites {
+    file: PathBuf,
+    keys: BTreeMap<String, (usize, usize, String)>,
+}
+
+impl Sites {
+    /// A diagnostic at `key` (a dotted path such as `services.api.volumes`), or at the
+    /// nearest enclosing key that is known, or at the top of the file.
+    pub fn diagnostic(
+        &self,
+        severity: Severity,
+        key: &str,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> Diagnostic {
+        let mut probe = key;
+        let found = loop {
+            if let Some(site) = self.keys.get(probe) {
+                break Some(site);
+            }
+            match probe.rsplit_once('.') {
+                Some((parent, _)) => probe = parent,
+                None => break None,
+            }
+        };
+        let (line, column, source_line) = match found {
+            Some((l, c, s)) => (*l, *c, Some(s.clone())),
+            None => (1, 1, None),
+        };
+        Diagnostic {
+            severity,
+            file: self.file.clone(),
+            line,
+            column,
+            key: Some(key.to_string()),
+            message: message.into(),
+            help,
+            source_line,
+        }
+    }
 }
 
 /// A configuration that did not load: every error, and the warnings, in file order.
@@ -117,8 +171,18 @@ pub fn load_str(config_path: &Path, text: &str, opts: &LoadOptions) -> Result<Lo
         dotenv_path: &dotenv_path,
     };
     let map = SourceMap::new(&config_path, text);
-    let (config, found) = parse::parse(&map, &vars, &config_path, &project_dir);
+    let (config, found, spans) = parse::parse(&map, &vars, &config_path, &project_dir);
     diagnostics.extend(found);
+    let sites = Sites {
+        file: config_path.clone(),
+        keys: spans
+            .into_iter()
+            .map(|(key, span)| {
+                let (line, column) = map.position(span.start);
+                (key, (line, column, map.line_text(line).to_string()))
+            })
+            .collect(),
+    };
     diagnostics.sort_by_key(|d| (d.file != config_path, d.line, d.column));
     if diagnostics.iter().any(Diagnostic::is_error) {
         Err(ConfigError { diagnostics })
@@ -126,6 +190,7 @@ pub fn load_str(config_path: &Path, text: &str, opts: &LoadOptions) -> Result<Lo
         Ok(Loaded {
             config,
             warnings: diagnostics,
+            sites,
         })
     }
 }

@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::secrets::{Secrets, SecretsError};
 
+pub use crate::container::{
+    BuildConfig, CommandLine, ContainerConfig, DatabaseConfig, Engine, Mount, PullPolicy, Ulimit,
+};
+
 /// A whole `dockhand.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AppConfig {
@@ -21,12 +25,25 @@ pub struct AppConfig {
     pub secrets_file: PathBuf,
     pub proxy: ProxySettings,
     pub services: BTreeMap<String, ServiceConfig>,
+    /// Long-lived database and cache containers (`[databases.NAME]`).
+    #[serde(default)]
+    pub databases: BTreeMap<String, DatabaseConfig>,
 }
 
 impl AppConfig {
     /// The services that listen on a port (and so can be health-checked and routed to).
     pub fn web_services(&self) -> impl Iterator<Item = &ServiceConfig> {
         self.services.values().filter(|s| s.port.is_some())
+    }
+
+    /// Whether anything of the app runs in a container (and so needs the Docker Engine).
+    pub fn uses_containers(&self) -> bool {
+        !self.databases.is_empty() || self.services.values().any(|s| s.container.is_some())
+    }
+
+    /// The Docker network of the app's containers.
+    pub fn network(&self) -> String {
+        format!("dockhand-{}", self.app)
     }
 }
 
@@ -71,6 +88,12 @@ pub struct ServiceConfig {
     pub memory_limit: Option<u64>,
     pub stop_timeout: Duration,
     pub hooks: Hooks,
+    /// `Some` for a service that runs as a container (`image` or `build`).
+    #[serde(default)]
+    pub container: Option<ContainerConfig>,
+    /// Services and databases started before this one.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
 }
 
 impl ServiceConfig {
@@ -91,6 +114,18 @@ impl ServiceConfig {
             .values()
             .flat_map(|value| value.secret_names())
             .collect()
+    }
+
+    /// What to show for the service's command: the process command, or the container's
+    /// image and command.
+    pub fn describe(&self) -> String {
+        match &self.container {
+            None => self.command.clone(),
+            Some(c) => match &c.command {
+                Some(cmd) => format!("{} {}", c.image, cmd.join(" ")),
+                None => c.image.clone(),
+            },
+        }
     }
 }
 
@@ -179,6 +214,12 @@ pub struct HealthCheck {
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
     pub deploy_timeout: Duration,
+    /// A command instead of the HTTP GET of `path` (which is then empty): exit 0 is healthy.
+    #[serde(default)]
+    pub command: Option<CommandLine>,
+    /// Failures this soon after an instance starts do not count.
+    #[serde(default)]
+    pub start_period: Duration,
 }
 
 impl HealthCheck {
@@ -192,6 +233,16 @@ impl HealthCheck {
             healthy_threshold: 1,
             unhealthy_threshold: 3,
             deploy_timeout: Duration::from_secs(60),
+            command: None,
+            start_period: Duration::ZERO,
+        }
+    }
+
+    /// The defaults for a check by `command`.
+    pub fn with_command(command: CommandLine) -> HealthCheck {
+        HealthCheck {
+            command: Some(command),
+            ..HealthCheck::with_path("")
         }
     }
 }

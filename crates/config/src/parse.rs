@@ -4,6 +4,7 @@
 //! problems are collected instead of stopping at the first. This file holds the walker, its
 //! typed getters and the top-level and `[proxy]` tables; `service.rs` holds the services.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,12 +12,12 @@ use std::time::Duration;
 use toml_edit::{ImDocument, Item, Key, TableLike, Value};
 
 use crate::diagnostic::{Diagnostic, Severity, SourceMap};
-use crate::interpolate::{interpolate, Interpolated, SecretMode, Vars};
+use crate::interpolate::{interpolate, Interpolated, Links, SecretMode, Vars};
 use crate::model::{AppConfig, ProxySettings};
 use crate::secrets::Secrets;
 use crate::units::{parse_duration, parse_size, DURATION_HELP, SIZE_HELP};
 
-const TOP_KEYS: &[&str] = &["app", "secrets_file", "proxy", "services"];
+const TOP_KEYS: &[&str] = &["app", "secrets_file", "proxy", "services", "databases"];
 const PROXY_KEYS: &[&str] = &[
     "listen",
     "workers",
@@ -33,7 +34,7 @@ pub(crate) fn parse(
     vars: &Vars<'_>,
     config_path: &Path,
     project_dir: &Path,
-) -> (AppConfig, Vec<Diagnostic>) {
+) -> (AppConfig, Vec<Diagnostic>, BTreeMap<String, Range<usize>>) {
     let mut parser = Parser {
         map,
         vars,
@@ -41,6 +42,10 @@ pub(crate) fn parse(
         diagnostics: Vec::new(),
         secret_uses: Vec::new(),
         routes: Vec::new(),
+        links: Links::default(),
+        sites: BTreeMap::new(),
+        databases: BTreeMap::new(),
+        depends: Vec::new(),
     };
     let mut config = AppConfig {
         app: String::new(),
@@ -49,6 +54,7 @@ pub(crate) fn parse(
         secrets_file: project_dir.join(".dockhand").join("secrets.env"),
         proxy: ProxySettings::default(),
         services: Default::default(),
+        databases: Default::default(),
     };
     match ImDocument::parse(map.text()) {
         Ok(document) => {
@@ -65,7 +71,7 @@ pub(crate) fn parse(
             parser.error(span, None, format!("invalid TOML: {message}"), help);
         }
     }
-    (config, parser.diagnostics)
+    (config, parser.diagnostics, parser.sites)
 }
 
 /// One `key = value` of a table, with its dotted path from the root.
@@ -106,6 +112,14 @@ pub(crate) struct Parser<'p> {
     pub diagnostics: Vec<Diagnostic>,
     pub secret_uses: Vec<SecretUse>,
     pub routes: Vec<RouteSite>,
+    /// The connection values `${databases.…}` refers to in the service being parsed.
+    pub links: Links,
+    /// The span of every known key, by dotted path (for checks made after loading).
+    pub sites: BTreeMap<String, Range<usize>>,
+    /// The databases parsed so far (they come before the services).
+    pub databases: BTreeMap<String, crate::container::DatabaseConfig>,
+    /// Every `depends_on`: service, names, span, key; checked once all are parsed.
+    pub depends: Vec<(String, Vec<String>, Range<usize>, String)>,
 }
 
 impl Parser<'_> {
@@ -140,6 +154,10 @@ impl Parser<'_> {
         if let Some(table) = fields.get("proxy").and_then(|f| self.table(f)) {
             config.proxy = self.proxy(table);
         }
+        if let Some(table) = fields.get("databases").and_then(|f| self.table(f)) {
+            config.databases = self.databases(table, &config.app);
+            self.databases = config.databases.clone();
+        }
         match fields.get("services") {
             Some(f) if matches!(f.item, Item::ArrayOfTables(_)) => self.error(
                 key_span(f),
@@ -149,7 +167,8 @@ impl Parser<'_> {
             ),
             Some(f) => {
                 if let Some(table) = self.table(f) {
-                    config.services = self.services(table, key_span(f));
+                    config.services = self.services(table, key_span(f), &config.app.clone());
+                    self.check_depends(&config.services);
                 }
             }
             None => self.error(
@@ -313,6 +332,7 @@ impl Parser<'_> {
                 path: join(path, name),
             };
             if allowed.contains(&name) {
+                self.sites.insert(field.path.clone(), key_span(&field));
                 fields.push(field);
                 continue;
             }
@@ -350,7 +370,7 @@ impl Parser<'_> {
 
     // ---- scalars ----
 
-    fn raw_str<'t>(&mut self, f: &Field<'t>) -> Option<&'t str> {
+    pub(crate) fn raw_str<'t>(&mut self, f: &Field<'t>) -> Option<&'t str> {
         let text = f.item.as_str();
         if text.is_none() {
             self.type_error(f, "a string", None);
@@ -372,7 +392,7 @@ impl Parser<'_> {
         raw: &str,
         mode: SecretMode,
     ) -> Option<Interpolated> {
-        match interpolate(raw, self.vars, mode) {
+        match interpolate(raw, self.vars, mode, &self.links) {
             Ok(out) => {
                 for secret in &out.secrets {
                     let at = self.string_offset(f, raw, secret.offset);

@@ -7,10 +7,13 @@ use std::ops::Range;
 
 use toml_edit::{Key, TableLike, Value};
 
+use crate::container::{ContainerConfig, PullPolicy};
 use crate::dotenv::is_valid_name;
 use crate::interpolate::SecretMode;
 use crate::model::{EnvValue, HealthCheck, Hooks, RestartPolicy, Route, ServiceConfig};
-use crate::parse::{key_span, name_problem, value_span, Field, Parser, RouteSite, NAME_HELP};
+use crate::parse::{
+    key_span, name_problem, value_span, Field, Fields, Parser, RouteSite, NAME_HELP,
+};
 
 pub(crate) const SERVICE_KEYS: &[&str] = &[
     "command",
@@ -26,6 +29,26 @@ pub(crate) const SERVICE_KEYS: &[&str] = &[
     "hooks",
     "image",
     "build",
+    "pull",
+    "entrypoint",
+    "volumes",
+    "cpus",
+    "user",
+    "init",
+    "shm_size",
+    "ulimits",
+    "depends_on",
+];
+/// Keys only a container service may have.
+const CONTAINER_ONLY: &[&str] = &[
+    "pull",
+    "entrypoint",
+    "volumes",
+    "cpus",
+    "user",
+    "init",
+    "shm_size",
+    "ulimits",
 ];
 const HEALTH_KEYS: &[&str] = &[
     "path",
@@ -35,6 +58,8 @@ const HEALTH_KEYS: &[&str] = &[
     "healthy_threshold",
     "unhealthy_threshold",
     "deploy_timeout",
+    "command",
+    "start_period",
 ];
 const ROUTE_KEYS: &[&str] = &["host", "path", "strip_prefix"];
 const HOOK_KEYS: &[&str] = &["pre_deploy", "post_deploy"];
@@ -46,6 +71,7 @@ impl Parser<'_> {
         &mut self,
         table: &dyn TableLike,
         services_span: Range<usize>,
+        app: &str,
     ) -> BTreeMap<String, ServiceConfig> {
         let mut services = BTreeMap::new();
         for (name, _) in table.iter() {
@@ -54,6 +80,7 @@ impl Parser<'_> {
             };
             let path = format!("services.{name}");
             let span = key.span().unwrap_or(0..0);
+            self.sites.insert(path.clone(), span.clone());
             if let Some(problem) = name_problem(name) {
                 self.error(
                     span.clone(),
@@ -73,7 +100,7 @@ impl Parser<'_> {
                 );
                 continue;
             };
-            services.insert(name.to_string(), self.service(name, key, service));
+            services.insert(name.to_string(), self.service(name, key, service, app));
         }
         if services.is_empty() && table.is_empty() {
             self.error(
@@ -86,7 +113,13 @@ impl Parser<'_> {
         services
     }
 
-    fn service(&mut self, name: &str, key: &Key, table: &dyn TableLike) -> ServiceConfig {
+    fn service(
+        &mut self,
+        name: &str,
+        key: &Key,
+        table: &dyn TableLike,
+        app: &str,
+    ) -> ServiceConfig {
         let path = format!("services.{name}");
         let service_span = key.span().unwrap_or(0..0);
         let fields = self.fields(table, &path, SERVICE_KEYS, &format!("in service `{name}`"));
@@ -103,23 +136,42 @@ impl Parser<'_> {
             memory_limit: None,
             stop_timeout: std::time::Duration::from_secs(10),
             hooks: Hooks::default(),
+            container: None,
+            depends_on: Vec::new(),
         };
 
-        let mut container = false;
-        for unsupported in ["image", "build"] {
-            if let Some(f) = fields.get(unsupported) {
-                container = true;
-                self.error(
-                    key_span(f),
-                    Some(&f.path),
-                    format!("containers are not supported yet: `{unsupported}` is recognised, but the container runtime is not available"),
-                    Some("use `command` to run a native process".into()),
-                );
+        let container = fields.get("image").is_some() || fields.get("build").is_some();
+        self.links = Self::links_for(&self.databases, container);
+        if container {
+            service.container = Some(self.container(name, &fields, app));
+        } else {
+            for only in CONTAINER_ONLY {
+                if let Some(f) = fields.get(only) {
+                    self.error(
+                        key_span(f),
+                        Some(&f.path),
+                        format!("`{only}` applies to containers, and service `{name}` runs as a native process"),
+                        Some("add image = \"...\" or build = \"dir\" to run it in a container, or remove the key".into()),
+                    );
+                }
             }
         }
         match fields.get("command") {
+            Some(f) if container => {
+                if let (Some(c), Some(argv)) = (service.container.as_mut(), self.argv(f)) {
+                    service.command = argv.join(" ");
+                    c.command = Some(argv);
+                }
+            }
             Some(f) => {
-                if let Some(command) = self.string(f) {
+                if f.item.is_array() {
+                    self.error(
+                        value_span(f),
+                        Some(&f.path),
+                        format!("`command` of native service `{name}` must be a string"),
+                        Some("a native command runs through /bin/sh -c: write it as one string".into()),
+                    );
+                } else if let Some(command) = self.string(f) {
                     if command.trim().is_empty() {
                         self.error(
                             value_span(f),
@@ -135,11 +187,20 @@ impl Parser<'_> {
                 service_span.clone(),
                 Some(&format!("{path}.command")),
                 format!("service `{name}` has no `command`"),
-                Some("add command = \"...\": the process to run, through /bin/sh -c".into()),
+                Some("add command = \"...\" (the process to run, through /bin/sh -c), or image = \"...\" to run a container".into()),
             ),
             None => {}
         }
-        if let Some(f) = fields.get("workdir") {
+        if let (true, Some(f)) = (container, fields.get("workdir")) {
+            self.error(
+                key_span(f),
+                Some(&f.path),
+                "`workdir` is for native processes; a container starts in its image's WORKDIR"
+                    .into(),
+                Some("remove it, or set WORKDIR in the Dockerfile".into()),
+            );
+        }
+        if let (false, Some(f)) = (container, fields.get("workdir")) {
             if let Some(dir) = self.path(f) {
                 let problem = if !dir.exists() {
                     Some("does not exist")
@@ -167,16 +228,27 @@ impl Parser<'_> {
         }
         let port_missing = fields.get("port").is_none();
         if let Some(f) = fields.get("health") {
-            if port_missing {
+            if let Some(table) = self.table(f) {
+                service.health = self.health(table, f);
+            }
+            if port_missing && service.health.as_ref().is_some_and(|h| h.command.is_none()) {
                 self.error(
                     key_span(f),
                     Some(&f.path),
-                    format!("service `{name}` has a health check but no `port`"),
-                    Some("health checks are HTTP requests to the service's port: add port = 8000 (the process must listen on $PORT) or remove `health`".into()),
+                    format!("service `{name}` has an HTTP health check but no `port`"),
+                    Some("an HTTP check requests the service's port: add port = 8000, or check a worker with health = { command = \"...\" }".into()),
                 );
             }
-            if let Some(table) = self.table(f) {
-                service.health = self.health(table, f);
+        }
+        if let Some(f) = fields.get("depends_on") {
+            if let Some(names) = self.string_array(f) {
+                self.depends.push((
+                    name.to_string(),
+                    names.clone(),
+                    value_span(f),
+                    f.path.clone(),
+                ));
+                service.depends_on = names;
             }
         }
         if let Some(f) = fields.get("route") {
@@ -263,10 +335,144 @@ impl Parser<'_> {
                 Some("if it exits, its route fails until the next deploy; use restart = \"on-failure\" or \"always\"".into()),
             );
         }
+        self.links = Default::default();
         service
     }
 
-    fn env(&mut self, table: &dyn TableLike, path: &str) -> BTreeMap<String, EnvValue> {
+    /// The container keys of a service with `image` or `build`.
+    fn container(&mut self, name: &str, fields: &Fields<'_>, app: &str) -> ContainerConfig {
+        let mut c = ContainerConfig {
+            image: format!("dockhand/{app}-{name}"),
+            build: None,
+            pull: PullPolicy::Missing,
+            command: None,
+            entrypoint: None,
+            volumes: Vec::new(),
+            cpus: None,
+            user: None,
+            init: false,
+            shm_size: None,
+            ulimits: Vec::new(),
+        };
+        if let Some(f) = fields.get("build") {
+            c.build = self.build(f);
+        }
+        if let Some(f) = fields.get("image") {
+            if c.build.is_some() {
+                // The tag to give the build: no pinning warning, it is ours.
+                if let Some(image) = self.string(f) {
+                    c.image = image;
+                }
+            } else if let Some(image) = self.image_ref(f) {
+                c.image = image;
+            }
+        }
+        if let Some(f) = fields.get("pull") {
+            if let Some(p) = self.pull(f) {
+                c.pull = p;
+            }
+        }
+        if let Some(f) = fields.get("entrypoint") {
+            c.entrypoint = self.argv(f);
+        }
+        if let Some(f) = fields.get("volumes") {
+            c.volumes = self.mounts(f, app);
+        }
+        if let Some(f) = fields.get("cpus") {
+            c.cpus = self.cpus(f);
+        }
+        if let Some(f) = fields.get("user") {
+            c.user = self.string(f);
+        }
+        if let Some(f) = fields.get("init") {
+            c.init = self.boolean(f).unwrap_or(false);
+        }
+        if let Some(f) = fields.get("shm_size") {
+            c.shm_size = self.size(f);
+        }
+        if let Some(f) = fields.get("ulimits") {
+            c.ulimits = self.ulimits(f);
+        }
+        c
+    }
+
+    /// Reports `depends_on` names that are neither a service nor a database, and cycles.
+    pub(crate) fn check_depends(&mut self, services: &BTreeMap<String, ServiceConfig>) {
+        let depends = std::mem::take(&mut self.depends);
+        for (service, names, span, key) in &depends {
+            for dep in names {
+                if dep == service {
+                    self.error(
+                        span.clone(),
+                        Some(key),
+                        format!("service `{service}` depends on itself"),
+                        None,
+                    );
+                } else if !services.contains_key(dep) && !self.databases.contains_key(dep) {
+                    let mut known: Vec<&str> = services.keys().map(String::as_str).collect();
+                    known.extend(self.databases.keys().map(String::as_str));
+                    let help = match crate::parse::suggest(dep, &known) {
+                        Some(better) => format!("did you mean `{better}`?"),
+                        None => format!("services and databases: {}", known.join(", ")),
+                    };
+                    self.error(
+                        span.clone(),
+                        Some(key),
+                        format!("service `{service}` depends on `{dep}`, which is not defined"),
+                        Some(help),
+                    );
+                }
+            }
+        }
+        // A cycle makes a start order impossible.
+        for start in services.keys() {
+            let mut stack = vec![(start.clone(), vec![start.clone()])];
+            while let Some((at, trail)) = stack.pop() {
+                let Some(svc) = services.get(&at) else {
+                    continue;
+                };
+                for dep in &svc.depends_on {
+                    if dep == start && trail.len() > 1 {
+                        if let Some((_, _, span, key)) = depends.iter().find(|d| &d.0 == start) {
+                            let mut cycle = trail.clone();
+                            cycle.push(start.clone());
+                            self.error(
+                                span.clone(),
+                                Some(key),
+                                format!("dependency cycle: {}", cycle.join(" -> ")),
+                                Some("remove one of the depends_on entries".into()),
+                            );
+                        }
+                        return;
+                    }
+                    if !trail.contains(dep) {
+                        let mut next = trail.clone();
+                        next.push(dep.clone());
+                        stack.push((dep.clone(), next));
+                    }
+                }
+            }
+        }
+        for name in services.keys() {
+            if self.databases.contains_key(name) {
+                let span = self
+                    .sites
+                    .get(&format!("services.{name}"))
+                    .cloned()
+                    .unwrap_or(0..0);
+                self.error(
+                    span,
+                    Some(&format!("services.{name}")),
+                    format!("`{name}` is both a service and a database"),
+                    Some(
+                        "each name is a host name on the app's network: rename one of them".into(),
+                    ),
+                );
+            }
+        }
+    }
+
+    pub(crate) fn env(&mut self, table: &dyn TableLike, path: &str) -> BTreeMap<String, EnvValue> {
         let mut env = BTreeMap::new();
         let fields = self.fields_any(table, path);
         for f in &fields {
@@ -323,11 +529,21 @@ impl Parser<'_> {
             .collect()
     }
 
-    fn health(&mut self, table: &dyn TableLike, at: &Field<'_>) -> Option<HealthCheck> {
+    pub(crate) fn health(&mut self, table: &dyn TableLike, at: &Field<'_>) -> Option<HealthCheck> {
         let fields = self.fields(table, &at.path, HEALTH_KEYS, "in the health check");
         let mut health = HealthCheck::with_path("/");
-        match fields.get("path") {
-            Some(f) => {
+        match (fields.get("path"), fields.get("command")) {
+            (Some(p), Some(_)) => self.error(
+                key_span(p),
+                Some(&p.path),
+                "the health check has both `path` and `command`".into(),
+                Some("use `path` for an HTTP check of a web service, or `command` for a command run in the service's environment".into()),
+            ),
+            (None, Some(c)) => {
+                health.path = String::new();
+                health.command = self.command_line(c);
+            }
+            (Some(f), None) => {
                 if let Some(path) = self.string(f) {
                     if !path.starts_with('/') {
                         self.error(
@@ -340,15 +556,20 @@ impl Parser<'_> {
                     health.path = path;
                 }
             }
-            None => self.error(
+            (None, None) => self.error(
                 key_span(at),
                 Some(&format!("{}.path", at.path)),
                 "the health check has no `path`".into(),
                 Some(
-                    "add path = \"/health\": the URL path dockhand requests on each instance"
+                    "add path = \"/health\": the URL path dockhand requests on each instance (or command = \"...\" for a worker)"
                         .into(),
                 ),
             ),
+        }
+        if let Some(f) = fields.get("start_period") {
+            if let Some(d) = self.duration(f, true) {
+                health.start_period = d;
+            }
         }
         if let Some(f) = fields.get("expected_status") {
             if let Some(status) = self.integer_in(f, 100, 599) {

@@ -71,6 +71,8 @@ fn full_example_parses_every_field() {
             healthy_threshold: 2,
             unhealthy_threshold: 5,
             deploy_timeout: Duration::from_secs(90),
+            command: None,
+            start_period: Duration::ZERO,
         }),
         route: Some(Route {
             host: Some("shop.localhost".into()),
@@ -85,6 +87,8 @@ fn full_example_parses_every_field() {
             pre_deploy: Some("python3 migrate.py".into()),
             post_deploy: Some("echo done".into()),
         },
+        container: None,
+        depends_on: Vec::new(),
     };
     let worker = ServiceConfig {
         name: "worker".into(),
@@ -99,6 +103,8 @@ fn full_example_parses_every_field() {
         memory_limit: None,
         stop_timeout: Duration::from_secs(10),
         hooks: Hooks::default(),
+        container: None,
+        depends_on: Vec::new(),
     };
     let expected = AppConfig {
         app: "shop".into(),
@@ -115,6 +121,7 @@ fn full_example_parses_every_field() {
             drain_timeout: Duration::ZERO,
         },
         services: BTreeMap::from([("api".to_string(), api), ("worker".to_string(), worker)]),
+        databases: BTreeMap::new(),
     };
     assert_eq!(loaded.config, expected);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);

@@ -163,12 +163,12 @@ impl ProcessRuntime {
 
 /// The last [`OUTPUT_LIMIT`] bytes of the lines pushed.
 #[derive(Default)]
-struct Tail {
+pub(crate) struct Tail {
     text: String,
 }
 
 impl Tail {
-    fn push(&mut self, line: &str) {
+    pub(crate) fn push(&mut self, line: &str) {
         self.text.push_str(line);
         self.text.push('\n');
         if self.text.len() > 2 * OUTPUT_LIMIT {
@@ -186,7 +186,7 @@ impl Tail {
         }
     }
 
-    fn finish(&mut self) -> String {
+    pub(crate) fn finish(&mut self) -> String {
         self.trim();
         std::mem::take(&mut self.text)
     }

@@ -10,27 +10,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 use tokio::process::Child;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cgroup::Cgroup;
 use crate::error::RuntimeError;
+use crate::instance::{new_instance, wait_stop, Control, Instance};
 use crate::logread::Stream;
 use crate::logs::{capture, write_shared, LogWriter, SharedLog};
 use crate::process::{group_has_live_members, rlimit_data_possible, signal_group, Launch};
 use crate::reap::kill_marker;
-use crate::spec::{ExitInfo, InstanceSpec, InstanceState, InstanceStatus, LogRotation};
+use crate::restart::RestartTracker;
+use crate::spec::{ExitInfo, InstanceSpec, InstanceState, LogRotation};
 
-/// First restart delay; doubled on every consecutive restart.
-const BACKOFF_START: Duration = Duration::from_millis(200);
-/// Longest restart delay, also used in the crash-loop state.
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// A process that ran this long resets the back-off.
-const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(60);
-/// An exit this soon after the start counts towards a crash loop.
-const QUICK_EXIT: Duration = Duration::from_secs(10);
-/// Consecutive quick exits that make a crash loop.
-const CRASH_LOOP_EXITS: u32 = 5;
 /// How long to wait for a process to be reaped after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 /// How long to wait for the capture of buffered output once the process is gone.
@@ -77,32 +68,16 @@ impl ProcessRuntime {
             .shared();
         let marker = format!("{}/{}", self.inner.agent_id, spec.instance_id);
         let (cgroup, rlimit_data) = memory_limit(&spec, &log);
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let (done_tx, done_rx) = watch::channel(false);
-        let (status_tx, _) = watch::channel(InstanceStatus {
-            state: InstanceState::Running,
-            pid: None,
-            restarts: 0,
-            started_at: None,
-            last_exit: None,
-        });
-        let shared = Arc::new(Shared {
-            id: spec.instance_id.clone(),
-            status: status_tx,
-            stop: stop_tx,
-            done: done_rx,
-            stop_grace: spec.stop_grace,
-        });
+        let stop_limit = spec.stop_grace + KILL_WAIT + FLUSH_WAIT + Duration::from_secs(20);
+        let (instance, control) = new_instance(&spec.instance_id, stop_limit);
         let supervisor = Supervisor {
             spec,
             marker,
             log,
             cgroup,
             rlimit_data,
-            shared: shared.clone(),
-            stop_rx,
+            control,
             captures: Vec::new(),
-            done: done_tx,
         };
         let first = match supervisor.spawn() {
             Ok(first) => first,
@@ -113,70 +88,13 @@ impl ProcessRuntime {
                 return Err(err);
             }
         };
-        supervisor.shared.status.send_modify(|s| {
+        supervisor.control.update(|s| {
             s.pid = Some(first.pid);
             s.started_at = Some(first.started_at);
         });
         tokio::spawn(supervisor.run(first));
-        Ok(Instance { shared })
+        Ok(instance)
     }
-}
-
-/// A supervised instance. Cheap to clone; dropping it does not stop the process.
-#[derive(Clone)]
-pub struct Instance {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    id: String,
-    status: watch::Sender<InstanceStatus>,
-    stop: watch::Sender<bool>,
-    done: watch::Receiver<bool>,
-    stop_grace: Duration,
-}
-
-impl Instance {
-    pub fn id(&self) -> &str {
-        &self.shared.id
-    }
-
-    /// The pid (and process group id) of the running process.
-    pub fn pid(&self) -> Option<u32> {
-        self.shared.status.borrow().pid
-    }
-
-    pub fn status(&self) -> InstanceStatus {
-        self.shared.status.borrow().clone()
-    }
-
-    /// Every status change, starting from the current one.
-    pub fn watch(&self) -> watch::Receiver<InstanceStatus> {
-        self.shared.status.subscribe()
-    }
-
-    /// Stops the instance for good: no more restarts, SIGTERM to its process group, SIGKILL
-    /// after `stop_grace`, then SIGKILL to any process still carrying its marker. Returns once
-    /// the process has exited and its output is in the log. Idempotent; never waits longer
-    /// than the grace plus a bounded margin.
-    pub async fn stop(&self) {
-        self.shared.stop.send_replace(true);
-        let mut done = self.shared.done.clone();
-        let limit = self.shared.stop_grace + KILL_WAIT + FLUSH_WAIT + Duration::from_secs(20);
-        if tokio::time::timeout(limit, done.wait_for(|d| *d))
-            .await
-            .is_err()
-        {
-            tracing::warn!(instance = %self.shared.id, "instance did not stop in time");
-        }
-    }
-}
-
-/// The restart delay after `attempt` consecutive restarts: 200ms doubling up to 30s.
-pub(crate) fn backoff_delay(attempt: u32) -> Duration {
-    BACKOFF_START
-        .checked_mul(1u32.checked_shl(attempt).unwrap_or(u32::MAX))
-        .map_or(BACKOFF_MAX, |d| d.min(BACKOFF_MAX))
 }
 
 /// The running process of an instance.
@@ -193,12 +111,10 @@ struct Supervisor {
     log: SharedLog,
     cgroup: Option<Cgroup>,
     rlimit_data: Option<u64>,
-    shared: Arc<Shared>,
-    stop_rx: watch::Receiver<bool>,
+    control: Control,
     /// Output capture tasks, also of processes already exited (a descendant may still hold
     /// the pipe).
     captures: Vec<JoinHandle<()>>,
-    done: watch::Sender<bool>,
 }
 
 impl Supervisor {
@@ -252,25 +168,20 @@ impl Supervisor {
         self.captures.retain(|h| !h.is_finished());
     }
 
-    fn stop_requested(&self) -> bool {
-        *self.stop_rx.borrow()
-    }
-
     async fn run(mut self, first: Running) {
         let mut running = first;
-        let mut attempt: u32 = 0;
-        let mut quick_exits: u32 = 0;
+        let mut restarts = RestartTracker::default();
         loop {
             self.capture_output(&mut running);
-            self.shared.status.send_modify(|s| {
+            self.control.update(|s| {
                 s.state = InstanceState::Running;
                 s.pid = Some(running.pid);
                 s.started_at = Some(running.started_at);
             });
-            let mut stop_rx = self.stop_rx.clone();
+            let mut stop_rx = self.control.stop_rx();
             let status = tokio::select! {
                 status = running.child.wait() => Some(status),
-                _ = stop_requested(&mut stop_rx) => None,
+                _ = wait_stop(&mut stop_rx) => None,
             };
             let Some(status) = status else {
                 let exit = self.stop_running(running).await;
@@ -289,65 +200,44 @@ impl Supervisor {
                     exit.describe(),
                     self.spec.restart.as_str()
                 ));
-                self.shared.status.send_modify(|s| {
+                self.control.update(|s| {
                     s.state = InstanceState::Exited;
                     s.pid = None;
                     s.last_exit = Some(exit.clone());
                 });
-                stop_requested(&mut self.stop_rx).await;
+                wait_stop(&mut self.control.stop_rx()).await;
                 self.finish(Some(exit)).await;
                 return;
             }
 
-            if ran >= BACKOFF_RESET_AFTER {
-                attempt = 0;
-            }
-            quick_exits = if ran < QUICK_EXIT { quick_exits + 1 } else { 0 };
+            restarts.exited_after(ran);
             let mut last_exit = exit;
             let mut reason = last_exit.describe();
             // Wait, then start again; a failed start counts as a quick exit.
             running = loop {
-                let crash_loop = quick_exits >= CRASH_LOOP_EXITS;
-                let delay = if crash_loop {
-                    BACKOFF_MAX
-                } else {
-                    backoff_delay(attempt)
-                };
-                attempt = attempt.saturating_add(1);
-                let delay_text = humantime::format_duration(delay);
-                if crash_loop {
-                    self.sys(&format!(
-                        "crash loop: {reason}, {quick_exits} consecutive exits within {}s of start, restarting in {delay_text}",
-                        QUICK_EXIT.as_secs()
-                    ));
-                } else {
-                    self.sys(&format!("{reason}, restarting in {delay_text}"));
-                }
-                self.shared.status.send_modify(|s| {
-                    s.state = if crash_loop {
-                        InstanceState::CrashLoop
-                    } else {
-                        InstanceState::Backoff
-                    };
+                let next = restarts.next();
+                self.sys(&next.describe(&reason));
+                self.control.update(|s| {
+                    s.state = next.state();
                     s.pid = None;
                     s.last_exit = Some(last_exit.clone());
                 });
-                let mut stop_rx = self.stop_rx.clone();
+                let mut stop_rx = self.control.stop_rx();
                 tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = stop_requested(&mut stop_rx) => {
+                    _ = tokio::time::sleep(next.delay) => {}
+                    _ = wait_stop(&mut stop_rx) => {
                         self.finish(Some(last_exit)).await;
                         return;
                     }
                 }
-                if self.stop_requested() {
+                if self.control.stop_requested() {
                     self.finish(Some(last_exit)).await;
                     return;
                 }
                 match self.spawn() {
                     Ok(next) => break next,
                     Err(err) => {
-                        quick_exits += 1;
+                        restarts.failed_start();
                         reason = format!("failed to start: {err}");
                         last_exit = ExitInfo {
                             code: None,
@@ -357,7 +247,7 @@ impl Supervisor {
                     }
                 }
             };
-            self.shared.status.send_modify(|s| s.restarts += 1);
+            self.control.update(|s| s.restarts += 1);
         }
     }
 
@@ -365,9 +255,7 @@ impl Supervisor {
     async fn stop_running(&mut self, mut running: Running) -> Option<ExitInfo> {
         let pgid = running.pid;
         let grace = self.spec.stop_grace;
-        self.shared
-            .status
-            .send_modify(|s| s.state = InstanceState::Stopping);
+        self.control.update(|s| s.state = InstanceState::Stopping);
         self.sys("stopping (SIGTERM)");
         signal_group(pgid, Signal::SIGTERM);
         let deadline = tokio::time::Instant::now() + grace;
@@ -423,20 +311,15 @@ impl Supervisor {
             cgroup.remove().await;
         }
         self.sys("stopped");
-        self.shared.status.send_modify(|s| {
+        self.control.update(|s| {
             s.state = InstanceState::Stopped;
             s.pid = None;
             if exit.is_some() {
                 s.last_exit = exit;
             }
         });
-        self.done.send_replace(true);
+        self.control.done();
     }
-}
-
-/// Resolves once a stop was requested.
-async fn stop_requested(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
 }
 
 /// Decides how the memory limit is enforced and says so in the log.
@@ -475,21 +358,5 @@ pub(crate) fn exit_info(status: Option<ExitStatus>) -> ExitInfo {
         code: status.and_then(|s| s.code()),
         signal: status.and_then(|s| s.signal()),
         at: SystemTime::now(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_max() {
-        let ms: Vec<u128> = (0..10).map(|a| backoff_delay(a).as_millis()).collect();
-        assert_eq!(
-            ms,
-            [200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000]
-        );
-        assert_eq!(backoff_delay(40), BACKOFF_MAX);
-        assert_eq!(backoff_delay(u32::MAX), BACKOFF_MAX);
     }
 }

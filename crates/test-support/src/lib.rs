@@ -2,6 +2,7 @@
 //! `dockhand` binary, the `dockhand-testapp` upstream, process inspection, and a keep-alive
 //! HTTP load generator that counts every non-2xx answer and connection error.
 
+pub mod docker;
 mod load;
 mod procs;
 

@@ -11,8 +11,11 @@ use hyper::StatusCode;
 /// Everything the environment can change about the testapp.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// `PORT` (required): listen on `127.0.0.1:$PORT`.
+    /// `PORT` (required): listen on `$HOST:$PORT`.
     pub port: u16,
+    /// `HOST` (default `127.0.0.1`): the address to listen on; the container image sets
+    /// `0.0.0.0` so a published port reaches it.
+    pub host: String,
     /// `VERSION` (default `v0`): served by `/` and `/version`, and in `x-version`.
     pub version: String,
     /// Status of `/health`: `HEALTH_STATUS`, else 503 when `HEALTHY=false`, else 200.
@@ -40,6 +43,10 @@ impl Config {
                 .parse::<u16>()
                 .map_err(|_| format!("PORT must be a port number, got {raw:?}"))?,
         };
+        let host = get("HOST")
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "127.0.0.1".into());
         let version = get("VERSION")
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| "v0".into());
@@ -60,6 +67,7 @@ impl Config {
         };
         Ok(Config {
             port,
+            host,
             version,
             health_status,
             startup_delay: millis(&get, "STARTUP_DELAY_MS")?.unwrap_or(Duration::ZERO),
@@ -104,6 +112,7 @@ mod tests {
     fn defaults() {
         let c = config(&[("PORT", "8080")]).unwrap();
         assert_eq!(c.port, 8080);
+        assert_eq!(c.host, "127.0.0.1");
         assert_eq!(c.version, "v0");
         assert_eq!(c.health_status, StatusCode::OK);
         assert_eq!(c.startup_delay, Duration::ZERO);

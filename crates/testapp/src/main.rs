@@ -110,12 +110,12 @@ async fn run(config: Config) -> Result<(), String> {
         }
     }
 
-    let listener = TcpListener::bind(("127.0.0.1", config.port))
+    let listener = TcpListener::bind((config.host.as_str(), config.port))
         .await
-        .map_err(|err| format!("failed to listen on 127.0.0.1:{}: {err}", config.port))?;
+        .map_err(|err| format!("failed to listen on {}:{}: {err}", config.host, config.port))?;
     say(format_args!(
-        "listening on 127.0.0.1:{} version={}",
-        config.port, config.version
+        "listening on {}:{} version={}",
+        config.host, config.port, config.version
     ));
 
     let state = Arc::new(AppState {

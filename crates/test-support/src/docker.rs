@@ -1,0 +1,158 @@
+//! Docker for the container tests: a loud failure with an install hint when no Docker Engine
+//! answers, the locally built test images (`scripts/test-images`), per-test app names, and
+//! cleanup of everything a test created (containers, volumes, networks, images carry the
+//! `dockhand.app=<app>` label).
+//!
+//! The images (built with no registry, see `scripts/test-images`):
+//! [`TESTAPP_IMAGE`] (the testapp, FROM scratch, no shell, listens on `0.0.0.0:$PORT`),
+//! [`TESTAPP_SHELL_IMAGE`] (the same plus busybox), [`BUSYBOX_IMAGE`] (sh and coreutils),
+//! [`POSTGRES_IMAGE`] and [`REDIS_IMAGE`] (the official images' contracts, from Debian's
+//! packages).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The testapp in a FROM-scratch image: `ENTRYPOINT dockhand-testapp`, `HOST=0.0.0.0`,
+/// `PORT=8080`, user 65534, no shell.
+pub const TESTAPP_IMAGE: &str = "dockhand-testapp:latest";
+/// [`TESTAPP_IMAGE`] plus busybox (`/bin/sh` and coreutils).
+pub const TESTAPP_SHELL_IMAGE: &str = "dockhand-testapp:shell";
+/// Busybox: `/bin/sh`, coreutils, `wget`, `nc`; `CMD ["/bin/sh"]`.
+pub const BUSYBOX_IMAGE: &str = "dockhand-test/busybox:latest";
+/// PostgreSQL 15 with the official image's contract (`POSTGRES_USER`, `POSTGRES_PASSWORD`,
+/// `POSTGRES_DB`, `PGDATA=/var/lib/postgresql/data`, port 5432, user `postgres`).
+pub const POSTGRES_IMAGE: &str = "dockhand-test/postgres:15";
+/// Redis 7: `redis-server` as user `redis` in `/data`, port 6379, `redis-cli` included.
+pub const REDIS_IMAGE: &str = "dockhand-test/redis:7";
+
+/// Panics with an install hint unless a Docker Engine answers.
+pub fn require_docker() {
+    let out = Command::new("docker")
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => panic!(
+            "no Docker Engine answers ({}): this test needs one; install it with `apt-get install docker.io` and start `dockerd` (scripts/test does both)",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(err) => panic!(
+            "the docker CLI is missing ({err}): this test needs a Docker Engine; install it with `apt-get install docker.io` and start `dockerd` (scripts/test does both)"
+        ),
+    }
+}
+
+/// Makes sure the test images exist and are up to date (runs `scripts/test-images` once per
+/// test process; the script is idempotent and locked against parallel runs).
+pub fn ensure_test_images() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        require_docker();
+        let script = workspace_root().join("scripts/test-images");
+        let out = Command::new(&script)
+            .arg("--testapp")
+            .arg(crate::testapp_bin())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("failed to run {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "{} failed:\n{}{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// The workspace root (where `scripts/` lives).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/test-support lives two levels below the workspace root")
+        .to_path_buf()
+}
+
+/// An app name no other test (or test run) uses: `t<pid>-<name>`.
+pub fn unique_app(name: &str) -> String {
+    format!("t{}-{name}", std::process::id())
+}
+
+/// Runs the docker CLI; panics if it cannot be spawned.
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("failed to run docker {args:?}: {e}"))
+}
+
+/// Runs the docker CLI and returns its trimmed stdout; panics when it fails.
+pub fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Removes every container, volume, network and image labelled `dockhand.app=<app>`.
+pub fn cleanup_app(app: &str) {
+    let filter = format!("label=dockhand.app={app}");
+    let ids = |args: &[&str]| -> Vec<String> {
+        String::from_utf8_lossy(&docker(args).stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let containers = ids(&["ps", "-aq", "--filter", &filter]);
+    if !containers.is_empty() {
+        let mut args = vec!["rm", "-f", "-v"];
+        args.extend(containers.iter().map(String::as_str));
+        docker(&args);
+    }
+    let volumes = ids(&["volume", "ls", "-q", "--filter", &filter]);
+    if !volumes.is_empty() {
+        let mut args = vec!["volume", "rm", "-f"];
+        args.extend(volumes.iter().map(String::as_str));
+        docker(&args);
+    }
+    let networks = ids(&["network", "ls", "-q", "--filter", &filter]);
+    if !networks.is_empty() {
+        let mut args = vec!["network", "rm"];
+        args.extend(networks.iter().map(String::as_str));
+        docker(&args);
+    }
+    let images = ids(&["image", "ls", "-q", "--filter", &filter]);
+    if !images.is_empty() {
+        let mut args = vec!["rmi", "-f"];
+        args.extend(images.iter().map(String::as_str));
+        docker(&args);
+    }
+}
+
+/// Cleans up an app's Docker objects when dropped (also when the test panics).
+pub struct AppCleanup {
+    pub app: String,
+}
+
+impl AppCleanup {
+    /// Cleans up leftovers of an earlier run of the same test first.
+    pub fn new(app: &str) -> AppCleanup {
+        cleanup_app(app);
+        AppCleanup {
+            app: app.to_string(),
+        }
+    }
+}
+
+impl Drop for AppCleanup {
+    fn drop(&mut self) {
+        cleanup_app(&self.app);
+    }
+}
