@@ -1797,10 +1797,12 @@ impl Converter<'_> {
                 .find(|(k, _)| k.ends_with("PASSWORD_FILE"))
                 .map(|(k, _)| k.clone());
             let msg = match file_var {
-                Some(fv) => format!("{fv} is kept, but dockhand also sets the password from ${{secret.{secret}}}; define {secret} in the secrets file with the same password, or remove {fv}"),
-                None => format!("no password set: dockhand uses ${{secret.{secret}}}; define it in the secrets file"),
+                Some(fv) => format!("{fv} is kept, but dockhand also sets the password from ${{secret.{secret}}}; fill {secret} in the secrets file (it is empty) with the same password, or remove {fv}"),
+                None => format!("no password set: dockhand uses ${{secret.{secret}}}; fill it in the secrets file (it is empty)"),
             };
             self.note(Some(name), "environment", NoteKind::Warning, msg);
+            let s = self.add_secret(name, &secret, "");
+            t.insert("password", toml_edit::value(format!("${{secret.{s}}}")));
         }
         if let Some(item) = self.env_table(name, rest) {
             t.insert("env", item);

@@ -49,6 +49,14 @@ fn import_compose_writes_dockhand_toml_secrets_and_a_report() {
         assert!(!text.contains("replace-me"), "{text}");
     }
 
+    // The generated file passes `dockhand check`.
+    let out = expect(&sb, &["check", "-f", "umami/dockhand.toml"], 0);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("is valid"),
+        "{}",
+        show(&out)
+    );
+
     // A second import refuses to overwrite, and says how.
     let out = expect(
         &sb,
