@@ -508,16 +508,23 @@ impl Converter<'_> {
         for ((name, svc), engine) in active.iter().zip(engines) {
             let new = self.renames[name].clone();
             position += 1;
+            let origin = (new != *name).then(|| format!("\n# compose service `{name}`\n"));
             match engine {
                 Some(engine) => {
                     let mut t = self.database(name, svc, &engine);
                     t.set_position(position);
+                    if let Some(o) = &origin {
+                        t.decor_mut().set_prefix(o);
+                    }
                     databases.insert(&new, Item::Table(t));
                     db_names.push(new);
                 }
                 None => {
                     let mut t = self.service(name, svc, &mut first_web, &db_set);
                     t.set_position(position + 1000);
+                    if let Some(o) = &origin {
+                        t.decor_mut().set_prefix(o);
+                    }
                     services_t.insert(&new, Item::Table(t));
                     svc_names.push(new);
                 }
@@ -635,11 +642,11 @@ impl Converter<'_> {
             let mut result = String::new();
             let mut rest = out.as_str();
             while let Some(i) = rest.find(old.as_str()) {
-                let before = result.chars().last().or_else(|| rest[..i].chars().last());
+                // The character before the match in the original value.
                 let before = if i > 0 {
                     rest[..i].chars().last()
                 } else {
-                    before
+                    result.chars().last()
                 };
                 let after = rest[i + old.len()..].chars().next();
                 let boundary = |c: Option<char>| {

@@ -35,8 +35,10 @@ fn expand(text: &str, vars: &Vars<'_>, out: &mut Expanded) -> Result<(), String>
             out.value.push('$');
             rest = tail;
         } else if let Some(inside) = after.strip_prefix('{') {
-            let len =
-                matching_brace(inside).ok_or_else(|| format!("unterminated `${{` in `{text}`"))?;
+            let len = matching_brace(inside).ok_or_else(|| {
+                // The value itself is not shown: it may be a secret.
+                "unterminated `${`; close it with `}`, or write `$$` for a literal `$`".to_owned()
+            })?;
             reference(&inside[..len], vars, out)?;
             rest = &inside[len + 1..];
         } else {

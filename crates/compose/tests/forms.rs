@@ -511,3 +511,32 @@ fn anchors_merge_keys_and_extension_fields() {
     assert!(c.toml.contains("restart = \"never\""), "{}", c.toml);
     assert!(notes(&c).contains("x-common"), "{}", notes(&c));
 }
+
+#[test]
+fn renamed_services_keep_their_host_names_in_env_values() {
+    let p = Project::new(concat!(
+        "services:\n  events_db:\n    image: clickhouse/clickhouse-server\n",
+        "  web:\n    image: a\n    depends_on: [events_db]\n    environment:\n",
+        "      CLICKHOUSE_URL: http://events_db:8123/x\n      OTHER: my_events_db_x\n      HOST: events_db\n",
+    ));
+    let c = p.convert();
+    assert!(c.toml.contains("[services.events-db]"), "{}", c.toml);
+    assert!(
+        c.toml
+            .contains("CLICKHOUSE_URL = \"http://events-db:8123/x\""),
+        "{}",
+        c.toml
+    );
+    assert!(c.toml.contains("OTHER = \"my_events_db_x\""), "{}", c.toml);
+    assert!(c.toml.contains("HOST = \"events-db\""), "{}", c.toml);
+    assert!(
+        c.toml.contains("depends_on = [\"events-db\"]"),
+        "{}",
+        c.toml
+    );
+    assert!(
+        c.toml.contains("# compose service `events_db`"),
+        "{}",
+        c.toml
+    );
+}
