@@ -104,6 +104,7 @@ pub fn run(opts: &ImportOptions) -> Result<Conversion, ImportError> {
             .and_then(|p| p.file_name())
             .map_or(".env".into(), |n| n.to_string_lossy().into_owned()),
         dbs: Vec::new(),
+        first_file: files[0].clone(),
     };
     c.app = c.app_name(opts);
     let doc = c.document()?;
@@ -289,6 +290,7 @@ struct Converter<'a> {
     renames: BTreeMap<String, String>,
     app: String,
     env_name: String,
+    first_file: PathBuf,
     /// The databases found, for `${databases.NAME.*}` references in service env.
     dbs: Vec<DbInfo>,
 }
@@ -529,6 +531,12 @@ impl Converter<'_> {
                     svc_names.push(new);
                 }
             }
+        }
+        if svc_names.is_empty() && db_names.is_empty() {
+            return Err(ImportError::Invalid {
+                file: self.first_file.clone(),
+                message: "there is no service to import (the report of a run with --profile may show skipped ones)".into(),
+            });
         }
         if !databases.is_empty() {
             doc.insert("databases", Item::Table(databases));

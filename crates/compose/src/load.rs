@@ -116,12 +116,10 @@ pub fn load(files: &[PathBuf], vars: &BTreeMap<String, String>) -> Result<Projec
             ctx.walk(key, value)?;
         }
         if let Some(services) = map.iter().find(|(k, _)| k == "services") {
-            if !matches!(services.1, Value::Map(_) | Value::Null) {
-                return Err(ImportError::Invalid {
-                    file: file.clone(),
-                    message: format!("`services` is {}, expected a mapping", services.1.kind()),
-                });
-            }
+            validate_services(&services.1).map_err(|message| ImportError::Invalid {
+                file: file.clone(),
+                message,
+            })?;
         }
         merge_top(&mut root, map);
     }
@@ -167,6 +165,62 @@ pub fn parse_str(file: &Path, text: &str) -> Result<Value, ImportError> {
             message: message.lines().next().unwrap_or_default().to_owned(),
         }
     })
+}
+
+/// The shapes compose allows for each service key the importer reads; a key of another
+/// shape is an error of the file (as `docker compose` would say), never silently ignored.
+fn validate_services(services: &Value) -> Result<(), String> {
+    let entries = match services {
+        Value::Null => return Ok(()),
+        Value::Map(m) => m,
+        other => {
+            return Err(format!(
+                "`services` is {}, expected a mapping",
+                other.kind()
+            ))
+        }
+    };
+    for (name, svc) in entries {
+        let keys = match svc {
+            Value::Map(m) => m,
+            Value::Null => continue,
+            other => {
+                return Err(format!(
+                    "service `{name}` is {}, expected a mapping",
+                    other.kind()
+                ))
+            }
+        };
+        for (key, value) in keys {
+            let scalar = value.scalar().is_some();
+            let ok = match key.as_str() {
+                "ports" | "expose" | "volumes" | "secrets" | "configs" | "cap_add" | "cap_drop"
+                | "devices" | "profiles" | "security_opt" | "networks" => {
+                    matches!(value, Value::Seq(_))
+                        || (key == "networks" && matches!(value, Value::Map(_)))
+                }
+                "environment" | "labels" | "depends_on" | "extra_hosts" | "sysctls" => {
+                    matches!(value, Value::Seq(_) | Value::Map(_))
+                }
+                "healthcheck" | "deploy" | "ulimits" | "logging" => matches!(value, Value::Map(_)),
+                "build" => scalar || matches!(value, Value::Map(_)),
+                "command" | "entrypoint" | "env_file" | "dns" | "dns_search" | "tmpfs" => {
+                    scalar || matches!(value, Value::Seq(_))
+                }
+                "image" | "restart" | "user" | "init" | "shm_size" | "stop_grace_period"
+                | "mem_limit" | "cpus" | "scale" | "pull_policy" | "container_name"
+                | "hostname" | "working_dir" => scalar,
+                _ => true,
+            };
+            if !ok && *value != Value::Null {
+                return Err(format!(
+                    "services.{name}.{key} cannot be {}; see the Compose specification for its forms",
+                    value.kind()
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 struct Interp<'a> {

@@ -540,3 +540,31 @@ fn renamed_services_keep_their_host_names_in_env_values() {
         c.toml
     );
 }
+
+#[test]
+fn keys_of_the_wrong_shape_and_empty_projects_are_errors() {
+    for (compose, expected) in [
+        (
+            "services:\n  web:\n    image: a\n    ports: 80\n",
+            "services.web.ports cannot be a number",
+        ),
+        (
+            "services:\n  web:\n    image: a\n    environment: FOO\n",
+            "services.web.environment cannot be a string",
+        ),
+        (
+            "services:\n  web:\n    image: a\n    healthcheck: x\n",
+            "services.web.healthcheck cannot be a string",
+        ),
+        ("services:\n  web: foo\n", "service `web` is a string"),
+        ("services:\n", "no service to import"),
+        ("", "no service to import"),
+    ] {
+        let p = Project::new(compose);
+        let err = p.convert_with(|_| {}).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(expected), "{compose:?}: {text}");
+        assert!(text.contains("compose.yaml"), "{text}");
+        assert!(err.is_input_error());
+    }
+}
