@@ -405,6 +405,29 @@ impl Converter<'_> {
             );
         }
 
+        // A secret-looking variable substituted anywhere but the environment ends up in
+        // dockhand.toml (commands, images…), where dockhand does not allow secrets.
+        let used = self.project.used.clone();
+        for u in &used {
+            let Some(rest) = u.at.strip_prefix("services.") else {
+                continue;
+            };
+            let (service, key) = rest.split_once('.').unwrap_or((rest, ""));
+            let key = strip_indexes(key);
+            if key.starts_with("environment") || !looks_secret(&u.var) {
+                continue;
+            }
+            self.note(
+                Some(service),
+                &key,
+                NoteKind::Warning,
+                format!(
+                    "uses ${{{}}}, which looks secret: its value is now written in dockhand.toml; dockhand allows secrets only in env values, so pass it through an env variable instead",
+                    u.var
+                ),
+            );
+        }
+
         let services: Vec<(String, Value)> = match self.top("services") {
             Some(Value::Map(m)) => m.clone(),
             _ => Vec::new(),

@@ -16,6 +16,8 @@ pub struct Expanded {
     pub value: String,
     /// Variables that were unset and had no default (they became empty).
     pub unset: Vec<String>,
+    /// Variables whose values went into the result.
+    pub used: Vec<String>,
 }
 
 /// Expands `text`. Fails with the `${VAR?error}` message of a required unset variable, or
@@ -60,7 +62,12 @@ fn expand(text: &str, vars: &Vars<'_>, out: &mut Expanded) -> Result<(), String>
 
 fn lookup_plain(name: &str, vars: &Vars<'_>, out: &mut Expanded) {
     match vars.map.get(name) {
-        Some(v) => out.value.push_str(v),
+        Some(v) => {
+            out.value.push_str(v);
+            if !v.is_empty() && !out.used.iter().any(|u| u == name) {
+                out.used.push(name.to_owned());
+            }
+        }
         None => {
             if !out.unset.iter().any(|u| u == name) {
                 out.unset.push(name.to_owned());
@@ -138,8 +145,8 @@ fn reference(inner: &str, vars: &Vars<'_>, out: &mut Expanded) -> Result<(), Str
             };
             if use_default {
                 expand(arg, vars, out)?;
-            } else if let Some(v) = value {
-                out.value.push_str(v);
+            } else {
+                lookup_plain(name, vars, out);
             }
         }
         ":?" | "?" => {
@@ -158,9 +165,7 @@ fn reference(inner: &str, vars: &Vars<'_>, out: &mut Expanded) -> Result<(), Str
                 };
                 return Err(why);
             }
-            if let Some(v) = value {
-                out.value.push_str(v);
-            }
+            lookup_plain(name, vars, out);
         }
         _ => {
             let use_alt = if kind == ":+" {

@@ -35,6 +35,8 @@ pub struct Project {
     /// The merged top-level mapping.
     pub root: Vec<(String, Value)>,
     pub unset: Vec<UnsetVar>,
+    /// Variables whose (non-empty) values were substituted, by where.
+    pub used: Vec<UnsetVar>,
 }
 
 /// The compose files of `dir` when none are given: the first default name that exists, and
@@ -96,6 +98,7 @@ pub fn parse_dotenv(text: &str) -> Vec<(String, Option<String>)> {
 pub fn load(files: &[PathBuf], vars: &BTreeMap<String, String>) -> Result<Project, ImportError> {
     let mut root: Vec<(String, Value)> = Vec::new();
     let mut unset = Vec::new();
+    let mut used = Vec::new();
     for file in files {
         let doc = parse_file(file)?;
         let Value::Map(mut map) = doc else {
@@ -111,6 +114,7 @@ pub fn load(files: &[PathBuf], vars: &BTreeMap<String, String>) -> Result<Projec
             file,
             vars: Vars { map: vars },
             unset: &mut unset,
+            used: &mut used,
         };
         for (key, value) in &mut map {
             ctx.walk(key, value)?;
@@ -123,7 +127,7 @@ pub fn load(files: &[PathBuf], vars: &BTreeMap<String, String>) -> Result<Projec
         }
         merge_top(&mut root, map);
     }
-    Ok(Project { root, unset })
+    Ok(Project { root, unset, used })
 }
 
 /// Parses one YAML file into a `Value`, with the file, line and column of a syntax error.
@@ -227,6 +231,7 @@ struct Interp<'a> {
     file: &'a Path,
     vars: Vars<'a>,
     unset: &'a mut Vec<UnsetVar>,
+    used: &'a mut Vec<UnsetVar>,
 }
 
 impl Interp<'_> {
@@ -239,6 +244,13 @@ impl Interp<'_> {
                         at: at.to_owned(),
                         message,
                     })?;
+                for var in out.used {
+                    self.used.push(UnsetVar {
+                        file: self.file.to_path_buf(),
+                        at: at.to_owned(),
+                        var,
+                    });
+                }
                 for var in out.unset {
                     self.unset.push(UnsetVar {
                         file: self.file.to_path_buf(),

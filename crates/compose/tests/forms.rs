@@ -568,3 +568,24 @@ fn keys_of_the_wrong_shape_and_empty_projects_are_errors() {
         assert!(err.is_input_error());
     }
 }
+
+#[test]
+fn a_secret_variable_used_outside_the_environment_is_a_warning() {
+    let p = Project::new(
+        "services:\n  cache:\n    image: valkey/valkey\n    command: valkey-server --requirepass ${REDIS_PASSWORD}\n  web:\n    image: a\n    environment:\n      REDIS_PASSWORD: ${REDIS_PASSWORD}\n",
+    );
+    p.write(".env", "REDIS_PASSWORD=pw-value-123\n");
+    let c = p.convert();
+    let n = notes(&c);
+    assert!(
+        n.contains("command (warning): uses ${REDIS_PASSWORD}, which looks secret"),
+        "{n}"
+    );
+    assert!(!n.contains("pw-value-123"), "{n}");
+    assert!(
+        c.toml
+            .contains("REDIS_PASSWORD = \"${secret.REDIS_PASSWORD}\""),
+        "{}",
+        c.toml
+    );
+}
