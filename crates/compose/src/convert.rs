@@ -92,7 +92,6 @@ pub fn run(opts: &ImportOptions) -> Result<Conversion, ImportError> {
         profiles,
         project_dir: project_dir.clone(),
         same_dir: same_dir(&project_dir, &out_dir),
-        out_dir,
         notes: Vec::new(),
         secrets: Vec::new(),
         file_secrets: BTreeMap::new(),
@@ -279,7 +278,6 @@ struct Converter<'a> {
     vars: &'a BTreeMap<String, String>,
     profiles: Vec<String>,
     project_dir: PathBuf,
-    out_dir: PathBuf,
     same_dir: bool,
     notes: Vec<Note>,
     secrets: Vec<(String, String)>,
@@ -645,7 +643,8 @@ impl Converter<'_> {
         }
     }
 
-    /// A path from the compose file, as dockhand.toml (in `out_dir`) must write it.
+    /// A path from the compose file, as dockhand.toml must write it: relative when it is
+    /// written beside the compose file, else absolute.
     fn rebase(&self, path: &str) -> String {
         if path.starts_with('/') {
             return path.to_owned();
@@ -658,7 +657,6 @@ impl Converter<'_> {
             }
         } else {
             let abs = normalise(&absolute(&self.project_dir).join(path));
-            let _ = &self.out_dir;
             abs.display().to_string()
         }
     }
@@ -804,7 +802,6 @@ impl Converter<'_> {
         let mut table = InlineTable::new();
         let mut passthrough = Vec::new();
         let mut empty_secrets = Vec::new();
-        let mut renamed = false;
         for (k, v) in env {
             if let Some(reference) = self.database_reference(name, &k, v.as_deref()) {
                 table.insert(&k, reference.into());
@@ -825,11 +822,7 @@ impl Converter<'_> {
                     let s = self.add_secret(name, &k, "");
                     format!("${{secret.{s}}}")
                 }
-                (Some(v), false) => {
-                    let new = self.rename_hosts(&v);
-                    renamed |= new != v;
-                    escape(&new)
-                }
+                (Some(v), false) => escape(&self.rename_hosts(&v)),
                 (None, false) => {
                     passthrough.push(k.clone());
                     format!("${{{k}:-}}")
@@ -859,7 +852,6 @@ impl Converter<'_> {
                 ),
             );
         }
-        let _ = renamed;
         Some(small_or_table(table))
     }
 
@@ -984,18 +976,9 @@ impl Converter<'_> {
         let web_port = web.map(|p| p.container);
         if let Some(p) = web {
             t.insert("port", toml_edit::value(i64::from(p.container)));
-            let published = format!(
-                "{}{}",
-                p.host_ip
-                    .as_deref()
-                    .map(|i| format!("{i}:"))
-                    .unwrap_or_default(),
-                p.host_port.clone().unwrap_or_default()
-            );
             if p.host_ip.is_none() && p.host_port.is_some() {
                 self.note(Some(name), "ports", NoteKind::Warning, format!("compose published port {} on all interfaces; dockhand publishes the container port on 127.0.0.1 only and reaches it through its proxy", p.host_port.clone().unwrap_or_default()));
             }
-            let _ = published;
         }
         for p in &ports {
             if Some(p.container) == web_port && p.protocol == "tcp" {
