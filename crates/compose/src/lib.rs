@@ -14,6 +14,7 @@ mod convert;
 mod interpolate;
 mod load;
 mod output;
+mod syntax;
 mod value;
 
 use std::collections::BTreeMap;
