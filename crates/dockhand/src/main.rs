@@ -103,6 +103,8 @@ pub enum Command {
     /// Manage the long-lived database containers.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Convert another tool's project into a dockhand.toml (`dockhand import compose`).
+    Import(cmd::import::ImportArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
 }

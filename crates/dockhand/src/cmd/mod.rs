@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod check;
 pub mod client;
+pub mod import;
 pub mod up;
 
 use std::process::ExitCode;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => client::logs(&g, args),
         Command::Exec { service, command } => client::exec(&g, &service, command),
         Command::Db(crate::DbCommand::Upgrade { name }) => client::db_upgrade(&g, &name),
+        Command::Import(args) => import::run(&g, args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -7,6 +7,7 @@ mod containers;
 mod crash;
 mod disk;
 mod gates;
+mod import;
 mod lifecycle;
 mod secrets;
 mod up;

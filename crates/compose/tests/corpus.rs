@@ -1,0 +1,246 @@
+//! Every compose project of the test corpus (real files of public projects, see
+//! tests/corpus/README.md) imports; the generated dockhand.toml and the report are compared
+//! with the snapshots in tests/snapshots/ (`UPDATE_EXPECT=1` rewrites them).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use dockhand_compose::{convert, Conversion, ImportOptions, NoteKind, Output};
+
+fn corpus(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus")
+        .join(rel)
+}
+
+/// Compares `actual` with the snapshot `name`, or rewrites it when `UPDATE_EXPECT=1`.
+fn expect_snapshot(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(name);
+    if std::env::var_os("UPDATE_EXPECT").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "snapshot {} is missing; run with UPDATE_EXPECT=1 to create it",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let first = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "snapshot {} differs from line {}:\n--- expected\n{}\n--- actual\n{}\n(run with UPDATE_EXPECT=1 to accept the new output)",
+            path.display(),
+            first + 1,
+            expected.lines().skip(first).take(5).collect::<Vec<_>>().join("\n"),
+            actual.lines().skip(first).take(5).collect::<Vec<_>>().join("\n"),
+        );
+    }
+}
+
+/// Imports `files` (relative to the corpus) with an empty process environment.
+fn import(files: &[&str]) -> Conversion {
+    let opts = ImportOptions {
+        files: files.iter().map(|f| corpus(f)).collect(),
+        dir: corpus(""),
+        output: Output::Stdout,
+        env: BTreeMap::new(),
+        ..ImportOptions::default()
+    };
+    convert(&opts).unwrap_or_else(|e| panic!("import of {files:?} failed: {e}"))
+}
+
+/// Snapshots the file and the report of one import under `name`.
+fn snapshot(name: &str, conv: &Conversion) {
+    expect_snapshot(&format!("{name}.dockhand.toml"), &conv.toml);
+    let mut report = format!(
+        "app: {}\nservices: {}\ndatabases: {}\nsecrets: {}\n",
+        conv.report.app,
+        conv.report.services.join(", "),
+        conv.report.databases.join(", "),
+        conv.secret_names().join(", ")
+    );
+    report.push_str(&conv.report.notes_text());
+    expect_snapshot(&format!("{name}.report.txt"), &report);
+}
+
+fn has_note(conv: &Conversion, service: Option<&str>, key: &str, kind: NoteKind) -> bool {
+    conv.report
+        .notes
+        .iter()
+        .any(|n| n.service.as_deref() == service && n.key == key && n.kind == kind)
+}
+
+fn assert_note(conv: &Conversion, service: Option<&str>, key: &str, kind: NoteKind) {
+    assert!(
+        has_note(conv, service, key, kind),
+        "no {kind:?} note for {service:?} {key}:\n{}",
+        conv.report.notes_text()
+    );
+}
+
+#[test]
+fn nginx_flask_mysql() {
+    let c = import(&["awesome-compose/nginx-flask-mysql/compose.yaml"]);
+    snapshot("nginx-flask-mysql", &c);
+    assert_eq!(c.report.databases, ["db"]);
+    assert!(c.toml.contains("engine = \"mariadb\""), "{}", c.toml);
+    assert!(c.toml.contains("image = \"mariadb:10-focal\""));
+    assert!(c.toml.contains("volume = \"db-data\""));
+    // the secret file is mounted read-only at /run/secrets/<name>
+    assert!(c
+        .toml
+        .contains("\"./db/password.txt:/run/secrets/db-password:ro\""));
+    assert_note(&c, Some("db"), "networks", NoteKind::NotCarried);
+    assert_note(&c, Some("db"), "expose", NoteKind::NotCarried);
+    assert_note(&c, Some("backend"), "depends_on", NoteKind::Assumed);
+    assert_note(&c, None, "networks", NoteKind::NotCarried);
+    // `$$(cat …)` in the healthcheck stays a literal `$` for dockhand (`$$`)
+    assert!(
+        c.toml.contains("$$(cat /run/secrets/db-password)"),
+        "{}",
+        c.toml
+    );
+}
+
+#[test]
+fn nginx_golang_postgres() {
+    let c = import(&["awesome-compose/nginx-golang-postgres/compose.yaml"]);
+    snapshot("nginx-golang-postgres", &c);
+    assert_eq!(c.report.databases, ["db"]);
+    assert!(c.toml.contains("database = \"example\""));
+    assert_note(&c, Some("db"), "user", NoteKind::NotCarried);
+    assert_note(&c, Some("proxy"), "image", NoteKind::Warning);
+    assert!(c
+        .toml
+        .contains("\"./proxy/nginx.conf:/etc/nginx/conf.d/default.conf:ro\""));
+}
+
+#[test]
+fn plausible_compose_yml() {
+    let c = import(&["plausible/compose.yml"]);
+    snapshot("plausible-compose", &c);
+    assert_eq!(c.report.databases, ["plausible-db"]);
+    assert!(c
+        .report
+        .services
+        .contains(&"plausible-events-db".to_owned()));
+    assert_note(&c, Some("plausible_db"), "name", NoteKind::Assumed);
+    // secret-looking values never reach dockhand.toml
+    assert!(c
+        .toml
+        .contains("SECRET_KEY_BASE = \"${secret.SECRET_KEY_BASE}\""));
+    assert!(c.secret_names().contains(&"PLAUSIBLE_DB_PASSWORD"));
+    assert!(!c.toml.contains("password = \"postgres\""));
+    // BASE_URL is unset: it became empty, and the report says so
+    assert_note(&c, Some("plausible"), "environment", NoteKind::Warning);
+    assert!(c.toml.contains("nofile = { soft = 65535, hard = 65535 }"));
+}
+
+#[test]
+fn plausible_docker_compose_with_traefik_override() {
+    let c = import(&[
+        "plausible/docker-compose.yml",
+        "plausible/reverse-proxy/traefik/docker-compose.traefik.yml",
+    ]);
+    snapshot("plausible-docker-compose-traefik", &c);
+    assert_note(&c, Some("plausible"), "labels", NoteKind::NotCarried);
+    assert_note(&c, Some("plausible"), "env_file", NoteKind::Assumed);
+    assert_note(&c, None, "version", NoteKind::NotCarried);
+    assert!(c.toml.contains("port = 8000"));
+    assert!(c.toml.contains("host = \"plausible.localhost\""));
+}
+
+#[test]
+fn umami() {
+    let c = import(&["umami/docker-compose.yml"]);
+    snapshot("umami", &c);
+    assert!(
+        c.toml.contains("health = { path = \"/api/heartbeat\""),
+        "{}",
+        c.toml
+    );
+    assert!(c.toml.contains("init = true"));
+    assert!(c.toml.contains("user = \"umami\""));
+    // the database URL refers to the imported database
+    assert!(c.toml.contains("DATABASE_URL = \"${databases.db.url}\""));
+    assert!(c.toml.contains("APP_SECRET = \"${secret.APP_SECRET}\""));
+    assert!(!c.toml.contains("replace-me"));
+    // `$${POSTGRES_USER}` reaches the shell as `${POSTGRES_USER}`, written `$${…}` for dockhand
+    assert!(
+        c.toml.contains("pg_isready -U $${POSTGRES_USER}"),
+        "{}",
+        c.toml
+    );
+}
+
+#[test]
+fn immich() {
+    let c = import(&["immich/docker/docker-compose.yml"]);
+    snapshot("immich", &c);
+    assert_eq!(c.report.app, "immich");
+    assert!(c.report.databases.contains(&"redis".to_owned()));
+    assert!(c.report.databases.contains(&"database".to_owned()));
+    assert!(c
+        .toml
+        .contains("@sha256:bcf63357191b76a916ae5eb93464d65c07511da41e3bf7a8416db519b40b1c23"));
+    assert!(c.toml.contains("shm_size = \"128MiB\""));
+    assert_note(
+        &c,
+        Some("immich-server"),
+        "container_name",
+        NoteKind::NotCarried,
+    );
+    assert_note(
+        &c,
+        Some("immich-server"),
+        "healthcheck",
+        NoteKind::NotCarried,
+    );
+    assert_note(&c, Some("immich-server"), "env_file", NoteKind::Warning);
+}
+
+#[test]
+fn immich_with_its_example_env() {
+    let opts = ImportOptions {
+        files: vec![corpus("immich/docker/docker-compose.yml")],
+        dir: corpus(""),
+        env_file: Some(corpus("immich/docker/example.env")),
+        output: Output::Stdout,
+        ..ImportOptions::default()
+    };
+    let c = convert(&opts).unwrap();
+    assert!(c.toml.contains("immich-server:release"), "{}", c.toml);
+}
+
+#[test]
+fn paperless_postgres() {
+    let c = import(&["paperless-ngx/docker/compose/docker-compose.postgres.yml"]);
+    snapshot("paperless-postgres", &c);
+    assert_eq!(c.report.databases, ["broker", "db"]);
+    assert!(c.toml.contains("image = \"docker.io/library/postgres:16\""));
+    assert!(c.toml.contains("restart = \"always\""));
+    assert_note(&c, Some("webserver"), "restart", NoteKind::Assumed);
+    assert!(c.toml.contains("\"./export:/usr/src/paperless/export\""));
+}
+
+#[test]
+fn nextcloud_with_nginx_proxy() {
+    let c = import(&[
+        "nextcloud/.examples/docker-compose/with-nginx-proxy/postgres/apache/compose.yaml",
+    ]);
+    snapshot("nextcloud", &c);
+    assert_note(&c, Some("proxy"), "volumes", NoteKind::NotCarried);
+    assert_note(&c, Some("proxy"), "labels", NoteKind::NotCarried);
+    assert!(c.toml.contains("entrypoint = \"/cron.sh\""));
+    assert!(c.toml.contains("\"nextcloud:/var/www/html\""));
+    // the :Z flag is dropped with a note
+    assert!(c.report.notes.iter().any(|n| n.message.contains("SELinux")));
+}

@@ -1,0 +1,108 @@
+//! Every corpus project, imported for real (dockhand.toml and the secrets file written into a
+//! copy of the project), loads with the real configuration parser (`dockhand_config`)
+//! without a schema error. The only errors allowed are the preflight checks about files the
+//! corpus leaves out on purpose (Dockerfiles and build contexts, absent bind sources; see
+//! tests/corpus/README.md).
+
+use std::path::Path;
+
+use dockhand_compose::{import, ImportOptions, Output};
+use dockhand_config::{LoadOptions, Severity};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Imports `files` (relative to corpus/`root`) in a copy of `root`; returns the errors of
+/// loading the result.
+fn import_and_load(root: &str, files: &[&str]) -> Vec<String> {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/corpus")
+        .join(root);
+    let dir = tmp.path().join(Path::new(root).file_name().unwrap());
+    copy_dir(&src, &dir);
+    let done = import(&ImportOptions {
+        files: files.iter().map(|f| dir.join(f)).collect(),
+        dir: dir.clone(),
+        output: Output::Beside,
+        ..ImportOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("{root}: {e}"));
+    let path = done.report.output.unwrap();
+    match dockhand_config::load(&path, &LoadOptions::default()) {
+        Ok(_) => Vec::new(),
+        Err(e) => e
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| d.to_string())
+            .collect(),
+    }
+}
+
+/// An error about a file the corpus does not ship.
+fn is_missing_corpus_file(error: &str) -> bool {
+    let first = error.lines().next().unwrap_or_default();
+    [
+        "error: build context ",
+        "error: Dockerfile ",
+        "error: bind mount source ",
+    ]
+    .iter()
+    .any(|p| first.starts_with(p))
+        && first.ends_with("does not exist")
+}
+
+#[test]
+fn generated_files_load_with_dockhand_config() {
+    let projects: &[(&str, &[&str])] = &[
+        ("awesome-compose/nginx-flask-mysql", &["compose.yaml"]),
+        ("awesome-compose/nginx-golang-postgres", &["compose.yaml"]),
+        ("plausible", &["compose.yml"]),
+        (
+            "plausible",
+            &[
+                "docker-compose.yml",
+                "reverse-proxy/traefik/docker-compose.traefik.yml",
+            ],
+        ),
+        ("umami", &["docker-compose.yml"]),
+        ("immich/docker", &["docker-compose.yml"]),
+        (
+            "paperless-ngx/docker/compose",
+            &["docker-compose.postgres.yml"],
+        ),
+        (
+            "nextcloud/.examples/docker-compose/with-nginx-proxy/postgres/apache",
+            &["compose.yaml"],
+        ),
+    ];
+    let mut problems = String::new();
+    for (root, files) in projects {
+        for error in import_and_load(root, files) {
+            if !is_missing_corpus_file(&error) {
+                problems.push_str(&format!("{root} {files:?}:\n{error}\n"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems}");
+}
+
+#[test]
+fn the_allowed_errors_are_only_the_files_the_corpus_leaves_out() {
+    // umami has no build context and no bind mount: it loads without any error.
+    assert_eq!(
+        import_and_load("umami", &["docker-compose.yml"]),
+        Vec::<String>::new()
+    );
+}
