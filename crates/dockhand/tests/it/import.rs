@@ -160,3 +160,86 @@ fn import_compose_of_a_broken_project_exits_2_with_the_spot() {
         assert!(help.contains(word), "--help lacks {word}: {help}");
     }
 }
+
+/// Copies a corpus project into the sandbox.
+fn copy_corpus(sb: &dockhand_test_support::Sandbox, project: &str) -> std::path::PathBuf {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().flatten() {
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), &target).unwrap();
+            }
+        }
+    }
+    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../compose/tests/corpus")
+        .join(project);
+    let to = sb.path().join(project);
+    copy(&from, &to);
+    to
+}
+
+#[test]
+fn check_finds_the_missing_dockerfiles_and_bind_sources_of_the_corpus() {
+    // (project, key, message fragment) of every error `check` must report on the import.
+    let cases: &[(&str, &[(&str, &str)])] = &[
+        (
+            "awesome-compose/nginx-flask-mysql",
+            &[
+                (
+                    "services.backend.build.context",
+                    "nginx-flask-mysql/backend does not exist",
+                ),
+                ("services.proxy.build", "proxy/Dockerfile does not exist"),
+            ],
+        ),
+        (
+            "awesome-compose/nginx-golang-postgres",
+            &[(
+                "services.backend.build.context",
+                "nginx-golang-postgres/backend does not exist",
+            )],
+        ),
+        (
+            "plausible",
+            &[(
+                "services.plausible-events-db.volumes",
+                "clickhouse/ipv4-only.xml does not exist",
+            )],
+        ),
+        ("umami", &[]),
+    ];
+    for (project, expected) in cases {
+        let sb = sandbox();
+        let dir = copy_corpus(&sb, project);
+        let compose = ["compose.yaml", "compose.yml", "docker-compose.yml"]
+            .iter()
+            .map(|f| dir.join(f))
+            .find(|p| p.exists())
+            .unwrap();
+        let compose = compose.to_str().unwrap();
+        expect(&sb, &["import", "compose", "-f", compose], 0);
+        let toml = dir.join("dockhand.toml");
+        let (code, report) = sb.json(&["check", "-f", toml.to_str().unwrap()]);
+        let errors = report["errors"].as_array().unwrap();
+        assert_eq!(
+            code,
+            Some(if expected.is_empty() { 0 } else { 2 }),
+            "{project}: {report}"
+        );
+        assert_eq!(errors.len(), expected.len(), "{project}: {report}");
+        for (key, fragment) in *expected {
+            let found = errors
+                .iter()
+                .find(|d| d["key"] == *key)
+                .unwrap_or_else(|| panic!("{project}: no error at {key}: {report}"));
+            let message = found["message"].as_str().unwrap();
+            assert!(message.contains(fragment), "{project}: {message}");
+            assert!(found["line"].as_u64().unwrap() > 1, "{project}: {found}");
+            assert!(found["help"].is_string(), "{project}: {found}");
+        }
+    }
+}
