@@ -125,7 +125,11 @@ fn load_secrets(agent: &Agent, config: &AppConfig) -> Result<Option<Secrets>, Ap
     let needed = config
         .services
         .values()
-        .any(|s| !s.secret_names().is_empty());
+        .any(|s| !s.secret_names().is_empty())
+        || config
+            .databases
+            .values()
+            .any(|d| d.container_env().values().any(|v| v.has_secrets()));
     if !needed {
         return Ok(None);
     }

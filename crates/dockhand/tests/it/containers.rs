@@ -497,3 +497,37 @@ fn app_and_database_come_back_after_a_daemon_restart() {
         "the supervisor restarted the container: {status}"
     );
 }
+
+/// Regression: the secrets file was only read when a service referred to a secret, so a
+/// database password that no service's env used could not be resolved.
+#[test]
+fn a_database_password_no_service_uses_still_reaches_the_database() {
+    ensure_test_images();
+    let app = unique_app("dbonly");
+    let _cleanup = AppCleanup::new(&app);
+    let sb = sandbox();
+    sb.write(".dockhand/secrets.env", "DB_PASSWORD=only-the-db-4242\n");
+    std::fs::set_permissions(
+        sb.path().join(".dockhand/secrets.env"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    sb.write(
+        "dockhand.toml",
+        &web_toml(&app, TESTAPP_IMAGE, "VERSION = \"a\"", 1, "60s").replace(
+            "[services.web]",
+            &format!("[databases.db]\nengine = \"postgres\"\nimage = \"{POSTGRES_IMAGE}\"\n\n[services.web]"),
+        ),
+    );
+    let _agent = sb.start_agent();
+    let env = docker_ok(&[
+        "inspect",
+        "-f",
+        "{{json .Config.Env}}",
+        &format!("{app}-db"),
+    ]);
+    assert!(env.contains("POSTGRES_PASSWORD=only-the-db-4242"), "{env}");
+    assert!(env.contains(&format!("POSTGRES_USER={app}")), "{env}");
+    let (_, events) = sb.json(&["events"]);
+    assert!(!events.to_string().contains("only-the-db-4242"));
+}
