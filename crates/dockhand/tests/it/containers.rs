@@ -49,6 +49,12 @@ fn running(app: &str, kind: &str) -> Vec<String> {
     .collect()
 }
 
+/// Writes the sandbox's secrets file, mode 0600.
+fn write_secrets(sb: &Sandbox, text: &str) {
+    let path = sb.write(".dockhand/secrets.env", text);
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+}
+
 fn get(sb: &Sandbox, path: &str) -> String {
     let addr = sb.proxy_addr();
     let out = std::process::Command::new("curl")
@@ -203,12 +209,7 @@ fn database_survives_app_deploys_and_agent_restarts() {
     let app = unique_app("pg");
     let _cleanup = AppCleanup::new(&app);
     let sb = sandbox();
-    sb.write(".dockhand/secrets.env", "DB_PASSWORD=pg-secret-4711\n");
-    std::fs::set_permissions(
-        sb.path().join(".dockhand/secrets.env"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    write_secrets(&sb, "DB_PASSWORD=pg-secret-4711\n");
     sb.write("dockhand.toml", &db_toml(&app, "one", ""));
     let mut agent = sb.start_agent();
     let db = format!("{app}-db");
@@ -382,12 +383,7 @@ fn check_finds_missing_programs_in_images_and_taken_ports() {
     let sb = sandbox();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    sb.write(".dockhand/secrets.env", "DB_PASSWORD=x\n");
-    std::fs::set_permissions(
-        sb.path().join(".dockhand/secrets.env"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    write_secrets(&sb, "DB_PASSWORD=x\n");
     sb.write(
         "dockhand.toml",
         &format!(
@@ -444,12 +440,7 @@ fn app_and_database_come_back_after_a_daemon_restart() {
     let app = unique_app("dr");
     let _cleanup = AppCleanup::new(&app);
     let sb = sandbox();
-    sb.write(".dockhand/secrets.env", "DB_PASSWORD=pw\n");
-    std::fs::set_permissions(
-        sb.path().join(".dockhand/secrets.env"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    write_secrets(&sb, "DB_PASSWORD=pw\n");
     sb.write("dockhand.toml", &db_toml(&app, "one", ""));
     let _agent = sb.start_agent();
     psql(
@@ -506,12 +497,7 @@ fn a_database_password_no_service_uses_still_reaches_the_database() {
     let app = unique_app("dbonly");
     let _cleanup = AppCleanup::new(&app);
     let sb = sandbox();
-    sb.write(".dockhand/secrets.env", "DB_PASSWORD=only-the-db-4242\n");
-    std::fs::set_permissions(
-        sb.path().join(".dockhand/secrets.env"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )
-    .unwrap();
+    write_secrets(&sb, "DB_PASSWORD=only-the-db-4242\n");
     sb.write(
         "dockhand.toml",
         &web_toml(&app, TESTAPP_IMAGE, "VERSION = \"a\"", 1, "60s").replace(
