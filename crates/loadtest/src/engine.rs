@@ -412,45 +412,74 @@ async fn connection(idx: u64, ctx: Ctx) {
             }
         }
         let ep = s.schedule.pick(seq);
-        if !conn.as_ref().is_some_and(Conn::reusable) {
-            conn = None;
-            match s.connector.connect().await {
-                Ok(c) => {
-                    conn = Some(c);
-                    backoff = Duration::ZERO;
+        // A kept-alive connection the server closed just before this request was sent is
+        // not a failure of the request: it goes once more on a fresh connection.
+        let mut retried = false;
+        loop {
+            let reused = conn.as_ref().is_some_and(Conn::reusable);
+            if !reused {
+                conn = None;
+                match s.connector.connect().await {
+                    Ok(c) => {
+                        conn = Some(c);
+                        backoff = Duration::ZERO;
+                    }
+                    Err(_) => {
+                        ctx.record_error(ep, ErrorKind::Connect, false);
+                        // Do not spin against a closed port; catch up later in open loop.
+                        backoff = (backoff * 2)
+                            .clamp(Duration::from_millis(1), Duration::from_millis(100));
+                        tokio::time::sleep(backoff).await;
+                        break;
+                    }
                 }
-                Err(_) => {
-                    ctx.record_error(ep, ErrorKind::Connect, false);
-                    // Do not spin against a closed port; catch up later in open loop.
-                    backoff =
-                        (backoff * 2).clamp(Duration::from_millis(1), Duration::from_millis(100));
-                    tokio::time::sleep(backoff).await;
+            }
+            let live = conn.as_mut().expect("connected above");
+            let req = s.templates[ep].request();
+            let now = Instant::now();
+            let sent = due.unwrap_or(now);
+            let deadline = now + s.timeout;
+            // The timer is re-armed only when it has run out, not per request: when it
+            // fires early (armed for an earlier request) it is moved to this one's deadline.
+            if timer.deadline().into_std() <= now {
+                timer.as_mut().reset(deadline.into());
+            }
+            let result = {
+                let fut = live.driver.drive(exchange(&mut live.sender, req));
+                tokio::pin!(fut);
+                loop {
+                    tokio::select! {
+                        biased;
+                        r = &mut fut => break Some(r),
+                        _ = &mut timer => {
+                            if Instant::now() >= deadline {
+                                break None;
+                            }
+                            timer.as_mut().reset(deadline.into());
+                        }
+                    }
+                }
+            };
+            let end = Instant::now();
+            match result {
+                Some(Ok((status, body_in))) => {
+                    ctx.record(ep, status, body_in, end.saturating_duration_since(sent));
+                }
+                Some(Err(e)) if reused && !retried && (e.is_canceled() || e.is_closed()) => {
+                    retried = true;
+                    conn = None;
                     continue;
                 }
+                Some(Err(e)) => {
+                    ctx.record_error(ep, classify(&e, live.driver.error.as_ref()), true);
+                    conn = None;
+                }
+                None => {
+                    ctx.record_error(ep, ErrorKind::Timeout, true);
+                    conn = None;
+                }
             }
-        }
-        let live = conn.as_mut().expect("connected above");
-        let req = s.templates[ep].request();
-        let sent = due.unwrap_or_else(Instant::now);
-        timer.as_mut().reset((Instant::now() + s.timeout).into());
-        let result = tokio::select! {
-            biased;
-            r = live.driver.drive(exchange(&mut live.sender, req)) => Some(r),
-            _ = &mut timer => None,
-        };
-        let end = Instant::now();
-        match result {
-            Some(Ok((status, body_in))) => {
-                ctx.record(ep, status, body_in, end.saturating_duration_since(sent));
-            }
-            Some(Err(e)) => {
-                ctx.record_error(ep, classify(&e, live.driver.error.as_ref()), true);
-                conn = None;
-            }
-            None => {
-                ctx.record_error(ep, ErrorKind::Timeout, true);
-                conn = None;
-            }
+            break;
         }
     }
 }

@@ -400,3 +400,42 @@ fn route_loads_the_running_apps_service_through_the_proxy() {
         show(&out)
     );
 }
+
+#[test]
+fn failures_without_an_answer_are_counted_by_kind() {
+    let app = Testapp::start(&[]);
+    let sb = sandbox();
+    let slow = format!("http://127.0.0.1:{}/slow?ms=5000", app.port);
+    let out = expect(
+        &sb,
+        &[
+            "loadtest",
+            &slow,
+            "-n",
+            "4",
+            "-c",
+            "2",
+            "--timeout",
+            "300ms",
+            "--json",
+        ],
+        1,
+    );
+    let report = json_of(&out);
+    assert_eq!(
+        report["totals"]["errors"],
+        serde_json::json!({ "connect": 0, "timeout": 4, "reset": 0, "other": 0 }),
+        "{report:#}"
+    );
+    assert_eq!(report["totals"]["completed"], 0);
+
+    let closed = format!("http://127.0.0.1:{}/", free_port());
+    let out = expect(
+        &sb,
+        &["loadtest", &closed, "-n", "3", "-c", "1", "--json"],
+        1,
+    );
+    let report = json_of(&out);
+    assert_eq!(report["totals"]["errors"]["connect"], 3, "{report:#}");
+    assert_eq!(report["verdict"], "fail");
+}
