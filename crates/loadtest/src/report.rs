@@ -280,3 +280,113 @@ fn bytes(n: u64) -> String {
         format!("{n} B")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::summary::new_histogram;
+    use crate::{Endpoint, Origin};
+
+    fn plan() -> Plan {
+        Plan {
+            origin: Origin {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: 8080,
+            },
+            addrs: vec!["127.0.0.1:8080".parse().unwrap()],
+            endpoints: vec![Endpoint {
+                name: "GET /".into(),
+                method: http::Method::GET,
+                path: "/".parse().unwrap(),
+                headers: vec![],
+                body: bytes::Bytes::new(),
+                weight: 1,
+            }],
+            login: None,
+            bearer: Some("never-shown".into()),
+            connections: 4,
+            threads: 2,
+            stop: Stop::Requests(100),
+            rate: None,
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            insecure: false,
+        }
+    }
+
+    fn measured() -> Measurements {
+        let mut latency = new_histogram();
+        for us in 1..=100 {
+            latency.record(us * 10).unwrap();
+        }
+        Measurements {
+            elapsed: Duration::from_secs(2),
+            threads: 2,
+            endpoints: vec![EndpointMeasure {
+                requests: 100,
+                latency,
+                status: [(200, 90), (500, 10)].into_iter().collect(),
+                errors: ErrorCounts::default(),
+                response_body_bytes: 1200,
+                request_body_bytes: 0,
+            }],
+        }
+    }
+
+    #[test]
+    fn ten_percent_of_500s_report_warn_with_exit_code_6() {
+        let r = Report::new(&plan(), &measured(), &Thresholds::default());
+        assert_eq!(r.verdict, Verdict::Warn);
+        assert_eq!(r.exit_code, EXIT_WARN);
+        assert_eq!(r.totals.requests_per_sec, 50.0);
+        assert_eq!(r.totals.latency_us.p50_us, 500);
+        assert_eq!(r.totals.latency_us.p99_us, 990);
+        assert_eq!(r.totals.failed, 10);
+        let md = r.to_markdown();
+        assert!(md.starts_with("# Load test: WARN\n"), "{md}");
+        assert!(
+            md.contains("| all | 500µs | 900µs | 950µs | 990µs | 1.00ms | 1.00ms | 505µs |"),
+            "{md}"
+        );
+        assert!(
+            !md.contains("## Endpoints"),
+            "one endpoint needs no table: {md}"
+        );
+    }
+
+    #[test]
+    fn the_json_report_keeps_its_field_names_and_no_secret() {
+        let r = Report::new(&plan(), &measured(), &Thresholds::default());
+        let json = r.to_json();
+        assert!(!json.contains("never-shown"));
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for key in [
+            "schema",
+            "target",
+            "mode",
+            "connections",
+            "threads",
+            "elapsed_s",
+            "totals",
+            "endpoints",
+            "thresholds",
+            "checks",
+            "verdict",
+            "exit_code",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}: {json}");
+        }
+        assert_eq!(v["schema"], 1);
+        assert_eq!(v["mode"], "closed");
+        assert_eq!(v["verdict"], "warn");
+        assert_eq!(v["totals"]["status"]["500"], 10);
+        assert_eq!(v["totals"]["latency_us"]["p999_us"], 1000);
+        assert_eq!(v["endpoints"][0]["stats"]["success_rate"], 90.0);
+        // It reads back: the harness can deserialize what the CLI prints.
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+    }
+}
