@@ -39,6 +39,33 @@ pub enum ErrorKind {
     Other,
 }
 
+impl ErrorKind {
+    /// How reports name it (the keys of [`ErrorCounts`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
+/// An error and its sources, `outer: inner: innermost`.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 /// Failed requests by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorCounts {
@@ -80,6 +107,8 @@ pub struct EndpointMeasure {
     /// Answers by status code.
     pub status: BTreeMap<u16, u64>,
     pub errors: ErrorCounts,
+    /// The first error message seen of each kind (`connect`, `timeout`, …).
+    pub error_samples: BTreeMap<String, String>,
     pub response_body_bytes: u64,
     pub request_body_bytes: u64,
 }
@@ -91,6 +120,7 @@ impl EndpointMeasure {
             latency: new_histogram(),
             status: BTreeMap::new(),
             errors: ErrorCounts::default(),
+            error_samples: BTreeMap::new(),
             response_body_bytes: 0,
             request_body_bytes: 0,
         }
@@ -119,6 +149,11 @@ impl EndpointMeasure {
             *self.status.entry(*s).or_default() += n;
         }
         self.errors.merge(&o.errors);
+        for (k, v) in &o.error_samples {
+            self.error_samples
+                .entry(k.clone())
+                .or_insert_with(|| v.clone());
+        }
         self.response_body_bytes += o.response_body_bytes;
         self.request_body_bytes += o.request_body_bytes;
     }
@@ -374,11 +409,18 @@ impl Ctx {
         self.progress.add(self.thread, 1);
     }
 
-    fn record_error(&self, ep: usize, kind: ErrorKind, sent_body: bool) {
+    fn record_error(
+        &self,
+        ep: usize,
+        kind: ErrorKind,
+        sent_body: bool,
+        why: impl FnOnce() -> String,
+    ) {
         let mut accs = self.accs.borrow_mut();
         let acc = &mut accs[ep];
         acc.requests += 1;
         acc.errors.add(kind);
+        acc.samples.entry(kind.name()).or_insert_with(why);
         if sent_body {
             acc.body_out += self.shared.templates[ep].body.len() as u64;
         }
@@ -424,8 +466,8 @@ async fn connection(idx: u64, ctx: Ctx) {
                         conn = Some(c);
                         backoff = Duration::ZERO;
                     }
-                    Err(_) => {
-                        ctx.record_error(ep, ErrorKind::Connect, false);
+                    Err(e) => {
+                        ctx.record_error(ep, ErrorKind::Connect, false, || chain(&e));
                         // Do not spin against a closed port; catch up later in open loop.
                         backoff = (backoff * 2)
                             .clamp(Duration::from_millis(1), Duration::from_millis(100));
@@ -471,11 +513,22 @@ async fn connection(idx: u64, ctx: Ctx) {
                     continue;
                 }
                 Some(Err(e)) => {
-                    ctx.record_error(ep, classify(&e, live.driver.error.as_ref()), true);
+                    let kind = classify(&e, live.driver.error.as_ref());
+                    ctx.record_error(ep, kind, true, || match live.driver.error.as_ref() {
+                        Some(c) => {
+                            format!("{}; the connection ended with: {}", chain(&e), chain(c))
+                        }
+                        None => chain(&e),
+                    });
                     conn = None;
                 }
                 None => {
-                    ctx.record_error(ep, ErrorKind::Timeout, true);
+                    ctx.record_error(ep, ErrorKind::Timeout, true, || {
+                        format!(
+                            "no complete answer within {}",
+                            humantime::format_duration(s.timeout)
+                        )
+                    });
                     conn = None;
                 }
             }
@@ -536,6 +589,7 @@ struct Acc {
     /// Indexed by status code (0–999).
     status: Vec<u64>,
     errors: ErrorCounts,
+    samples: BTreeMap<&'static str, String>,
     body_in: u64,
     body_out: u64,
 }
@@ -547,6 +601,7 @@ impl Acc {
             latency: new_histogram(),
             status: vec![0; 1000],
             errors: ErrorCounts::default(),
+            samples: BTreeMap::new(),
             body_in: 0,
             body_out: 0,
         }
@@ -564,6 +619,11 @@ impl Acc {
                 .map(|(s, n)| (s as u16, *n))
                 .collect(),
             errors: self.errors,
+            error_samples: self
+                .samples
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
             response_body_bytes: self.body_in,
             request_body_bytes: self.body_out,
         }

@@ -74,6 +74,9 @@ pub struct Stats {
     pub status: BTreeMap<String, u64>,
     /// Requests that got no answer, by kind.
     pub errors: ErrorCounts,
+    /// The first message of each kind of error that occurred (`"connect": "connect to …"`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub error_samples: BTreeMap<String, String>,
 }
 
 impl Stats {
@@ -96,6 +99,7 @@ impl Stats {
             latency_us: LatencySummary::of(&m.latency),
             status: m.status.iter().map(|(s, n)| (s.to_string(), *n)).collect(),
             errors: m.errors,
+            error_samples: m.error_samples.clone(),
         }
     }
 }
@@ -244,6 +248,12 @@ impl Report {
                 let _ = writeln!(md, "| {kind} | {n} |");
             }
         }
+        if !t.error_samples.is_empty() {
+            md.push('\n');
+            for (kind, message) in &t.error_samples {
+                let _ = writeln!(md, "- first {kind} error: {message}");
+            }
+        }
         let _ = writeln!(md, "\n## Verdict: {}\n", self.verdict.label());
         for c in &self.checks {
             let _ = writeln!(md, "- {} {}", c.verdict.label(), c.message);
@@ -330,6 +340,7 @@ mod tests {
                 latency,
                 status: [(200, 90), (500, 10)].into_iter().collect(),
                 errors: ErrorCounts::default(),
+                error_samples: BTreeMap::new(),
                 response_body_bytes: 1200,
                 request_body_bytes: 0,
             }],

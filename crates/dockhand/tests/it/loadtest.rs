@@ -428,8 +428,13 @@ fn failures_without_an_answer_are_counted_by_kind() {
         "{report:#}"
     );
     assert_eq!(report["totals"]["completed"], 0);
+    assert_eq!(
+        report["totals"]["error_samples"]["timeout"],
+        "no complete answer within 300ms"
+    );
 
-    let closed = format!("http://127.0.0.1:{}/", free_port());
+    let port = free_port();
+    let closed = format!("http://127.0.0.1:{port}/");
     let out = expect(
         &sb,
         &["loadtest", &closed, "-n", "3", "-c", "1", "--json"],
@@ -437,5 +442,12 @@ fn failures_without_an_answer_are_counted_by_kind() {
     );
     let report = json_of(&out);
     assert_eq!(report["totals"]["errors"]["connect"], 3, "{report:#}");
+    let why = report["totals"]["error_samples"]["connect"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        why.starts_with(&format!("connect to 127.0.0.1:{port} failed")),
+        "{report:#}"
+    );
     assert_eq!(report["verdict"], "fail");
 }
