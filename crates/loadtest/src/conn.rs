@@ -74,6 +74,9 @@ impl Connector {
         for addr in self.addrs.iter().copied() {
             match self.connect_one(addr).await {
                 Ok(conn) => return Ok(conn),
+                // The server is there but the handshake failed: another address of the same
+                // name would not help, and its error (refused) would hide this one.
+                Err(e @ (ConnectError::Tls { .. } | ConnectError::Http(_))) => return Err(e),
                 Err(e) => last = Some(e),
             }
         }

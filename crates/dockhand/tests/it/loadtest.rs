@@ -451,3 +451,110 @@ fn failures_without_an_answer_are_counted_by_kind() {
     );
     assert_eq!(report["verdict"], "fail");
 }
+
+/// An HTTPS server on loopback with the self-signed test certificate in `fixtures/`; stopped
+/// when the returned runtime is dropped.
+fn tls_server() -> (u16, tokio::runtime::Runtime) {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures");
+    let certs = CertificateDer::pem_file_iter(dir.join("test-only-cert.pem"))
+        .expect("read the test certificate")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("parse the test certificate");
+    let key = PrivateKeyDer::from_pem_file(dir.join("test-only-key.pem")).expect("the test key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    rt.spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(Ok(tls)) =
+                    tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
+                else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"secure"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (port, rt)
+}
+
+#[test]
+fn https_with_insecure_accepts_a_self_signed_certificate_and_without_it_says_why_not() {
+    let (port, _server) = tls_server();
+    let sb = sandbox();
+    let url = format!("https://localhost:{port}/");
+    let out = expect(
+        &sb,
+        &[
+            "loadtest",
+            &url,
+            "--insecure",
+            "-n",
+            "50",
+            "-c",
+            "2",
+            "--json",
+        ],
+        0,
+    );
+    let report = json_of(&out);
+    assert_eq!(report["totals"]["status"], serde_json::json!({ "200": 50 }));
+    assert_eq!(report["totals"]["response_body_bytes"], 50 * 6);
+
+    let out = expect(&sb, &["loadtest", &url, "-n", "2", "-c", "1", "--json"], 1);
+    let report = json_of(&out);
+    assert_eq!(report["totals"]["errors"]["connect"], 2, "{report:#}");
+    let why = report["totals"]["error_samples"]["connect"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        why.contains("TLS handshake") && why.contains("certificate"),
+        "{why}"
+    );
+}
+
+#[test]
+fn open_loop_sends_the_requested_count_at_a_rate() {
+    let app = Testapp::start(&[]);
+    let sb = sandbox();
+    let url = format!("http://127.0.0.1:{}/", app.port);
+    let out = expect(
+        &sb,
+        &[
+            "loadtest", &url, "--rate", "400", "-n", "100", "-c", "4", "--json",
+        ],
+        0,
+    );
+    let report = json_of(&out);
+    assert_eq!(report["mode"], "open");
+    assert_eq!(report["rate"], 400.0);
+    assert_eq!(report["request_limit"], 100);
+    assert_eq!(
+        report["totals"]["status"],
+        serde_json::json!({ "200": 100 })
+    );
+}
