@@ -343,6 +343,9 @@ fn thread_main(
     let accs: Rc<RefCell<Vec<Acc>>> = Rc::new(RefCell::new(
         (0..shared.endpoints).map(|_| Acc::new()).collect(),
     ));
+    // This thread's own copy of the requests: cloning a header value or a path bumps a
+    // reference count, which must not be a cache line shared with the other threads.
+    let templates: Rc<[Template]> = shared.templates.iter().map(Template::copy).collect();
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async {
         let handles: Vec<_> = (t..shared.connections as usize)
@@ -351,6 +354,7 @@ fn thread_main(
                 let ctx = Ctx {
                     shared: Arc::clone(shared),
                     accs: Rc::clone(&accs),
+                    templates: Rc::clone(&templates),
                     progress: Arc::clone(progress),
                     thread: t,
                     start,
@@ -389,6 +393,7 @@ fn thread_main(
 struct Ctx {
     shared: Arc<Shared>,
     accs: Rc<RefCell<Vec<Acc>>>,
+    templates: Rc<[Template]>,
     progress: Arc<Progress>,
     thread: usize,
     start: Instant,
@@ -402,7 +407,7 @@ impl Ctx {
         acc.requests += 1;
         acc.status[usize::from(status.min(999))] += 1;
         acc.body_in += body_in;
-        acc.body_out += self.shared.templates[ep].body.len() as u64;
+        acc.body_out += self.templates[ep].body.len() as u64;
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         acc.latency.saturating_record(us.clamp(1, MAX_TRACKED_US));
         drop(accs);
@@ -422,7 +427,7 @@ impl Ctx {
         acc.errors.add(kind);
         acc.samples.entry(kind.name()).or_insert_with(why);
         if sent_body {
-            acc.body_out += self.shared.templates[ep].body.len() as u64;
+            acc.body_out += self.templates[ep].body.len() as u64;
         }
         drop(accs);
         self.progress.add(self.thread, 1);
@@ -477,7 +482,7 @@ async fn connection(idx: u64, ctx: Ctx) {
                 }
             }
             let live = conn.as_mut().expect("connected above");
-            let req = s.templates[ep].request();
+            let req = ctx.templates[ep].request();
             let now = Instant::now();
             let sent = due.unwrap_or(now);
             let deadline = now + s.timeout;
@@ -683,6 +688,24 @@ impl Template {
             headers,
             body,
         })
+    }
+
+    /// A copy that shares no allocation (and so no reference count) with `self`.
+    fn copy(&self) -> Template {
+        let mut headers = HeaderMap::with_capacity(self.headers.len());
+        for (name, value) in &self.headers {
+            let mut v = HeaderValue::from_bytes(value.as_bytes())
+                .expect("a valid header value stays valid");
+            v.set_sensitive(value.is_sensitive());
+            headers.append(name.clone(), v);
+        }
+        Template {
+            method: self.method.clone(),
+            uri: Uri::from_maybe_shared(Bytes::copy_from_slice(self.uri.to_string().as_bytes()))
+                .expect("a valid path stays valid"),
+            headers,
+            body: Bytes::copy_from_slice(&self.body),
+        }
     }
 
     fn request(&self) -> Request<ReqBody> {
