@@ -4,6 +4,7 @@ pub mod agent;
 pub mod check;
 pub mod client;
 pub mod import;
+pub mod loadtest;
 pub mod up;
 
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Exec { service, command } => client::exec(&g, &service, command),
         Command::Db(crate::DbCommand::Upgrade { name }) => client::db_upgrade(&g, &name),
         Command::Import(args) => import::run(&g, args),
+        Command::Loadtest(args) => loadtest::run(&g, *args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

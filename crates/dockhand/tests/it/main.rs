@@ -9,6 +9,7 @@ mod disk;
 mod gates;
 mod import;
 mod lifecycle;
+mod loadtest;
 mod secrets;
 mod up;
 mod websocket;
