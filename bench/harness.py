@@ -939,6 +939,8 @@ def main(argv=None):
     def on_signal(signum, _frame):
         raise Interrupted(f"received {signal.Signals(signum).name}")
 
+    # Explicitly: a shell that starts us in the background leaves SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 
