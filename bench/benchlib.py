@@ -76,7 +76,7 @@ def parse_wrk(output):
 # `dockhand loadtest --json`
 
 
-_RPS_KEYS = ("requests_per_second", "rps", "req_per_sec", "throughput_rps")
+_RPS_KEYS = ("requests_per_sec", "requests_per_second", "rps", "req_per_sec", "throughput_rps")
 _PCTS = ("p50", "p90", "p95", "p99", "p99_9", "p999", "max")
 
 
@@ -110,6 +110,9 @@ def parse_loadtest_json(report):
     """
     if not isinstance(report, dict):
         raise ParseError("loadtest report is not a JSON object")
+    # Schema 1 (crates/loadtest/src/report.rs): all endpoints together are in `totals`.
+    if isinstance(report.get("totals"), dict):
+        report = report["totals"]
     out = {}
     for path, value in _walk(report):
         key = path[-1].lower()

@@ -74,6 +74,24 @@ class ParseLoadtest(unittest.TestCase):
         self.assertEqual(r["p50_us"], 800)
         self.assertEqual(r["p99_us"], 1900)
 
+    def test_schema_1_report_reads_totals(self):
+        report = {
+            "schema": 1, "connections": 64, "threads": 1, "elapsed_s": 5.0,
+            "totals": {"requests": 50000, "failed": 0, "requests_per_sec": 9999.5,
+                       "latency_us": {"count": 50000, "mean_us": 6000.0, "p50_us": 5800,
+                                      "p90_us": 7000, "p95_us": 7500, "p99_us": 9100,
+                                      "p999_us": 12000, "max_us": 20000}},
+            "endpoints": [{"name": "x", "stats": {"requests_per_sec": 1.0,
+                                                  "latency_us": {"p50_us": 1}}}],
+            "exit_code": 0,
+        }
+        r = bl.parse_loadtest_json(report)
+        self.assertEqual(r["rps"], 9999.5)
+        self.assertEqual(r["p50_us"], 5800)
+        self.assertEqual(r["p90_us"], 7000)
+        self.assertEqual(r["p99_us"], 9100)
+        self.assertEqual(r["requests"], 50000)
+
     def test_missing_rps_is_an_error(self):
         with self.assertRaises(bl.ParseError):
             bl.parse_loadtest_json({"latency_ms": {"p50": 1}})
