@@ -1,9 +1,7 @@
 //! Streaming bodies. [`RequestBody`] passes the client's body to the upstream
 //! frame by frame and fails once it grows past the size limit; [`ResponseBody`]
 //! passes the upstream's body to the client and holds the request's backend
-//! guard (and pooled connection) until the body is finished or dropped. While it
-//! holds the connection it also drives it (see [`crate::pool`]): the connection
-//! reads the body from the upstream only when the client's side asks for more.
+//! guard (and pooled connection) until the body is finished or dropped.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -12,7 +10,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::pool::Upstream;
+use crate::pool::Pooled;
 use crate::server::RequestGuard;
 
 /// Boxed error type of both bodies.
@@ -111,9 +109,8 @@ enum Kind {
     Full(Option<Bytes>),
     Upstream {
         body: Incoming,
-        /// Driven while the body streams; returned to the pool once it ended cleanly.
-        /// `None` for a connection with its own task (upgrade requests).
-        conn: Option<Upstream>,
+        /// Returned to the pool once the body ended cleanly.
+        conn: Option<Pooled>,
         _guard: RequestGuard,
     },
 }
@@ -134,7 +131,7 @@ impl ResponseBody {
 
     pub(crate) fn upstream(
         body: Incoming,
-        conn: Option<Upstream>,
+        conn: Option<Pooled>,
         guard: RequestGuard,
     ) -> ResponseBody {
         let mut out = ResponseBody {
@@ -171,37 +168,23 @@ impl Body for ResponseBody {
         let this = &mut *self;
         match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream { body, conn, .. } => {
-                let mut polled = Pin::new(&mut *body).poll_frame(cx);
-                if polled.is_pending() {
-                    if let Some(up) = conn.as_mut() {
-                        // Let the connection read more of the body, then look again.
-                        if up.poll_conn(cx).is_ready() {
-                            // It ended: dropping it closes the body's channel, so the
-                            // body reports its end or its error now instead of hanging.
-                            conn.take();
-                        }
-                        polled = Pin::new(&mut *body).poll_frame(cx);
-                    }
+            Kind::Upstream { body, conn, .. } => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.check_end();
+                    Poll::Ready(Some(Ok(frame)))
                 }
-                match polled {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        this.check_end();
-                        Poll::Ready(Some(Ok(frame)))
-                    }
-                    Poll::Ready(Some(Err(e))) => {
-                        conn.take();
-                        Poll::Ready(Some(Err(Box::new(e))))
-                    }
-                    Poll::Ready(None) => {
-                        if let Some(conn) = conn.take() {
-                            conn.release();
-                        }
-                        Poll::Ready(None)
-                    }
-                    Poll::Pending => Poll::Pending,
+                Poll::Ready(Some(Err(e))) => {
+                    conn.take();
+                    Poll::Ready(Some(Err(Box::new(e))))
                 }
-            }
+                Poll::Ready(None) => {
+                    if let Some(conn) = conn.take() {
+                        conn.release();
+                    }
+                    Poll::Ready(None)
+                }
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 

@@ -5,6 +5,7 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
@@ -16,7 +17,7 @@ use crate::backend::InflightGuard;
 use crate::body::{BodyTooLarge, DownstreamBodyError, RequestBody, ResponseBody};
 use crate::error::{ErrorKind, ErrorSource, ProxyError};
 use crate::headers;
-use crate::pool::{self, SendError, Upstream};
+use crate::pool::{self, Pooled, Sender};
 use crate::server::{ActiveGuard, RequestGuard, WorkerCtx};
 
 /// Serves one client request; never fails (errors become small text responses).
@@ -139,9 +140,10 @@ async fn forward(
 
     let body_empty = req.body().is_end_stream();
     let req = req.map(|b| RequestBody::new(b, config.max_request_body));
-    let (mut response, up) = send(ctx, backend.id(), backend.addr(), req, body_empty).await?;
+    let (mut response, sender) = send(ctx, backend.id(), backend.addr(), req, body_empty).await?;
     headers::prepare_response(response.headers_mut(), false, request_id.clone());
-    Ok(response.map(|body| ResponseBody::upstream(body, Some(up), guard)))
+    let pooled = Pooled::new(backend.id(), sender);
+    Ok(response.map(|body| ResponseBody::upstream(body, Some(pooled), guard)))
 }
 
 /// Sends on a pooled connection when one is idle; if that reused connection turns
@@ -153,42 +155,48 @@ async fn send(
     addr: SocketAddr,
     mut req: Request<RequestBody>,
     body_empty: bool,
-) -> Result<(Response<Incoming>, Upstream), ProxyError> {
+) -> Result<(Response<Incoming>, Sender), ProxyError> {
     let config = &ctx.shared.config;
-    if let Some(mut up) = pool::checkout(backend_id, config.upstream_idle_timeout) {
+    if let Some(mut sender) = checkout_ready(backend_id, config.upstream_idle_timeout).await {
         let replay = body_empty.then(|| clone_without_body(&req));
-        match tokio::time::timeout(config.upstream_response_timeout, up.send(req)).await {
+        match tokio::time::timeout(
+            config.upstream_response_timeout,
+            sender.try_send_request(req),
+        )
+        .await
+        {
             Err(_) => return Err(response_timeout(addr)),
-            Ok(Ok(response)) => return Ok((response, up)),
-            Ok(Err(SendError::Hyper(mut e))) => {
+            Ok(Ok(response)) => return Ok((response, sender)),
+            Ok(Err(mut e)) => {
                 req = match (e.take_message(), replay) {
                     (Some(req), _) => req,
                     (None, Some(replay)) if replayable(e.error()) => replay,
                     (None, _) => return Err(classify(&e.into_error(), addr)),
                 };
+                tracing::debug!(upstream = %addr, "pooled upstream connection was closed, retrying on a new one");
             }
-            Ok(Err(SendError::Closed)) => match replay {
-                Some(replay) => req = replay,
-                None => return Err(closed_early(addr)),
-            },
         }
-        tracing::debug!(upstream = %addr, "pooled upstream connection was closed, retrying on a new one");
     }
-    let mut up = pool::connect(backend_id, addr, config.upstream_connect_timeout).await?;
-    match tokio::time::timeout(config.upstream_response_timeout, up.send(req)).await {
+    let mut sender = pool::connect(addr, config.upstream_connect_timeout).await?;
+    match tokio::time::timeout(config.upstream_response_timeout, sender.send_request(req)).await {
         Err(_) => Err(response_timeout(addr)),
-        Ok(Ok(response)) => Ok((response, up)),
-        Ok(Err(SendError::Hyper(e))) => Err(classify(&e.into_error(), addr)),
-        Ok(Err(SendError::Closed)) => Err(closed_early(addr)),
+        Ok(Ok(response)) => Ok((response, sender)),
+        Ok(Err(e)) => Err(classify(&e, addr)),
     }
 }
 
-fn closed_early(addr: SocketAddr) -> ProxyError {
-    ProxyError::upstream(
-        ErrorKind::UpstreamProtocol,
-        addr,
-        "closed the connection before responding",
-    )
+/// A pooled connection that is ready for a request. A connection whose previous
+/// response just ended may need a moment before its task marks it ready.
+async fn checkout_ready(backend_id: u64, idle_timeout: Duration) -> Option<Sender> {
+    while let Some(mut sender) = pool::checkout(backend_id, idle_timeout) {
+        if sender.is_ready() {
+            return Some(sender);
+        }
+        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(250), sender.ready()).await {
+            return Some(sender);
+        }
+    }
+    None
 }
 
 fn response_timeout(addr: SocketAddr) -> ProxyError {
