@@ -408,7 +408,7 @@ def proxy_matrix(peers, args, budget):
     raw = {}
     table = {}
     for conns in args.conns:
-        for proto in ("http", "https"):
+        for proto in args.protos:
             cell = {}
             for rnd in range(args.rounds):
                 for name in bl.rotate(PEERS, rnd):
@@ -774,7 +774,7 @@ def render(ctx):
     table = ctx["proxy"]
     lines += ["## Proxy", ""]
     for conns in a.conns:
-        for proto in ("http", "https"):
+        for proto in a.protos:
             lines += [f"### {proto.upper()}, {conns} connections", ""]
             lines.append(bl.md_table(bl.PROXY_HEADER, bl.proxy_rows(table, proto, conns, PEERS)))
             lines.append("")
@@ -873,9 +873,13 @@ def render(ctx):
     lines.append(bl.md_table(["goal", "measured", "verdict"], goals))
     lines.append("")
     if ctx.get("notes"):
-        lines += ["## Notes", ""]
+        lines += ["## Notes from this run", ""]
         lines += [f"- {n}" for n in ctx["notes"]]
         lines.append("")
+    notes = Path(__file__).with_name("NOTES.md")
+    if notes.is_file():
+        # Hand-written findings (profiles, what changed): carried over verbatim.
+        lines += [notes.read_text().rstrip(), ""]
     return "\n".join(lines)
 
 
@@ -903,6 +907,11 @@ def parse_args(argv):
     p.add_argument("--budget", type=int, default=14 * 60,
                    help="seconds the measurements may take in all (default 840)")
     p.add_argument("--no-build", action="store_true", help="use the existing release build")
+    p.add_argument("--dockhand-bin", type=Path,
+                   help="measure this dockhand binary instead of target/release/dockhand "
+                        "(to compare a baseline build)")
+    p.add_argument("--proto", choices=["http", "https"], action="append",
+                   help="only these protocols in the proxy table (repeatable; default both)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     p.add_argument("--only", choices=["proxy", "loadtest", "deploys", "idle"], action="append",
                    help="run only these stages (repeatable)")
@@ -914,6 +923,7 @@ def parse_args(argv):
     a.idle = a.idle or (5 if a.quick else 30)
     a.settle = 2 if a.quick else 5
     a.conns = [64, 256]
+    a.protos = a.proto or ["http", "https"]
     if a.out is None:
         a.out = ROOT / ("target/bench/BENCHMARKS.quick.md" if a.quick else "BENCHMARKS.md")
     if a.rounds < 1 or a.duration < 1:
@@ -947,7 +957,7 @@ def main(argv=None):
     stages = set(args.only or ["proxy", "loadtest", "deploys", "idle"])
     ensure_packages()
     build(args)
-    exe = ROOT / "target/release/dockhand"
+    exe = (args.dockhand_bin or ROOT / "target/release/dockhand").resolve()
     testapp = ROOT / "target/release/dockhand-testapp"
     for f in (exe, testapp):
         if not f.is_file():
