@@ -100,6 +100,13 @@ pub enum Command {
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,
     },
+    /// Send HTTP load to a URL or a route of the running app and judge the result.
+    ///
+    /// Keep-alive HTTP/1.1 connections, closed loop (or open loop with --rate), HDR latency
+    /// percentiles, errors by status and kind, and a verdict from the success rate and
+    /// latency limits: exit 0 PASS, 6 WARN, 1 FAIL. Targets other than this machine need
+    /// --yes (or a yes on the terminal).
+    Loadtest(Box<cmd::loadtest::LoadtestArgs>),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions { shell: clap_complete::Shell },
 }

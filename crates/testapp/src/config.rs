@@ -23,6 +23,9 @@ pub struct Config {
     pub ignore_sigterm: bool,
     /// `EXIT_AFTER_MS`: exit with code 3 this long after start, to simulate a crash.
     pub exit_after: Option<Duration>,
+    /// `FAIL_PERCENT` (0–100, default 0): this share of requests (all but `/health`) answer
+    /// 500, spread evenly and exactly: of every 100 requests in a row, this many fail.
+    pub fail_percent: u8,
 }
 
 impl Config {
@@ -58,8 +61,19 @@ impl Config {
                 _ => StatusCode::OK,
             },
         };
+        let fail_percent = match get("FAIL_PERCENT") {
+            None => 0,
+            Some(raw) if raw.trim().is_empty() => 0,
+            Some(raw) => raw
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= 100)
+                .ok_or_else(|| format!("FAIL_PERCENT must be a percentage 0-100, got {raw:?}"))?,
+        };
         Ok(Config {
             port,
+            fail_percent,
             version,
             health_status,
             startup_delay: millis(&get, "STARTUP_DELAY_MS")?.unwrap_or(Duration::ZERO),
@@ -109,6 +123,19 @@ mod tests {
         assert_eq!(c.startup_delay, Duration::ZERO);
         assert!(!c.ignore_sigterm);
         assert_eq!(c.exit_after, None);
+        assert_eq!(c.fail_percent, 0);
+    }
+
+    #[test]
+    fn fail_percent_is_a_percentage() {
+        assert_eq!(
+            config(&[("PORT", "1"), ("FAIL_PERCENT", "10")])
+                .unwrap()
+                .fail_percent,
+            10
+        );
+        assert!(config(&[("PORT", "1"), ("FAIL_PERCENT", "101")]).is_err());
+        assert!(config(&[("PORT", "1"), ("FAIL_PERCENT", "some")]).is_err());
     }
 
     #[test]

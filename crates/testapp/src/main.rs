@@ -121,6 +121,8 @@ async fn run(config: Config) -> Result<(), String> {
     let state = Arc::new(AppState {
         version: config.version,
         health_status: config.health_status,
+        fail_percent: u64::from(config.fail_percent),
+        served: std::sync::atomic::AtomicU64::new(0),
     });
     let builder = auto::Builder::new(TokioExecutor::new());
     let graceful = GracefulShutdown::new();

@@ -27,6 +27,25 @@ pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 pub struct AppState {
     pub version: String,
     pub health_status: StatusCode,
+    /// `FAIL_PERCENT`: the share of requests answered with an injected 500.
+    pub fail_percent: u64,
+    /// Requests counted for `fail_percent` (all but `/health`).
+    pub served: std::sync::atomic::AtomicU64,
+}
+
+impl AppState {
+    /// Whether the next counted request is one of the injected failures: request `n` fails
+    /// when `n * p / 100` steps up, so every 100 requests in a row hold exactly `p` failures.
+    fn inject_failure(&self) -> bool {
+        let p = self.fail_percent;
+        if p == 0 {
+            return false;
+        }
+        let n = self
+            .served
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (n + 1) * p / 100 > n * p / 100
+    }
 }
 
 /// Routes one request. Never fails: problems become 4xx responses.
@@ -39,8 +58,23 @@ pub async fn handle(
         say(format_args!("request {} {}", req.method(), path));
     }
     let get = matches!(*req.method(), Method::GET | Method::HEAD);
-    let mut response = match path.as_str() {
-        "/health" if get => health(&state),
+    let mut response = if path != "/health" && state.inject_failure() {
+        text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "injected failure (FAIL_PERCENT)\n",
+        )
+    } else {
+        route(req, &path, get, &state).await
+    };
+    if let Ok(value) = HeaderValue::from_str(&state.version) {
+        response.headers_mut().insert("x-version", value);
+    }
+    Ok(response)
+}
+
+async fn route(req: Request<Incoming>, path: &str, get: bool, state: &AppState) -> Response<Body> {
+    match path {
+        "/health" if get => health(state),
         "/" | "/version" if get => text(StatusCode::OK, state.version.clone()),
         "/headers" if get => headers(&req),
         "/upload" if req.method() == Method::POST => upload(req).await,
@@ -54,11 +88,7 @@ pub async fn handle(
                 &serde_json::json!({"error": "not found"}),
             ),
         },
-    };
-    if let Ok(value) = HeaderValue::from_str(&state.version) {
-        response.headers_mut().insert("x-version", value);
     }
-    Ok(response)
 }
 
 /// A `text/plain` response.

@@ -32,7 +32,7 @@ pub struct LogsArgs {
     pub level: Option<String>,
 }
 
-fn client(g: &Global) -> anyhow::Result<Client> {
+pub(crate) fn client(g: &Global) -> anyhow::Result<Client> {
     let cwd = std::env::current_dir()?;
     let path =
         discover_socket(g.socket.as_deref(), &cwd).map_err(|e| output::from_client(e, g.json))?;

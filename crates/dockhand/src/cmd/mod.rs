@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod check;
 pub mod client;
+pub mod loadtest;
 pub mod up;
 
 use std::process::ExitCode;
@@ -25,6 +26,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events { limit } => client::events(&g, limit),
         Command::Logs(args) => client::logs(&g, args),
         Command::Exec { service, command } => client::exec(&g, &service, command),
+        Command::Loadtest(args) => loadtest::run(&g, *args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

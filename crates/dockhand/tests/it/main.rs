@@ -7,6 +7,7 @@ mod crash;
 mod disk;
 mod gates;
 mod lifecycle;
+mod loadtest;
 mod secrets;
 mod up;
 mod websocket;
