@@ -768,7 +768,10 @@ def render(ctx):
         "process, which includes its control plane, not the app) divided by the requests wrk "
         "completed. RSS is VmRSS summed over those processes after the run; PSS counts pages "
         "shared between them once. Ratios are to nginx in the same run; on a shared machine "
-        "they are the figures to read, not the absolute numbers.",
+        "they are the figures to read, not the absolute numbers. Of those, CPU µs/request moves "
+        "least when other work competes for the cores: requests/s and p99 follow how much CPU "
+        "the other processes happened to leave each run (the raw runs, with the load average "
+        "at each, are in `target/bench/results.json`).",
         "",
     ]
     table = ctx["proxy"]
@@ -817,7 +820,7 @@ def render(ctx):
         else:
             lines.append(bl.md_table(
                 ["requests during the deploys", "failed (non-2xx)", "socket errors (connect/read/write/timeout)",
-                 "deploys succeeded", "poller failures"],
+                 "deploys succeeded", "cutover poller failures"],
                 [[f"{load['requests']:,}", load["non_2xx"],
                   f"{load['connect_errors']}/{load['read_errors']}/{load['write_errors']}/"
                   f"{load['timeout_errors']}", f"{ok}/{len(ds)}", zd["watch_failures"]]]))
