@@ -1,0 +1,1061 @@
+"""The benchmark harness's I/O: installing the peers, building Dockhand, starting and
+stopping every process, running wrk, reading /proc, and writing BENCHMARKS.md.
+
+Entry point: `bench/run` (see `--help`). Everything it starts is registered in `Procs` and
+stopped in a `finally`, on Ctrl-C and on SIGTERM too; everything listens on 127.0.0.1 only;
+every child runs under a timeout and the whole run under a time budget.
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import benchlib as bl
+import peers as pc
+
+ROOT = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PACKAGES = {"nginx": "nginx", "haproxy": "haproxy", "caddy": "caddy", "wrk": "wrk",
+            "openssl": "openssl", "taskset": "util-linux"}
+PEERS = ["nginx", "haproxy", "caddy", "dockhand"]
+PATH = "/health"  # the testapp answers it without writing a log line
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGHUP: unwind through the `finally` blocks like Ctrl-C does."""
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# processes
+
+
+class Procs:
+    """Every long-running process the harness starts, stopped in reverse order."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.running = []  # (name, Popen, stop_signal, grace_seconds)
+
+    def start(self, name, argv, cpu=None, env=None, cwd=None, stop_signal=signal.SIGTERM,
+              grace=10.0, stdout=None):
+        if cpu is not None:
+            argv = ["taskset", "-c", str(cpu)] + list(argv)
+        logf = open(self.workdir / f"{name}.log", "ab")
+        p = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout if stdout is not None else logf,
+            stderr=logf,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop them in order
+        )
+        logf.close()
+        self.running.append((name, p, stop_signal, grace))
+        return p
+
+    def stop(self, p):
+        for i, (name, q, sig, grace) in enumerate(self.running):
+            if q is p:
+                del self.running[i]
+                _stop(name, q, sig, grace)
+                return
+
+    def stop_all(self):
+        while self.running:
+            name, p, sig, grace = self.running.pop()
+            _stop(name, p, sig, grace)
+
+
+def _stop(name, p, sig, grace):
+    if p.poll() is not None:
+        return
+    try:
+        os.kill(p.pid, sig)
+        p.wait(timeout=grace)
+        return
+    except subprocess.TimeoutExpired:
+        log(f"{name} did not stop within {grace:.0f}s of {sig.name}; killing its process group")
+    except ProcessLookupError:
+        return
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        p.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        log(f"{name} (pid {p.pid}) survived SIGKILL")
+
+
+def run(argv, timeout, cwd=None, env=None, check=True, cpu=None):
+    """Runs a command to completion under a timeout; returns CompletedProcess (text)."""
+    if cpu is not None:
+        argv = ["taskset", "-c", str(cpu)] + list(argv)
+    r = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=timeout, start_new_session=True)
+    if check and r.returncode != 0:
+        raise RuntimeError(
+            f"`{' '.join(map(str, argv))}` exited with {r.returncode}: "
+            f"{(r.stderr or r.stdout).strip()[-2000:]}"
+        )
+    return r
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(port, tls=False, timeout=30.0, path=PATH, proc=None, name="server"):
+    """Waits until GET path on 127.0.0.1:port answers 200."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode} while starting; see its log")
+        try:
+            if tls:
+                import ssl
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                c = http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=ctx)
+            else:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", path)
+            r = c.getresponse()
+            r.read()
+            c.close()
+            if r.status == 200:
+                return
+            last = f"status {r.status}"
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.1)
+    raise RuntimeError(f"{name} on 127.0.0.1:{port} did not answer 200 on {path} within "
+                       f"{timeout:.0f}s (last: {last})")
+
+
+# /proc readers -------------------------------------------------------------------------------
+
+
+def proc_ticks(pid):
+    """utime + stime of a process (all its threads), in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[11]) + int(rest[12])
+
+
+def proc_status_kib(pid, field="VmRSS"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def proc_pss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def children(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(rest[1]) == pid:
+            out.append(int(d))
+    return out
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def system_busy_ticks():
+    """Busy clock ticks of the whole machine (all CPUs) from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields[:8]) - idle
+
+
+# ---------------------------------------------------------------------------------------------
+# the peers
+
+
+class Peer:
+    """A proxy under test: how to start it, which processes are it, where it listens."""
+
+    def __init__(self, name, http_port, https_port):
+        self.name = name
+        self.http_port = http_port
+        self.https_port = https_port  # None: no HTTPS yet
+        self.proc = None
+
+    def pids(self):
+        """The proxy's own processes: the started one and its children (nginx's workers)."""
+        return [self.proc.pid] + children(self.proc.pid)
+
+    def url(self, proto):
+        port = self.http_port if proto == "http" else self.https_port
+        return f"{proto}://127.0.0.1:{port}{PATH}"
+
+
+class DockhandPeer(Peer):
+    def pids(self):
+        # The agent's children are the app's instances (the backend), not the proxy.
+        return [self.proc.pid]
+
+
+def start_peers(procs, workdir, backend_port, cert, key, cpu):
+    out = {}
+    combined = workdir / "cert-and-key.pem"
+    combined.write_text(cert.read_text() + key.read_text())
+    combined.chmod(0o600)
+
+    p = Peer("nginx", free_port(), free_port())
+    (workdir / "nginx-tmp").mkdir(exist_ok=True)
+    conf = workdir / "nginx.conf"
+    conf.write_text(pc.nginx_conf(workdir, p.http_port, p.https_port, backend_port, cert, key))
+    run(["nginx", "-t", "-q", "-c", str(conf), "-p", str(workdir)], timeout=20)
+    p.proc = procs.start("nginx", ["nginx", "-c", str(conf), "-p", str(workdir)], cpu=cpu,
+                         stop_signal=signal.SIGQUIT)
+    out["nginx"] = p
+
+    p = Peer("haproxy", free_port(), free_port())
+    conf = workdir / "haproxy.cfg"
+    conf.write_text(pc.haproxy_cfg(p.http_port, p.https_port, backend_port, combined))
+    run(["haproxy", "-c", "-q", "-f", str(conf)], timeout=20)
+    p.proc = procs.start("haproxy", ["haproxy", "-db", "-f", str(conf)], cpu=cpu,
+                         stop_signal=signal.SIGUSR1)
+    out["haproxy"] = p
+
+    p = Peer("caddy", free_port(), free_port())
+    conf = workdir / "Caddyfile"
+    conf.write_text(pc.caddyfile(p.http_port, p.https_port, backend_port, cert, key))
+    env = dict(os.environ, GOMAXPROCS="1", HOME=str(workdir),
+               XDG_DATA_HOME=str(workdir / "caddy-data"),
+               XDG_CONFIG_HOME=str(workdir / "caddy-config"))
+    run(["caddy", "validate", "--adapter", "caddyfile", "--config", str(conf)], timeout=30,
+        env=env)
+    p.proc = procs.start("caddy", ["caddy", "run", "--adapter", "caddyfile", "--config",
+                                   str(conf)], cpu=cpu, env=env, stop_signal=signal.SIGINT)
+    out["caddy"] = p
+
+    for p in out.values():
+        wait_http(p.http_port, proc=p.proc, name=p.name)
+        wait_http(p.https_port, tls=True, proc=p.proc, name=f"{p.name} (https)")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Dockhand
+
+
+class Dockhand:
+    """The agent with the bench app: its proxy is a peer, its testapp the shared backend."""
+
+    def __init__(self, procs, workdir, exe, testapp, cpu):
+        self.procs = procs
+        self.exe = exe
+        self.testapp = testapp
+        self.cpu = cpu
+        self.project = workdir / "app"
+        self.project.mkdir()
+        self.port = free_port()
+        self.version = 0
+        self.peer = DockhandPeer("dockhand", self.port, None)
+        self.instance_pids = set()
+
+    def write_config(self):
+        (self.project / "dockhand.toml").write_text(
+            pc.dockhand_toml(self.port, self.testapp, f"bench-{self.version}"))
+
+    def start(self):
+        self.write_config()
+        env = dict(os.environ, RUST_LOG="warn")
+        env.pop("DOCKHAND_SOCKET", None)
+        self.peer.proc = self.procs.start(
+            "dockhand-agent", [str(self.exe), "agent", "-f", str(self.project / "dockhand.toml")],
+            cpu=self.cpu, env=env, cwd=self.project, grace=30.0)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.peer.proc.poll() is not None:
+                raise RuntimeError(f"dockhand agent exited with {self.peer.proc.returncode}; "
+                                   "see dockhand-agent.log in the work directory")
+            inst = self.healthy_instance()
+            if inst:
+                wait_http(self.port, proc=self.peer.proc, name="dockhand proxy")
+                return inst
+            time.sleep(0.2)
+        raise RuntimeError("the bench app did not become healthy within 60s; see "
+                           "dockhand-agent.log in the work directory")
+
+    def client(self, *args, timeout=30, check=True):
+        return run([str(self.exe), *args], timeout=timeout, cwd=self.project, check=check)
+
+    def status(self):
+        r = self.client("status", "--json", check=False)
+        try:
+            return json.loads(r.stdout)
+        except ValueError:
+            return None
+
+    def healthy_instance(self):
+        st = self.status()
+        if not isinstance(st, dict):
+            return None
+        for svc in st.get("services", []):
+            for inst in svc.get("instances", []):
+                if inst.get("pid"):
+                    self.instance_pids.add(inst["pid"])
+                if inst.get("health") == "healthy" and inst.get("port") and inst.get("pid"):
+                    return inst
+        return None
+
+    def deploy(self):
+        self.version += 1
+        self.write_config()
+        r = self.client("deploy", "--json", timeout=120, check=False)
+        try:
+            report = json.loads(r.stdout)
+        except ValueError:
+            report = {"succeeded": False, "message": (r.stderr or r.stdout).strip()[-500:]}
+        return f"bench-{self.version}", report
+
+    def kill_leftovers(self):
+        """After the agent stopped: any instance it started that is still alive is killed."""
+        for pid in self.instance_pids:
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if b"DOCKHAND_INSTANCE=" not in f.read():
+                        continue
+                os.kill(pid, signal.SIGKILL)
+                log(f"killed a leftover bench instance (pid {pid})")
+            except OSError:
+                pass
+
+
+# ---------------------------------------------------------------------------------------------
+# wrk
+
+
+def wrk_argv(url, conns, seconds):
+    return ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "5s", url]
+
+
+def run_wrk(url, conns, seconds, cpu):
+    r = run(wrk_argv(url, conns, seconds), timeout=seconds + 30, cpu=cpu)
+    return bl.parse_wrk(r.stdout)
+
+
+def measure(peer, proto, conns, args):
+    """One measured run of a peer: warm-up, then wrk with the proxy's CPU and memory read."""
+    url = peer.url(proto)
+    run_wrk(url, conns, args.warmup, args.client_cpu)
+    pids = peer.pids()
+    before = {pid: proc_ticks(pid) for pid in pids}
+    res = run_wrk(url, conns, args.duration, args.client_cpu)
+    after = {}
+    for pid in pids:
+        try:
+            after[pid] = proc_ticks(pid)
+        except OSError:
+            raise RuntimeError(f"{peer.name} process {pid} exited during the run")
+    ticks = sum(after[p] - before[p] for p in pids)
+    res["cpu_us"] = bl.cpu_us_per_request(ticks, CLK_TCK, res["requests"])
+    res["rss_kib"] = sum(proc_status_kib(p) for p in pids)
+    pss = [proc_pss_kib(p) for p in pids]
+    res["pss_kib"] = None if None in pss else sum(pss)
+    res["loadavg"] = loadavg()
+    return res
+
+
+def proxy_matrix(peers, args, budget):
+    """Every (protocol, connections) cell: rounds of all peers, each round in rotated order."""
+    raw = {}
+    table = {}
+    for conns in args.conns:
+        for proto in args.protos:
+            cell = {}
+            for rnd in range(args.rounds):
+                for name in bl.rotate(PEERS, rnd):
+                    peer = peers.get(name)
+                    if peer is None:
+                        continue
+                    if proto == "https" and peer.https_port is None:
+                        cell[name] = "not yet supported (HTTPS lands in a later issue)"
+                        continue
+                    budget.check(f"proxy {proto} @ {conns}")
+                    res = measure(peer, proto, conns, args)
+                    log(f"{proto} c={conns} round {rnd + 1} {name}: {res['rps']:.0f} rps, "
+                        f"p99 {bl.fmt_latency(res.get('p99_us'))}, "
+                        f"{bl.fmt_num(res['cpu_us'])} µs CPU/req")
+                    raw.setdefault(f"{proto}@{conns}/{name}", []).append(res)
+            for name in PEERS:
+                runs = raw.get(f"{proto}@{conns}/{name}")
+                if runs:
+                    cell[name] = bl.summarize(runs)
+            table[(proto, conns)] = cell
+    return table, raw
+
+
+# ---------------------------------------------------------------------------------------------
+# loadtest vs wrk
+
+
+def loadtest_available(exe):
+    r = run([str(exe), "loadtest", "--help"], timeout=20, check=False)
+    return r.returncode == 0
+
+
+def loadtest_vs_wrk(exe, url, args, budget):
+    if not loadtest_available(exe):
+        return "skipped: dockhand loadtest not built", None, {}
+    conns = 64
+    lt_runs, wrk_runs = [], []
+    for rnd in range(args.rounds):
+        for tool in bl.rotate(["wrk", "loadtest"], rnd):
+            budget.check("loadtest vs wrk")
+            if tool == "wrk":
+                res = run_wrk(url, conns, args.duration, args.client_cpu)
+                wrk_runs.append(res)
+            else:
+                r = run([str(exe), "loadtest", url, "-c", str(conns), "-d",
+                         f"{args.duration}s", "--json"], timeout=args.duration + 60,
+                        check=False, cpu=args.client_cpu)
+                try:
+                    report = json.loads(r.stdout)
+                except ValueError:
+                    raise RuntimeError(f"dockhand loadtest --json printed no JSON (exit "
+                                       f"{r.returncode}): {(r.stderr or r.stdout)[-500:]}")
+                res = bl.parse_loadtest_json(report)
+                lt_runs.append(res)
+            log(f"loadtest-vs-wrk round {rnd + 1} {tool}: {res['rps']:.0f} rps, "
+                f"p50 {bl.fmt_latency(res.get('p50_us'))}, p99 {bl.fmt_latency(res.get('p99_us'))}")
+    return bl.summarize(lt_runs), bl.summarize(wrk_runs), {"loadtest": lt_runs, "wrk": wrk_runs}
+
+
+# ---------------------------------------------------------------------------------------------
+# zero downtime
+
+
+class CutoverWatch(threading.Thread):
+    """Polls the proxy on its own connection and records when each version first answers."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port = port
+        self.first_seen = {}
+        self.failures = 0
+        self.stop_flag = threading.Event()
+
+    def run(self):
+        conn = None
+        while not self.stop_flag.is_set():
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", PATH)
+                r = conn.getresponse()
+                r.read()
+                if r.status != 200:
+                    self.failures += 1
+                v = r.getheader("x-version")
+                if v and v not in self.first_seen:
+                    self.first_seen[v] = time.monotonic()
+            except (OSError, http.client.HTTPException):
+                self.failures += 1
+                conn = None
+            time.sleep(0.005)
+
+
+def zero_downtime(dh, procs, args, budget):
+    budget.check("zero downtime")
+    watch = CutoverWatch(dh.port)
+    watch.start()
+    url = f"http://127.0.0.1:{dh.port}{PATH}"
+    wrk = procs.start("wrk-deploys", wrk_argv(url, 64, 900), cpu=args.client_cpu,
+                      stop_signal=signal.SIGINT, stdout=subprocess.PIPE)
+    deploys = []
+    try:
+        time.sleep(1.0)
+        for _ in range(args.deploys):
+            budget.check("zero downtime")
+            t0 = time.monotonic()
+            version, report = dh.deploy()
+            t1 = time.monotonic()
+            deploys.append({
+                "version": version,
+                "t0": t0,
+                "succeeded": bool(report.get("succeeded")),
+                "message": report.get("message", ""),
+                "duration_ms": report.get("duration_ms"),
+                "command_ms": (t1 - t0) * 1000,
+            })
+            log(f"deploy {version}: {report.get('message', '')}")
+            dh.healthy_instance()  # remember the new instance's pid for cleanup
+            time.sleep(0.5)
+    finally:
+        watch.stop_flag.set()
+        if wrk.poll() is None:
+            os.kill(wrk.pid, signal.SIGINT)
+        try:
+            out, _ = wrk.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            out = b""
+        procs.stop(wrk)
+    for d in deploys:
+        t0, seen = d.pop("t0"), watch.first_seen.get(d["version"])
+        d["cutover_ms"] = None if seen is None else (seen - t0) * 1000
+    try:
+        load = bl.parse_wrk(out.decode(errors="replace"))
+    except bl.ParseError as e:
+        load = {"error": str(e)}
+    return {"deploys": deploys, "load": load, "watch_failures": watch.failures}
+
+
+# ---------------------------------------------------------------------------------------------
+# idle agent with the bundled example
+
+
+def idle_agent(exe, procs, workdir, args, budget):
+    budget.check("idle agent")
+    if shutil.which("python3") is None:
+        return {"skipped": "python3 is not installed (the bundled example needs it)"}
+    cwd = workdir / "idle"
+    cwd.mkdir()
+    port = free_port()
+    env = dict(os.environ, DOCKHAND_LISTEN=f"127.0.0.1:{port}")
+    env.pop("DOCKHAND_SOCKET", None)
+    p = procs.start("dockhand-up", [str(exe), "up", "--json"], cwd=cwd, env=env,
+                    cpu=args.proxy_cpu, stop_signal=signal.SIGINT, grace=30.0)
+    deadline = time.monotonic() + 90
+    while True:
+        if p.poll() is not None:
+            raise RuntimeError(f"dockhand up exited with {p.returncode}; see dockhand-up.log")
+        r = run([str(exe), "status", "--json"], timeout=20, cwd=cwd, check=False)
+        if r.returncode == 0:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError("the bundled example was not healthy within 90s")
+        time.sleep(0.5)
+    time.sleep(args.settle)
+    t0, w0 = proc_ticks(p.pid), time.monotonic()
+    time.sleep(args.idle)
+    t1, w1 = proc_ticks(p.pid), time.monotonic()
+    app_pids = children(p.pid)
+    app_rss = 0
+    for pid in app_pids:
+        try:
+            app_rss += proc_status_kib(pid) + sum(proc_status_kib(c) for c in children(pid))
+        except OSError:
+            pass
+    out = {
+        "seconds": w1 - w0,
+        "cpu_ms": (t1 - t0) * 1000 / CLK_TCK,
+        "cpu_pct": (t1 - t0) / CLK_TCK / (w1 - w0) * 100,
+        "rss_kib": proc_status_kib(p.pid),
+        "pss_kib": proc_pss_kib(p.pid),
+        "threads": proc_status_kib(p.pid, "Threads"),
+        "app_rss_kib": app_rss,
+        "app_processes": len(app_pids),
+    }
+    procs.stop(p)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# setup
+
+
+def ensure_packages():
+    missing = sorted({pkg for cmd, pkg in PACKAGES.items() if shutil.which(cmd) is None})
+    if not missing:
+        return
+    log(f"installing {' '.join(missing)}")
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(sudo + ["apt-get", "update", "-qq"], timeout=300, env=env)
+    # Debian starts a package's service on install; the harness starts its own copies on
+    # loopback, so the system ones are stopped again if they came up.
+    run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+        timeout=600, env=env)
+    for svc in ("nginx", "haproxy", "caddy"):
+        if svc in missing and shutil.which("systemctl"):
+            run(sudo + ["systemctl", "disable", "--now", svc], timeout=60, check=False)
+
+
+def build(args):
+    if args.no_build:
+        return
+    log("cargo build --release -p dockhand -p dockhand-testapp")
+    r = subprocess.run(["cargo", "build", "--release", "-p", "dockhand", "-p",
+                        "dockhand-testapp"], cwd=ROOT, timeout=3600)
+    if r.returncode != 0:
+        raise RuntimeError("cargo build --release failed (output above)")
+
+
+def self_signed(workdir):
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)], timeout=30)
+    key.chmod(0o600)
+    return cert, key
+
+
+def first_line(argv, stream="stdout"):
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not found"
+    text = (r.stdout or "") + (r.stderr or "")
+    return text.strip().splitlines()[0] if text.strip() else "unknown"
+
+
+def machine_info():
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    distro = "unknown"
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    distro = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    mem = proc_meminfo_total()
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "os": distro,
+        "memory": f"{mem / 1024 / 1024:.1f} GiB" if mem else "unknown",
+    }
+
+
+def proc_meminfo_total():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def versions(exe):
+    commit = first_line(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"])
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, timeout=20).stdout.strip()
+    return {
+        "dockhand": f"{first_line([str(exe), '--version'])} (git {commit}"
+                    f"{', with uncommitted changes' if dirty else ''})",
+        "nginx": first_line(["nginx", "-v"]),
+        "haproxy": first_line(["haproxy", "-v"]),
+        "caddy": first_line(["caddy", "version"]),
+        "wrk": first_line(["wrk", "-v"]).split(" Copyright")[0],
+        "openssl": first_line(["openssl", "version"]),
+        "rustc": first_line(["rustc", "--version"]),
+        "python": first_line([sys.executable, "--version"]),
+    }
+
+
+class Budget:
+    """The whole run's time limit: a stage that would start past it fails loudly."""
+
+    def __init__(self, seconds):
+        self.deadline = time.monotonic() + seconds
+        self.seconds = seconds
+
+    def check(self, stage):
+        if time.monotonic() > self.deadline:
+            raise RuntimeError(f"time budget of {self.seconds:.0f}s exhausted before {stage}; "
+                               "rerun with --quick, fewer --rounds or a larger --budget")
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def render(ctx):
+    a = ctx["args"]
+    lines = ["# Benchmarks", ""]
+    lines.append(
+        f"Generated by `{ctx['command']}` on {ctx['date']} "
+        f"(took {ctx['elapsed'] / 60:.1f} min). Regenerate with the same command; "
+        "`bench/run --help` lists the knobs, `bench/run --quick` is a one-minute smoke run "
+        "that writes to `target/bench/` instead."
+    )
+    lines.append("")
+    if a.quick:
+        lines += ["**Quick smoke run: one round of short runs, not a measurement.**", ""]
+    m = ctx["machine"]
+    lines += [
+        "## Machine",
+        "",
+        f"- CPU: {m['cpu']}, {m['cores']} cores; memory {m['memory']}",
+        f"- kernel {m['kernel']}, {m['os']}",
+        f"- load average at start {ctx['load_start']:.2f}, at end {ctx['load_end']:.2f}; "
+        f"while the harness ran, {ctx['foreign_cpu_pct']:.0f}% of the machine's CPU time went "
+        "to processes the harness did not start"
+        + (" (other engineers' builds and tests shared the machine)" if ctx["foreign_cpu_pct"] > 10
+           else ""),
+        "",
+        "Versions:",
+        "",
+    ]
+    for k, v in ctx["versions"].items():
+        lines.append(f"- {k}: {v}")
+    lines += [
+        "",
+        "## Method",
+        "",
+        f"Every proxy runs with one worker (nginx `worker_processes 1`, HAProxy `nbthread 1`, "
+        f"Caddy `GOMAXPROCS=1`, Dockhand `[proxy] workers = 1`) pinned with `taskset` to CPU "
+        f"{a.proxy_cpu}; wrk (`-t1`) runs on CPU {a.client_cpu}, and so does the backend. The "
+        "backend is one `dockhand-testapp` process, started by the Dockhand agent as the bench "
+        f"app's only service; every proxy forwards `GET {PATH}` to that same process (a 2-byte "
+        "body), keeps client and upstream connections alive and sets X-Forwarded-For/-Proto/"
+        "-Host. HTTPS uses a self-signed ECDSA P-256 certificate (OpenSSL for the peers).",
+        "",
+        f"Each figure is the median of {a.rounds} runs of {a.duration} s (after a {a.warmup} s "
+        "warm-up) interleaved across the peers — round 1 nginx, HAProxy, Caddy, Dockhand; each "
+        "later round starts one peer later. CPU µs/request is the utime+stime delta of the "
+        "proxy's processes over the run (nginx: master and worker; Dockhand: the agent "
+        "process, which includes its control plane, not the app) divided by the requests wrk "
+        "completed. RSS is VmRSS summed over those processes after the run; PSS counts pages "
+        "shared between them once. Ratios are to nginx in the same run; on a shared machine "
+        "they are the figures to read, not the absolute numbers. Of those, CPU µs/request moves "
+        "least when other work competes for the cores: requests/s and p99 follow how much CPU "
+        "the other processes happened to leave each run (the raw runs, with the load average "
+        "at each, are in `target/bench/results.json`).",
+        "",
+    ]
+    table = ctx["proxy"]
+    lines += ["## Proxy", ""]
+    for conns in a.conns:
+        for proto in a.protos:
+            lines += [f"### {proto.upper()}, {conns} connections", ""]
+            lines.append(bl.md_table(bl.PROXY_HEADER, bl.proxy_rows(table, proto, conns, PEERS)))
+            lines.append("")
+
+    lines += ["## `dockhand loadtest` against wrk", ""]
+    lt, wrk = ctx["loadtest"], ctx["loadtest_wrk"]
+    if isinstance(lt, str):
+        lines += [lt, ""]
+    else:
+        lines.append(
+            f"Both against Dockhand's proxy (`http://127.0.0.1:PORT{PATH}`), 64 connections, "
+            f"{a.duration} s, pinned to CPU {a.client_cpu}; medians of {a.rounds} interleaved runs.")
+        lines.append("")
+        rows = []
+        for name, s in (("wrk", wrk), ("dockhand loadtest", lt)):
+            rows.append([name, bl.fmt_num(s.get("rps")), bl.fmt_latency(s.get("p50_us")),
+                         bl.fmt_latency(s.get("p90_us")), bl.fmt_latency(s.get("p99_us"))])
+        rows.append(["loadtest / wrk", bl.fmt_ratio(bl.ratio(lt.get("rps"), wrk.get("rps"))),
+                     bl.fmt_ratio(bl.ratio(lt.get("p50_us"), wrk.get("p50_us"))),
+                     bl.fmt_ratio(bl.ratio(lt.get("p90_us"), wrk.get("p90_us"))),
+                     bl.fmt_ratio(bl.ratio(lt.get("p99_us"), wrk.get("p99_us")))])
+        lines.append(bl.md_table(["tool", "requests/s", "p50", "p90", "p99"], rows))
+        lines.append("")
+
+    lines += ["## Zero-downtime deploys", ""]
+    zd = ctx["zero_downtime"]
+    if isinstance(zd, str):
+        lines += [zd, ""]
+    else:
+        load = zd["load"]
+        ds = zd["deploys"]
+        ok = sum(1 for d in ds if d["succeeded"])
+        lines.append(
+            f"{len(ds)} deploys in a row (each changes the service's `VERSION`, so each starts a "
+            "new instance, waits for its health check, swaps the route and drains the old one) "
+            "while wrk keeps 64 connections busy on Dockhand's proxy.")
+        lines.append("")
+        if "error" in load:
+            lines += [f"wrk: {load['error']}", ""]
+        else:
+            lines.append(bl.md_table(
+                ["requests during the deploys", "failed (non-2xx)", "socket errors (connect/read/write/timeout)",
+                 "deploys succeeded", "cutover poller failures"],
+                [[f"{load['requests']:,}", load["non_2xx"],
+                  f"{load['connect_errors']}/{load['read_errors']}/{load['write_errors']}/"
+                  f"{load['timeout_errors']}", f"{ok}/{len(ds)}", zd["watch_failures"]]]))
+            lines.append("")
+        lines.append(bl.md_table(
+            ["", "median", "max"],
+            [
+                ["command to cutover (new version answers)",
+                 f"{bl.fmt_num(bl.median([d['cutover_ms'] for d in ds]))} ms",
+                 f"{bl.fmt_num(max([d['cutover_ms'] for d in ds if d['cutover_ms'] is not None], default=None))} ms"],
+                ["deploy duration_ms (includes drain and stop)",
+                 f"{bl.fmt_num(bl.median([d['duration_ms'] for d in ds]))} ms",
+                 f"{bl.fmt_num(max([d['duration_ms'] for d in ds if d['duration_ms'] is not None], default=None))} ms"],
+                ["`dockhand deploy` wall time",
+                 f"{bl.fmt_num(bl.median([d['command_ms'] for d in ds]))} ms",
+                 f"{bl.fmt_num(max([d['command_ms'] for d in ds], default=None))} ms"],
+            ]))
+        lines.append("")
+
+    lines += ["## Idle agent with the bundled example", ""]
+    idle = ctx["idle"]
+    if isinstance(idle, str) or "skipped" in idle:
+        lines += [idle if isinstance(idle, str) else idle["skipped"], ""]
+    else:
+        lines.append(
+            f"`dockhand up` (no project: the bundled example, {idle['app_processes']} Python "
+            "instances) left idle "
+            f"for {idle['seconds']:.0f} s after {a.settle} s to settle; health checks run every "
+            "second. Agent process only; the app's processes are listed separately.")
+        lines.append("")
+        lines.append(bl.md_table(
+            ["agent RSS", "agent PSS", "agent CPU", "agent threads", "app processes' RSS"],
+            [[f"{idle['rss_kib'] / 1024:.1f} MiB",
+              "—" if idle["pss_kib"] is None else f"{idle['pss_kib'] / 1024:.1f} MiB",
+              f"{idle['cpu_pct']:.2f}% of a core ({idle['cpu_ms']:.0f} ms in {idle['seconds']:.0f} s)",
+              idle["threads"],
+              f"{idle['app_rss_kib'] / 1024:.1f} MiB ({idle['app_processes']} processes)"]]))
+        lines.append("")
+
+    lines += ["## Backups", "",
+              "Backup throughput against `pg_dump -Fc | zstd`: not yet: backups land in a later "
+              "issue.", ""]
+
+    lines += ["## Performance goals (issue 4)", ""]
+    goals = list(bl.proxy_goals(table))
+    goals += bl.loadtest_goals(lt, wrk)
+    if isinstance(zd, dict) and "error" not in zd["load"]:
+        failed = zd["load"]["errors"] + zd["watch_failures"]
+        goals.append(("zero failed requests across the deploys", f"{failed} failed",
+                      bl.verdict(failed == 0 and all(d["succeeded"] for d in zd["deploys"]))))
+    else:
+        goals.append(("zero failed requests across the deploys", "—", "not measured"))
+    lines.append(bl.md_table(["goal", "measured", "verdict"], goals))
+    lines.append("")
+    if ctx.get("notes"):
+        lines += ["## Notes from this run", ""]
+        lines += [f"- {n}" for n in ctx["notes"]]
+        lines.append("")
+    notes = Path(__file__).with_name("NOTES.md")
+    if notes.is_file():
+        # Hand-written findings (profiles, what changed): carried over verbatim.
+        lines += [notes.read_text().rstrip(), ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="bench/run",
+        description="Measure Dockhand's proxy against nginx, HAProxy and Caddy, `dockhand "
+                    "loadtest` against wrk, zero-downtime deploys and the idle agent; write "
+                    "BENCHMARKS.md.")
+    p.add_argument("--quick", action="store_true",
+                   help="a short smoke run (one round of 2 s runs, 2 deploys, 5 s idle) written "
+                        "to target/bench/BENCHMARKS.quick.md unless --out is given")
+    p.add_argument("--out", type=Path, help="where to write the report (default BENCHMARKS.md)")
+    p.add_argument("--rounds", type=int, help="interleaved runs per figure (default 3)")
+    p.add_argument("--duration", type=int, help="seconds per measured run (default 5)")
+    p.add_argument("--deploys", type=int, help="deploys under load (default 10)")
+    p.add_argument("--idle", type=int, help="seconds of idle agent measurement (default 30)")
+    p.add_argument("--proxy-cpu", type=int, default=0, help="CPU the proxies are pinned to")
+    p.add_argument("--client-cpu", type=int, default=1,
+                   help="CPU wrk, dockhand loadtest and the backend are pinned to")
+    p.add_argument("--budget", type=int, default=14 * 60,
+                   help="seconds the measurements may take in all (default 840)")
+    p.add_argument("--no-build", action="store_true", help="use the existing release build")
+    p.add_argument("--dockhand-bin", type=Path,
+                   help="measure this dockhand binary instead of target/release/dockhand "
+                        "(to compare a baseline build)")
+    p.add_argument("--proto", choices=["http", "https"], action="append",
+                   help="only these protocols in the proxy table (repeatable; default both)")
+    p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
+    p.add_argument("--only", choices=["proxy", "loadtest", "deploys", "idle"], action="append",
+                   help="run only these stages (repeatable)")
+    a = p.parse_args(argv)
+    a.rounds = a.rounds or (1 if a.quick else 3)
+    a.duration = a.duration or (2 if a.quick else 5)
+    a.warmup = 1
+    a.deploys = a.deploys if a.deploys is not None else (2 if a.quick else 10)
+    a.idle = a.idle or (5 if a.quick else 30)
+    a.settle = 2 if a.quick else 5
+    a.conns = [64, 256]
+    a.protos = a.proto or ["http", "https"]
+    if a.out is None:
+        a.out = ROOT / ("target/bench/BENCHMARKS.quick.md" if a.quick else "BENCHMARKS.md")
+    if a.rounds < 1 or a.duration < 1:
+        p.error("--rounds and --duration must be at least 1")
+    return a
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if not sys.platform.startswith("linux"):
+        print("bench/run: needs Linux (/proc, taskset)", file=sys.stderr)
+        return 2
+    ncpu = len(os.sched_getaffinity(0))
+    if ncpu < 2:
+        args.client_cpu = args.proxy_cpu
+    for name in ("proxy_cpu", "client_cpu"):
+        if getattr(args, name) not in os.sched_getaffinity(0):
+            print(f"bench/run: CPU {getattr(args, name)} is not available here; pick one of "
+                  f"{sorted(os.sched_getaffinity(0))} with --{name.replace('_', '-')}",
+                  file=sys.stderr)
+            return 2
+
+    def on_signal(signum, _frame):
+        raise Interrupted(f"received {signal.Signals(signum).name}")
+
+    # Explicitly: a shell that starts us in the background leaves SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    stages = set(args.only or ["proxy", "loadtest", "deploys", "idle"])
+    ensure_packages()
+    build(args)
+    exe = (args.dockhand_bin or ROOT / "target/release/dockhand").resolve()
+    testapp = ROOT / "target/release/dockhand-testapp"
+    for f in (exe, testapp):
+        if not f.is_file():
+            print(f"bench/run: {f} is missing; run without --no-build", file=sys.stderr)
+            return 2
+
+    started = time.monotonic()
+    budget = Budget(args.budget)
+    workdir = Path(tempfile.mkdtemp(prefix="dockhand-bench-"))
+    procs = Procs(workdir)
+    ctx = {
+        "args": args,
+        "command": "bench/run" + ("".join(f" {x}" for x in (argv if argv is not None else sys.argv[1:]))),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_info(),
+        "versions": versions(exe),
+        "load_start": loadavg(),
+        "notes": [],
+        "proxy": {},
+        "loadtest": "not run (--only)",
+        "loadtest_wrk": None,
+        "zero_downtime": "not run (--only)",
+        "idle": "not run (--only)",
+    }
+    busy0, own0 = system_busy_ticks(), own_cpu_seconds()
+    raw = {}
+    dh = None
+    ok = False
+    try:
+        log(f"work directory {workdir}")
+        cert, key = self_signed(workdir)
+        dh = Dockhand(procs, workdir, exe, testapp, args.proxy_cpu)
+        if stages & {"proxy", "loadtest", "deploys"}:
+            inst = dh.start()
+            backend_cpu = args.client_cpu
+            if len(os.sched_getaffinity(0)) > 2:
+                backend_cpu = sorted(os.sched_getaffinity(0) - {args.proxy_cpu, args.client_cpu})[0]
+            run(["taskset", "-a", "-cp", str(backend_cpu), str(inst["pid"])], timeout=10)
+            backend_port = inst["port"]
+            log(f"backend: dockhand-testapp pid {inst['pid']} on 127.0.0.1:{backend_port}, "
+                f"CPU {backend_cpu}; dockhand proxy on 127.0.0.1:{dh.port}")
+            peers = {"dockhand": dh.peer}
+            if "proxy" in stages:
+                peers.update(start_peers(procs, workdir, backend_port, cert, key, args.proxy_cpu))
+                ctx["proxy"], raw["proxy"] = proxy_matrix(peers, args, budget)
+                for name in ("caddy", "haproxy", "nginx"):
+                    procs.stop(peers[name].proc)
+            if "loadtest" in stages:
+                lt, wrk, raw["loadtest"] = loadtest_vs_wrk(
+                    exe, f"http://127.0.0.1:{dh.port}{PATH}", args, budget)
+                ctx["loadtest"], ctx["loadtest_wrk"] = lt, wrk
+            if "deploys" in stages:
+                if args.deploys > 0:
+                    ctx["zero_downtime"] = zero_downtime(dh, procs, args, budget)
+                else:
+                    ctx["zero_downtime"] = "not run (--deploys 0)"
+            procs.stop(dh.peer.proc)
+            dh.kill_leftovers()
+        if "idle" in stages:
+            ctx["idle"] = idle_agent(exe, procs, workdir, args, budget)
+        ok = True
+    except KeyboardInterrupt:
+        log("interrupted; stopping everything the harness started")
+        return 130
+    except Interrupted as e:
+        log(f"{e}; stopping everything the harness started")
+        return 143
+    finally:
+        procs.stop_all()
+        if dh is not None:
+            dh.kill_leftovers()
+        if ok and not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            log(f"logs and configs kept in {workdir}")
+
+    elapsed = time.monotonic() - started
+    busy = (system_busy_ticks() - busy0) / CLK_TCK
+    own = own_cpu_seconds() - own0
+    total = elapsed * len(os.sched_getaffinity(0))
+    ctx["foreign_cpu_pct"] = max(0.0, (busy - own) / total * 100) if total else 0.0
+    ctx["load_end"] = loadavg()
+    ctx["elapsed"] = elapsed
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(ctx))
+    raw_path = ROOT / "target/bench/results.json"
+    raw_path.parent.mkdir(parents=True, exist_ok=True)
+    raw_path.write_text(json.dumps({"context": {k: v for k, v in ctx.items()
+                                                if k not in ("args", "proxy")},
+                                    "raw": raw}, indent=1, default=str))
+    log(f"wrote {args.out} (raw runs in {raw_path}) in {elapsed / 60:.1f} min")
+    return 0
+
+
+def own_cpu_seconds():
+    """CPU time of the harness and of every child it has waited for (and theirs)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system

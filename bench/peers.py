@@ -1,0 +1,133 @@
+"""Configuration text for the proxies the harness compares, as pure functions.
+
+Each peer gets one worker, listens only on loopback, keeps connections to the client and to
+the backend alive (a proxy benchmark that reconnects measures the kernel's handshake, not
+the proxy), logs no access lines, and sets the same forwarding headers Dockhand sets
+(X-Forwarded-For/-Proto/-Host), so every proxy does the same work per request.
+"""
+
+
+def nginx_conf(workdir, http_port, https_port, backend_port, cert, key):
+    return f"""# written by bench/run
+worker_processes 1;
+daemon off;
+master_process on;
+pid {workdir}/nginx.pid;
+error_log {workdir}/nginx-error.log warn;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {workdir}/nginx-tmp/body;
+    proxy_temp_path {workdir}/nginx-tmp/proxy;
+    fastcgi_temp_path {workdir}/nginx-tmp/fastcgi;
+    uwsgi_temp_path {workdir}/nginx-tmp/uwsgi;
+    scgi_temp_path {workdir}/nginx-tmp/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    upstream backend {{
+        server 127.0.0.1:{backend_port};
+        keepalive 1024;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{http_port};
+        listen 127.0.0.1:{https_port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_session_cache shared:SSL:1m;
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
+        }}
+    }}
+}}
+"""
+
+
+def haproxy_cfg(http_port, https_port, backend_port, cert_and_key_pem):
+    return f"""# written by bench/run
+global
+    nbthread 1
+    maxconn 4096
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+    option http-keep-alive
+
+frontend fe
+    bind 127.0.0.1:{http_port}
+    bind 127.0.0.1:{https_port} ssl crt {cert_and_key_pem}
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https if {{ ssl_fc }}
+    http-request set-header X-Forwarded-Proto http if !{{ ssl_fc }}
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    default_backend be
+
+backend be
+    http-reuse always
+    server s1 127.0.0.1:{backend_port}
+"""
+
+
+def caddyfile(http_port, https_port, backend_port, cert, key):
+    # Caddy sets X-Forwarded-For/-Proto/-Host itself. `bind` keeps it on loopback: a site
+    # address alone does not restrict the listener.
+    proxy = f"""    reverse_proxy 127.0.0.1:{backend_port} {{
+        transport http {{
+            keepalive 60s
+            keepalive_idle_conns 1024
+            keepalive_idle_conns_per_host 1024
+        }}
+    }}"""
+    return f"""# written by bench/run
+{{
+    admin off
+    auto_https off
+}}
+
+http://127.0.0.1:{http_port} {{
+    bind 127.0.0.1
+{proxy}
+}}
+
+https://127.0.0.1:{https_port} {{
+    bind 127.0.0.1
+    tls {cert} {key}
+{proxy}
+}}
+"""
+
+
+def dockhand_toml(listen_port, testapp, version, health_interval="500ms"):
+    """The bench app: one web service, our testapp, behind Dockhand's proxy with one worker.
+
+    The testapp is the backend every proxy forwards to; `VERSION` changes per deploy so the
+    zero-downtime stage can see the cutover in the `x-version` response header.
+    """
+    return f"""# written by bench/run
+app = "bench"
+
+[proxy]
+listen = "127.0.0.1:{listen_port}"
+workers = 1
+drain_timeout = "10s"
+
+[services.backend]
+command = "exec {testapp}"
+port = 8000
+env = {{ VERSION = "{version}" }}
+health = {{ path = "/health", interval = "{health_interval}", deploy_timeout = "30s" }}
+route = {{ path = "/" }}
+"""
