@@ -125,6 +125,25 @@ impl Agent {
 /// The image each container service of a release runs, by service name.
 pub type Images = BTreeMap<String, String>;
 
+/// Everything a release needs before its instances start: its databases running and healthy,
+/// then its images (built when `build`: a new release). Returns the images and the warnings.
+/// Deploys, rollbacks and the restore at agent start all come through here.
+pub async fn prepare_release(
+    agent: &Arc<Agent>,
+    config: &AppConfig,
+    release: i64,
+    build: bool,
+    sink: Sink<'_>,
+) -> Result<(Images, Vec<String>), ApiError> {
+    if !config.uses_containers() {
+        return Ok((Images::new(), Vec::new()));
+    }
+    let mut warnings = ensure_databases(agent, config, None, sink).await?;
+    let (images, more) = prepare_images(agent, config, release, build, sink).await?;
+    warnings.extend(more);
+    Ok((images, warnings))
+}
+
 /// The tag of a service's build for `release`.
 pub fn build_tag(svc: &ServiceConfig, release: i64) -> Option<String> {
     let c = svc.container.as_ref()?;
@@ -138,7 +157,7 @@ pub fn build_tag(svc: &ServiceConfig, release: i64) -> Option<String> {
 
 /// Makes the images of a release present: builds (when `build` is true: a new release) or
 /// finds the builds of an earlier release, and pulls references per their policy.
-pub async fn prepare_images(
+async fn prepare_images(
     agent: &Arc<Agent>,
     config: &AppConfig,
     release: i64,

@@ -147,22 +147,16 @@ async fn execute(
     }
 
     // 0. Databases first (never restarted here), then the release's images.
-    let mut images = crate::containers::Images::new();
-    if config.uses_containers() {
-        match crate::containers::ensure_databases(agent, &config, None, sink).await {
-            Ok(w) => report.warnings.extend(w),
-            Err(e) => return fail(agent, &[], report, started_at, e.message, sink).await,
-        }
-        match crate::containers::prepare_images(agent, &config, release, kind != "rollback", sink)
+    let images =
+        match crate::containers::prepare_release(agent, &config, release, kind != "rollback", sink)
             .await
         {
-            Ok((i, w)) => {
-                images = i;
-                report.warnings.extend(w);
+            Ok((images, warnings)) => {
+                report.warnings.extend(warnings);
+                images
             }
             Err(e) => return fail(agent, &[], report, started_at, e.message, sink).await,
-        }
-    }
+        };
 
     // 1. Start the new instances beside the old ones.
     say(

@@ -37,8 +37,19 @@ pub async fn run(
         (active.config.clone(), active.id)
     };
     if config.databases.contains_key(service) {
-        let container = format!("{}-{service}", config.app);
-        return in_container(agent, &container, argv, Vec::new(), tx, hangup).await;
+        // Found by its labels, like every container the agent acts on.
+        let rt = agent.containers().await?;
+        let found = rt
+            .find_database(&config.app, service)
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::Failed, e.to_string()))?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Failed,
+                    format!("database `{service}` has no container; `dockhand deploy` creates it"),
+                )
+            })?;
+        return in_container(agent, &found.name, argv, Vec::new(), tx, hangup).await;
     }
     let svc = config.services.get(service).ok_or_else(|| {
         ApiError::new(
@@ -55,31 +66,30 @@ pub async fn run(
             ),
         )
     })?;
-    let secrets = instances::secrets_for(agent, &config)?;
-    let env = instances::service_env(&config, svc, release, secrets.as_ref())?;
     if svc.container.is_some() {
         // Into a running replica of the current release: its env is already the service's.
-        let instance = {
+        let container = {
             let live = agent.live_lock();
             live.as_ref().and_then(|a| {
                 a.instances
                     .iter()
-                    .find(|i| {
-                        i.service == service
-                            && i.instance.status().state == dockhand_runtime::InstanceState::Running
+                    .filter(|i| i.service == service)
+                    .filter(|i| {
+                        i.instance.status().state == dockhand_runtime::InstanceState::Running
                     })
-                    .map(|i| i.id.clone())
+                    .find_map(|i| i.container.clone())
             })
         };
-        let Some(id) = instance else {
+        let Some(container) = container else {
             return Err(ApiError::new(
                 ErrorCode::Failed,
                 format!("no replica of `{service}` is running; `dockhand status` shows why"),
             ));
         };
-        let container = instances::container_name(&config.app, &id);
         return in_container(agent, &container, argv, Vec::new(), tx, hangup).await;
     }
+    let secrets = instances::secrets_for(agent, &config)?;
+    let env = instances::service_env(&config, svc, release, secrets.as_ref())?;
     let mut child = agent
         .runtime
         .spawn_attached(OneShot {

@@ -37,6 +37,8 @@ pub struct LiveInstance {
     pub health: Health,
     pub plan: Option<ProbePlan>,
     pub log_path: PathBuf,
+    /// The Docker container's name, for a container instance.
+    pub container: Option<String>,
     prober: Option<Arc<AbortOnDrop>>,
 }
 
@@ -206,6 +208,7 @@ async fn start_instance(
             )
         })?;
     }
+    let mut container = None;
     let instance = match (&svc.container, image) {
         (Some(_), Some(image)) => {
             env.push((dockhand_runtime::SERVICE_ENV.into(), svc.name.clone()));
@@ -223,6 +226,7 @@ async fn start_instance(
                 port,
                 log_path.clone(),
             );
+            container = Some(spec.container_name());
             let rt = agent.containers().await?;
             rt.start(spec).await.map_err(|e| {
                 ApiError::new(
@@ -279,7 +283,15 @@ async fn start_instance(
         .map(|(h, c)| {
             ProbePlan::for_command(
                 h,
-                command_probe(agent, config, svc, &id, release, c, secrets.as_ref()),
+                command_probe(
+                    agent,
+                    config,
+                    svc,
+                    container.as_deref(),
+                    release,
+                    c,
+                    secrets.as_ref(),
+                ),
             )
         });
     let backend = port.map(|p| {
@@ -332,6 +344,7 @@ async fn start_instance(
         health,
         plan,
         log_path,
+        container,
         prober,
     };
     agent.registry_lock().insert(id.clone(), live.clone());
@@ -344,15 +357,15 @@ fn command_probe(
     agent: &Arc<Agent>,
     config: &AppConfig,
     svc: &ServiceConfig,
-    id: &str,
+    container: Option<&str>,
     release: i64,
     command: &dockhand_config::CommandLine,
     secrets: Option<&Secrets>,
 ) -> CommandProbe {
     let display = command.display();
     let weak = Arc::downgrade(agent);
-    if svc.container.is_some() {
-        let container = container_name(&config.app, id);
+    if let Some(container) = container {
+        let container = container.to_string();
         let argv = command.argv();
         return CommandProbe {
             display,
@@ -398,11 +411,6 @@ fn command_probe(
             })
         }),
     }
-}
-
-/// The Docker name of a service instance's container (the runtime's naming).
-pub fn container_name(app: &str, instance_id: &str) -> String {
-    format!("{app}-{instance_id}")
 }
 
 /// Records an event whenever the supervisor restarts the instance or declares a crash loop.

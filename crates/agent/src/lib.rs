@@ -362,39 +362,32 @@ impl Agent {
     /// as soon as they pass their health checks.
     async fn restore(self: &Arc<Self>, release: i64, config: AppConfig) -> anyhow::Result<()> {
         let deployment = 0;
-        if config.uses_containers() {
-            let quiet = |_: Progress| {};
-            crate::containers::ensure_databases(self, &config, None, &quiet)
-                .await
-                .map_err(|e| anyhow::anyhow!("could not start release {release}: {}", e.message))?;
-        }
-        let images = if config.uses_containers() {
-            let quiet = |_: Progress| {};
-            crate::containers::prepare_images(self, &config, release, false, &quiet)
-                .await
-                .map_err(|e| anyhow::anyhow!("could not start release {release}: {}", e.message))?
-                .0
-        } else {
-            Default::default()
-        };
+        let quiet = |_: Progress| {};
+        // The databases and images first; a failure there is reported like one of the start.
         let started =
-            match instances::start_release(self, &config, release, deployment, &images).await {
-                Ok(v) => v,
-                Err((partial, e)) => {
-                    instances::stop_all(&partial).await;
-                    self.event(
-                        EventLevel::Error,
-                        "restore",
-                        Some(release),
-                        None,
-                        &format!("could not start release {release}: {}", e.message),
-                    );
-                    return Err(anyhow::anyhow!(
-                        "could not start release {release}: {}",
-                        e.message
-                    ));
+            match crate::containers::prepare_release(self, &config, release, false, &quiet).await {
+                Ok((images, _)) => {
+                    instances::start_release(self, &config, release, deployment, &images).await
                 }
+                Err(e) => Err((Vec::new(), e)),
             };
+        let started = match started {
+            Ok(v) => v,
+            Err((partial, e)) => {
+                instances::stop_all(&partial).await;
+                self.event(
+                    EventLevel::Error,
+                    "restore",
+                    Some(release),
+                    None,
+                    &format!("could not start release {release}: {}", e.message),
+                );
+                return Err(anyhow::anyhow!(
+                    "could not start release {release}: {}",
+                    e.message
+                ));
+            }
+        };
         let table = routes::build_table(&config, &instances::backends_by_service(&started))
             .map_err(|e| anyhow::anyhow!("routing table of release {release}: {e}"))?;
         self.proxy.set_routes(table);
@@ -417,11 +410,9 @@ impl Agent {
     /// when the Docker Engine is reachable or the app needs it.
     async fn reap_containers(self: &Arc<Self>, config: Option<&AppConfig>) {
         let needed = config.is_some_and(AppConfig::uses_containers);
-        let socket = std::env::var("DOCKER_HOST")
-            .ok()
-            .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
-            .unwrap_or_else(|| "/var/run/docker.sock".into());
-        if !needed && !Path::new(&socket).exists() {
+        let host = dockhand_runtime::docker_host();
+        let socket = host.strip_prefix("unix://").unwrap_or(&host);
+        if !needed && !Path::new(socket).exists() {
             return;
         }
         let rt = match self.containers().await {

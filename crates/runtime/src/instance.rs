@@ -113,6 +113,17 @@ impl Control {
         self.stop_rx.clone()
     }
 
+    /// Publishes that the instance exited and its policy says no restart, then waits until a
+    /// stop is requested (the instance stays `Exited` until then).
+    pub(crate) async fn exited_for_good(&self, exit: &crate::spec::ExitInfo) {
+        self.update(|s| {
+            s.state = InstanceState::Exited;
+            s.pid = None;
+            s.last_exit = Some(exit.clone());
+        });
+        wait_stop(&mut self.stop_rx()).await;
+    }
+
     /// Marks the instance done: [`Instance::stop`] returns.
     pub(crate) fn done(&self) {
         self.done.send_replace(true);

@@ -52,6 +52,14 @@ pub const LABEL_SPEC_HASH: &str = "dockhand.spec-hash";
 /// Label of an image Dockhand built: `true`.
 pub const LABEL_BUILT: &str = "dockhand.built";
 
+/// Where the Docker Engine is: `$DOCKER_HOST`, else `unix:///var/run/docker.sock`.
+pub fn docker_host() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
+}
+
 /// How long the driver waits for the Docker Engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DockerTimeouts {
@@ -108,11 +116,7 @@ impl ContainerRuntime {
         rotation: LogRotation,
         timeouts: DockerTimeouts,
     ) -> Result<ContainerRuntime, RuntimeError> {
-        let host = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
-        ContainerRuntime::connect_to(&host, agent_id, rotation, timeouts).await
+        ContainerRuntime::connect_to(&docker_host(), agent_id, rotation, timeouts).await
     }
 
     /// Connects to the Docker Engine at `host` (`unix:///path` or `/path`).

@@ -241,12 +241,7 @@ impl Supervisor {
                             exit.describe(),
                             self.spec.restart.as_str()
                         ));
-                        self.control.update(|s| {
-                            s.state = InstanceState::Exited;
-                            s.pid = None;
-                            s.last_exit = Some(exit.clone());
-                        });
-                        wait_stop(&mut self.control.stop_rx()).await;
+                        self.control.exited_for_good(&exit).await;
                         self.stop_and_remove().await;
                         return;
                     }
