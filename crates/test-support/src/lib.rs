@@ -171,12 +171,18 @@ impl Sandbox {
     /// Starts `dockhand agent` in the sandbox and waits until it answers `status` with a
     /// current release and no deploy in progress.
     pub fn start_agent(&self) -> AgentProc {
+        self.start_agent_with_env(&[])
+    }
+
+    /// [`Sandbox::start_agent`] with extra environment variables for the agent.
+    pub fn start_agent_with_env(&self, env: &[(&str, &str)]) -> AgentProc {
         let log = self
             .path()
             .join(format!("agent-{}.log", Instant::now().elapsed().as_nanos()));
         let log_file = std::fs::File::create(&log).expect("agent log");
         let child = self
             .cmd(&["agent"])
+            .envs(env.iter().copied())
             .stdout(log_file.try_clone().expect("dup"))
             .stderr(log_file)
             .spawn()

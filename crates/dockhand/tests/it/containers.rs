@@ -517,3 +517,91 @@ fn a_database_password_no_service_uses_still_reaches_the_database() {
     let (_, events) = sb.json(&["events"]);
     assert!(!events.to_string().contains("only-the-db-4242"));
 }
+
+/// A Docker Engine that does not answer fails the deploy that needs it, with the reason and
+/// what to do; the release that serves keeps serving.
+#[test]
+fn a_dead_docker_engine_fails_the_deploy_and_the_release_keeps_serving() {
+    let sb = sandbox();
+    let toml = crate::testapp_toml("VERSION = \"native\"", 1, "20s");
+    sb.write("dockhand.toml", &toml);
+    let _agent = sb.start_agent_with_env(&[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);
+    assert_eq!(get(&sb, "/version").trim(), "native");
+
+    sb.write(
+        "dockhand.toml",
+        &format!("{toml}\n[services.cache]\nimage = \"{BUSYBOX_IMAGE}\"\ncommand = [\"sleep\", \"3600\"]\n"),
+    );
+    let out = expect(&sb, &["deploy"], 1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/docker.sock"), "{err}");
+    assert!(err.contains("is dockerd running?"), "{err}");
+    assert_eq!(get(&sb, "/version").trim(), "native");
+    let (_, releases) = sb.json(&["releases"]);
+    assert_eq!(releases[0]["status"], "failed", "{releases}");
+    assert_eq!(releases[1]["status"], "current", "{releases}");
+}
+
+/// kill -9 of the agent while a container release is in its health gate: after a restart
+/// exactly the committed release's containers run, the pending release is failed, and the
+/// app serves the committed version.
+#[test]
+fn kill_9_during_a_container_deploy_leaves_no_orphan_container() {
+    ensure_test_images();
+    let app = unique_app("k9");
+    let _cleanup = AppCleanup::new(&app);
+    let sb = sandbox();
+    sb.write(
+        "dockhand.toml",
+        &web_toml(&app, TESTAPP_IMAGE, "VERSION = \"one\"", 2, "60s"),
+    );
+    let mut agent = sb.start_agent();
+    let (_, status) = sb.json(&["status"]);
+    let committed = status["current_release"]["id"].as_i64().unwrap();
+
+    sb.write(
+        "dockhand.toml",
+        &web_toml(
+            &app,
+            TESTAPP_IMAGE,
+            "VERSION = \"two\", STARTUP_DELAY_MS = \"60000\"",
+            2,
+            "60s",
+        ),
+    );
+    let mut deploy = sb.spawn_quiet(&["deploy"]);
+    wait_until(
+        "the new release's containers",
+        Duration::from_secs(60),
+        || running(&app, "service").len() >= 4,
+    );
+    agent.kill9();
+    let _ = deploy.wait();
+    assert_eq!(
+        running(&app, "service").len(),
+        4,
+        "the containers outlived the agent"
+    );
+
+    let _agent = sb.start_agent();
+    wait_until(
+        "the committed version serves",
+        Duration::from_secs(60),
+        || get(&sb, "/version").trim() == "one",
+    );
+    let left = running(&app, "service");
+    assert_eq!(left.len(), 2, "only the committed release's containers run");
+    for id in &left {
+        let release = docker_ok(&[
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"dockhand.release\"}}",
+            id,
+        ]);
+        assert_eq!(release, committed.to_string());
+    }
+    let (_, releases) = sb.json(&["releases"]);
+    assert_eq!(releases[0]["status"], "failed", "{releases}");
+    assert_eq!(releases[1]["id"].as_i64(), Some(committed), "{releases}");
+    assert_eq!(releases[1]["status"], "current", "{releases}");
+}
