@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::h1::DirectBody;
 use crate::pool::Pooled;
 use crate::server::RequestGuard;
 
@@ -113,6 +114,11 @@ enum Kind {
         conn: Option<Pooled>,
         _guard: RequestGuard,
     },
+    /// Read straight from the upstream socket (`h1.rs`).
+    Direct {
+        body: DirectBody,
+        _guard: RequestGuard,
+    },
 }
 
 impl ResponseBody {
@@ -143,6 +149,15 @@ impl ResponseBody {
         };
         out.check_end();
         out
+    }
+
+    pub(crate) fn direct(body: DirectBody, guard: RequestGuard) -> ResponseBody {
+        ResponseBody {
+            kind: Kind::Direct {
+                body,
+                _guard: guard,
+            },
+        }
     }
 
     /// Once the upstream body is complete, the connection can serve another request.
@@ -185,6 +200,9 @@ impl Body for ResponseBody {
                 }
                 Poll::Pending => Poll::Pending,
             },
+            Kind::Direct { body, .. } => body
+                .poll_frame(cx)
+                .map(|frame| frame.map(|r| r.map_err(|e| Box::new(e) as BoxError))),
         }
     }
 
@@ -192,6 +210,7 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Direct { body, .. } => body.is_end(),
         }
     }
 
@@ -200,6 +219,7 @@ impl Body for ResponseBody {
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Upstream { body, .. } => body.size_hint(),
+            Kind::Direct { body, .. } => body.hint(),
         }
     }
 }

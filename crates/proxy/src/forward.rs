@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use crate::backend::InflightGuard;
 use crate::body::{BodyTooLarge, DownstreamBodyError, RequestBody, ResponseBody};
 use crate::error::{ErrorKind, ErrorSource, ProxyError};
+use crate::h1::{self, DirectBody, Framing, SendError};
 use crate::headers;
 use crate::pool::{self, Pooled, Sender};
 use crate::server::{ActiveGuard, RequestGuard, WorkerCtx};
@@ -28,14 +29,34 @@ pub(crate) async fn handle(
     active: ActiveGuard,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
-    let host = original_host(&req);
+    let (host, request_id) = prepare(&mut req, client_ip, upgrade);
+    let result = forward(&ctx, req, host, upgrade, &request_id, active).await;
+    Ok(finish(&ctx, result, request_id))
+}
+
+/// Rewrites the request headers; returns the original host and the request id.
+pub(crate) fn prepare<B>(
+    req: &mut Request<B>,
+    client_ip: IpAddr,
+    upgrade: bool,
+) -> (Option<HeaderValue>, HeaderValue) {
+    let host = original_host(req);
     let request_id = headers::prepare_request(
         req.headers_mut(),
         client_ip,
         host.as_ref().and_then(|h| h.to_str().ok()),
         upgrade,
     );
-    let response = match forward(&ctx, req, host, upgrade, &request_id, active).await {
+    (host, request_id)
+}
+
+/// Counts the outcome and turns an error into its response.
+pub(crate) fn finish(
+    ctx: &WorkerCtx,
+    result: Result<Response<ResponseBody>, ProxyError>,
+    request_id: HeaderValue,
+) -> Response<ResponseBody> {
+    match result {
         Ok(response) => {
             ctx.counters.record(response.status(), false);
             response
@@ -49,8 +70,7 @@ pub(crate) async fn handle(
             ctx.counters.record(err.status(), err.is_upstream());
             error_response(&err, request_id)
         }
-    };
-    Ok(response)
+    }
 }
 
 /// The small text/plain answer for a proxy error.
@@ -87,8 +107,60 @@ async fn forward(
             ));
         }
     }
+    if !upgrade && req.body().is_end_stream() {
+        return forward_bodiless(ctx, req, host, request_id, active, true).await;
+    }
+    let inflight = select(ctx, &mut req, host)?;
+    let backend = inflight.backend().clone();
+    let guard = RequestGuard {
+        _active: active,
+        inflight,
+    };
 
-    // Lookup and selection: the only place the table is held (see `server::Active`).
+    if upgrade {
+        return crate::upgrade::forward(ctx, req, guard, request_id).await;
+    }
+
+    let req = req.map(|b| RequestBody::new(b, config.max_request_body));
+    let (mut response, sender) = send(ctx, backend.id(), backend.addr(), req, false).await?;
+    headers::prepare_response(response.headers_mut(), false, request_id.clone());
+    let pooled = Pooled::new(backend.id(), sender);
+    Ok(response.map(|body| ResponseBody::upstream(body, Some(pooled), guard)))
+}
+
+/// Forwards a request that has no body over a direct connection (`h1.rs`).
+/// `timed`: bound the wait for the response head here (the hyper-served path);
+/// `h1server.rs` bounds it with its connection watchdog instead.
+pub(crate) async fn forward_bodiless<B>(
+    ctx: &WorkerCtx,
+    mut req: Request<B>,
+    host: Option<HeaderValue>,
+    request_id: &HeaderValue,
+    active: ActiveGuard,
+    timed: bool,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let inflight = select(ctx, &mut req, host)?;
+    let backend = inflight.backend().clone();
+    let guard = RequestGuard {
+        _active: active,
+        inflight,
+    };
+    let (mut response, framing, conn) =
+        send_direct(ctx, backend.id(), backend.addr(), &req, timed).await?;
+    headers::prepare_response(response.headers_mut(), false, request_id.clone());
+    let body = DirectBody::new(conn, framing);
+    Ok(response.map(|()| ResponseBody::direct(body, guard)))
+}
+
+/// Routes the request and picks a backend (the only place the routing table is
+/// held, see `server::Active`), then rewrites the request for the upstream:
+/// origin-form URI (prefix stripped if the route says so), HTTP/1.1, and the
+/// original Host.
+fn select<B>(
+    ctx: &WorkerCtx,
+    req: &mut Request<B>,
+    host: Option<HeaderValue>,
+) -> Result<InflightGuard, ProxyError> {
     let (inflight, new_path) = {
         let active_table = ctx.shared.table.load();
         let table = &active_table.table;
@@ -119,31 +191,47 @@ async fn forward(
         };
         (inflight, new_path)
     };
-    let backend = inflight.backend().clone();
-
-    // Upstream requests are origin-form HTTP/1.1 with the original Host.
-    set_origin_uri(&mut req, new_path)?;
+    set_origin_uri(req, new_path)?;
     *req.version_mut() = Version::HTTP_11;
     if !req.headers().contains_key(header::HOST) {
         if let Some(host) = host {
             req.headers_mut().insert(header::HOST, host);
         }
     }
-    let guard = RequestGuard {
-        _active: active,
-        inflight,
+    Ok(inflight)
+}
+
+/// Sends a request without a body on a pooled direct connection when one is
+/// idle, else on a new one; a reused connection that turns out to be closed
+/// before answering is replaced once (the request has no body to lose).
+async fn send_direct<B>(
+    ctx: &WorkerCtx,
+    backend_id: u64,
+    addr: SocketAddr,
+    req: &Request<B>,
+    timed: bool,
+) -> Result<(Response<()>, Framing, h1::Conn), ProxyError> {
+    let config = &ctx.shared.config;
+    let attempt = async {
+        if let Some(conn) = pool::checkout_direct(backend_id, config.upstream_idle_timeout) {
+            match conn.send(req).await {
+                Ok(sent) => return Ok(sent),
+                Err(SendError::Closed(e)) => {
+                    tracing::debug!(upstream = %addr, error = %e, "pooled upstream connection was closed, retrying on a new one");
+                }
+                Err(e) => return Err(e.into_proxy_error(addr)),
+            }
+        }
+        let conn = pool::connect_direct(backend_id, addr, config.upstream_connect_timeout).await?;
+        conn.send(req).await.map_err(|e| e.into_proxy_error(addr))
     };
-
-    if upgrade {
-        return crate::upgrade::forward(ctx, req, guard, request_id).await;
+    if !timed {
+        return attempt.await;
     }
-
-    let body_empty = req.body().is_end_stream();
-    let req = req.map(|b| RequestBody::new(b, config.max_request_body));
-    let (mut response, sender) = send(ctx, backend.id(), backend.addr(), req, body_empty).await?;
-    headers::prepare_response(response.headers_mut(), false, request_id.clone());
-    let pooled = Pooled::new(backend.id(), sender);
-    Ok(response.map(|body| ResponseBody::upstream(body, Some(pooled), guard)))
+    match tokio::time::timeout(config.upstream_response_timeout, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(response_timeout(addr)),
+    }
 }
 
 /// Sends on a pooled connection when one is idle; if that reused connection turns
@@ -199,7 +287,7 @@ async fn checkout_ready(backend_id: u64, idle_timeout: Duration) -> Option<Sende
     None
 }
 
-fn response_timeout(addr: SocketAddr) -> ProxyError {
+pub(crate) fn response_timeout(addr: SocketAddr) -> ProxyError {
     ProxyError::upstream(
         ErrorKind::ResponseTimeout,
         addr,
@@ -258,7 +346,7 @@ fn clone_without_body(req: &Request<RequestBody>) -> Request<RequestBody> {
 }
 
 /// The original host: the Host header, else the URI authority (HTTP/2 `:authority`).
-fn original_host(req: &Request<Incoming>) -> Option<HeaderValue> {
+fn original_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     if let Some(h) = req.headers().get(header::HOST) {
         return Some(h.clone());
     }
@@ -274,7 +362,7 @@ fn content_length(req: &Request<Incoming>) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-fn set_origin_uri(req: &mut Request<Incoming>, new_path: Option<String>) -> Result<(), ProxyError> {
+fn set_origin_uri<B>(req: &mut Request<B>, new_path: Option<String>) -> Result<(), ProxyError> {
     let uri = req.uri();
     if new_path.is_none() && uri.scheme().is_none() && uri.authority().is_none() {
         return Ok(());

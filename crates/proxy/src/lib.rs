@@ -9,12 +9,16 @@
 mod backend;
 mod body;
 mod config;
+mod date;
 mod error;
 mod forward;
+mod h1;
+mod h1server;
 mod handle;
 mod headers;
 mod metrics;
 mod pool;
+mod rewind;
 mod server;
 mod table;
 mod upgrade;

@@ -1,6 +1,8 @@
-//! Upstream HTTP/1.1 connections: connecting with a timeout, and a per-worker
-//! (thread-local, lock-free) pool of idle keep-alive connections keyed by backend
+//! Upstream HTTP/1.1 connections: connecting with a timeout, and per-worker
+//! (thread-local, lock-free) pools of idle keep-alive connections keyed by backend
 //! id. Ids, not addresses: a later instance may reuse a port of a stopped one.
+//! Two kinds are pooled: [`h1::Conn`]s for requests without a body (the common
+//! case, see `h1.rs`) and hyper client connections for requests with one.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -14,6 +16,7 @@ use tokio::net::TcpStream;
 
 use crate::body::RequestBody;
 use crate::error::{ErrorKind, ProxyError};
+use crate::h1;
 
 /// Idle connections kept per backend and worker.
 const MAX_IDLE_PER_BACKEND: usize = 256;
@@ -27,6 +30,46 @@ thread_local! {
 #[derive(Default)]
 struct IdlePool {
     idle: HashMap<u64, Vec<(Sender, Instant)>>,
+    direct: HashMap<u64, Vec<(h1::Conn, Instant)>>,
+}
+
+/// Returns a connection whose last response is complete to this worker's pool.
+pub(crate) fn release_direct(conn: h1::Conn) {
+    let now = Instant::now();
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let list = pool.direct.entry(conn.backend_id).or_default();
+        if list.len() < MAX_IDLE_PER_BACKEND {
+            list.push((conn, now));
+        }
+    });
+}
+
+/// Takes the most recently used idle direct connection to `backend_id`, dropping
+/// expired ones on the way. One the upstream closed meanwhile is found out by
+/// the request that uses it, which then retries on a new connection.
+pub(crate) fn checkout_direct(backend_id: u64, idle_timeout: Duration) -> Option<h1::Conn> {
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let list = pool.direct.get_mut(&backend_id)?;
+        let now = Instant::now();
+        while let Some((conn, since)) = list.pop() {
+            if now.duration_since(since) < idle_timeout {
+                return Some(conn);
+            }
+        }
+        None
+    })
+}
+
+/// Opens a new direct connection to `addr` within `timeout`.
+pub(crate) async fn connect_direct(
+    backend_id: u64,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<h1::Conn, ProxyError> {
+    let stream = connect_tcp(addr, timeout).await?;
+    Ok(h1::Conn::new(backend_id, stream))
 }
 
 /// A connection lent to one request; [`Pooled::release`] returns it to the pool.
@@ -83,12 +126,20 @@ pub(crate) fn sweep(idle_timeout: Duration) {
             });
             !list.is_empty()
         });
+        pool.direct.retain(|_, list| {
+            list.retain(|(_, since)| now.duration_since(*since) < idle_timeout);
+            !list.is_empty()
+        });
     });
 }
 
 /// Drops every idle connection of this worker (used at shutdown).
 pub(crate) fn clear() {
-    POOL.with(|pool| pool.borrow_mut().idle.clear());
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        pool.idle.clear();
+        pool.direct.clear();
+    });
 }
 
 /// Opens a TCP connection to `addr` within `timeout`.

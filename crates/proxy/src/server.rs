@@ -14,12 +14,15 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
 use crate::backend::InflightGuard;
 use crate::config::ProxyConfig;
+use crate::h1server;
 use crate::metrics::Counters;
+use crate::rewind::Rewind;
 use crate::table::RouteTable;
 
 /// The routing table as published to workers. Requests hold it (through an
@@ -154,20 +157,35 @@ fn server_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-async fn serve_connection(
+/// Serves one client connection: the fast path first (`h1server.rs`), then
+/// hyper for whatever it hands over.
+async fn serve_connection<S>(
     ctx: Arc<WorkerCtx>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    stream: TcpStream,
+    mut stream: S,
     peer: SocketAddr,
     mut shutdown: watch::Receiver<Option<Duration>>,
     _track: TrackGuard,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let state = Arc::new(ConnState::new());
+    let client_ip = peer.ip().to_canonical();
+    let fast = h1server::Conn {
+        ctx: &ctx,
+        state: &state,
+        client_ip,
+        shutdown: &mut shutdown,
+    };
+    let prefix = match h1server::serve(fast, &mut stream).await {
+        h1server::Outcome::Closed => return,
+        h1server::Outcome::Fallback(prefix) => prefix,
+    };
+    let stream = Rewind::new(prefix, stream);
     let header_timeout = ctx.shared.config.client_header_timeout;
     let idle_timeout = ctx.shared.config.client_idle_timeout;
     let svc_state = state.clone();
     let svc_ctx = ctx.clone();
-    let client_ip = peer.ip().to_canonical();
     let service = service_fn(move |req| {
         let active = ActiveGuard::new(svc_state.clone());
         crate::forward::handle(svc_ctx.clone(), req, client_ip, active)
@@ -214,7 +232,7 @@ pub(crate) struct ConnState {
 }
 
 impl ConnState {
-    fn new() -> ConnState {
+    pub(crate) fn new() -> ConnState {
         ConnState {
             active: AtomicUsize::new(0),
             used: AtomicBool::new(false),
@@ -239,7 +257,7 @@ pub(crate) struct ActiveGuard {
 }
 
 impl ActiveGuard {
-    fn new(conn: Arc<ConnState>) -> ActiveGuard {
+    pub(crate) fn new(conn: Arc<ConnState>) -> ActiveGuard {
         conn.active.fetch_add(1, Ordering::AcqRel);
         conn.used.store(true, Ordering::Relaxed);
         ActiveGuard { conn }

@@ -3,8 +3,10 @@
 
 mod support;
 
+mod client_side;
 mod drain;
 mod failures;
+mod framing;
 mod limits;
 mod proxying;
 mod routing;

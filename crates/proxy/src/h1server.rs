@@ -1,0 +1,515 @@
+//! The client side for plain HTTP/1.x requests without a body: the connection
+//! loop reads request heads with `httparse`, forwards them over a direct
+//! upstream connection (`h1.rs`) and writes the response itself, so the usual
+//! proxied `GET` runs in one task with one buffer per side and no timer set per
+//! request. Anything else (a request body, an upgrade, `Expect`, HTTP/2's
+//! preface, a head `httparse` rejects, absolute-form targets) hands the
+//! connection, with the bytes read so far, to hyper for the rest of its life
+//! (`server.rs`), which serves every case and answers malformed input.
+//!
+//! Timeouts are one `Sleep` per connection that wakes at least every `tick` (the
+//! shortest configured timeout) and checks the deadline of the current phase:
+//! the first head within `client_header_timeout` of accept, later ones within
+//! `client_idle_timeout` of the previous response (then `client_header_timeout`
+//! once their first bytes arrived), and the upstream's response head within
+//! `upstream_response_timeout` (else 504).
+
+use std::future::poll_fn;
+use std::io;
+use std::net::IpAddr;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+
+use crate::body::ResponseBody;
+use crate::error::{ErrorKind, ErrorSource, ProxyError};
+use crate::forward;
+use crate::server::{ActiveGuard, ConnState, WorkerCtx};
+
+/// Request headers accepted on this path (more go to hyper, which answers 431).
+const MAX_HEADERS: usize = 64;
+/// A request head still incomplete at this size goes to hyper.
+const MAX_HEAD: usize = 16 * 1024;
+/// Read buffer reserved per read (nginx's `client_header_buffer_size` is 1k).
+const READ_CHUNK: usize = 2 * 1024;
+/// Bodies of up to this many bytes with a known length are written together
+/// with the head, in one write.
+const COALESCE: usize = 16 * 1024;
+
+/// How the loop ended.
+pub(crate) enum Outcome {
+    /// The connection is done (closed by either side, timed out or drained).
+    Closed,
+    /// Serve the rest with hyper, starting with these bytes already read.
+    Fallback(Bytes),
+}
+
+/// Per-connection settings and state the loop needs.
+pub(crate) struct Conn<'a> {
+    pub(crate) ctx: &'a Arc<WorkerCtx>,
+    pub(crate) state: &'a Arc<ConnState>,
+    pub(crate) client_ip: IpAddr,
+    pub(crate) shutdown: &'a mut watch::Receiver<Option<Duration>>,
+}
+
+/// What `parse` found at the front of the buffer.
+enum Parsed {
+    Partial,
+    Fallback,
+    Ready(Box<Head>),
+}
+
+struct Head {
+    request: Request<()>,
+    /// The client wants the connection closed after this response.
+    close: bool,
+    http10: bool,
+}
+
+/// Serves requests until the connection ends or needs hyper.
+pub(crate) async fn serve<S>(conn: Conn<'_>, io: &mut S) -> Outcome
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let ctx = conn.ctx;
+    let config = &ctx.shared.config;
+    let tick = config
+        .client_header_timeout
+        .min(config.client_idle_timeout)
+        .min(config.upstream_response_timeout)
+        .max(Duration::from_millis(10));
+    let accepted = Instant::now();
+    let mut sleep = pin!(tokio::time::sleep(tick));
+    // Resolves with `true` at shutdown, `false` once no handle is left (then the
+    // proxy never shuts down).
+    let mut rx = conn.shutdown.clone();
+    let mut stopping = pin!(async move {
+        loop {
+            if rx.changed().await.is_err() {
+                return false;
+            }
+            if rx.borrow().is_some() {
+                return true;
+            }
+        }
+    });
+    let mut stoppable = true;
+    let mut draining = conn.shutdown.borrow().is_some();
+
+    let mut buf = BytesMut::new();
+    let mut out: Vec<u8> = Vec::new();
+    let mut served = false;
+    // When the bytes of the current head started arriving (or, for the first
+    // head, when the connection was accepted).
+    let mut head_since = accepted;
+    let mut idle_since = accepted;
+
+    loop {
+        // 1. A complete request head.
+        let head = loop {
+            if !buf.is_empty() {
+                match parse(&mut buf) {
+                    Parsed::Ready(head) => break head,
+                    Parsed::Fallback => return Outcome::Fallback(buf.freeze()),
+                    Parsed::Partial if buf.len() >= MAX_HEAD => {
+                        return Outcome::Fallback(buf.freeze())
+                    }
+                    Parsed::Partial => {}
+                }
+            } else if draining {
+                return Outcome::Closed;
+            }
+            let deadline = if buf.is_empty() && served {
+                idle_since + config.client_idle_timeout
+            } else {
+                head_since + config.client_header_timeout
+            };
+            buf.reserve(READ_CHUNK);
+            let was_empty = buf.is_empty();
+            tokio::select! {
+                biased;
+                read = io.read_buf(&mut buf) => match read {
+                    Ok(0) | Err(_) => return Outcome::Closed,
+                    Ok(_) => {
+                        if was_empty && served {
+                            head_since = Instant::now();
+                        }
+                    }
+                },
+                stop = stopping.as_mut(), if stoppable && !draining => {
+                    draining = stop;
+                    stoppable = stop;
+                }
+                () = sleep.as_mut() => {
+                    if expired(sleep.as_mut(), deadline, tick) {
+                        return Outcome::Closed;
+                    }
+                }
+            }
+        };
+        let Head {
+            request,
+            close,
+            http10,
+        } = *head;
+
+        // 2. Forward it, bounded by the response timeout.
+        let head_request = request.method() == Method::HEAD;
+        let mut request = request;
+        let (host, request_id) = forward::prepare(&mut request, conn.client_ip, false);
+        let active = ActiveGuard::new(conn.state.clone());
+        let started = Instant::now();
+        let result = {
+            let fwd = forward::forward_bodiless(ctx, request, host, &request_id, active, false);
+            let mut fwd = pin!(fwd);
+            loop {
+                tokio::select! {
+                    biased;
+                    result = fwd.as_mut() => break result,
+                    () = sleep.as_mut() => {
+                        let deadline = started + config.upstream_response_timeout;
+                        if expired(sleep.as_mut(), deadline, tick) {
+                            sleep.as_mut().reset(Instant::now() + tick);
+                            break Err(ProxyError::new(
+                                ErrorKind::ResponseTimeout,
+                                ErrorSource::Upstream,
+                                "upstream did not send response headers in time",
+                            ));
+                        }
+                    }
+                }
+            }
+        };
+        let response = forward::finish(ctx, result, request_id);
+
+        // 3. Write the response.
+        if !draining && stoppable {
+            draining = conn.shutdown.borrow().is_some();
+        }
+        let close = close || draining;
+        match write_response(io, &mut out, response, head_request, http10, close).await {
+            Ok(true) if !close => {}
+            _ => return Outcome::Closed,
+        }
+        served = true;
+        idle_since = Instant::now();
+        head_since = idle_since;
+        if out.capacity() > 4 * COALESCE {
+            out = Vec::new(); // a large coalesced body: do not keep its buffer
+        }
+    }
+}
+
+/// The watchdog fired: whether `deadline` passed; if not, it is re-armed for the
+/// deadline or the next tick, whichever comes first.
+fn expired(sleep: Pin<&mut Sleep>, deadline: Instant, tick: Duration) -> bool {
+    let now = Instant::now();
+    if now >= deadline {
+        return true;
+    }
+    sleep.reset(deadline.min(now + tick));
+    false
+}
+
+/// Parses a request head at the front of `buf`, consuming it when it is one this
+/// path serves.
+fn parse(buf: &mut BytesMut) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Fallback,
+    };
+    let (Some(method), Some(path), Some(version)) = (req.method, req.path, req.version) else {
+        return Parsed::Fallback;
+    };
+    if !path.starts_with('/') || method == "CONNECT" || method == "PRI" {
+        return Parsed::Fallback;
+    }
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Parsed::Fallback;
+    };
+    let http10 = version == 0;
+    let base = buf.as_ptr() as usize;
+    let offset = |s: &[u8]| s.as_ptr() as usize - base;
+    let path_span = (offset(path.as_bytes()), path.len());
+    let mut spans = Vec::with_capacity(req.headers.len());
+    let mut close = http10;
+    for h in req.headers.iter() {
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+            return Parsed::Fallback;
+        };
+        if name == header::TRANSFER_ENCODING
+            || name == header::EXPECT
+            || name == header::UPGRADE
+            || (name == header::CONTENT_LENGTH && h.value.trim_ascii() != b"0")
+        {
+            return Parsed::Fallback;
+        }
+        if name == header::CONNECTION {
+            if has_token(h.value, b"close") {
+                close = true;
+            } else if http10 && has_token(h.value, b"keep-alive") {
+                close = false;
+            }
+        }
+        spans.push((name, offset(h.value), h.value.len()));
+    }
+    let head = buf.split_to(len).freeze();
+    let built = (|| {
+        let uri =
+            Uri::from_maybe_shared(head.slice(path_span.0..path_span.0 + path_span.1)).ok()?;
+        let mut map = HeaderMap::with_capacity(spans.len());
+        for (name, start, len) in spans {
+            let value = HeaderValue::from_maybe_shared(head.slice(start..start + len)).ok()?;
+            map.append(name, value);
+        }
+        Some((uri, map))
+    })();
+    let Some((uri, map)) = built else {
+        // Put the head back for hyper, which answers it properly.
+        let mut restored = BytesMut::with_capacity(head.len() + buf.len());
+        restored.extend_from_slice(&head);
+        restored.extend_from_slice(buf);
+        *buf = restored;
+        return Parsed::Fallback;
+    };
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = if http10 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    *request.headers_mut() = map;
+    Parsed::Ready(Box::new(Head {
+        request,
+        close,
+        http10,
+    }))
+}
+
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Writes the response; `Ok(false)` when the connection must close after it
+/// (its body was delimited by closing).
+async fn write_response<S>(
+    io: &mut S,
+    out: &mut Vec<u8>,
+    response: Response<ResponseBody>,
+    head_request: bool,
+    http10: bool,
+    close: bool,
+) -> io::Result<bool>
+where
+    S: AsyncWrite + Unpin,
+{
+    let (parts, body) = response.into_parts();
+    let status = parts.status;
+    let no_body = head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let has_length = parts.headers.contains_key(header::CONTENT_LENGTH);
+    let exact = body.size_hint().exact();
+    #[derive(PartialEq)]
+    enum Frame {
+        None,
+        Raw,
+        Chunked,
+        UntilClose,
+    }
+    let framing = if no_body {
+        Frame::None
+    } else if has_length || exact.is_some() {
+        Frame::Raw
+    } else if http10 {
+        Frame::UntilClose
+    } else {
+        Frame::Chunked
+    };
+
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        put_header(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        crate::date::with(|date| put_header(out, b"date", date));
+    }
+    if !has_length && !no_body {
+        if let Some(n) = exact {
+            put_header(
+                out,
+                b"content-length",
+                itoa::Buffer::new().format(n).as_bytes(),
+            );
+        }
+    } else if !has_length && head_request {
+        if let Some(n) = exact.filter(|n| *n > 0) {
+            put_header(
+                out,
+                b"content-length",
+                itoa::Buffer::new().format(n).as_bytes(),
+            );
+        }
+    }
+    match framing {
+        Frame::Chunked => put_header(out, b"transfer-encoding", b"chunked"),
+        _ if close || framing == Frame::UntilClose => put_header(out, b"connection", b"close"),
+        _ if http10 => put_header(out, b"connection", b"keep-alive"),
+        _ => {}
+    }
+    out.extend_from_slice(b"\r\n");
+
+    let mut body = pin!(body);
+    if framing == Frame::None {
+        io.write_all(out).await?;
+        return Ok(true);
+    }
+    // A small body of known length goes out with the head.
+    if framing == Frame::Raw && exact.is_some_and(|n| n as usize <= COALESCE) {
+        while let Some(frame) = next_frame(body.as_mut()).await {
+            if let Ok(data) = frame?.into_data() {
+                out.extend_from_slice(&data);
+            }
+        }
+        io.write_all(out).await?;
+        return Ok(true);
+    }
+    io.write_all(out).await?;
+    while let Some(frame) = next_frame(body.as_mut()).await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // trailers are not forwarded
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if framing == Frame::Chunked {
+            out.clear();
+            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            if data.len() <= COALESCE {
+                out.extend_from_slice(&data);
+                out.extend_from_slice(b"\r\n");
+                io.write_all(out).await?;
+            } else {
+                io.write_all(out).await?;
+                io.write_all(&data).await?;
+                io.write_all(b"\r\n").await?;
+            }
+        } else {
+            io.write_all(&data).await?;
+        }
+    }
+    match framing {
+        Frame::Chunked => io.write_all(b"0\r\n\r\n").await?,
+        Frame::UntilClose => return Ok(false),
+        _ => {}
+    }
+    Ok(true)
+}
+
+fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The next body frame; a body error becomes an I/O error (the connection is
+/// then closed, so the client sees an incomplete response).
+async fn next_frame(
+    mut body: Pin<&mut ResponseBody>,
+) -> Option<io::Result<http_body::Frame<Bytes>>> {
+    poll_fn(|cx| body.as_mut().poll_frame(cx))
+        .await
+        .map(|r| r.map_err(io::Error::other))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(raw: &str) -> (Parsed, usize) {
+        let mut buf = BytesMut::from(raw.as_bytes());
+        let parsed = parse(&mut buf);
+        (parsed, buf.len())
+    }
+
+    #[test]
+    fn simple_requests_are_served_here() {
+        let (parsed, left) =
+            parse_str("GET /a?b=c HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\n\r\nGET /next");
+        let Parsed::Ready(head) = parsed else {
+            panic!("not ready")
+        };
+        assert_eq!(left, "GET /next".len(), "the next request stays buffered");
+        assert_eq!(head.request.method(), Method::GET);
+        assert_eq!(head.request.uri(), "/a?b=c");
+        assert_eq!(head.request.headers()["host"], "x");
+        assert_eq!(head.request.headers().get_all("x-a").iter().count(), 2);
+        assert!(!head.close && !head.http10);
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        let close = |raw: &str| match parse_str(raw).0 {
+            Parsed::Ready(head) => head.close,
+            _ => panic!("not ready: {raw}"),
+        };
+        assert!(close(
+            "GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n"
+        ));
+        assert!(close("GET / HTTP/1.0\r\n\r\n"));
+        assert!(!close("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+        assert!(!close("DELETE /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
+    }
+
+    #[test]
+    fn everything_else_goes_to_hyper_untouched() {
+        for raw in [
+            "POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            "PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET http://x/ HTTP/1.1\r\n\r\n",
+            "CONNECT x:443 HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+            "NOT A REQUEST\r\n\r\n",
+        ] {
+            let (parsed, left) = parse_str(raw);
+            assert!(matches!(parsed, Parsed::Fallback), "{raw:?} served here");
+            assert_eq!(left, raw.len(), "{raw:?}: bytes consumed");
+        }
+        let many: String = (0..MAX_HEADERS + 1)
+            .map(|i| format!("h{i}: v\r\n"))
+            .collect();
+        assert!(matches!(
+            parse_str(&format!("GET / HTTP/1.1\r\n{many}\r\n")).0,
+            Parsed::Fallback
+        ));
+        assert!(matches!(
+            parse_str("GET / HTTP/1.1\r\nHost: x\r\n").0,
+            Parsed::Partial
+        ));
+    }
+}
