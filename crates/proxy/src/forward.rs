@@ -3,7 +3,7 @@
 //! one turns out to be closed), and stream the response back.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,11 +25,11 @@ use crate::server::{ActiveGuard, RequestGuard, WorkerCtx};
 pub(crate) async fn handle(
     ctx: Arc<WorkerCtx>,
     mut req: Request<Incoming>,
-    client_ip: IpAddr,
+    client_ip: HeaderValue,
     active: ActiveGuard,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
-    let (host, request_id) = prepare(&mut req, client_ip, upgrade);
+    let (host, request_id) = prepare(&mut req, &client_ip, upgrade);
     let result = forward(&ctx, req, host, upgrade, &request_id, active).await;
     Ok(finish(&ctx, result, request_id))
 }
@@ -37,7 +37,7 @@ pub(crate) async fn handle(
 /// Rewrites the request headers; returns the original host and the request id.
 pub(crate) fn prepare<B>(
     req: &mut Request<B>,
-    client_ip: IpAddr,
+    client_ip: &HeaderValue,
     upgrade: bool,
 ) -> (Option<HeaderValue>, HeaderValue) {
     let host = original_host(req);
@@ -108,12 +108,12 @@ async fn forward(
         }
     }
     if !upgrade && req.body().is_end_stream() {
-        return forward_bodiless(ctx, req, host, request_id, active, true).await;
+        return forward_bodiless(ctx, req, host, request_id, Some(active), true).await;
     }
     let inflight = select(ctx, &mut req, host)?;
     let backend = inflight.backend().clone();
     let guard = RequestGuard {
-        _active: active,
+        _active: Some(active),
         inflight,
     };
 
@@ -136,7 +136,7 @@ pub(crate) async fn forward_bodiless<B>(
     mut req: Request<B>,
     host: Option<HeaderValue>,
     request_id: &HeaderValue,
-    active: ActiveGuard,
+    active: Option<ActiveGuard>,
     timed: bool,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let inflight = select(ctx, &mut req, host)?;

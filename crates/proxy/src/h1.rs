@@ -96,8 +96,7 @@ impl Conn {
         let head_request = req.method() == Method::HEAD;
         let mut read_any = false;
         loop {
-            let parsed = self.read_head(&mut read_any).await?;
-            let (response, close) = parsed;
+            let (response, close) = self.read_head(&mut read_any).await?;
             let status = response.status();
             if status.is_informational() {
                 if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -108,6 +107,11 @@ impl Conn {
                 continue;
             }
             let framing = Framing::of(&response, head_request, close)?;
+            let mut response = response;
+            if response.headers().contains_key(header::TRANSFER_ENCODING) {
+                // The body is decoded here; its length is not the one declared.
+                response.headers_mut().remove(header::CONTENT_LENGTH);
+            }
             return Ok((response, framing, self));
         }
     }
@@ -200,17 +204,22 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<(Response<()>, bool)>, SendEr
         .map_err(|_| SendError::Protocol("sent an invalid response status"))?;
     let http10 = parsed.version == Some(0);
     let base = buf.as_ptr() as usize;
-    let mut spans = Vec::with_capacity(parsed.headers.len());
-    for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| SendError::Protocol("sent an invalid response header name"))?;
-        let start = h.value.as_ptr() as usize - base;
-        spans.push((name, start, start + h.value.len()));
+    // (name start, name end, value start, value end), as in `h1server::parse`.
+    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let count = parsed.headers.len();
+    for (h, span) in parsed.headers.iter().zip(spans.iter_mut()) {
+        let (n, v) = (
+            h.name.as_ptr() as usize - base,
+            h.value.as_ptr() as usize - base,
+        );
+        *span = (n, n + h.name.len(), v, v + h.value.len());
     }
     let head = buf.split_to(len).freeze();
-    let mut map = HeaderMap::with_capacity(spans.len());
+    let mut map = HeaderMap::with_capacity(count);
     let mut close = http10;
-    for (name, start, end) in spans {
+    for &(name_start, name_end, start, end) in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[name_start..name_end])
+            .map_err(|_| SendError::Protocol("sent an invalid response header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(start..end))
             .map_err(|_| SendError::Protocol("sent an invalid response header value"))?;
         if name == header::CONNECTION {

@@ -16,7 +16,6 @@
 
 use std::future::poll_fn;
 use std::io;
-use std::net::IpAddr;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +31,7 @@ use tokio::time::{Instant, Sleep};
 use crate::body::ResponseBody;
 use crate::error::{ErrorKind, ErrorSource, ProxyError};
 use crate::forward;
-use crate::server::{ActiveGuard, ConnState, WorkerCtx};
+use crate::server::WorkerCtx;
 
 /// Request headers accepted on this path (more go to hyper, which answers 431).
 const MAX_HEADERS: usize = 64;
@@ -55,8 +54,8 @@ pub(crate) enum Outcome {
 /// Per-connection settings and state the loop needs.
 pub(crate) struct Conn<'a> {
     pub(crate) ctx: &'a Arc<WorkerCtx>,
-    pub(crate) state: &'a Arc<ConnState>,
-    pub(crate) client_ip: IpAddr,
+    /// The client's address as an `X-Forwarded-For` element.
+    pub(crate) client_ip: &'a HeaderValue,
     pub(crate) shutdown: &'a mut watch::Receiver<Option<Duration>>,
 }
 
@@ -165,10 +164,9 @@ where
         let head_request = request.method() == Method::HEAD;
         let mut request = request;
         let (host, request_id) = forward::prepare(&mut request, conn.client_ip, false);
-        let active = ActiveGuard::new(conn.state.clone());
         let started = Instant::now();
         let result = {
-            let fwd = forward::forward_bodiless(ctx, request, host, &request_id, active, false);
+            let fwd = forward::forward_bodiless(ctx, request, host, &request_id, None, false);
             let mut fwd = pin!(fwd);
             loop {
                 tokio::select! {
@@ -242,35 +240,39 @@ fn parse(buf: &mut BytesMut) -> Parsed {
     let base = buf.as_ptr() as usize;
     let offset = |s: &[u8]| s.as_ptr() as usize - base;
     let path_span = (offset(path.as_bytes()), path.len());
-    let mut spans = Vec::with_capacity(req.headers.len());
+    // (name start, name end, value start, value end) in the head, so the names
+    // and values can share the head's bytes once it is split off the buffer.
+    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let count = req.headers.len();
     let mut close = http10;
-    for h in req.headers.iter() {
-        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
-            return Parsed::Fallback;
-        };
-        if name == header::TRANSFER_ENCODING
-            || name == header::EXPECT
-            || name == header::UPGRADE
-            || (name == header::CONTENT_LENGTH && h.value.trim_ascii() != b"0")
+    for (h, span) in req.headers.iter().zip(spans.iter_mut()) {
+        let name = h.name.as_bytes();
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        if is("transfer-encoding")
+            || is("expect")
+            || is("upgrade")
+            || (is("content-length") && h.value.trim_ascii() != b"0")
         {
             return Parsed::Fallback;
         }
-        if name == header::CONNECTION {
+        if is("connection") {
             if has_token(h.value, b"close") {
                 close = true;
             } else if http10 && has_token(h.value, b"keep-alive") {
                 close = false;
             }
         }
-        spans.push((name, offset(h.value), h.value.len()));
+        let (n, v) = (offset(name), offset(h.value));
+        *span = (n, n + name.len(), v, v + h.value.len());
     }
     let head = buf.split_to(len).freeze();
     let built = (|| {
         let uri =
             Uri::from_maybe_shared(head.slice(path_span.0..path_span.0 + path_span.1)).ok()?;
-        let mut map = HeaderMap::with_capacity(spans.len());
-        for (name, start, len) in spans {
-            let value = HeaderValue::from_maybe_shared(head.slice(start..start + len)).ok()?;
+        let mut map = HeaderMap::with_capacity(count);
+        for &(name_start, name_end, start, end) in &spans[..count] {
+            let name = HeaderName::from_bytes(&head[name_start..name_end]).ok()?;
+            let value = HeaderValue::from_maybe_shared(head.slice(start..end)).ok()?;
             map.append(name, value);
         }
         Some((uri, map))

@@ -22,11 +22,17 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
             .any(|v| has_token(v, "upgrade"))
 }
 
+/// A client address as an `X-Forwarded-For` element (computed once per connection).
+pub fn client_ip_value(ip: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&ip.to_canonical().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
 /// Rewrites request headers for the upstream and returns the request id to echo
 /// to the client. `host` is the original host (Host header or `:authority`).
 pub fn prepare_request(
     headers: &mut HeaderMap,
-    client_ip: IpAddr,
+    client_ip: &HeaderValue,
     host: Option<&str>,
     upgrade: bool,
 ) -> HeaderValue {
@@ -41,24 +47,23 @@ pub fn prepare_request(
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 
-    let ip = client_ip.to_string();
-    let mut forwarded_for = String::new();
+    let mut forwarded_for: Option<Vec<u8>> = None;
     for v in headers.get_all(&X_FORWARDED_FOR) {
-        if let Ok(v) = v.to_str() {
-            let v = v.trim();
-            if !v.is_empty() {
-                forwarded_for.push_str(v);
-                forwarded_for.push_str(", ");
-            }
+        let v = v.as_bytes().trim_ascii();
+        if !v.is_empty() {
+            let list = forwarded_for.get_or_insert_with(Vec::new);
+            list.extend_from_slice(v);
+            list.extend_from_slice(b", ");
         }
     }
-    let forwarded_for = if forwarded_for.is_empty() {
-        HeaderValue::from_str(&ip)
-    } else {
-        forwarded_for.push_str(&ip);
-        HeaderValue::from_str(&forwarded_for)
+    let forwarded_for = match forwarded_for {
+        None => Some(client_ip.clone()),
+        Some(mut list) => {
+            list.extend_from_slice(client_ip.as_bytes());
+            HeaderValue::from_bytes(&list).ok()
+        }
     };
-    if let Ok(v) = forwarded_for {
+    if let Some(v) = forwarded_for {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
@@ -91,6 +96,11 @@ pub fn prepare_response(headers: &mut HeaderMap, upgrade: bool, request_id: Head
 
 /// Removes hop-by-hop headers, including those named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names instead of a lookup per
+    // hop-by-hop header.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let mut named: Vec<HeaderName> = Vec::new();
     for v in headers.get_all(header::CONNECTION) {
         if let Ok(v) = v.to_str() {
@@ -115,6 +125,16 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
 }
 
 /// An incoming request id is kept when it is 1..=128 visible ASCII characters
@@ -173,7 +193,7 @@ mod tests {
         ]);
         let id = prepare_request(
             &mut h,
-            "192.0.2.7".parse().unwrap(),
+            &client_ip_value("192.0.2.7".parse().unwrap()),
             Some("Example.com"),
             false,
         );
@@ -198,7 +218,12 @@ mod tests {
     fn keeps_upgrade_headers_for_upgrades() {
         let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         assert!(is_upgrade(&h));
-        prepare_request(&mut h, "127.0.0.1".parse().unwrap(), None, true);
+        prepare_request(
+            &mut h,
+            &client_ip_value("127.0.0.1".parse().unwrap()),
+            None,
+            true,
+        );
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
         assert!(!h.contains_key("x-forwarded-host"));
@@ -207,10 +232,20 @@ mod tests {
     #[test]
     fn keeps_valid_request_ids_only() {
         let mut h = map(&[("x-request-id", "abc-123")]);
-        let id = prepare_request(&mut h, "127.0.0.1".parse().unwrap(), None, false);
+        let id = prepare_request(
+            &mut h,
+            &client_ip_value("127.0.0.1".parse().unwrap()),
+            None,
+            false,
+        );
         assert_eq!(id, "abc-123");
         let mut h = map(&[("x-request-id", "bad id with spaces")]);
-        let id = prepare_request(&mut h, "127.0.0.1".parse().unwrap(), None, false);
+        let id = prepare_request(
+            &mut h,
+            &client_ip_value("127.0.0.1".parse().unwrap()),
+            None,
+            false,
+        );
         assert_ne!(id, "bad id with spaces");
         assert_eq!(h["x-request-id"], id);
         assert!(!valid_request_id(&HeaderValue::from_static("")));

@@ -21,6 +21,7 @@ use tokio::sync::{watch, Notify};
 use crate::backend::InflightGuard;
 use crate::config::ProxyConfig;
 use crate::h1server;
+use crate::headers;
 use crate::metrics::Counters;
 use crate::rewind::Rewind;
 use crate::table::RouteTable;
@@ -169,12 +170,10 @@ async fn serve_connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let state = Arc::new(ConnState::new());
-    let client_ip = peer.ip().to_canonical();
+    let client_ip = headers::client_ip_value(peer.ip());
     let fast = h1server::Conn {
         ctx: &ctx,
-        state: &state,
-        client_ip,
+        client_ip: &client_ip,
         shutdown: &mut shutdown,
     };
     let prefix = match h1server::serve(fast, &mut stream).await {
@@ -182,13 +181,14 @@ async fn serve_connection<S>(
         h1server::Outcome::Fallback(prefix) => prefix,
     };
     let stream = Rewind::new(prefix, stream);
+    let state = Arc::new(ConnState::new());
     let header_timeout = ctx.shared.config.client_header_timeout;
     let idle_timeout = ctx.shared.config.client_idle_timeout;
     let svc_state = state.clone();
     let svc_ctx = ctx.clone();
     let service = service_fn(move |req| {
         let active = ActiveGuard::new(svc_state.clone());
-        crate::forward::handle(svc_ctx.clone(), req, client_ip, active)
+        crate::forward::handle(svc_ctx.clone(), req, client_ip.clone(), active)
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);
@@ -274,7 +274,8 @@ impl Drop for ActiveGuard {
 
 /// What a forwarded request holds until its response body is finished.
 pub(crate) struct RequestGuard {
-    pub(crate) _active: ActiveGuard,
+    /// Only for hyper-served connections, whose watchdog needs to know.
+    pub(crate) _active: Option<ActiveGuard>,
     pub(crate) inflight: InflightGuard,
 }
 

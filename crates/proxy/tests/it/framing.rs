@@ -115,6 +115,25 @@ async fn chunked_responses_are_decoded_and_the_connection_reused() {
 }
 
 #[tokio::test]
+async fn content_length_beside_chunked_coding_is_ignored_and_not_passed_on() {
+    let up = scripted(|_, _| {
+        reply("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+    })
+    .await;
+    let proxy = one_worker(&up);
+    for _ in 0..2 {
+        let a = request(&proxy, Method::GET).await;
+        assert_eq!(a.body, "ok");
+        assert_ne!(
+            a.headers.get("content-length").map(|v| v.as_bytes()),
+            Some(&b"99"[..])
+        );
+    }
+    // A response with both is suspect: its connection is not reused (RFC 9112 §6.3).
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn a_body_delimited_by_close_is_passed_through_and_not_reused() {
     let up =
         scripted(|n, _| reply_then_close(format!("HTTP/1.1 200 OK\r\n\r\nuntil close {n}"))).await;
