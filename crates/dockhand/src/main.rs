@@ -10,9 +10,6 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Run a web app in production on your own server.
 ///
 /// Dockhand reads `dockhand.toml`, runs the app's services behind its own reverse proxy, checks
@@ -130,10 +127,10 @@ pub enum DbCommand {
 }
 
 fn main() -> ExitCode {
-    // No transparent huge pages for this process: with them the allocator's
-    // arenas are backed by 2 MiB pages, so a few touched bytes make 2 MiB
-    // resident (about 10 MiB of an idle agent). The agent's working set is small
-    // enough that huge pages buy no measurable speed. Best effort.
+    // No transparent huge pages for this process: where the system allows them,
+    // a few touched bytes of a heap arena can make 2 MiB resident. The agent's
+    // working set is small enough that huge pages buy no measurable speed (see
+    // ARCHITECTURE.md, "Memory"). Best effort.
     #[cfg(target_os = "linux")]
     let _ = nix::sys::prctl::set_thp_disable(true);
     let cli = Cli::parse();

@@ -4,7 +4,9 @@
 //!
 //! One current-thread Tokio runtime per worker thread, each with its own
 //! `SO_REUSEPORT` listener and upstream connection pool; the routing table is
-//! shared through an `ArcSwap`. See `ARCHITECTURE.md`.
+//! shared through an `ArcSwap`. Bodiless HTTP/1 requests take a fast path of our
+//! own (`h1server.rs`, `h1.rs`); everything else is served by hyper. See
+//! `ARCHITECTURE.md`.
 
 mod backend;
 mod body;

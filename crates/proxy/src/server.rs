@@ -1,7 +1,9 @@
 //! The client side: binding the `SO_REUSEPORT` listeners, one worker thread per
-//! listener with its own current-thread runtime, and the per-connection loop
-//! (hyper-util auto builder for HTTP/1.1 and h2c, graceful shutdown, idle
-//! watchdog). Requests are handed to [`crate::forward::handle`].
+//! listener with its own current-thread runtime, and the per-connection task:
+//! the fast path for bodiless HTTP/1 requests first (`h1server.rs`), then, for a
+//! connection it hands over, hyper-util's auto builder (HTTP/1.1 and h2c,
+//! graceful shutdown, idle watchdog) with requests handed to
+//! [`crate::forward::handle`].
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
