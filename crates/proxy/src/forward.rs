@@ -25,6 +25,7 @@ pub(crate) async fn handle(
     ctx: Arc<WorkerCtx>,
     mut req: Request<Incoming>,
     client_ip: IpAddr,
+    scheme: headers::Scheme,
     active: ActiveGuard,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
@@ -32,6 +33,7 @@ pub(crate) async fn handle(
     let request_id = headers::prepare_request(
         req.headers_mut(),
         client_ip,
+        scheme,
         host.as_ref().and_then(|h| h.to_str().ok()),
         upgrade,
     );

@@ -13,6 +13,23 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// How the client reached the proxy, for `X-Forwarded-Proto`. Known per
+/// connection, so a request costs no lookup or allocation for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    fn header_value(self) -> HeaderValue {
+        match self {
+            Scheme::Http => HeaderValue::from_static("http"),
+            Scheme::Https => HeaderValue::from_static("https"),
+        }
+    }
+}
+
 /// Whether the request asks for a protocol upgrade (`Connection: upgrade` + `Upgrade`).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
@@ -27,6 +44,7 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 pub fn prepare_request(
     headers: &mut HeaderMap,
     client_ip: IpAddr,
+    scheme: Scheme,
     host: Option<&str>,
     upgrade: bool,
 ) -> HeaderValue {
@@ -61,7 +79,7 @@ pub fn prepare_request(
     if let Ok(v) = forwarded_for {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO.clone(), scheme.header_value());
     match host.and_then(|h| HeaderValue::from_str(h).ok()) {
         Some(h) => {
             headers.insert(X_FORWARDED_HOST.clone(), h);
@@ -174,6 +192,7 @@ mod tests {
         let id = prepare_request(
             &mut h,
             "192.0.2.7".parse().unwrap(),
+            Scheme::Http,
             Some("Example.com"),
             false,
         );
@@ -195,10 +214,38 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_proto_is_the_client_scheme_not_the_clients_claim() {
+        let mut h = map(&[("x-forwarded-proto", "http")]);
+        prepare_request(
+            &mut h,
+            "127.0.0.1".parse().unwrap(),
+            Scheme::Https,
+            None,
+            false,
+        );
+        assert_eq!(h["x-forwarded-proto"], "https");
+        let mut h = map(&[("x-forwarded-proto", "https")]);
+        prepare_request(
+            &mut h,
+            "127.0.0.1".parse().unwrap(),
+            Scheme::Http,
+            None,
+            false,
+        );
+        assert_eq!(h["x-forwarded-proto"], "http");
+    }
+
+    #[test]
     fn keeps_upgrade_headers_for_upgrades() {
         let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         assert!(is_upgrade(&h));
-        prepare_request(&mut h, "127.0.0.1".parse().unwrap(), None, true);
+        prepare_request(
+            &mut h,
+            "127.0.0.1".parse().unwrap(),
+            Scheme::Http,
+            None,
+            true,
+        );
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");
         assert!(!h.contains_key("x-forwarded-host"));
@@ -207,10 +254,22 @@ mod tests {
     #[test]
     fn keeps_valid_request_ids_only() {
         let mut h = map(&[("x-request-id", "abc-123")]);
-        let id = prepare_request(&mut h, "127.0.0.1".parse().unwrap(), None, false);
+        let id = prepare_request(
+            &mut h,
+            "127.0.0.1".parse().unwrap(),
+            Scheme::Http,
+            None,
+            false,
+        );
         assert_eq!(id, "abc-123");
         let mut h = map(&[("x-request-id", "bad id with spaces")]);
-        let id = prepare_request(&mut h, "127.0.0.1".parse().unwrap(), None, false);
+        let id = prepare_request(
+            &mut h,
+            "127.0.0.1".parse().unwrap(),
+            Scheme::Http,
+            None,
+            false,
+        );
         assert_ne!(id, "bad id with spaces");
         assert_eq!(h["x-request-id"], id);
         assert!(!valid_request_id(&HeaderValue::from_static("")));

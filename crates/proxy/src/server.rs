@@ -1,7 +1,9 @@
 //! The client side: binding the `SO_REUSEPORT` listeners, one worker thread per
-//! listener with its own current-thread runtime, and the per-connection loop
-//! (hyper-util auto builder for HTTP/1.1 and h2c, graceful shutdown, idle
-//! watchdog). Requests are handed to [`crate::forward::handle`].
+//! listener (plus, with HTTPS, one TLS listener) with its own current-thread
+//! runtime, the TLS handshake, and the per-connection loop (hyper-util auto
+//! builder for HTTP/1.1 and h2 — h2c in plain text, h2 by ALPN over TLS —,
+//! graceful shutdown, idle watchdog). Requests are handed to
+//! [`crate::forward::handle`].
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
@@ -14,11 +16,13 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
+use tokio_rustls::TlsAcceptor;
 
 use crate::backend::InflightGuard;
 use crate::config::ProxyConfig;
+use crate::headers::Scheme;
 use crate::metrics::Counters;
 use crate::table::RouteTable;
 
@@ -35,6 +39,8 @@ pub(crate) struct Active {
 pub(crate) struct Shared {
     pub(crate) table: ArcSwap<Active>,
     pub(crate) config: ProxyConfig,
+    /// The TLS side of the HTTPS listeners (`None` without HTTPS).
+    pub(crate) tls: Option<TlsAcceptor>,
 }
 
 /// What one worker's tasks share.
@@ -83,16 +89,20 @@ fn bind_one(addr: SocketAddr) -> io::Result<StdTcpListener> {
 /// grace period passed (the caller then drops the runtime, closing the rest).
 pub(crate) async fn run_worker(
     listener: StdTcpListener,
+    tls_listener: Option<StdTcpListener>,
     ctx: Arc<WorkerCtx>,
     mut shutdown: watch::Receiver<Option<Duration>>,
 ) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(l) => l,
+    let registered = TcpListener::from_std(listener)
+        .and_then(|l| Ok((l, tls_listener.map(TcpListener::from_std).transpose()?)));
+    let (listener, tls_listener) = match registered {
+        Ok(pair) => pair,
         Err(e) => {
             tracing::error!(error = %e, "proxy worker could not register its listener");
             return;
         }
     };
+    let acceptor = ctx.shared.tls.clone();
     let config = &ctx.shared.config;
     let builder = Arc::new(server_builder(config));
     let sweep_every = (config.upstream_idle_timeout / 2).max(Duration::from_millis(100));
@@ -121,26 +131,66 @@ pub(crate) async fn run_worker(
                     let task = serve_connection(
                         ctx.clone(),
                         builder.clone(),
-                        stream,
+                        TokioIo::new(stream),
                         peer,
+                        Scheme::Http,
                         shutdown.clone(),
                         ctx.tracker.enter(),
                     );
                     tokio::spawn(task);
                 }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "proxy accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(e) => accept_failed(e).await,
+            },
+            accepted = accept_optional(tls_listener.as_ref()) => match (accepted, &acceptor) {
+                (Ok((stream, peer)), Some(acceptor)) => {
+                    let _ = stream.set_nodelay(true);
+                    let track = ctx.tracker.enter();
+                    let handshake = acceptor.accept(stream);
+                    let (ctx, builder, shutdown) = (ctx.clone(), builder.clone(), shutdown.clone());
+                    tokio::spawn(async move {
+                        let timeout = ctx.shared.config.client_header_timeout;
+                        let stream = match tokio::time::timeout(timeout, handshake).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(client = %peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        let io = TokioIo::new(stream);
+                        serve_connection(ctx, builder, io, peer, Scheme::Https, shutdown, track).await;
+                    });
                 }
-            }
+                (Ok(_), None) => {} // unreachable: no TLS listener without an acceptor
+                (Err(e), _) => accept_failed(e).await,
+            },
         }
     }
     drop(listener);
+    drop(tls_listener);
     sweeper.abort();
     crate::pool::clear();
     let grace = shutdown.borrow().unwrap_or_default();
     let _ = tokio::time::timeout(grace, ctx.tracker.wait_idle()).await;
+}
+
+/// Accepts on `listener`, or never when there is none.
+async fn accept_optional(
+    listener: Option<&TcpListener>,
+) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Out of file descriptors and the like: back off instead of spinning.
+async fn accept_failed(e: io::Error) {
+    tracing::warn!(error = %e, "proxy accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 fn server_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
@@ -154,14 +204,19 @@ fn server_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-async fn serve_connection(
+/// Serves one client connection, plain or TLS: `scheme` says which, for
+/// `X-Forwarded-Proto`.
+async fn serve_connection<I>(
     ctx: Arc<WorkerCtx>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    stream: TcpStream,
+    io: I,
     peer: SocketAddr,
+    scheme: Scheme,
     mut shutdown: watch::Receiver<Option<Duration>>,
     _track: TrackGuard,
-) {
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let state = Arc::new(ConnState::new());
     let header_timeout = ctx.shared.config.client_header_timeout;
     let idle_timeout = ctx.shared.config.client_idle_timeout;
@@ -170,9 +225,9 @@ async fn serve_connection(
     let client_ip = peer.ip().to_canonical();
     let service = service_fn(move |req| {
         let active = ActiveGuard::new(svc_state.clone());
-        crate::forward::handle(svc_ctx.clone(), req, client_ip, active)
+        crate::forward::handle(svc_ctx.clone(), req, client_ip, scheme, active)
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let watchdog = tokio::time::sleep(header_timeout);
     tokio::pin!(watchdog);

@@ -8,4 +8,5 @@ mod failures;
 mod limits;
 mod proxying;
 mod routing;
+mod tls;
 mod upgrade;
