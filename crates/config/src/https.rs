@@ -35,7 +35,7 @@ impl Parser<'_> {
         let listen = fields.get("https_listen");
         if let Some(f) = listen {
             proxy.https_listen = self.socket_addr(f, "443");
-            if proxy.https_listen == Some(proxy.listen) {
+            if proxy.https_listen == Some(proxy.listen) && proxy.listen.port() != 0 {
                 self.error(
                     value_span(f),
                     Some(&f.path),
