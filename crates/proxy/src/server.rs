@@ -95,14 +95,14 @@ pub(crate) async fn run_worker(
 ) {
     let registered = TcpListener::from_std(listener)
         .and_then(|l| Ok((l, tls_listener.map(TcpListener::from_std).transpose()?)));
-    let (listener, tls_listener) = match registered {
-        Ok(pair) => pair,
+    let (listener, tls) = match registered {
+        // Start pairs a TLS listener with an acceptor; never one without the other.
+        Ok((l, tls_listener)) => (l, tls_listener.zip(ctx.shared.tls.clone())),
         Err(e) => {
             tracing::error!(error = %e, "proxy worker could not register its listener");
             return;
         }
     };
-    let acceptor = ctx.shared.tls.clone();
     let config = &ctx.shared.config;
     let builder = Arc::new(server_builder(config));
     let sweep_every = (config.upstream_idle_timeout / 2).max(Duration::from_millis(100));
@@ -141,8 +141,8 @@ pub(crate) async fn run_worker(
                 }
                 Err(e) => accept_failed(e).await,
             },
-            accepted = accept_optional(tls_listener.as_ref()) => match (accepted, &acceptor) {
-                (Ok((stream, peer)), Some(acceptor)) => {
+            accepted = accept_tls(tls.as_ref()) => match accepted {
+                Ok((stream, peer, acceptor)) => {
                     let _ = stream.set_nodelay(true);
                     let track = ctx.tracker.enter();
                     let handshake = acceptor.accept(stream);
@@ -164,25 +164,28 @@ pub(crate) async fn run_worker(
                         serve_connection(ctx, builder, io, peer, Scheme::Https, shutdown, track).await;
                     });
                 }
-                (Ok(_), None) => {} // unreachable: no TLS listener without an acceptor
-                (Err(e), _) => accept_failed(e).await,
+                Err(e) => accept_failed(e).await,
             },
         }
     }
     drop(listener);
-    drop(tls_listener);
+    drop(tls);
     sweeper.abort();
     crate::pool::clear();
     let grace = shutdown.borrow().unwrap_or_default();
     let _ = tokio::time::timeout(grace, ctx.tracker.wait_idle()).await;
 }
 
-/// Accepts on `listener`, or never when there is none.
-async fn accept_optional(
-    listener: Option<&TcpListener>,
-) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
-    match listener {
-        Some(l) => l.accept().await,
+/// Accepts on the TLS listener (returning the acceptor for the handshake), or never
+/// when there is none.
+async fn accept_tls(
+    tls: Option<&(TcpListener, TlsAcceptor)>,
+) -> io::Result<(tokio::net::TcpStream, SocketAddr, &TlsAcceptor)> {
+    match tls {
+        Some((listener, acceptor)) => {
+            let (stream, peer) = listener.accept().await?;
+            Ok((stream, peer, acceptor))
+        }
         None => std::future::pending().await,
     }
 }
