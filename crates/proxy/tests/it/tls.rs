@@ -12,7 +12,7 @@ use dockhand_proxy::rustls::client::danger::{
 use dockhand_proxy::rustls::pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime,
 };
-use dockhand_proxy::rustls::{self, DigitallySignedStruct, SignatureScheme};
+use dockhand_proxy::rustls::{self, DigitallySignedStruct, HandshakeKind, SignatureScheme};
 use dockhand_proxy::{CertStore, HttpsConfig, ProxyConfig, ProxyHandle, TlsCertificate};
 use http::{Request, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -104,8 +104,8 @@ impl ServerCertVerifier for AnyCertificate {
     }
 }
 
-/// Connects over TLS sending `sni` (an IP address sends none) and offering `alpn`.
-async fn connect(addr: SocketAddr, sni: &str, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
+/// A client that accepts any certificate, offering `alpn`.
+fn client_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -114,7 +114,20 @@ async fn connect(addr: SocketAddr, sni: &str, alpn: &[&[u8]]) -> TlsStream<TcpSt
         .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let connector = TlsConnector::from(Arc::new(config));
+    Arc::new(config)
+}
+
+/// Connects over TLS sending `sni` (an IP address sends none) and offering `alpn`.
+async fn connect(addr: SocketAddr, sni: &str, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
+    connect_with(client_config(alpn), addr, sni).await
+}
+
+async fn connect_with(
+    config: Arc<rustls::ClientConfig>,
+    addr: SocketAddr,
+    sni: &str,
+) -> TlsStream<TcpStream> {
+    let connector = TlsConnector::from(config);
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from(sni.to_owned()).unwrap();
     tokio::time::timeout(PATIENCE, connector.connect(name, tcp))
@@ -290,6 +303,30 @@ async fn h2_is_negotiated_by_alpn() {
         // The upstream side stays HTTP/1.1; the client's scheme is passed on.
         assert_eq!(a.body, "HTTP/1.1 https");
     }
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_returning_client_resumes_its_session() {
+    let up = named_upstream("up").await;
+    let proxy = start(
+        https_config(vec![certificate(&["shop.test"])]),
+        vec![route("/", vec![backend(up)])],
+    );
+    let client = client_config(&[b"http/1.1"]);
+    let first = connect_with(client.clone(), https_addr(&proxy), "shop.test").await;
+    assert_eq!(
+        first.get_ref().1.handshake_kind(),
+        Some(HandshakeKind::Full)
+    );
+    // Reading the answer also reads the session tickets sent after the handshake.
+    assert_eq!(get_over(first, "shop.test", "/").await.body, "up");
+    let second = connect_with(client, https_addr(&proxy), "shop.test").await;
+    assert_eq!(
+        second.get_ref().1.handshake_kind(),
+        Some(HandshakeKind::Resumed)
+    );
+    assert_eq!(get_over(second, "shop.test", "/").await.body, "up");
     proxy.shutdown(Duration::from_secs(1)).await;
 }
 
