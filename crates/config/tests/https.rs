@@ -130,6 +130,19 @@ fn missing_certificate_file_is_reported_at_cert() {
 }
 
 #[test]
+fn missing_key_file_is_reported_at_key() {
+    let p = Project::new();
+    valid(&p, "site", &["shop.example.org"]);
+    fs::remove_file(p.dir().join("certs/site.key")).unwrap();
+    let error = p
+        .load(&toml(&format!("{HTTPS}\n{SITE}"), "shop.example.org"))
+        .unwrap_err();
+    let d = error_at(&error, 4, 50, "private key file");
+    assert!(d.message.contains("certs/site.key does not exist"), "{d}");
+    assert_eq!(d.key.as_deref(), Some("proxy.certificates[0].key"));
+}
+
+#[test]
 fn pem_without_a_certificate_or_without_a_key() {
     let p = Project::new();
     let key_pem = valid(&p, "site", &["shop.example.org"]);
