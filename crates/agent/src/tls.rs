@@ -51,3 +51,59 @@ fn rfc3339(unix: i64) -> String {
         })
         .unwrap_or_else(|| unix.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use dockhand_config::CertificateFiles;
+
+    use super::*;
+
+    fn write(dir: &std::path::Path, name: &str, host: &str) -> CertificateFiles {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![host.to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let files = CertificateFiles {
+            cert: dir.join(format!("{name}.pem")),
+            key: dir.join(format!("{name}.key")),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        files
+    }
+
+    #[test]
+    fn a_certificate_that_no_longer_loads_is_left_out_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = write(dir.path(), "good", "good.test");
+        let bad = write(dir.path(), "bad", "bad.test");
+        std::fs::remove_file(&bad.key).unwrap();
+        let proxy = ProxySettings {
+            https_listen: Some("127.0.0.1:0".parse().unwrap()),
+            certificates: vec![bad.clone(), good.clone()],
+            ..ProxySettings::default()
+        };
+        let loaded = load(&proxy, SystemTime::now());
+        assert_eq!(loaded.serve.len(), 1);
+        assert_eq!(loaded.serve[0].names(), ["good.test"]);
+        assert_eq!(loaded.info.len(), 1);
+        assert_eq!(loaded.info[0].names, ["good.test"]);
+        assert_eq!(loaded.info[0].cert, good.cert.display().to_string());
+        assert!(
+            loaded.info[0].not_after.ends_with('Z'),
+            "{:?}",
+            loaded.info[0]
+        );
+        assert_eq!(loaded.problems.len(), 1);
+        assert!(
+            loaded.problems[0].contains("bad.pem is not served")
+                && loaded.problems[0].contains("does not exist"),
+            "{:?}",
+            loaded.problems
+        );
+    }
+}
