@@ -221,7 +221,7 @@ class Peer:
     def __init__(self, name, http_port, https_port):
         self.name = name
         self.http_port = http_port
-        self.https_port = https_port  # None: no HTTPS yet
+        self.https_port = https_port  # None: the peer serves no HTTPS
         self.proc = None
 
     def pids(self):
@@ -287,21 +287,24 @@ def start_peers(procs, workdir, backend_port, cert, key, cpu):
 class Dockhand:
     """The agent with the bench app: its proxy is a peer, its testapp the shared backend."""
 
-    def __init__(self, procs, workdir, exe, testapp, cpu):
+    def __init__(self, procs, workdir, exe, testapp, cpu, cert, key):
         self.procs = procs
         self.exe = exe
         self.testapp = testapp
         self.cpu = cpu
+        self.cert, self.key = cert, key
         self.project = workdir / "app"
         self.project.mkdir()
         self.port = free_port()
+        self.https_port = free_port()
         self.version = 0
-        self.peer = DockhandPeer("dockhand", self.port, None)
+        self.peer = DockhandPeer("dockhand", self.port, self.https_port)
         self.instance_pids = set()
 
     def write_config(self):
         (self.project / "dockhand.toml").write_text(
-            pc.dockhand_toml(self.port, self.testapp, f"bench-{self.version}"))
+            pc.dockhand_toml(self.port, self.testapp, f"bench-{self.version}",
+                             https_port=self.https_port, cert=self.cert, key=self.key))
 
     def start(self):
         self.write_config()
@@ -318,6 +321,8 @@ class Dockhand:
             inst = self.healthy_instance()
             if inst:
                 wait_http(self.port, proc=self.peer.proc, name="dockhand proxy")
+                wait_http(self.https_port, tls=True, proc=self.peer.proc,
+                          name="dockhand proxy (https)")
                 return inst
             time.sleep(0.2)
         raise RuntimeError("the bench app did not become healthy within 60s; see "
@@ -759,7 +764,7 @@ def render(ctx):
         "backend is one `dockhand-testapp` process, started by the Dockhand agent as the bench "
         f"app's only service; every proxy forwards `GET {PATH}` to that same process (a 2-byte "
         "body), keeps client and upstream connections alive and sets X-Forwarded-For/-Proto/"
-        "-Host. HTTPS uses a self-signed ECDSA P-256 certificate (OpenSSL for the peers).",
+        "-Host. HTTPS uses one self-signed ECDSA P-256 certificate made by OpenSSL, the same for every peer (Dockhand included).",
         "",
         f"Each figure is the median of {a.rounds} runs of {a.duration} s (after a {a.warmup} s "
         "warm-up) interleaved across the peers — round 1 nginx, HAProxy, Caddy, Dockhand; each "
@@ -992,7 +997,7 @@ def main(argv=None):
     try:
         log(f"work directory {workdir}")
         cert, key = self_signed(workdir)
-        dh = Dockhand(procs, workdir, exe, testapp, args.proxy_cpu)
+        dh = Dockhand(procs, workdir, exe, testapp, args.proxy_cpu, cert, key)
         if stages & {"proxy", "loadtest", "deploys"}:
             inst = dh.start()
             backend_cpu = args.client_cpu
@@ -1001,7 +1006,7 @@ def main(argv=None):
             run(["taskset", "-a", "-cp", str(backend_cpu), str(inst["pid"])], timeout=10)
             backend_port = inst["port"]
             log(f"backend: dockhand-testapp pid {inst['pid']} on 127.0.0.1:{backend_port}, "
-                f"CPU {backend_cpu}; dockhand proxy on 127.0.0.1:{dh.port}")
+                f"CPU {backend_cpu}; dockhand proxy on 127.0.0.1:{dh.port} (https {dh.https_port})")
             peers = {"dockhand": dh.peer}
             if "proxy" in stages:
                 peers.update(start_peers(procs, workdir, backend_port, cert, key, args.proxy_cpu))

@@ -110,18 +110,25 @@ https://127.0.0.1:{https_port} {{
 """
 
 
-def dockhand_toml(listen_port, testapp, version, health_interval="500ms"):
+def dockhand_toml(listen_port, testapp, version, health_interval="500ms", https_port=None,
+                  cert=None, key=None):
     """The bench app: one web service, our testapp, behind Dockhand's proxy with one worker.
 
     The testapp is the backend every proxy forwards to; `VERSION` changes per deploy so the
-    zero-downtime stage can see the cutover in the `x-version` response header.
+    zero-downtime stage can see the cutover in the `x-version` response header. With
+    `https_port`, the proxy also serves HTTPS there with the peers' certificate (`cert`, and
+    `key`, which must be mode 0600: Dockhand refuses a key other users can read).
     """
+    https = ""
+    if https_port is not None:
+        https = (f'https_listen = "127.0.0.1:{https_port}"\n'
+                 f'certificates = [{{ cert = "{cert}", key = "{key}" }}]\n')
     return f"""# written by bench/run
 app = "bench"
 
 [proxy]
 listen = "127.0.0.1:{listen_port}"
-workers = 1
+{https}workers = 1
 drain_timeout = "10s"
 
 [services.backend]

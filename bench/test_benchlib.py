@@ -185,12 +185,22 @@ class PeerConfigs(unittest.TestCase):
             peers.haproxy_cfg(1, 2, 3, "/ck"),
             peers.caddyfile(1, 2, 3, "/c", "/k"),
             peers.dockhand_toml(1, "/t", "v1"),
+            peers.dockhand_toml(1, "/t", "v1", https_port=2, cert="/c", key="/k"),
         ]
         for t in texts:
             for line in t.splitlines():
                 s = line.strip()
-                if s.startswith(("listen", "bind")):
+                if s.startswith(("listen", "bind", "https_listen")):
                     self.assertIn("127.0.0.1", s, t)
+
+    def test_dockhand_serves_https_with_the_peers_certificate(self):
+        text = peers.dockhand_toml(1, "/t", "v1", https_port=2, cert="/w/cert.pem",
+                                   key="/w/key.pem")
+        self.assertIn('https_listen = "127.0.0.1:2"', text)
+        self.assertIn('certificates = [{ cert = "/w/cert.pem", key = "/w/key.pem" }]', text)
+        # The keys belong to [proxy], before the first service table.
+        self.assertLess(text.index("https_listen"), text.index("[services."))
+        self.assertNotIn("https_listen", peers.dockhand_toml(1, "/t", "v1"))
 
     def test_one_worker_each(self):
         self.assertIn("worker_processes 1;", peers.nginx_conf("/w", 1, 2, 3, "/c", "/k"))

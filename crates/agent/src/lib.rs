@@ -16,6 +16,7 @@ pub mod preflight;
 mod routes;
 mod server;
 mod status;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,7 +27,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use dockhand_api::{ApiError, DeployReport, ErrorCode, Progress};
 use dockhand_config::{AppConfig, LoadOptions};
-use dockhand_proxy::{Proxy, ProxyConfig, ProxyHandle, RouteTable};
+use dockhand_proxy::{CertStore, HttpsConfig, Proxy, ProxyConfig, ProxyHandle, RouteTable};
 use dockhand_runtime::{LogRotation, ProcessRuntime};
 use dockhand_state::{EventLevel, Store};
 use tokio::sync::watch;
@@ -100,6 +101,8 @@ pub struct Agent {
     store: Store,
     runtime: ProcessRuntime,
     proxy: ProxyHandle,
+    /// What `status` says about the certificates the proxy serves.
+    certificates: Mutex<Vec<dockhand_api::CertificateInfo>>,
     /// The release that serves and its instances.
     live: Mutex<Option<instances::ActiveRelease>>,
     /// Every instance the agent has started and not yet stopped, by id.
@@ -154,7 +157,7 @@ impl Agent {
             })?),
             None => None,
         };
-        let proxy = match &current_config {
+        let (proxy, certificates) = match &current_config {
             Some(c) => start_proxy(c)?,
             None => start_proxy(
                 &load_config(&opts.config_path).map_err(|e| anyhow::anyhow!("{}", e.message))?,
@@ -170,6 +173,7 @@ impl Agent {
             started_at: dockhand_state::now(),
             store,
             proxy,
+            certificates: Mutex::new(certificates.info),
             live: Mutex::new(None),
             registry: Mutex::new(HashMap::new()),
             lock: lock::DeployLock::default(),
@@ -178,6 +182,15 @@ impl Agent {
             db_logs: Mutex::new(HashMap::new()),
             shutdown,
         });
+        for problem in certificates.problems {
+            tracing::error!("{problem}");
+            agent.event(EventLevel::Error, "proxy", None, None, &problem);
+            sink(Progress {
+                step: "error".into(),
+                message: format!("{problem}; fix it and restart the agent"),
+                service: None,
+            });
+        }
         agent.reap_containers(current_config.as_ref()).await;
 
         if let (Some(release), Some(config)) = (current, current_config) {
@@ -331,10 +344,23 @@ impl Agent {
         self.proxy.local_addr()
     }
 
+    /// The certificates the proxy serves, as `status` shows them.
+    pub fn certificates(&self) -> Vec<dockhand_api::CertificateInfo> {
+        self.certificates
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The proxy's bound HTTPS address, when it serves HTTPS.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.proxy.https_addr()
+    }
+
     /// Where the current release is reachable.
     pub fn urls(&self) -> Vec<String> {
         self.live_config()
-            .map(|c| routes::urls(&c, self.proxy_addr()))
+            .map(|c| routes::urls(&c, self.proxy_addr(), self.https_addr()))
             .unwrap_or_default()
     }
 
@@ -551,11 +577,19 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
-fn start_proxy(config: &AppConfig) -> anyhow::Result<ProxyHandle> {
+/// Starts the proxy of `config` (with its certificates loaded from their files) and
+/// returns it with what was loaded; `[proxy]` is read only here, at agent start.
+fn start_proxy(config: &AppConfig) -> anyhow::Result<(ProxyHandle, tls::LoadedCertificates)> {
     let p = &config.proxy;
     let defaults = ProxyConfig::default();
+    let mut certificates = tls::load(p, std::time::SystemTime::now());
+    let https = p.https_listen.map(|listen| HttpsConfig {
+        listen,
+        certificates: Arc::new(CertStore::new(std::mem::take(&mut certificates.serve))),
+    });
     let proxy_config = ProxyConfig {
         listen: p.listen,
+        https,
         workers: p.workers.unwrap_or(defaults.workers),
         max_request_body: p.max_request_body,
         client_header_timeout: p.client_header_timeout,
@@ -563,13 +597,17 @@ fn start_proxy(config: &AppConfig) -> anyhow::Result<ProxyHandle> {
         upstream_response_timeout: p.upstream_response_timeout,
         ..defaults
     };
-    Proxy::start(proxy_config, RouteTable::empty()).with_context(|| {
+    let proxy = Proxy::start(proxy_config, RouteTable::empty()).with_context(|| {
+        let addresses = match p.https_listen {
+            Some(https) => format!("{} (HTTP) or {https} (HTTPS)", p.listen),
+            None => p.listen.to_string(),
+        };
         format!(
-            "failed to listen on {} for the proxy; is another server using it? set `[proxy] listen` in {}",
-            p.listen,
+            "failed to listen on {addresses} for the proxy; is another server using it? set `[proxy] listen` / `https_listen` in {}",
             config.config_path.display()
         )
-    })
+    })?;
+    Ok((proxy, certificates))
 }
 
 /// A stable id for the agent of one state directory, carried in the environment of every

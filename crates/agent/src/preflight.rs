@@ -23,6 +23,16 @@ pub async fn check(loaded: &Loaded, agent_running: bool) -> Vec<Diagnostic> {
                 Some("stop what listens there (`ss -ltnp` shows it), or choose another `listen` address".into()),
             ));
         }
+        if let Some(https) = config.proxy.https_listen {
+            if let Some(problem) = port_taken(https) {
+                out.push(loaded.sites.diagnostic(
+                    Severity::Error,
+                    "proxy.https_listen",
+                    format!("the proxy's HTTPS address {https} is already in use{problem}"),
+                    Some("stop what listens there (`ss -ltnp` shows it), or choose another `https_listen` address".into()),
+                ));
+            }
+        }
         for db in config.databases.values() {
             let Some(addr) = db.publish else { continue };
             if let Some(problem) = port_taken(addr) {

@@ -29,28 +29,34 @@ pub fn build_table(
     RouteTable::new(routes)
 }
 
-/// The URLs at which a release's routes are reachable through the proxy at `listen`.
-pub fn urls(config: &AppConfig, listen: std::net::SocketAddr) -> Vec<String> {
-    let port = listen.port();
-    let default_host = if listen.ip().is_unspecified() || listen.ip().is_loopback() {
-        "localhost".to_string()
-    } else {
-        listen.ip().to_string()
-    };
-    let mut out: Vec<String> = config
-        .services
-        .values()
-        .filter_map(|svc| {
-            let route = svc.route.as_ref()?;
-            let host = route.host.clone().unwrap_or_else(|| default_host.clone());
-            let port = if port == 80 {
-                String::new()
-            } else {
-                format!(":{port}")
+/// The URLs at which a release's routes are reachable through the proxy at `listen`
+/// (and, with HTTPS, at `https`).
+pub fn urls(
+    config: &AppConfig,
+    listen: std::net::SocketAddr,
+    https: Option<std::net::SocketAddr>,
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (scheme, addr, default_port) in [("http", Some(listen), 80), ("https", https, 443)] {
+        let Some(addr) = addr else { continue };
+        let default_host = if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+            "localhost".to_string()
+        } else {
+            addr.ip().to_string()
+        };
+        let port = if addr.port() == default_port {
+            String::new()
+        } else {
+            format!(":{}", addr.port())
+        };
+        for svc in config.services.values() {
+            let Some(route) = svc.route.as_ref() else {
+                continue;
             };
-            Some(format!("http://{host}{port}{}", route.path))
-        })
-        .collect();
+            let host = route.host.clone().unwrap_or_else(|| default_host.clone());
+            out.push(format!("{scheme}://{host}{port}{}", route.path));
+        }
+    }
     out.sort();
     out.dedup();
     out
@@ -106,12 +112,33 @@ command = "x"
     fn urls_use_the_route_host_or_localhost_and_the_listen_port() {
         let c = config(TWO);
         assert_eq!(
-            urls(&c, "127.0.0.1:8080".parse().unwrap()),
+            urls(&c, "127.0.0.1:8080".parse().unwrap(), None),
             ["http://localhost:8080/", "http://shop.example.org:8080/api"]
         );
         assert_eq!(
-            urls(&c, "0.0.0.0:80".parse().unwrap()),
+            urls(&c, "0.0.0.0:80".parse().unwrap(), None),
             ["http://localhost/", "http://shop.example.org/api"]
+        );
+        assert_eq!(
+            urls(
+                &c,
+                "0.0.0.0:80".parse().unwrap(),
+                Some("0.0.0.0:443".parse().unwrap())
+            ),
+            [
+                "http://localhost/",
+                "http://shop.example.org/api",
+                "https://localhost/",
+                "https://shop.example.org/api"
+            ]
+        );
+        assert_eq!(
+            urls(
+                &c,
+                "127.0.0.1:8080".parse().unwrap(),
+                Some("127.0.0.1:8443".parse().unwrap())
+            )[2],
+            "https://localhost:8443/"
         );
     }
 }

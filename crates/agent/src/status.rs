@@ -13,7 +13,7 @@ pub fn report(agent: &Agent) -> Result<StatusReport, ApiError> {
     let mut urls = Vec::new();
     if let Some(active) = live.as_ref() {
         app = active.config.app.clone();
-        urls = routes::urls(&active.config, agent.proxy_addr());
+        urls = routes::urls(&active.config, agent.proxy_addr(), agent.https_addr());
         for svc in active.config.services.values() {
             let instances = active
                 .instances
@@ -78,6 +78,8 @@ pub fn report(agent: &Agent) -> Result<StatusReport, ApiError> {
             state_dir: agent.opts.state_dir.display().to_string(),
             config_path: agent.opts.config_path.display().to_string(),
             proxy_listen: agent.proxy_addr().to_string(),
+            https_listen: agent.https_addr().map(|a| a.to_string()),
+            certificates: agent.certificates(),
         },
         current_release: current.as_ref().map(release_info),
         deploying: agent.lock.holder(),

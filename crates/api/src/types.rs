@@ -181,6 +181,22 @@ pub struct AgentInfo {
     pub state_dir: String,
     pub config_path: String,
     pub proxy_listen: String,
+    /// The proxy's HTTPS address, when it serves HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https_listen: Option<String>,
+    /// The certificates the HTTPS listener serves, in order (the first is the default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateInfo>,
+}
+
+/// A certificate the proxy serves: its file, DNS names and validity (never the key).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CertificateInfo {
+    pub cert: String,
+    pub names: Vec<String>,
+    /// RFC 3339, UTC.
+    pub not_before: String,
+    pub not_after: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

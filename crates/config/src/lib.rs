@@ -3,15 +3,17 @@
 //! applied, paths made absolute, and every problem reported as a [`Diagnostic`] pointing at
 //! file, line and column. Secrets (`${secret.NAME}`) are checked against the secrets file
 //! but never copied into the config; [`ServiceConfig::resolved_env`] substitutes them when a
-//! process is started. The only I/O is reading the config, `.env` and secrets files (and
-//! checking that working directories exist).
+//! process is started. The only I/O is reading the config, `.env`, secrets and TLS
+//! certificate files (and checking that working directories exist).
 
+mod certs;
 mod container;
 mod container_keys;
 mod database;
 mod diagnostic;
 mod dockerfile;
 mod dotenv;
+mod https;
 mod interpolate;
 mod model;
 mod parse;
@@ -25,12 +27,13 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use certs::{covers, load_certificate, CertificateError, CertificateFile, LoadedCertificate};
 pub use diagnostic::{Diagnostic, Severity};
 pub use dockerfile::stages as dockerfile_stages;
 pub use model::{
-    AppConfig, BuildConfig, CommandLine, ContainerConfig, DatabaseConfig, Engine, EnvValue,
-    HealthCheck, Hooks, Mount, ProxySettings, PullPolicy, RestartPolicy, Route, ServiceConfig,
-    Ulimit,
+    AppConfig, BuildConfig, CertificateFiles, CommandLine, ContainerConfig, DatabaseConfig, Engine,
+    EnvValue, HealthCheck, Hooks, Mount, ProxySettings, PullPolicy, RestartPolicy, Route,
+    ServiceConfig, Ulimit,
 };
 pub use secrets::{Secrets, SecretsError};
 

@@ -57,6 +57,20 @@ pub struct ProxySettings {
     pub upstream_connect_timeout: Duration,
     pub upstream_response_timeout: Duration,
     pub drain_timeout: Duration,
+    /// Where the HTTPS listener binds; `None`: no HTTPS.
+    #[serde(default)]
+    pub https_listen: Option<SocketAddr>,
+    /// Certificates from files, in file order (the first is the default one).
+    #[serde(default)]
+    pub certificates: Vec<CertificateFiles>,
+}
+
+/// One `{ cert = "…", key = "…" }` of `[proxy] certificates`: absolute paths of a PEM
+/// certificate chain and its PEM private key (read with [`crate::load_certificate`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Default for ProxySettings {
@@ -69,6 +83,8 @@ impl Default for ProxySettings {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_response_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
+            https_listen: None,
+            certificates: Vec::new(),
         }
     }
 }

@@ -26,6 +26,8 @@ const PROXY_KEYS: &[&str] = &[
     "upstream_connect_timeout",
     "upstream_response_timeout",
     "drain_timeout",
+    "https_listen",
+    "certificates",
 ];
 
 /// Parses and validates `text`; the config is only meaningful when no error was reported.
@@ -46,6 +48,7 @@ pub(crate) fn parse(
         sites: BTreeMap::new(),
         databases: BTreeMap::new(),
         depends: Vec::new(),
+        certificate_names: None,
     };
     let mut config = AppConfig {
         app: String::new(),
@@ -59,6 +62,7 @@ pub(crate) fn parse(
     match ImDocument::parse(map.text()) {
         Ok(document) => {
             parser.document(document.as_table(), &mut config);
+            parser.check_certificate_hosts();
             parser.check_routes();
             parser.check_secrets(&config.secrets_file);
         }
@@ -120,6 +124,9 @@ pub(crate) struct Parser<'p> {
     pub databases: BTreeMap<String, crate::container::DatabaseConfig>,
     /// Every `depends_on`: service, names, span, key; checked once all are parsed.
     pub depends: Vec<(String, Vec<String>, Range<usize>, String)>,
+    /// The DNS names of each certificate served, when HTTPS is on and every
+    /// certificate loaded (for the route host coverage warning).
+    pub certificate_names: Option<Vec<Vec<String>>>,
 }
 
 impl Parser<'_> {
@@ -183,18 +190,8 @@ impl Parser<'_> {
     fn proxy(&mut self, table: &dyn TableLike) -> ProxySettings {
         let fields = self.fields(table, "proxy", PROXY_KEYS, "in [proxy]");
         let mut proxy = ProxySettings::default();
-        if let Some(f) = fields.get("listen") {
-            if let Some(text) = self.string(f) {
-                match text.parse() {
-                    Ok(addr) => proxy.listen = addr,
-                    Err(_) => self.error(
-                        value_span(f),
-                        Some(&f.path),
-                        format!("invalid listen address `{text}`"),
-                        Some("use an IP address and a port, e.g. \"127.0.0.1:8080\" or \"0.0.0.0:80\"".into()),
-                    ),
-                }
-            }
+        if let Some(addr) = fields.get("listen").and_then(|f| self.socket_addr(f, "80")) {
+            proxy.listen = addr;
         }
         if let Some(f) = fields.get("workers") {
             proxy.workers = self.integer_in(f, 1, 1024);
@@ -225,7 +222,31 @@ impl Parser<'_> {
         {
             proxy.drain_timeout = value;
         }
+        self.https(&fields, &mut proxy);
         proxy
+    }
+
+    /// An `IP:port` listen address.
+    pub(crate) fn socket_addr(
+        &mut self,
+        f: &Field<'_>,
+        port: &str,
+    ) -> Option<std::net::SocketAddr> {
+        let text = self.string(f)?;
+        match text.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.error(
+                    value_span(f),
+                    Some(&f.path),
+                    format!("invalid listen address `{text}`"),
+                    Some(format!(
+                        "use an IP address and a port, e.g. \"127.0.0.1:8080\" or \"0.0.0.0:{port}\""
+                    )),
+                );
+                None
+            }
+        }
     }
 
     /// Loads the secrets file if any secret is referenced and checks every reference.

@@ -94,9 +94,7 @@ impl SecretsError {
                     path.display()
                 )
             }
-            SecretsError::LoosePermissions { path, .. } => {
-                format!("run `chmod 600 {}`", path.display())
-            }
+            SecretsError::LoosePermissions { path, .. } => chmod_help(path),
             SecretsError::Malformed { .. } => {
                 "each line must be NAME=value; quote values that contain spaces or `#`".into()
             }
@@ -111,6 +109,19 @@ impl fmt::Display for SecretsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}; {}", self.problem(), self.help())
     }
+}
+
+/// The mode of a file that its group or other users may access, `None` when it is
+/// 0600 or stricter. The rule for every file holding a secret: the secrets file and
+/// TLS private keys.
+pub(crate) fn loose_mode(metadata: &fs::Metadata) -> Option<u32> {
+    let mode = metadata.permissions().mode() & 0o7777;
+    (mode & 0o077 != 0).then_some(mode)
+}
+
+/// What to do about a file [`loose_mode`] refused.
+pub(crate) fn chmod_help(path: &Path) -> String {
+    format!("run `chmod 600 {}`", path.display())
 }
 
 /// Secret values loaded from the secrets file.
@@ -134,8 +145,7 @@ impl Secrets {
         if !metadata.is_file() {
             return Err(SecretsError::NotAFile { path: owned() });
         }
-        let mode = metadata.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
+        if let Some(mode) = loose_mode(&metadata) {
             return Err(SecretsError::LoosePermissions {
                 path: owned(),
                 mode,

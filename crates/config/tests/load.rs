@@ -119,6 +119,8 @@ fn full_example_parses_every_field() {
             upstream_connect_timeout: Duration::from_secs(6),
             upstream_response_timeout: Duration::from_secs(60),
             drain_timeout: Duration::ZERO,
+            https_listen: None,
+            certificates: Vec::new(),
         },
         services: BTreeMap::from([("api".to_string(), api), ("worker".to_string(), worker)]),
         databases: BTreeMap::new(),

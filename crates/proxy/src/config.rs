@@ -2,13 +2,18 @@
 //! timeout the proxy enforces. Plain data; the agent fills it from `dockhand.toml`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::tls::CertStore;
 
 /// Settings for [`crate::Proxy::start`].
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
     /// Address to listen on; port 0 picks a free port (see `ProxyHandle::local_addr`).
     pub listen: SocketAddr,
+    /// HTTPS: a second listener whose connections are TLS (absent: plain HTTP only).
+    pub https: Option<HttpsConfig>,
     /// Worker threads, each with its own runtime, listener and upstream pool (at least 1).
     pub workers: usize,
     /// Largest request body forwarded, in bytes; larger bodies get 413.
@@ -29,6 +34,7 @@ impl Default for ProxyConfig {
     fn default() -> ProxyConfig {
         ProxyConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            https: None,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_request_body: 10 * 1024 * 1024,
             client_header_timeout: Duration::from_secs(10),
@@ -38,4 +44,14 @@ impl Default for ProxyConfig {
             upstream_idle_timeout: Duration::from_secs(30),
         }
     }
+}
+
+/// The HTTPS listener: where, and the certificates it serves.
+#[derive(Debug, Clone)]
+pub struct HttpsConfig {
+    /// Address of the TLS listener; port 0 picks a free port (see `ProxyHandle::https_addr`).
+    pub listen: SocketAddr,
+    /// The certificates; the proxy keeps this store, so replacing its contents (for
+    /// example through `ProxyHandle::set_certificates`) takes effect on a running proxy.
+    pub certificates: Arc<CertStore>,
 }

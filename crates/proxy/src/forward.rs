@@ -26,10 +26,11 @@ pub(crate) async fn handle(
     ctx: Arc<WorkerCtx>,
     mut req: Request<Incoming>,
     client_ip: HeaderValue,
+    scheme: headers::Scheme,
     active: ActiveGuard,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
-    let (host, request_id) = prepare(&mut req, &client_ip, upgrade);
+    let (host, request_id) = prepare(&mut req, &client_ip, scheme, upgrade);
     let result = forward(&ctx, req, host, upgrade, &request_id, active).await;
     Ok(finish(&ctx, result, request_id))
 }
@@ -38,12 +39,14 @@ pub(crate) async fn handle(
 pub(crate) fn prepare<B>(
     req: &mut Request<B>,
     client_ip: &HeaderValue,
+    scheme: headers::Scheme,
     upgrade: bool,
 ) -> (Option<HeaderValue>, HeaderValue) {
     let host = original_host(req);
     let request_id = headers::prepare_request(
         req.headers_mut(),
         client_ip,
+        scheme,
         host.as_ref().and_then(|h| h.to_str().ok()),
         upgrade,
     );

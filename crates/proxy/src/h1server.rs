@@ -31,6 +31,7 @@ use tokio::time::{Instant, Sleep};
 use crate::body::ResponseBody;
 use crate::error::{ErrorKind, ErrorSource, ProxyError};
 use crate::forward;
+use crate::headers::Scheme;
 use crate::server::WorkerCtx;
 
 /// Request headers accepted on this path (more go to hyper, which answers 431).
@@ -56,6 +57,8 @@ pub(crate) struct Conn<'a> {
     pub(crate) ctx: &'a Arc<WorkerCtx>,
     /// The client's address as an `X-Forwarded-For` element.
     pub(crate) client_ip: &'a HeaderValue,
+    /// How the client reached us, for `X-Forwarded-Proto`.
+    pub(crate) scheme: Scheme,
     pub(crate) shutdown: &'a mut watch::Receiver<Option<Duration>>,
 }
 
@@ -163,7 +166,7 @@ where
         // 2. Forward it, bounded by the response timeout.
         let head_request = request.method() == Method::HEAD;
         let mut request = request;
-        let (host, request_id) = forward::prepare(&mut request, conn.client_ip, false);
+        let (host, request_id) = forward::prepare(&mut request, conn.client_ip, conn.scheme, false);
         let started = Instant::now();
         let result = {
             let fwd = forward::forward_bodiless(ctx, request, host, &request_id, None, false);

@@ -11,12 +11,14 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{oneshot, watch};
+use tokio_rustls::TlsAcceptor;
 
 use crate::backend::Backend;
 use crate::config::ProxyConfig;
 use crate::metrics::{Counters, ProxyMetrics};
 use crate::server::{self, Active, Shared, Tracker, WorkerCtx};
 use crate::table::RouteTable;
+use crate::tls::{self, CertStore, TlsCertificate};
 
 /// How often `drain` re-checks.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
@@ -27,20 +29,42 @@ pub struct Proxy;
 impl Proxy {
     /// Binds `config.listen` now (so "address in use" is returned right away) and
     /// starts `config.workers` worker threads. Works inside or outside a Tokio runtime.
+    ///
+    /// With `config.https`, also binds its listener (one per worker) and serves TLS
+    /// there with the certificates of its store.
     pub fn start(config: ProxyConfig, table: RouteTable) -> io::Result<ProxyHandle> {
         let workers = config.workers.max(1);
         let listeners = server::bind_listeners(config.listen, workers)?;
         let local_addr = listeners[0].local_addr()?;
+        let (tls_listeners, https_addr, tls, certificates) = match &config.https {
+            Some(https) => {
+                let listeners = server::bind_listeners(https.listen, workers)?;
+                let addr = listeners[0].local_addr()?;
+                let tls = tls::server_config(https.certificates.clone())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                let acceptor = TlsAcceptor::from(Arc::new(tls));
+                let listeners: Vec<_> = listeners.into_iter().map(Some).collect();
+                (
+                    listeners,
+                    Some(addr),
+                    Some(acceptor),
+                    Some(https.certificates.clone()),
+                )
+            }
+            None => ((0..workers).map(|_| None).collect(), None, None, None),
+        };
         let shared = Arc::new(Shared {
             table: ArcSwap::from_pointee(Active {
                 table: Arc::new(table),
             }),
             config,
+            tls,
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(None);
         let mut counters = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
-        for (i, listener) in listeners.into_iter().enumerate() {
+        let pairs = listeners.into_iter().zip(tls_listeners);
+        for (i, (listener, tls_listener)) in pairs.enumerate() {
             let ctx = Arc::new(WorkerCtx {
                 shared: shared.clone(),
                 counters: Arc::new(Counters::default()),
@@ -55,7 +79,7 @@ impl Proxy {
             let thread = std::thread::Builder::new()
                 .name(format!("dockhand-proxy-{i}"))
                 .spawn(move || {
-                    runtime.block_on(server::run_worker(listener, ctx, rx));
+                    runtime.block_on(server::run_worker(listener, tls_listener, ctx, rx));
                     drop(runtime);
                     let _ = done_tx.send(());
                 });
@@ -71,6 +95,8 @@ impl Proxy {
             inner: Arc::new(Inner {
                 shared,
                 local_addr,
+                https_addr,
+                certificates,
                 counters,
                 shutdown_tx,
                 retired: Mutex::new(Vec::new()),
@@ -89,6 +115,8 @@ pub struct ProxyHandle {
 struct Inner {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
+    https_addr: Option<SocketAddr>,
+    certificates: Option<Arc<CertStore>>,
     counters: Vec<Arc<Counters>>,
     shutdown_tx: watch::Sender<Option<Duration>>,
     /// Tables replaced by `set_routes` that requests may still be selecting from.
@@ -110,6 +138,32 @@ impl ProxyHandle {
     /// The bound address (with the real port when `listen` had port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.local_addr
+    }
+
+    /// The bound HTTPS address, when the proxy serves HTTPS.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.inner.https_addr
+    }
+
+    /// Replaces every certificate the HTTPS listener serves (the first is the
+    /// default); handshakes from now on use them. Returns false, changing nothing,
+    /// when the proxy was started without HTTPS.
+    pub fn set_certificates(&self, certificates: Vec<TlsCertificate>) -> bool {
+        match &self.inner.certificates {
+            Some(store) => {
+                store.replace(certificates);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The certificates served now (empty without HTTPS).
+    pub fn certificates(&self) -> Vec<TlsCertificate> {
+        self.inner
+            .certificates
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.certificates())
     }
 
     /// Replaces the routing table atomically; returns the previous one.

@@ -13,6 +13,23 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// How the client reached the proxy, for `X-Forwarded-Proto`. Known per
+/// connection, so a request costs no lookup or allocation for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    fn header_value(self) -> HeaderValue {
+        match self {
+            Scheme::Http => HeaderValue::from_static("http"),
+            Scheme::Https => HeaderValue::from_static("https"),
+        }
+    }
+}
+
 /// Whether the request asks for a protocol upgrade (`Connection: upgrade` + `Upgrade`).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
@@ -33,6 +50,7 @@ pub fn client_ip_value(ip: IpAddr) -> HeaderValue {
 pub fn prepare_request(
     headers: &mut HeaderMap,
     client_ip: &HeaderValue,
+    scheme: Scheme,
     host: Option<&str>,
     upgrade: bool,
 ) -> HeaderValue {
@@ -66,7 +84,7 @@ pub fn prepare_request(
     if let Some(v) = forwarded_for {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO.clone(), scheme.header_value());
     match host.and_then(|h| HeaderValue::from_str(h).ok()) {
         Some(h) => {
             headers.insert(X_FORWARDED_HOST.clone(), h);
@@ -194,6 +212,7 @@ mod tests {
         let id = prepare_request(
             &mut h,
             &client_ip_value("192.0.2.7".parse().unwrap()),
+            Scheme::Http,
             Some("Example.com"),
             false,
         );
@@ -215,12 +234,35 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_proto_is_the_client_scheme_not_the_clients_claim() {
+        let mut h = map(&[("x-forwarded-proto", "http")]);
+        prepare_request(
+            &mut h,
+            &client_ip_value("127.0.0.1".parse().unwrap()),
+            Scheme::Https,
+            None,
+            false,
+        );
+        assert_eq!(h["x-forwarded-proto"], "https");
+        let mut h = map(&[("x-forwarded-proto", "https")]);
+        prepare_request(
+            &mut h,
+            &client_ip_value("127.0.0.1".parse().unwrap()),
+            Scheme::Http,
+            None,
+            false,
+        );
+        assert_eq!(h["x-forwarded-proto"], "http");
+    }
+
+    #[test]
     fn keeps_upgrade_headers_for_upgrades() {
         let mut h = map(&[("connection", "Upgrade"), ("upgrade", "websocket")]);
         assert!(is_upgrade(&h));
         prepare_request(
             &mut h,
             &client_ip_value("127.0.0.1".parse().unwrap()),
+            Scheme::Http,
             None,
             true,
         );
@@ -235,6 +277,7 @@ mod tests {
         let id = prepare_request(
             &mut h,
             &client_ip_value("127.0.0.1".parse().unwrap()),
+            Scheme::Http,
             None,
             false,
         );
@@ -243,6 +286,7 @@ mod tests {
         let id = prepare_request(
             &mut h,
             &client_ip_value("127.0.0.1".parse().unwrap()),
+            Scheme::Http,
             None,
             false,
         );

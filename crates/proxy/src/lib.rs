@@ -1,4 +1,5 @@
-//! Dockhand's reverse proxy: routes HTTP/1.1, h2c and WebSocket traffic to
+//! Dockhand's reverse proxy: terminates HTTPS (certificates chosen by SNI from a
+//! replaceable store) and routes HTTP/1.1, h2, h2c and WebSocket traffic to
 //! backends by host and path prefix, streams bodies both ways, swaps its routing
 //! table atomically and can report when old backends are drained.
 //!
@@ -23,11 +24,16 @@ mod pool;
 mod rewind;
 mod server;
 mod table;
+mod tls;
 mod upgrade;
 
 pub use backend::Backend;
-pub use config::ProxyConfig;
+pub use config::{HttpsConfig, ProxyConfig};
 pub use error::{ErrorKind, ErrorSource, ProxyError, RouteError};
 pub use handle::{DrainOutcome, Proxy, ProxyHandle};
 pub use metrics::ProxyMetrics;
 pub use table::{normalize_host, prefix_matches, strip_prefix, Route, RouteTable};
+pub use tls::{CertStore, TlsCertificate};
+
+/// The TLS library, so callers build [`TlsCertificate`]s from the same version.
+pub use rustls;

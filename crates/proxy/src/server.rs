@@ -1,8 +1,9 @@
 //! The client side: binding the `SO_REUSEPORT` listeners, one worker thread per
-//! listener with its own current-thread runtime, and the per-connection task:
-//! the fast path for bodiless HTTP/1 requests first (`h1server.rs`), then, for a
-//! connection it hands over, hyper-util's auto builder (HTTP/1.1 and h2c,
-//! graceful shutdown, idle watchdog) with requests handed to
+//! listener (plus, with HTTPS, one TLS listener) with its own current-thread
+//! runtime, the TLS handshake, and the per-connection task: the fast path for
+//! bodiless HTTP/1 requests first (`h1server.rs`), then, for a connection it
+//! hands over, hyper-util's auto builder (HTTP/1.1 and h2 — h2c in plain text,
+//! h2 by ALPN over TLS —, graceful shutdown, idle watchdog) with requests handed to
 //! [`crate::forward::handle`].
 
 use std::io;
@@ -19,11 +20,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
+use tokio_rustls::TlsAcceptor;
 
 use crate::backend::InflightGuard;
 use crate::config::ProxyConfig;
 use crate::h1server;
-use crate::headers;
+use crate::headers::{self, Scheme};
 use crate::metrics::Counters;
 use crate::rewind::Rewind;
 use crate::table::RouteTable;
@@ -41,6 +43,8 @@ pub(crate) struct Active {
 pub(crate) struct Shared {
     pub(crate) table: ArcSwap<Active>,
     pub(crate) config: ProxyConfig,
+    /// The TLS side of the HTTPS listeners (`None` without HTTPS).
+    pub(crate) tls: Option<TlsAcceptor>,
 }
 
 /// What one worker's tasks share.
@@ -89,11 +93,15 @@ fn bind_one(addr: SocketAddr) -> io::Result<StdTcpListener> {
 /// grace period passed (the caller then drops the runtime, closing the rest).
 pub(crate) async fn run_worker(
     listener: StdTcpListener,
+    tls_listener: Option<StdTcpListener>,
     ctx: Arc<WorkerCtx>,
     mut shutdown: watch::Receiver<Option<Duration>>,
 ) {
-    let listener = match TcpListener::from_std(listener) {
-        Ok(l) => l,
+    let registered = TcpListener::from_std(listener)
+        .and_then(|l| Ok((l, tls_listener.map(TcpListener::from_std).transpose()?)));
+    let (listener, tls) = match registered {
+        // Start pairs a TLS listener with an acceptor; never one without the other.
+        Ok((l, tls_listener)) => (l, tls_listener.zip(ctx.shared.tls.clone())),
         Err(e) => {
             tracing::error!(error = %e, "proxy worker could not register its listener");
             return;
@@ -129,24 +137,66 @@ pub(crate) async fn run_worker(
                         builder.clone(),
                         stream,
                         peer,
+                        Scheme::Http,
                         shutdown.clone(),
                         ctx.tracker.enter(),
                     );
                     tokio::spawn(task);
                 }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "proxy accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(e) => accept_failed(e).await,
+            },
+            accepted = accept_tls(tls.as_ref()) => match accepted {
+                Ok((stream, peer, acceptor)) => {
+                    let _ = stream.set_nodelay(true);
+                    let track = ctx.tracker.enter();
+                    let handshake = acceptor.accept(stream);
+                    let (ctx, builder, shutdown) = (ctx.clone(), builder.clone(), shutdown.clone());
+                    tokio::spawn(async move {
+                        let timeout = ctx.shared.config.client_header_timeout;
+                        let stream = match tokio::time::timeout(timeout, handshake).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(client = %peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        serve_connection(ctx, builder, stream, peer, Scheme::Https, shutdown, track).await;
+                    });
                 }
-            }
+                Err(e) => accept_failed(e).await,
+            },
         }
     }
     drop(listener);
+    drop(tls);
     sweeper.abort();
     crate::pool::clear();
     let grace = shutdown.borrow().unwrap_or_default();
     let _ = tokio::time::timeout(grace, ctx.tracker.wait_idle()).await;
+}
+
+/// Accepts on the TLS listener (returning the acceptor for the handshake), or never
+/// when there is none.
+async fn accept_tls(
+    tls: Option<&(TcpListener, TlsAcceptor)>,
+) -> io::Result<(tokio::net::TcpStream, SocketAddr, &TlsAcceptor)> {
+    match tls {
+        Some((listener, acceptor)) => {
+            let (stream, peer) = listener.accept().await?;
+            Ok((stream, peer, acceptor))
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Out of file descriptors and the like: back off instead of spinning.
+async fn accept_failed(e: io::Error) {
+    tracing::warn!(error = %e, "proxy accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 fn server_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
@@ -160,13 +210,15 @@ fn server_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-/// Serves one client connection: the fast path first (`h1server.rs`), then
-/// hyper for whatever it hands over.
+/// Serves one client connection, plain or TLS (`scheme` says which, for
+/// `X-Forwarded-Proto`): the fast path first (`h1server.rs`), then hyper for
+/// whatever it hands over.
 async fn serve_connection<S>(
     ctx: Arc<WorkerCtx>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     mut stream: S,
     peer: SocketAddr,
+    scheme: Scheme,
     mut shutdown: watch::Receiver<Option<Duration>>,
     _track: TrackGuard,
 ) where
@@ -176,13 +228,14 @@ async fn serve_connection<S>(
     let fast = h1server::Conn {
         ctx: &ctx,
         client_ip: &client_ip,
+        scheme,
         shutdown: &mut shutdown,
     };
     let prefix = match h1server::serve(fast, &mut stream).await {
         h1server::Outcome::Closed => return,
         h1server::Outcome::Fallback(prefix) => prefix,
     };
-    let stream = Rewind::new(prefix, stream);
+    let io = TokioIo::new(Rewind::new(prefix, stream));
     let state = Arc::new(ConnState::new());
     let header_timeout = ctx.shared.config.client_header_timeout;
     let idle_timeout = ctx.shared.config.client_idle_timeout;
@@ -190,9 +243,9 @@ async fn serve_connection<S>(
     let svc_ctx = ctx.clone();
     let service = service_fn(move |req| {
         let active = ActiveGuard::new(svc_state.clone());
-        crate::forward::handle(svc_ctx.clone(), req, client_ip.clone(), active)
+        crate::forward::handle(svc_ctx.clone(), req, client_ip.clone(), scheme, active)
     });
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let watchdog = tokio::time::sleep(header_timeout);
     tokio::pin!(watchdog);

@@ -47,7 +47,10 @@ pub fn run(g: &Global, args: AgentArgs) -> anyhow::Result<ExitCode> {
             // Stay up: a fixed configuration can be deployed with `dockhand deploy`.
             tracing::error!("{}", r.message);
         }
-        tracing::info!(socket = %agent.socket_path().display(), proxy = %agent.proxy_addr(), "agent ready");
+        match agent.https_addr() {
+            Some(https) => tracing::info!(socket = %agent.socket_path().display(), proxy = %agent.proxy_addr(), https = %https, "agent ready"),
+            None => tracing::info!(socket = %agent.socket_path().display(), proxy = %agent.proxy_addr(), "agent ready"),
+        }
         agent.run_until_signal(signals, &sink).await
     })?;
     rt.shutdown_timeout(std::time::Duration::from_secs(5));

@@ -220,6 +220,23 @@ pub fn status(g: &Global) -> anyhow::Result<ExitCode> {
         short_duration(report.agent.uptime_secs),
         report.agent.proxy_listen
     );
+    if let Some(https) = &report.agent.https_listen {
+        println!("{} {https}", style("https").dim());
+        for cert in &report.agent.certificates {
+            println!(
+                "{} {}  expires {}",
+                style("certificate").dim(),
+                cert.names.join(", "),
+                cert.not_after
+            );
+        }
+        if report.agent.certificates.is_empty() {
+            println!(
+                "{} none loaded: HTTPS handshakes fail (see the agent's log)",
+                style("certificate").red()
+            );
+        }
+    }
     match &report.current_release {
         Some(r) => println!(
             "{} {} (since {})",

@@ -7,6 +7,7 @@ mod containers;
 mod crash;
 mod disk;
 mod gates;
+mod https;
 mod import;
 mod lifecycle;
 mod loadtest;

@@ -10,4 +10,5 @@ mod framing;
 mod limits;
 mod proxying;
 mod routing;
+mod tls;
 mod upgrade;
