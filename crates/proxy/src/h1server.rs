@@ -386,8 +386,11 @@ where
     out.extend_from_slice(b"\r\n");
 
     let mut body = pin!(body);
+    // Every write is followed by a flush: a no-op on plain TCP, but TLS holds
+    // records back until flushed.
     if framing == Frame::None {
         io.write_all(out).await?;
+        io.flush().await?;
         return Ok(true);
     }
     // A small body of known length goes out with the head.
@@ -398,9 +401,11 @@ where
             }
         }
         io.write_all(out).await?;
+        io.flush().await?;
         return Ok(true);
     }
     io.write_all(out).await?;
+    io.flush().await?;
     while let Some(frame) = next_frame(body.as_mut()).await {
         let Ok(data) = frame?.into_data() else {
             continue; // trailers are not forwarded
@@ -423,10 +428,17 @@ where
         } else {
             io.write_all(&data).await?;
         }
+        io.flush().await?;
     }
     match framing {
-        Frame::Chunked => io.write_all(b"0\r\n\r\n").await?,
-        Frame::UntilClose => return Ok(false),
+        Frame::Chunked => {
+            io.write_all(b"0\r\n\r\n").await?;
+            io.flush().await?;
+        }
+        Frame::UntilClose => {
+            io.flush().await?;
+            return Ok(false);
+        }
         _ => {}
     }
     Ok(true)

@@ -375,3 +375,49 @@ async fn plain_http_on_the_https_port_is_refused_and_the_proxy_keeps_serving() {
     assert_eq!(get_over(stream, "shop.test", "/").await.body, "up");
     proxy.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn a_large_response_arrives_whole_over_tls_to_a_slow_reader() {
+    // A client that reads slowly fills the socket buffers, so TLS records wait in
+    // the proxy's TLS buffer; they must still be sent once the client reads on.
+    const SIZE: usize = 8 * 1024 * 1024;
+    let up = serve(|_req| async move {
+        let body: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+        text(StatusCode::OK, body)
+    })
+    .await;
+    let proxy = start(
+        https_config(vec![certificate(&["big.test"])]),
+        vec![route("/", vec![backend(up)])],
+    );
+    let mut stream = connect(https_addr(&proxy), "big.test", &[b"http/1.1"]).await;
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nHost: big.test\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await; // let the buffers fill
+    let mut raw = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let body_start = loop {
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
+            .await
+            .expect("response stalled")
+            .unwrap();
+        assert!(n > 0, "connection closed early");
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    while raw.len() - body_start < SIZE {
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
+            .await
+            .expect("the end of the response never arrived")
+            .unwrap();
+        assert!(n > 0, "connection closed early");
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let body = &raw[body_start..];
+    assert_eq!(body.len(), SIZE);
+    assert!(body.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+}
