@@ -24,7 +24,8 @@ pub struct ProxyConfig {
     pub upstream_connect_timeout: Duration,
     /// A backend must send response headers within this time (else 504).
     pub upstream_response_timeout: Duration,
-    /// A client keep-alive connection with no request in flight is closed after this time.
+    /// A client keep-alive connection with no request in flight is closed after this time,
+    /// and so is one that accepts no bytes of a response for this long (fast path).
     pub client_idle_timeout: Duration,
     /// A pooled backend connection unused for this long is closed.
     pub upstream_idle_timeout: Duration,

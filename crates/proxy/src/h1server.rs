@@ -11,12 +11,14 @@
 //! shortest configured timeout) and checks the deadline of the current phase:
 //! the first head within `client_header_timeout` of accept, later ones within
 //! `client_idle_timeout` of the previous response (then `client_header_timeout`
-//! once their first bytes arrived), and the upstream's response head within
-//! `upstream_response_timeout` (else 504).
+//! once their first bytes arrived), the upstream's response head within
+//! `upstream_response_timeout` (else 504), and some progress writing the response
+//! within `client_idle_timeout` (else the connection is dropped).
 
 use std::future::poll_fn;
 use std::io;
 use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -196,7 +198,33 @@ where
             draining = conn.shutdown.borrow().is_some();
         }
         let close = close || draining;
-        match write_response(io, &mut out, response, head_request, http10, close).await {
+        // A client that accepts no bytes for the idle timeout is dropped.
+        let progress = Progress::new();
+        let written = {
+            let write = write_response(
+                io,
+                &mut out,
+                response,
+                head_request,
+                http10,
+                close,
+                &progress,
+            );
+            let mut write = pin!(write);
+            loop {
+                tokio::select! {
+                    biased;
+                    written = write.as_mut() => break written,
+                    () = sleep.as_mut() => {
+                        let deadline = progress.last() + config.client_idle_timeout;
+                        if expired(sleep.as_mut(), deadline, tick) {
+                            break Err(io::ErrorKind::TimedOut.into());
+                        }
+                    }
+                }
+            }
+        };
+        match written {
             Ok(true) if !close => {}
             _ => return Outcome::Closed,
         }
@@ -206,6 +234,31 @@ where
         if out.capacity() > 4 * COALESCE {
             out = Vec::new(); // a large coalesced body: do not keep its buffer
         }
+    }
+}
+
+/// When writing a response last made progress (a `Send` cell: the connection's
+/// future is spawned).
+struct Progress {
+    base: Instant,
+    micros: AtomicU64,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            base: Instant::now(),
+            micros: AtomicU64::new(0),
+        }
+    }
+
+    fn mark(&self) {
+        let micros = self.base.elapsed().as_micros() as u64;
+        self.micros.store(micros, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.base + Duration::from_micros(self.micros.load(Ordering::Relaxed))
     }
 }
 
@@ -319,10 +372,24 @@ async fn write_response<S>(
     head_request: bool,
     http10: bool,
     close: bool,
+    progress: &Progress,
 ) -> io::Result<bool>
 where
     S: AsyncWrite + Unpin,
 {
+    // Writes all of `bytes` and flushes (a no-op on plain TCP; TLS holds records
+    // back until flushed), then notes the progress for the send timeout.
+    async fn send<S: AsyncWrite + Unpin>(
+        io: &mut S,
+        bytes: &[u8],
+        progress: &Progress,
+    ) -> io::Result<()> {
+        io.write_all(bytes).await?;
+        io.flush().await?;
+        progress.mark();
+        Ok(())
+    }
+
     let (parts, body) = response.into_parts();
     let status = parts.status;
     let no_body = head_request
@@ -386,11 +453,8 @@ where
     out.extend_from_slice(b"\r\n");
 
     let mut body = pin!(body);
-    // Every write is followed by a flush: a no-op on plain TCP, but TLS holds
-    // records back until flushed.
     if framing == Frame::None {
-        io.write_all(out).await?;
-        io.flush().await?;
+        send(io, out, progress).await?;
         return Ok(true);
     }
     // A small body of known length goes out with the head.
@@ -400,12 +464,10 @@ where
                 out.extend_from_slice(&data);
             }
         }
-        io.write_all(out).await?;
-        io.flush().await?;
+        send(io, out, progress).await?;
         return Ok(true);
     }
-    io.write_all(out).await?;
-    io.flush().await?;
+    send(io, out, progress).await?;
     while let Some(frame) = next_frame(body.as_mut()).await {
         let Ok(data) = frame?.into_data() else {
             continue; // trailers are not forwarded
@@ -419,26 +481,19 @@ where
             if data.len() <= COALESCE {
                 out.extend_from_slice(&data);
                 out.extend_from_slice(b"\r\n");
-                io.write_all(out).await?;
+                send(io, out, progress).await?;
             } else {
                 io.write_all(out).await?;
-                io.write_all(&data).await?;
-                io.write_all(b"\r\n").await?;
+                send(io, &data, progress).await?;
+                send(io, b"\r\n", progress).await?;
             }
         } else {
-            io.write_all(&data).await?;
+            send(io, &data, progress).await?;
         }
-        io.flush().await?;
     }
     match framing {
-        Frame::Chunked => {
-            io.write_all(b"0\r\n\r\n").await?;
-            io.flush().await?;
-        }
-        Frame::UntilClose => {
-            io.flush().await?;
-            return Ok(false);
-        }
+        Frame::Chunked => send(io, b"0\r\n\r\n", progress).await?,
+        Frame::UntilClose => return Ok(false),
         _ => {}
     }
     Ok(true)

@@ -256,3 +256,50 @@ async fn malformed_requests_get_hyper_answers() {
     // And the proxy keeps serving.
     assert_eq!(get(proxy.local_addr(), "a", "/").await.body, "up");
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_a_response_is_dropped() {
+    // 64 MiB: more than the socket buffers on both sides can absorb.
+    const CHUNK: usize = 1 << 20;
+    const CHUNKS: usize = 64;
+    let up = serve(|_req| async move {
+        use http_body_util::BodyExt;
+        let chunk = bytes::Bytes::from(vec![b'x'; CHUNK]);
+        let stream = futures_util::stream::iter(
+            (0..CHUNKS).map(move |_| Ok::<_, BoxError>(hyper::body::Frame::data(chunk.clone()))),
+        );
+        let mut response = http::Response::new(http_body_util::StreamBody::new(stream).boxed());
+        response.headers_mut().insert(
+            "content-length",
+            (CHUNK * CHUNKS).to_string().parse().unwrap(),
+        );
+        response
+    })
+    .await;
+    let b = backend(up);
+    let mut config = config();
+    config.client_idle_timeout = Duration::from_millis(300);
+    let proxy = start(config, vec![route("/", vec![b.clone()])]);
+    let mut s = connect(&proxy).await;
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    eventually("the request reached the backend", || b.inflight() == 1).await;
+    // The client reads nothing; the proxy gives up on it and releases the backend.
+    let outcome = proxy.drain(std::slice::from_ref(&b), PATIENCE).await;
+    assert!(
+        outcome.idle,
+        "a stalled client kept its request alive: {outcome:?}"
+    );
+    // What the client can still read ends before the whole body.
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match tokio::time::timeout(PATIENCE, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => total += n,
+            Err(_) => panic!("the connection was left open"),
+        }
+    }
+    assert!(total < CHUNK * CHUNKS, "the whole body arrived");
+}
