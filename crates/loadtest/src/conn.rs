@@ -1,9 +1,6 @@
-//! One keep-alive HTTP/1.1 connection: TCP (and TLS) connect within a timeout, hyper's
-//! connection-level client on top, and a way to drive that connection inside the task that
-//! sends the request.
-//!
-//! Driving the connection in the request's own task (instead of spawning it) saves a task
-//! wake-up and a hand-off per request, which is most of what a load generator does.
+//! Connections to the target: TCP (and TLS) connect within a timeout. The request loop
+//! talks HTTP/1.1 over them with its own small client (`wire.rs`); the one login request
+//! uses hyper's connection-level client, driven inside the task that sends it.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -21,6 +18,8 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+use crate::wire::Wire;
 
 pub type ReqBody = Full<Bytes>;
 
@@ -83,7 +82,35 @@ impl Connector {
         Err(last.expect("a connector has at least one address"))
     }
 
+    /// A new connection for the request loop's own client (`wire.rs`).
+    pub async fn connect_wire(&self) -> Result<Wire, ConnectError> {
+        let mut last = None;
+        for addr in self.addrs.iter().copied() {
+            match self.connect_stream(addr).await {
+                Ok(stream) => return Ok(Wire::new(stream)),
+                Err(e @ ConnectError::Tls { .. }) => return Err(e),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("a connector has at least one address"))
+    }
+
     async fn connect_one(&self, addr: SocketAddr) -> Result<Conn, ConnectError> {
+        let stream = self.connect_stream(addr).await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await?;
+        Ok(Conn {
+            sender,
+            driver: Driver {
+                conn: Box::pin(conn),
+                done: false,
+                error: None,
+            },
+        })
+    }
+
+    async fn connect_stream(&self, addr: SocketAddr) -> Result<Stream, ConnectError> {
         let timeout = self.timeout;
         let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
@@ -100,17 +127,7 @@ impl Connector {
                 Stream::Tls(Box::new(tls))
             }
         };
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await?;
-        Ok(Conn {
-            sender,
-            driver: Driver {
-                conn: Box::pin(conn),
-                done: false,
-                error: None,
-            },
-        })
+        Ok(stream)
     }
 }
 
@@ -126,13 +143,6 @@ pub struct Driver {
     done: bool,
     /// The error the connection ended with, if it did (for error classification).
     pub error: Option<hyper::Error>,
-}
-
-impl Conn {
-    /// Whether another request may be sent (the server has not closed it).
-    pub fn reusable(&self) -> bool {
-        !self.driver.done && !self.sender.is_closed()
-    }
 }
 
 impl Driver {

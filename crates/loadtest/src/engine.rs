@@ -21,9 +21,10 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt as _, Full};
 use serde::{Deserialize, Serialize};
 
-use crate::conn::{tls_config, Conn, Connector, ReqBody};
+use crate::conn::{tls_config, Connector, ReqBody};
 use crate::picker::Schedule;
 use crate::summary::{new_histogram, MAX_TRACKED_US};
+use crate::wire::{Encoded, Wire, WireError};
 use crate::{auth, LoadError, Login, Plan, Progress, Stop};
 
 /// How failed requests failed.
@@ -437,7 +438,7 @@ impl Ctx {
 /// One connection's loop: request `idx`, `idx + connections`, … until the run ends.
 async fn connection(idx: u64, ctx: Ctx) {
     let s = Arc::clone(&ctx.shared);
-    let mut conn: Option<Conn> = None;
+    let mut conn: Option<Wire> = None;
     let mut backoff = Duration::ZERO;
     // One timer per connection, re-armed for each request.
     let timer = tokio::time::sleep(Duration::ZERO);
@@ -463,10 +464,10 @@ async fn connection(idx: u64, ctx: Ctx) {
         // not a failure of the request: it goes once more on a fresh connection.
         let mut retried = false;
         loop {
-            let reused = conn.as_ref().is_some_and(Conn::reusable);
+            let reused = conn.as_ref().is_some_and(Wire::reusable);
             if !reused {
                 conn = None;
-                match s.connector.connect().await {
+                match s.connector.connect_wire().await {
                     Ok(c) => {
                         conn = Some(c);
                         backoff = Duration::ZERO;
@@ -482,7 +483,7 @@ async fn connection(idx: u64, ctx: Ctx) {
                 }
             }
             let live = conn.as_mut().expect("connected above");
-            let req = ctx.templates[ep].request();
+            let req = &ctx.templates[ep].wire;
             let now = Instant::now();
             let sent = due.unwrap_or(now);
             let deadline = now + s.timeout;
@@ -492,7 +493,7 @@ async fn connection(idx: u64, ctx: Ctx) {
                 timer.as_mut().reset(deadline.into());
             }
             let result = {
-                let fut = live.driver.drive(exchange(&mut live.sender, req));
+                let fut = live.exchange(req);
                 tokio::pin!(fut);
                 loop {
                     tokio::select! {
@@ -512,19 +513,14 @@ async fn connection(idx: u64, ctx: Ctx) {
                 Some(Ok((status, body_in))) => {
                     ctx.record(ep, status, body_in, end.saturating_duration_since(sent));
                 }
-                Some(Err(e)) if reused && !retried && (e.is_canceled() || e.is_closed()) => {
+                Some(Err(WireError::Closed(_))) if reused && !retried => {
                     retried = true;
                     conn = None;
                     continue;
                 }
                 Some(Err(e)) => {
-                    let kind = classify(&e, live.driver.error.as_ref());
-                    ctx.record_error(ep, kind, true, || match live.driver.error.as_ref() {
-                        Some(c) => {
-                            format!("{}; the connection ended with: {}", chain(&e), chain(c))
-                        }
-                        None => chain(&e),
-                    });
+                    let kind = classify_wire(&e);
+                    ctx.record_error(ep, kind, true, || e.to_string());
                     conn = None;
                 }
                 None => {
@@ -542,47 +538,13 @@ async fn connection(idx: u64, ctx: Ctx) {
     }
 }
 
-/// Sends one request and reads its whole answer: (status, body bytes).
-async fn exchange(
-    sender: &mut hyper::client::conn::http1::SendRequest<ReqBody>,
-    req: Request<ReqBody>,
-) -> Result<(u16, u64), hyper::Error> {
-    sender.ready().await?;
-    let resp = sender.send_request(req).await?;
-    let status = resp.status().as_u16();
-    let mut body = resp.into_body();
-    let mut n = 0u64;
-    while let Some(frame) = body.frame().await {
-        if let Some(data) = frame?.data_ref() {
-            n += data.len() as u64;
-        }
-    }
-    Ok((status, n))
-}
-
-/// Which kind of failure a hyper error is, looking at the connection's own error too.
-fn classify(e: &hyper::Error, conn_error: Option<&hyper::Error>) -> ErrorKind {
+/// Which kind of failure a failed exchange is.
+fn classify_wire(e: &WireError) -> ErrorKind {
     use std::io::ErrorKind as Io;
-    for err in [Some(e), conn_error].into_iter().flatten() {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-        while let Some(s) = source {
-            if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                match io.kind() {
-                    Io::ConnectionReset
-                    | Io::ConnectionAborted
-                    | Io::BrokenPipe
-                    | Io::UnexpectedEof => return ErrorKind::Reset,
-                    Io::TimedOut => return ErrorKind::Timeout,
-                    _ => {}
-                }
-            }
-            source = s.source();
-        }
-    }
-    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
-        ErrorKind::Reset
-    } else {
-        ErrorKind::Other
+    match e.io().map(std::io::Error::kind) {
+        Some(Io::TimedOut) => ErrorKind::Timeout,
+        Some(_) => ErrorKind::Reset,
+        None => ErrorKind::Other,
     }
 }
 
@@ -641,6 +603,8 @@ struct Template {
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
+    /// The request as sent by the request loop (`wire.rs`).
+    wire: Encoded,
 }
 
 impl Template {
@@ -682,11 +646,13 @@ impl Template {
             .path_and_query(path.clone())
             .build()
             .map_err(|e| LoadError::Invalid(format!("invalid path {path}: {e}")))?;
+        let wire = Encoded::new(method, &uri, &headers, &body);
         Ok(Template {
             method: method.clone(),
             uri,
             headers,
             body,
+            wire,
         })
     }
 
@@ -699,12 +665,16 @@ impl Template {
             v.set_sensitive(value.is_sensitive());
             headers.append(name.clone(), v);
         }
+        let uri = Uri::from_maybe_shared(Bytes::copy_from_slice(self.uri.to_string().as_bytes()))
+            .expect("a valid path stays valid");
+        let body = Bytes::copy_from_slice(&self.body);
+        let wire = Encoded::new(&self.method, &uri, &headers, &body);
         Template {
             method: self.method.clone(),
-            uri: Uri::from_maybe_shared(Bytes::copy_from_slice(self.uri.to_string().as_bytes()))
-                .expect("a valid path stays valid"),
+            uri,
             headers,
-            body: Bytes::copy_from_slice(&self.body),
+            body,
+            wire,
         }
     }
 

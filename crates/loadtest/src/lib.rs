@@ -19,6 +19,7 @@ pub mod scenario;
 pub mod summary;
 pub mod target;
 pub mod verdict;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
