@@ -29,7 +29,7 @@ pub struct BodyTooLarge {
 #[error("reading the request body from the client failed: {0}")]
 pub struct DownstreamBodyError(#[source] pub hyper::Error);
 
-/// The body forwarded upstream: the client's body with a size limit, or nothing.
+/// The body forwarded upstream: the client's body with a size limit (nothing once it failed).
 #[derive(Debug)]
 pub struct RequestBody {
     inner: Option<Incoming>,
@@ -43,14 +43,6 @@ impl RequestBody {
             inner: Some(inner),
             seen: 0,
             limit,
-        }
-    }
-
-    pub fn empty() -> RequestBody {
-        RequestBody {
-            inner: None,
-            seen: 0,
-            limit: 0,
         }
     }
 }

@@ -125,7 +125,7 @@ async fn forward(
     }
 
     let req = req.map(|b| RequestBody::new(b, config.max_request_body));
-    let (mut response, sender) = send(ctx, backend.id(), backend.addr(), req, false).await?;
+    let (mut response, sender) = send(ctx, backend.id(), backend.addr(), req).await?;
     headers::prepare_response(response.headers_mut(), false, request_id.clone());
     let pooled = Pooled::new(backend.id(), sender);
     Ok(response.map(|body| ResponseBody::upstream(body, Some(pooled), guard)))
@@ -237,19 +237,17 @@ async fn send_direct<B>(
     }
 }
 
-/// Sends on a pooled connection when one is idle; if that reused connection turns
-/// out to be closed before answering, retries once on a fresh connection when the
-/// request can be replayed (not yet written, or without a body).
+/// Sends a request with a body on a pooled connection when one is idle; if that
+/// reused connection turns out to be closed before hyper wrote the request, retries
+/// once on a fresh connection (bodiless requests take `send_direct` instead).
 async fn send(
     ctx: &WorkerCtx,
     backend_id: u64,
     addr: SocketAddr,
     mut req: Request<RequestBody>,
-    body_empty: bool,
 ) -> Result<(Response<Incoming>, Sender), ProxyError> {
     let config = &ctx.shared.config;
     if let Some(mut sender) = checkout_ready(backend_id, config.upstream_idle_timeout).await {
-        let replay = body_empty.then(|| clone_without_body(&req));
         match tokio::time::timeout(
             config.upstream_response_timeout,
             sender.try_send_request(req),
@@ -259,10 +257,9 @@ async fn send(
             Err(_) => return Err(response_timeout(addr)),
             Ok(Ok(response)) => return Ok((response, sender)),
             Ok(Err(mut e)) => {
-                req = match (e.take_message(), replay) {
-                    (Some(req), _) => req,
-                    (None, Some(replay)) if replayable(e.error()) => replay,
-                    (None, _) => return Err(classify(&e.into_error(), addr)),
+                req = match e.take_message() {
+                    Some(req) => req,
+                    None => return Err(classify(&e.into_error(), addr)),
                 };
                 tracing::debug!(upstream = %addr, "pooled upstream connection was closed, retrying on a new one");
             }
@@ -331,21 +328,6 @@ pub(crate) fn classify(err: &hyper::Error, addr: SocketAddr) -> ProxyError {
             "closed the connection before responding",
         )
     }
-}
-
-/// Whether a failed send on a reused connection may be replayed: the connection
-/// was closed or reset, not an invalid response or a body problem.
-fn replayable(err: &hyper::Error) -> bool {
-    !err.is_parse() && !err.is_user() && !err.is_timeout()
-}
-
-fn clone_without_body(req: &Request<RequestBody>) -> Request<RequestBody> {
-    let mut out = Request::new(RequestBody::empty());
-    *out.method_mut() = req.method().clone();
-    *out.uri_mut() = req.uri().clone();
-    *out.version_mut() = req.version();
-    *out.headers_mut() = req.headers().clone();
-    out
 }
 
 /// The original host: the Host header, else the URI authority (HTTP/2 `:authority`).
