@@ -23,6 +23,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::error::{ErrorKind, ProxyError};
+use crate::headers::has_token;
 
 /// Largest response head accepted from an upstream (hyper's default is 400 KiB
 /// of buffer; nginx's `proxy_buffer_size` is 4–8 KiB). Larger heads are a 502.
@@ -223,9 +224,9 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<(Response<()>, bool)>, SendEr
         let value = HeaderValue::from_maybe_shared(head.slice(start..end))
             .map_err(|_| SendError::Protocol("sent an invalid response header value"))?;
         if name == header::CONNECTION {
-            if has_token(&value, "close") {
+            if has_token(value.as_bytes(), b"close") {
                 close = true;
-            } else if http10 && has_token(&value, "keep-alive") {
+            } else if http10 && has_token(value.as_bytes(), b"keep-alive") {
                 close = false;
             }
         }
@@ -235,13 +236,6 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<(Response<()>, bool)>, SendEr
     *response.status_mut() = status;
     *response.headers_mut() = map;
     Ok(Some((response, close)))
-}
-
-fn has_token(value: &HeaderValue, token: &str) -> bool {
-    value.as_bytes().split(|b| *b == b',').any(|t| {
-        let t = t.trim_ascii();
-        t.eq_ignore_ascii_case(token.as_bytes())
-    })
 }
 
 /// How the response body is delimited, and whether the connection can be reused

@@ -33,7 +33,7 @@ use tokio::time::{Instant, Sleep};
 use crate::body::ResponseBody;
 use crate::error::{ErrorKind, ErrorSource, ProxyError};
 use crate::forward;
-use crate::headers::Scheme;
+use crate::headers::{has_token, Scheme};
 use crate::server::WorkerCtx;
 
 /// Request headers accepted on this path (more go to hyper, which answers 431).
@@ -355,12 +355,6 @@ fn parse(buf: &mut BytesMut) -> Parsed {
         close,
         http10,
     }))
-}
-
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|b| *b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Writes the response; `Ok(false)` when the connection must close after it

@@ -36,7 +36,7 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
         && headers
             .get_all(header::CONNECTION)
             .iter()
-            .any(|v| has_token(v, "upgrade"))
+            .any(|v| has_token(v.as_bytes(), b"upgrade"))
 }
 
 /// A client address as an `X-Forwarded-For` element (computed once per connection).
@@ -177,10 +177,12 @@ pub fn new_request_id() -> HeaderValue {
     HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
-fn has_token(value: &HeaderValue, token: &str) -> bool {
+/// Whether a comma-separated header value (`Connection`, …) lists `token`,
+/// ignoring case and surrounding whitespace.
+pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
-        .to_str()
-        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 #[cfg(test)]
