@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -162,6 +163,20 @@ def proc_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         rest = f.read().rsplit(")", 1)[1].split()
     return int(rest[11]) + int(rest[12])
+
+
+def proc_ctx_switches(pid):
+    """Voluntary + involuntary context switches of all a process's threads."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
 
 
 def proc_status_kib(pid, field="VmRSS"):
@@ -392,7 +407,13 @@ def measure(peer, proto, conns, args):
     run_wrk(url, conns, args.warmup, args.client_cpu)
     pids = peer.pids()
     before = {pid: proc_ticks(pid) for pid in pids}
+    # Diagnostics kept in results.json: where the rest of the CPU went (the backend, wrk) and
+    # how often the proxy's threads slept and woke, per request.
+    cs_before = sum(proc_ctx_switches(pid) for pid in pids)
+    backend_before = proc_ticks(args.backend_pid) if args.backend_pid else None
+    client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     res = run_wrk(url, conns, args.duration, args.client_cpu)
+    client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     after = {}
     for pid in pids:
         try:
@@ -401,6 +422,15 @@ def measure(peer, proto, conns, args):
             raise RuntimeError(f"{peer.name} process {pid} exited during the run")
     ticks = sum(after[p] - before[p] for p in pids)
     res["cpu_us"] = bl.cpu_us_per_request(ticks, CLK_TCK, res["requests"])
+    if res["requests"]:
+        res["proxy_ctx_switches_per_request"] = (
+            sum(proc_ctx_switches(pid) for pid in pids) - cs_before) / res["requests"]
+        client_s = ((client_after.ru_utime + client_after.ru_stime)
+                    - (client_before.ru_utime + client_before.ru_stime))
+        res["client_cpu_us"] = client_s * 1e6 / res["requests"]
+        if backend_before is not None:
+            res["backend_cpu_us"] = bl.cpu_us_per_request(
+                proc_ticks(args.backend_pid) - backend_before, CLK_TCK, res["requests"])
     res["rss_kib"] = sum(proc_status_kib(p) for p in pids)
     pss = [proc_pss_kib(p) for p in pids]
     res["pss_kib"] = None if None in pss else sum(pss)
@@ -427,7 +457,11 @@ def proxy_matrix(peers, args, budget):
                     res = measure(peer, proto, conns, args)
                     log(f"{proto} c={conns} round {rnd + 1} {name}: {res['rps']:.0f} rps, "
                         f"p99 {bl.fmt_latency(res.get('p99_us'))}, "
-                        f"{bl.fmt_num(res['cpu_us'])} µs CPU/req")
+                        f"{bl.fmt_num(res['cpu_us'])} µs CPU/req "
+                        f"(backend {bl.fmt_num(res.get('backend_cpu_us'))}, "
+                        f"wrk {bl.fmt_num(res.get('client_cpu_us'))}; "
+                        f"{res.get('proxy_ctx_switches_per_request', 0):.3f} proxy "
+                        "context switches/req)")
                     raw.setdefault(f"{proto}@{conns}/{name}", []).append(res)
             for name in PEERS:
                 runs = raw.get(f"{proto}@{conns}/{name}")
@@ -454,6 +488,7 @@ def loadtest_vs_wrk(exe, url, args, budget):
     for rnd in range(args.rounds):
         for tool in bl.rotate(["wrk", "loadtest"], rnd):
             budget.check("loadtest vs wrk")
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             if tool == "wrk":
                 res = run_wrk(url, conns, args.duration, args.client_cpu)
                 wrk_runs.append(res)
@@ -468,8 +503,13 @@ def loadtest_vs_wrk(exe, url, args, budget):
                                        f"{r.returncode}): {(r.stderr or r.stdout)[-500:]}")
                 res = bl.parse_loadtest_json(report)
                 lt_runs.append(res)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if res.get("requests"):
+                res["client_cpu_us"] = ((after.ru_utime + after.ru_stime)
+                                        - (before.ru_utime + before.ru_stime)) * 1e6 / res["requests"]
             log(f"loadtest-vs-wrk round {rnd + 1} {tool}: {res['rps']:.0f} rps, "
-                f"p50 {bl.fmt_latency(res.get('p50_us'))}, p99 {bl.fmt_latency(res.get('p99_us'))}")
+                f"p50 {bl.fmt_latency(res.get('p50_us'))}, p99 {bl.fmt_latency(res.get('p99_us'))}, "
+                f"{bl.fmt_num(res.get('client_cpu_us'))} µs CPU/req")
     return bl.summarize(lt_runs), bl.summarize(wrk_runs), {"loadtest": lt_runs, "wrk": wrk_runs}
 
 
@@ -761,8 +801,10 @@ def render(ctx):
         f"Every proxy runs with one worker (nginx `worker_processes 1`, HAProxy `nbthread 1`, "
         f"Caddy `GOMAXPROCS=1`, Dockhand `[proxy] workers = 1`) pinned with `taskset` to CPU "
         f"{a.proxy_cpu}; wrk (`-t1`) runs on CPU {a.client_cpu}, and so does the backend. The "
-        "backend is one `dockhand-testapp` process, started by the Dockhand agent as the bench "
-        f"app's only service; every proxy forwards `GET {PATH}` to that same process (a 2-byte "
+        "backend is one `dockhand-testapp` process on one current-thread runtime "
+        "(`THREADS=1`: pinned to one core, a second runtime thread only added wake-ups "
+        "between the two and made its cost per request jump between runs), started by the "
+        "Dockhand agent as the bench app's only service; every proxy forwards `GET {PATH}` to that same process (a 2-byte "
         "body), keeps client and upstream connections alive and sets X-Forwarded-For/-Proto/"
         "-Host. HTTPS uses one self-signed ECDSA P-256 certificate made by OpenSSL, the same for every peer (Dockhand included).",
         "",
@@ -776,7 +818,8 @@ def render(ctx):
         "they are the figures to read, not the absolute numbers. Of those, CPU µs/request moves "
         "least when other work competes for the cores: requests/s and p99 follow how much CPU "
         "the other processes happened to leave each run (the raw runs, with the load average "
-        "at each, are in `target/bench/results.json`).",
+        "at each, are in `target/bench/results.json`, which also has, per run, the backend's "
+        "and the client's CPU µs/request and the proxy's context switches per request).",
         "",
     ]
     table = ctx["proxy"]
@@ -920,17 +963,21 @@ def parse_args(argv):
                         "(to compare a baseline build)")
     p.add_argument("--proto", choices=["http", "https"], action="append",
                    help="only these protocols in the proxy table (repeatable; default both)")
+    p.add_argument("--conns", type=int, action="append",
+                   help="only these connection counts in the proxy table (repeatable; default "
+                        "64 and 256)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     p.add_argument("--only", choices=["proxy", "loadtest", "deploys", "idle"], action="append",
                    help="run only these stages (repeatable)")
     a = p.parse_args(argv)
+    a.backend_pid = None
     a.rounds = a.rounds or (1 if a.quick else 3)
     a.duration = a.duration or (2 if a.quick else 5)
     a.warmup = 1
     a.deploys = a.deploys if a.deploys is not None else (2 if a.quick else 10)
     a.idle = a.idle or (5 if a.quick else 30)
     a.settle = 2 if a.quick else 5
-    a.conns = [64, 256]
+    a.conns = a.conns or [64, 256]
     a.protos = a.proto or ["http", "https"]
     if a.out is None:
         a.out = ROOT / ("target/bench/BENCHMARKS.quick.md" if a.quick else "BENCHMARKS.md")
@@ -1005,6 +1052,7 @@ def main(argv=None):
                 backend_cpu = sorted(os.sched_getaffinity(0) - {args.proxy_cpu, args.client_cpu})[0]
             run(["taskset", "-a", "-cp", str(backend_cpu), str(inst["pid"])], timeout=10)
             backend_port = inst["port"]
+            args.backend_pid = inst["pid"]
             log(f"backend: dockhand-testapp pid {inst['pid']} on 127.0.0.1:{backend_port}, "
                 f"CPU {backend_cpu}; dockhand proxy on 127.0.0.1:{dh.port} (https {dh.https_port})")
             peers = {"dockhand": dh.peer}

@@ -115,7 +115,8 @@ def dockhand_toml(listen_port, testapp, version, health_interval="500ms", https_
     """The bench app: one web service, our testapp, behind Dockhand's proxy with one worker.
 
     The testapp is the backend every proxy forwards to; `VERSION` changes per deploy so the
-    zero-downtime stage can see the cutover in the `x-version` response header. With
+    zero-downtime stage can see the cutover in the `x-version` response header; `THREADS=1`
+    runs it on one current-thread runtime, as it is pinned to one core. With
     `https_port`, the proxy also serves HTTPS there with the peers' certificate (`cert`, and
     `key`, which must be mode 0600: Dockhand refuses a key other users can read).
     """
@@ -134,7 +135,7 @@ drain_timeout = "10s"
 [services.backend]
 command = "exec {testapp}"
 port = 8000
-env = {{ VERSION = "{version}" }}
+env = {{ VERSION = "{version}", THREADS = "1" }}
 health = {{ path = "/health", interval = "{health_interval}", deploy_timeout = "30s" }}
 route = {{ path = "/" }}
 """

@@ -207,6 +207,10 @@ class PeerConfigs(unittest.TestCase):
         self.assertIn("nbthread 1", peers.haproxy_cfg(1, 2, 3, "/ck"))
         self.assertIn("workers = 1", peers.dockhand_toml(1, "/t", "v1"))
 
+    def test_the_backend_runs_one_thread(self):
+        # Pinned to one core, a second runtime thread only adds wake-ups between the two.
+        self.assertIn('THREADS = "1"', peers.dockhand_toml(1, "/t", "v1"))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -11,6 +11,7 @@
 //! response that was framed, complete and not followed by stray bytes, and that
 //! did not ask to close.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::task::{ready, Context, Poll};
@@ -19,11 +20,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{ErrorKind, ProxyError};
-use crate::headers::has_token;
+use crate::headers::{has_token, ADDED_RESPONSE_HEADERS};
 
 /// Largest response head accepted from an upstream (hyper's default is 400 KiB
 /// of buffer; nginx's `proxy_buffer_size` is 4–8 KiB). Larger heads are a 502.
@@ -132,15 +133,11 @@ impl Conn {
                 }
             }
             self.buf.reserve(READ_CHUNK);
-            let read = loop {
-                if let Err(e) = self.stream.readable().await {
-                    break Err(e);
-                }
-                match self.stream.try_read_buf(&mut self.buf) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    other => break other,
-                }
-            };
+            // Through `AsyncRead` rather than `readable()` + `try_read_buf`: tokio's
+            // `poll_read` takes a short read as "drained" and clears the readiness, so the
+            // next response is awaited without first trying a read that fails with EAGAIN
+            // (one wasted syscall per request, seen with strace).
+            let read = self.stream.read_buf(&mut self.buf).await;
             match read {
                 Ok(0) | Err(_) if !*read_any => {
                     let e = read
@@ -161,13 +158,10 @@ impl Conn {
     /// Reads more bytes into the buffer; `Ok(0)` at end of stream.
     fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
         self.buf.reserve(want);
-        loop {
-            ready!(self.stream.poll_read_ready(cx))?;
-            match self.stream.try_read_buf(&mut self.buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return Poll::Ready(other),
-            }
-        }
+        // `read_buf`'s future holds only the two borrows, so polling a fresh one each time
+        // is the same as keeping it; see `read_head` for why not `try_read_buf`.
+        let read = self.stream.read_buf(&mut self.buf);
+        std::pin::pin!(read).poll(cx)
     }
 }
 
@@ -216,7 +210,7 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<(Response<()>, bool)>, SendEr
         *span = (n, n + h.name.len(), v, v + h.value.len());
     }
     let head = buf.split_to(len).freeze();
-    let mut map = HeaderMap::with_capacity(count);
+    let mut map = HeaderMap::with_capacity(count + ADDED_RESPONSE_HEADERS);
     let mut close = http10;
     for &(name_start, name_end, start, end) in &spans[..count] {
         let name = HeaderName::from_bytes(&head[name_start..name_end])

@@ -33,7 +33,7 @@ use tokio::time::{Instant, Sleep};
 use crate::body::ResponseBody;
 use crate::error::{ErrorKind, ErrorSource, ProxyError};
 use crate::forward;
-use crate::headers::{has_token, Scheme};
+use crate::headers::{has_token, Scheme, ADDED_REQUEST_HEADERS};
 use crate::server::WorkerCtx;
 
 /// Request headers accepted on this path (more go to hyper, which answers 431).
@@ -325,7 +325,7 @@ fn parse(buf: &mut BytesMut) -> Parsed {
     let built = (|| {
         let uri =
             Uri::from_maybe_shared(head.slice(path_span.0..path_span.0 + path_span.1)).ok()?;
-        let mut map = HeaderMap::with_capacity(count);
+        let mut map = HeaderMap::with_capacity(count + ADDED_REQUEST_HEADERS);
         for &(name_start, name_end, start, end) in &spans[..count] {
             let name = HeaderName::from_bytes(&head[name_start..name_end]).ok()?;
             let value = HeaderValue::from_maybe_shared(head.slice(start..end)).ok()?;

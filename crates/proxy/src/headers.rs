@@ -45,6 +45,13 @@ pub fn client_ip_value(ip: IpAddr) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
+/// Headers [`prepare_request`] may add (X-Forwarded-For/-Proto/-Host, X-Request-Id): a map
+/// built for a request reserves room for them so the additions do not grow it.
+pub const ADDED_REQUEST_HEADERS: usize = 4;
+
+/// Headers [`prepare_response`] may add (X-Request-Id).
+pub const ADDED_RESPONSE_HEADERS: usize = 1;
+
 /// Rewrites request headers for the upstream and returns the request id to echo
 /// to the client. `host` is the original host (Host header or `:authority`).
 pub fn prepare_request(

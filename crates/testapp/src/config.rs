@@ -29,6 +29,10 @@ pub struct Config {
     /// `FAIL_PERCENT` (0–100, default 0): this share of requests (all but `/health`) answer
     /// 500, spread evenly and exactly: of every 100 requests in a row, this many fail.
     pub fail_percent: u8,
+    /// `THREADS` (1–64, default 2): the runtime's worker threads; 1 runs everything on one
+    /// current-thread runtime (the benchmark pins its backend to one core, where a second
+    /// worker only adds wake-ups between the two).
+    pub threads: usize,
 }
 
 impl Config {
@@ -78,8 +82,19 @@ impl Config {
                 .filter(|p| *p <= 100)
                 .ok_or_else(|| format!("FAIL_PERCENT must be a percentage 0-100, got {raw:?}"))?,
         };
+        let threads = match get("THREADS") {
+            None => 2,
+            Some(raw) if raw.trim().is_empty() => 2,
+            Some(raw) => raw
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=64).contains(n))
+                .ok_or_else(|| format!("THREADS must be a number 1-64, got {raw:?}"))?,
+        };
         Ok(Config {
             port,
+            threads,
             host,
             fail_percent,
             version,
@@ -133,6 +148,19 @@ mod tests {
         assert!(!c.ignore_sigterm);
         assert_eq!(c.exit_after, None);
         assert_eq!(c.fail_percent, 0);
+        assert_eq!(c.threads, 2);
+    }
+
+    #[test]
+    fn threads_is_a_bounded_count() {
+        let threads = |raw: &str| config(&[("PORT", "1"), ("THREADS", raw)]).map(|c| c.threads);
+        assert_eq!(threads("1"), Ok(1));
+        assert_eq!(threads(" 8 "), Ok(8));
+        assert_eq!(threads(""), Ok(2));
+        for bad in ["0", "65", "two", "-1"] {
+            let err = threads(bad).unwrap_err();
+            assert!(err.contains("THREADS must be"), "{bad}: {err}");
+        }
     }
 
     #[test]
