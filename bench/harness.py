@@ -179,6 +179,12 @@ def proc_ctx_switches(pid):
     return total
 
 
+def children_cpu_s():
+    """User + system CPU seconds of the harness's finished children (wrk, dockhand loadtest)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def proc_status_kib(pid, field="VmRSS"):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -401,7 +407,7 @@ def run_wrk(url, conns, seconds, cpu):
     return bl.parse_wrk(r.stdout)
 
 
-def measure(peer, proto, conns, args):
+def measure(peer, proto, conns, args, backend_pid=None):
     """One measured run of a peer: warm-up, then wrk with the proxy's CPU and memory read."""
     url = peer.url(proto)
     run_wrk(url, conns, args.warmup, args.client_cpu)
@@ -410,10 +416,10 @@ def measure(peer, proto, conns, args):
     # Diagnostics kept in results.json: where the rest of the CPU went (the backend, wrk) and
     # how often the proxy's threads slept and woke, per request.
     cs_before = sum(proc_ctx_switches(pid) for pid in pids)
-    backend_before = proc_ticks(args.backend_pid) if args.backend_pid else None
-    client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    backend_before = proc_ticks(backend_pid) if backend_pid else None
+    client_before = children_cpu_s()
     res = run_wrk(url, conns, args.duration, args.client_cpu)
-    client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_s = children_cpu_s() - client_before
     after = {}
     for pid in pids:
         try:
@@ -425,12 +431,10 @@ def measure(peer, proto, conns, args):
     if res["requests"]:
         res["proxy_ctx_switches_per_request"] = (
             sum(proc_ctx_switches(pid) for pid in pids) - cs_before) / res["requests"]
-        client_s = ((client_after.ru_utime + client_after.ru_stime)
-                    - (client_before.ru_utime + client_before.ru_stime))
         res["client_cpu_us"] = client_s * 1e6 / res["requests"]
         if backend_before is not None:
             res["backend_cpu_us"] = bl.cpu_us_per_request(
-                proc_ticks(args.backend_pid) - backend_before, CLK_TCK, res["requests"])
+                proc_ticks(backend_pid) - backend_before, CLK_TCK, res["requests"])
     res["rss_kib"] = sum(proc_status_kib(p) for p in pids)
     pss = [proc_pss_kib(p) for p in pids]
     res["pss_kib"] = None if None in pss else sum(pss)
@@ -438,7 +442,7 @@ def measure(peer, proto, conns, args):
     return res
 
 
-def proxy_matrix(peers, args, budget):
+def proxy_matrix(peers, args, budget, backend_pid=None):
     """Every (protocol, connections) cell: rounds of all peers, each round in rotated order."""
     raw = {}
     table = {}
@@ -454,7 +458,7 @@ def proxy_matrix(peers, args, budget):
                         cell[name] = "not yet supported (HTTPS lands in a later issue)"
                         continue
                     budget.check(f"proxy {proto} @ {conns}")
-                    res = measure(peer, proto, conns, args)
+                    res = measure(peer, proto, conns, args, backend_pid)
                     log(f"{proto} c={conns} round {rnd + 1} {name}: {res['rps']:.0f} rps, "
                         f"p99 {bl.fmt_latency(res.get('p99_us'))}, "
                         f"{bl.fmt_num(res['cpu_us'])} µs CPU/req "
@@ -488,7 +492,7 @@ def loadtest_vs_wrk(exe, url, args, budget):
     for rnd in range(args.rounds):
         for tool in bl.rotate(["wrk", "loadtest"], rnd):
             budget.check("loadtest vs wrk")
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            client_before = children_cpu_s()
             if tool == "wrk":
                 res = run_wrk(url, conns, args.duration, args.client_cpu)
                 wrk_runs.append(res)
@@ -503,10 +507,8 @@ def loadtest_vs_wrk(exe, url, args, budget):
                                        f"{r.returncode}): {(r.stderr or r.stdout)[-500:]}")
                 res = bl.parse_loadtest_json(report)
                 lt_runs.append(res)
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
             if res.get("requests"):
-                res["client_cpu_us"] = ((after.ru_utime + after.ru_stime)
-                                        - (before.ru_utime + before.ru_stime)) * 1e6 / res["requests"]
+                res["client_cpu_us"] = (children_cpu_s() - client_before) * 1e6 / res["requests"]
             log(f"loadtest-vs-wrk round {rnd + 1} {tool}: {res['rps']:.0f} rps, "
                 f"p50 {bl.fmt_latency(res.get('p50_us'))}, p99 {bl.fmt_latency(res.get('p99_us'))}, "
                 f"{bl.fmt_num(res.get('client_cpu_us'))} µs CPU/req")
@@ -804,9 +806,10 @@ def render(ctx):
         "backend is one `dockhand-testapp` process on one current-thread runtime "
         "(`THREADS=1`: pinned to one core, a second runtime thread only added wake-ups "
         "between the two and made its cost per request jump between runs), started by the "
-        "Dockhand agent as the bench app's only service; every proxy forwards `GET {PATH}` to that same process (a 2-byte "
-        "body), keeps client and upstream connections alive and sets X-Forwarded-For/-Proto/"
-        "-Host. HTTPS uses one self-signed ECDSA P-256 certificate made by OpenSSL, the same for every peer (Dockhand included).",
+        "Dockhand agent as the bench app's only service; every proxy forwards "
+        f"`GET {PATH}` to that same process (a 2-byte body), keeps client and upstream "
+        "connections alive and sets X-Forwarded-For/-Proto/-Host. HTTPS uses one self-signed "
+        "ECDSA P-256 certificate made by OpenSSL, the same for every peer (Dockhand included).",
         "",
         f"Each figure is the median of {a.rounds} runs of {a.duration} s (after a {a.warmup} s "
         "warm-up) interleaved across the peers — round 1 nginx, HAProxy, Caddy, Dockhand; each "
@@ -970,7 +973,6 @@ def parse_args(argv):
     p.add_argument("--only", choices=["proxy", "loadtest", "deploys", "idle"], action="append",
                    help="run only these stages (repeatable)")
     a = p.parse_args(argv)
-    a.backend_pid = None
     a.rounds = a.rounds or (1 if a.quick else 3)
     a.duration = a.duration or (2 if a.quick else 5)
     a.warmup = 1
@@ -1052,13 +1054,12 @@ def main(argv=None):
                 backend_cpu = sorted(os.sched_getaffinity(0) - {args.proxy_cpu, args.client_cpu})[0]
             run(["taskset", "-a", "-cp", str(backend_cpu), str(inst["pid"])], timeout=10)
             backend_port = inst["port"]
-            args.backend_pid = inst["pid"]
             log(f"backend: dockhand-testapp pid {inst['pid']} on 127.0.0.1:{backend_port}, "
                 f"CPU {backend_cpu}; dockhand proxy on 127.0.0.1:{dh.port} (https {dh.https_port})")
             peers = {"dockhand": dh.peer}
             if "proxy" in stages:
                 peers.update(start_peers(procs, workdir, backend_port, cert, key, args.proxy_cpu))
-                ctx["proxy"], raw["proxy"] = proxy_matrix(peers, args, budget)
+                ctx["proxy"], raw["proxy"] = proxy_matrix(peers, args, budget, inst["pid"])
                 for name in ("caddy", "haproxy", "nginx"):
                     procs.stop(peers[name].proc)
             if "loadtest" in stages:

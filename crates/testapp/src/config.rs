@@ -4,6 +4,8 @@
 //! the only knob they have. Parsing is a pure function over a lookup closure so it can be
 //! tested without touching the real environment.
 
+use std::fmt::Display;
+use std::str::FromStr;
 use std::time::Duration;
 
 use hyper::StatusCode;
@@ -72,26 +74,8 @@ impl Config {
                 _ => StatusCode::OK,
             },
         };
-        let fail_percent = match get("FAIL_PERCENT") {
-            None => 0,
-            Some(raw) if raw.trim().is_empty() => 0,
-            Some(raw) => raw
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= 100)
-                .ok_or_else(|| format!("FAIL_PERCENT must be a percentage 0-100, got {raw:?}"))?,
-        };
-        let threads = match get("THREADS") {
-            None => 2,
-            Some(raw) if raw.trim().is_empty() => 2,
-            Some(raw) => raw
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=64).contains(n))
-                .ok_or_else(|| format!("THREADS must be a number 1-64, got {raw:?}"))?,
-        };
+        let fail_percent = bounded(&get, "FAIL_PERCENT", 0u8, (0, 100), "a percentage")?;
+        let threads = bounded(&get, "THREADS", 2usize, (1, 64), "a number")?;
         Ok(Config {
             port,
             threads,
@@ -103,6 +87,29 @@ impl Config {
             ignore_sigterm: get("IGNORE_SIGTERM").as_deref().map(str::trim) == Some("1"),
             exit_after: millis(&get, "EXIT_AFTER_MS")?,
         })
+    }
+}
+
+/// A whole number in `lo..=hi` read from `name`; unset or blank gives `default`.
+fn bounded<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+    (lo, hi): (T, T),
+    what: &str,
+) -> Result<T, String>
+where
+    T: FromStr + PartialOrd + Display,
+{
+    match get(name) {
+        None => Ok(default),
+        Some(raw) if raw.trim().is_empty() => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse::<T>()
+            .ok()
+            .filter(|n| *n >= lo && *n <= hi)
+            .ok_or_else(|| format!("{name} must be {what} {lo}-{hi}, got {raw:?}")),
     }
 }
 
