@@ -1,9 +1,10 @@
 //! The `Date` header value for responses the proxy writes itself (and upstream
 //! responses that lack one, RFC 9110 §6.6.1), formatted once per second per
-//! worker thread.
+//! worker thread
+//! from the coarse wall clock.
 
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 thread_local! {
     static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
@@ -11,7 +12,7 @@ thread_local! {
 
 /// Calls `f` with the current IMF-fixdate, e.g. `Wed, 02 Dec 2026 06:30:00 GMT`.
 pub(crate) fn with<R>(f: impl FnOnce(&[u8]) -> R) -> R {
-    let now = SystemTime::now();
+    let now = crate::clock::wall();
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();

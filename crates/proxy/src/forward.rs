@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, Response, Uri, Version};
+use http::{Method, Request, Response, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
@@ -143,57 +143,111 @@ pub(crate) async fn forward_bodiless<B>(
     timed: bool,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let inflight = select(ctx, &mut req, host)?;
+    let head_request = req.method() == Method::HEAD;
+    let encode = |out: &mut Vec<u8>| h1::encode_head(&req, out);
+    forward_direct(
+        ctx,
+        inflight,
+        active,
+        encode,
+        head_request,
+        request_id,
+        timed,
+    )
+    .await
+}
+
+/// A bodiless request as the fast path (`h1server.rs`) parsed it: its request
+/// line and header lines, borrowed from the client's head.
+pub(crate) struct RawRequest<'a, I> {
+    pub(crate) method: &'a [u8],
+    /// The origin-form target, already validated as a URI.
+    pub(crate) uri: &'a Uri,
+    pub(crate) lines: I,
+    /// The Host line's value.
+    pub(crate) host: Option<&'a [u8]>,
+    pub(crate) client_ip: &'a HeaderValue,
+    pub(crate) scheme: headers::Scheme,
+}
+
+/// Forwards a fast-path request: routed on its Host and path, and its head
+/// written for the upstream straight from the client's lines
+/// ([`headers::encode_request`]), with no `HeaderMap` in between. The response
+/// deadline is the caller's (its connection watchdog).
+pub(crate) async fn forward_raw<'a, I>(
+    ctx: &WorkerCtx,
+    req: RawRequest<'a, I>,
+    request_id: &HeaderValue,
+) -> Result<Response<ResponseBody>, ProxyError>
+where
+    I: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+{
+    let host = req
+        .host
+        .filter(|h| headers::visible_ascii(h))
+        .and_then(|h| std::str::from_utf8(h).ok());
+    let (inflight, new_path) = route(ctx, host, req.uri)?;
+    let path = match &new_path {
+        Some(p) => p.as_bytes(),
+        None => req
+            .uri
+            .path_and_query()
+            .map_or(&b"/"[..], |pq| pq.as_str().as_bytes()),
+    };
+    let head_request = req.method == b"HEAD";
+    let encode = |out: &mut Vec<u8>| {
+        headers::encode_request(
+            out,
+            (req.method, path),
+            req.lines.clone(),
+            req.client_ip,
+            req.scheme,
+            req.host,
+            request_id,
+        )
+    };
+    forward_direct(ctx, inflight, None, encode, head_request, request_id, false).await
+}
+
+/// Sends a bodiless request written by `encode` to the picked backend and
+/// wraps the response for the client.
+async fn forward_direct(
+    ctx: &WorkerCtx,
+    inflight: InflightGuard,
+    active: Option<ActiveGuard>,
+    encode: impl Fn(&mut Vec<u8>),
+    head_request: bool,
+    request_id: &HeaderValue,
+    timed: bool,
+) -> Result<Response<ResponseBody>, ProxyError> {
     let backend = inflight.backend().clone();
     let guard = RequestGuard {
         _active: active,
         inflight,
     };
-    let (mut response, framing, conn) =
-        send_direct(ctx, backend.id(), backend.addr(), &req, timed).await?;
+    let (mut response, framing, conn) = send_direct(
+        ctx,
+        backend.id(),
+        backend.addr(),
+        encode,
+        head_request,
+        timed,
+    )
+    .await?;
     headers::prepare_response(response.headers_mut(), false, request_id.clone());
     let body = DirectBody::new(conn, framing);
     Ok(response.map(|()| ResponseBody::direct(body, guard)))
 }
 
-/// Routes the request and picks a backend (the only place the routing table is
-/// held, see `server::Active`), then rewrites the request for the upstream:
-/// origin-form URI (prefix stripped if the route says so), HTTP/1.1, and the
-/// original Host.
+/// Routes the request and picks a backend (see [`route`]), then rewrites the
+/// request for the upstream: origin-form URI (prefix stripped if the route says
+/// so), HTTP/1.1, and the original Host.
 fn select<B>(
     ctx: &WorkerCtx,
     req: &mut Request<B>,
     host: Option<HeaderValue>,
 ) -> Result<InflightGuard, ProxyError> {
-    let (inflight, new_path) = {
-        let active_table = ctx.shared.table.load();
-        let table = &active_table.table;
-        let host_str = host.as_ref().and_then(|h| h.to_str().ok());
-        let index = table
-            .lookup_index(host_str, req.uri().path())
-            .ok_or_else(|| {
-                ProxyError::new(
-                    ErrorKind::NoRoute,
-                    ErrorSource::Downstream,
-                    "no route matches",
-                )
-            })?;
-        let route = &table.routes()[index];
-        let backend = table.pick_backend(index).ok_or_else(|| {
-            ProxyError::new(
-                ErrorKind::NoHealthyBackend,
-                ErrorSource::Upstream,
-                format!("no healthy backend for service {}", route.service),
-            )
-        })?;
-        let inflight = InflightGuard::new(backend.clone());
-        let new_path = if route.strip_prefix && route.path_prefix != "/" {
-            let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-            Some(crate::table::strip_prefix(pq, &route.path_prefix))
-        } else {
-            None
-        };
-        (inflight, new_path)
-    };
+    let (inflight, new_path) = route(ctx, host.as_ref().and_then(|h| h.to_str().ok()), req.uri())?;
     set_origin_uri(req, new_path)?;
     *req.version_mut() = Version::HTTP_11;
     if !req.headers().contains_key(header::HOST) {
@@ -204,20 +258,56 @@ fn select<B>(
     Ok(inflight)
 }
 
+/// Routes by host and path and picks a backend (the only place the routing
+/// table is held, see `server::Active`); returns the upstream path when the
+/// route strips its prefix.
+fn route(
+    ctx: &WorkerCtx,
+    host: Option<&str>,
+    uri: &Uri,
+) -> Result<(InflightGuard, Option<String>), ProxyError> {
+    let active_table = ctx.shared.table.load();
+    let table = &active_table.table;
+    let index = table.lookup_index(host, uri.path()).ok_or_else(|| {
+        ProxyError::new(
+            ErrorKind::NoRoute,
+            ErrorSource::Downstream,
+            "no route matches",
+        )
+    })?;
+    let route = &table.routes()[index];
+    let backend = table.pick_backend(index).ok_or_else(|| {
+        ProxyError::new(
+            ErrorKind::NoHealthyBackend,
+            ErrorSource::Upstream,
+            format!("no healthy backend for service {}", route.service),
+        )
+    })?;
+    let inflight = InflightGuard::new(backend.clone());
+    let new_path = if route.strip_prefix && route.path_prefix != "/" {
+        let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        Some(crate::table::strip_prefix(pq, &route.path_prefix))
+    } else {
+        None
+    };
+    Ok((inflight, new_path))
+}
+
 /// Sends a request without a body on a pooled direct connection when one is
 /// idle, else on a new one; a reused connection that turns out to be closed
 /// before answering is replaced once (the request has no body to lose).
-async fn send_direct<B>(
+async fn send_direct(
     ctx: &WorkerCtx,
     backend_id: u64,
     addr: SocketAddr,
-    req: &Request<B>,
+    encode: impl Fn(&mut Vec<u8>),
+    head_request: bool,
     timed: bool,
 ) -> Result<(Response<()>, Framing, h1::Conn), ProxyError> {
     let config = &ctx.shared.config;
     let attempt = async {
         if let Some(conn) = pool::checkout_direct(backend_id, config.upstream_idle_timeout) {
-            match conn.send(req).await {
+            match conn.send(&encode, head_request).await {
                 Ok(sent) => return Ok(sent),
                 Err(SendError::Closed(e)) => {
                     tracing::debug!(upstream = %addr, error = %e, "pooled upstream connection was closed, retrying on a new one");
@@ -226,7 +316,9 @@ async fn send_direct<B>(
             }
         }
         let conn = pool::connect_direct(backend_id, addr, config.upstream_connect_timeout).await?;
-        conn.send(req).await.map_err(|e| e.into_proxy_error(addr))
+        conn.send(&encode, head_request)
+            .await
+            .map_err(|e| e.into_proxy_error(addr))
     };
     if !timed {
         return attempt.await;

@@ -18,7 +18,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -84,18 +84,19 @@ impl Conn {
         }
     }
 
-    /// Sends a request without a body and reads the response head. Informational
-    /// (1xx) responses are skipped. The returned body streams the rest.
-    pub(crate) async fn send<B>(
+    /// Sends a request without a body, written by `encode` (see
+    /// [`encode_head`]), and reads the response head. Informational (1xx)
+    /// responses are skipped. The returned body streams the rest.
+    pub(crate) async fn send(
         mut self,
-        req: &Request<B>,
+        encode: impl Fn(&mut Vec<u8>),
+        head_request: bool,
     ) -> Result<(Response<()>, Framing, Conn), SendError> {
         self.wbuf.clear();
-        encode_head(req, &mut self.wbuf);
+        encode(&mut self.wbuf);
         if let Err(e) = self.stream.write_all(&self.wbuf).await {
             return Err(SendError::Closed(e));
         }
-        let head_request = req.method() == Method::HEAD;
         let mut read_any = false;
         loop {
             let (response, close) = self.read_head(&mut read_any).await?;
@@ -166,7 +167,7 @@ impl Conn {
 }
 
 /// Writes `METHOD path HTTP/1.1`, the headers and the blank line.
-fn encode_head<B>(req: &Request<B>, out: &mut Vec<u8>) {
+pub(crate) fn encode_head<B>(req: &Request<B>, out: &mut Vec<u8>) {
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
     let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());

@@ -13,7 +13,8 @@
 //! `client_idle_timeout` of the previous response (then `client_header_timeout`
 //! once their first bytes arrived), the upstream's response head within
 //! `upstream_response_timeout` (else 504), and some progress writing the response
-//! within `client_idle_timeout` (else the connection is dropped).
+//! within `client_idle_timeout` (else the connection is dropped). The phase starts
+//! come from the coarse clock (`clock.rs`): no precise clock read per request.
 
 use std::future::poll_fn;
 use std::io;
@@ -23,17 +24,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode, Uri};
 use http_body::Body;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
+use crate::clock;
+
 use crate::body::ResponseBody;
 use crate::error::{ErrorKind, ErrorSource, ProxyError};
 use crate::forward;
-use crate::headers::{has_token, Scheme, ADDED_REQUEST_HEADERS};
+use crate::headers::{self, has_token, Scheme};
 use crate::server::WorkerCtx;
 
 /// Request headers accepted on this path (more go to hyper, which answers 431).
@@ -71,11 +74,38 @@ enum Parsed {
     Ready(Box<Head>),
 }
 
+/// A request head this path serves, kept as the client sent it: spans into its
+/// bytes (a head is at most `MAX_HEAD` bytes, so `u16` offsets).
 struct Head {
-    request: Request<()>,
+    bytes: Bytes,
+    method: (u16, u16),
+    uri: Uri,
+    /// (name start, name end, value start, value end) per header line.
+    lines: [(u16, u16, u16, u16); MAX_HEADERS],
+    count: usize,
+    /// The first Host line.
+    host: Option<usize>,
     /// The client wants the connection closed after this response.
     close: bool,
     http10: bool,
+}
+
+impl Head {
+    fn method(&self) -> &[u8] {
+        &self.bytes[usize::from(self.method.0)..usize::from(self.method.1)]
+    }
+
+    fn line(&self, i: usize) -> (&[u8], &[u8]) {
+        let (ns, ne, vs, ve) = self.lines[i];
+        (
+            &self.bytes[usize::from(ns)..usize::from(ne)],
+            &self.bytes[usize::from(vs)..usize::from(ve)],
+        )
+    }
+
+    fn lines(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+        (0..self.count).map(|i| self.line(i))
+    }
 }
 
 /// Serves requests until the connection ends or needs hyper.
@@ -90,7 +120,7 @@ where
         .min(config.client_idle_timeout)
         .min(config.upstream_response_timeout)
         .max(Duration::from_millis(10));
-    let accepted = Instant::now();
+    let accepted = clock::now();
     let mut sleep = pin!(tokio::time::sleep(tick));
     // Resolves with `true` at shutdown, `false` once no handle is left (then the
     // proxy never shuts down).
@@ -144,7 +174,7 @@ where
                     Ok(0) | Err(_) => return Outcome::Closed,
                     Ok(_) => {
                         if was_empty && served {
-                            head_since = Instant::now();
+                            head_since = clock::now();
                         }
                     }
                 },
@@ -159,19 +189,22 @@ where
                 }
             }
         };
-        let Head {
-            request,
-            close,
-            http10,
-        } = *head;
-
         // 2. Forward it, bounded by the response timeout.
-        let head_request = request.method() == Method::HEAD;
-        let mut request = request;
-        let (host, request_id) = forward::prepare(&mut request, conn.client_ip, conn.scheme, false);
-        let started = Instant::now();
+        let head_request = head.method() == b"HEAD";
+        let http10 = head.http10;
+        let close = head.close;
+        let request_id = headers::raw_request_id(head.lines());
+        let started = clock::now();
         let result = {
-            let fwd = forward::forward_bodiless(ctx, request, host, &request_id, None, false);
+            let raw = forward::RawRequest {
+                method: head.method(),
+                uri: &head.uri,
+                lines: head.lines(),
+                host: head.host.map(|i| head.line(i).1),
+                client_ip: conn.client_ip,
+                scheme: conn.scheme,
+            };
+            let fwd = forward::forward_raw(ctx, raw, &request_id);
             let mut fwd = pin!(fwd);
             loop {
                 tokio::select! {
@@ -191,6 +224,7 @@ where
                 }
             }
         };
+        drop(head);
         let response = forward::finish(ctx, result, request_id);
 
         // 3. Write the response.
@@ -229,7 +263,7 @@ where
             _ => return Outcome::Closed,
         }
         served = true;
-        idle_since = Instant::now();
+        idle_since = clock::now();
         head_since = idle_since;
         if out.capacity() > 4 * COALESCE {
             out = Vec::new(); // a large coalesced body: do not keep its buffer
@@ -237,39 +271,39 @@ where
     }
 }
 
-/// When writing a response last made progress (a `Send` cell: the connection's
-/// future is spawned).
+/// When writing a response last made progress, on the coarse clock (a `Send`
+/// cell: the connection's future is spawned).
 struct Progress {
-    base: Instant,
-    micros: AtomicU64,
+    nanos: AtomicU64,
 }
 
 impl Progress {
     fn new() -> Progress {
-        Progress {
-            base: Instant::now(),
-            micros: AtomicU64::new(0),
-        }
+        let progress = Progress {
+            nanos: AtomicU64::new(0),
+        };
+        progress.mark();
+        progress
     }
 
     fn mark(&self) {
-        let micros = self.base.elapsed().as_micros() as u64;
-        self.micros.store(micros, Ordering::Relaxed);
+        let nanos = u64::try_from(clock::now().as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.store(nanos, Ordering::Relaxed);
     }
 
-    fn last(&self) -> Instant {
-        self.base + Duration::from_micros(self.micros.load(Ordering::Relaxed))
+    fn last(&self) -> Duration {
+        Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
     }
 }
 
-/// The watchdog fired: whether `deadline` passed; if not, it is re-armed for the
-/// deadline or the next tick, whichever comes first.
-fn expired(sleep: Pin<&mut Sleep>, deadline: Instant, tick: Duration) -> bool {
-    let now = Instant::now();
+/// The watchdog fired: whether `deadline` (on the coarse clock) passed; if not,
+/// it is re-armed for the deadline or the next tick, whichever comes first.
+fn expired(sleep: Pin<&mut Sleep>, deadline: Duration, tick: Duration) -> bool {
+    let now = clock::now();
     if now >= deadline {
         return true;
     }
-    sleep.reset(deadline.min(now + tick));
+    sleep.reset(Instant::now() + (deadline - now).min(tick));
     false
 }
 
@@ -289,19 +323,21 @@ fn parse(buf: &mut BytesMut) -> Parsed {
     if !path.starts_with('/') || method == "CONNECT" || method == "PRI" {
         return Parsed::Fallback;
     }
-    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+    if len >= MAX_HEAD {
         return Parsed::Fallback;
-    };
+    }
     let http10 = version == 0;
     let base = buf.as_ptr() as usize;
-    let offset = |s: &[u8]| s.as_ptr() as usize - base;
-    let path_span = (offset(path.as_bytes()), path.len());
-    // (name start, name end, value start, value end) in the head, so the names
-    // and values can share the head's bytes once it is split off the buffer.
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    // Offsets fit in u16: a head this path takes is under MAX_HEAD bytes.
+    let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u16;
+    let span = |s: &[u8]| (offset(s), offset(s) + s.len() as u16);
+    let path_span = span(path.as_bytes());
+    let method_span = span(method.as_bytes());
+    let mut lines = [(0u16, 0u16, 0u16, 0u16); MAX_HEADERS];
     let count = req.headers.len();
     let mut close = http10;
-    for (h, span) in req.headers.iter().zip(spans.iter_mut()) {
+    let mut host = None;
+    for (i, (h, line)) in req.headers.iter().zip(lines.iter_mut()).enumerate() {
         let name = h.name.as_bytes();
         let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
         if is("transfer-encoding")
@@ -317,41 +353,29 @@ fn parse(buf: &mut BytesMut) -> Parsed {
             } else if http10 && has_token(h.value, b"keep-alive") {
                 close = false;
             }
+        } else if host.is_none() && is("host") {
+            host = Some(i);
         }
-        let (n, v) = (offset(name), offset(h.value));
-        *span = (n, n + name.len(), v, v + h.value.len());
+        let (n, v) = (span(name), span(h.value));
+        *line = (n.0, n.1, v.0, v.1);
     }
-    let head = buf.split_to(len).freeze();
-    let built = (|| {
-        let uri =
-            Uri::from_maybe_shared(head.slice(path_span.0..path_span.0 + path_span.1)).ok()?;
-        let mut map = HeaderMap::with_capacity(count + ADDED_REQUEST_HEADERS);
-        for &(name_start, name_end, start, end) in &spans[..count] {
-            let name = HeaderName::from_bytes(&head[name_start..name_end]).ok()?;
-            let value = HeaderValue::from_maybe_shared(head.slice(start..end)).ok()?;
-            map.append(name, value);
-        }
-        Some((uri, map))
-    })();
-    let Some((uri, map)) = built else {
+    let bytes = buf.split_to(len).freeze();
+    let range = usize::from(path_span.0)..usize::from(path_span.1);
+    let Ok(uri) = Uri::from_maybe_shared(bytes.slice(range)) else {
         // Put the head back for hyper, which answers it properly.
-        let mut restored = BytesMut::with_capacity(head.len() + buf.len());
-        restored.extend_from_slice(&head);
+        let mut restored = BytesMut::with_capacity(bytes.len() + buf.len());
+        restored.extend_from_slice(&bytes);
         restored.extend_from_slice(buf);
         *buf = restored;
         return Parsed::Fallback;
     };
-    let mut request = Request::new(());
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.version_mut() = if http10 {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    };
-    *request.headers_mut() = map;
     Parsed::Ready(Box::new(Head {
-        request,
+        bytes,
+        method: method_span,
+        uri,
+        lines,
+        count,
+        host,
         close,
         http10,
     }))
@@ -528,10 +552,21 @@ mod tests {
             panic!("not ready")
         };
         assert_eq!(left, "GET /next".len(), "the next request stays buffered");
-        assert_eq!(head.request.method(), Method::GET);
-        assert_eq!(head.request.uri(), "/a?b=c");
-        assert_eq!(head.request.headers()["host"], "x");
-        assert_eq!(head.request.headers().get_all("x-a").iter().count(), 2);
+        assert_eq!(head.method(), b"GET");
+        assert_eq!(head.uri, "/a?b=c");
+        assert_eq!(
+            head.host.map(|i| head.line(i)),
+            Some((&b"Host"[..], &b"x"[..]))
+        );
+        let lines: Vec<_> = head.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                (&b"Host"[..], &b"x"[..]),
+                (&b"X-A"[..], &b"1"[..]),
+                (&b"x-a"[..], &b"2"[..])
+            ]
+        );
         assert!(!head.close && !head.http10);
     }
 

@@ -45,10 +45,6 @@ pub fn client_ip_value(ip: IpAddr) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
-/// Headers [`prepare_request`] may add (X-Forwarded-For/-Proto/-Host, X-Request-Id): a map
-/// built for a request reserves room for them so the additions do not grow it.
-pub const ADDED_REQUEST_HEADERS: usize = 4;
-
 /// Headers [`prepare_response`] may add (X-Request-Id).
 pub const ADDED_RESPONSE_HEADERS: usize = 1;
 
@@ -109,6 +105,127 @@ pub fn prepare_request(
             id
         }
     }
+}
+
+/// [`prepare_request`]'s request id for a head given as its header lines: the
+/// first `X-Request-Id` when it is valid and not named in `Connection`, else a
+/// new one.
+pub fn raw_request_id<'a, I>(lines: I) -> HeaderValue
+where
+    I: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+{
+    let first = lines
+        .clone()
+        .find(|(n, _)| n.eq_ignore_ascii_case(b"x-request-id"));
+    match first {
+        Some((name, value)) if !named_in_connection(lines, name) => {
+            match HeaderValue::from_bytes(value) {
+                Ok(id) if valid_request_id(&id) => id,
+                _ => new_request_id(),
+            }
+        }
+        _ => new_request_id(),
+    }
+}
+
+/// Whether a `Connection` line of `lines` lists `name`.
+fn named_in_connection<'a, I>(lines: I, name: &[u8]) -> bool
+where
+    I: Iterator<Item = (&'a [u8], &'a [u8])>,
+{
+    lines
+        .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
+        .any(|(_, v)| has_token(v, name))
+}
+
+/// [`prepare_request`]'s rules applied while writing a request head straight
+/// from the client's header lines (the fast path's `h1server.rs`, which builds
+/// no `HeaderMap`): hop-by-hop headers and those `Connection` names are left
+/// out, any `X-Forwarded-*` and `X-Request-Id` lines are replaced by the
+/// proxy's own (earlier `X-Forwarded-For` values kept in front of the client's
+/// address), in the client's order otherwise. `host` is the original Host.
+pub fn encode_request<'a, I>(
+    out: &mut Vec<u8>,
+    request_line: (&[u8], &[u8]),
+    lines: I,
+    client_ip: &HeaderValue,
+    scheme: Scheme,
+    host: Option<&[u8]>,
+    request_id: &HeaderValue,
+) where
+    I: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+{
+    let (method, path) = request_line;
+    out.extend_from_slice(method);
+    out.push(b' ');
+    out.extend_from_slice(path);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let has_connection = lines
+        .clone()
+        .any(|(n, _)| n.eq_ignore_ascii_case(b"connection"));
+    let dropped = |name: &[u8]| {
+        is_hop_by_hop_bytes(name) || (has_connection && named_in_connection(lines.clone(), name))
+    };
+    let mut forwarded_for = false;
+    for (name, value) in lines.clone() {
+        let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+        forwarded_for |= is(b"x-forwarded-for");
+        if !(is(b"x-forwarded-for")
+            || is(b"x-forwarded-proto")
+            || is(b"x-forwarded-host")
+            || is(b"x-request-id")
+            || dropped(name))
+        {
+            put(out, name, value);
+        }
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if forwarded_for {
+        for (name, value) in lines.clone() {
+            let value = value.trim_ascii();
+            if name.eq_ignore_ascii_case(b"x-forwarded-for") && !value.is_empty() && !dropped(name)
+            {
+                out.extend_from_slice(value);
+                out.extend_from_slice(b", ");
+            }
+        }
+    }
+    out.extend_from_slice(client_ip.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    put(out, b"x-forwarded-proto", scheme.header_value().as_bytes());
+    if let Some(host) = host.filter(|h| visible_ascii(h)) {
+        put(out, b"x-forwarded-host", host);
+    }
+    put(out, b"x-request-id", request_id.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// What `HeaderValue::to_str` accepts: visible ASCII, space and tab.
+pub fn visible_ascii(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
+}
+
+fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn is_hop_by_hop_bytes(name: &[u8]) -> bool {
+    [
+        &b"connection"[..],
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// Rewrites upstream response headers for the client.
@@ -302,6 +419,130 @@ mod tests {
         assert_ne!(id, "bad id with spaces");
         assert_eq!(h["x-request-id"], id);
         assert!(!valid_request_id(&HeaderValue::from_static("")));
+    }
+
+    /// The raw encoder's head, parsed back: (request line, headers in order).
+    fn encode_raw(
+        lines: &[(&str, &str)],
+        scheme: Scheme,
+        host: Option<&str>,
+        id: &str,
+    ) -> (String, Vec<(String, String)>) {
+        let mut out = Vec::new();
+        encode_request(
+            &mut out,
+            (b"GET", b"/p?q"),
+            lines.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+            &client_ip_value("192.0.2.7".parse().unwrap()),
+            scheme,
+            host.map(str::as_bytes),
+            &HeaderValue::from_str(id).unwrap(),
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("\r\n\r\n"), "{text:?}");
+        let mut it = text.trim_end().split("\r\n");
+        let first = it.next().unwrap().to_owned();
+        let headers = it
+            .map(|l| {
+                let (n, v) = l
+                    .split_once(": ")
+                    .unwrap_or_else(|| panic!("{l:?} in {text:?}"));
+                (n.to_owned(), v.to_owned())
+            })
+            .collect();
+        (first, headers)
+    }
+
+    #[test]
+    fn raw_encoding_applies_the_same_rules_as_the_header_map() {
+        let cases: &[&[(&str, &str)]] = &[
+            &[("Host", "Example.com"), ("Accept", "*/*")],
+            &[
+                ("Host", "a"),
+                ("Connection", "keep-alive, X-Secret-Hop"),
+                ("keep-alive", "timeout=5"),
+                ("x-secret-hop", "1"),
+                ("TE", "trailers"),
+                ("X-Forwarded-For", "10.0.0.1"),
+                ("x-forwarded-for", " 10.0.0.2 "),
+                ("x-forwarded-for", ""),
+                ("X-Forwarded-Proto", "https"),
+                ("X-Forwarded-Host", "evil"),
+                ("accept", "*/*"),
+            ],
+            &[
+                ("connection", "x-forwarded-for"),
+                ("x-forwarded-for", "1.2.3.4"),
+            ],
+            &[("x-request-id", "kept-1"), ("x-request-id", "second")],
+            &[("x-request-id", "bad id"), ("A", "1"), ("a", "2")],
+            &[("Connection", "X-Request-Id"), ("x-request-id", "dropped")],
+        ];
+        for &lines in cases {
+            for scheme in [Scheme::Http, Scheme::Https] {
+                let mut h = map(lines);
+                let host = lines
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("host"))
+                    .map(|(_, v)| *v);
+                let id = prepare_request(
+                    &mut h,
+                    &client_ip_value("192.0.2.7".parse().unwrap()),
+                    scheme,
+                    host,
+                    false,
+                );
+                let raw_id =
+                    raw_request_id(lines.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
+                let kept = |id: &HeaderValue| id.len() != 16 || lines.iter().any(|(_, v)| v == id);
+                assert_eq!(kept(&raw_id), kept(&id), "{lines:?}: {raw_id:?} vs {id:?}");
+                if kept(&id) {
+                    assert_eq!(raw_id, id);
+                }
+                let (first, raw) = encode_raw(lines, scheme, host, id.to_str().unwrap());
+                assert_eq!(first, "GET /p?q HTTP/1.1");
+                // The same set of (lower-cased name, value) pairs, each name's
+                // values in the same order.
+                let mut want: Vec<(String, String)> = h
+                    .iter()
+                    .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+                    .collect();
+                let mut got: Vec<(String, String)> = raw
+                    .iter()
+                    .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+                    .collect();
+                if lines.iter().filter(|(n, _)| *n == "x-request-id").count() > 1 {
+                    // The map keeps every incoming id line; the raw head sends the one it uses.
+                    want.retain(|(n, v)| n != "x-request-id" || *v == id.to_str().unwrap());
+                }
+                want.sort_by(|a, b| a.0.cmp(&b.0));
+                got.sort_by(|a, b| a.0.cmp(&b.0));
+                assert_eq!(got, want, "{lines:?} over {scheme:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn raw_encoding_keeps_the_clients_order() {
+        let (_, raw) = encode_raw(
+            &[("Host", "h"), ("B", "1"), ("A", "2")],
+            Scheme::Http,
+            Some("h"),
+            "id",
+        );
+        let names: Vec<&str> = raw.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Host",
+                "B",
+                "A",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-forwarded-host",
+                "x-request-id"
+            ]
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 mod backend;
 mod body;
+mod clock;
 mod config;
 mod date;
 mod error;

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -29,13 +29,13 @@ thread_local! {
 
 #[derive(Default)]
 struct IdlePool {
-    idle: HashMap<u64, Vec<(Sender, Instant)>>,
-    direct: HashMap<u64, Vec<(h1::Conn, Instant)>>,
+    idle: HashMap<u64, Vec<(Sender, Duration)>>,
+    direct: HashMap<u64, Vec<(h1::Conn, Duration)>>,
 }
 
 /// Returns a connection whose last response is complete to this worker's pool.
 pub(crate) fn release_direct(conn: h1::Conn) {
-    let now = Instant::now();
+    let now = crate::clock::now();
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         let list = pool.direct.entry(conn.backend_id).or_default();
@@ -52,9 +52,9 @@ pub(crate) fn checkout_direct(backend_id: u64, idle_timeout: Duration) -> Option
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         let list = pool.direct.get_mut(&backend_id)?;
-        let now = Instant::now();
+        let now = crate::clock::now();
         while let Some((conn, since)) = list.pop() {
-            if now.duration_since(since) < idle_timeout {
+            if now.saturating_sub(since) < idle_timeout {
                 return Some(conn);
             }
         }
@@ -88,7 +88,7 @@ impl Pooled {
         if self.sender.is_closed() {
             return;
         }
-        let now = Instant::now();
+        let now = crate::clock::now();
         POOL.with(|pool| {
             let mut pool = pool.borrow_mut();
             let list = pool.idle.entry(self.backend_id).or_default();
@@ -105,9 +105,9 @@ pub(crate) fn checkout(backend_id: u64, idle_timeout: Duration) -> Option<Sender
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         let list = pool.idle.get_mut(&backend_id)?;
-        let now = Instant::now();
+        let now = crate::clock::now();
         while let Some((sender, since)) = list.pop() {
-            if now.duration_since(since) < idle_timeout && !sender.is_closed() {
+            if now.saturating_sub(since) < idle_timeout && !sender.is_closed() {
                 return Some(sender);
             }
         }
@@ -117,17 +117,17 @@ pub(crate) fn checkout(backend_id: u64, idle_timeout: Duration) -> Option<Sender
 
 /// Closes idle connections older than `idle_timeout` on this worker.
 pub(crate) fn sweep(idle_timeout: Duration) {
-    let now = Instant::now();
+    let now = crate::clock::now();
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         pool.idle.retain(|_, list| {
             list.retain(|(sender, since)| {
-                now.duration_since(*since) < idle_timeout && !sender.is_closed()
+                now.saturating_sub(*since) < idle_timeout && !sender.is_closed()
             });
             !list.is_empty()
         });
         pool.direct.retain(|_, list| {
-            list.retain(|(_, since)| now.duration_since(*since) < idle_timeout);
+            list.retain(|(_, since)| now.saturating_sub(*since) < idle_timeout);
             !list.is_empty()
         });
     });
