@@ -1,7 +1,6 @@
 //! The `Date` header value for responses the proxy writes itself (and upstream
 //! responses that lack one, RFC 9110 §6.6.1), formatted once per second per
-//! worker thread
-//! from the coarse wall clock.
+//! worker thread from the coarse wall clock.
 
 use std::cell::RefCell;
 use std::time::UNIX_EPOCH;

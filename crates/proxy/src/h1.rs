@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{ErrorKind, ProxyError};
-use crate::headers::{has_token, ADDED_RESPONSE_HEADERS};
+use crate::headers::{has_token, put_header, ADDED_RESPONSE_HEADERS};
 
 /// Largest response head accepted from an upstream (hyper's default is 400 KiB
 /// of buffer; nginx's `proxy_buffer_size` is 4–8 KiB). Larger heads are a 502.
@@ -174,10 +174,7 @@ pub(crate) fn encode_head<B>(req: &Request<B>, out: &mut Vec<u8>) {
     out.extend_from_slice(pq.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in req.headers() {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
     out.extend_from_slice(b"\r\n");
 }

@@ -31,12 +31,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-use crate::clock;
-
 use crate::body::ResponseBody;
+use crate::clock;
 use crate::error::{ErrorKind, ErrorSource, ProxyError};
 use crate::forward;
-use crate::headers::{self, has_token, Scheme};
+use crate::headers::{self, has_token, put_header, Scheme};
 use crate::server::WorkerCtx;
 
 /// Request headers accepted on this path (more go to hyper, which answers 431).
@@ -515,13 +514,6 @@ where
         _ => {}
     }
     Ok(true)
-}
-
-fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// The next body frame; a body error becomes an I/O error (the connection is

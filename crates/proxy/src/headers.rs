@@ -164,7 +164,7 @@ pub fn encode_request<'a, I>(
         .clone()
         .any(|(n, _)| n.eq_ignore_ascii_case(b"connection"));
     let dropped = |name: &[u8]| {
-        is_hop_by_hop_bytes(name) || (has_connection && named_in_connection(lines.clone(), name))
+        is_hop_by_hop(name) || (has_connection && named_in_connection(lines.clone(), name))
     };
     let mut forwarded_for = false;
     for (name, value) in lines.clone() {
@@ -176,7 +176,7 @@ pub fn encode_request<'a, I>(
             || is(b"x-request-id")
             || dropped(name))
         {
-            put(out, name, value);
+            put_header(out, name, value);
         }
     }
     out.extend_from_slice(b"x-forwarded-for: ");
@@ -192,11 +192,11 @@ pub fn encode_request<'a, I>(
     }
     out.extend_from_slice(client_ip.as_bytes());
     out.extend_from_slice(b"\r\n");
-    put(out, b"x-forwarded-proto", scheme.header_value().as_bytes());
+    put_header(out, b"x-forwarded-proto", scheme.header_value().as_bytes());
     if let Some(host) = host.filter(|h| visible_ascii(h)) {
-        put(out, b"x-forwarded-host", host);
+        put_header(out, b"x-forwarded-host", host);
     }
-    put(out, b"x-request-id", request_id.as_bytes());
+    put_header(out, b"x-request-id", request_id.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
@@ -207,14 +207,15 @@ pub fn visible_ascii(value: &[u8]) -> bool {
         .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b))
 }
 
-fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+/// Writes one `name: value` header line.
+pub(crate) fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
-fn is_hop_by_hop_bytes(name: &[u8]) -> bool {
+fn is_hop_by_hop(name: &[u8]) -> bool {
     [
         &b"connection"[..],
         b"keep-alive",
@@ -240,7 +241,10 @@ pub fn prepare_response(headers: &mut HeaderMap, upgrade: bool, request_id: Head
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over the names instead of a lookup per
     // hop-by-hop header.
-    if !headers.keys().any(is_hop_by_hop) {
+    if !headers
+        .keys()
+        .any(|name| is_hop_by_hop(name.as_str().as_bytes()))
+    {
         return;
     }
     let mut named: Vec<HeaderName> = Vec::new();
@@ -267,16 +271,6 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
-}
-
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::CONNECTION
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
-        || name == header::TE
-        || name == header::TRAILER
-        || name == header::TRANSFER_ENCODING
-        || name == header::UPGRADE
 }
 
 /// An incoming request id is kept when it is 1..=128 visible ASCII characters
