@@ -6,8 +6,8 @@
 //! thread's own progress counter). Request `seq` of a run is sent by connection
 //! `seq % connections`, so `-n` needs no shared counter, the endpoint picker sees every
 //! sequence number exactly once, and in open-loop mode request `seq` is due at
-//! `start + seq / rate` — its latency is measured from that moment, not from when it could
-//! finally be sent (no coordinated omission).
+//! `start + seq / rate` (sent then by the thread's [`Pacer`]) — its latency is measured from
+//! that moment, not from when it could finally be sent (no coordinated omission).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -22,6 +22,7 @@ use http_body_util::{BodyExt as _, Full};
 use serde::{Deserialize, Serialize};
 
 use crate::conn::{tls_config, Connector, ReqBody};
+use crate::pacer::Pacer;
 use crate::picker::Schedule;
 use crate::summary::{new_histogram, MAX_TRACKED_US};
 use crate::wire::{Encoded, Wire, WireError};
@@ -348,15 +349,26 @@ fn thread_main(
     // reference count, which must not be a cache line shared with the other threads.
     let templates: Rc<[Template]> = shared.templates.iter().map(Template::copy).collect();
     let local = tokio::task::LocalSet::new();
+    let mine = (t..shared.connections as usize).step_by(threads);
     local.block_on(&rt, async {
-        let handles: Vec<_> = (t..shared.connections as usize)
-            .step_by(threads)
-            .map(|idx| {
+        let pacer = match shared.rate {
+            Some(_) => {
+                let p = Rc::new(Pacer::new(mine.len()).map_err(LoadError::Runtime)?);
+                let driver = Rc::clone(&p);
+                tokio::task::spawn_local(async move { driver.drive().await });
+                Some(p)
+            }
+            None => None,
+        };
+        let handles: Vec<_> = mine
+            .enumerate()
+            .map(|(slot, idx)| {
                 let ctx = Ctx {
                     shared: Arc::clone(shared),
                     accs: Rc::clone(&accs),
                     templates: Rc::clone(&templates),
                     progress: Arc::clone(progress),
+                    pacer: pacer.clone().map(|p| (p, slot)),
                     thread: t,
                     start,
                     deadline,
@@ -378,7 +390,8 @@ fn thread_main(
             }
             None => all.await,
         }
-    });
+        Ok::<(), LoadError>(())
+    })?;
     drop(local);
     let end = match deadline {
         Some(d) => Instant::now().min(d),
@@ -396,6 +409,8 @@ struct Ctx {
     accs: Rc<RefCell<Vec<Acc>>>,
     templates: Rc<[Template]>,
     progress: Arc<Progress>,
+    /// Open loop: the thread's pacer and this connection's slot in it.
+    pacer: Option<(Rc<Pacer>, usize)>,
     thread: usize,
     start: Instant,
     deadline: Option<Instant>,
@@ -455,8 +470,8 @@ async fn connection(idx: u64, ctx: Ctx) {
             if ctx.deadline.is_some_and(|d| due >= d) {
                 break;
             }
-            if due > Instant::now() {
-                tokio::time::sleep_until(due.into()).await;
+            if let Some((pacer, slot)) = &ctx.pacer {
+                pacer.until(*slot, due).await;
             }
         }
         let ep = s.schedule.pick(seq);

@@ -13,6 +13,7 @@
 pub mod auth;
 mod conn;
 mod engine;
+mod pacer;
 pub mod picker;
 pub mod report;
 pub mod scenario;

@@ -557,4 +557,10 @@ fn open_loop_sends_the_requested_count_at_a_rate() {
         report["totals"]["status"],
         serde_json::json!({ "200": 100 })
     );
+    // Paced, not sent at once: request 99 is not due before 99/400 s.
+    let elapsed = report["elapsed_s"].as_f64().unwrap();
+    assert!(
+        elapsed >= 0.2475,
+        "100 requests at 400/s ended after {elapsed} s"
+    );
 }
