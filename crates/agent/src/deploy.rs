@@ -369,12 +369,15 @@ async fn execute(
     crate::logs::prune(agent, &config);
     prune_images(agent, &config).await;
     report.succeeded = true;
-    report.duration_ms = started_at.elapsed().as_millis() as u64;
-    report.message = format!(
-        "release {release} is live ({} in {:.1}s)",
-        kind,
-        started_at.elapsed().as_secs_f64()
-    );
+    let took = started_at.elapsed();
+    report.duration_ms = took.as_millis() as u64;
+    // Most deploys of a process app take tens of milliseconds: "0.0s" would say nothing.
+    let took = if took < Duration::from_secs(1) {
+        format!("{} ms", took.as_millis())
+    } else {
+        format!("{:.1} s", took.as_secs_f64())
+    };
+    report.message = format!("release {release} is live ({kind} in {took})");
     agent.event(EventLevel::Info, kind, Some(release), None, &report.message);
     for w in &report.warnings {
         agent.event(EventLevel::Warn, kind, Some(release), None, w);

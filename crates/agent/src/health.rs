@@ -384,13 +384,14 @@ pub async fn run_prober(
     on_change: impl Fn(bool, &ProbeResult) + Send + 'static,
 ) {
     let started = Instant::now();
+    let mut startup = StartupPause::default();
     loop {
         let result = probe(addr, &plan).await;
         let last = result.clone();
         if !result.ok && started.elapsed() < plan.start_period {
             // Still starting: the failure is shown but does not count.
             health.note(result);
-            tokio::time::sleep(plan.interval.min(STARTUP_PROBE_INTERVAL)).await;
+            tokio::time::sleep(startup.next(plan.interval)).await;
             continue;
         }
         if let Some(verdict) = health.record(&plan, result) {
@@ -402,15 +403,30 @@ pub async fn run_prober(
         // Until the first verdict (a starting instance, a deploy waiting on it), probe often
         // so the gate opens as soon as the instance is up.
         let pause = match health.snapshot().healthy {
-            None => plan.interval.min(STARTUP_PROBE_INTERVAL),
+            None => startup.next(plan.interval),
             Some(_) => plan.interval,
         };
         tokio::time::sleep(pause).await;
     }
 }
 
-/// The probe interval of an instance that has no verdict yet.
-const STARTUP_PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// The pauses between the probes of an instance that has no verdict yet: 20 ms, doubling up
+/// to 250 ms (never above the service's interval). Most apps listen within tens of
+/// milliseconds, so a deploy cuts over then instead of a whole 250 ms probe interval later;
+/// one that takes seconds costs a few refused connections more.
+#[derive(Default)]
+struct StartupPause(u32);
+
+impl StartupPause {
+    const FIRST: Duration = Duration::from_millis(20);
+    const MAX: Duration = Duration::from_millis(250);
+
+    fn next(&mut self, interval: Duration) -> Duration {
+        let pause = Self::FIRST.saturating_mul(1 << self.0.min(8));
+        self.0 = self.0.saturating_add(1);
+        pause.min(Self::MAX).min(interval)
+    }
+}
 
 pub fn humanize(d: Duration) -> String {
     if d.as_millis().is_multiple_of(1000) {
@@ -442,6 +458,17 @@ mod tests {
             detail: String::new(),
             status: None,
         }
+    }
+
+    #[test]
+    fn startup_probes_start_fast_and_back_off_to_250ms_or_the_interval() {
+        let ms = Duration::from_millis;
+        let mut p = StartupPause::default();
+        let got: Vec<_> = (0..7).map(|_| p.next(ms(1000))).collect();
+        assert_eq!(got, [20, 40, 80, 160, 250, 250, 250].map(ms));
+        let mut p = StartupPause::default();
+        let got: Vec<_> = (0..3).map(|_| p.next(ms(50))).collect();
+        assert_eq!(got, [20, 40, 50].map(ms));
     }
 
     #[test]
