@@ -144,6 +144,11 @@ impl Health {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// The current verdict (`None` until the first), without copying the probe history.
+    pub fn verdict(&self) -> Option<bool> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).healthy
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
     }
@@ -384,14 +389,14 @@ pub async fn run_prober(
     on_change: impl Fn(bool, &ProbeResult) + Send + 'static,
 ) {
     let started = Instant::now();
-    let mut startup = StartupPause::default();
+    let mut startup = Startup::new(&plan);
     loop {
         let result = probe(addr, &plan).await;
         let last = result.clone();
-        if !result.ok && started.elapsed() < plan.start_period {
+        if !result.ok && startup.forgives(started.elapsed(), health.verdict()) {
             // Still starting: the failure is shown but does not count.
             health.note(result);
-            tokio::time::sleep(startup.next(plan.interval)).await;
+            tokio::time::sleep(startup.next_pause()).await;
             continue;
         }
         if let Some(verdict) = health.record(&plan, result) {
@@ -402,29 +407,51 @@ pub async fn run_prober(
         }
         // Until the first verdict (a starting instance, a deploy waiting on it), probe often
         // so the gate opens as soon as the instance is up.
-        let pause = match health.snapshot().healthy {
-            None => startup.next(plan.interval),
+        let pause = match health.verdict() {
+            None => startup.next_pause(),
             Some(_) => plan.interval,
         };
         tokio::time::sleep(pause).await;
     }
 }
 
-/// The pauses between the probes of an instance that has no verdict yet: 20 ms, doubling up
-/// to 250 ms (never above the service's interval). Most apps listen within tens of
-/// milliseconds, so a deploy cuts over then instead of a whole 250 ms probe interval later;
-/// one that takes seconds costs a few refused connections more.
-#[derive(Default)]
-struct StartupPause(u32);
+/// How the prober treats an instance before its first verdict. It probes after 20 ms,
+/// doubling up to 250 ms (never above the service's interval): most apps listen within
+/// tens of milliseconds, and a deploy cuts over then instead of a whole 250 ms later. Its
+/// failures count no sooner than they did when every startup probe was 250 ms apart
+/// (`unhealthy_threshold` × 250 ms, or `start_period` if longer), so a starting app is not
+/// called unhealthy (a warning event) just because it was probed more often.
+struct Startup {
+    probes: u32,
+    interval: Duration,
+    start_period: Duration,
+    grace: Duration,
+}
 
-impl StartupPause {
+impl Startup {
     const FIRST: Duration = Duration::from_millis(20);
     const MAX: Duration = Duration::from_millis(250);
 
-    fn next(&mut self, interval: Duration) -> Duration {
-        let pause = Self::FIRST.saturating_mul(1 << self.0.min(8));
-        self.0 = self.0.saturating_add(1);
-        pause.min(Self::MAX).min(interval)
+    fn new(plan: &ProbePlan) -> Startup {
+        Startup {
+            probes: 0,
+            interval: plan.interval,
+            start_period: plan.start_period,
+            grace: plan
+                .start_period
+                .max(Self::MAX.saturating_mul(plan.unhealthy_threshold)),
+        }
+    }
+
+    /// Whether a failed probe `elapsed` after the prober started is only shown, not counted.
+    fn forgives(&self, elapsed: Duration, verdict: Option<bool>) -> bool {
+        elapsed < self.start_period || (verdict.is_none() && elapsed < self.grace)
+    }
+
+    fn next_pause(&mut self) -> Duration {
+        let pause = Self::FIRST.saturating_mul(1 << self.probes.min(8));
+        self.probes = self.probes.saturating_add(1);
+        pause.min(Self::MAX).min(self.interval)
     }
 }
 
@@ -463,12 +490,36 @@ mod tests {
     #[test]
     fn startup_probes_start_fast_and_back_off_to_250ms_or_the_interval() {
         let ms = Duration::from_millis;
-        let mut p = StartupPause::default();
-        let got: Vec<_> = (0..7).map(|_| p.next(ms(1000))).collect();
+        let mut s = Startup::new(&ProbePlan {
+            interval: ms(1000),
+            ..plan(1, 3)
+        });
+        let got: Vec<_> = (0..7).map(|_| s.next_pause()).collect();
         assert_eq!(got, [20, 40, 80, 160, 250, 250, 250].map(ms));
-        let mut p = StartupPause::default();
-        let got: Vec<_> = (0..3).map(|_| p.next(ms(50))).collect();
+        let mut s = Startup::new(&ProbePlan {
+            interval: ms(50),
+            ..plan(1, 3)
+        });
+        let got: Vec<_> = (0..3).map(|_| s.next_pause()).collect();
         assert_eq!(got, [20, 40, 50].map(ms));
+    }
+
+    #[test]
+    fn startup_failures_count_only_after_threshold_times_250ms_or_the_start_period() {
+        let ms = Duration::from_millis;
+        // Three failures to be unhealthy: not before 750 ms, and not once a verdict exists.
+        let s = Startup::new(&plan(1, 3));
+        assert!(s.forgives(ms(0), None));
+        assert!(s.forgives(ms(749), None));
+        assert!(!s.forgives(ms(750), None));
+        assert!(!s.forgives(ms(100), Some(true)));
+        // A longer start_period forgives every failure within it, verdict or not.
+        let s = Startup::new(&ProbePlan {
+            start_period: ms(2000),
+            ..plan(1, 3)
+        });
+        assert!(s.forgives(ms(1500), Some(true)));
+        assert!(!s.forgives(ms(2000), None));
     }
 
     #[test]
