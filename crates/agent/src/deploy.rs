@@ -439,7 +439,7 @@ async fn gate(inst: &LiveInstance, deadline: Duration) -> Result<(), String> {
     let mut health = inst.health.subscribe();
     let mut proc = inst.instance.watch();
     loop {
-        if inst.health.snapshot().healthy == Some(true) {
+        if inst.health.verdict() == Some(true) {
             return Ok(());
         }
         let st = inst.instance.status();
