@@ -1,86 +1,145 @@
-//! The agent's Unix socket: one request per connection, answered with JSON-line frames.
+//! The agent's Unix socket: one request per connection, answered with JSON-line frames. The
+//! boundary between the agent and the wire: requests are dispatched to the agent here, and
+//! its errors and reports become wire types here (`wire.rs` holds the conversions).
 //!
 //! Every connection is its own task, so a slow or broken client cannot hold up another; a
 //! client that disconnects does not cancel the operation it started (a deploy always runs to
-//! its end, success or rollback).
+//! its end, success or rollback). Started last, after the committed release runs; stopped
+//! first, and then the socket file is removed.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use dockhand_api::{ApiError, ErrorCode, Frame, Pong, Progress, Request};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 
-use crate::{logs, state_error, status, Agent};
+use crate::error::{AgentError, Result};
+use crate::subsystem::{BoxFuture, Context, Subsystem};
+use crate::{logs, status, wire, Agent};
 
 const MAX_REQUEST: usize = 1 << 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Fails if another agent answers on `path`; removes a stale socket file otherwise.
-pub fn refuse_if_running(path: &Path) -> anyhow::Result<()> {
+pub fn refuse_if_running(path: &Path) -> Result<()> {
     if !path.exists() {
         return Ok(());
     }
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        anyhow::bail!(
+        return Err(AgentError::usage(format!(
             "another dockhand agent is already running on {}; stop it first, or use `dockhand status` to talk to it",
             path.display()
-        );
+        )));
     }
-    std::fs::remove_file(path)
-        .with_context(|| format!("failed to remove the stale socket {}", path.display()))
+    std::fs::remove_file(path).map_err(|e| {
+        AgentError::environment(format!(
+            "failed to remove the stale socket {}: {e}",
+            path.display()
+        ))
+    })
 }
 
-/// Binds the socket with owner-only (or root:group) permissions and serves it until the
-/// agent shuts down.
-pub async fn spawn(agent: Arc<Agent>) -> anyhow::Result<()> {
-    let path = agent.opts.socket_path.clone();
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("failed to create {}", dir.display()))?;
-    }
-    let listener = UnixListener::bind(&path)
-        .with_context(|| format!("failed to listen on {}", path.display()))?;
-    let mode = match &agent.opts.socket_group {
-        None => 0o600,
-        Some(group) => {
-            let gid = nix::unistd::Group::from_name(group)
-                .ok()
-                .flatten()
-                .map(|g| g.gid)
-                .with_context(|| {
-                    format!("the group `{group}` does not exist; create it with `groupadd {group}`")
+/// The socket server subsystem.
+pub struct Server {
+    agent: Weak<Agent>,
+    path: PathBuf,
+    listener: Mutex<Option<UnixListener>>,
+}
+
+impl Server {
+    /// Binds the socket with owner-only (or root:`group` 0660) permissions.
+    pub fn bind(agent: &Arc<Agent>, path: &Path, group: Option<&str>) -> Result<Server> {
+        let env = |what: String| AgentError::environment(what);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| env(format!("failed to create {}: {e}", dir.display())))?;
+        }
+        let listener = UnixListener::bind(path)
+            .map_err(|e| env(format!("failed to listen on {}: {e}", path.display())))?;
+        let mode = match group {
+            None => 0o600,
+            Some(group) => {
+                let gid = nix::unistd::Group::from_name(group)
+                    .ok()
+                    .flatten()
+                    .map(|g| g.gid)
+                    .ok_or_else(|| {
+                        AgentError::usage(format!(
+                            "the group `{group}` does not exist; create it with `groupadd {group}`"
+                        ))
+                    })?;
+                nix::unistd::chown(path, None, Some(gid)).map_err(|e| {
+                    env(format!(
+                        "failed to give {} to group {group}: {e}",
+                        path.display()
+                    ))
                 })?;
-            nix::unistd::chown(&path, None, Some(gid))
-                .with_context(|| format!("failed to give {} to group {group}", path.display()))?;
-            0o660
-        }
-    };
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("failed to set permissions of {}", path.display()))?;
-    let mut stopped = agent.shutdown.subscribe();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = async { let _ = stopped.wait_for(|s| *s).await; } => return,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        let agent = agent.clone();
-                        tokio::spawn(async move { handle(agent, stream).await });
-                    }
-                    Err(e) => {
-                        tracing::warn!("socket accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
+                0o660
             }
-        }
-    });
-    Ok(())
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+            env(format!(
+                "failed to set permissions of {}: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(Server {
+            agent: Arc::downgrade(agent),
+            path: path.to_path_buf(),
+            listener: Mutex::new(Some(listener)),
+        })
+    }
+}
+
+impl Subsystem for Server {
+    fn name(&self) -> &'static str {
+        "socket server"
+    }
+
+    fn run(self: Arc<Self>, mut ctx: Context) -> BoxFuture<Result<()>> {
+        Box::pin(async move {
+            let listener = self
+                .listener
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            let listener = match listener {
+                Some(l) => l,
+                // Run again after a failure: bind anew on the same path.
+                None => {
+                    let _ = std::fs::remove_file(&self.path);
+                    UnixListener::bind(&self.path).map_err(|e| {
+                        AgentError::environment(format!(
+                            "failed to listen on {}: {e}",
+                            self.path.display()
+                        ))
+                    })?
+                }
+            };
+            ctx.ready();
+            loop {
+                tokio::select! {
+                    _ = ctx.shutdown.wait() => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => {
+                            let Some(agent) = self.agent.upgrade() else { break };
+                            tokio::spawn(async move { handle(agent, stream).await });
+                        }
+                        Err(e) => {
+                            tracing::warn!("socket accept failed: {e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    },
+                }
+            }
+            let _ = std::fs::remove_file(&self.path);
+            Ok(())
+        })
+    }
 }
 
 async fn handle(agent: Arc<Agent>, stream: UnixStream) {
@@ -118,7 +177,7 @@ async fn handle(agent: Arc<Agent>, stream: UnixStream) {
     let final_frame = match request {
         Ok(req) => match dispatch(&agent, req, &tx, hangup).await {
             Ok(data) => Frame::Result { data },
-            Err(e) => Frame::Error(e),
+            Err(e) => Frame::Error(e.into_api()),
         },
         Err(e) => Frame::Error(e),
     };
@@ -133,54 +192,61 @@ async fn dispatch(
     req: Request,
     tx: &mpsc::UnboundedSender<Frame>,
     hangup: watch::Receiver<bool>,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<serde_json::Value> {
     let sink = |p: Progress| {
         let _ = tx.send(Frame::Progress(p));
     };
     let value = match req {
         Request::Ping => to_value(Pong {
-            app: agent.live_config().map(|c| c.app).unwrap_or_default(),
+            app: agent
+                .deployer
+                .fleet
+                .serving_config()
+                .map(|c| c.app.clone())
+                .unwrap_or_default(),
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
         }),
-        Request::Status => {
-            let mut report = status::report(agent)?;
-            report.databases = crate::containers::database_status(agent).await;
-            to_value(report)
-        }
+        Request::Status => to_value(status::report(agent).await?),
         Request::DbUpgrade {
             database,
             requested_by,
         } => to_value(agent.db_upgrade(&database, &requested_by, &sink).await?),
-        Request::Deploy { requested_by } => to_value(agent.deploy(&requested_by, &sink).await?),
+        Request::Deploy { requested_by } => {
+            to_value(wire::deploy_report(agent.deploy(&requested_by, &sink).await?))
+        }
         Request::Rollback {
             release,
             requested_by,
-        } => to_value(agent.rollback(release, &requested_by, &sink).await?),
-        Request::Reload { requested_by } => to_value(agent.reload(&requested_by, &sink).await?),
+        } => to_value(wire::deploy_report(
+            agent.rollback(release, &requested_by, &sink).await?,
+        )),
+        Request::Reload { requested_by } => to_value(
+            agent
+                .reload(&requested_by, &sink)
+                .await?
+                .map(wire::deploy_report),
+        ),
         Request::Releases => {
-            let releases = agent.store.releases(100).map_err(state_error)?;
-            to_value(
-                releases
-                    .iter()
-                    .map(status::release_info)
-                    .collect::<Vec<_>>(),
-            )
+            let releases = agent.deployer.store.releases(100)?;
+            to_value(releases.iter().map(wire::release_info).collect::<Vec<_>>())
         }
         Request::Events { limit } => {
-            let mut events = agent.store.events(limit).map_err(state_error)?;
+            let redactor = agent.deployer.events.redactor();
+            let mut events = agent.deployer.store.events(limit)?;
             for e in &mut events {
-                e.message = agent.redact(&e.message);
+                e.message = redactor.redact(&e.message);
             }
             to_value(events)
         }
         Request::Logs(req) => {
-            let filter = logs::filter(agent, &req)?;
-            for entry in logs::read(agent, &filter) {
+            let filter = logs::filter(&agent.deployer.layout, agent.deployer.fleet.serving_config().as_deref(), &req)?;
+            let redactor = agent.deployer.events.redactor();
+            for entry in logs::read(&agent.deployer.layout, redactor, &filter) {
                 let _ = tx.send(Frame::Log(entry));
             }
             if req.follow {
-                logs::follow(agent, &filter, tx, hangup).await;
+                logs::follow(&agent.deployer.layout, redactor, &filter, tx, hangup).await;
             }
             serde_json::Value::Null
         }

@@ -57,3 +57,17 @@ pub enum RuntimeError {
     #[error("{0}")]
     InvalidSpec(String),
 }
+
+impl RuntimeError {
+    /// Whether the machine is at fault (the Docker Engine is down or slow, a file cannot be
+    /// written, a process cannot be spawned) rather than what was asked of it.
+    pub fn is_environmental(&self) -> bool {
+        matches!(
+            self,
+            RuntimeError::DockerUnreachable { .. }
+                | RuntimeError::DockerTimeout { .. }
+                | RuntimeError::Spawn { .. }
+                | RuntimeError::Log { .. }
+        )
+    }
+}

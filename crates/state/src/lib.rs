@@ -15,8 +15,8 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 pub use model::{
-    DeploymentKind, DeploymentOutcome, Event, EventLevel, InstanceRecord, Recovery, Release,
-    ReleaseStatus,
+    DeploymentKind, DeploymentOutcome, Event, EventLevel, InstanceRecord, JobRun, Recovery,
+    Release, ReleaseStatus,
 };
 
 /// Errors of the state store.
@@ -272,6 +272,7 @@ impl Store {
         })
     }
 
+    /// Appends an event and returns it as stored (with its id and time).
     pub fn record_event(
         &self,
         level: EventLevel,
@@ -279,11 +280,53 @@ impl Store {
         release: Option<i64>,
         service: Option<&str>,
         message: &str,
-    ) -> Result<()> {
+    ) -> Result<Event> {
+        let ts = now();
         self.with(|c| {
             c.execute(
                 "INSERT INTO events (ts, level, kind, release_id, service, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![now(), level.as_str(), kind, release, service, message],
+                params![ts, level.as_str(), kind, release, service, message],
+            )?;
+            Ok(Event {
+                id: c.last_insert_rowid(),
+                ts,
+                level,
+                kind: kind.to_string(),
+                release,
+                service: service.map(str::to_string),
+                message: message.to_string(),
+            })
+        })
+    }
+
+    /// Deletes all but the newest `keep` events. Returns how many were deleted.
+    pub fn prune_events(&self, keep: usize) -> Result<usize> {
+        self.with(|c| {
+            Ok(c.execute(
+                "DELETE FROM events WHERE id <= (SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+                params![keep as i64],
+            )?)
+        })
+    }
+
+    /// When the scheduled job `job` last ran (RFC 3339), if it ever did.
+    pub fn job_last_run(&self, job: &str) -> Result<Option<JobRun>> {
+        self.with(|c| {
+            Ok(c.query_row(
+                "SELECT job, ran_at, succeeded, message FROM job_runs WHERE job = ?1",
+                params![job],
+                model::job_run_from_row,
+            )
+            .optional()?)
+        })
+    }
+
+    /// Records a run of the scheduled job `job` (replacing the previous record).
+    pub fn record_job_run(&self, run: &JobRun) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO job_runs (job, ran_at, succeeded, message) VALUES (?1, ?2, ?3, ?4)",
+                params![run.job, run.ran_at, run.succeeded, run.message],
             )?;
             Ok(())
         })

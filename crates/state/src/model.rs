@@ -135,6 +135,17 @@ pub struct InstanceRecord {
     pub started_at: String,
 }
 
+/// The last run of a scheduled job, kept so that a run missed while the agent was down is
+/// noticed when it starts again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobRun {
+    pub job: String,
+    /// RFC 3339, UTC: when the run started.
+    pub ran_at: String,
+    pub succeeded: bool,
+    pub message: String,
+}
+
 /// What `Store::recover` found after an unclean stop.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Recovery {
@@ -163,6 +174,15 @@ pub(crate) fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
         release: r.get(4)?,
         service: r.get(5)?,
         message: r.get(6)?,
+    })
+}
+
+pub(crate) fn job_run_from_row(r: &Row<'_>) -> rusqlite::Result<JobRun> {
+    Ok(JobRun {
+        job: r.get(0)?,
+        ran_at: r.get(1)?,
+        succeeded: r.get(2)?,
+        message: r.get(3)?,
     })
 }
 

@@ -46,6 +46,13 @@ CREATE TABLE events (
     service    TEXT,
     message    TEXT NOT NULL
 );
+"#, r#"
+CREATE TABLE job_runs (
+    job       TEXT PRIMARY KEY,
+    ran_at    TEXT NOT NULL,
+    succeeded INTEGER NOT NULL,
+    message   TEXT NOT NULL DEFAULT ''
+);
 "#];
 
 pub(crate) fn prepare(conn: &Connection) -> Result<()> {

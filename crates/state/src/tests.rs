@@ -126,6 +126,45 @@ fn events_are_returned_oldest_first_and_limited() {
 }
 
 #[test]
+fn recorded_events_come_back_as_stored_and_pruning_keeps_the_newest() {
+    let s = store();
+    let first = s
+        .record_event(EventLevel::Warn, "restart", Some(3), Some("web"), "e0")
+        .unwrap();
+    assert_eq!(s.events(1).unwrap(), vec![first.clone()]);
+    for i in 1..6 {
+        s.record_event(EventLevel::Info, "test", None, None, &format!("e{i}"))
+            .unwrap();
+    }
+    assert_eq!(s.prune_events(2).unwrap(), 4);
+    let left: Vec<String> = s.events(10).unwrap().into_iter().map(|e| e.message).collect();
+    assert_eq!(left, ["e4", "e5"]);
+    assert_eq!(s.prune_events(2).unwrap(), 0);
+}
+
+#[test]
+fn a_job_run_is_remembered_and_replaced() {
+    let s = store();
+    assert_eq!(s.job_last_run("housekeeping").unwrap(), None);
+    let run = JobRun {
+        job: "housekeeping".into(),
+        ran_at: "2026-01-01T00:00:00.000Z".into(),
+        succeeded: false,
+        message: "disk full".into(),
+    };
+    s.record_job_run(&run).unwrap();
+    assert_eq!(s.job_last_run("housekeeping").unwrap(), Some(run.clone()));
+    let later = JobRun {
+        ran_at: "2026-01-01T01:00:00.000Z".into(),
+        succeeded: true,
+        message: String::new(),
+        ..run
+    };
+    s.record_job_run(&later).unwrap();
+    assert_eq!(s.job_last_run("housekeeping").unwrap(), Some(later));
+}
+
+#[test]
 fn reopening_a_database_keeps_data_and_schema() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");

@@ -1,0 +1,439 @@
+//! [`Agent`]: starts the subsystems in order, restarts the committed release, and is what
+//! the socket server dispatches operations to (deploy, reload, rollback, db upgrade, status,
+//! logs, exec). It holds narrow handles, not state of its own: the fleet, the store, the
+//! events and the runtimes are reached through `deploy::Deployer`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use dockhand_api::{CertificateInfo, DeployReport, Progress};
+use dockhand_config::{AppConfig, LoadOptions};
+use dockhand_state::Store;
+use tokio::sync::watch;
+
+use crate::deploy::{self, DeployKind, DeployOutcome, Deployer, Failpoint};
+use crate::error::{AgentError, Result};
+use crate::events::{EventKind, Events};
+use crate::fleet::Fleet;
+use crate::layout::{self, StateLayout};
+use crate::lock::DeployLock;
+use crate::prober::Prober;
+use crate::proxy::ProxyService;
+use crate::runtimes::Runtimes;
+use crate::scheduler::Scheduler;
+use crate::secrets::Redactor;
+use crate::server::{self, Server};
+use crate::subsystem::{SubsystemState, Subsystems};
+use crate::{housekeeping, routes, wire, Sink};
+
+/// How the agent treats the configuration file when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// Deploy the configuration only if no release was ever deployed (`dockhand agent`).
+    DeployIfNoRelease,
+    /// Deploy the configuration if it differs from the current release (`dockhand up`).
+    Reload,
+}
+
+/// Everything the agent needs to start.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub config_path: PathBuf,
+    pub state_dir: PathBuf,
+    pub socket_path: PathBuf,
+    /// `Some(group)` on a server: the socket is `root:group 0660`; `None`: owner only (0600).
+    pub socket_group: Option<String>,
+    pub start_mode: StartMode,
+}
+
+impl AgentOptions {
+    /// Options for a project directory: state in `<dir>/.dockhand`.
+    pub fn for_project(config_path: &Path, state_dir: &Path, start_mode: StartMode) -> Self {
+        AgentOptions {
+            config_path: config_path.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+            socket_path: StateLayout::at(state_dir).default_socket(),
+            socket_group: None,
+            start_mode,
+        }
+    }
+}
+
+/// The signals the agent obeys, installed before it starts so that a Ctrl-C during the
+/// startup deploy is not the default (instant) death but a clean stop once started.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Call inside the runtime, before [`Agent::start`].
+    pub fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
+/// The running agent, shared behind an `Arc` by the socket server and the signal loop.
+pub struct Agent {
+    opts: AgentOptions,
+    pub(crate) agent_id: String,
+    pub(crate) started: Instant,
+    pub(crate) started_at: String,
+    pub(crate) deployer: Deployer,
+    /// What `status` says about the certificates the proxy serves.
+    pub(crate) certificates: Vec<CertificateInfo>,
+    pub(crate) lock: DeployLock,
+    subsystems: tokio::sync::Mutex<Subsystems>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Agent {
+    /// Starts the agent: opens the state, starts the proxy, the health prober and the
+    /// scheduler, cleans up after a previous run and restarts the committed release, opens
+    /// the socket, and (per `start_mode`) deploys the configuration. Progress of that deploy
+    /// goes to `sink`; its report is returned with the agent (`None`: nothing was deployed).
+    pub async fn start(
+        opts: AgentOptions,
+        sink: Sink<'_>,
+    ) -> Result<(Arc<Agent>, Option<DeployReport>)> {
+        let layout = Arc::new(StateLayout::create(&opts.state_dir)?);
+        let agent_id = agent_id(layout.root());
+        server::refuse_if_running(&opts.socket_path)?;
+        let store = Arc::new(
+            Store::open(&layout.database())
+                .map_err(|e| AgentError::from(e).context("failed to open the state database"))?,
+        );
+        layout::restrict_file(&layout.database())?;
+
+        // The proxy serves the committed release's [proxy] table, else the file's.
+        let proxy_config = match store.current_release()? {
+            Some(r) => serde_json::from_str(&r.config).map_err(|e| {
+                AgentError::internal(format!(
+                    "release {} in the state database is unreadable: {e}",
+                    r.id
+                ))
+            })?,
+            None => load_config(&opts.config_path)?.0,
+        };
+        let events = Events::new(store.clone(), Redactor::default());
+        let fleet = Fleet::default();
+        let (proxy, certificates) = ProxyService::bind(&proxy_config, fleet.clone())?;
+        let prober = Prober::new(events.clone());
+        let scheduler = Scheduler::new(store.clone(), events.clone());
+        let deployer = Deployer {
+            layout,
+            store,
+            events: events.clone(),
+            runtimes: Runtimes::new(&agent_id),
+            proxy: proxy.handle().clone(),
+            fleet,
+            prober: prober.clone(),
+            failpoint: Failpoint::from_env(),
+        };
+        housekeeping::register(&scheduler, &deployer);
+        let mut subsystems = Subsystems::new(events.clone());
+        subsystems.start(Arc::new(proxy)).await?;
+        subsystems.start(Arc::new(prober)).await?;
+        subsystems.start(Arc::new(scheduler)).await?;
+        let (shutdown, _) = watch::channel(false);
+        let agent = Arc::new(Agent {
+            opts,
+            agent_id,
+            started: Instant::now(),
+            started_at: dockhand_state::now(),
+            deployer,
+            certificates: certificates.info,
+            lock: DeployLock::default(),
+            subsystems: tokio::sync::Mutex::new(subsystems),
+            shutdown,
+        });
+        for problem in certificates.problems {
+            events.error(EventKind::Proxy, None, None, &problem);
+            sink(Progress {
+                step: "error".into(),
+                message: format!("{problem}; fix it and restart the agent"),
+                service: None,
+            });
+        }
+        match agent.finish_start(sink).await {
+            Ok(report) => Ok((agent, report)),
+            Err(e) => {
+                agent.shutdown().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The part of the start after the subsystems run: what a failure of stops them again.
+    async fn finish_start(self: &Arc<Self>, sink: Sink<'_>) -> Result<Option<DeployReport>> {
+        // Not fatal: the agent stays up so that a fixed configuration can be deployed.
+        if let Err(e) = self.deployer.restart(sink).await {
+            sink(Progress {
+                step: "error".into(),
+                message: format!("{e}; fix the problem and run `dockhand deploy`"),
+                service: None,
+            });
+        }
+        let server = Server::bind(
+            self,
+            &self.opts.socket_path,
+            self.opts.socket_group.as_deref(),
+        )?;
+        self.subsystems.lock().await.start(Arc::new(server)).await?;
+        self.deployer
+            .events
+            .info(EventKind::Agent, None, None, "agent started");
+
+        let should_deploy = match self.opts.start_mode {
+            StartMode::DeployIfNoRelease => !self.is_serving(),
+            StartMode::Reload => true,
+        };
+        if !should_deploy {
+            return Ok(None);
+        }
+        match self.reload("startup", sink).await {
+            Ok(report) => Ok(report.map(wire::deploy_report)),
+            Err(e) if self.is_serving() => {
+                sink(Progress {
+                    step: "error".into(),
+                    message: format!("{e}; still serving the current release"),
+                    service: None,
+                });
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether a release serves (its instances run), as opposed to an agent waiting for a
+    /// first successful deploy.
+    pub fn is_serving(&self) -> bool {
+        self.deployer.fleet.serving_release().is_some()
+    }
+
+    /// Deploys the configuration file as a new release, even if unchanged.
+    pub(crate) async fn deploy(&self, requested_by: &str, sink: Sink<'_>) -> Result<DeployOutcome> {
+        let _guard = self.lock.acquire("deploy", requested_by)?;
+        let (config, warnings) = load_config(&self.opts.config_path)?;
+        let mut outcome = self
+            .deployer
+            .deploy_new(config, DeployKind::Deploy, requested_by, sink)
+            .await?;
+        outcome.warnings.extend(warnings);
+        Ok(outcome)
+    }
+
+    /// Re-reads the configuration file through the startup path and deploys it when it
+    /// differs from the current release. `Ok(None)`: nothing changed.
+    pub(crate) async fn reload(
+        &self,
+        requested_by: &str,
+        sink: Sink<'_>,
+    ) -> Result<Option<DeployOutcome>> {
+        let _guard = self.lock.acquire("reload", requested_by)?;
+        let (config, _) = load_config(&self.opts.config_path)?;
+        if let Some(current) = self.deployer.store.current_release()? {
+            if current.config == deploy::config_json(&config) {
+                sink(Progress {
+                    step: "unchanged".into(),
+                    message: format!(
+                        "configuration unchanged: release {} keeps serving",
+                        current.id
+                    ),
+                    service: None,
+                });
+                return Ok(None);
+            }
+        }
+        self.deployer
+            .deploy_new(config, DeployKind::Reload, requested_by, sink)
+            .await
+            .map(Some)
+    }
+
+    /// Returns to a retained release (default: the previous one) through the same gate.
+    pub(crate) async fn rollback(
+        &self,
+        release: Option<i64>,
+        requested_by: &str,
+        sink: Sink<'_>,
+    ) -> Result<DeployOutcome> {
+        let _guard = self.lock.acquire("rollback", requested_by)?;
+        self.deployer.rollback(release, requested_by, sink).await
+    }
+
+    /// `dockhand db upgrade NAME`: recreates the database container from the configuration
+    /// file's table, on the same data volume.
+    pub(crate) async fn db_upgrade(
+        &self,
+        database: &str,
+        requested_by: &str,
+        sink: Sink<'_>,
+    ) -> Result<dockhand_api::DbUpgradeReport> {
+        let _guard = self.lock.acquire("db upgrade", requested_by)?;
+        let (config, _) = load_config(&self.opts.config_path)?;
+        let Some(db) = config.databases.get(database) else {
+            let known: Vec<&str> = config.databases.keys().map(String::as_str).collect();
+            return Err(AgentError::not_found(if known.is_empty() {
+                format!("no database `{database}`: dockhand.toml defines none")
+            } else {
+                format!("no database `{database}`; databases: {}", known.join(", "))
+            }));
+        };
+        let d = &self.deployer;
+        let secrets = crate::secrets::load(&config, d.events.redactor())?;
+        let rt = d.runtimes.containers().await?;
+        let ops = crate::containers::databases::Ops {
+            rt: &rt,
+            runtimes: &d.runtimes,
+            layout: &d.layout,
+            events: &d.events,
+            sink,
+        };
+        let warnings = ops
+            .ensure(&config, db, &secrets, deploy::plan::DatabaseAction::Recreate)
+            .await?;
+        let message = format!(
+            "database `{database}` runs {} from its current settings",
+            db.image
+        );
+        d.events.info(
+            EventKind::Database,
+            None,
+            Some(database),
+            &format!("{message} (requested by {requested_by})"),
+        );
+        Ok(dockhand_api::DbUpgradeReport {
+            database: database.to_string(),
+            image: db.image.clone(),
+            message,
+            warnings,
+        })
+    }
+
+    /// Stops the subsystems (the socket first, the proxy draining last), then every instance.
+    pub async fn shutdown(&self) {
+        if self.shutdown.send_replace(true) {
+            return;
+        }
+        self.subsystems.lock().await.stop_all().await;
+        let d = &self.deployer;
+        let all = d.fleet.take_all();
+        deploy::stop_all(&d.prober, &all).await;
+        for inst in &all {
+            let _ = d.store.remove_instance(&inst.id);
+        }
+        d.events.info(EventKind::Agent, None, None, "agent stopped");
+    }
+
+    /// Waits for SIGTERM/SIGINT (then shuts down) while SIGHUP reloads.
+    pub async fn run_until_signal(&self, signals: Signals, sink: Sink<'_>) -> Result<()> {
+        let Signals {
+            mut term,
+            mut int,
+            mut hup,
+        } = signals;
+        let mut stopped = self.shutdown.subscribe();
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = async { let _ = stopped.wait_for(|s| *s).await; } => return Ok(()),
+                _ = hup.recv() => {
+                    if let Err(e) = self.reload("SIGHUP", sink).await {
+                        sink(Progress { step: "error".into(), message: e.to_string(), service: None });
+                    }
+                }
+            }
+        }
+        sink(Progress {
+            step: "shutdown".into(),
+            message: "stopping: draining requests and stopping services".into(),
+            service: None,
+        });
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// The proxy's bound address.
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.deployer.proxy.local_addr()
+    }
+
+    /// The proxy's bound HTTPS address, when it serves HTTPS.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.deployer.proxy.https_addr()
+    }
+
+    /// Where the current release is reachable.
+    pub fn urls(&self) -> Vec<String> {
+        self.deployer
+            .fleet
+            .serving_config()
+            .map(|c| routes::urls(&c, self.proxy_addr(), self.https_addr()))
+            .unwrap_or_default()
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.opts.socket_path
+    }
+
+    pub(crate) fn config_path(&self) -> &Path {
+        &self.opts.config_path
+    }
+
+    pub(crate) fn state_dir(&self) -> &Path {
+        &self.opts.state_dir
+    }
+
+    /// Each subsystem's name and state, in start order.
+    pub(crate) async fn subsystem_states(&self) -> Vec<(&'static str, SubsystemState)> {
+        self.subsystems.lock().await.states()
+    }
+}
+
+/// Loads and validates the configuration file; returns it with its warnings, one line each.
+pub(crate) fn load_config(path: &Path) -> Result<(AppConfig, Vec<String>)> {
+    let loaded = dockhand_config::load(path, &LoadOptions::from_process_env())?;
+    let warnings = loaded
+        .warnings
+        .iter()
+        .map(|d| {
+            format!(
+                "{}:{}:{}: {}",
+                d.file.display(),
+                d.line,
+                d.column,
+                d.message
+            )
+        })
+        .collect();
+    Ok((loaded.config, warnings))
+}
+
+/// A stable id for the agent of one state directory, carried in the environment of every
+/// process it starts so a later agent can find them.
+fn agent_id(state_dir: &Path) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(state_dir.as_os_str().as_encoded_bytes());
+    hex::encode(&digest[..6])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn agent_id_is_stable_and_distinct() {
+        let a = super::agent_id(std::path::Path::new("/a"));
+        assert_eq!(a, super::agent_id(std::path::Path::new("/a")));
+        assert_ne!(a, super::agent_id(std::path::Path::new("/b")));
+        assert_eq!(a.len(), 12);
+    }
+}

@@ -1,0 +1,530 @@
+//! The executor: performs a [`Plan`]'s steps in order through the runtimes, the proxy, the
+//! fleet and the state database, reporting progress as it goes.
+//!
+//! A failure before `commit` (or any failure of a restart) aborts: every instance this plan
+//! started is stopped and removed, the deployment is recorded as failed, and the serving
+//! release is untouched. After `commit` a failure is a warning: the release is live.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dockhand_api::Progress;
+use dockhand_config::{AppConfig, Secrets};
+use dockhand_proxy::RouteTable;
+use dockhand_state::{DeploymentOutcome, Recovery};
+
+use super::plan::{DeployKind, GateCheck, HookPhase, Plan, Step, KEEP_RELEASES};
+use super::{gate, hooks, instances, DeployOutcome, Deployer, Failure};
+use crate::containers::{self, Images};
+use crate::error::{AgentError, Result};
+use crate::events::EventKind;
+use crate::fleet::{backends_by_service, ActiveRelease, LiveInstance};
+use crate::runtimes::Runtimes;
+use crate::{routes, Sink};
+
+/// One plan being executed.
+pub(super) struct Execution<'a> {
+    d: &'a Deployer,
+    config: Option<&'a AppConfig>,
+    secrets: &'a Secrets,
+    sink: Sink<'a>,
+    started_at: Instant,
+    images: Images,
+    /// The instances this plan started, in start order.
+    new: Vec<LiveInstance>,
+    /// The routing table to the new instances, built at `commit`.
+    table: Option<RouteTable>,
+    committed: bool,
+    announced: bool,
+    network_ready: bool,
+    recovery: Recovery,
+    warnings: Vec<String>,
+    failures: Vec<Failure>,
+}
+
+impl<'a> Execution<'a> {
+    /// `config`: the release's configuration (`None` when only cleaning up at start).
+    pub fn new(
+        d: &'a Deployer,
+        config: Option<&'a AppConfig>,
+        secrets: &'a Secrets,
+        sink: Sink<'a>,
+    ) -> Execution<'a> {
+        Execution {
+            d,
+            config,
+            secrets,
+            sink,
+            started_at: Instant::now(),
+            images: Images::new(),
+            new: Vec::new(),
+            table: None,
+            committed: false,
+            announced: false,
+            network_ready: false,
+            recovery: Recovery::default(),
+            warnings: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
+    pub async fn run(mut self, plan: &Plan) -> DeployOutcome {
+        self.warnings.extend(plan.warnings.iter().cloned());
+        for step in &plan.steps {
+            if let Err(e) = self.step(plan, step).await {
+                let message = self.d.events.redactor().redact(e.message());
+                if !self.committed {
+                    return self.abort(plan, message).await;
+                }
+                self.warnings.push(message);
+            }
+            if let Some(failpoint) = &self.d.failpoint {
+                failpoint.after(plan, step);
+            }
+        }
+        self.finish(plan)
+    }
+
+    async fn step(&mut self, plan: &Plan, step: &Step) -> Result<()> {
+        match step {
+            Step::Recover { .. } => {
+                self.recovery = self.d.store.recover()?;
+                Ok(())
+            }
+            Step::Reap { containers } => {
+                self.reap(*containers).await;
+                Ok(())
+            }
+            Step::Database { name, action } => {
+                let config = self.config()?;
+                let db = &config.databases[name];
+                let rt = self.d.runtimes.containers().await?;
+                let ops = containers::databases::Ops {
+                    rt: &rt,
+                    runtimes: &self.d.runtimes,
+                    layout: &self.d.layout,
+                    events: &self.d.events,
+                    sink: self.sink,
+                };
+                let warnings = ops.ensure(config, db, self.secrets, *action).await?;
+                self.warnings.extend(warnings);
+                Ok(())
+            }
+            Step::Image { service, source } => {
+                let config = self.config()?;
+                let rt = self.d.runtimes.containers().await?;
+                let (image, warnings) = containers::images::ensure(
+                    &rt,
+                    config,
+                    &config.services[service],
+                    source,
+                    plan.release,
+                    self.d.events.redactor(),
+                    self.sink,
+                )
+                .await?;
+                self.images.insert(service.clone(), image);
+                self.warnings.extend(warnings);
+                Ok(())
+            }
+            Step::Hook {
+                service,
+                phase,
+                command,
+            } => {
+                let config = self.config()?;
+                self.say("hook", Some(service), format!("{}: {command}", phase.as_str()));
+                if config.services[service].container.is_some() {
+                    self.ensure_network(config).await?;
+                }
+                let ran = hooks::run(
+                    self.d,
+                    config,
+                    &config.services[service],
+                    command,
+                    *phase,
+                    plan.release,
+                    self.images.get(service).map(String::as_str),
+                    self.secrets,
+                )
+                .await;
+                if let (Err(e), HookPhase::PreDeploy) = (&ran, phase) {
+                    self.failures.push(Failure {
+                        service: service.clone(),
+                        instance: String::new(),
+                        reason: self.d.events.redactor().redact(e.message()),
+                        last_probes: Vec::new(),
+                        last_logs: Vec::new(),
+                    });
+                }
+                ran
+            }
+            Step::Start { service, instances } => self.start(plan, service, instances).await,
+            Step::Gate { checks } => self.gate(plan, checks).await,
+            Step::Commit => {
+                let config = self.config()?;
+                let table = routes::build_table(config, &backends_by_service(&self.new))
+                    .map_err(|e| AgentError::runtime(format!("routing table: {e}")))?;
+                self.d
+                    .store
+                    .finish_deployment(plan.deployment, DeploymentOutcome::Succeeded, "serving")
+                    .map_err(|e| {
+                        // Without the record a restart would not know this release: do not serve it.
+                        AgentError::environment(format!(
+                            "could not record release {} as current in the state database ({e}); is the disk full?",
+                            plan.release
+                        ))
+                    })?;
+                self.table = Some(table);
+                self.committed = true;
+                Ok(())
+            }
+            Step::Swap => {
+                let config = self.config()?;
+                let table = match self.table.take() {
+                    Some(t) => t,
+                    None => routes::build_table(config, &backends_by_service(&self.new))
+                        .map_err(|e| {
+                            AgentError::internal(format!(
+                                "routing table of release {}: {e}",
+                                plan.release
+                            ))
+                        })?,
+                };
+                let old_table = self.d.proxy.set_routes(table);
+                self.d.fleet.serve(ActiveRelease {
+                    id: plan.release,
+                    config: Arc::new(config.clone()),
+                    instances: self.new.clone(),
+                });
+                drop(old_table);
+                if plan.kind != DeployKind::Restart {
+                    self.say(
+                        "swap",
+                        None,
+                        format!("release {} now serves all traffic", plan.release),
+                    );
+                }
+                Ok(())
+            }
+            Step::Drain {
+                release,
+                instances,
+                timeout,
+            } => {
+                let backends: Vec<_> = self
+                    .d
+                    .fleet
+                    .get(instances)
+                    .into_iter()
+                    .filter_map(|i| i.backend)
+                    .collect();
+                self.say(
+                    "drain",
+                    None,
+                    format!(
+                        "draining release {release} (up to {})",
+                        crate::health::humanize(*timeout)
+                    ),
+                );
+                let outcome = self.d.proxy.drain(&backends, *timeout).await;
+                if !outcome.idle {
+                    self.warnings.push(format!(
+                        "{} request(s) or connection(s) to release {release} were still open after the drain timeout",
+                        outcome.remaining
+                    ));
+                }
+                Ok(())
+            }
+            Step::Stop { release, instances } => {
+                self.say("stop", None, format!("stopping release {release}"));
+                let old = self.d.fleet.get(instances);
+                instances::retire(self.d, &old).await;
+                Ok(())
+            }
+            Step::Prune => {
+                self.prune().await;
+                Ok(())
+            }
+        }
+    }
+
+    /// The release's configuration; a plan that needs it was made with it.
+    fn config(&self) -> Result<&'a AppConfig> {
+        self.config
+            .ok_or_else(|| AgentError::internal("a step of a clean-up plan needs a configuration"))
+    }
+
+    fn say(&self, step: &str, service: Option<&str>, message: String) {
+        (self.sink)(Progress {
+            step: step.into(),
+            message: self.d.events.redactor().redact(&message),
+            service: service.map(str::to_string),
+        })
+    }
+
+    /// Kills what a previous run of this agent left running.
+    async fn reap(&mut self, containers: bool) {
+        let reaped = dockhand_runtime::reap_orphans(self.d.runtimes.agent_id());
+        let r = self.recovery;
+        if r.aborted_deployments > 0 || r.failed_releases > 0 || !reaped.is_empty() {
+            self.d.events.warn(
+                EventKind::Recovery,
+                None,
+                None,
+                &format!(
+                    "recovered from an unclean stop: {} deployment(s) aborted, {} release(s) marked failed, {} leftover process(es) killed",
+                    r.aborted_deployments, r.failed_releases, reaped.len()
+                ),
+            );
+        }
+        if !containers && !Runtimes::docker_socket_exists() {
+            return;
+        }
+        let rt = match self.d.runtimes.containers().await {
+            Ok(rt) => rt,
+            Err(e) => {
+                if containers {
+                    tracing::warn!("{e}");
+                }
+                return;
+            }
+        };
+        match rt.remove_orphans().await {
+            Ok(removed) if !removed.is_empty() => self.d.events.warn(
+                EventKind::Recovery,
+                None,
+                None,
+                &format!(
+                    "removed {} container(s) left by the previous run: {}",
+                    removed.len(),
+                    removed.join(", ")
+                ),
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("could not look for leftover containers: {e}"),
+        }
+    }
+
+    async fn start(&mut self, plan: &Plan, service: &str, ids: &[String]) -> Result<()> {
+        let config = self.config()?;
+        if !self.announced {
+            self.announced = true;
+            self.say(
+                "start",
+                None,
+                match self.d.fleet.serving_release() {
+                    Some(current) => format!(
+                        "starting release {} beside release {current}",
+                        plan.release
+                    ),
+                    None => format!("starting release {}", plan.release),
+                },
+            );
+            if config.services.values().any(|s| s.container.is_some()) {
+                self.ensure_network(config).await?;
+            }
+        }
+        let svc = &config.services[service];
+        for (index, id) in ids.iter().enumerate() {
+            let inst = instances::start(
+                self.d,
+                config,
+                svc,
+                plan,
+                index as u32,
+                id,
+                self.secrets,
+                self.images.get(service).map(String::as_str),
+            )
+            .await?;
+            self.say(
+                "start",
+                Some(service),
+                format!(
+                    "{} started (pid {}{})",
+                    inst.id,
+                    inst.instance
+                        .pid()
+                        .map(|p| p.to_string())
+                        .unwrap_or_default(),
+                    inst.port.map(|p| format!(", port {p}")).unwrap_or_default()
+                ),
+            );
+            self.new.push(inst);
+        }
+        Ok(())
+    }
+
+    /// The app's Docker network, before the first container of the plan.
+    async fn ensure_network(&mut self, config: &AppConfig) -> Result<()> {
+        if !self.network_ready {
+            let rt = self.d.runtimes.containers().await?;
+            rt.ensure_network(&config.app).await?;
+            self.network_ready = true;
+        }
+        Ok(())
+    }
+
+    /// Every new instance's gate at once; the first failure ends the others.
+    async fn gate(&mut self, plan: &Plan, checks: &[GateCheck]) -> Result<()> {
+        self.say(
+            "health",
+            None,
+            "waiting for every new instance to pass its health check".into(),
+        );
+        let mut gates = tokio::task::JoinSet::new();
+        for check in checks {
+            let Some(inst) = self.new.iter().find(|i| i.id == check.instance).cloned() else {
+                return Err(AgentError::internal(format!(
+                    "the gate of {} has no started instance",
+                    check.instance
+                )));
+            };
+            let check = check.clone();
+            gates.spawn(async move {
+                let r = gate::wait(&inst, &check).await;
+                (inst, r)
+            });
+        }
+        let mut failures = Vec::new();
+        while let Some(joined) = gates.join_next().await {
+            let (inst, result) = match joined {
+                Ok(r) => r,
+                // Gates aborted after the first failure.
+                Err(e) if e.is_cancelled() => continue,
+                Err(e) => return Err(AgentError::internal(e)),
+            };
+            match result {
+                Ok(()) => self.say(
+                    "health",
+                    Some(&inst.service),
+                    format!("{} is healthy", inst.id),
+                ),
+                Err(reason) => {
+                    self.say(
+                        "health",
+                        Some(&inst.service),
+                        format!("{} failed: {reason}", inst.id),
+                    );
+                    failures.push(gate::failure(&inst, reason, self.d.events.redactor()));
+                    gates.abort_all();
+                }
+            }
+        }
+        if failures.is_empty() {
+            return Ok(());
+        }
+        let message = format!(
+            "release {} failed its health gate: {}",
+            plan.release,
+            failures
+                .iter()
+                .map(|f| format!("{} ({})", f.instance, f.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        self.failures = failures;
+        Err(AgentError::runtime(message))
+    }
+
+    /// Releases, builds and log files beyond retention. Failures are logged: leftovers cost
+    /// disk, not correctness.
+    async fn prune(&self) {
+        if let Err(e) = self.d.store.prune_releases(KEEP_RELEASES) {
+            tracing::warn!("could not prune old releases: {e}");
+        }
+        let Some(config) = self.config else { return };
+        crate::logs::prune(&self.d.layout, &self.d.fleet.live_ids(), config);
+        if config
+            .services
+            .values()
+            .any(|s| s.container.as_ref().is_some_and(|c| c.build.is_some()))
+        {
+            if let Ok(rt) = self.d.runtimes.containers().await {
+                containers::images::prune(&rt, &self.d.store, &config.app).await;
+            }
+        }
+    }
+
+    /// Stops what this plan started, records the failure and returns it. The serving
+    /// release is untouched.
+    pub async fn abort(mut self, plan: &Plan, message: String) -> DeployOutcome {
+        let message = self.d.events.redactor().redact(&message);
+        if plan.kind == DeployKind::Restart {
+            instances::retire(self.d, &self.new).await;
+            let message = format!("could not start release {}: {message}", plan.release);
+            self.d
+                .events
+                .error(EventKind::Restore, Some(plan.release), None, &message);
+            return self.outcome(plan, false, message);
+        }
+        self.say(
+            "abort",
+            None,
+            format!(
+                "stopping release {} — the current release keeps serving",
+                plan.release
+            ),
+        );
+        instances::retire(self.d, &self.new).await;
+        if let Err(e) =
+            self.d
+                .store
+                .finish_deployment(plan.deployment, DeploymentOutcome::Failed, &message)
+        {
+            // The next agent start marks the deployment aborted; the current release is intact.
+            tracing::error!("failed to record the failed deployment: {e}");
+        }
+        self.d
+            .events
+            .error(event_kind(plan.kind), Some(plan.release), None, &message);
+        self.new.clear();
+        self.outcome(plan, false, message)
+    }
+
+    fn finish(self, plan: &Plan) -> DeployOutcome {
+        if plan.kind == DeployKind::Restart {
+            return self.outcome(plan, true, format!("release {} restarted", plan.release));
+        }
+        let took = self.started_at.elapsed();
+        // Most deploys of a process app take tens of milliseconds: "0.0s" would say nothing.
+        let took = if took < Duration::from_secs(1) {
+            format!("{} ms", took.as_millis())
+        } else {
+            format!("{:.1} s", took.as_secs_f64())
+        };
+        let message = format!(
+            "release {} is live ({} in {took})",
+            plan.release,
+            plan.kind.word()
+        );
+        let kind = event_kind(plan.kind);
+        self.d.events.info(kind, Some(plan.release), None, &message);
+        for w in &self.warnings {
+            self.d.events.warn(kind, Some(plan.release), None, w);
+        }
+        self.outcome(plan, true, message)
+    }
+
+    fn outcome(self, plan: &Plan, succeeded: bool, message: String) -> DeployOutcome {
+        DeployOutcome {
+            release: plan.release,
+            deployment: plan.deployment,
+            kind: plan.kind,
+            succeeded,
+            message,
+            duration: self.started_at.elapsed(),
+            failures: self.failures,
+            warnings: self.warnings,
+        }
+    }
+}
+
+fn event_kind(kind: DeployKind) -> EventKind {
+    match kind {
+        DeployKind::Deploy | DeployKind::Reload => EventKind::Deploy,
+        DeployKind::Rollback => EventKind::Rollback,
+        DeployKind::Restart => EventKind::Restore,
+    }
+}

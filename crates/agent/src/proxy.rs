@@ -1,0 +1,89 @@
+//! The proxy as a subsystem: bound when the agent starts (from the committed release's
+//! `[proxy]` table, else the file's — read only then), with the certificates of
+//! `[proxy] certificates` loaded; on stop it stops accepting and lets in-flight requests
+//! finish for the serving release's drain timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dockhand_config::AppConfig;
+use dockhand_proxy::{CertStore, HttpsConfig, Proxy, ProxyConfig, ProxyHandle, RouteTable};
+
+use crate::error::{AgentError, Result};
+use crate::fleet::Fleet;
+use crate::subsystem::{BoxFuture, Context, Subsystem};
+use crate::tls;
+
+/// The drain grace when nothing serves.
+const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
+pub struct ProxyService {
+    handle: ProxyHandle,
+    fleet: Fleet,
+}
+
+impl ProxyService {
+    /// Binds the proxy of `config` with an empty routing table; returns it with what loading
+    /// the certificates gave.
+    pub fn bind(config: &AppConfig, fleet: Fleet) -> Result<(ProxyService, tls::LoadedCertificates)> {
+        let p = &config.proxy;
+        let defaults = ProxyConfig::default();
+        let mut certificates = tls::load(p, std::time::SystemTime::now());
+        let https = p.https_listen.map(|listen| HttpsConfig {
+            listen,
+            certificates: Arc::new(CertStore::new(std::mem::take(&mut certificates.serve))),
+        });
+        let proxy_config = ProxyConfig {
+            listen: p.listen,
+            https,
+            workers: p.workers.unwrap_or(defaults.workers),
+            max_request_body: p.max_request_body,
+            client_header_timeout: p.client_header_timeout,
+            upstream_connect_timeout: p.upstream_connect_timeout,
+            upstream_response_timeout: p.upstream_response_timeout,
+            ..defaults
+        };
+        let handle = Proxy::start(proxy_config, RouteTable::empty()).map_err(|e| {
+            let addresses = match p.https_listen {
+                Some(https) => format!("{} (HTTP) or {https} (HTTPS)", p.listen),
+                None => p.listen.to_string(),
+            };
+            AgentError::environment(format!(
+                "failed to listen on {addresses} for the proxy: {e}; is another server using it? set `[proxy] listen` / `https_listen` in {}",
+                config.config_path.display()
+            ))
+            .with_source(e)
+        })?;
+        Ok((ProxyService { handle, fleet }, certificates))
+    }
+
+    pub fn handle(&self) -> &ProxyHandle {
+        &self.handle
+    }
+
+    fn grace(&self) -> Duration {
+        self.fleet
+            .serving_config()
+            .map(|c| c.proxy.drain_timeout)
+            .unwrap_or(DEFAULT_GRACE)
+    }
+}
+
+impl Subsystem for ProxyService {
+    fn name(&self) -> &'static str {
+        "proxy"
+    }
+
+    fn run(self: Arc<Self>, mut ctx: Context) -> BoxFuture<Result<()>> {
+        Box::pin(async move {
+            ctx.ready();
+            ctx.shutdown.wait().await;
+            self.handle.shutdown(self.grace()).await;
+            Ok(())
+        })
+    }
+
+    fn stop_timeout(&self) -> Duration {
+        self.grace() + Duration::from_secs(5)
+    }
+}

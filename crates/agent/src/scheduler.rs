@@ -1,0 +1,372 @@
+//! The one scheduler for timed work, shared by every subsystem that has some (housekeeping
+//! today; backups, restore drills, update checks and tasks as they arrive).
+//!
+//! A [`Job`] runs on a [`Schedule`] — a cron expression (five fields, or six with seconds,
+//! evaluated in UTC, parsed by `croner`) or a fixed interval — one run at a time, each under
+//! its own timeout. Every run is recorded in the state database; when the agent starts, a run
+//! that fell due while it was down is noticed: an event says so and, if the job asks for it,
+//! the job runs at once. The timing rules ([`Schedule::next_after`], [`missed`]) are pure.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use dockhand_state::{JobRun, Store};
+
+use crate::error::{AgentError, Result};
+use crate::events::{EventKind, Events};
+use crate::subsystem::{BoxFuture, Context, Subsystem};
+
+/// When a job runs.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    /// At the times a cron expression matches (UTC).
+    Cron { expr: String, cron: croner::Cron },
+    /// Every interval, counted from the last run.
+    Every(Duration),
+}
+
+impl Schedule {
+    /// A cron expression: `min hour day month weekday`, or with seconds first.
+    pub fn cron(expr: &str) -> Result<Schedule> {
+        let cron = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Optional)
+            .build()
+            .parse(expr)
+            .map_err(|e| AgentError::config(format!("invalid cron expression {expr:?}: {e}")))?;
+        Ok(Schedule::Cron {
+            expr: expr.to_string(),
+            cron,
+        })
+    }
+
+    /// The first time after `after` the job is due; `last_run` anchors an interval.
+    pub fn next_after(&self, after: DateTime<Utc>, last_run: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Cron { cron, .. } => cron.find_next_occurrence(&after, false).ok(),
+            Schedule::Every(every) => {
+                let every = chrono::Duration::from_std(*every).ok()?;
+                Some(match last_run {
+                    Some(last) if last + every > after => last + every,
+                    _ => after + every,
+                })
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Schedule::Cron { expr, .. } => format!("cron `{expr}` (UTC)"),
+            Schedule::Every(d) => format!("every {}", humantime::format_duration(*d)),
+        }
+    }
+}
+
+/// The latest time the job fell due after its last run and up to `now`, if it did: a run
+/// the agent missed. A job that never ran has missed nothing.
+pub fn missed(schedule: &Schedule, last_run: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let last = last_run?;
+    match schedule {
+        Schedule::Cron { cron, .. } => {
+            let due = cron.find_previous_occurrence(&now, true).ok()?;
+            (due > last).then_some(due)
+        }
+        Schedule::Every(every) => {
+            let due = last + chrono::Duration::from_std(*every).ok()?;
+            (due <= now).then_some(due)
+        }
+    }
+}
+
+/// What a job's run returns: a line for the record, or why it failed.
+pub type JobResult = std::result::Result<String, String>;
+
+/// Timed work.
+#[derive(Clone)]
+pub struct Job {
+    /// Unique among jobs; the key of its run record.
+    pub name: String,
+    pub schedule: Schedule,
+    /// A run missed while the agent was down runs as soon as the agent starts.
+    pub catch_up: bool,
+    /// The longest one run may take.
+    pub timeout: Duration,
+    pub run: Arc<dyn Fn() -> BoxFuture<JobResult> + Send + Sync>,
+}
+
+/// The scheduler: a handle to add jobs (before or after it started), and the subsystem that
+/// runs them. Cheap to clone.
+#[derive(Clone)]
+pub struct Scheduler {
+    store: Arc<Store>,
+    events: Events,
+    jobs: Arc<Mutex<BTreeMap<String, Job>>>,
+    added: Arc<tokio::sync::Notify>,
+}
+
+impl Scheduler {
+    pub fn new(store: Arc<Store>, events: Events) -> Scheduler {
+        Scheduler {
+            store,
+            events,
+            jobs: Arc::default(),
+            added: Arc::default(),
+        }
+    }
+
+    /// Adds (or replaces) a job.
+    pub fn add(&self, job: Job) {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job.name.clone(), job);
+        self.added.notify_one();
+    }
+
+    /// Runs one job now and records the run.
+    async fn run_job(&self, job: &Job, started: DateTime<Utc>) {
+        let outcome = match tokio::time::timeout(job.timeout, (job.run)()).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "did not finish within {}",
+                humantime::format_duration(job.timeout)
+            )),
+        };
+        let (succeeded, message) = match outcome {
+            Ok(m) => (true, m),
+            Err(m) => {
+                self.events.error(
+                    EventKind::Schedule,
+                    None,
+                    None,
+                    &format!("scheduled job `{}` failed: {m}", job.name),
+                );
+                (false, m)
+            }
+        };
+        let record = JobRun {
+            job: job.name.clone(),
+            ran_at: rfc3339(started),
+            succeeded,
+            message,
+        };
+        if let Err(e) = self.store.record_job_run(&record) {
+            tracing::error!(job = %job.name, "failed to record the run: {e}");
+        }
+    }
+
+    fn last_run(&self, job: &str) -> Option<DateTime<Utc>> {
+        let run = self.store.job_last_run(job).ok().flatten()?;
+        DateTime::parse_from_rfc3339(&run.ran_at)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// One job's life: report (and catch up) a missed run, then run at each due time.
+    async fn drive(self, job: Job, mut shutdown: crate::subsystem::Shutdown) {
+        let now = Utc::now();
+        let mut last = self.last_run(&job.name);
+        if let Some(due) = missed(&job.schedule, last, now) {
+            let what = if job.catch_up { "running it now" } else { "it runs at its next time" };
+            self.events.warn(
+                EventKind::Schedule,
+                None,
+                None,
+                &format!(
+                    "scheduled job `{}` ({}) was due at {} while the agent was not running; {what}",
+                    job.name,
+                    job.schedule.describe(),
+                    rfc3339(due)
+                ),
+            );
+            if job.catch_up {
+                let started = Utc::now();
+                self.run_job(&job, started).await;
+                last = Some(started);
+            }
+        }
+        loop {
+            let now = Utc::now();
+            let Some(due) = job.schedule.next_after(now, last) else {
+                tracing::warn!(job = %job.name, "the schedule has no next time; the job will not run again");
+                return;
+            };
+            // Sleep in short slices so a changed wall clock (NTP, a suspended VM) is noticed.
+            let wait = (due - now).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(60));
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if Utc::now() < due {
+                continue;
+            }
+            let started = Utc::now();
+            self.run_job(&job, started).await;
+            last = Some(started);
+        }
+    }
+}
+
+impl Subsystem for Scheduler {
+    fn name(&self) -> &'static str {
+        "scheduler"
+    }
+
+    fn run(self: Arc<Self>, ctx: Context) -> BoxFuture<Result<()>> {
+        Box::pin(async move {
+            let mut shutdown = ctx.shutdown.clone();
+            let mut driving: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
+            ctx.ready();
+            loop {
+                let jobs: Vec<Job> = self
+                    .jobs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .values()
+                    .cloned()
+                    .collect();
+                for job in jobs {
+                    if driving.get(&job.name).is_some_and(|t| !t.is_finished()) {
+                        continue;
+                    }
+                    let name = job.name.clone();
+                    let task = tokio::spawn((*self).clone().drive(job, ctx.shutdown.clone()));
+                    driving.insert(name, task);
+                }
+                tokio::select! {
+                    _ = shutdown.wait() => break,
+                    _ = self.added.notified() => {}
+                }
+            }
+            for (_, task) in driving {
+                task.abort();
+            }
+            Ok(())
+        })
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn cron_accepts_steps_and_names_and_rejects_nonsense() {
+        let s = Schedule::cron("*/5 * * * *").unwrap();
+        assert_eq!(
+            s.next_after(at("2026-03-01T10:02:00Z"), None),
+            Some(at("2026-03-01T10:05:00Z"))
+        );
+        // Sunday is 0 (and 7), as in crontab(5).
+        let s = Schedule::cron("0 3 * * SUN").unwrap();
+        assert_eq!(
+            s.next_after(at("2026-03-02T00:00:00Z"), None),
+            Some(at("2026-03-08T03:00:00Z"))
+        );
+        let s = Schedule::cron("30 0 2 * * *").unwrap();
+        assert_eq!(
+            s.next_after(at("2026-03-01T00:00:00Z"), None),
+            Some(at("2026-03-01T02:00:30Z"))
+        );
+        let e = Schedule::cron("every day").unwrap_err();
+        assert!(e.message().contains("invalid cron expression"), "{e}");
+    }
+
+    #[test]
+    fn an_interval_counts_from_the_last_run() {
+        let s = Schedule::Every(Duration::from_secs(3600));
+        let now = at("2026-03-01T10:00:00Z");
+        assert_eq!(s.next_after(now, None), Some(at("2026-03-01T11:00:00Z")));
+        assert_eq!(
+            s.next_after(now, Some(at("2026-03-01T09:30:00Z"))),
+            Some(at("2026-03-01T10:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_run_due_while_the_agent_was_down_is_missed() {
+        let nightly = Schedule::cron("0 2 * * *").unwrap();
+        let now = at("2026-03-02T08:00:00Z");
+        // Ran at 02:00 yesterday; today's 02:00 passed while down.
+        assert_eq!(
+            missed(&nightly, Some(at("2026-03-01T02:00:01Z")), now),
+            Some(at("2026-03-02T02:00:00Z"))
+        );
+        // Ran today already.
+        assert_eq!(missed(&nightly, Some(at("2026-03-02T02:00:00.5Z")), now), None);
+        // Never ran: nothing was missed.
+        assert_eq!(missed(&nightly, None, now), None);
+        let hourly = Schedule::Every(Duration::from_secs(3600));
+        assert_eq!(
+            missed(&hourly, Some(at("2026-03-02T06:00:00Z")), now),
+            Some(at("2026-03-02T07:00:00Z"))
+        );
+        assert_eq!(missed(&hourly, Some(at("2026-03-02T07:30:00Z")), now), None);
+    }
+
+    #[tokio::test]
+    async fn a_missed_run_is_reported_and_caught_up_at_start_then_recorded() {
+        use crate::secrets::Redactor;
+        use crate::subsystem::Subsystems;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let store = Arc::new(Store::open_in_memory().unwrap());
+        // The last run was two days ago; the job runs daily.
+        let seeded = Utc::now() - chrono::Duration::days(2);
+        store
+            .record_job_run(&JobRun {
+                job: "nightly".into(),
+                ran_at: rfc3339(seeded),
+                succeeded: true,
+                message: String::new(),
+            })
+            .unwrap();
+        let events = Events::new(store.clone(), Redactor::default());
+        let scheduler = Scheduler::new(store.clone(), events.clone());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counter = runs.clone();
+        scheduler.add(Job {
+            name: "nightly".into(),
+            schedule: Schedule::cron("0 2 * * *").unwrap(),
+            catch_up: true,
+            timeout: Duration::from_secs(5),
+            run: Arc::new(move || {
+                let counter = counter.clone();
+                Box::pin(async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    Ok("done".to_string())
+                })
+            }),
+        });
+        let mut subsystems = Subsystems::new(events);
+        subsystems.start(Arc::new(scheduler)).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while runs.load(Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the missed run was not caught up");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        subsystems.stop_all().await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        let recorded = store.job_last_run("nightly").unwrap().unwrap();
+        assert!(recorded.succeeded);
+        assert_eq!(recorded.message, "done");
+        // The record is of this run, not the seeded one two days ago.
+        assert!(DateTime::parse_from_rfc3339(&recorded.ran_at).unwrap() > seeded);
+        let warned = store.events(10).unwrap();
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert_eq!(warned[0].kind, "schedule");
+        assert!(
+            warned[0].message.contains("was due at") && warned[0].message.contains("running it now"),
+            "{warned:?}"
+        );
+    }
+}
