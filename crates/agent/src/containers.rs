@@ -56,7 +56,7 @@ pub async fn database_status(agent: &Arc<Agent>) -> Vec<dockhand_api::DatabaseSt
             name: db.name.clone(),
             engine: db.engine.as_str().into(),
             image: db.image.clone(),
-            state: "unknown".into(),
+            state: dockhand_api::DatabaseState::Unknown,
             container: None,
             publish: db.publish.map(|a| a.to_string()),
             problem: None,
@@ -65,10 +65,10 @@ pub async fn database_status(agent: &Arc<Agent>) -> Vec<dockhand_api::DatabaseSt
             Err(e) => status.problem = Some(e.message.clone()),
             Ok(rt) => match rt.find_database(&config.app, &db.name).await {
                 Ok(Some(found)) => {
-                    status.state = found.state;
+                    status.state = crate::wire::database_state(&found.state);
                     status.container = Some(found.name);
                 }
-                Ok(None) => status.state = "missing".into(),
+                Ok(None) => status.state = dockhand_api::DatabaseState::Missing,
                 Err(e) => status.problem = Some(e.to_string()),
             },
         }

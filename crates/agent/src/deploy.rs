@@ -17,7 +17,7 @@ use dockhand_runtime::{InstanceState, OneShot};
 use dockhand_state::{DeploymentOutcome, EventLevel, ReleaseStatus};
 
 use crate::instances::{self, ActiveRelease, LiveInstance};
-use crate::{config_json, internal, routes, state_error, Agent, Sink};
+use crate::{config_json, internal, routes, state_error, wire, Agent, Sink};
 
 /// Releases retained for rollback beyond the current one.
 const KEEP_RELEASES: usize = 10;
@@ -131,7 +131,7 @@ async fn execute(
     let mut report = DeployReport {
         release,
         deployment,
-        kind: kind.into(),
+        kind: wire::deploy_kind(kind),
         succeeded: false,
         message: String::new(),
         duration_ms: 0,
@@ -414,7 +414,7 @@ async fn fail(
     }
     agent.event(
         EventLevel::Error,
-        &report.kind.clone(),
+        report.kind.as_str(),
         Some(report.release),
         None,
         &message,

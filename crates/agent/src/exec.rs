@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use dockhand_api::{ApiError, ErrorCode, ExecResult, Frame};
+use dockhand_api::{ApiError, ErrorCode, ExecResult, Frame, OutputStream};
 use dockhand_runtime::OneShot;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, watch};
 
-use crate::{instances, internal, Agent};
+use crate::{instances, internal, wire, Agent};
 
 /// The longest an `exec` may run.
 pub const EXEC_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -101,8 +101,14 @@ pub async fn run(
         })
         .map_err(internal)?;
     drop(child.stdin.take());
-    let out = child.stdout.take().map(|s| pump(s, "out", tx.clone()));
-    let err = child.stderr.take().map(|s| pump(s, "err", tx.clone()));
+    let out = child
+        .stdout
+        .take()
+        .map(|s| pump(s, OutputStream::Out, tx.clone()));
+    let err = child
+        .stderr
+        .take()
+        .map(|s| pump(s, OutputStream::Err, tx.clone()));
     let status = tokio::select! {
         status = tokio::time::timeout(EXEC_TIMEOUT, child.wait()) => status,
         // The client went away (Ctrl-C): the command goes too.
@@ -149,13 +155,8 @@ async fn in_container(
         };
         match event {
             Some(dockhand_runtime::ExecEvent::Line(stream, line)) => {
-                let name = if stream == dockhand_runtime::Stream::Err {
-                    "err"
-                } else {
-                    "out"
-                };
                 let _ = tx.send(Frame::Output {
-                    stream: name.into(),
+                    stream: wire::output_stream(stream),
                     data: format!("{}\n", agent.redact(&line)),
                 });
             }
@@ -187,7 +188,7 @@ fn kill_group(child: &tokio::process::Child) {
 
 fn pump(
     mut reader: impl AsyncRead + Unpin + Send + 'static,
-    stream: &'static str,
+    stream: OutputStream,
     tx: mpsc::UnboundedSender<Frame>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -197,10 +198,7 @@ fn pump(
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
                     let data = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    let _ = tx.send(Frame::Output {
-                        stream: stream.into(),
-                        data,
-                    });
+                    let _ = tx.send(Frame::Output { stream, data });
                 }
             }
         }

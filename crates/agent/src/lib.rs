@@ -17,6 +17,7 @@ mod routes;
 mod server;
 mod status;
 mod tls;
+mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

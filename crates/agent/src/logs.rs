@@ -13,7 +13,7 @@ use dockhand_api::{ApiError, ErrorCode, Frame, LogEntry, LogsRequest};
 use dockhand_runtime::{Level, LogLine, LogQuery};
 use tokio::sync::{mpsc, watch};
 
-use crate::Agent;
+use crate::{wire, Agent};
 
 const DEFAULT_TAIL: usize = 100;
 /// Log files of finished instances kept per service (with their rotations).
@@ -69,23 +69,10 @@ pub fn filter(agent: &Agent, req: &LogsRequest) -> Result<Filter, ApiError> {
                 })?,
         ),
     };
-    let level = match req.level.as_deref() {
-        None => None,
-        Some("error") => Some(Level::Error),
-        Some("warn") | Some("warning") => Some(Level::Warn),
-        Some("info") => Some(Level::Info),
-        Some("debug") => Some(Level::Debug),
-        Some(other) => {
-            return Err(ApiError::new(
-                ErrorCode::BadRequest,
-                format!("unknown level {other:?}; use error, warn or info"),
-            ))
-        }
-    };
     Ok(Filter {
         services,
         since,
-        level,
+        level: req.level.map(wire::runtime_level),
         tail: req.tail.unwrap_or(DEFAULT_TAIL),
     })
 }
@@ -215,16 +202,11 @@ pub fn prune(agent: &Agent, config: &dockhand_config::AppConfig) {
 
 fn entry(agent: &Agent, service: &str, instance: &str, line: LogLine) -> LogEntry {
     LogEntry {
-        level: line.level().map(|l| {
-            serde_json::to_value(l)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        }),
+        level: line.level().map(wire::log_level),
         ts: line.ts,
         service: service.to_string(),
         instance: instance.to_string(),
-        stream: line.stream.tag().to_string(),
+        stream: wire::log_stream(line.stream),
         text: agent.redact(&line.text),
     }
 }

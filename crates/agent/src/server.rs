@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 
-use crate::{logs, state_error, status, Agent};
+use crate::{logs, state_error, status, wire, Agent};
 
 const MAX_REQUEST: usize = 1 << 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -172,7 +172,7 @@ async fn dispatch(
             for e in &mut events {
                 e.message = agent.redact(&e.message);
             }
-            to_value(events)
+            to_value(events.into_iter().map(wire::event).collect::<Vec<_>>())
         }
         Request::Logs(req) => {
             let filter = logs::filter(agent, &req)?;

@@ -3,7 +3,7 @@
 use dockhand_api::{AgentInfo, ApiError, InstanceStatus, ReleaseInfo, ServiceStatus, StatusReport};
 use dockhand_state::Release;
 
-use crate::{routes, state_error, Agent};
+use crate::{routes, state_error, wire, Agent};
 
 pub fn report(agent: &Agent) -> Result<StatusReport, ApiError> {
     let current = agent.store.current_release().map_err(state_error)?;
@@ -27,16 +27,8 @@ pub fn report(agent: &Agent) -> Result<StatusReport, ApiError> {
                         release: i.release,
                         pid: st.pid,
                         port: i.port,
-                        state: serde_json::to_value(st.state)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default(),
-                        health: match (i.plan.is_some(), health.healthy) {
-                            (false, _) => "none".into(),
-                            (true, Some(true)) => "healthy".into(),
-                            (true, Some(false)) => "unhealthy".into(),
-                            (true, None) => "unknown".into(),
-                        },
+                        state: wire::instance_state(st.state),
+                        health: wire::instance_health(i.plan.is_some(), health.healthy),
                         restarts: st.restarts,
                         uptime_secs: st
                             .started_at
@@ -92,7 +84,7 @@ pub fn report(agent: &Agent) -> Result<StatusReport, ApiError> {
 pub fn release_info(r: &Release) -> ReleaseInfo {
     ReleaseInfo {
         id: r.id,
-        status: r.status.as_str().into(),
+        status: wire::release_status(r.status),
         created_at: r.created_at.clone(),
         activated_at: r.activated_at.clone(),
         note: r.note.clone(),

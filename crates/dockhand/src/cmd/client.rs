@@ -4,14 +4,15 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use console::style;
 use dockhand_api::{
-    discover_socket, Client, DeployReport, ExecResult, Frame, LogEntry, LogsRequest, Progress,
+    discover_socket, Client, DatabaseState, DeployReport, Event, EventLevel, ExecResult, Frame,
+    InstanceHealth, LogEntry, LogLevel, LogStream, LogsRequest, OutputStream, Progress,
     ReleaseInfo, Request, StatusReport,
 };
 
-use crate::output::{self, paint_state, print_json, short_duration};
+use crate::output::{self, paint, paint_state, print_json, short_duration, Tone};
 use crate::Global;
 
 #[derive(Args, Debug)]
@@ -28,8 +29,16 @@ pub struct LogsArgs {
     #[arg(long)]
     pub since: Option<String>,
     /// Only lines of this level or more severe (detected in common log formats).
-    #[arg(long, value_parser = ["error", "warn", "info"])]
-    pub level: Option<String>,
+    #[arg(long, value_enum)]
+    pub level: Option<MinLevel>,
+}
+
+/// The levels `--level` accepts.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MinLevel {
+    Error,
+    Warn,
+    Info,
 }
 
 pub(crate) fn client(g: &Global) -> anyhow::Result<Client> {
@@ -260,16 +269,12 @@ pub fn status(g: &Global) -> anyhow::Result<ExitCode> {
     }
     let mut all_healthy = true;
     for svc in &report.services {
-        let healthy = svc
-            .instances
-            .iter()
-            .filter(|i| i.health == "healthy" || (i.health == "none" && i.state == "running"))
-            .count();
-        all_healthy &= healthy == svc.instances.len();
+        let ready = svc.instances.iter().filter(|i| i.is_ready()).count();
+        all_healthy &= ready == svc.instances.len();
         println!(
             "\n{} {}/{} ready{}",
             style(&svc.name).bold(),
-            healthy,
+            ready,
             svc.replicas,
             svc.route
                 .as_ref()
@@ -287,7 +292,7 @@ pub fn status(g: &Global) -> anyhow::Result<ExitCode> {
                 short_duration(i.uptime_secs),
                 i.restarts
             );
-            if i.health == "unhealthy" {
+            if i.health == InstanceHealth::Unhealthy {
                 if let Some(p) = &i.last_probe {
                     println!("    {}", style(p).red());
                 }
@@ -295,7 +300,7 @@ pub fn status(g: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     for db in &report.databases {
-        all_healthy &= db.state == "running";
+        all_healthy &= db.state == DatabaseState::Running;
         println!(
             "\n{} {} {}  {}{}",
             style(&db.name).bold(),
@@ -372,21 +377,26 @@ pub fn releases(g: &Global) -> anyhow::Result<ExitCode> {
 
 pub fn events(g: &Global, limit: usize) -> anyhow::Result<ExitCode> {
     let client = client(g)?;
-    let events: Vec<serde_json::Value> = client
+    let events: Vec<Event> = client
         .call_typed(&Request::Events { limit }, |_| {})
         .map_err(|e| output::from_client(e, g.json))?;
     if g.json {
-        print_json(&events);
+        // Through a `serde_json::Value`, whose objects keep their keys sorted: the order
+        // `events --json` has always printed them in (and the agent sends them in).
+        print_json(&serde_json::to_value(&events)?);
         return Ok(ExitCode::SUCCESS);
     }
     for e in &events {
-        let level = e["level"].as_str().unwrap_or("info");
         println!(
             "{}  {:<5}  {:<9} {}",
-            e["ts"].as_str().unwrap_or(""),
-            paint_state(if level == "info" { "" } else { level }),
-            e["kind"].as_str().unwrap_or(""),
-            e["message"].as_str().unwrap_or("")
+            e.ts,
+            match e.level {
+                // Info is the usual case: no word, so the others stand out.
+                EventLevel::Info => paint("", Tone::Quiet),
+                EventLevel::Warn | EventLevel::Error => paint_state(&e.level),
+            },
+            e.kind,
+            e.message
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -402,7 +412,11 @@ pub fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
         service: args.service,
         tail: Some(args.lines),
         since,
-        level: args.level,
+        level: args.level.map(|l| match l {
+            MinLevel::Error => LogLevel::Error,
+            MinLevel::Warn => LogLevel::Warn,
+            MinLevel::Info => LogLevel::Info,
+        }),
         follow: args.follow,
     });
     let stdout = std::io::stdout();
@@ -423,12 +437,12 @@ pub fn logs(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn format_log(e: &LogEntry) -> String {
-    let text = match e.level.as_deref() {
-        Some("error") => style(&e.text).red().to_string(),
-        Some("warn") => style(&e.text).yellow().to_string(),
-        Some("debug") => style(&e.text).dim().to_string(),
-        _ if e.stream == "sys" => style(&e.text).cyan().to_string(),
-        _ => e.text.clone(),
+    let text = match (e.level, e.stream) {
+        (Some(LogLevel::Error), _) => style(&e.text).red().to_string(),
+        (Some(LogLevel::Warn), _) => style(&e.text).yellow().to_string(),
+        (Some(LogLevel::Debug), _) => style(&e.text).dim().to_string(),
+        (_, LogStream::Sys) => style(&e.text).cyan().to_string(),
+        (Some(LogLevel::Info) | None, LogStream::Out | LogStream::Err) => e.text.clone(),
     };
     let ts = e.ts.get(..19).unwrap_or(&e.ts).replace('T', " ");
     format!(
@@ -469,11 +483,12 @@ pub fn exec(g: &Global, service: &str, command: Vec<String>) -> anyhow::Result<E
             },
             |f| {
                 if let Frame::Output { stream, data } = f {
-                    if stream == "err" {
-                        eprint!("{data}");
-                    } else {
-                        print!("{data}");
-                        let _ = std::io::stdout().flush();
+                    match stream {
+                        OutputStream::Err => eprint!("{data}"),
+                        OutputStream::Out => {
+                            print!("{data}");
+                            let _ = std::io::stdout().flush();
+                        }
                     }
                 }
             },
