@@ -299,7 +299,12 @@ impl Agent {
             sink,
         };
         let warnings = ops
-            .ensure(&config, db, &secrets, deploy::plan::DatabaseAction::Recreate)
+            .ensure(
+                &config,
+                db,
+                &secrets,
+                deploy::plan::DatabaseAction::Recreate,
+            )
             .await?;
         let message = format!(
             "database `{database}` runs {} from its current settings",

@@ -87,7 +87,10 @@ impl AgentError {
     }
 
     /// Keeps the underlying error (for logs and `source()` chains).
-    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> AgentError {
+    pub fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> AgentError {
         self.source = Some(Box::new(source));
         self
     }

@@ -137,7 +137,12 @@ mod tests {
         let store = Arc::new(Store::open_in_memory().unwrap());
         let events = Events::new(store.clone(), Redactor::default());
         let mut rx = events.subscribe();
-        events.warn(EventKind::Restart, Some(2), Some("web"), "d1r2-web-0 exited");
+        events.warn(
+            EventKind::Restart,
+            Some(2),
+            Some("web"),
+            "d1r2-web-0 exited",
+        );
         let got = rx.recv().await.unwrap();
         assert_eq!(got.kind, "restart");
         assert_eq!(got.level, EventLevel::Warn);

@@ -3,74 +3,74 @@
 
 use std::time::Duration;
 
-use dockhand_api::{ApiError, ErrorCode, ExecResult, Frame};
+use dockhand_api::{ExecResult, Frame, OutputStream};
 use dockhand_runtime::OneShot;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, watch};
 
-use crate::{instances, internal, Agent};
+use crate::error::{AgentError, Result};
+use crate::fleet::Fleet;
+use crate::runtimes::Runtimes;
+use crate::secrets::Redactor;
+use crate::wire;
 
 /// The longest an `exec` may run.
 pub const EXEC_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// What `exec` acts through.
+pub struct Exec<'a> {
+    pub fleet: &'a Fleet,
+    pub runtimes: &'a Runtimes,
+    pub redactor: &'a Redactor,
+}
+
 pub async fn run(
-    agent: &Agent,
+    x: Exec<'_>,
     service: &str,
     argv: &[String],
     tx: &mpsc::UnboundedSender<Frame>,
     mut hangup: watch::Receiver<bool>,
-) -> Result<ExecResult, ApiError> {
+) -> Result<ExecResult> {
     if argv.is_empty() {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
+        return Err(AgentError::usage(
             "no command given: use `dockhand exec SERVICE -- COMMAND [ARGS…]`",
         ));
     }
-    let (config, release) = {
-        let live = agent.live_lock();
-        let active = live.as_ref().ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::NotFound,
-                "nothing is deployed yet; run `dockhand deploy` first",
-            )
+    let (config, release) = x
+        .fleet
+        .with_serving(|s| s.map(|a| (a.config.clone(), a.id)))
+        .ok_or_else(|| {
+            AgentError::not_found("nothing is deployed yet; run `dockhand deploy` first")
         })?;
-        (active.config.clone(), active.id)
-    };
     if config.databases.contains_key(service) {
         // Found by its labels, like every container the agent acts on.
-        let rt = agent.containers().await?;
+        let rt = x.runtimes.containers().await?;
         let found = rt
             .find_database(&config.app, service)
-            .await
-            .map_err(|e| ApiError::new(ErrorCode::Failed, e.to_string()))?
+            .await?
             .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::Failed,
-                    format!("database `{service}` has no container; `dockhand deploy` creates it"),
-                )
+                AgentError::runtime(format!(
+                    "database `{service}` has no container; `dockhand deploy` creates it"
+                ))
             })?;
-        return in_container(agent, &found.name, argv, Vec::new(), tx, hangup).await;
+        return in_container(&x, &found.name, argv, Vec::new(), tx, hangup).await;
     }
     let svc = config.services.get(service).ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::NotFound,
-            format!(
-                "no service `{service}`; services: {}",
-                config
-                    .services
-                    .keys()
-                    .chain(config.databases.keys())
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
+        AgentError::not_found(format!(
+            "no service `{service}`; services: {}",
+            config
+                .services
+                .keys()
+                .chain(config.databases.keys())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
     })?;
     if svc.container.is_some() {
         // Into a running replica of the current release: its env is already the service's.
-        let container = {
-            let live = agent.live_lock();
-            live.as_ref().and_then(|a| {
+        let container = x.fleet.with_serving(|live| {
+            live.and_then(|a| {
                 a.instances
                     .iter()
                     .filter(|i| i.service == service)
@@ -79,19 +79,19 @@ pub async fn run(
                     })
                     .find_map(|i| i.container.clone())
             })
-        };
+        });
         let Some(container) = container else {
-            return Err(ApiError::new(
-                ErrorCode::Failed,
-                format!("no replica of `{service}` is running; `dockhand status` shows why"),
-            ));
+            return Err(AgentError::runtime(format!(
+                "no replica of `{service}` is running; `dockhand status` shows why"
+            )));
         };
-        return in_container(agent, &container, argv, Vec::new(), tx, hangup).await;
+        return in_container(&x, &container, argv, Vec::new(), tx, hangup).await;
     }
-    let secrets = instances::secrets_for(agent, &config)?;
-    let env = instances::service_env(&config, svc, release, secrets.as_ref())?;
-    let mut child = agent
-        .runtime
+    let secrets = crate::secrets::load(&config, x.redactor)?;
+    let env = crate::deploy::service_env(&config, svc, release, &secrets)?;
+    let mut child = x
+        .runtimes
+        .process()
         .spawn_attached(OneShot {
             command: shell_join(argv),
             workdir: svc.workdir.clone(),
@@ -99,10 +99,16 @@ pub async fn run(
             timeout: EXEC_TIMEOUT,
             log_path: None,
         })
-        .map_err(internal)?;
+        .map_err(|e| AgentError::from(e).context("exec"))?;
     drop(child.stdin.take());
-    let out = child.stdout.take().map(|s| pump(s, "out", tx.clone()));
-    let err = child.stderr.take().map(|s| pump(s, "err", tx.clone()));
+    let out = child
+        .stdout
+        .take()
+        .map(|s| pump(s, OutputStream::Out, tx.clone()));
+    let err = child
+        .stderr
+        .take()
+        .map(|s| pump(s, OutputStream::Err, tx.clone()));
     let status = tokio::select! {
         status = tokio::time::timeout(EXEC_TIMEOUT, child.wait()) => status,
         // The client went away (Ctrl-C): the command goes too.
@@ -127,18 +133,17 @@ pub async fn run(
 
 /// Runs `argv` (no shell) in a running container, streaming its output.
 async fn in_container(
-    agent: &Agent,
+    x: &Exec<'_>,
     container: &str,
     argv: &[String],
     env: Vec<(String, String)>,
     tx: &mpsc::UnboundedSender<Frame>,
     mut hangup: watch::Receiver<bool>,
-) -> Result<ExecResult, ApiError> {
-    let rt = agent.containers().await?;
+) -> Result<ExecResult> {
+    let rt = x.runtimes.containers().await?;
     let mut stream = rt
         .exec_stream(container, argv.to_vec(), env, EXEC_TIMEOUT)
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Failed, e.to_string()))?;
+        .await?;
     loop {
         let event = tokio::select! {
             e = stream.next() => e,
@@ -149,14 +154,9 @@ async fn in_container(
         };
         match event {
             Some(dockhand_runtime::ExecEvent::Line(stream, line)) => {
-                let name = if stream == dockhand_runtime::Stream::Err {
-                    "err"
-                } else {
-                    "out"
-                };
                 let _ = tx.send(Frame::Output {
-                    stream: name.into(),
-                    data: format!("{}\n", agent.redact(&line)),
+                    stream: wire::output_stream(stream),
+                    data: format!("{}\n", x.redactor.redact(&line)),
                 });
             }
             Some(dockhand_runtime::ExecEvent::Exit { code, timed_out }) => {
@@ -187,7 +187,7 @@ fn kill_group(child: &tokio::process::Child) {
 
 fn pump(
     mut reader: impl AsyncRead + Unpin + Send + 'static,
-    stream: &'static str,
+    stream: OutputStream,
     tx: mpsc::UnboundedSender<Frame>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -197,10 +197,7 @@ fn pump(
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
                     let data = String::from_utf8_lossy(&buf[..n]).into_owned();
-                    let _ = tx.send(Frame::Output {
-                        stream: stream.into(),
-                        data,
-                    });
+                    let _ = tx.send(Frame::Output { stream, data });
                 }
             }
         }

@@ -116,7 +116,9 @@ impl Fleet {
     /// The tracked instances with these ids, in the given order.
     pub fn get(&self, ids: &[String]) -> Vec<LiveInstance> {
         let state = self.state();
-        ids.iter().filter_map(|id| state.live.get(id).cloned()).collect()
+        ids.iter()
+            .filter_map(|id| state.live.get(id).cloned())
+            .collect()
     }
 
     /// The ids of every tracked instance.

@@ -105,9 +105,8 @@ pub fn restrict_file(path: &Path) -> Result<()> {
 
 fn create_private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).map_err(|e| {
-        AgentError::environment(format!("failed to create {}: {e}", dir.display()))
-    })?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| AgentError::environment(format!("failed to create {}: {e}", dir.display())))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
         AgentError::environment(format!(
             "failed to restrict {} to its owner: {e}",

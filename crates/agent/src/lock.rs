@@ -3,7 +3,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use dockhand_api::{ApiError, ErrorCode, LockInfo};
+use dockhand_api::LockInfo;
+
+use crate::error::{AgentError, ErrorKind, Result};
 
 #[derive(Default)]
 pub struct DeployLock {
@@ -16,11 +18,11 @@ pub struct LockGuard {
 }
 
 impl DeployLock {
-    pub fn acquire(&self, operation: &str, holder: &str) -> Result<LockGuard, ApiError> {
+    pub fn acquire(&self, operation: &str, holder: &str) -> Result<LockGuard> {
         let mut slot = self.holder.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(info) = slot.as_ref() {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
+            return Err(AgentError::new(
+                ErrorKind::Conflict,
                 format!(
                     "another {} is in progress (by {}, since {}); wait for it to finish",
                     info.operation, info.holder, info.since
@@ -61,9 +63,9 @@ mod tests {
         let lock = DeployLock::default();
         let g = lock.acquire("deploy", "alice@host").unwrap();
         let err = lock.acquire("rollback", "bob").err().unwrap();
-        assert_eq!(err.code, ErrorCode::Conflict);
-        assert!(err.message.contains("alice@host"), "{}", err.message);
-        assert!(err.message.contains("deploy"), "{}", err.message);
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        assert!(err.message().contains("alice@host"), "{err}");
+        assert!(err.message().contains("deploy"), "{err}");
         drop(g);
         assert!(lock.acquire("rollback", "bob").is_ok());
     }

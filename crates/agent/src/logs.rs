@@ -9,11 +9,15 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use dockhand_api::{ApiError, ErrorCode, Frame, LogEntry, LogsRequest};
+use dockhand_api::{Frame, LogEntry, LogsRequest};
+use dockhand_config::AppConfig;
 use dockhand_runtime::{Level, LogLine, LogQuery};
 use tokio::sync::{mpsc, watch};
 
-use crate::Agent;
+use crate::error::{AgentError, Result};
+use crate::layout::StateLayout;
+use crate::secrets::Redactor;
+use crate::wire;
 
 const DEFAULT_TAIL: usize = 100;
 /// Log files of finished instances kept per service (with their rotations).
@@ -28,9 +32,15 @@ pub struct Filter {
     tail: usize,
 }
 
-pub fn filter(agent: &Agent, req: &LogsRequest) -> Result<Filter, ApiError> {
-    let root = agent.opts.state_dir.join("logs");
-    let known: Vec<String> = match agent.live_config() {
+/// The filter of `req`; `serving`: the serving release's configuration, whose services and
+/// databases are the ones known (else every directory with logs).
+pub fn filter(
+    layout: &StateLayout,
+    serving: Option<&AppConfig>,
+    req: &LogsRequest,
+) -> Result<Filter> {
+    let root = layout.logs();
+    let known: Vec<String> = match serving {
         Some(c) => c
             .services
             .keys()
@@ -40,19 +50,16 @@ pub fn filter(agent: &Agent, req: &LogsRequest) -> Result<Filter, ApiError> {
         None => list_dirs(&root),
     };
     let services = match &req.service {
-        Some(s) if known.contains(s) || root.join(s).is_dir() => vec![s.clone()],
+        Some(s) if known.contains(s) || layout.service_logs(s).is_dir() => vec![s.clone()],
         Some(s) => {
-            return Err(ApiError::new(
-                ErrorCode::NotFound,
-                format!(
-                    "no service `{s}`; services: {}",
-                    if known.is_empty() {
-                        "(none deployed)".into()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            ))
+            return Err(AgentError::not_found(format!(
+                "no service `{s}`; services: {}",
+                if known.is_empty() {
+                    "(none deployed)".into()
+                } else {
+                    known.join(", ")
+                }
+            )))
         }
         None => known,
     };
@@ -62,37 +69,20 @@ pub fn filter(agent: &Agent, req: &LogsRequest) -> Result<Filter, ApiError> {
             time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
                 .map(SystemTime::from)
                 .map_err(|_| {
-                    ApiError::new(
-                        ErrorCode::BadRequest,
-                        format!("`since` must be an RFC 3339 time, got {s:?}"),
-                    )
+                    AgentError::usage(format!("`since` must be an RFC 3339 time, got {s:?}"))
                 })?,
         ),
-    };
-    let level = match req.level.as_deref() {
-        None => None,
-        Some("error") => Some(Level::Error),
-        Some("warn") | Some("warning") => Some(Level::Warn),
-        Some("info") => Some(Level::Info),
-        Some("debug") => Some(Level::Debug),
-        Some(other) => {
-            return Err(ApiError::new(
-                ErrorCode::BadRequest,
-                format!("unknown level {other:?}; use error, warn or info"),
-            ))
-        }
     };
     Ok(Filter {
         services,
         since,
-        level,
+        level: req.level.map(wire::runtime_level),
         tail: req.tail.unwrap_or(DEFAULT_TAIL),
     })
 }
 
 /// The last lines matching the filter, oldest first.
-pub fn read(agent: &Agent, f: &Filter) -> Vec<LogEntry> {
-    let root = agent.opts.state_dir.join("logs");
+pub fn read(layout: &StateLayout, redactor: &Redactor, f: &Filter) -> Vec<LogEntry> {
     let query = LogQuery {
         tail: Some(f.tail),
         since: f.since,
@@ -100,10 +90,10 @@ pub fn read(agent: &Agent, f: &Filter) -> Vec<LogEntry> {
     };
     let mut all = Vec::new();
     for svc in &f.services {
-        for file in log_files(&root.join(svc)) {
+        for file in log_files(&layout.service_logs(svc)) {
             let instance = instance_name(&file);
             for line in dockhand_runtime::read_log(&file, &query).unwrap_or_default() {
-                all.push(entry(agent, svc, &instance, line));
+                all.push(entry(redactor, svc, &instance, line));
             }
         }
     }
@@ -116,12 +106,12 @@ pub fn read(agent: &Agent, f: &Filter) -> Vec<LogEntry> {
 /// instance log file (each handles its file's rotations), and a rescan of the service
 /// directories that picks up instances started later (a deploy while following).
 pub async fn follow(
-    agent: &Agent,
+    layout: &StateLayout,
+    redactor: &Redactor,
     f: &Filter,
     tx: &mpsc::UnboundedSender<Frame>,
     mut hangup: watch::Receiver<bool>,
 ) {
-    let root = agent.opts.state_dir.join("logs");
     let (line_tx, mut line_rx) = mpsc::channel::<(String, String, LogLine)>(1024);
     let mut followers = tokio::task::JoinSet::new();
     let mut followed: HashSet<PathBuf> = HashSet::new();
@@ -131,7 +121,7 @@ pub async fn follow(
         tokio::select! {
             _ = rescan.tick() => {
                 for svc in &f.services {
-                    for file in log_files(&root.join(svc)) {
+                    for file in log_files(&layout.service_logs(svc)) {
                         if !followed.insert(file.clone()) {
                             continue;
                         }
@@ -147,7 +137,7 @@ pub async fn follow(
                         continue;
                     }
                 }
-                if tx.send(Frame::Log(entry(agent, &service, &instance, line))).is_err() {
+                if tx.send(Frame::Log(entry(redactor, &service, &instance, line))).is_err() {
                     return;
                 }
             }
@@ -182,13 +172,13 @@ fn spawn_follower(
     });
 }
 
-/// Deletes the log files of all but the newest finished instances of each service, so a
-/// server that deploys often does not fill its disk with logs.
-pub fn prune(agent: &Agent, config: &dockhand_config::AppConfig) {
-    let live: Vec<String> = agent.registry_lock().keys().cloned().collect();
-    let root = agent.opts.state_dir.join("logs");
+/// Deletes the log files of all but the newest finished instances of each service of
+/// `config` (`live`: the instances running), so a server that deploys often does not fill
+/// its disk with logs. Returns how many instances' files were deleted.
+pub fn prune(layout: &StateLayout, live: &HashSet<String>, config: &AppConfig) -> usize {
+    let mut removed = 0;
     for svc in config.services.keys() {
-        let mut finished: Vec<(SystemTime, PathBuf)> = log_files(&root.join(svc))
+        let mut finished: Vec<(SystemTime, PathBuf)> = log_files(&layout.service_logs(svc))
             .into_iter()
             .filter(|f| !live.contains(&instance_name(f)))
             .map(|f| {
@@ -201,7 +191,9 @@ pub fn prune(agent: &Agent, config: &dockhand_config::AppConfig) {
         finished.sort();
         let excess = finished.len().saturating_sub(KEEP_FINISHED_LOGS);
         for (_, file) in finished.into_iter().take(excess) {
-            let _ = std::fs::remove_file(&file);
+            if std::fs::remove_file(&file).is_ok() {
+                removed += 1;
+            }
             for n in 1..10 {
                 let mut rotated = file.clone().into_os_string();
                 rotated.push(format!(".{n}"));
@@ -211,21 +203,17 @@ pub fn prune(agent: &Agent, config: &dockhand_config::AppConfig) {
             }
         }
     }
+    removed
 }
 
-fn entry(agent: &Agent, service: &str, instance: &str, line: LogLine) -> LogEntry {
+fn entry(redactor: &Redactor, service: &str, instance: &str, line: LogLine) -> LogEntry {
     LogEntry {
-        level: line.level().map(|l| {
-            serde_json::to_value(l)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        }),
+        level: line.level().map(wire::log_level),
         ts: line.ts,
         service: service.to_string(),
         instance: instance.to_string(),
-        stream: line.stream.tag().to_string(),
-        text: agent.redact(&line.text),
+        stream: wire::log_stream(line.stream),
+        text: redactor.redact(&line.text),
     }
 }
 

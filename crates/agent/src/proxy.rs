@@ -25,7 +25,10 @@ pub struct ProxyService {
 impl ProxyService {
     /// Binds the proxy of `config` with an empty routing table; returns it with what loading
     /// the certificates gave.
-    pub fn bind(config: &AppConfig, fleet: Fleet) -> Result<(ProxyService, tls::LoadedCertificates)> {
+    pub fn bind(
+        config: &AppConfig,
+        fleet: Fleet,
+    ) -> Result<(ProxyService, tls::LoadedCertificates)> {
         let p = &config.proxy;
         let defaults = ProxyConfig::default();
         let mut certificates = tls::load(p, std::time::SystemTime::now());

@@ -42,7 +42,11 @@ impl Schedule {
     }
 
     /// The first time after `after` the job is due; `last_run` anchors an interval.
-    pub fn next_after(&self, after: DateTime<Utc>, last_run: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    pub fn next_after(
+        &self,
+        after: DateTime<Utc>,
+        last_run: Option<DateTime<Utc>>,
+    ) -> Option<DateTime<Utc>> {
         match self {
             Schedule::Cron { cron, .. } => cron.find_next_occurrence(&after, false).ok(),
             Schedule::Every(every) => {
@@ -65,7 +69,11 @@ impl Schedule {
 
 /// The latest time the job fell due after its last run and up to `now`, if it did: a run
 /// the agent missed. A job that never ran has missed nothing.
-pub fn missed(schedule: &Schedule, last_run: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub fn missed(
+    schedule: &Schedule,
+    last_run: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     let last = last_run?;
     match schedule {
         Schedule::Cron { cron, .. } => {
@@ -168,7 +176,11 @@ impl Scheduler {
         let now = Utc::now();
         let mut last = self.last_run(&job.name);
         if let Some(due) = missed(&job.schedule, last, now) {
-            let what = if job.catch_up { "running it now" } else { "it runs at its next time" };
+            let what = if job.catch_up {
+                "running it now"
+            } else {
+                "it runs at its next time"
+            };
             self.events.warn(
                 EventKind::Schedule,
                 None,
@@ -193,7 +205,10 @@ impl Scheduler {
                 return;
             };
             // Sleep in short slices so a changed wall clock (NTP, a suspended VM) is noticed.
-            let wait = (due - now).to_std().unwrap_or(Duration::ZERO).min(Duration::from_secs(60));
+            let wait = (due - now)
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(Duration::from_secs(60));
             tokio::select! {
                 _ = shutdown.wait() => return,
                 _ = tokio::time::sleep(wait) => {}
@@ -302,7 +317,10 @@ mod tests {
             Some(at("2026-03-02T02:00:00Z"))
         );
         // Ran today already.
-        assert_eq!(missed(&nightly, Some(at("2026-03-02T02:00:00.5Z")), now), None);
+        assert_eq!(
+            missed(&nightly, Some(at("2026-03-02T02:00:00.5Z")), now),
+            None
+        );
         // Never ran: nothing was missed.
         assert_eq!(missed(&nightly, None, now), None);
         let hourly = Schedule::Every(Duration::from_secs(3600));
@@ -351,7 +369,10 @@ mod tests {
         subsystems.start(Arc::new(scheduler)).await.unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while runs.load(Ordering::SeqCst) == 0 {
-            assert!(std::time::Instant::now() < deadline, "the missed run was not caught up");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the missed run was not caught up"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         subsystems.stop_all().await;
@@ -365,7 +386,8 @@ mod tests {
         assert_eq!(warned.len(), 1, "{warned:?}");
         assert_eq!(warned[0].kind, "schedule");
         assert!(
-            warned[0].message.contains("was due at") && warned[0].message.contains("running it now"),
+            warned[0].message.contains("was due at")
+                && warned[0].message.contains("running it now"),
             "{warned:?}"
         );
     }

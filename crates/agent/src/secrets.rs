@@ -101,7 +101,10 @@ mod tests {
         assert_eq!(r.redact("hunter2"), "hunter2");
         let secrets = load(&config, &r).unwrap();
         assert_eq!(secrets.get("PW"), Some("hunter2"));
-        assert_eq!(r.redact("a hunter2-and-more b hunter2"), "a ****** b ******");
+        assert_eq!(
+            r.redact("a hunter2-and-more b hunter2"),
+            "a ****** b ******"
+        );
         // A later load without that secret does not make it visible again.
         std::fs::write(&file, "PW=rotated\nLONG=x\n").unwrap();
         load(&config, &r).unwrap();

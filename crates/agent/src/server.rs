@@ -212,9 +212,9 @@ async fn dispatch(
             database,
             requested_by,
         } => to_value(agent.db_upgrade(&database, &requested_by, &sink).await?),
-        Request::Deploy { requested_by } => {
-            to_value(wire::deploy_report(agent.deploy(&requested_by, &sink).await?))
-        }
+        Request::Deploy { requested_by } => to_value(wire::deploy_report(
+            agent.deploy(&requested_by, &sink).await?,
+        )),
         Request::Rollback {
             release,
             requested_by,
@@ -237,10 +237,14 @@ async fn dispatch(
             for e in &mut events {
                 e.message = redactor.redact(&e.message);
             }
-            to_value(events)
+            to_value(events.into_iter().map(wire::event).collect::<Vec<_>>())
         }
         Request::Logs(req) => {
-            let filter = logs::filter(&agent.deployer.layout, agent.deployer.fleet.serving_config().as_deref(), &req)?;
+            let filter = logs::filter(
+                &agent.deployer.layout,
+                agent.deployer.fleet.serving_config().as_deref(),
+                &req,
+            )?;
             let redactor = agent.deployer.events.redactor();
             for entry in logs::read(&agent.deployer.layout, redactor, &filter) {
                 let _ = tx.send(Frame::Log(entry));
@@ -251,7 +255,13 @@ async fn dispatch(
             serde_json::Value::Null
         }
         Request::Exec { service, argv } => {
-            to_value(crate::exec::run(agent, &service, &argv, tx, hangup).await?)
+            let d = &agent.deployer;
+            let x = crate::exec::Exec {
+                fleet: &d.fleet,
+                runtimes: &d.runtimes,
+                redactor: d.events.redactor(),
+            };
+            to_value(crate::exec::run(x, &service, &argv, tx, hangup).await?)
         }
     };
     Ok(value)

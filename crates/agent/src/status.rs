@@ -1,100 +1,89 @@
-//! The `status` and `releases` answers, assembled from live instances and the database.
+//! The `status` answer, assembled from the fleet, the state database and the Docker Engine.
 
-use dockhand_api::{AgentInfo, ApiError, InstanceStatus, ReleaseInfo, ServiceStatus, StatusReport};
-use dockhand_state::Release;
+use dockhand_api::{AgentInfo, InstanceStatus, ServiceStatus, StatusReport};
 
-use crate::{routes, state_error, Agent};
+use crate::error::Result;
+use crate::{routes, wire, Agent};
 
-pub fn report(agent: &Agent) -> Result<StatusReport, ApiError> {
-    let current = agent.store.current_release().map_err(state_error)?;
-    let live = agent.live_lock();
-    let mut services = Vec::new();
-    let mut app = String::new();
-    let mut urls = Vec::new();
-    if let Some(active) = live.as_ref() {
-        app = active.config.app.clone();
-        urls = routes::urls(&active.config, agent.proxy_addr(), agent.https_addr());
-        for svc in active.config.services.values() {
-            let instances = active
-                .instances
-                .iter()
-                .filter(|i| i.service == svc.name)
-                .map(|i| {
-                    let st = i.instance.status();
-                    let health = i.health.snapshot();
-                    InstanceStatus {
-                        id: i.id.clone(),
-                        release: i.release,
-                        pid: st.pid,
-                        port: i.port,
-                        state: serde_json::to_value(st.state)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default(),
-                        health: match (i.plan.is_some(), health.healthy) {
-                            (false, _) => "none".into(),
-                            (true, Some(true)) => "healthy".into(),
-                            (true, Some(false)) => "unhealthy".into(),
-                            (true, None) => "unknown".into(),
-                        },
-                        restarts: st.restarts,
-                        uptime_secs: st
-                            .started_at
-                            .and_then(|t| t.elapsed().ok())
-                            .map(|d| d.as_secs())
-                            .unwrap_or(0),
-                        last_probe: health.recent.back().map(|r| r.detail.clone()),
-                    }
-                })
-                .collect();
-            services.push(ServiceStatus {
+pub async fn report(agent: &Agent) -> Result<StatusReport> {
+    let d = &agent.deployer;
+    let current = d.store.current_release()?;
+    let serving = d.fleet.serving_config();
+    let services = d.fleet.with_serving(|live| {
+        let Some(active) = live else {
+            return Vec::new();
+        };
+        active
+            .config
+            .services
+            .values()
+            .map(|svc| ServiceStatus {
                 name: svc.name.clone(),
                 replicas: svc.replicas,
                 route: svc
                     .route
                     .as_ref()
                     .map(|r| format!("{}{}", r.host.clone().unwrap_or_else(|| "*".into()), r.path)),
-                instances,
-            });
-        }
-    }
-    drop(live);
-    if app.is_empty() {
-        app = dockhand_config::load(
-            &agent.opts.config_path,
-            &dockhand_config::LoadOptions::from_process_env(),
-        )
-        .map(|l| l.config.app)
-        .unwrap_or_default();
-    }
+                instances: active
+                    .instances
+                    .iter()
+                    .filter(|i| i.service == svc.name)
+                    .map(|i| {
+                        let st = i.instance.status();
+                        let health = i.health.snapshot();
+                        InstanceStatus {
+                            id: i.id.clone(),
+                            release: i.release,
+                            pid: st.pid,
+                            port: i.port,
+                            state: wire::instance_state(st.state),
+                            health: wire::instance_health(i.plan.is_some(), health.healthy),
+                            restarts: st.restarts,
+                            uptime_secs: st
+                                .started_at
+                                .and_then(|t| t.elapsed().ok())
+                                .map(|d| d.as_secs())
+                                .unwrap_or(0),
+                            last_probe: health.recent.back().map(|r| r.detail.clone()),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
+    });
+    // Nothing serves: the configuration file says what the app is.
+    let config = match serving {
+        Some(c) => Some(c),
+        None => crate::agent::load_config(agent.config_path())
+            .ok()
+            .map(|(c, _)| std::sync::Arc::new(c)),
+    };
+    let databases = match &config {
+        Some(c) => crate::containers::databases::status(&d.runtimes, c).await,
+        None => Vec::new(),
+    };
     Ok(StatusReport {
-        app,
+        app: config.as_ref().map(|c| c.app.clone()).unwrap_or_default(),
         agent: AgentInfo {
             id: agent.agent_id.clone(),
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").into(),
             started_at: agent.started_at.clone(),
             uptime_secs: agent.started.elapsed().as_secs(),
-            state_dir: agent.opts.state_dir.display().to_string(),
-            config_path: agent.opts.config_path.display().to_string(),
+            state_dir: agent.state_dir().display().to_string(),
+            config_path: agent.config_path().display().to_string(),
             proxy_listen: agent.proxy_addr().to_string(),
             https_listen: agent.https_addr().map(|a| a.to_string()),
-            certificates: agent.certificates(),
+            certificates: agent.certificates.clone(),
         },
-        current_release: current.as_ref().map(release_info),
+        current_release: current.as_ref().map(wire::release_info),
         deploying: agent.lock.holder(),
         services,
-        urls,
-        databases: Vec::new(),
+        urls: d
+            .fleet
+            .serving_config()
+            .map(|c| routes::urls(&c, agent.proxy_addr(), agent.https_addr()))
+            .unwrap_or_default(),
+        databases,
     })
-}
-
-pub fn release_info(r: &Release) -> ReleaseInfo {
-    ReleaseInfo {
-        id: r.id,
-        status: r.status.as_str().into(),
-        created_at: r.created_at.clone(),
-        activated_at: r.activated_at.clone(),
-        note: r.note.clone(),
-    }
 }

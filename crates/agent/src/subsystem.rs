@@ -84,7 +84,8 @@ impl Context {
 
     /// Running, but not well (a lost connection it keeps retrying, say).
     pub fn degraded(&self, why: impl Into<String>) {
-        self.state.send_replace(SubsystemState::Degraded(why.into()));
+        self.state
+            .send_replace(SubsystemState::Degraded(why.into()));
     }
 }
 
@@ -131,14 +132,14 @@ impl Subsystems {
             state.wait_for(|s| !matches!(s, SubsystemState::Starting)),
         )
         .await;
-        let outcome = match ready {
-            Ok(Ok(s)) => match &*s {
-                SubsystemState::Failed(why) => Err(AgentError::runtime(format!(
-                    "the {name} could not start: {why}"
-                ))),
-                _ => Ok(()),
-            },
-            Ok(Err(_)) => Err(AgentError::internal(format!("the {name} ended while starting"))),
+        let outcome = match ready.map(|r| r.map(|s| s.clone())) {
+            Ok(Ok(SubsystemState::Failed(why))) => Err(AgentError::runtime(format!(
+                "the {name} could not start: {why}"
+            ))),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(AgentError::internal(format!(
+                "the {name} ended while starting"
+            ))),
             Err(_) => Err(AgentError::runtime(format!(
                 "the {name} did not get ready within {}s",
                 READY_TIMEOUT.as_secs()
@@ -265,7 +266,10 @@ mod tests {
         fn run(self: Arc<Self>, mut ctx: Context) -> BoxFuture<Result<()>> {
             Box::pin(async move {
                 let run = self.runs.fetch_add(1, Ordering::SeqCst);
-                self.log.lock().unwrap().push(format!("start {}", self.name));
+                self.log
+                    .lock()
+                    .unwrap()
+                    .push(format!("start {}", self.name));
                 if run < self.fail_runs {
                     if self.panic {
                         panic!("boom");
@@ -280,7 +284,12 @@ mod tests {
         }
     }
 
-    fn probe(name: &'static str, log: &Arc<Mutex<Vec<String>>>, fail_runs: usize, panic: bool) -> Arc<Probe> {
+    fn probe(
+        name: &'static str,
+        log: &Arc<Mutex<Vec<String>>>,
+        fail_runs: usize,
+        panic: bool,
+    ) -> Arc<Probe> {
         Arc::new(Probe {
             name,
             log: log.clone(),
@@ -303,11 +312,21 @@ mod tests {
         for name in ["proxy", "prober", "server"] {
             all.start(probe(name, &log, 0, false)).await.unwrap();
         }
-        assert!(all.states().iter().all(|(_, s)| *s == SubsystemState::Ready));
+        assert!(all
+            .states()
+            .iter()
+            .all(|(_, s)| *s == SubsystemState::Ready));
         all.stop_all().await;
         assert_eq!(
             *log.lock().unwrap(),
-            ["start proxy", "start prober", "start server", "stop server", "stop prober", "stop proxy"]
+            [
+                "start proxy",
+                "start prober",
+                "start server",
+                "stop server",
+                "stop prober",
+                "stop proxy"
+            ]
         );
     }
 
@@ -326,7 +345,11 @@ mod tests {
             assert_eq!(flaky.runs.load(Ordering::SeqCst), 3);
             let failures = store.events(10).unwrap();
             assert_eq!(failures.len(), 2, "{failures:?}");
-            let expected = if panic { "panicked (boom)" } else { "lost the thing" };
+            let expected = if panic {
+                "panicked (boom)"
+            } else {
+                "lost the thing"
+            };
             assert!(failures[0].message.contains(expected), "{failures:?}");
             all.stop_all().await;
             assert_eq!(all.states(), []);

@@ -41,8 +41,8 @@ pub struct LogsRequest {
     pub tail: Option<usize>,
     /// RFC 3339 timestamp or a duration ago (`10m`), resolved by the client to RFC 3339.
     pub since: Option<String>,
-    /// Minimum level: `error`, `warn` or `info`.
-    pub level: Option<String>,
+    /// Minimum level (`debug` keeps every line with a detected level).
+    pub level: Option<LogLevel>,
     pub follow: bool,
 }
 
@@ -52,7 +52,7 @@ pub struct LogsRequest {
 pub enum Frame {
     Progress(Progress),
     Log(LogEntry),
-    Output { stream: String, data: String },
+    Output { stream: OutputStream, data: String },
     Result { data: serde_json::Value },
     Error(ApiError),
 }
@@ -71,10 +71,10 @@ pub struct LogEntry {
     pub ts: String,
     pub service: String,
     pub instance: String,
-    /// `out`, `err` or `sys` (lines written by the supervisor).
-    pub stream: String,
+    pub stream: LogStream,
+    /// The level detected in the text, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub level: Option<String>,
+    pub level: Option<LogLevel>,
     pub text: String,
 }
 
@@ -148,8 +148,7 @@ pub struct DatabaseStatus {
     pub name: String,
     pub engine: String,
     pub image: String,
-    /// `running`, `exited`, `restarting`, … or `missing` (no container).
-    pub state: String,
+    pub state: DatabaseState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
     /// The address it is published on, if any.
@@ -223,20 +222,29 @@ pub struct InstanceStatus {
     pub pid: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
-    /// The supervisor's state: `running`, `backoff`, `crash_loop`, `exited`, `stopping`, `stopped`.
-    pub state: String,
-    /// `healthy`, `unhealthy` or `unknown` (no probe yet, or no health check).
-    pub health: String,
+    pub state: InstanceState,
+    pub health: InstanceHealth,
     pub restarts: u32,
     pub uptime_secs: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_probe: Option<String>,
 }
 
+impl InstanceStatus {
+    /// Ready for traffic: healthy, or running when the service has no health check.
+    pub fn is_ready(&self) -> bool {
+        match self.health {
+            InstanceHealth::Healthy => true,
+            InstanceHealth::NoCheck => self.state == InstanceState::Running,
+            InstanceHealth::Unhealthy | InstanceHealth::Unknown => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ReleaseInfo {
     pub id: i64,
-    pub status: String,
+    pub status: ReleaseStatus,
     pub created_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activated_at: Option<String>,
@@ -248,7 +256,7 @@ pub struct ReleaseInfo {
 pub struct DeployReport {
     pub release: i64,
     pub deployment: i64,
-    pub kind: String,
+    pub kind: DeployKind,
     pub succeeded: bool,
     pub message: String,
     pub duration_ms: u64,
@@ -274,4 +282,472 @@ pub struct GateFailure {
 pub struct ExecResult {
     pub exit_code: Option<i32>,
     pub timed_out: bool,
+}
+
+/// One entry of the agent's event log (the answer to [`Request::Events`] is a list of them).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    pub id: i64,
+    /// RFC 3339, UTC.
+    pub ts: String,
+    pub level: EventLevel,
+    /// What happened: `deploy`, `rollback`, `health`, `restart`, …
+    pub kind: String,
+    pub release: Option<i64>,
+    pub service: Option<String>,
+    pub message: String,
+}
+
+// The states and kinds on the wire. Each is a closed set with its JSON string pinned by the
+// tests below; the agent converts its internal types into these in `wire.rs`.
+
+/// What an instance's supervisor is doing.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum InstanceState {
+    #[serde(rename = "running")]
+    Running,
+    /// Waiting to restart.
+    #[serde(rename = "backoff")]
+    Backoff,
+    /// Restarting again and again, each time soon after its start.
+    #[serde(rename = "crash_loop")]
+    CrashLoop,
+    /// Exited, and the restart policy says no restart.
+    #[serde(rename = "exited")]
+    Exited,
+    #[serde(rename = "stopping")]
+    Stopping,
+    #[serde(rename = "stopped")]
+    Stopped,
+}
+
+impl InstanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Running => "running",
+            InstanceState::Backoff => "backoff",
+            InstanceState::CrashLoop => "crash_loop",
+            InstanceState::Exited => "exited",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+        }
+    }
+}
+
+/// An instance's health verdict.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum InstanceHealth {
+    #[serde(rename = "healthy")]
+    Healthy,
+    #[serde(rename = "unhealthy")]
+    Unhealthy,
+    /// Not probed enough yet for a verdict.
+    #[serde(rename = "unknown")]
+    Unknown,
+    /// The service has no health check (a worker).
+    #[serde(rename = "none")]
+    NoCheck,
+}
+
+impl InstanceHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceHealth::Healthy => "healthy",
+            InstanceHealth::Unhealthy => "unhealthy",
+            InstanceHealth::Unknown => "unknown",
+            InstanceHealth::NoCheck => "none",
+        }
+    }
+}
+
+/// Where a release is in its life.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ReleaseStatus {
+    /// Being deployed.
+    #[serde(rename = "pending")]
+    Pending,
+    /// Serving traffic.
+    #[serde(rename = "current")]
+    Current,
+    /// Served before; retained for rollback.
+    #[serde(rename = "retired")]
+    Retired,
+    /// Never served: its deployment failed or was aborted.
+    #[serde(rename = "failed")]
+    Failed,
+    /// Beyond retention: cannot be rolled back to.
+    #[serde(rename = "pruned")]
+    Pruned,
+}
+
+impl ReleaseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseStatus::Pending => "pending",
+            ReleaseStatus::Current => "current",
+            ReleaseStatus::Retired => "retired",
+            ReleaseStatus::Failed => "failed",
+            ReleaseStatus::Pruned => "pruned",
+        }
+    }
+}
+
+/// What a [`DeployReport`] reports on: a reload that deploys is a `deploy`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum DeployKind {
+    #[serde(rename = "deploy")]
+    Deploy,
+    #[serde(rename = "rollback")]
+    Rollback,
+}
+
+impl DeployKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployKind::Deploy => "deploy",
+            DeployKind::Rollback => "rollback",
+        }
+    }
+}
+
+/// A database container's state: the Docker Engine's word for it, or `missing` (no
+/// container) or `unknown` (the engine did not answer; [`DatabaseStatus::problem`] says why).
+/// A word Docker may add later, or none (`""`), is kept as [`DatabaseState::Other`], so it
+/// reaches the client unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseState {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Exited,
+    Removing,
+    Dead,
+    Stopping,
+    Missing,
+    Unknown,
+    Other(String),
+}
+
+impl DatabaseState {
+    pub fn as_str(&self) -> &str {
+        match self {
+            DatabaseState::Created => "created",
+            DatabaseState::Running => "running",
+            DatabaseState::Paused => "paused",
+            DatabaseState::Restarting => "restarting",
+            DatabaseState::Exited => "exited",
+            DatabaseState::Removing => "removing",
+            DatabaseState::Dead => "dead",
+            DatabaseState::Stopping => "stopping",
+            DatabaseState::Missing => "missing",
+            DatabaseState::Unknown => "unknown",
+            DatabaseState::Other(s) => s,
+        }
+    }
+
+    /// The state named `word` (Docker's word, `missing` or `unknown`).
+    pub fn from_word(word: &str) -> DatabaseState {
+        match word {
+            "created" => DatabaseState::Created,
+            "running" => DatabaseState::Running,
+            "paused" => DatabaseState::Paused,
+            "restarting" => DatabaseState::Restarting,
+            "exited" => DatabaseState::Exited,
+            "removing" => DatabaseState::Removing,
+            "dead" => DatabaseState::Dead,
+            "stopping" => DatabaseState::Stopping,
+            "missing" => DatabaseState::Missing,
+            "unknown" => DatabaseState::Unknown,
+            other => DatabaseState::Other(other.to_string()),
+        }
+    }
+}
+
+impl Serialize for DatabaseState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for DatabaseState {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let word = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        Ok(DatabaseState::from_word(&word))
+    }
+}
+
+/// Where a log line came from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum LogStream {
+    #[serde(rename = "out")]
+    Out,
+    #[serde(rename = "err")]
+    Err,
+    /// Written by the supervisor (started, exited, restarting …).
+    #[serde(rename = "sys")]
+    Sys,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Out => "out",
+            LogStream::Err => "err",
+            LogStream::Sys => "sys",
+        }
+    }
+}
+
+/// A log line's severity, most severe first. `warning` is read as `warn`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum LogLevel {
+    #[serde(rename = "error")]
+    Error,
+    #[serde(rename = "warn", alias = "warning")]
+    Warn,
+    #[serde(rename = "info")]
+    Info,
+    #[serde(rename = "debug")]
+    Debug,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+        }
+    }
+}
+
+/// Which output of an `exec`'d command a [`Frame::Output`] carries.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum OutputStream {
+    #[serde(rename = "out")]
+    Out,
+    #[serde(rename = "err")]
+    Err,
+}
+
+impl OutputStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputStream::Out => "out",
+            OutputStream::Err => "err",
+        }
+    }
+}
+
+/// An event's severity.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum EventLevel {
+    #[serde(rename = "info")]
+    Info,
+    #[serde(rename = "warn")]
+    Warn,
+    #[serde(rename = "error")]
+    Error,
+}
+
+impl EventLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventLevel::Info => "info",
+            EventLevel::Warn => "warn",
+            EventLevel::Error => "error",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serializes each value to its pinned JSON string, reads the string back to the same value,
+    /// and checks `as_str` says the same: renaming a variant cannot change the wire silently.
+    fn pins<T>(cases: &[(T, &str)], as_str: impl Fn(&T) -> String)
+    where
+        T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        for (value, word) in cases {
+            let json = format!("\"{word}\"");
+            assert_eq!(serde_json::to_string(value).unwrap(), json, "{value:?}");
+            assert_eq!(&serde_json::from_str::<T>(&json).unwrap(), value, "{json}");
+            assert_eq!(as_str(value), *word, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn instance_states_on_the_wire() {
+        use InstanceState::*;
+        pins(
+            &[
+                (Running, "running"),
+                (Backoff, "backoff"),
+                (CrashLoop, "crash_loop"),
+                (Exited, "exited"),
+                (Stopping, "stopping"),
+                (Stopped, "stopped"),
+            ],
+            |v| v.as_str().into(),
+        );
+    }
+
+    #[test]
+    fn instance_health_on_the_wire() {
+        use InstanceHealth::*;
+        pins(
+            &[
+                (Healthy, "healthy"),
+                (Unhealthy, "unhealthy"),
+                (Unknown, "unknown"),
+                (NoCheck, "none"),
+            ],
+            |v| v.as_str().into(),
+        );
+    }
+
+    #[test]
+    fn release_statuses_on_the_wire() {
+        use ReleaseStatus::*;
+        pins(
+            &[
+                (Pending, "pending"),
+                (Current, "current"),
+                (Retired, "retired"),
+                (Failed, "failed"),
+                (Pruned, "pruned"),
+            ],
+            |v| v.as_str().into(),
+        );
+    }
+
+    #[test]
+    fn deploy_kinds_on_the_wire() {
+        pins(
+            &[
+                (DeployKind::Deploy, "deploy"),
+                (DeployKind::Rollback, "rollback"),
+            ],
+            |v| v.as_str().into(),
+        );
+    }
+
+    #[test]
+    fn database_states_on_the_wire() {
+        use DatabaseState::*;
+        pins(
+            &[
+                (Created, "created"),
+                (Running, "running"),
+                (Paused, "paused"),
+                (Restarting, "restarting"),
+                (Exited, "exited"),
+                (Removing, "removing"),
+                (Dead, "dead"),
+                (Stopping, "stopping"),
+                (Missing, "missing"),
+                (Unknown, "unknown"),
+                // Words Docker may add, and no word at all, pass through unchanged.
+                (Other("hibernating".into()), "hibernating"),
+                (Other(String::new()), ""),
+            ],
+            |v| v.as_str().into(),
+        );
+    }
+
+    #[test]
+    fn log_streams_and_levels_on_the_wire() {
+        pins(
+            &[
+                (LogStream::Out, "out"),
+                (LogStream::Err, "err"),
+                (LogStream::Sys, "sys"),
+            ],
+            |v| v.as_str().into(),
+        );
+        pins(
+            &[
+                (LogLevel::Error, "error"),
+                (LogLevel::Warn, "warn"),
+                (LogLevel::Info, "info"),
+                (LogLevel::Debug, "debug"),
+            ],
+            |v| v.as_str().into(),
+        );
+        // The agent has always accepted `warning` in a logs request.
+        assert_eq!(
+            serde_json::from_str::<LogLevel>("\"warning\"").unwrap(),
+            LogLevel::Warn
+        );
+        pins(
+            &[(OutputStream::Out, "out"), (OutputStream::Err, "err")],
+            |v| v.as_str().into(),
+        );
+    }
+
+    #[test]
+    fn event_levels_on_the_wire() {
+        pins(
+            &[
+                (EventLevel::Info, "info"),
+                (EventLevel::Warn, "warn"),
+                (EventLevel::Error, "error"),
+            ],
+            |v| v.as_str().into(),
+        );
+    }
+
+    #[test]
+    fn an_event_keeps_its_fields_and_their_order() {
+        let json = r#"{"id":7,"ts":"2026-01-31T12:00:00Z","level":"warn","kind":"deploy","release":3,"service":null,"message":"slow"}"#;
+        let event: Event = serde_json::from_str(json).unwrap();
+        assert_eq!(event.level, EventLevel::Warn);
+        assert_eq!(serde_json::to_string(&event).unwrap(), json);
+    }
+
+    #[test]
+    fn ready_means_healthy_or_running_without_a_health_check() {
+        let instance = |state, health| InstanceStatus {
+            id: "d1r1-web-0".into(),
+            release: 1,
+            pid: None,
+            port: None,
+            state,
+            health,
+            restarts: 0,
+            uptime_secs: 0,
+            last_probe: None,
+        };
+        use InstanceHealth::*;
+        use InstanceState::*;
+        assert!(instance(Running, Healthy).is_ready());
+        assert!(instance(Running, NoCheck).is_ready());
+        assert!(!instance(Backoff, NoCheck).is_ready());
+        assert!(!instance(Running, Unknown).is_ready());
+        assert!(!instance(Running, Unhealthy).is_ready());
+    }
+
+    #[test]
+    fn wire_fields_carry_the_enums_as_strings() {
+        let frame = Frame::Output {
+            stream: OutputStream::Err,
+            data: "x\n".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&frame).unwrap(),
+            r#"{"type":"output","stream":"err","data":"x\n"}"#
+        );
+        let req = Request::Logs(LogsRequest {
+            level: Some(LogLevel::Warn),
+            ..LogsRequest::default()
+        });
+        assert_eq!(
+            serde_json::to_string(&req).unwrap(),
+            r#"{"cmd":"logs","service":null,"tail":null,"since":null,"level":"warn","follow":false}"#
+        );
+    }
 }

@@ -88,7 +88,7 @@ pub enum Command {
         limit: usize,
     },
     /// Show service logs.
-    Logs(cmd::client::LogsArgs),
+    Logs(cmd::logs::LogsArgs),
     /// Run a command in a service's environment and working directory.
     Exec {
         /// The service whose environment to use.

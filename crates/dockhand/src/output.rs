@@ -7,7 +7,9 @@
 use std::process::ExitCode;
 
 use console::style;
-use dockhand_api::{ClientError, ErrorCode};
+use dockhand_api::{
+    ClientError, DatabaseState, ErrorCode, EventLevel, InstanceHealth, InstanceState, ReleaseStatus,
+};
 
 use crate::ColorChoice;
 
@@ -101,13 +103,119 @@ pub fn report_error(err: &anyhow::Error) -> ExitCode {
     ExitCode::from(FAILED)
 }
 
-/// Colour for a health or state word.
-pub fn paint_state(word: &str) -> String {
-    match word {
-        "healthy" | "running" | "current" | "succeeded" => style(word).green().to_string(),
-        "unhealthy" | "crash_loop" | "failed" | "exited" | "error" => style(word).red().to_string(),
-        "unknown" | "backoff" | "stopping" | "pending" | "warn" => style(word).yellow().to_string(),
-        _ => style(word).dim().to_string(),
+/// How a state word is coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tone {
+    /// Green: working as it should (`running`, `healthy`, `current`).
+    Good,
+    /// Red: broken (`crash_loop`, `unhealthy`, `failed`).
+    Bad,
+    /// Yellow: in between, or not known yet (`backoff`, `unknown`, `pending`).
+    Warning,
+    /// Dim: nothing to look at (`stopped`, `retired`, no health check).
+    Quiet,
+}
+
+/// `word` in the colour of `tone`.
+pub fn paint(word: &str, tone: Tone) -> String {
+    let word = style(word);
+    match tone {
+        Tone::Good => word.green(),
+        Tone::Bad => word.red(),
+        Tone::Warning => word.yellow(),
+        Tone::Quiet => word.dim(),
+    }
+    .to_string()
+}
+
+/// A state from the agent's answer, shown as its wire word in its colour.
+pub trait StateWord {
+    fn word(&self) -> &str;
+    fn tone(&self) -> Tone;
+}
+
+/// The state's word, coloured by its tone.
+pub fn paint_state(state: &impl StateWord) -> String {
+    paint(state.word(), state.tone())
+}
+
+impl StateWord for InstanceState {
+    fn word(&self) -> &str {
+        self.as_str()
+    }
+
+    fn tone(&self) -> Tone {
+        match self {
+            InstanceState::Running => Tone::Good,
+            InstanceState::CrashLoop | InstanceState::Exited => Tone::Bad,
+            InstanceState::Backoff | InstanceState::Stopping => Tone::Warning,
+            InstanceState::Stopped => Tone::Quiet,
+        }
+    }
+}
+
+impl StateWord for InstanceHealth {
+    fn word(&self) -> &str {
+        self.as_str()
+    }
+
+    fn tone(&self) -> Tone {
+        match self {
+            InstanceHealth::Healthy => Tone::Good,
+            InstanceHealth::Unhealthy => Tone::Bad,
+            InstanceHealth::Unknown => Tone::Warning,
+            InstanceHealth::NoCheck => Tone::Quiet,
+        }
+    }
+}
+
+impl StateWord for ReleaseStatus {
+    fn word(&self) -> &str {
+        self.as_str()
+    }
+
+    fn tone(&self) -> Tone {
+        match self {
+            ReleaseStatus::Current => Tone::Good,
+            ReleaseStatus::Failed => Tone::Bad,
+            ReleaseStatus::Pending => Tone::Warning,
+            ReleaseStatus::Retired | ReleaseStatus::Pruned => Tone::Quiet,
+        }
+    }
+}
+
+impl StateWord for DatabaseState {
+    fn word(&self) -> &str {
+        self.as_str()
+    }
+
+    fn tone(&self) -> Tone {
+        match self {
+            DatabaseState::Running => Tone::Good,
+            DatabaseState::Exited => Tone::Bad,
+            DatabaseState::Stopping | DatabaseState::Unknown => Tone::Warning,
+            DatabaseState::Created
+            | DatabaseState::Paused
+            | DatabaseState::Restarting
+            | DatabaseState::Removing
+            | DatabaseState::Dead
+            | DatabaseState::Missing
+            | DatabaseState::Other(_) => Tone::Quiet,
+        }
+    }
+}
+
+impl StateWord for EventLevel {
+    fn word(&self) -> &str {
+        self.as_str()
+    }
+
+    fn tone(&self) -> Tone {
+        match self {
+            EventLevel::Error => Tone::Bad,
+            EventLevel::Warn => Tone::Warning,
+            EventLevel::Info => Tone::Quiet,
+        }
     }
 }
 

@@ -7,7 +7,8 @@ use rusqlite::Connection;
 
 use crate::{Result, StateError};
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE releases (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     created_at   TEXT NOT NULL,
@@ -46,14 +47,16 @@ CREATE TABLE events (
     service    TEXT,
     message    TEXT NOT NULL
 );
-"#, r#"
+"#,
+    r#"
 CREATE TABLE job_runs (
     job       TEXT PRIMARY KEY,
     ran_at    TEXT NOT NULL,
     succeeded INTEGER NOT NULL,
     message   TEXT NOT NULL DEFAULT ''
 );
-"#];
+"#,
+];
 
 pub(crate) fn prepare(conn: &Connection) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;

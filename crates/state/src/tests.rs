@@ -137,7 +137,12 @@ fn recorded_events_come_back_as_stored_and_pruning_keeps_the_newest() {
             .unwrap();
     }
     assert_eq!(s.prune_events(2).unwrap(), 4);
-    let left: Vec<String> = s.events(10).unwrap().into_iter().map(|e| e.message).collect();
+    let left: Vec<String> = s
+        .events(10)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.message)
+        .collect();
     assert_eq!(left, ["e4", "e5"]);
     assert_eq!(s.prune_events(2).unwrap(), 0);
 }

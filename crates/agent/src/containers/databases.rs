@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use dockhand_api::Progress;
 use dockhand_config::{AppConfig, DatabaseConfig, Secrets};
-use dockhand_runtime::{ContainerKind, ContainerRuntime, ContainerSpec, ImageSource, PublishedPort};
+use dockhand_runtime::{
+    ContainerKind, ContainerRuntime, ContainerSpec, ImageSource, PublishedPort,
+};
 
 use crate::deploy::plan::DatabaseAction;
 use crate::error::{AgentError, Result};
@@ -159,7 +161,11 @@ impl Ops<'_> {
             {
                 Ok(out) if out.exit_code == Some(0) => {
                     if said {
-                        self.say(&db.name, format!("database `{}` is ready", db.name), "database");
+                        self.say(
+                            &db.name,
+                            format!("database `{}` is ready", db.name),
+                            "database",
+                        );
                     }
                     return Ok(());
                 }
@@ -208,7 +214,7 @@ pub async fn status(runtimes: &Runtimes, config: &AppConfig) -> Vec<dockhand_api
             name: db.name.clone(),
             engine: db.engine.as_str().into(),
             image: db.image.clone(),
-            state: "unknown".into(),
+            state: dockhand_api::DatabaseState::Unknown,
             container: None,
             publish: db.publish.map(|a| a.to_string()),
             problem: None,
@@ -217,10 +223,10 @@ pub async fn status(runtimes: &Runtimes, config: &AppConfig) -> Vec<dockhand_api
             Err(e) => status.problem = Some(e.to_string()),
             Ok(rt) => match rt.find_database(&config.app, &db.name).await {
                 Ok(Some(found)) => {
-                    status.state = found.state;
+                    status.state = crate::wire::database_state(&found.state);
                     status.container = Some(found.name);
                 }
-                Ok(None) => status.state = "missing".into(),
+                Ok(None) => status.state = dockhand_api::DatabaseState::Missing,
                 Err(e) => status.problem = Some(e.to_string()),
             },
         }

@@ -133,7 +133,11 @@ impl<'a> Execution<'a> {
                 command,
             } => {
                 let config = self.config()?;
-                self.say("hook", Some(service), format!("{}: {command}", phase.as_str()));
+                self.say(
+                    "hook",
+                    Some(service),
+                    format!("{}: {command}", phase.as_str()),
+                );
                 if config.services[service].container.is_some() {
                     self.ensure_network(config).await?;
                 }
@@ -183,13 +187,14 @@ impl<'a> Execution<'a> {
                 let config = self.config()?;
                 let table = match self.table.take() {
                     Some(t) => t,
-                    None => routes::build_table(config, &backends_by_service(&self.new))
-                        .map_err(|e| {
+                    None => routes::build_table(config, &backends_by_service(&self.new)).map_err(
+                        |e| {
                             AgentError::internal(format!(
                                 "routing table of release {}: {e}",
                                 plan.release
                             ))
-                        })?,
+                        },
+                    )?,
                 };
                 let old_table = self.d.proxy.set_routes(table);
                 self.d.fleet.serve(ActiveRelease {
@@ -314,10 +319,9 @@ impl<'a> Execution<'a> {
                 "start",
                 None,
                 match self.d.fleet.serving_release() {
-                    Some(current) => format!(
-                        "starting release {} beside release {current}",
-                        plan.release
-                    ),
+                    Some(current) => {
+                        format!("starting release {} beside release {current}", plan.release)
+                    }
                     None => format!("starting release {}", plan.release),
                 },
             );

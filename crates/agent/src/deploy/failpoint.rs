@@ -34,7 +34,11 @@ impl Failpoint {
     /// Kills the process if `step` of `plan` is the failpoint.
     pub fn after(&self, plan: &Plan, step: &Step) {
         if plan.release == self.release && step.label() == self.step {
-            tracing::warn!("{ENV}: killing the agent after step `{}` of release {}", self.step, self.release);
+            tracing::warn!(
+                "{ENV}: killing the agent after step `{}` of release {}",
+                self.step,
+                self.release
+            );
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
         }
     }

@@ -65,8 +65,11 @@ async fn timed_out(inst: &LiveInstance, deadline: Duration) -> String {
             kind: ProbeKind::Http { path, .. },
             ..
         }),
-    ) = (last.as_ref().and_then(|r| r.status), inst.addr(), &inst.plan)
-    {
+    ) = (
+        last.as_ref().and_then(|r| r.status),
+        inst.addr(),
+        &inst.plan,
+    ) {
         if let Some(found) = health::find_health_route(addr, path).await {
             hint = format!(
                 "; is the route `{found}`? GET {found} answers 200 — set health.path = \"{found}\""

@@ -71,7 +71,10 @@ pub async fn run(
         } else {
             crate::error::ErrorKind::Runtime
         };
-        AgentError::new(kind, format!("{which} hook of {service} could not run: {e}"))
+        AgentError::new(
+            kind,
+            format!("{which} hook of {service} could not run: {e}"),
+        )
     })?;
     let tail: Vec<&str> = out.output.lines().rev().take(10).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();

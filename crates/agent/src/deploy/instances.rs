@@ -36,12 +36,13 @@ pub async fn start(
     image: Option<&str>,
 ) -> Result<LiveInstance> {
     let release = plan.release;
-    let port = match svc.port {
-        Some(_) => Some(free_port().map_err(|e| {
-            AgentError::environment(format!("no free port for {}: {e}", svc.name))
-        })?),
-        None => None,
-    };
+    let port =
+        match svc.port {
+            Some(_) => Some(free_port().map_err(|e| {
+                AgentError::environment(format!("no free port for {}: {e}", svc.name))
+            })?),
+            None => None,
+        };
     let mut env = service_env(config, svc, release, secrets)?;
     match (&svc.container, port, svc.port) {
         // A container listens on its configured port; the host port maps to it.
@@ -255,8 +256,12 @@ fn command_probe(
     CommandProbe {
         display,
         run: Arc::new(move |timeout| {
-            let (runtimes, shell, env, workdir) =
-                (runtimes.clone(), shell.clone(), env.clone(), workdir.clone());
+            let (runtimes, shell, env, workdir) = (
+                runtimes.clone(),
+                shell.clone(),
+                env.clone(),
+                workdir.clone(),
+            );
             Box::pin(async move {
                 let out = runtimes
                     .process()
@@ -309,9 +314,7 @@ fn watch_restarts(events: Events, instance: &Instance, release: i64, service: &s
     });
 }
 
-pub(crate) fn runtime_restart(
-    p: dockhand_config::RestartPolicy,
-) -> dockhand_runtime::RestartPolicy {
+pub fn runtime_restart(p: dockhand_config::RestartPolicy) -> dockhand_runtime::RestartPolicy {
     match p {
         dockhand_config::RestartPolicy::Always => dockhand_runtime::RestartPolicy::Always,
         dockhand_config::RestartPolicy::OnFailure => dockhand_runtime::RestartPolicy::OnFailure,

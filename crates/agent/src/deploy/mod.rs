@@ -29,7 +29,7 @@ use crate::runtimes::Runtimes;
 use crate::Sink;
 
 pub use failpoint::Failpoint;
-pub use instances::{service_env, stop_all};
+pub use instances::{runtime_restart, service_env, stop_all};
 pub use plan::DeployKind;
 use plan::{DatabaseSeen, Observed, Target, Unfinished};
 
@@ -194,7 +194,8 @@ impl Deployer {
             .await;
         if let Some((release, e)) = problem {
             let message = format!("could not start release {release}: {e}");
-            self.events.error(EventKind::Restore, Some(release), None, &message);
+            self.events
+                .error(EventKind::Restore, Some(release), None, &message);
             return Err(e.map_message(|_| message));
         }
         if !outcome.succeeded {
@@ -252,8 +253,12 @@ impl Deployer {
         }
         let rt = self.runtimes.containers().await?;
         for db in config.databases.values() {
-            let spec =
-                containers::databases::spec(config, db, secrets, &self.layout.database_log(&db.name))?;
+            let spec = containers::databases::spec(
+                config,
+                db,
+                secrets,
+                &self.layout.database_log(&db.name),
+            )?;
             let seen = match rt.find_database(&config.app, &db.name).await? {
                 None => DatabaseSeen::Missing,
                 Some(found) => {

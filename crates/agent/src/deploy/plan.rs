@@ -109,8 +109,12 @@ pub struct ServingInstance {
 pub enum DatabaseSeen {
     Missing,
     /// `current`: it was made from the wanted table (the spec hashes match).
-    Stopped { current: bool },
-    Running { current: bool },
+    Stopped {
+        current: bool,
+    },
+    Running {
+        current: bool,
+    },
 }
 
 /// Records of a run that stopped without finishing.
@@ -136,12 +140,18 @@ pub struct Plan {
 pub enum Step {
     /// Mark what a crash left unfinished: pending releases fail, running deployments abort,
     /// instance records are forgotten.
-    Recover { abandon: Vec<i64>, forget: Vec<String> },
+    Recover {
+        abandon: Vec<i64>,
+        forget: Vec<String>,
+    },
     /// Kill every process, and remove every service and job container, of a previous run of
     /// this agent (databases stay). `containers`: the app needs the Docker Engine.
     Reap { containers: bool },
     /// Make a database run, and be ready, before any service starts.
-    Database { name: String, action: DatabaseAction },
+    Database {
+        name: String,
+        action: DatabaseAction,
+    },
     /// Make a container service's image present.
     Image { service: String, source: ImagePlan },
     /// A deploy hook in a one-off job of the new release (its environment, image, volumes).
@@ -343,7 +353,12 @@ pub fn plan_restart(committed: Option<(i64, &AppConfig)>, observed: &Observed) -
 /// The services with every service before the ones that depend on it (the configuration
 /// has no cycles); otherwise in name order.
 pub fn start_order(config: &AppConfig) -> Vec<&ServiceConfig> {
-    fn visit<'c>(config: &'c AppConfig, name: &str, order: &mut Vec<&'c ServiceConfig>, depth: usize) {
+    fn visit<'c>(
+        config: &'c AppConfig,
+        name: &str,
+        order: &mut Vec<&'c ServiceConfig>,
+        depth: usize,
+    ) {
         let Some(svc) = config.services.get(name) else {
             return;
         };

@@ -51,7 +51,8 @@ pub fn run(g: &Global, args: AgentArgs) -> anyhow::Result<ExitCode> {
             Some(https) => tracing::info!(socket = %agent.socket_path().display(), proxy = %agent.proxy_addr(), https = %https, "agent ready"),
             None => tracing::info!(socket = %agent.socket_path().display(), proxy = %agent.proxy_addr(), "agent ready"),
         }
-        agent.run_until_signal(signals, &sink).await
+        agent.run_until_signal(signals, &sink).await?;
+        Ok::<_, anyhow::Error>(())
     })?;
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
     Ok(ExitCode::SUCCESS)

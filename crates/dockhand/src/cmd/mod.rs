@@ -1,10 +1,18 @@
-//! One module per group of subcommands; `run` dispatches.
+//! One module per subcommand (deploy, rollback and reload share `deploy`), `client` for what
+//! the client commands share; `run` dispatches each subcommand to one function.
 
 pub mod agent;
 pub mod check;
 pub mod client;
+pub mod db;
+pub mod deploy;
+pub mod events;
+pub mod exec;
 pub mod import;
 pub mod loadtest;
+pub mod logs;
+pub mod releases;
+pub mod status;
 pub mod up;
 
 use std::process::ExitCode;
@@ -19,15 +27,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => up::run(&g, args),
         Command::Agent(args) => agent::run(&g, args),
         Command::Check(args) => check::run(&g, args),
-        Command::Deploy => client::deploy(&g),
-        Command::Rollback { release } => client::rollback(&g, release),
-        Command::Reload => client::reload(&g),
-        Command::Status => client::status(&g),
-        Command::Releases => client::releases(&g),
-        Command::Events { limit } => client::events(&g, limit),
-        Command::Logs(args) => client::logs(&g, args),
-        Command::Exec { service, command } => client::exec(&g, &service, command),
-        Command::Db(crate::DbCommand::Upgrade { name }) => client::db_upgrade(&g, &name),
+        Command::Deploy => deploy::deploy(&g),
+        Command::Rollback { release } => deploy::rollback(&g, release),
+        Command::Reload => deploy::reload(&g),
+        Command::Status => status::run(&g),
+        Command::Releases => releases::run(&g),
+        Command::Events { limit } => events::run(&g, limit),
+        Command::Logs(args) => logs::run(&g, args),
+        Command::Exec { service, command } => exec::run(&g, &service, command),
+        Command::Db(crate::DbCommand::Upgrade { name }) => db::upgrade(&g, &name),
         Command::Import(args) => import::run(&g, args),
         Command::Loadtest(args) => loadtest::run(&g, *args),
         Command::Completions { shell } => {

@@ -81,7 +81,7 @@ pub fn run(g: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("failed to start {}", config.display()))?;
         printer.finish();
         if let Some(report) = report.filter(|r| !r.succeeded) {
-            let code = super::client::render_report(g, &report);
+            let code = super::deploy::render_report(g, &report);
             if !agent.is_serving() {
                 // Nothing to serve: say why and stop, rather than print URLs that do not work.
                 agent.shutdown().await;

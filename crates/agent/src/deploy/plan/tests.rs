@@ -10,6 +10,11 @@ impl Project {
     fn new() -> Project {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        let secrets = dir.path().join(".dockhand/secrets.env");
+        std::fs::create_dir_all(secrets.parent().unwrap()).unwrap();
+        std::fs::write(&secrets, "DB_PASSWORD=pw\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
         Project { dir }
     }
 
@@ -51,7 +56,12 @@ fn labels(plan: &Plan) -> Vec<&'static str> {
     plan.steps.iter().map(Step::label).collect()
 }
 
-fn serving(release: i64, deployment: i64, proxy: &ProxySettings, svcs: &[(&str, u32, bool)]) -> Serving {
+fn serving(
+    release: i64,
+    deployment: i64,
+    proxy: &ProxySettings,
+    svcs: &[(&str, u32, bool)],
+) -> Serving {
     Serving {
         release,
         proxy: proxy.clone(),
@@ -72,10 +82,22 @@ fn serving(release: i64, deployment: i64, proxy: &ProxySettings, svcs: &[(&str, 
 fn a_first_deploy_runs_the_migration_before_anything_starts_then_gates_commits_and_swaps() {
     let p = Project::new();
     let config = p.config(WEB_AND_WORKER);
-    let plan = plan(target(DeployKind::Deploy, 1, 1, &config), &Observed::default());
+    let plan = plan(
+        target(DeployKind::Deploy, 1, 1, &config),
+        &Observed::default(),
+    );
     assert_eq!(
         labels(&plan),
-        ["pre_deploy", "start", "start", "gate", "commit", "swap", "post_deploy", "prune"]
+        [
+            "pre_deploy",
+            "start",
+            "start",
+            "gate",
+            "commit",
+            "swap",
+            "post_deploy",
+            "prune"
+        ]
     );
     assert_eq!(
         plan.steps[0],
@@ -107,7 +129,10 @@ fn a_first_deploy_runs_the_migration_before_anything_starts_then_gates_commits_a
 fn a_web_service_is_gated_on_health_and_a_worker_on_staying_up() {
     let p = Project::new();
     let config = p.config(WEB_AND_WORKER);
-    let plan = plan(target(DeployKind::Deploy, 1, 1, &config), &Observed::default());
+    let plan = plan(
+        target(DeployKind::Deploy, 1, 1, &config),
+        &Observed::default(),
+    );
     let Step::Gate { checks } = &plan.steps[3] else {
         panic!("{:?}", plan.steps[3])
     };
@@ -130,22 +155,39 @@ fn a_deploy_that_adds_a_replica_starts_a_whole_new_release_and_drains_the_old_on
     let p = Project::new();
     let config = p.config(&WEB_AND_WORKER.replace("replicas = 2", "replicas = 3"));
     let observed = Observed {
-        serving: Some(serving(4, 7, &config.proxy, &[("web", 2, true), ("worker", 1, false)])),
+        serving: Some(serving(
+            4,
+            7,
+            &config.proxy,
+            &[("web", 2, true), ("worker", 1, false)],
+        )),
         ..Observed::default()
     };
     let plan = plan(target(DeployKind::Deploy, 5, 8, &config), &observed);
     assert_eq!(
         labels(&plan),
         [
-            "pre_deploy", "start", "start", "gate", "commit", "swap", "drain", "stop",
-            "post_deploy", "prune"
+            "pre_deploy",
+            "start",
+            "start",
+            "gate",
+            "commit",
+            "swap",
+            "drain",
+            "stop",
+            "post_deploy",
+            "prune"
         ]
     );
     assert_eq!(
         plan.steps[2],
         Step::Start {
             service: "web".into(),
-            instances: vec!["d8r5-web-0".into(), "d8r5-web-1".into(), "d8r5-web-2".into()]
+            instances: vec![
+                "d8r5-web-0".into(),
+                "d8r5-web-1".into(),
+                "d8r5-web-2".into()
+            ]
         }
     );
     // Only routed instances are drained; every old one is stopped.
@@ -161,7 +203,11 @@ fn a_deploy_that_adds_a_replica_starts_a_whole_new_release_and_drains_the_old_on
         plan.steps[7],
         Step::Stop {
             release: 4,
-            instances: vec!["d7r4-web-0".into(), "d7r4-web-1".into(), "d7r4-worker-0".into()]
+            instances: vec![
+                "d7r4-web-0".into(),
+                "d7r4-web-1".into(),
+                "d7r4-worker-0".into()
+            ]
         }
     );
 }
@@ -173,7 +219,12 @@ fn a_removed_service_is_stopped_and_not_started_again() {
         "app = \"shop\"\n[services.web]\ncommand = \"web\"\nport = 8000\nroute = { path = \"/\" }\n",
     );
     let observed = Observed {
-        serving: Some(serving(2, 2, &config.proxy, &[("web", 1, true), ("worker", 1, false)])),
+        serving: Some(serving(
+            2,
+            2,
+            &config.proxy,
+            &[("web", 1, true), ("worker", 1, false)],
+        )),
         ..Observed::default()
     };
     let plan = plan(target(DeployKind::Deploy, 3, 3, &config), &observed);
@@ -181,7 +232,10 @@ fn a_removed_service_is_stopped_and_not_started_again() {
         labels(&plan),
         ["start", "gate", "commit", "swap", "drain", "stop", "prune"]
     );
-    assert!(!plan.steps.iter().any(|s| matches!(s, Step::Start { service, .. } if service == "worker")));
+    assert!(!plan
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::Start { service, .. } if service == "worker")));
     assert_eq!(
         plan.steps[5],
         Step::Stop {
@@ -252,8 +306,17 @@ fn a_new_release_builds_and_a_rollback_reuses_the_retained_build() {
             }
         }
     );
-    assert!(!rollback.steps.iter().any(|s| matches!(s, Step::Image { source: ImagePlan::Build { .. }, .. })));
-    assert_eq!(labels(&rollback)[3..], ["start", "start", "gate", "commit", "swap", "prune"]);
+    assert!(!rollback.steps.iter().any(|s| matches!(
+        s,
+        Step::Image {
+            source: ImagePlan::Build { .. },
+            ..
+        }
+    )));
+    assert_eq!(
+        labels(&rollback)[3..],
+        ["start", "start", "gate", "commit", "swap", "prune"]
+    );
 }
 
 #[test]
@@ -262,10 +325,26 @@ fn a_database_whose_table_changed_is_reported_and_left_running() {
     let config = p.config(CONTAINERS);
     for (seen, action, warned) in [
         (DatabaseSeen::Missing, DatabaseAction::Create, false),
-        (DatabaseSeen::Stopped { current: true }, DatabaseAction::Start, false),
-        (DatabaseSeen::Running { current: true }, DatabaseAction::Keep, false),
-        (DatabaseSeen::Running { current: false }, DatabaseAction::Keep, true),
-        (DatabaseSeen::Stopped { current: false }, DatabaseAction::Start, true),
+        (
+            DatabaseSeen::Stopped { current: true },
+            DatabaseAction::Start,
+            false,
+        ),
+        (
+            DatabaseSeen::Running { current: true },
+            DatabaseAction::Keep,
+            false,
+        ),
+        (
+            DatabaseSeen::Running { current: false },
+            DatabaseAction::Keep,
+            true,
+        ),
+        (
+            DatabaseSeen::Stopped { current: false },
+            DatabaseAction::Start,
+            true,
+        ),
     ] {
         let observed = Observed {
             databases: [("db".to_string(), seen)].into(),
@@ -280,10 +359,25 @@ fn a_database_whose_table_changed_is_reported_and_left_running() {
             },
             "{seen:?}"
         );
-        assert!(!plan.steps.iter().any(|s| matches!(s, Step::Database { action: DatabaseAction::Recreate, .. })));
-        assert_eq!(plan.warnings.len(), usize::from(warned), "{seen:?}: {:?}", plan.warnings);
+        assert!(!plan.steps.iter().any(|s| matches!(
+            s,
+            Step::Database {
+                action: DatabaseAction::Recreate,
+                ..
+            }
+        )));
+        assert_eq!(
+            plan.warnings.len(),
+            usize::from(warned),
+            "{seen:?}: {:?}",
+            plan.warnings
+        );
         if warned {
-            assert!(plan.warnings[0].contains("dockhand db upgrade db"), "{:?}", plan.warnings);
+            assert!(
+                plan.warnings[0].contains("dockhand db upgrade db"),
+                "{:?}",
+                plan.warnings
+            );
         }
     }
 }
@@ -377,6 +471,9 @@ command = "x"
 depends_on = ["b"]
 "#,
     );
-    let names: Vec<&str> = start_order(&config).iter().map(|s| s.name.as_str()).collect();
+    let names: Vec<&str> = start_order(&config)
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
     assert_eq!(names, ["b", "c", "a"]);
 }

@@ -1,0 +1,122 @@
+//! `dockhand status`: the app, its agent, the current release, each service's instances with
+//! their state and health, and the databases. Exit 1 when something is not ready.
+
+use std::process::ExitCode;
+
+use console::style;
+use dockhand_api::{DatabaseState, InstanceHealth, Request, StatusReport};
+
+use super::client::client;
+use crate::output::{self, paint_state, print_json, short_duration};
+use crate::Global;
+
+pub fn run(g: &Global) -> anyhow::Result<ExitCode> {
+    let client = client(g)?;
+    let report: StatusReport = client
+        .call_typed(&Request::Status, |_| {})
+        .map_err(|e| output::from_client(e, g.json))?;
+    if g.json {
+        print_json(&report);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} {}  agent pid {} up {}  proxy {}",
+        style("app").dim(),
+        style(&report.app).bold(),
+        report.agent.pid,
+        short_duration(report.agent.uptime_secs),
+        report.agent.proxy_listen
+    );
+    if let Some(https) = &report.agent.https_listen {
+        println!("{} {https}", style("https").dim());
+        for cert in &report.agent.certificates {
+            println!(
+                "{} {}  expires {}",
+                style("certificate").dim(),
+                cert.names.join(", "),
+                cert.not_after
+            );
+        }
+        if report.agent.certificates.is_empty() {
+            println!(
+                "{} none loaded: HTTPS handshakes fail (see the agent's log)",
+                style("certificate").red()
+            );
+        }
+    }
+    match &report.current_release {
+        Some(r) => println!(
+            "{} {} (since {})",
+            style("release").dim(),
+            style(r.id).bold(),
+            r.activated_at.as_deref().unwrap_or(&r.created_at)
+        ),
+        None => println!("{} none deployed yet", style("release").dim()),
+    }
+    if let Some(lock) = &report.deploying {
+        println!(
+            "{} {} by {} since {}",
+            style("in progress").yellow(),
+            lock.operation,
+            lock.holder,
+            lock.since
+        );
+    }
+    for url in &report.urls {
+        println!("{} {}", style("url").dim(), style(url).underlined());
+    }
+    let mut all_healthy = true;
+    for svc in &report.services {
+        let ready = svc.instances.iter().filter(|i| i.is_ready()).count();
+        all_healthy &= ready == svc.instances.len();
+        println!(
+            "\n{} {}/{} ready{}",
+            style(&svc.name).bold(),
+            ready,
+            svc.replicas,
+            svc.route
+                .as_ref()
+                .map(|r| format!("  route {r}"))
+                .unwrap_or_default()
+        );
+        for i in &svc.instances {
+            println!(
+                "  {:<22} {:<10} {:<10} pid {:<7} port {:<6} up {:<6} restarts {}",
+                i.id,
+                paint_state(&i.state),
+                paint_state(&i.health),
+                i.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                i.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                short_duration(i.uptime_secs),
+                i.restarts
+            );
+            if i.health == InstanceHealth::Unhealthy {
+                if let Some(p) = &i.last_probe {
+                    println!("    {}", style(p).red());
+                }
+            }
+        }
+    }
+    for db in &report.databases {
+        all_healthy &= db.state == DatabaseState::Running;
+        println!(
+            "\n{} {} {}  {}{}",
+            style(&db.name).bold(),
+            style(&db.engine).dim(),
+            paint_state(&db.state),
+            db.image,
+            db.publish
+                .as_ref()
+                .map(|p| format!("  published {p}"))
+                .unwrap_or_default()
+        );
+        if let Some(problem) = &db.problem {
+            println!("    {}", style(problem).red());
+        }
+    }
+    Ok(if all_healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(output::FAILED)
+    })
+}
