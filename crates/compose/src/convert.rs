@@ -78,9 +78,20 @@ pub fn run(opts: &ImportOptions) -> Result<Conversion, ImportError> {
             path: p.clone(),
             source,
         })?;
-        for (k, v) in load::parse_dotenv(&text) {
-            if let Some(v) = v {
-                vars.insert(k, v);
+        let parsed = dockhand_dotenv::parse(&text);
+        if let Some(e) = parsed.errors.into_iter().next() {
+            return Err(ImportError::Dotenv {
+                file: p.clone(),
+                line: e.line,
+                column: e.column,
+                message: e.message,
+            });
+        }
+        // A name alone on its line takes the process environment's value, which is added
+        // below anyway.
+        for entry in parsed.entries {
+            if let Some(v) = entry.value {
+                vars.insert(entry.name, v);
             }
         }
     }

@@ -9,7 +9,6 @@ use std::path::Path;
 use toml_edit::{InlineTable, Item};
 
 use super::{Converter, Notes};
-use crate::load;
 use crate::syntax::{escape, small_or_table};
 use crate::value::Value;
 use crate::NoteKind;
@@ -125,9 +124,19 @@ pub(super) fn read(
             let full = project_dir.join(&path);
             match std::fs::read_to_string(&full) {
                 Ok(text) => {
-                    for (k, v) in load::parse_dotenv(&text) {
-                        let v = v.or_else(|| vars.get(&k).cloned());
-                        set(&mut env, k, v);
+                    let parsed = dockhand_dotenv::parse(&text);
+                    if let Some(e) = parsed.errors.first() {
+                        notes.add(
+                            Some(name),
+                            "env_file",
+                            NoteKind::Warning,
+                            format!("`{path}` line {}, column {}: {} (compose would refuse to start); its variables were not imported", e.line, e.column, e.message),
+                        );
+                        continue;
+                    }
+                    for var in parsed.entries {
+                        let v = var.value.or_else(|| vars.get(&var.name).cloned());
+                        set(&mut env, var.name, v);
                     }
                     notes.add(
                         Some(name),
