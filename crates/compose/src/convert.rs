@@ -1,22 +1,37 @@
 //! The translation itself: a merged compose project in, a `dockhand.toml` document and a
 //! report out. Each service key is either carried over, translated (with an `Assumed` note
 //! when the importer had to choose), or listed as not carried over with the reason.
+//!
+//! This module reads the project and holds what one import accumulates; the work is split by
+//! concern: `project` (which services, under which names, the top-level keys), `service`
+//! (the key walk of one `[services.NAME]`), `database` (`[databases.NAME]` and references to
+//! them), `environment` (env, env_file, secret values), `image`, `ports` (port and route),
+//! `volumes` (volumes, file mounts, tmpfs), `health`, `resources` (replicas, restart, limits
+//! and the settings services and databases share), `names` and `unsupported` (the keys
+//! dockhand has no place for, and why).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use toml_edit::{Array, DocumentMut, InlineTable, Item, Table};
-
 mod database;
+mod environment;
+mod health;
+mod image;
+mod names;
+mod ports;
+mod project;
+mod resources;
+mod service;
+mod unsupported;
+mod volumes;
 
-use database::{engine_of, image_name, Engine};
+use database::DbInfo;
+use environment::SecretValues;
+use names::Names;
+use volumes::FileSources;
 
-use crate::load::{self, list_to_map, Project};
-use crate::syntax::{
-    absolute, array_item, command_item, docker_size, duration, escape, http_probe, normalise,
-    parse_port, relative_to, restart_text, same_dir, small_or_table, strip_indexes, PublishedPort,
-};
-use crate::value::Value;
+use crate::load::{self, Project};
+use crate::syntax::{absolute, normalise, relative_to, same_dir};
 use crate::{Conversion, ImportError, ImportOptions, Note, NoteKind, Output, Report};
 
 pub fn run(opts: &ImportOptions) -> Result<Conversion, ImportError> {
@@ -63,9 +78,20 @@ pub fn run(opts: &ImportOptions) -> Result<Conversion, ImportError> {
             path: p.clone(),
             source,
         })?;
-        for (k, v) in load::parse_dotenv(&text) {
-            if let Some(v) = v {
-                vars.insert(k, v);
+        let parsed = dockhand_dotenv::parse(&text);
+        if let Some(e) = parsed.errors.into_iter().next() {
+            return Err(ImportError::Dotenv {
+                file: p.clone(),
+                line: e.line,
+                column: e.column,
+                message: e.message,
+            });
+        }
+        // A name alone on its line takes the process environment's value, which is added
+        // below anyway.
+        for entry in parsed.entries {
+            if let Some(v) = entry.value {
+                vars.insert(entry.name, v);
             }
         }
     }
@@ -94,26 +120,28 @@ pub fn run(opts: &ImportOptions) -> Result<Conversion, ImportError> {
                 .map(String::from),
         );
     }
+    let mut notes = Notes::default();
+    let app = project::app_name(&mut notes, &project, &project_dir, opts);
     let mut c = Converter {
         project: &project,
         vars: &vars,
         profiles,
-        project_dir: project_dir.clone(),
-        same_dir: same_dir(&project_dir, &out_dir),
-        notes: Vec::new(),
-        secrets: Vec::new(),
-        file_secrets: BTreeMap::new(),
-        file_configs: BTreeMap::new(),
-        renames: BTreeMap::new(),
-        app: String::new(),
+        paths: Paths {
+            same_dir: same_dir(&project_dir, &out_dir),
+            project_dir: project_dir.clone(),
+        },
+        app,
         env_name: env_path
             .as_ref()
             .and_then(|p| p.file_name())
             .map_or(".env".into(), |n| n.to_string_lossy().into_owned()),
-        dbs: Vec::new(),
         first_file: files[0].clone(),
+        notes,
+        secrets: SecretValues::default(),
+        files: FileSources::default(),
+        names: Names::default(),
+        dbs: Vec::new(),
     };
-    c.app = c.app_name(opts);
     let doc = c.document()?;
     let sources = files
         .iter()
@@ -133,137 +161,58 @@ pub fn run(opts: &ImportOptions) -> Result<Conversion, ImportError> {
     if !text.ends_with('\n') {
         text.push('\n');
     }
+    let secrets = c.secrets.into_vec();
     let report = Report {
         sources: files,
         app: c.app.clone(),
         output: None,
         secrets_file: None,
-        secrets: c.secrets.iter().map(|(n, _)| n.clone()).collect(),
+        secrets: secrets.iter().map(|(n, _)| n.clone()).collect(),
         services: doc.1,
         databases: doc.2,
-        notes: c.notes,
+        notes: c.notes.into_vec(),
     };
     Ok(Conversion {
         toml: text,
         report,
-        secrets: c.secrets,
+        secrets,
     })
 }
 
-/// Reverse proxies that dockhand's own proxy usually replaces.
-const PROXY_IMAGES: [&str; 6] = [
-    "nginx",
-    "traefik",
-    "caddy",
-    "haproxy",
-    "nginx-proxy",
-    "envoy",
-];
-
-/// Container ports that are not HTTP, so never become a service's `port`.
-const NON_WEB_PORTS: [u16; 17] = [
-    22, 25, 53, 110, 143, 443, 465, 587, 993, 995, 1883, 3306, 5432, 5672, 6379, 11211, 27017,
-];
-
-/// Whether an environment variable's name says it holds a secret.
-pub fn looks_secret(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    if upper.ends_with("_FILE") || upper.ends_with("_PATH") {
-        return false;
-    }
-    [
-        "PASSWORD",
-        "PASSWD",
-        "PASS",
-        "PWD",
-        "SECRET",
-        "TOKEN",
-        "KEY",
-        "CREDENTIAL",
-        "PRIVATE",
-    ]
-    .iter()
-    .any(|w| upper.contains(w))
-}
-
-/// Whether a value is a URL with a password in it (`scheme://user:password@host`).
-fn has_url_password(value: &str) -> bool {
-    let Some((_, rest)) = value.split_once("://") else {
-        return false;
-    };
-    let authority = rest.split('/').next().unwrap_or(rest);
-    match authority.rsplit_once('@') {
-        Some((userinfo, _)) => userinfo.split_once(':').is_some_and(|(_, p)| !p.is_empty()),
-        None => false,
-    }
-}
-
-/// A name under dockhand's rules: lowercase letters, digits and `-`, starting with a letter,
-/// at most 63 characters.
-pub fn sanitise_name(raw: &str) -> String {
-    let mut out = String::new();
-    for c in raw.chars() {
-        let c = c.to_ascii_lowercase();
-        if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            out.push(c);
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    let trimmed = out.trim_start_matches(|c: char| !c.is_ascii_lowercase());
-    let mut name: String = trimmed.trim_end_matches('-').chars().take(63).collect();
-    while name.ends_with('-') {
-        name.pop();
-    }
-    if name.is_empty() {
-        "app".into()
-    } else {
-        name
-    }
-}
-
+/// One import in progress: the project as loaded (read only), and what the walk over it
+/// collects — notes, secret values, the top-level file sources, the dockhand names and the
+/// databases found. The concern modules take the parts they need; only the orchestration
+/// (`project`, `service`, `database`, `environment`) works on the whole.
 struct Converter<'a> {
     project: &'a Project,
     vars: &'a BTreeMap<String, String>,
     profiles: Vec<String>,
-    project_dir: PathBuf,
-    same_dir: bool,
-    notes: Vec<Note>,
-    secrets: Vec<(String, String)>,
-    /// Top-level file-based secrets and configs: name → file (as written in the compose file).
-    file_secrets: BTreeMap<String, String>,
-    file_configs: BTreeMap<String, String>,
-    /// Compose service name → dockhand name.
-    renames: BTreeMap<String, String>,
+    paths: Paths,
     app: String,
+    /// The name of the variables file, for notes about unset variables.
     env_name: String,
     first_file: PathBuf,
+    notes: Notes,
+    secrets: SecretValues,
+    files: FileSources,
+    names: Names,
     /// The databases found, for `${databases.NAME.*}` references in service env.
     dbs: Vec<DbInfo>,
 }
 
-/// What services may refer to: a database's names and credentials as compose set them.
-struct DbInfo {
-    compose_name: String,
-    name: String,
-    engine: &'static str,
-    user_vars: &'static [&'static str],
-    database_vars: &'static [&'static str],
-    password_vars: &'static [&'static str],
-    user: Option<String>,
-    password: Option<String>,
-    database: Option<String>,
-}
+/// The report's notes, in the order the translation made them.
+#[derive(Default)]
+struct Notes(Vec<Note>);
 
-impl Converter<'_> {
-    fn note(
+impl Notes {
+    fn add(
         &mut self,
         service: Option<&str>,
         key: &str,
         kind: NoteKind,
         message: impl Into<String>,
     ) {
-        self.notes.push(Note {
+        self.0.push(Note {
             service: service.map(String::from),
             key: key.to_owned(),
             kind,
@@ -271,319 +220,18 @@ impl Converter<'_> {
         });
     }
 
-    fn app_name(&mut self, opts: &ImportOptions) -> String {
-        let (raw, from) = if let Some(n) = opts.env.get("COMPOSE_PROJECT_NAME") {
-            (n.clone(), "COMPOSE_PROJECT_NAME")
-        } else if let Some(n) = self.top("name").and_then(Value::scalar) {
-            (n, "the top-level `name`")
-        } else {
-            let dir = std::fs::canonicalize(&self.project_dir)
-                .unwrap_or_else(|_| self.project_dir.clone());
-            (
-                dir.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "app".into()),
-                "the project directory's name",
-            )
-        };
-        let app = sanitise_name(&raw);
-        if app != raw {
-            self.note(
-                None,
-                "name",
-                NoteKind::Assumed,
-                format!(
-                    "app name `{app}` made from {from} `{raw}` (dockhand names use lowercase letters, digits and `-`); compose named its volumes `{}_*`, dockhand uses `{app}_*`",
-                    raw.to_lowercase()
-                ),
-            );
-        }
-        app
+    fn into_vec(self) -> Vec<Note> {
+        self.0
     }
+}
 
-    fn top(&self, key: &str) -> Option<&Value> {
-        self.project
-            .root
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
-    }
+/// Where the project is, and whether `dockhand.toml` is written beside the compose file.
+struct Paths {
+    project_dir: PathBuf,
+    same_dir: bool,
+}
 
-    /// The whole document: `(document, services, databases)`.
-    fn document(&mut self) -> Result<(DocumentMut, Vec<String>, Vec<String>), ImportError> {
-        let mut doc = DocumentMut::new();
-        doc["app"] = toml_edit::value(self.app.clone());
-
-        self.top_level_keys();
-        let unset = self.project.unset.clone();
-        let mut seen: Vec<(Option<String>, String)> = Vec::new();
-        for u in &unset {
-            let service =
-                u.at.strip_prefix("services.")
-                    .and_then(|rest| rest.split(['.', '[']).next())
-                    .map(String::from);
-            if seen.contains(&(service.clone(), u.var.clone())) {
-                continue;
-            }
-            seen.push((service.clone(), u.var.clone()));
-            let key = match &service {
-                Some(s) => u.at[("services.".len() + s.len())..]
-                    .trim_start_matches('.')
-                    .to_owned(),
-                None => u.at.clone(),
-            };
-            let key = strip_indexes(&key);
-            self.note(
-                service.as_deref(),
-                &key,
-                NoteKind::Warning,
-                format!(
-                    "variable {} is not set; it became an empty string (set it in the environment or {})",
-                    u.var, self.env_name
-                ),
-            );
-        }
-
-        // A secret-looking variable substituted anywhere but the environment ends up in
-        // dockhand.toml (commands, images…), where dockhand does not allow secrets.
-        let used = self.project.used.clone();
-        for u in &used {
-            let Some(rest) = u.at.strip_prefix("services.") else {
-                continue;
-            };
-            let (service, key) = rest.split_once('.').unwrap_or((rest, ""));
-            let key = strip_indexes(key);
-            if key.starts_with("environment") || !looks_secret(&u.var) {
-                continue;
-            }
-            self.note(
-                Some(service),
-                &key,
-                NoteKind::Warning,
-                format!(
-                    "uses ${{{}}}, which looks secret: its value is now written in dockhand.toml; dockhand allows secrets only in env values, so pass it through an env variable instead",
-                    u.var
-                ),
-            );
-        }
-
-        let services: Vec<(String, Value)> = match self.top("services") {
-            Some(Value::Map(m)) => m.clone(),
-            _ => Vec::new(),
-        };
-        // Which services are in: profiles, and an image or build to run.
-        let mut active: Vec<(String, Value)> = Vec::new();
-        for (name, svc) in services {
-            if let Some(p) = svc.get("profiles").and_then(Value::as_seq) {
-                let names: Vec<String> = p.iter().filter_map(Value::scalar).collect();
-                if !names.is_empty() && !names.iter().any(|n| self.profiles.contains(n)) {
-                    self.note(
-                        Some(&name),
-                        "profiles",
-                        NoteKind::NotCarried,
-                        format!(
-                            "skipped: only in profile {} (pass --profile {} to import it)",
-                            names.join(", "),
-                            names[0]
-                        ),
-                    );
-                    continue;
-                }
-            }
-            if svc.get("image").is_none() && svc.get("build").is_none() {
-                self.note(
-                    Some(&name),
-                    "image",
-                    NoteKind::NotCarried,
-                    "skipped: the service has neither `image` nor `build`",
-                );
-                continue;
-            }
-            active.push((name, svc));
-        }
-        // Dockhand names.
-        let mut taken: Vec<String> = Vec::new();
-        for (name, _) in &active {
-            let mut new = sanitise_name(name);
-            let base = new.clone();
-            let mut n = 2;
-            while taken.contains(&new) {
-                new = format!("{base}-{n}");
-                n += 1;
-            }
-            taken.push(new.clone());
-            if new != *name {
-                self.note(
-                    Some(name),
-                    "name",
-                    NoteKind::Assumed,
-                    format!("renamed to `{new}` (dockhand names use lowercase letters, digits and `-`); it is reachable on the app network by that name, and env values naming `{name}` as a host were changed to match"),
-                );
-            }
-            self.renames.insert(name.clone(), new);
-        }
-
-        let mut databases = Table::new();
-        databases.set_implicit(true);
-        let mut services_t = Table::new();
-        services_t.set_implicit(true);
-        let mut db_names = Vec::new();
-        let mut svc_names = Vec::new();
-        let mut first_web = true;
-        let mut position = 0;
-        let engines: Vec<Option<Engine>> = active
-            .iter()
-            .map(|(_, svc)| {
-                svc.get("image")
-                    .and_then(Value::scalar)
-                    .and_then(|i| engine_of(&i))
-            })
-            .collect();
-        let db_set: Vec<String> = active
-            .iter()
-            .zip(&engines)
-            .filter(|(_, e)| e.is_some())
-            .map(|((n, _), _)| n.clone())
-            .collect();
-        for ((name, svc), engine) in active.iter().zip(&engines) {
-            let Some(engine) = engine else { continue };
-            // Read the credentials without reporting (the database table reports them).
-            let before = self.notes.len();
-            let env = self.environment(name, svc);
-            self.notes.truncate(before);
-            let find = |vars: &[&str]| {
-                env.iter()
-                    .find(|(k, _)| vars.contains(&k.as_str()))
-                    .and_then(|(_, v)| v.clone())
-                    .filter(|v| !v.is_empty())
-            };
-            self.dbs.push(DbInfo {
-                compose_name: name.clone(),
-                name: self.renames[name].clone(),
-                engine: engine.engine,
-                user_vars: engine.user,
-                database_vars: engine.database,
-                password_vars: engine.password,
-                user: find(engine.user),
-                password: find(engine.password),
-                database: find(engine.database),
-            });
-        }
-        for ((name, svc), engine) in active.iter().zip(engines) {
-            let new = self.renames[name].clone();
-            position += 1;
-            let origin = (new != *name).then(|| format!("\n# compose service `{name}`\n"));
-            match engine {
-                Some(engine) => {
-                    let mut t = self.database(name, svc, &engine);
-                    t.set_position(position);
-                    if let Some(o) = &origin {
-                        t.decor_mut().set_prefix(o);
-                    }
-                    databases.insert(&new, Item::Table(t));
-                    db_names.push(new);
-                }
-                None => {
-                    let mut t = self.service(name, svc, &mut first_web, &db_set);
-                    t.set_position(position + 1000);
-                    if let Some(o) = &origin {
-                        t.decor_mut().set_prefix(o);
-                    }
-                    services_t.insert(&new, Item::Table(t));
-                    svc_names.push(new);
-                }
-            }
-        }
-        if svc_names.is_empty() && db_names.is_empty() {
-            return Err(ImportError::Invalid {
-                file: self.first_file.clone(),
-                message: "there is no service to import (the report of a run with --profile may show skipped ones)".into(),
-            });
-        }
-        if !databases.is_empty() {
-            doc.insert("databases", Item::Table(databases));
-        }
-        doc.insert("services", Item::Table(services_t));
-        Ok((doc, svc_names, db_names))
-    }
-
-    fn top_level_keys(&mut self) {
-        let root = self.project.root.clone();
-        for (key, value) in &root {
-            match key.as_str() {
-                "services" | "name" => {}
-                "version" => self.note(
-                    None,
-                    "version",
-                    NoteKind::NotCarried,
-                    "obsolete in the Compose specification; ignored",
-                ),
-                "networks" => self.note(
-                    None,
-                    "networks",
-                    NoteKind::NotCarried,
-                    "dockhand gives each app one network (`dockhand-<app>`) on which every service and database reaches the others by name",
-                ),
-                "volumes" => {
-                    for (name, def) in value.as_map().unwrap_or_default() {
-                        for (k, v) in def.as_map().unwrap_or_default() {
-                            if k == "driver" && v.scalar().as_deref() == Some("local") {
-                                continue;
-                            }
-                            let why = match k.as_str() {
-                                "external" => "external volumes are not supported: dockhand creates `<app>_<name>` itself; copy the data over".to_string(),
-                                "name" => format!("a custom volume name is not supported: dockhand names it `{}_{name}`", self.app),
-                                _ => "volume drivers and their options are not supported (local volumes only)".to_string(),
-                            };
-                            self.note(None, &format!("volumes.{name}.{k}"), NoteKind::NotCarried, why);
-                        }
-                    }
-                }
-                "secrets" | "configs" => {
-                    for (name, def) in value.as_map().unwrap_or_default() {
-                        if let Some(file) = def.get("file").and_then(Value::scalar) {
-                            if key == "secrets" {
-                                self.file_secrets.insert(name.clone(), file);
-                            } else {
-                                self.file_configs.insert(name.clone(), file);
-                            }
-                        } else {
-                            let what = def
-                                .as_map()
-                                .and_then(|m| m.first())
-                                .map(|(k, _)| k.clone())
-                                .unwrap_or_default();
-                            self.note(
-                                None,
-                                &format!("{key}.{name}"),
-                                NoteKind::NotCarried,
-                                format!("only file-based {key} are imported (this one uses `{what}`); put the value in a file or, for secrets, in the secrets file and the service's env"),
-                            );
-                        }
-                    }
-                }
-                "include" => self.note(
-                    None,
-                    "include",
-                    NoteKind::NotCarried,
-                    "included compose files are not read; import them with more -f options",
-                ),
-                k if k.starts_with("x-") => self.note(
-                    None,
-                    k,
-                    NoteKind::NotCarried,
-                    "extension field: ignored, as compose does (its anchors were expanded)",
-                ),
-                other => self.note(
-                    None,
-                    other,
-                    NoteKind::NotCarried,
-                    "not a key dockhand knows",
-                ),
-            }
-        }
-    }
-
+impl Paths {
     /// A path from the compose file, as dockhand.toml must write it: relative when it is
     /// written beside the compose file, else absolute.
     fn rebase(&self, path: &str) -> String {
@@ -600,1004 +248,5 @@ impl Converter<'_> {
             let abs = normalise(&absolute(&self.project_dir).join(path));
             abs.display().to_string()
         }
-    }
-
-    /// Rewrites host names of renamed services inside a value.
-    fn rename_hosts(&self, value: &str) -> String {
-        let mut out = value.to_owned();
-        for (old, new) in &self.renames {
-            if old == new || !out.contains(old.as_str()) {
-                continue;
-            }
-            let mut result = String::new();
-            let mut rest = out.as_str();
-            while let Some(i) = rest.find(old.as_str()) {
-                // The character before the match in the original value.
-                let before = if i > 0 {
-                    rest[..i].chars().last()
-                } else {
-                    result.chars().last()
-                };
-                let after = rest[i + old.len()..].chars().next();
-                let boundary = |c: Option<char>| {
-                    c.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-                };
-                result.push_str(&rest[..i]);
-                if boundary(before) && boundary(after) {
-                    result.push_str(new);
-                } else {
-                    result.push_str(old);
-                }
-                rest = &rest[i + old.len()..];
-            }
-            result.push_str(rest);
-            out = result;
-        }
-        out
-    }
-
-    /// Adds `value` to the secrets under `preferred` (or a service-prefixed name when that
-    /// name already holds another value) and returns the name used.
-    fn add_secret(&mut self, service: &str, preferred: &str, value: &str) -> String {
-        let clean = |s: &str| -> String {
-            s.chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() {
-                        c.to_ascii_uppercase()
-                    } else {
-                        '_'
-                    }
-                })
-                .collect()
-        };
-        let mut name = clean(preferred);
-        if name.starts_with(|c: char| c.is_ascii_digit()) {
-            name.insert(0, '_');
-        }
-        match self.secrets.iter().find(|(n, _)| *n == name) {
-            Some((_, v)) if v == value => return name,
-            Some(_) => {
-                name = format!("{}_{name}", clean(service));
-                if let Some((_, v)) = self.secrets.iter().find(|(n, _)| *n == name) {
-                    if v == value {
-                        return name;
-                    }
-                }
-            }
-            None => {}
-        }
-        self.secrets.push((name.clone(), value.to_owned()));
-        name
-    }
-
-    /// The environment of a service: `env_file` entries, then `environment` on top.
-    /// Values are `None` for pass-through keys that are unset.
-    fn environment(&mut self, name: &str, svc: &Value) -> Vec<(String, Option<String>)> {
-        let mut env: Vec<(String, Option<String>)> = Vec::new();
-        let set = |env: &mut Vec<(String, Option<String>)>, k: String, v: Option<String>| match env
-            .iter_mut()
-            .find(|(e, _)| *e == k)
-        {
-            Some(slot) => slot.1 = v,
-            None => env.push((k, v)),
-        };
-        if let Some(files) = svc.get("env_file").and_then(Value::as_seq) {
-            for entry in files {
-                let (path, required) = match &entry {
-                    Value::Map(_) => (
-                        entry
-                            .get("path")
-                            .and_then(Value::scalar)
-                            .unwrap_or_default(),
-                        entry
-                            .get("required")
-                            .and_then(Value::as_bool)
-                            .unwrap_or(true),
-                    ),
-                    other => (other.scalar().unwrap_or_default(), true),
-                };
-                if let Some(format) = entry.get("format").and_then(Value::scalar) {
-                    self.note(Some(name), "env_file.format", NoteKind::NotCarried, format!("format `{format}` is not supported; the file was read as a dotenv file"));
-                }
-                let full = self.project_dir.join(&path);
-                match std::fs::read_to_string(&full) {
-                    Ok(text) => {
-                        for (k, v) in load::parse_dotenv(&text) {
-                            let v = v.or_else(|| self.vars.get(&k).cloned());
-                            set(&mut env, k, v);
-                        }
-                        self.note(
-                            Some(name),
-                            "env_file",
-                            NoteKind::Assumed,
-                            format!("the variables of `{path}` were copied into env (dockhand has no env_file)"),
-                        );
-                    }
-                    Err(_) if !required => {}
-                    Err(_) => self.note(
-                        Some(name),
-                        "env_file",
-                        NoteKind::Warning,
-                        format!("`{path}` does not exist (compose would refuse to start); its variables were not imported"),
-                    ),
-                }
-            }
-        }
-        if let Some(Value::Map(m)) = svc.get("environment") {
-            for (k, v) in m.clone() {
-                let v = match v {
-                    Value::Null => self.vars.get(&k).cloned(),
-                    other => Some(other.scalar().unwrap_or_default()),
-                };
-                set(&mut env, k, v);
-            }
-        }
-        env
-    }
-
-    /// Writes `env` into an env table (secrets moved out, `$` escaped).
-    fn env_table(&mut self, name: &str, env: Vec<(String, Option<String>)>) -> Option<Item> {
-        if env.is_empty() {
-            return None;
-        }
-        let mut table = InlineTable::new();
-        let mut passthrough = Vec::new();
-        let mut empty_secrets = Vec::new();
-        for (k, v) in env {
-            if let Some(reference) = self.database_reference(name, &k, v.as_deref()) {
-                table.insert(&k, reference.into());
-                continue;
-            }
-            let secret = looks_secret(&k) || v.as_deref().is_some_and(has_url_password);
-            let text = match (v, secret) {
-                (Some(v), true) => {
-                    if v.is_empty() {
-                        empty_secrets.push(k.clone());
-                    }
-                    let v = self.rename_hosts(&v);
-                    let s = self.add_secret(name, &k, &v);
-                    format!("${{secret.{s}}}")
-                }
-                (None, true) => {
-                    empty_secrets.push(k.clone());
-                    let s = self.add_secret(name, &k, "");
-                    format!("${{secret.{s}}}")
-                }
-                (Some(v), false) => escape(&self.rename_hosts(&v)),
-                (None, false) => {
-                    passthrough.push(k.clone());
-                    format!("${{{k}:-}}")
-                }
-            };
-            table.insert(&k, text.into());
-        }
-        if !passthrough.is_empty() {
-            self.note(
-                Some(name),
-                "environment",
-                NoteKind::Assumed,
-                format!(
-                    "pass-through variables not set now, written as `${{NAME:-}}` so dockhand takes them from its environment or .env at deploy time: {}",
-                    passthrough.join(", ")
-                ),
-            );
-        }
-        if !empty_secrets.is_empty() {
-            self.note(
-                Some(name),
-                "environment",
-                NoteKind::Warning,
-                format!(
-                    "secret-looking variables with no value; fill them in the secrets file: {}",
-                    empty_secrets.join(", ")
-                ),
-            );
-        }
-        Some(small_or_table(table))
-    }
-
-    fn service(
-        &mut self,
-        name: &str,
-        svc: &Value,
-        first_web: &mut bool,
-        databases: &[String],
-    ) -> Table {
-        let mut t = Table::new();
-        let entries = svc.as_map().unwrap_or_default().to_vec();
-        let get = |k: &str| svc.get(k);
-
-        // image, build, pull
-        if let Some(image) = get("image").and_then(Value::scalar) {
-            t.insert("image", toml_edit::value(image.clone()));
-            if PROXY_IMAGES.contains(&image_name(&image).as_str()) {
-                self.note(Some(name), "image", NoteKind::Warning, format!("`{image}` looks like a reverse proxy; dockhand's own proxy routes to each service (`route`), so this service may be unnecessary"));
-            }
-        }
-        if let Some(build) = get("build") {
-            if let Some(item) = self.build(name, build) {
-                t.insert("build", item);
-            }
-        }
-        if let Some(p) = get("pull_policy").and_then(Value::scalar) {
-            match p.as_str() {
-                "always" | "never" | "missing" => {
-                    t.insert("pull", toml_edit::value(p));
-                }
-                "if_not_present" => {
-                    t.insert("pull", toml_edit::value("missing"));
-                }
-                other => self.note(
-                    Some(name),
-                    "pull_policy",
-                    NoteKind::NotCarried,
-                    format!("`{other}` has no dockhand equivalent (always, missing, never)"),
-                ),
-            }
-        }
-        for key in ["command", "entrypoint"] {
-            if let Some(v) = get(key) {
-                if let Some(item) = command_item(v) {
-                    t.insert(key, item);
-                } else if v != &Value::Null {
-                    self.note(
-                        Some(name),
-                        key,
-                        NoteKind::NotCarried,
-                        "an empty command cannot be written; the image's default is used",
-                    );
-                }
-            }
-        }
-
-        // port and route
-        let ports = self.ports(name, get("ports"));
-        let web = ports
-            .iter()
-            .find(|p| p.protocol == "tcp" && !NON_WEB_PORTS.contains(&p.container));
-        let web_port = web.map(|p| p.container);
-        if let Some(p) = web {
-            t.insert("port", toml_edit::value(i64::from(p.container)));
-            if p.host_ip.is_none() && p.host_port.is_some() {
-                self.note(Some(name), "ports", NoteKind::Warning, format!("compose published port {} on all interfaces; dockhand publishes the container port on 127.0.0.1 only and reaches it through its proxy", p.host_port.clone().unwrap_or_default()));
-            }
-        }
-        for p in &ports {
-            if Some(p.container) == web_port && p.protocol == "tcp" {
-                continue;
-            }
-            let why = if p.container == 443 {
-                "a TLS port: dockhand's proxy terminates TLS itself".to_string()
-            } else if p.protocol != "tcp" {
-                format!("{} ports are not published by dockhand", p.protocol)
-            } else if web_port.is_some() {
-                "dockhand gives a service one port (the first web port became `port`)".to_string()
-            } else {
-                "not an HTTP port; dockhand does not publish non-web ports of services (other services reach it on the app network)".to_string()
-            };
-            self.note(
-                Some(name),
-                "ports",
-                NoteKind::NotCarried,
-                format!(
-                    "port {}{} not carried: {why}",
-                    p.container,
-                    if p.protocol == "tcp" {
-                        String::new()
-                    } else {
-                        format!("/{}", p.protocol)
-                    }
-                ),
-            );
-        }
-
-        let env = self.environment(name, svc);
-        if let Some(item) = self.env_table(name, env) {
-            t.insert("env", item);
-        }
-
-        // volumes, secrets, configs, tmpfs
-        let mut volumes = Array::new();
-        if let Some(list) = get("volumes").and_then(Value::as_seq) {
-            for v in list {
-                if let Some(item) = self.volume(name, v) {
-                    volumes.push_formatted(item);
-                }
-            }
-        }
-        for (key, default_dir) in [("secrets", "/run/secrets/"), ("configs", "/")] {
-            if let Some(list) = get(key).and_then(Value::as_seq) {
-                for s in list {
-                    if let Some(v) = self.secret_mount(name, key, s, default_dir) {
-                        volumes.push(v);
-                    }
-                }
-            }
-        }
-        if let Some(list) = get("tmpfs").and_then(Value::as_seq) {
-            for s in list.iter().filter_map(Value::scalar) {
-                let (target, opts) = s.split_once(':').unwrap_or((&s, ""));
-                let mut it = InlineTable::new();
-                it.insert("type", "tmpfs".into());
-                it.insert("target", target.into());
-                volumes.push(it);
-                if !opts.is_empty() {
-                    self.note(
-                        Some(name),
-                        "tmpfs",
-                        NoteKind::NotCarried,
-                        format!("tmpfs options `{opts}` of {target} are not supported"),
-                    );
-                }
-            }
-        }
-        if !volumes.is_empty() {
-            t.insert("volumes", array_item(volumes));
-        }
-
-        // deploy and resources
-        let mut replicas = get("scale")
-            .and_then(|v| v.scalar())
-            .and_then(|s| s.parse::<i64>().ok());
-        let mut memory = get("mem_limit").and_then(Value::scalar);
-        let mut cpus = get("cpus").and_then(Value::scalar);
-        if let Some(deploy) = get("deploy") {
-            for (k, v) in deploy.as_map().unwrap_or_default().to_vec() {
-                match k.as_str() {
-                    "replicas" => replicas = v.scalar().and_then(|s| s.parse().ok()),
-                    "resources" => {
-                        for (rk, rv) in v.as_map().unwrap_or_default().to_vec() {
-                            if rk == "limits" {
-                                for (lk, lv) in rv.as_map().unwrap_or_default().to_vec() {
-                                    match lk.as_str() {
-                                        "memory" => memory = lv.scalar(),
-                                        "cpus" => cpus = lv.scalar(),
-                                        other => self.note(Some(name), &format!("deploy.resources.limits.{other}"), NoteKind::NotCarried, "only memory and cpus limits are supported"),
-                                    }
-                                }
-                            } else {
-                                self.note(Some(name), &format!("deploy.resources.{rk}"), NoteKind::NotCarried, "only limits (memory, cpus) are supported");
-                            }
-                        }
-                    }
-                    other => self.note(Some(name), &format!("deploy.{other}"), NoteKind::NotCarried, "only deploy.replicas and deploy.resources.limits are supported (dockhand runs on one host)"),
-                }
-            }
-        }
-        if let Some(r) = replicas {
-            t.insert("replicas", toml_edit::value(r));
-        }
-        if let Some(r) = get("restart").and_then(restart_text) {
-            let (policy, note) = match r.as_str() {
-                "no" | "false" => ("never", None),
-                "always" => ("always", None),
-                "unless-stopped" => ("always", Some("`unless-stopped` became `always`: dockhand restarts a service that exits until it is stopped")),
-                s if s.starts_with("on-failure") => ("on-failure", s.contains(':').then_some("the retry count of on-failure is not supported: dockhand backs off and marks a crash loop")),
-                _ => ("always", Some("unknown restart policy; `always` assumed")),
-            };
-            t.insert("restart", toml_edit::value(policy));
-            if let Some(n) = note {
-                self.note(Some(name), "restart", NoteKind::Assumed, n);
-            }
-        }
-        if let Some(m) = memory {
-            match docker_size(&m) {
-                Some(s) => {
-                    t.insert("memory", toml_edit::value(s));
-                }
-                None => self.note(
-                    Some(name),
-                    "memory",
-                    NoteKind::NotCarried,
-                    format!("cannot read the size `{m}`"),
-                ),
-            }
-        }
-        if let Some(c) = cpus.and_then(|c| c.parse::<f64>().ok()) {
-            t.insert("cpus", toml_edit::value(c));
-        }
-        self.common(name, svc, &mut t);
-
-        // depends_on
-        if let Some(Value::Map(deps)) = get("depends_on") {
-            let mut arr = Array::new();
-            let mut conditions = Vec::new();
-            let mut db_deps = Vec::new();
-            for (dep, spec) in deps {
-                let Some(new) = self.renames.get(dep).cloned() else {
-                    self.note(
-                        Some(name),
-                        "depends_on",
-                        NoteKind::NotCarried,
-                        format!("`{dep}` is not imported (profile or no image)"),
-                    );
-                    continue;
-                };
-                let cond = spec
-                    .get("condition")
-                    .and_then(Value::scalar)
-                    .unwrap_or_default();
-                if databases.contains(dep) {
-                    db_deps.push(new);
-                    continue;
-                }
-                if cond != "service_started" && !cond.is_empty() {
-                    conditions.push(format!("{dep}: {cond}"));
-                }
-                arr.push(new);
-            }
-            if !db_deps.is_empty() {
-                self.note(
-                    Some(name),
-                    "depends_on",
-                    NoteKind::Assumed,
-                    format!(
-                        "left out {}: databases are always started (and ready) before services",
-                        db_deps.join(", ")
-                    ),
-                );
-            }
-            if !conditions.is_empty() {
-                self.note(
-                    Some(name),
-                    "depends_on",
-                    NoteKind::NotCarried,
-                    format!(
-                        "conditions are not supported, only the start order: {}",
-                        conditions.join(", ")
-                    ),
-                );
-            }
-            if !arr.is_empty() {
-                t.insert("depends_on", toml_edit::value(arr));
-            }
-        }
-
-        if let Some(hc) = get("healthcheck") {
-            if let Some(h) = self.health(name, hc, web_port) {
-                t.insert("health", toml_edit::value(h));
-            }
-        }
-
-        if let Some(port) = web_port {
-            let host = if *first_web {
-                format!("{}.localhost", self.app)
-            } else {
-                format!("{}.{}.localhost", self.renames[name], self.app)
-            };
-            *first_web = false;
-            let mut route = InlineTable::new();
-            route.insert("host", host.as_str().into());
-            route.insert("path", "/".into());
-            let mut item = toml_edit::value(route);
-            if let Some(v) = item.as_value_mut() {
-                v.decor_mut()
-                    .set_suffix("  # assumed host: change it to your domain");
-            }
-            t.insert("route", item);
-            self.note(Some(name), "ports", NoteKind::Assumed, format!("web service on port {port}, routed at http://{host}/ (change `route.host` to your domain)"));
-        }
-
-        // Everything else.
-        for (key, value) in entries {
-            self.other_key(name, &key, &value, false);
-        }
-        t
-    }
-
-    /// Keys both services and databases carry: user, init, shm_size, ulimits, stop_grace_period.
-    fn common(&mut self, name: &str, svc: &Value, t: &mut Table) {
-        if let Some(u) = svc.get("user").and_then(Value::scalar) {
-            t.insert("user", toml_edit::value(u));
-        }
-        if let Some(i) = svc.get("init").and_then(Value::as_bool) {
-            t.insert("init", toml_edit::value(i));
-        }
-        if let Some(s) = svc.get("shm_size").and_then(Value::scalar) {
-            match docker_size(&s) {
-                Some(v) => {
-                    t.insert("shm_size", toml_edit::value(v));
-                }
-                None => self.note(
-                    Some(name),
-                    "shm_size",
-                    NoteKind::NotCarried,
-                    format!("cannot read the size `{s}`"),
-                ),
-            }
-        }
-        if let Some(Value::Map(limits)) = svc.get("ulimits") {
-            let mut it = InlineTable::new();
-            for (k, v) in limits {
-                match v {
-                    Value::Map(_) => {
-                        let mut inner = InlineTable::new();
-                        for part in ["soft", "hard"] {
-                            if let Some(n) = v
-                                .get(part)
-                                .and_then(Value::scalar)
-                                .and_then(|s| s.parse::<i64>().ok())
-                            {
-                                inner.insert(part, n.into());
-                            }
-                        }
-                        it.insert(k, inner.into());
-                    }
-                    other => {
-                        if let Some(n) = other.scalar().and_then(|s| s.parse::<i64>().ok()) {
-                            it.insert(k, n.into());
-                        }
-                    }
-                }
-            }
-            t.insert("ulimits", toml_edit::value(it));
-        }
-        if let Some(d) = svc.get("stop_grace_period").and_then(Value::scalar) {
-            t.insert("stop_timeout", toml_edit::value(duration(&d)));
-        }
-    }
-
-    /// Reports a key that `service`/`database` did not handle itself.
-    fn other_key(&mut self, name: &str, key: &str, value: &Value, database: bool) {
-        let handled_service = [
-            "image",
-            "build",
-            "pull_policy",
-            "command",
-            "entrypoint",
-            "ports",
-            "environment",
-            "env_file",
-            "volumes",
-            "secrets",
-            "configs",
-            "tmpfs",
-            "scale",
-            "mem_limit",
-            "cpus",
-            "deploy",
-            "restart",
-            "user",
-            "init",
-            "shm_size",
-            "ulimits",
-            "stop_grace_period",
-            "depends_on",
-            "healthcheck",
-            "profiles",
-        ];
-        let handled_database = [
-            "image",
-            "command",
-            "ports",
-            "environment",
-            "env_file",
-            "volumes",
-            "secrets",
-            "mem_limit",
-            "cpus",
-            "deploy",
-            "shm_size",
-            "healthcheck",
-            "profiles",
-        ];
-        if (!database && handled_service.contains(&key))
-            || (database && handled_database.contains(&key))
-        {
-            return;
-        }
-        let reason = match key {
-            "expose" => {
-                let ports: Vec<String> = value.as_seq().unwrap_or_default().iter().filter_map(Value::scalar).collect();
-                format!("not needed: other services reach `{}` on the app network at {}", self.renames.get(name).map_or(name, |s| s.as_str()), ports.join(", "))
-            }
-            "container_name" => "dockhand names containers itself (<app>-<service>-…)".into(),
-            "hostname" | "domainname" => format!("containers are reachable on the app network by their service name (`{}`)", self.renames.get(name).map_or(name, |s| s.as_str())),
-            "networks" | "network_mode" | "links" | "external_links" => "dockhand gives each app one network on which every service and database reaches the others by name".into(),
-            "labels" => "dockhand sets its own container labels (dockhand.app, dockhand.service, …); routing labels are replaced by `route`".into(),
-            "logging" => "dockhand captures stdout and stderr itself (`dockhand logs`)".into(),
-            "extends" => "`extends` is not followed; copy the keys of the extended service into this one and import again".into(),
-            "working_dir" => "no key for the container's working directory; set WORKDIR in the image".into(),
-            "cap_add" | "cap_drop" | "privileged" | "devices" | "security_opt" | "sysctls" | "pid" | "ipc" | "userns_mode" | "cgroup" | "cgroup_parent" | "group_add" | "read_only" | "isolation" | "oom_kill_disable" | "oom_score_adj" | "device_cgroup_rules" | "runtime" | "gpus" => "not supported by dockhand's container runtime".into(),
-            "stdin_open" | "tty" => "not needed: dockhand runs services detached".into(),
-            "dns" | "dns_search" | "dns_opt" | "extra_hosts" | "mac_address" => "custom DNS and host entries are not supported".into(),
-            "platform" => "not supported: the image's platform for this host is used".into(),
-            "stop_signal" => "dockhand stops containers with SIGTERM".into(),
-            "restart" | "depends_on" if database => "databases are started before every service and restarted unless stopped".into(),
-            "user" | "init" | "ulimits" | "stop_grace_period" | "tmpfs" | "build" | "pull_policy" | "entrypoint" | "configs" if database => "not supported on databases".into(),
-            k if k.starts_with("x-") => "extension field: ignored, as compose does".into(),
-            _ => "not supported by dockhand".into(),
-        };
-        self.note(Some(name), key, NoteKind::NotCarried, reason);
-    }
-
-    fn build(&mut self, name: &str, build: &Value) -> Option<Item> {
-        let Value::Map(entries) = build else {
-            return None;
-        };
-        let mut it = InlineTable::new();
-        for (k, v) in entries {
-            match k.as_str() {
-                "context" => {
-                    let ctx = v.scalar().unwrap_or_default();
-                    if ctx.contains("://") || ctx.starts_with("git@") {
-                        self.note(Some(name), "build.context", NoteKind::NotCarried, "remote build contexts are not supported; clone it and point build at the directory");
-                        return None;
-                    }
-                    it.insert("context", self.rebase(&ctx).into());
-                }
-                "dockerfile" | "target" => {
-                    it.insert(k, v.scalar().unwrap_or_default().into());
-                }
-                "args" => {
-                    let mut args = InlineTable::new();
-                    if let Value::Map(m) = list_to_map(v.clone(), '=') {
-                        for (ak, av) in m {
-                            let val = match av {
-                                Value::Null => self.vars.get(&ak).cloned().unwrap_or_default(),
-                                other => other.scalar().unwrap_or_default(),
-                            };
-                            args.insert(&ak, escape(&val).into());
-                        }
-                    }
-                    it.insert("args", args.into());
-                }
-                other => self.note(
-                    Some(name),
-                    &format!("build.{other}"),
-                    NoteKind::NotCarried,
-                    "dockhand builds with context, dockerfile, target and args only",
-                ),
-            }
-        }
-        if it.len() == 1 {
-            if let Some(ctx) = it.get("context") {
-                return Some(toml_edit::value(ctx.clone()));
-            }
-        }
-        Some(toml_edit::value(it))
-    }
-
-    /// The published ports of a service (short and long syntax); ranges are reported.
-    fn ports(&mut self, name: &str, ports: Option<&Value>) -> Vec<PublishedPort> {
-        let mut out = Vec::new();
-        for p in ports.and_then(Value::as_seq).unwrap_or_default().to_vec() {
-            match parse_port(&p) {
-                Ok(Some(pp)) => out.push(pp),
-                Ok(None) => {}
-                Err(why) => self.note(Some(name), "ports", NoteKind::NotCarried, why),
-            }
-        }
-        out
-    }
-
-    fn volume(&mut self, name: &str, v: &Value) -> Option<toml_edit::Value> {
-        let (kind, source, target, read_only, dropped): (
-            String,
-            String,
-            String,
-            bool,
-            Vec<String>,
-        ) = match v {
-            Value::Str(s) => {
-                let parts: Vec<&str> = s.split(':').collect();
-                if parts.len() == 1 {
-                    self.note(
-                        Some(name),
-                        "volumes",
-                        NoteKind::NotCarried,
-                        format!(
-                            "anonymous volume `{s}` is not supported; give it a name (`data:{s}`)"
-                        ),
-                    );
-                    return None;
-                }
-                let (src, dst) = (parts[0].to_owned(), parts[1].to_owned());
-                let modes: Vec<String> = parts
-                    .get(2)
-                    .map(|m| m.split(',').map(String::from).collect())
-                    .unwrap_or_default();
-                let ro = modes.iter().any(|m| m == "ro");
-                let dropped = modes
-                    .into_iter()
-                    .filter(|m| m != "ro" && m != "rw")
-                    .collect();
-                let kind = if src.starts_with(['.', '/', '~']) || src.is_empty() {
-                    "bind"
-                } else {
-                    "volume"
-                };
-                (kind.into(), src, dst, ro, dropped)
-            }
-            Value::Map(_) => {
-                let kind = v
-                    .get("type")
-                    .and_then(Value::scalar)
-                    .unwrap_or_else(|| "volume".into());
-                let src = v.get("source").and_then(Value::scalar).unwrap_or_default();
-                let dst = v.get("target").and_then(Value::scalar).unwrap_or_default();
-                let ro = v.get("read_only").and_then(Value::as_bool).unwrap_or(false);
-                let mut dropped = Vec::new();
-                for (k, _) in v.as_map().unwrap_or_default() {
-                    if !["type", "source", "target", "read_only"].contains(&k.as_str()) {
-                        dropped.push(k.clone());
-                    }
-                }
-                if kind == "tmpfs" {
-                    let mut it = InlineTable::new();
-                    it.insert("type", "tmpfs".into());
-                    it.insert("target", dst.as_str().into());
-                    if !dropped.is_empty() {
-                        self.note(
-                            Some(name),
-                            "volumes",
-                            NoteKind::NotCarried,
-                            format!(
-                                "options {} of tmpfs {dst} are not supported",
-                                dropped.join(", ")
-                            ),
-                        );
-                    }
-                    return Some(it.into());
-                }
-                if kind == "volume" && src.is_empty() {
-                    self.note(
-                        Some(name),
-                        "volumes",
-                        NoteKind::NotCarried,
-                        format!(
-                            "anonymous volume at {dst} is not supported; give it a source name"
-                        ),
-                    );
-                    return None;
-                }
-                if kind != "volume" && kind != "bind" {
-                    self.note(
-                        Some(name),
-                        "volumes",
-                        NoteKind::NotCarried,
-                        format!("volume type `{kind}` at {dst} is not supported"),
-                    );
-                    return None;
-                }
-                (kind, src, dst, ro, dropped)
-            }
-            other => {
-                self.note(
-                    Some(name),
-                    "volumes",
-                    NoteKind::NotCarried,
-                    format!("a volume entry that is {} cannot be read", other.kind()),
-                );
-                return None;
-            }
-        };
-        if !dropped.is_empty() {
-            let selinux = dropped.iter().all(|d| d == "z" || d == "Z");
-            let why = if selinux {
-                "SELinux relabel flags are not supported (label the host directory yourself if SELinux enforces)".to_string()
-            } else {
-                "these mount options are not supported".to_string()
-            };
-            self.note(
-                Some(name),
-                "volumes",
-                NoteKind::NotCarried,
-                format!("`{}` dropped from {target}: {why}", dropped.join(",")),
-            );
-        }
-        if source.is_empty() {
-            self.note(Some(name), "volumes", NoteKind::NotCarried, format!("the mount at {target} has an empty source (an unset variable?); set the variable and import again, or add the volume by hand"));
-            return None;
-        }
-        let source = if kind == "bind" {
-            if let Some(rest) = source.strip_prefix('~') {
-                self.note(Some(name), "volumes", NoteKind::Warning, format!("`{source}` is relative to the home directory, which dockhand does not expand; written with $HOME of this import"));
-                let home = self.vars.get("HOME").cloned().unwrap_or_default();
-                format!("{home}{rest}")
-            } else {
-                self.rebase(&source)
-            }
-        } else {
-            source
-        };
-        Some(format!("{source}:{target}{}", if read_only { ":ro" } else { "" }).into())
-    }
-
-    fn secret_mount(
-        &mut self,
-        name: &str,
-        key: &str,
-        s: &Value,
-        default_dir: &str,
-    ) -> Option<String> {
-        let (source, target) = match s {
-            Value::Map(_) => {
-                for extra in ["uid", "gid", "mode"] {
-                    if s.get(extra).is_some() {
-                        self.note(
-                            Some(name),
-                            &format!("{key}.{extra}"),
-                            NoteKind::NotCarried,
-                            "ownership and mode of mounted files are not supported",
-                        );
-                    }
-                }
-                (
-                    s.get("source").and_then(Value::scalar).unwrap_or_default(),
-                    s.get("target").and_then(Value::scalar),
-                )
-            }
-            other => (other.scalar().unwrap_or_default(), None),
-        };
-        let files = if key == "secrets" {
-            &self.file_secrets
-        } else {
-            &self.file_configs
-        };
-        let Some(file) = files.get(&source).cloned() else {
-            self.note(
-                Some(name),
-                key,
-                NoteKind::NotCarried,
-                format!("`{source}` is not a file-based top-level {key} entry"),
-            );
-            return None;
-        };
-        let target = match target {
-            Some(t) if t.starts_with('/') => t,
-            Some(t) => format!("{default_dir}{t}"),
-            None => format!("{default_dir}{source}"),
-        };
-        self.note(
-            Some(name),
-            key,
-            NoteKind::Assumed,
-            format!("`{source}` is mounted read-only from {file} at {target}"),
-        );
-        Some(format!("{}:{target}:ro", self.rebase(&file)))
-    }
-
-    fn health(&mut self, name: &str, hc: &Value, port: Option<u16>) -> Option<InlineTable> {
-        if hc.get("disable").and_then(Value::as_bool) == Some(true) {
-            self.note(
-                Some(name),
-                "healthcheck",
-                NoteKind::NotCarried,
-                "disabled in compose; no health check written",
-            );
-            return None;
-        }
-        let test = hc.get("test");
-        let mut it = InlineTable::new();
-        match test {
-            None => {
-                self.note(Some(name), "healthcheck", NoteKind::NotCarried, "uses the image's own HEALTHCHECK, which dockhand does not run; add `health` (a `path` for web services, or a `command`)");
-                return None;
-            }
-            Some(Value::Seq(items)) => {
-                let words: Vec<String> = items.iter().filter_map(Value::scalar).collect();
-                match words.first().map(String::as_str) {
-                    Some("NONE") => {
-                        self.note(
-                            Some(name),
-                            "healthcheck.test",
-                            NoteKind::NotCarried,
-                            "NONE disables the image's health check; no health check written",
-                        );
-                        return None;
-                    }
-                    Some("CMD") => {
-                        let args = &words[1..];
-                        if let Some(path) = http_probe(&args.join(" "), port) {
-                            self.http_notes(name, &args.join(" "));
-                            it.insert("path", path.into());
-                        } else {
-                            let arr: Array = args.iter().map(|a| escape(a)).collect();
-                            it.insert("command", arr.into());
-                        }
-                    }
-                    Some("CMD-SHELL") => {
-                        let cmd = words[1..].join(" ");
-                        self.shell_health(name, &cmd, port, &mut it);
-                    }
-                    _ => {
-                        self.note(
-                            Some(name),
-                            "healthcheck.test",
-                            NoteKind::NotCarried,
-                            "a test list must start with CMD, CMD-SHELL or NONE",
-                        );
-                        return None;
-                    }
-                }
-            }
-            Some(other) => {
-                let cmd = other.scalar().unwrap_or_default();
-                self.shell_health(name, &cmd, port, &mut it);
-            }
-        }
-        for (k, v) in hc.as_map().unwrap_or_default().to_vec() {
-            match k.as_str() {
-                "test" | "disable" => {}
-                "interval" | "timeout" | "start_period" => {
-                    it.insert(&k, duration(&v.scalar().unwrap_or_default()).into());
-                }
-                "retries" => {
-                    if let Some(n) = v.scalar().and_then(|s| s.parse::<i64>().ok()) {
-                        it.insert("unhealthy_threshold", n.into());
-                    }
-                }
-                other => self.note(
-                    Some(name),
-                    &format!("healthcheck.{other}"),
-                    NoteKind::NotCarried,
-                    "not supported by dockhand's health checks",
-                ),
-            }
-        }
-        Some(it)
-    }
-
-    fn shell_health(&mut self, name: &str, cmd: &str, port: Option<u16>, it: &mut InlineTable) {
-        if let Some(path) = http_probe(cmd, port) {
-            self.http_notes(name, cmd);
-            it.insert("path", path.into());
-        } else {
-            it.insert("command", escape(cmd).into());
-        }
-    }
-
-    fn http_notes(&mut self, name: &str, cmd: &str) {
-        let lenient_curl = cmd.split_whitespace().next() == Some("curl")
-            && !cmd.split_whitespace().any(|w| {
-                w == "-f"
-                    || w == "--fail"
-                    || (w.starts_with('-') && !w.starts_with("--") && w.contains('f'))
-            });
-        let mut msg =
-            format!("`{cmd}` became an HTTP check by the agent (the image needs no curl or wget)");
-        if lenient_curl {
-            msg.push_str("; curl without -f accepted any status, dockhand expects 200");
-        }
-        self.note(Some(name), "healthcheck.test", NoteKind::Assumed, msg);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secret_names() {
-        for n in [
-            "DB_PASSWORD",
-            "SECRET_KEY_BASE",
-            "API_TOKEN",
-            "SMTP_USER_PWD",
-            "AWS_CREDENTIALS",
-            "MAILGUN_API_KEY",
-        ] {
-            assert!(looks_secret(n), "{n}");
-        }
-        for n in [
-            "DATABASE_HOST",
-            "POSTGRES_PASSWORD_FILE",
-            "PORT",
-            "BASE_URL",
-        ] {
-            assert!(!looks_secret(n), "{n}");
-        }
-        assert!(has_url_password("postgresql://u:p@db:5432/x"));
-        assert!(!has_url_password("redis://broker:6379"));
-        assert!(!has_url_password("postgres://user@db/x"));
-    }
-
-    #[test]
-    fn names_follow_dockhand_rules() {
-        assert_eq!(sanitise_name("plausible_db"), "plausible-db");
-        assert_eq!(sanitise_name("My App!"), "my-app");
-        assert_eq!(sanitise_name("1st-app"), "st-app");
-        assert_eq!(sanitise_name("__"), "app");
     }
 }

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use interpolate::{interpolate, Expanded, Vars};
-pub use load::{discover, parse_dotenv, DEFAULT_FILES};
+pub use load::{discover, DEFAULT_FILES};
 pub use output::import;
 pub use value::Value;
 
@@ -148,6 +148,14 @@ pub enum ImportError {
         file: PathBuf,
         line: u64,
         column: u64,
+        message: String,
+    },
+    /// A malformed `.env` (or `--env-file`); docker compose refuses it too.
+    #[error("{}:{line}:{column}: {message}", file.display())]
+    Dotenv {
+        file: PathBuf,
+        line: usize,
+        column: usize,
         message: String,
     },
     #[error("{}: {at}: {message}", file.display())]

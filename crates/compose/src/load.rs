@@ -1,4 +1,4 @@
-//! Reading a compose project: finding its files, the `.env` file, parsing YAML, interpolating
+//! Reading a compose project: finding its files, parsing YAML, interpolating
 //! every string value, and merging several files by the Compose specification's merge rules
 //! (mappings merge, scalars replace, `command`/`entrypoint`/`healthcheck.test` replace, ports
 //! and other lists append without duplicates, `environment`/`labels` merge by key, `volumes`
@@ -57,41 +57,6 @@ pub fn discover(dir: &Path) -> Result<Vec<PathBuf>, ImportError> {
     Err(ImportError::NoComposeFile {
         dir: dir.to_path_buf(),
     })
-}
-
-/// Reads a dotenv file: `KEY=value` lines, `#` comments, an optional `export `, single or
-/// double quotes (double quotes understand `\n`, `\"` and `\\`).
-pub fn parse_dotenv(text: &str) -> Vec<(String, Option<String>)> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
-        let Some((key, raw)) = line.split_once('=') else {
-            out.push((line.to_owned(), None));
-            continue;
-        };
-        let key = key.trim().to_owned();
-        let raw = raw.trim();
-        let value = if let Some(inner) = raw.strip_prefix('"') {
-            let inner = inner.rsplit_once('"').map_or(inner, |(v, _)| v);
-            inner
-                .replace("\\n", "\n")
-                .replace("\\\"", "\"")
-                .replace("\\\\", "\\")
-        } else if let Some(inner) = raw.strip_prefix('\'') {
-            inner.rsplit_once('\'').map_or(inner, |(v, _)| v).to_owned()
-        } else {
-            match raw.find(" #") {
-                Some(i) => raw[..i].trim_end().to_owned(),
-                None => raw.to_owned(),
-            }
-        };
-        out.push((key, Some(value)));
-    }
-    out
 }
 
 /// Reads, interpolates (with `vars`) and merges `files`, in order.
@@ -618,22 +583,6 @@ mod tests {
         assert_eq!(v.get("n"), Some(&Value::Str("8000:8000".into())));
         assert_eq!(v.get("m"), Some(&Value::Str("010".into())));
         assert_eq!(v.get("t"), Some(&Value::Bool(true)));
-    }
-
-    #[test]
-    fn dotenv_forms() {
-        let env = parse_dotenv("# c\nA=1\nexport B = two # note\nC=\"x\\ny\"\nD='$raw'\nE=\nF\n");
-        assert_eq!(
-            env,
-            vec![
-                ("A".into(), Some("1".into())),
-                ("B".into(), Some("two".into())),
-                ("C".into(), Some("x\ny".into())),
-                ("D".into(), Some("$raw".into())),
-                ("E".into(), Some(String::new())),
-                ("F".into(), None),
-            ]
-        );
     }
 
     #[test]

@@ -59,9 +59,11 @@ fn write_secrets(path: &Path, secrets: &[(String, String)]) -> Result<Vec<String
         std::fs::create_dir_all(dir).map_err(err)?;
     }
     let existing = match std::fs::read_to_string(path) {
-        Ok(text) => crate::load::parse_dotenv(&text)
+        // A malformed line names nothing here; loading dockhand.toml reports it.
+        Ok(text) => dockhand_dotenv::parse(&text)
+            .entries
             .into_iter()
-            .map(|(k, _)| k)
+            .map(|e| e.name)
             .collect::<Vec<_>>(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(err(e)),
@@ -88,14 +90,15 @@ fn write_secrets(path: &Path, secrets: &[(String, String)]) -> Result<Vec<String
 }
 
 /// A dotenv value: bare when it is plain, else single-quoted (double-quoted when it has a
-/// single quote or a newline, with `\`, `"` and newlines escaped).
+/// single quote or a newline, or ends with a backslash, which would escape the closing
+/// single quote; with `\`, `"` and newlines escaped).
 fn quote(value: &str) -> String {
     let plain = value
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || "-_./:@+=,%".contains(c));
     if plain {
         value.to_owned()
-    } else if !value.contains(['\'', '\n']) {
+    } else if !value.contains(['\'', '\n']) && !value.ends_with('\\') {
         format!("'{value}'")
     } else {
         format!(
@@ -105,5 +108,38 @@ fn quote(value: &str) -> String {
                 .replace('"', "\\\"")
                 .replace('\n', "\\n")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `quote` writes reads back as the same value with the shared dotenv reader,
+    /// which `dockhand.toml`'s secrets file is read with.
+    #[test]
+    fn quoted_values_read_back_unchanged() {
+        for value in [
+            "",
+            "plain-value_1.2:3@x+y=z,50%",
+            "with space",
+            "hash # inside",
+            "dollar $HOME and ${X}",
+            "it's",
+            "two\nlines",
+            "back\\slash \\n and \\'",
+            "ends with a backslash\\",
+            "quote \" and backslash-quote \\\"",
+            "tab\there",
+        ] {
+            let parsed = dockhand_dotenv::parse(&format!("S={}\n", quote(value)));
+            assert!(parsed.errors.is_empty(), "{value:?}: {:?}", parsed.errors);
+            assert_eq!(
+                parsed.entries[0].value.as_deref(),
+                Some(value),
+                "{value:?} written as {}",
+                quote(value)
+            );
+        }
     }
 }

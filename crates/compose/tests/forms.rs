@@ -109,6 +109,65 @@ fn a_missing_required_env_file_is_reported() {
 }
 
 #[test]
+fn env_files_are_read_with_compose_escapes() {
+    let p = Project::new("services:\n  a:\n    image: a\n    env_file: a.env\n");
+    p.write(
+        "a.env",
+        "ESCAPED=\"a\\\\nb \\$5 tab\\tend\"\nSINGLE='it\\'s'\nHASH=x\t# not a comment\nMULTI=\"one\ntwo\"\n",
+    );
+    let c = p.convert();
+    let doc: toml_edit::DocumentMut = c.toml.parse().unwrap();
+    let get = |k: &str| doc["services"]["a"]["env"][k].as_str().unwrap().to_owned();
+    // In double quotes `\\` is a backslash, so `\\n` is a backslash and `n`; `\$` is `$`
+    // (written `$$` for dockhand's interpolation), `\t` a tab.
+    assert_eq!(get("ESCAPED"), "a\\nb $$5 tab\tend");
+    assert_eq!(get("SINGLE"), "it's");
+    assert_eq!(get("HASH"), "x\t# not a comment");
+    assert_eq!(get("MULTI"), "one\ntwo");
+}
+
+#[test]
+fn a_malformed_env_file_is_reported_and_not_imported() {
+    let p = Project::new("services:\n  a:\n    image: a\n    env_file: bad.env\n");
+    p.write("bad.env", "OK=1\nTOKEN=\"hunter2\n");
+    let c = p.convert();
+    assert!(
+        notes(&c).contains(
+            "`bad.env` line 2, column 7: unterminated double-quoted value (compose would refuse to start); its variables were not imported"
+        ),
+        "{}",
+        notes(&c)
+    );
+    assert!(!c.toml.contains("OK"), "{}", c.toml);
+    assert!(!format!("{c:?}").contains("hunter2"));
+}
+
+#[test]
+fn a_malformed_dotenv_fails_with_its_position() {
+    let p = Project::new("services:\n  a:\n    image: \"app:${TAG}\"\n");
+    p.write(".env", "# settings\nTAG='1.0\n");
+    let err = p.convert_with(|_| {}).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ImportError::Dotenv {
+                line: 2,
+                column: 5,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_input_error());
+    let text = err.to_string();
+    assert!(
+        text.ends_with(".env:2:5: unterminated single-quoted value"),
+        "{text}"
+    );
+    assert!(!text.contains("1.0"), "{text}");
+}
+
+#[test]
 fn environment_list_map_and_pass_through() {
     let p = Project::new(
         "services:\n  a:\n    image: a\n    environment:\n      - PLAIN=x\n      - FROM_SHELL\n      - NOT_SET\n  b:\n    image: b\n    environment:\n      N: 3\n      B: true\n      COST: $$5\n",

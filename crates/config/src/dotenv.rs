@@ -1,6 +1,7 @@
-//! A small parser for dotenv files (the project's `.env` and the secrets file): `KEY=VALUE`
-//! lines, an optional `export ` prefix, `#` comments, and single-quoted (literal) or
-//! double-quoted (with `\n`, `\t`, `\"`, `\\` escapes) values that may span lines. Errors
+//! The project's `.env` and the secrets file: read with the shared reader
+//! (`dockhand_dotenv`, docker compose's rules for lines, quotes, escapes and comments) and
+//! held to config's stricter rules on top — every entry needs `=`, and a name is letters,
+//! digits and `_`, not starting with a digit, since `${NAME}` can name nothing else. Errors
 //! carry a line and column but never the line's text, since these files hold secrets.
 
 /// One malformed entry in a dotenv file.
@@ -12,29 +13,43 @@ pub(crate) struct DotenvError {
 }
 
 /// Parses a dotenv file into its entries, in order (a later duplicate wins when collected
-/// into a map), or every malformed line.
+/// into a map), or every malformed entry, in file order.
 pub(crate) fn parse(text: &str) -> Result<Vec<(String, String)>, Vec<DotenvError>> {
-    let mut parser = Parser {
-        chars: text.chars().collect(),
-        pos: 0,
-        line: 1,
-        line_start: 0,
-    };
+    let parsed = dockhand_dotenv::parse(text);
+    let mut errors: Vec<DotenvError> = parsed
+        .errors
+        .into_iter()
+        .map(|e| DotenvError {
+            line: e.line,
+            column: e.column,
+            message: e.message,
+        })
+        .collect();
     let mut entries = Vec::new();
-    let mut errors = Vec::new();
-    while !parser.at_end() {
-        match parser.entry() {
-            Ok(Some(entry)) => entries.push(entry),
-            Ok(None) => {}
-            Err(error) => {
-                errors.push(error);
-                parser.skip_line();
-            }
+    for entry in parsed.entries {
+        if !is_valid_name(&entry.name) {
+            errors.push(DotenvError {
+                line: entry.line,
+                column: entry.column,
+                message:
+                    "invalid variable name: use letters, digits and `_`, not starting with a digit"
+                        .into(),
+            });
+            continue;
+        }
+        match entry.value {
+            Some(value) => entries.push((entry.name, value)),
+            None => errors.push(DotenvError {
+                line: entry.line,
+                column: entry.column + entry.name.chars().count(),
+                message: "expected `=` after the variable name".into(),
+            }),
         }
     }
     if errors.is_empty() {
         Ok(entries)
     } else {
+        errors.sort_by_key(|e| (e.line, e.column));
         Err(errors)
     }
 }
@@ -43,162 +58,6 @@ pub(crate) fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-struct Parser {
-    chars: Vec<char>,
-    pos: usize,
-    line: usize,
-    line_start: usize,
-}
-
-impl Parser {
-    fn at_end(&self) -> bool {
-        self.pos >= self.chars.len()
-    }
-
-    fn peek(&self) -> Option<char> {
-        self.chars.get(self.pos).copied()
-    }
-
-    fn bump(&mut self) -> Option<char> {
-        let c = self.peek()?;
-        self.pos += 1;
-        if c == '\n' {
-            self.line += 1;
-            self.line_start = self.pos;
-        }
-        Some(c)
-    }
-
-    fn error(&self, message: impl Into<String>) -> DotenvError {
-        DotenvError {
-            line: self.line,
-            column: self.pos - self.line_start + 1,
-            message: message.into(),
-        }
-    }
-
-    fn skip_blanks(&mut self) {
-        while matches!(self.peek(), Some(' ' | '\t' | '\r')) {
-            self.bump();
-        }
-    }
-
-    fn skip_line(&mut self) {
-        while let Some(c) = self.bump() {
-            if c == '\n' {
-                break;
-            }
-        }
-    }
-
-    /// The rest of a line after a value: blanks and an optional comment.
-    fn end_of_line(&mut self) -> Result<(), DotenvError> {
-        self.skip_blanks();
-        match self.peek() {
-            None | Some('\n') => {
-                self.bump();
-                Ok(())
-            }
-            Some('#') => {
-                self.skip_line();
-                Ok(())
-            }
-            Some(_) => Err(self.error("unexpected text after the closing quote")),
-        }
-    }
-
-    fn entry(&mut self) -> Result<Option<(String, String)>, DotenvError> {
-        self.skip_blanks();
-        match self.peek() {
-            None => return Ok(None),
-            Some('\n' | '#') => {
-                self.skip_line();
-                return Ok(None);
-            }
-            Some(_) => {}
-        }
-        if self.chars[self.pos..].starts_with(&['e', 'x', 'p', 'o', 'r', 't', ' ']) {
-            self.pos += 7;
-            self.skip_blanks();
-        }
-        let key_start = self.pos;
-        while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
-        {
-            self.bump();
-        }
-        let key: String = self.chars[key_start..self.pos].iter().collect();
-        if key.is_empty() {
-            return Err(self.error("expected a variable name"));
-        }
-        if !is_valid_name(&key) {
-            self.pos = key_start;
-            return Err(self.error(
-                "invalid variable name: use letters, digits and `_`, not starting with a digit",
-            ));
-        }
-        self.skip_blanks();
-        if self.peek() != Some('=') {
-            return Err(self.error("expected `=` after the variable name"));
-        }
-        self.bump();
-        self.skip_blanks();
-        let value = match self.peek() {
-            Some('\'') => {
-                let unterminated = self.error("unterminated single-quoted value");
-                self.bump();
-                let mut value = String::new();
-                loop {
-                    match self.bump() {
-                        None => return Err(unterminated),
-                        Some('\'') => break,
-                        Some(c) => value.push(c),
-                    }
-                }
-                self.end_of_line()?;
-                value
-            }
-            Some('"') => {
-                let unterminated = self.error("unterminated double-quoted value");
-                self.bump();
-                let mut value = String::new();
-                loop {
-                    match self.bump() {
-                        None => return Err(unterminated),
-                        Some('"') => break,
-                        Some('\\') => match self.bump() {
-                            Some('n') => value.push('\n'),
-                            Some('t') => value.push('\t'),
-                            Some('r') => value.push('\r'),
-                            Some(c @ ('"' | '\\' | '$' | '\'')) => value.push(c),
-                            Some(c) => {
-                                value.push('\\');
-                                value.push(c);
-                            }
-                            None => return Err(unterminated),
-                        },
-                        Some(c) => value.push(c),
-                    }
-                }
-                self.end_of_line()?;
-                value
-            }
-            _ => {
-                let mut value = String::new();
-                while let Some(c) = self.peek() {
-                    if c == '\n' || (c == '#' && value.ends_with([' ', '\t'])) {
-                        break;
-                    }
-                    value.push(c);
-                    self.bump();
-                }
-                self.skip_line();
-                value.trim_end().to_string()
-            }
-        };
-        Ok(Some((key, value)))
-    }
 }
 
 #[cfg(test)]
@@ -246,5 +105,46 @@ mod tests {
         assert!(errors[0]
             .message
             .contains("expected `=` after the variable name"));
+    }
+
+    #[test]
+    fn names_compose_accepts_but_interpolation_cannot_use_are_errors() {
+        let errors = parse("A.B=1\nBARE\nexport\tOK=1\nMY-VAR='x'\n").unwrap_err();
+        let found: Vec<(usize, usize, &str)> = errors
+            .iter()
+            .map(|e| (e.line, e.column, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (
+                    1,
+                    1,
+                    "invalid variable name: use letters, digits and `_`, not starting with a digit"
+                ),
+                (2, 5, "expected `=` after the variable name"),
+                (
+                    4,
+                    1,
+                    "invalid variable name: use letters, digits and `_`, not starting with a digit"
+                ),
+            ]
+        );
+    }
+
+    /// The `.env` and the secrets file follow docker compose's escapes (see dockhand-dotenv's
+    /// tests, which pin them against compose-go): `\$` is a `$`, `\'` in double quotes keeps
+    /// its backslash, `\'` in single quotes is a quote, and `\\n` is a backslash then `n`.
+    #[test]
+    fn values_follow_compose_escapes() {
+        let text = "A=\"it\\'s \\$5 a\\\\nb\"\nB='it\\'s'\nC=tab\t# not a comment\n";
+        assert_eq!(
+            pairs(text),
+            vec![
+                ("A".into(), "it\\'s $5 a\\nb".into()),
+                ("B".into(), "it's".into()),
+                ("C".into(), "tab\t# not a comment".into()),
+            ]
+        );
     }
 }

@@ -5,7 +5,9 @@
 
 use toml_edit::{Array, Table};
 
-use super::Converter;
+use super::environment;
+use super::unsupported::{other_key, TableKind};
+use super::{health, ports, volumes, Converter, Notes};
 use crate::load;
 use crate::syntax::{
     array_item, command_item, d_scheme, default_port, docker_size, parse_url, scheme_engine,
@@ -72,7 +74,50 @@ pub fn image_name(image: &str) -> String {
     last.split(':').next().unwrap_or(last).to_ascii_lowercase()
 }
 
+/// What services may refer to: a database's names and credentials as compose set them.
+pub(super) struct DbInfo {
+    compose_name: String,
+    name: String,
+    engine: &'static str,
+    user_vars: &'static [&'static str],
+    database_vars: &'static [&'static str],
+    password_vars: &'static [&'static str],
+    user: Option<String>,
+    password: Option<String>,
+    database: Option<String>,
+}
+
 impl Converter<'_> {
+    /// Records compose service `name`, which runs `engine`, with the credentials its
+    /// environment sets, so other services' env can refer to it. Reports nothing: its
+    /// `[databases.NAME]` table reports its keys.
+    pub(super) fn remember_database(&mut self, name: &str, svc: &Value, engine: &Engine) {
+        let env = environment::read(
+            &mut Notes::default(),
+            &self.paths.project_dir,
+            self.vars,
+            name,
+            svc,
+        );
+        let find = |vars: &[&str]| {
+            env.iter()
+                .find(|(k, _)| vars.contains(&k.as_str()))
+                .and_then(|(_, v)| v.clone())
+                .filter(|v| !v.is_empty())
+        };
+        self.dbs.push(DbInfo {
+            compose_name: name.to_owned(),
+            name: self.names.dockhand(name).to_owned(),
+            engine: engine.engine,
+            user_vars: engine.user,
+            database_vars: engine.database,
+            password_vars: engine.password,
+            user: find(engine.user),
+            password: find(engine.password),
+            database: find(engine.database),
+        });
+    }
+
     /// `${databases.NAME.…}` for an env value that is a database's URL or credential:
     /// a URL naming the database's host with its credentials, or one of the engine's own
     /// variables (`POSTGRES_PASSWORD`, …) when exactly one database has that engine.
@@ -104,7 +149,8 @@ impl Converter<'_> {
                     d_scheme(scheme_engine(&scheme))
                 ));
             }
-            self.note(Some(service), "environment", NoteKind::Assumed, msg);
+            self.notes
+                .add(Some(service), "environment", NoteKind::Assumed, msg);
             return Some(format!("${{databases.{db}.url}}"));
         }
         let mut matches = Vec::new();
@@ -123,7 +169,7 @@ impl Converter<'_> {
         let [(db, field)] = matches.as_slice() else {
             return None;
         };
-        self.note(
+        self.notes.add(
             Some(service),
             "environment",
             NoteKind::Assumed,
@@ -132,20 +178,21 @@ impl Converter<'_> {
         Some(format!("${{databases.{db}.{field}}}"))
     }
 
+    /// The `[databases.NAME]` table of compose service `name`, whose image runs `engine`.
     pub(super) fn database(&mut self, name: &str, svc: &Value, engine: &Engine) -> Table {
         let mut t = Table::new();
         let image = svc.get("image").and_then(Value::scalar).unwrap_or_default();
         t.insert("engine", toml_edit::value(engine.engine));
         t.insert("image", toml_edit::value(image.clone()));
         if image_name(&image) == "valkey" {
-            self.note(
+            self.notes.add(
                 Some(name),
                 "image",
                 NoteKind::Assumed,
                 "valkey speaks the redis protocol: imported as engine `redis` with this image",
             );
         }
-        let db = self.renames[name].clone();
+        let db = self.names.dockhand(name).to_owned();
 
         // Data volume and extra mounts.
         let mut extra = Array::new();
@@ -158,26 +205,36 @@ impl Converter<'_> {
         {
             let target = load::volume_target(&v).unwrap_or_default();
             if engine.data_dirs.contains(&target.as_str()) {
-                let Some(item) = self.volume(name, &v) else {
+                let Some(item) = volumes::volume(&mut self.notes, &self.paths, self.vars, name, &v)
+                else {
                     continue;
                 };
                 let text = item.as_str().unwrap_or_default().to_owned();
                 let source = text.split(':').next().unwrap_or_default().to_owned();
                 if source.starts_with(['.', '/']) {
-                    self.note(Some(name), "volumes", NoteKind::NotCarried, format!("the data directory is the bind mount `{source}`; dockhand keeps database data in a named volume (`{}_{db}-data`), so copy the data into it", self.app));
+                    self.notes.add(Some(name), "volumes", NoteKind::NotCarried, format!("the data directory is the bind mount `{source}`; dockhand keeps database data in a named volume (`{}_{db}-data`), so copy the data into it", self.app));
                 } else {
                     if target != engine.data_dirs[0] {
-                        self.note(Some(name), "volumes", NoteKind::Warning, format!("the volume was mounted at {target}; dockhand mounts `volume` at the engine's data directory {}", engine.data_dirs[0]));
+                        self.notes.add(Some(name), "volumes", NoteKind::Warning, format!("the volume was mounted at {target}; dockhand mounts `volume` at the engine's data directory {}", engine.data_dirs[0]));
                     }
                     data_volume = Some(source);
                 }
-            } else if let Some(item) = self.volume(name, &v) {
+            } else if let Some(item) =
+                volumes::volume(&mut self.notes, &self.paths, self.vars, name, &v)
+            {
                 extra.push_formatted(item);
             }
         }
         if let Some(list) = svc.get("secrets").and_then(Value::as_seq) {
             for s in list {
-                if let Some(v) = self.secret_mount(name, "secrets", s, "/run/secrets/") {
+                if let Some(v) = volumes::file_mount(
+                    &mut self.notes,
+                    &self.paths,
+                    &self.files,
+                    name,
+                    "secrets",
+                    s,
+                ) {
                     extra.push(v);
                 }
             }
@@ -186,7 +243,7 @@ impl Converter<'_> {
             Some(v) => {
                 t.insert("volume", toml_edit::value(v));
             }
-            None => self.note(
+            None => self.notes.add(
                 Some(name),
                 "volumes",
                 NoteKind::Assumed,
@@ -219,17 +276,17 @@ impl Converter<'_> {
                 let file = v
                     .as_deref()
                     .and_then(|v| v.strip_prefix("/run/secrets/"))
-                    .and_then(|n| self.file_secrets.get(n).cloned());
+                    .and_then(|n| self.files.secret(n).map(String::from));
                 let content = file
                     .as_ref()
-                    .and_then(|f| std::fs::read_to_string(self.project_dir.join(f)).ok());
+                    .and_then(|f| std::fs::read_to_string(self.paths.project_dir.join(f)).ok());
                 match (file, content) {
                     (Some(file), Some(content)) => {
                         let secret =
                             format!("{}_PASSWORD", db.to_ascii_uppercase().replace('-', "_"));
                         let value = content.trim_end_matches(['\n', '\r']);
-                        password = Some(self.add_secret(name, &secret, value));
-                        self.note(Some(name), &format!("environment.{k}"), NoteKind::Assumed, format!("the password was read from {file} into the secrets file as {secret}; {k} is not needed"));
+                        password = Some(self.secrets.add(name, &secret, value));
+                        self.notes.add(Some(name), &format!("environment.{k}"), NoteKind::Assumed, format!("the password was read from {file} into the secrets file as {secret}; {k} is not needed"));
                     }
                     _ => rest.push((k, v)),
                 }
@@ -237,14 +294,14 @@ impl Converter<'_> {
                 let secret = format!("{}_PASSWORD", db.to_ascii_uppercase().replace('-', "_"));
                 let v = v.unwrap_or_default();
                 if v.is_empty() {
-                    self.note(
+                    self.notes.add(
                         Some(name),
                         &format!("environment.{k}"),
                         NoteKind::Warning,
                         format!("{k} has no value; fill {secret} in the secrets file"),
                     );
                 }
-                password = Some(self.add_secret(name, &secret, &v));
+                password = Some(self.secrets.add(name, &secret, &v));
             } else {
                 rest.push((k, v));
             }
@@ -260,7 +317,7 @@ impl Converter<'_> {
             t.insert("password", toml_edit::value(format!("${{secret.{p}}}")));
         }
         if !engine.user.is_empty() && !user_set {
-            self.note(Some(name), "environment", NoteKind::Assumed, format!("no {} set: dockhand creates the user `{}` (the app name), not the image's default user; connection values come from ${{databases.{db}.url}}", engine.user[0], self.app));
+            self.notes.add(Some(name), "environment", NoteKind::Assumed, format!("no {} set: dockhand creates the user `{}` (the app name), not the image's default user; connection values come from ${{databases.{db}.url}}", engine.user[0], self.app));
         }
         if !engine.password.is_empty() && !password_set {
             let secret = format!("{}_PASSWORD", db.to_ascii_uppercase().replace('-', "_"));
@@ -272,8 +329,9 @@ impl Converter<'_> {
                 Some(fv) => format!("{fv} is kept, but dockhand also sets the password from ${{secret.{secret}}}; fill {secret} in the secrets file (it is empty) with the same password, or remove {fv}"),
                 None => format!("no password set: dockhand uses ${{secret.{secret}}}; fill it in the secrets file (it is empty)"),
             };
-            self.note(Some(name), "environment", NoteKind::Warning, msg);
-            let s = self.add_secret(name, &secret, "");
+            self.notes
+                .add(Some(name), "environment", NoteKind::Warning, msg);
+            let s = self.secrets.add(name, &secret, "");
             t.insert("password", toml_edit::value(format!("${{secret.{s}}}")));
         }
         if let Some(item) = self.env_table(name, rest) {
@@ -286,7 +344,7 @@ impl Converter<'_> {
         }
 
         // publish
-        let ports = self.ports(name, svc.get("ports"));
+        let ports = ports::published(&mut self.notes, name, svc.get("ports"));
         if let Some(p) = ports.first() {
             let ip = p.host_ip.clone().unwrap_or_else(|| "0.0.0.0".into());
             let host_port = p
@@ -294,14 +352,14 @@ impl Converter<'_> {
                 .clone()
                 .unwrap_or_else(|| p.container.to_string());
             if p.container != engine.port {
-                self.note(Some(name), "ports", NoteKind::Warning, format!("container port {} is not the engine's port {}; dockhand publishes the engine port", p.container, engine.port));
+                self.notes.add(Some(name), "ports", NoteKind::Warning, format!("container port {} is not the engine's port {}; dockhand publishes the engine port", p.container, engine.port));
             }
             t.insert("publish", toml_edit::value(format!("{ip}:{host_port}")));
             if !ip.starts_with("127.") && ip != "::1" && ip != "localhost" {
-                self.note(Some(name), "ports", NoteKind::Warning, format!("published on all interfaces ({ip}:{host_port}): anyone who can reach this host can reach the database; use 127.0.0.1:{host_port} unless that is intended"));
+                self.notes.add(Some(name), "ports", NoteKind::Warning, format!("published on all interfaces ({ip}:{host_port}): anyone who can reach this host can reach the database; use 127.0.0.1:{host_port} unless that is intended"));
             }
             for extra in &ports[1..] {
-                self.note(
+                self.notes.add(
                     Some(name),
                     "ports",
                     NoteKind::NotCarried,
@@ -321,7 +379,7 @@ impl Converter<'_> {
                         cpus = l.get("cpus").and_then(Value::scalar).or(cpus);
                     }
                 } else {
-                    self.note(
+                    self.notes.add(
                         Some(name),
                         &format!("deploy.{k}"),
                         NoteKind::NotCarried,
@@ -342,12 +400,19 @@ impl Converter<'_> {
             }
         }
         if let Some(hc) = svc.get("healthcheck") {
-            if let Some(h) = self.health(name, hc, None) {
+            if let Some(h) = health::health(&mut self.notes, name, hc, None) {
                 t.insert("health", toml_edit::value(h));
             }
         }
         for (key, value) in svc.as_map().unwrap_or_default().to_vec() {
-            self.other_key(name, &key, &value, true);
+            other_key(
+                &mut self.notes,
+                &self.names,
+                name,
+                &key,
+                &value,
+                TableKind::Database,
+            );
         }
         t
     }
