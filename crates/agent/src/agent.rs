@@ -139,6 +139,7 @@ impl Agent {
             failpoint: Failpoint::from_env(),
         };
         housekeeping::register(&scheduler, &deployer);
+        crate::tls::watch_expiry(&scheduler, &events, certificates.expiries.clone());
         let mut subsystems = Subsystems::new(events.clone());
         subsystems.start(Arc::new(proxy)).await?;
         subsystems.start(Arc::new(prober)).await?;

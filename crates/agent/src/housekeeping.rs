@@ -1,7 +1,7 @@
-//! Housekeeping, the scheduler's own job: every hour, the log files of finished instances
-//! beyond the newest per service, and events beyond the newest [`KEEP_EVENTS`], are deleted,
-//! so a long-lived server does not fill its disk with history. (Deploys prune logs too; this
-//! covers a server that runs one release for months, restarting instances meanwhile.)
+//! Housekeeping, the scheduler's own job: daily at 03:30 UTC (and at start when that run was
+//! missed), the log files of finished instances beyond the newest per service, and events
+//! beyond the newest [`KEEP_EVENTS`], are deleted, so a long-lived server does not fill its
+//! disk with history. (Deploys prune logs too; events have no other limit.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,14 +11,16 @@ use crate::scheduler::{Job, Schedule, Scheduler};
 
 /// Events kept in the state database.
 pub const KEEP_EVENTS: usize = 20_000;
-const EVERY: Duration = Duration::from_secs(3600);
+/// Daily, at a quiet hour.
+const WHEN: &str = "30 3 * * *";
 
 /// Adds the housekeeping job to `scheduler`.
 pub fn register(scheduler: &Scheduler, d: &Deployer) {
     let (layout, store, fleet) = (d.layout.clone(), d.store.clone(), d.fleet.clone());
     scheduler.add(Job {
         name: "housekeeping".into(),
-        schedule: Schedule::Every(EVERY),
+        schedule: Schedule::cron(WHEN)
+            .expect("the housekeeping schedule is a valid cron expression"),
         catch_up: true,
         timeout: Duration::from_secs(300),
         run: Arc::new(move || {

@@ -91,12 +91,6 @@ impl Prober {
         }
     }
 
-    /// How many instances are probed.
-    pub fn watched(&self) -> usize {
-        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        tasks.by_instance.len()
-    }
-
     fn stop_all(&self) {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.stopped = true;

@@ -20,6 +20,8 @@ const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 pub struct ProxyService {
     handle: ProxyHandle,
     fleet: Fleet,
+    /// Certificates that could not be loaded: the proxy serves, degraded.
+    problems: Vec<String>,
 }
 
 impl ProxyService {
@@ -57,7 +59,12 @@ impl ProxyService {
             ))
             .with_source(e)
         })?;
-        Ok((ProxyService { handle, fleet }, certificates))
+        let service = ProxyService {
+            handle,
+            fleet,
+            problems: certificates.problems.clone(),
+        };
+        Ok((service, certificates))
     }
 
     pub fn handle(&self) -> &ProxyHandle {
@@ -79,7 +86,11 @@ impl Subsystem for ProxyService {
 
     fn run(self: Arc<Self>, mut ctx: Context) -> BoxFuture<Result<()>> {
         Box::pin(async move {
-            ctx.ready();
+            if self.problems.is_empty() {
+                ctx.ready();
+            } else {
+                ctx.degraded(self.problems.join("; "));
+            }
             ctx.shutdown.wait().await;
             self.handle.shutdown(self.grace()).await;
             Ok(())

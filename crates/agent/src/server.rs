@@ -231,13 +231,27 @@ async fn dispatch(
             let releases = agent.deployer.store.releases(100)?;
             to_value(releases.iter().map(wire::release_info).collect::<Vec<_>>())
         }
-        Request::Events { limit } => {
-            let redactor = agent.deployer.events.redactor();
-            let mut events = agent.deployer.store.events(limit)?;
-            for e in &mut events {
-                e.message = redactor.redact(&e.message);
+        Request::Events { limit, follow } => {
+            let events = &agent.deployer.events;
+            // Subscribed before the history is read, so nothing recorded in between is lost.
+            let live = follow.then(|| events.subscribe());
+            let history: Vec<_> = agent
+                .deployer
+                .store
+                .events(limit)?
+                .into_iter()
+                .map(|mut e| {
+                    e.message = events.redactor().redact(&e.message);
+                    wire::event(e)
+                })
+                .collect();
+            match live {
+                None => to_value(history),
+                Some(live) => {
+                    follow_events(history, live, tx, hangup).await;
+                    serde_json::Value::Null
+                }
             }
-            to_value(events.into_iter().map(wire::event).collect::<Vec<_>>())
         }
         Request::Logs(req) => {
             let filter = logs::filter(
@@ -265,6 +279,43 @@ async fn dispatch(
         }
     };
     Ok(value)
+}
+
+/// Sends `history`, then every event recorded after it, until the client hangs up.
+async fn follow_events(
+    history: Vec<dockhand_api::Event>,
+    mut live: tokio::sync::broadcast::Receiver<dockhand_state::Event>,
+    tx: &mpsc::UnboundedSender<Frame>,
+    mut hangup: watch::Receiver<bool>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut last = history.last().map(|e| e.id).unwrap_or(0);
+    for e in history {
+        let _ = tx.send(Frame::Event(e));
+    }
+    loop {
+        tokio::select! {
+            _ = hangup.wait_for(|gone| *gone) => return,
+            got = live.recv() => match got {
+                // Recorded events are redacted already.
+                Ok(e) if e.id > last => {
+                    last = e.id;
+                    if tx.send(Frame::Event(wire::event(e))).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => {
+                    let _ = tx.send(Frame::Progress(Progress {
+                        step: "lagged".into(),
+                        message: format!("{n} event(s) were recorded faster than they were read and are not shown here; `dockhand events` lists them"),
+                        service: None,
+                    }));
+                }
+                Err(RecvError::Closed) => return,
+            },
+        }
+    }
 }
 
 fn to_value(v: impl serde::Serialize) -> serde_json::Value {

@@ -75,6 +75,12 @@ pub async fn report(agent: &Agent) -> Result<StatusReport> {
             proxy_listen: agent.proxy_addr().to_string(),
             https_listen: agent.https_addr().map(|a| a.to_string()),
             certificates: agent.certificates.clone(),
+            subsystems: agent
+                .subsystem_states()
+                .await
+                .into_iter()
+                .map(|(name, state)| wire::subsystem(name, state))
+                .collect(),
         },
         current_release: current.as_ref().map(wire::release_info),
         deploying: agent.lock.holder(),

@@ -137,3 +137,20 @@ pub fn release_info(r: &state::Release) -> api::ReleaseInfo {
         note: r.note.clone(),
     }
 }
+
+/// A subsystem and its state (with what is wrong, when something is).
+pub fn subsystem(name: &str, state: crate::subsystem::SubsystemState) -> api::SubsystemInfo {
+    use crate::subsystem::SubsystemState as S;
+    let (state, message) = match state {
+        S::Starting => (api::SubsystemState::Starting, None),
+        S::Ready => (api::SubsystemState::Ready, None),
+        S::Degraded(why) => (api::SubsystemState::Degraded, Some(why)),
+        S::Stopped => (api::SubsystemState::Stopped, None),
+        S::Failed(why) => (api::SubsystemState::Failed, Some(why)),
+    };
+    api::SubsystemInfo {
+        name: name.to_string(),
+        state,
+        message,
+    }
+}

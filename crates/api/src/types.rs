@@ -21,8 +21,13 @@ pub enum Request {
     Reload { requested_by: String },
     /// Releases, newest first.
     Releases,
-    /// Recent events, oldest first.
-    Events { limit: usize },
+    /// Recent events, oldest first; with `follow`, then every new event as it is recorded
+    /// (as `event` frames, until the client hangs up).
+    Events {
+        limit: usize,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        follow: bool,
+    },
     /// Service logs.
     Logs(LogsRequest),
     /// Run a command in a service's environment and working directory.
@@ -52,8 +57,15 @@ pub struct LogsRequest {
 pub enum Frame {
     Progress(Progress),
     Log(LogEntry),
-    Output { stream: OutputStream, data: String },
-    Result { data: serde_json::Value },
+    Output {
+        stream: OutputStream,
+        data: String,
+    },
+    /// An event, while following them.
+    Event(Event),
+    Result {
+        data: serde_json::Value,
+    },
     Error(ApiError),
 }
 
@@ -186,6 +198,20 @@ pub struct AgentInfo {
     /// The certificates the HTTPS listener serves, in order (the first is the default).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<CertificateInfo>,
+    /// The agent's long-running parts (proxy, health prober, scheduler, socket server), in
+    /// start order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subsystems: Vec<SubsystemInfo>,
+}
+
+/// One of the agent's long-running parts and what it is doing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SubsystemInfo {
+    pub name: String,
+    pub state: SubsystemState,
+    /// What is wrong, when it is degraded or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A certificate the proxy serves: its file, DNS names and validity (never the key).
@@ -562,9 +588,69 @@ impl EventLevel {
     }
 }
 
+/// What one of the agent's subsystems is doing.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum SubsystemState {
+    #[serde(rename = "starting")]
+    Starting,
+    #[serde(rename = "ready")]
+    Ready,
+    /// Running, but something is wrong (the message says what).
+    #[serde(rename = "degraded")]
+    Degraded,
+    #[serde(rename = "stopped")]
+    Stopped,
+    /// It failed and is started again after a back-off.
+    #[serde(rename = "failed")]
+    Failed,
+}
+
+impl SubsystemState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubsystemState::Starting => "starting",
+            SubsystemState::Ready => "ready",
+            SubsystemState::Degraded => "degraded",
+            SubsystemState::Stopped => "stopped",
+            SubsystemState::Failed => "failed",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subsystem_states_on_the_wire() {
+        use SubsystemState::*;
+        pins(
+            &[
+                (Starting, "starting"),
+                (Ready, "ready"),
+                (Degraded, "degraded"),
+                (Stopped, "stopped"),
+                (Failed, "failed"),
+            ],
+            |v| v.as_str().into(),
+        );
+    }
+
+    #[test]
+    fn an_events_request_without_follow_is_what_older_clients_send() {
+        let plain = Request::Events {
+            limit: 5,
+            follow: false,
+        };
+        assert_eq!(
+            serde_json::to_string(&plain).unwrap(),
+            r#"{"cmd":"events","limit":5}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"cmd":"events","limit":5}"#).unwrap(),
+            plain
+        );
+    }
 
     /// Serializes each value to its pinned JSON string, reads the string back to the same value,
     /// and checks `as_str` says the same: renaming a variant cannot change the wire silently.

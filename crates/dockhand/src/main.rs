@@ -82,11 +82,7 @@ pub enum Command {
     /// List releases, newest first.
     Releases,
     /// Show recent events (deploys, health changes, restarts).
-    Events {
-        /// How many events.
-        #[arg(short = 'n', long, default_value_t = 50)]
-        limit: usize,
-    },
+    Events(cmd::events::EventsArgs),
     /// Show service logs.
     Logs(cmd::logs::LogsArgs),
     /// Run a command in a service's environment and working directory.

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use console::style;
 use dockhand_api::{
-    ClientError, DatabaseState, ErrorCode, EventLevel, InstanceHealth, InstanceState, ReleaseStatus,
+    ClientError, DatabaseState, ErrorCode, EventLevel, InstanceHealth, InstanceState,
+    ReleaseStatus, SubsystemState,
 };
 
 use crate::ColorChoice;
@@ -137,6 +138,21 @@ pub trait StateWord {
 /// The state's word, coloured by its tone.
 pub fn paint_state(state: &impl StateWord) -> String {
     paint(state.word(), state.tone())
+}
+
+impl StateWord for SubsystemState {
+    fn word(&self) -> &str {
+        self.as_str()
+    }
+
+    fn tone(&self) -> Tone {
+        match self {
+            SubsystemState::Ready => Tone::Good,
+            SubsystemState::Failed => Tone::Bad,
+            SubsystemState::Degraded | SubsystemState::Starting => Tone::Warning,
+            SubsystemState::Stopped => Tone::Quiet,
+        }
+    }
 }
 
 impl StateWord for InstanceState {

@@ -32,7 +32,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reload => deploy::reload(&g),
         Command::Status => status::run(&g),
         Command::Releases => releases::run(&g),
-        Command::Events { limit } => events::run(&g, limit),
+        Command::Events(args) => events::run(&g, args),
         Command::Logs(args) => logs::run(&g, args),
         Command::Exec { service, command } => exec::run(&g, &service, command),
         Command::Db(crate::DbCommand::Upgrade { name }) => db::upgrade(&g, &name),

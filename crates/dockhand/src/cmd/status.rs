@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use console::style;
-use dockhand_api::{DatabaseState, InstanceHealth, Request, StatusReport};
+use dockhand_api::{DatabaseState, InstanceHealth, Request, StatusReport, SubsystemState};
 
 use super::client::client;
 use crate::output::{self, paint_state, print_json, short_duration};
@@ -27,6 +27,20 @@ pub fn run(g: &Global) -> anyhow::Result<ExitCode> {
         short_duration(report.agent.uptime_secs),
         report.agent.proxy_listen
     );
+    for sub in &report.agent.subsystems {
+        if sub.state != SubsystemState::Ready {
+            println!(
+                "{} {} {}{}",
+                style("subsystem").dim(),
+                sub.name,
+                paint_state(&sub.state),
+                sub.message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     if let Some(https) = &report.agent.https_listen {
         println!("{} {https}", style("https").dim());
         for cert in &report.agent.certificates {
