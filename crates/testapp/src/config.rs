@@ -31,6 +31,9 @@ pub struct Config {
     /// `FAIL_PERCENT` (0–100, default 0): this share of requests (all but `/health`) answer
     /// 500, spread evenly and exactly: of every 100 requests in a row, this many fail.
     pub fail_percent: u8,
+    /// `REQUIRE_TABLE=<sqlite file>:<table>`: `/health` answers 503 until that table exists
+    /// (a release that needs its migration, run by a `pre_deploy` hook).
+    pub require_table: Option<(std::path::PathBuf, String)>,
     /// `THREADS` (1–64, default 2): the runtime's worker threads; 1 runs everything on one
     /// current-thread runtime (the benchmark pins its backend to one core, where a second
     /// worker only adds wake-ups between the two).
@@ -76,9 +79,23 @@ impl Config {
         };
         let fail_percent = bounded(&get, "FAIL_PERCENT", 0u8, (0, 100), "a percentage")?;
         let threads = bounded(&get, "THREADS", 2usize, (1, 64), "a number")?;
+        let require_table = match get("REQUIRE_TABLE") {
+            None => None,
+            Some(raw) => match raw.rsplit_once(':') {
+                Some((file, table)) if !file.is_empty() && !table.is_empty() => {
+                    Some((file.into(), table.to_string()))
+                }
+                _ => {
+                    return Err(format!(
+                        "REQUIRE_TABLE must be <sqlite file>:<table>, got {raw:?}"
+                    ))
+                }
+            },
+        };
         Ok(Config {
             port,
             threads,
+            require_table,
             host,
             fail_percent,
             version,
@@ -193,6 +210,19 @@ mod tests {
         ]);
         assert_eq!(both.unwrap().health_status, StatusCode::NO_CONTENT);
         assert!(config(&[("PORT", "1"), ("HEALTH_STATUS", "100")]).is_err());
+    }
+
+    #[test]
+    fn require_table_names_a_file_and_a_table() {
+        let c = config(&[("PORT", "1"), ("REQUIRE_TABLE", "/tmp/app.db:orders_v2")]).unwrap();
+        assert_eq!(
+            c.require_table,
+            Some(("/tmp/app.db".into(), "orders_v2".to_string()))
+        );
+        for bad in ["app.db", ":t", "app.db:"] {
+            let err = config(&[("PORT", "1"), ("REQUIRE_TABLE", bad)]).unwrap_err();
+            assert!(err.contains("REQUIRE_TABLE must be"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -124,6 +124,7 @@ async fn run(config: Config) -> Result<(), String> {
     let state = Arc::new(AppState {
         version: config.version,
         health_status: config.health_status,
+        require_table: config.require_table,
         fail_percent: u64::from(config.fail_percent),
         served: std::sync::atomic::AtomicU64::new(0),
     });

@@ -27,6 +27,8 @@ pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 pub struct AppState {
     pub version: String,
     pub health_status: StatusCode,
+    /// `REQUIRE_TABLE`: healthy only once this table exists in this SQLite file.
+    pub require_table: Option<(std::path::PathBuf, String)>,
     /// `FAIL_PERCENT`: the share of requests answered with an injected 500.
     pub fail_percent: u64,
     /// Requests counted for `fail_percent` (all but `/health`).
@@ -132,12 +134,35 @@ pub fn number_param(query: Option<&str>, name: &str, default: u64) -> Result<u64
 }
 
 fn health(state: &AppState) -> Response<Body> {
+    if let Some((db, table)) = &state.require_table {
+        if let Err(why) = table_exists(db, table) {
+            return text(StatusCode::SERVICE_UNAVAILABLE, why);
+        }
+    }
     let body = if state.health_status.is_success() {
         "ok"
     } else {
         "unhealthy"
     };
     text(state.health_status, body)
+}
+
+/// Whether `table` exists in the SQLite database `db` (opened read-only, never created).
+fn table_exists(db: &std::path::Path, table: &str) -> Result<(), String> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| format!("database {}: {e}", db.display()))?;
+    let found: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |r| r.get(0),
+        )
+        .map_err(|e| format!("database {}: {e}", db.display()))?;
+    if found == 0 {
+        return Err(format!("table {table} is missing: has the migration run?"));
+    }
+    Ok(())
 }
 
 fn headers(req: &Request<Incoming>) -> Response<Body> {

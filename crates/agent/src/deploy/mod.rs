@@ -11,6 +11,8 @@ mod gate;
 mod hooks;
 mod instances;
 pub mod plan;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
