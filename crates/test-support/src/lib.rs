@@ -265,6 +265,27 @@ impl AgentProc {
         }
     }
 
+    /// Waits (at most `timeout`) for the agent to exit on its own; returns how it ended.
+    /// Panics, killing it, if it is still running then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("the agent was already stopped");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = c.try_wait().expect("wait for the agent") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!(
+                    "the agent did not exit within {timeout:?}:\n{}",
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM and wait (at most 60 s) for a clean exit; returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;

@@ -120,6 +120,14 @@ async fn run(config: Config) -> Result<(), String> {
         "listening on {}:{} version={}",
         config.host, config.port, config.version
     ));
+    if let Some((db, table)) = &config.require_table {
+        // What a test reads to know whether the migration ran before this instance started.
+        let found = routes::table_exists(db, table);
+        say(format_args!(
+            "table {table} {} at start",
+            if found.is_ok() { "present" } else { "missing" }
+        ));
+    }
 
     let state = Arc::new(AppState {
         version: config.version,

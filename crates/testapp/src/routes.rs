@@ -148,7 +148,7 @@ fn health(state: &AppState) -> Response<Body> {
 }
 
 /// Whether `table` exists in the SQLite database `db` (opened read-only, never created).
-fn table_exists(db: &std::path::Path, table: &str) -> Result<(), String> {
+pub fn table_exists(db: &std::path::Path, table: &str) -> Result<(), String> {
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| format!("database {}: {e}", db.display()))?;

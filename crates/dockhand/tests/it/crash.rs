@@ -1,5 +1,7 @@
 //! Crash safety: kill -9 of the agent in the middle of a deploy, then a restart, leaves
-//! exactly one release serving, no orphan process, and a consistent record.
+//! exactly one release serving, no orphan process, and a consistent record — at a random
+//! moment, and right after each step of a deploy's plan (the agent's
+//! `DOCKHAND_CRASH_AFTER=<step>@<release>` failpoint, in debug builds).
 
 use std::time::Duration;
 
@@ -146,4 +148,119 @@ pub fn http_get(addr: &str, host: &str, path: &str) -> String {
     buf.split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default()
+}
+
+/// Web (two replicas, with migration and post-deploy hooks) and a worker, at `version`.
+fn web_and_worker(version: &str) -> String {
+    format!(
+        "{}hooks = {{ pre_deploy = \"true\", post_deploy = \"true\" }}\n\n[services.worker]\ncommand = \"sleep 600\"\n",
+        testapp_toml(&format!("VERSION = \"{version}\""), 2, "30s")
+    )
+}
+
+/// Kills the agent with SIGKILL right after `step` of the deploy of release 2, starts it
+/// again, and checks the server is on the last committed release — release 2 once its
+/// `commit` step ran, else release 1 — with exactly its instances running and nothing else.
+fn killed_right_after(step: &str, committed: bool) {
+    use std::os::unix::process::ExitStatusExt;
+
+    let sb = sandbox();
+    sb.write("dockhand.toml", &web_and_worker("one"));
+    let failpoint = format!("{step}@2");
+    let mut agent = sb.start_agent_with_env(&[("DOCKHAND_CRASH_AFTER", &failpoint)]);
+    let (_, status) = sb.json(&["status"]);
+    let marker = format!("{}/", status["agent"]["id"].as_str().unwrap());
+
+    sb.write("dockhand.toml", &web_and_worker("two"));
+    let out = sb.run(&["deploy"]);
+    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+    let ended = agent.wait_exit(Duration::from_secs(60));
+    assert_eq!(
+        ended.signal(),
+        Some(9),
+        "killed after `{step}`: {}",
+        agent.output()
+    );
+
+    let _agent = sb.start_agent();
+    let (want, version) = if committed { (2, "two") } else { (1, "one") };
+    let (_, status) = sb.json(&["status"]);
+    assert_eq!(
+        status["current_release"]["id"], want,
+        "after `{step}`: {status:#}"
+    );
+    let (_, releases) = sb.json(&["releases"]);
+    let by_id = |id: i64| {
+        releases
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .map(|r| r["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(by_id(want).as_deref(), Some("current"), "{releases:#}");
+    let other = if committed { 1 } else { 2 };
+    let expected_other = if committed { "retired" } else { "failed" };
+    assert_eq!(
+        by_id(other).as_deref(),
+        Some(expected_other),
+        "{releases:#}"
+    );
+
+    // Exactly the restarted instances of the committed release run: three (web ×2, worker).
+    wait_until(
+        "the restarted release to be healthy",
+        Duration::from_secs(30),
+        || {
+            let (_, s) = sb.json(&["status"]);
+            s["services"].as_array().is_some_and(|svcs| {
+                svcs.iter()
+                    .flat_map(|s| s["instances"].as_array().cloned().unwrap_or_default())
+                    .all(|i| {
+                        i["health"] == "healthy"
+                            || (i["health"] == "none" && i["state"] == "running")
+                    })
+            })
+        },
+    );
+    wait_until(
+        "leftover processes to be gone",
+        Duration::from_secs(10),
+        || {
+            let mut running: Vec<String> = processes_with_env("DOCKHAND_INSTANCE", &marker)
+                .into_iter()
+                .map(|p| p.value)
+                .collect();
+            running.sort();
+            running.dedup();
+            running
+                == [
+                    format!("{marker}d0r{want}-web-0"),
+                    format!("{marker}d0r{want}-web-1"),
+                    format!("{marker}d0r{want}-worker-0"),
+                ]
+        },
+    );
+    assert_eq!(http_get(&sb.proxy_addr(), "app.test", "/version"), version);
+}
+
+macro_rules! crash_after {
+    ($($name:ident: $step:literal, $committed:literal;)*) => {$(
+        #[test]
+        fn $name() {
+            killed_right_after($step, $committed);
+        }
+    )*};
+}
+
+crash_after! {
+    kill_9_after_pre_deploy_keeps_release_1: "pre_deploy", false;
+    kill_9_after_start_keeps_release_1: "start", false;
+    kill_9_after_gate_keeps_release_1: "gate", false;
+    kill_9_after_commit_serves_release_2: "commit", true;
+    kill_9_after_swap_serves_release_2: "swap", true;
+    kill_9_after_drain_serves_release_2: "drain", true;
+    kill_9_after_stop_serves_release_2: "stop", true;
+    kill_9_after_post_deploy_serves_release_2: "post_deploy", true;
+    kill_9_after_prune_serves_release_2: "prune", true;
 }

@@ -130,4 +130,29 @@ fn an_app_with_https_listen_serves_over_tls_and_check_refuses_a_loose_key() {
     assert!(!text.contains(key_line), "{text}");
     assert_eq!(agent.terminate(), Some(0));
     assert!(!agent.output().contains(key_line));
+
+    // Started again with that key, the agent serves HTTP and says the proxy is degraded.
+    let mut agent = sb.start_agent();
+    let (_, status) = sb.json(&["status"]);
+    let proxy = &status["agent"]["subsystems"][0];
+    assert_eq!(proxy["name"], "proxy", "{status:#}");
+    assert_eq!(proxy["state"], "degraded", "{status:#}");
+    assert!(
+        proxy["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("site.pem is not served")),
+        "{status:#}"
+    );
+    let human = expect(&sb, &["status"], 0);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("subsystem proxy degraded: certificate"),
+        "{text}"
+    );
+    assert!(!text.contains(key_line), "{text}");
+    assert_eq!(
+        crate::crash::http_get(&sb.proxy_addr(), "app.test", "/version"),
+        "v1"
+    );
+    assert_eq!(agent.terminate(), Some(0));
 }

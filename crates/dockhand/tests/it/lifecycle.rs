@@ -240,3 +240,89 @@ fn a_second_agent_on_the_same_state_is_refused() {
     let (code, _) = sb.json(&["status"]);
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn events_follow_prints_each_event_as_it_is_recorded() {
+    use std::io::{BufRead, BufReader};
+    let sb = sandbox();
+    sb.write("dockhand.toml", &testapp_toml("VERSION = \"v1\"", 1, "20s"));
+    let _agent = sb.start_agent();
+    let mut follow = sb
+        .cmd(&["events", "-f", "-n", "1", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let event = serde_json::from_str(&line).expect("one JSON event per line");
+            if tx.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    // First the newest event recorded so far, then what happens from now on.
+    let first = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert!(first["id"].as_i64().is_some(), "{first}");
+    sb.write("dockhand.toml", &testapp_toml("VERSION = \"v2\"", 1, "20s"));
+    expect(&sb, &["deploy"], 0);
+    let mut seen = Vec::new();
+    let live = loop {
+        let e = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no `release 2 is live` event; got {seen:#?}"));
+        if e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("release 2 is live"))
+        {
+            break e;
+        }
+        seen.push(e);
+    };
+    assert_eq!(live["kind"], "deploy", "{live}");
+    assert_eq!(live["level"], "info", "{live}");
+    assert!(
+        seen.iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("deploy of release 2 started"))),
+        "{seen:#?}"
+    );
+    // Each event once, in order.
+    let ids: Vec<i64> = seen.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert!(ids.iter().all(|id| *id > first["id"].as_i64().unwrap()));
+    follow.kill().unwrap();
+    let _ = follow.wait();
+}
+
+#[test]
+fn status_shows_the_agents_subsystems_ready() {
+    let sb = sandbox();
+    sb.write("dockhand.toml", &testapp_toml("VERSION = \"v1\"", 1, "20s"));
+    let _agent = sb.start_agent();
+    let (_, status) = sb.json(&["status"]);
+    let subsystems: Vec<(String, String)> = status["agent"]["subsystems"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no subsystems in {status:#}"))
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        subsystems,
+        [
+            ("proxy".to_string(), "ready".to_string()),
+            ("health prober".into(), "ready".into()),
+            ("scheduler".into(), "ready".into()),
+            ("socket server".into(), "ready".into()),
+        ]
+    );
+    // Ready parts are not listed in the human status; only problems are.
+    let out = expect(&sb, &["status"], 0);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("subsystem"));
+}

@@ -11,6 +11,7 @@ mod https;
 mod import;
 mod lifecycle;
 mod loadtest;
+mod migrations;
 mod secrets;
 mod up;
 mod websocket;
