@@ -7,7 +7,10 @@
 //! <state>/logs/<service>/<instance>.log     one file per instance (rotated: .1, .2, …)
 //! <state>/logs/<service>/<phase>-r<N>.log   a deploy hook's output
 //! <state>/logs/<database>/<database>.log    a database container's output
+//! <state>/example/                          the bundled example (`dockhand up` with no project)
 //! ```
+//!
+//! A project's state directory is `<project>/.dockhand` unless the agent is told otherwise.
 
 use std::path::{Path, PathBuf};
 
@@ -36,6 +39,11 @@ impl StateLayout {
         StateLayout {
             root: root.to_path_buf(),
         }
+    }
+
+    /// The layout of a project directory's own state directory, `<project>/.dockhand`.
+    pub fn of_project(project: &Path) -> StateLayout {
+        StateLayout::at(&project.join(dockhand_api::STATE_DIR_NAME))
     }
 
     pub fn root(&self) -> &Path {
@@ -70,6 +78,11 @@ impl StateLayout {
     pub fn hook_log(&self, service: &str, phase: &str, release: i64) -> PathBuf {
         self.service_logs(service)
             .join(format!("{phase}-r{release}.log"))
+    }
+
+    /// Where `dockhand up` writes the bundled example when run outside a project.
+    pub fn example(&self) -> PathBuf {
+        self.root.join("example")
     }
 
     /// Where a database container's output is copied while the agent runs.
@@ -133,5 +146,9 @@ mod tests {
             Path::new("/s/logs/api/pre_deploy-r7.log")
         );
         assert_eq!(l.database_log("db"), Path::new("/s/logs/db/db.log"));
+        assert_eq!(
+            StateLayout::of_project(Path::new("/p")).default_socket(),
+            Path::new("/p/.dockhand/agent.sock")
+        );
     }
 }

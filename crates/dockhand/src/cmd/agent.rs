@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use dockhand_agent::{Agent, AgentOptions, Signals, StartMode};
+use dockhand_agent::{Agent, AgentOptions, Signals, StartMode, StateLayout};
 use dockhand_api::Progress;
 
 use crate::Global;
@@ -28,10 +28,9 @@ pub fn run(g: &Global, args: AgentArgs) -> anyhow::Result<ExitCode> {
     let config = std::path::absolute(&args.config)?;
     let state_dir = match args.state_dir {
         Some(d) => d,
-        None => config
-            .parent()
-            .unwrap_or(std::path::Path::new("."))
-            .join(dockhand_api::STATE_DIR_NAME),
+        None => StateLayout::of_project(config.parent().unwrap_or(std::path::Path::new(".")))
+            .root()
+            .to_path_buf(),
     };
     let mut opts = AgentOptions::for_project(&config, &state_dir, StartMode::DeployIfNoRelease);
     if let Some(socket) = &g.socket {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use console::style;
+use dockhand_agent::StateLayout;
 use dockhand_config::{LoadOptions, Severity};
 
 use crate::output::{self, print_json};
@@ -22,11 +23,7 @@ pub fn run(g: &Global, args: CheckArgs) -> anyhow::Result<ExitCode> {
     let (errors, warnings) = match &result {
         Ok(loaded) => {
             // The file is valid: now what the machine says (ports, images).
-            let socket = loaded
-                .config
-                .project_dir
-                .join(".dockhand")
-                .join(dockhand_api::SOCKET_NAME);
+            let socket = StateLayout::of_project(&loaded.config.project_dir).default_socket();
             let agent_running = std::os::unix::net::UnixStream::connect(&socket).is_ok();
             let found =
                 super::runtime()?.block_on(dockhand_agent::preflight::check(loaded, agent_running));

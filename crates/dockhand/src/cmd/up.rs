@@ -9,7 +9,8 @@ use anyhow::Context as _;
 use clap::Args;
 use console::style;
 use dockhand_agent::{Agent, AgentOptions, Signals, StartMode};
-use dockhand_api::{Progress, STATE_DIR_NAME};
+use dockhand_agent::StateLayout;
+use dockhand_api::Progress;
 
 use super::client::ProgressPrinter;
 use crate::Global;
@@ -36,15 +37,15 @@ pub fn run(g: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
                     json: None,
                 }));
             }
-            let state = d.join(STATE_DIR_NAME);
+            let state = StateLayout::of_project(&d);
             (d, state, false)
         }
         None if cwd.join("dockhand.toml").is_file() => {
-            (cwd.clone(), cwd.join(STATE_DIR_NAME), false)
+            (cwd.clone(), StateLayout::of_project(&cwd), false)
         }
         None => {
-            let state = cwd.join(STATE_DIR_NAME);
-            let example = state.join("example");
+            let state = StateLayout::of_project(&cwd);
+            let example = state.example();
             crate::example::extract(&example)?;
             (example, state, true)
         }
@@ -72,7 +73,7 @@ pub fn run(g: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
 
     let printer = ProgressPrinter::new(g.json);
     let sink = |p: Progress| printer.show(&p);
-    let opts = AgentOptions::for_project(&config, &state_dir, StartMode::Reload);
+    let opts = AgentOptions::for_project(&config, state_dir.root(), StartMode::Reload);
     let rt = super::runtime()?;
     let result: anyhow::Result<ExitCode> = rt.block_on(async {
         let signals = Signals::install()?;
@@ -88,7 +89,7 @@ pub fn run(g: &Global, args: UpArgs) -> anyhow::Result<ExitCode> {
                 return Ok(code);
             }
         }
-        announce(g, &agent, &project, &state_dir, &cwd, bundled);
+        announce(g, &agent, &project, state_dir.root(), &cwd, bundled);
         agent.run_until_signal(signals, &sink).await?;
         Ok(ExitCode::SUCCESS)
     });
