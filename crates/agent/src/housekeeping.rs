@@ -6,8 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dockhand_state::Store;
+
 use crate::deploy::Deployer;
-use crate::scheduler::{Job, Schedule, Scheduler};
+use crate::fleet::Fleet;
+use crate::layout::StateLayout;
+use crate::scheduler::{Job, JobResult, Schedule, Scheduler};
 
 /// Events kept in the state database.
 pub const KEEP_EVENTS: usize = 20_000;
@@ -25,16 +29,62 @@ pub fn register(scheduler: &Scheduler, d: &Deployer) {
         timeout: Duration::from_secs(300),
         run: Arc::new(move || {
             let (layout, store, fleet) = (layout.clone(), store.clone(), fleet.clone());
-            Box::pin(async move {
-                let logs = match fleet.serving_config() {
-                    Some(config) => crate::logs::prune(&layout, &fleet.live_ids(), &config),
-                    None => 0,
-                };
-                let events = store.prune_events(KEEP_EVENTS).map_err(|e| e.to_string())?;
-                Ok(format!(
-                    "removed the logs of {logs} finished instance(s) and {events} old event(s)"
-                ))
-            })
+            Box::pin(async move { sweep(&layout, &store, &fleet, KEEP_EVENTS) })
         }),
     });
+}
+
+/// One housekeeping run; says what it removed.
+fn sweep(layout: &StateLayout, store: &Store, fleet: &Fleet, keep_events: usize) -> JobResult {
+    let logs = match fleet.serving_config() {
+        Some(config) => crate::logs::prune(layout, &fleet.live_ids(), &config),
+        None => 0,
+    };
+    let events = store.prune_events(keep_events).map_err(|e| e.to_string())?;
+    Ok(format!(
+        "removed the logs of {logs} finished instance(s) and {events} old event(s)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_is_daily_at_half_past_three_utc() {
+        let s = Schedule::cron(WHEN).unwrap();
+        let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap().to_utc();
+        assert_eq!(
+            s.next_after(at("2026-03-01T04:00:00Z"), None),
+            Some(at("2026-03-02T03:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_sweep_keeps_the_newest_events() {
+        let store = Store::open_in_memory().unwrap();
+        for i in 0..5 {
+            store
+                .record_event(
+                    dockhand_state::EventLevel::Info,
+                    "test",
+                    None,
+                    None,
+                    &format!("e{i}"),
+                )
+                .unwrap();
+        }
+        let said = sweep(
+            &StateLayout::at(std::path::Path::new("/nonexistent")),
+            &store,
+            &Fleet::default(),
+            2,
+        )
+        .unwrap();
+        assert_eq!(
+            said,
+            "removed the logs of 0 finished instance(s) and 3 old event(s)"
+        );
+        assert_eq!(store.events(10).unwrap().len(), 2);
+    }
 }

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 use console::style;
-use dockhand_agent::{Agent, AgentOptions, Signals, StartMode};
 use dockhand_agent::StateLayout;
+use dockhand_agent::{Agent, AgentOptions, Signals, StartMode};
 use dockhand_api::Progress;
 
 use super::client::ProgressPrinter;

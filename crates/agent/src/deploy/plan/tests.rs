@@ -477,3 +477,50 @@ depends_on = ["b"]
         .collect();
     assert_eq!(names, ["b", "c", "a"]);
 }
+
+#[test]
+fn build_tags_replace_the_tag_and_keep_registry_ports() {
+    let mut svc = ServiceConfig {
+        name: "api".into(),
+        command: String::new(),
+        workdir: std::path::PathBuf::from("/"),
+        port: None,
+        env: std::collections::BTreeMap::new(),
+        health: None,
+        route: None,
+        replicas: 1,
+        restart: dockhand_config::RestartPolicy::Always,
+        memory_limit: None,
+        stop_timeout: Duration::from_secs(10),
+        hooks: Default::default(),
+        container: None,
+        depends_on: Vec::new(),
+    };
+    assert_eq!(build_tag(&svc, 3), None);
+    let mut c = dockhand_config::ContainerConfig {
+        image: "registry.local:5000/shop/api".into(),
+        build: Some(dockhand_config::BuildConfig {
+            context: "/x".into(),
+            dockerfile: "/x/Dockerfile".into(),
+            target: None,
+            args: std::collections::BTreeMap::new(),
+        }),
+        pull: PullPolicy::Missing,
+        command: None,
+        entrypoint: None,
+        volumes: Vec::new(),
+        cpus: None,
+        user: None,
+        init: false,
+        shm_size: None,
+        ulimits: Vec::new(),
+    };
+    svc.container = Some(c.clone());
+    assert_eq!(
+        build_tag(&svc, 3).as_deref(),
+        Some("registry.local:5000/shop/api:r3")
+    );
+    c.image = "shop/api:1.2".into();
+    svc.container = Some(c);
+    assert_eq!(build_tag(&svc, 12).as_deref(), Some("shop/api:r12"));
+}
