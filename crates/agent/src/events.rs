@@ -14,7 +14,7 @@ use tokio::sync::broadcast;
 use crate::secrets::Redactor;
 
 /// How many events a slow subscriber may fall behind before it misses some.
-const BACKLOG: usize = 1024;
+const BACKLOG: usize = 256;
 
 /// What an event is about. Stored as its `as_str()` name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
