@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use console::style;
-use dockhand_api::{discover_socket, Client, Frame, Progress};
+use dockhand_api::{discover_socket, Client, Frame, Progress, Request};
 
 use crate::output;
 use crate::Global;
@@ -16,6 +16,18 @@ pub(crate) fn client(g: &Global) -> anyhow::Result<Client> {
     let path =
         discover_socket(g.socket.as_deref(), &cwd).map_err(|e| output::from_client(e, g.json))?;
     Ok(Client::new(path))
+}
+
+/// Sends `req` to the agent, showing its progress frames as they come, and reads the answer.
+pub(crate) fn call_with_progress<T: serde::de::DeserializeOwned>(
+    g: &Global,
+    req: &Request,
+) -> anyhow::Result<T> {
+    let client = client(g)?;
+    let printer = ProgressPrinter::new(g.json);
+    let answer = client.call_typed(req, |f| printer.show_frame(f));
+    printer.finish();
+    answer.map_err(|e| output::from_client(e, g.json))
 }
 
 /// Who is asking, for the deploy lock and the event log.

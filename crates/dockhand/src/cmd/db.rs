@@ -5,26 +5,18 @@ use std::process::ExitCode;
 use console::style;
 use dockhand_api::{DbUpgradeReport, Request};
 
-use super::client::{client, requested_by, ProgressPrinter};
-use crate::output::{self, print_json};
+use super::client::{call_with_progress, requested_by};
+use crate::output::print_json;
 use crate::Global;
 
 pub fn upgrade(g: &Global, database: &str) -> anyhow::Result<ExitCode> {
-    let client = client(g)?;
-    let printer = ProgressPrinter::new(g.json);
-    let report: DbUpgradeReport = client
-        .call_typed(
-            &Request::DbUpgrade {
-                database: database.to_string(),
-                requested_by: requested_by(),
-            },
-            |f| printer.show_frame(f),
-        )
-        .map_err(|e| {
-            printer.finish();
-            output::from_client(e, g.json)
-        })?;
-    printer.finish();
+    let report: DbUpgradeReport = call_with_progress(
+        g,
+        &Request::DbUpgrade {
+            database: database.to_string(),
+            requested_by: requested_by(),
+        },
+    )?;
     if g.json {
         print_json(&report);
     } else {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use console::style;
 use dockhand_api::{DeployReport, Request};
 
-use super::client::{client, requested_by, ProgressPrinter};
+use super::client::{call_with_progress, requested_by};
 use crate::output::{self, print_json};
 use crate::Global;
 
@@ -30,20 +30,12 @@ pub fn rollback(g: &Global, release: Option<i64>) -> anyhow::Result<ExitCode> {
 }
 
 pub fn reload(g: &Global) -> anyhow::Result<ExitCode> {
-    let client = client(g)?;
-    let printer = ProgressPrinter::new(g.json);
-    let result: Option<DeployReport> = client
-        .call_typed(
-            &Request::Reload {
-                requested_by: requested_by(),
-            },
-            |f| printer.show_frame(f),
-        )
-        .map_err(|e| {
-            printer.finish();
-            output::from_client(e, g.json)
-        })?;
-    printer.finish();
+    let result: Option<DeployReport> = call_with_progress(
+        g,
+        &Request::Reload {
+            requested_by: requested_by(),
+        },
+    )?;
     match result {
         Some(report) => Ok(render_report(g, &report)),
         None => {
@@ -100,14 +92,6 @@ pub fn render_report(g: &Global, report: &DeployReport) -> ExitCode {
 }
 
 fn run_deploy(g: &Global, req: &Request) -> anyhow::Result<ExitCode> {
-    let client = client(g)?;
-    let printer = ProgressPrinter::new(g.json);
-    let report: DeployReport = client
-        .call_typed(req, |f| printer.show_frame(f))
-        .map_err(|e| {
-            printer.finish();
-            output::from_client(e, g.json)
-        })?;
-    printer.finish();
+    let report: DeployReport = call_with_progress(g, req)?;
     Ok(render_report(g, &report))
 }
