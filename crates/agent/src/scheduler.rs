@@ -23,7 +23,7 @@ use crate::subsystem::{BoxFuture, Context, Subsystem};
 pub enum Schedule {
     /// At the times a cron expression matches (UTC).
     Cron { expr: String, cron: croner::Cron },
-    /// Every interval, counted from the last run.
+    /// Every interval, counted from the last run; a job that never ran is due at once.
     Every(Duration),
 }
 
@@ -53,7 +53,8 @@ impl Schedule {
                 let every = chrono::Duration::from_std(*every).ok()?;
                 Some(match last_run {
                     Some(last) if last + every > after => last + every,
-                    _ => after + every,
+                    Some(_) => after + every,
+                    None => after,
                 })
             }
         }
@@ -300,7 +301,8 @@ mod tests {
     fn an_interval_counts_from_the_last_run() {
         let s = Schedule::Every(Duration::from_secs(3600));
         let now = at("2026-03-01T10:00:00Z");
-        assert_eq!(s.next_after(now, None), Some(at("2026-03-01T11:00:00Z")));
+        // Never ran: due at once (a check the agent starts with).
+        assert_eq!(s.next_after(now, None), Some(now));
         assert_eq!(
             s.next_after(now, Some(at("2026-03-01T09:30:00Z"))),
             Some(at("2026-03-01T10:30:00Z"))
