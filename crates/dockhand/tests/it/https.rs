@@ -156,3 +156,47 @@ fn an_app_with_https_listen_serves_over_tls_and_check_refuses_a_loose_key() {
     );
     assert_eq!(agent.terminate(), Some(0));
 }
+
+#[test]
+fn a_certificate_ending_within_two_weeks_is_warned_about_when_the_agent_starts() {
+    let sb = sandbox();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["app.test".to_string()]).unwrap();
+    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(5);
+    let cert = params.self_signed(&key).unwrap();
+    sb.write("certs/site.pem", &cert.pem());
+    let key_path = sb.write("certs/site.key", &key.serialize_pem());
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let toml = testapp_toml("VERSION = \"v1\"", 1, "20s").replace(
+        "drain_timeout = \"10s\"\n",
+        "drain_timeout = \"10s\"\nhttps_listen = \"127.0.0.1:0\"\ncertificates = [{ cert = \"certs/site.pem\", key = \"certs/site.key\" }]\n",
+    );
+    sb.write("dockhand.toml", &toml);
+    let _agent = sb.start_agent();
+    // The scheduler's expiry check runs at the first start, then twice a day.
+    let mut warning = serde_json::Value::Null;
+    dockhand_test_support::wait_until("the expiry warning", Duration::from_secs(20), || {
+        let (_, events) = sb.json(&["events"]);
+        warning = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| {
+                e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("expires in"))
+            })
+            .cloned()
+            .unwrap_or_default();
+        !warning.is_null()
+    });
+    assert_eq!(warning["level"], "warn", "{warning}");
+    assert_eq!(warning["kind"], "proxy", "{warning}");
+    let message = warning["message"].as_str().unwrap();
+    assert!(
+        (message.contains("site.pem expires in 4 day(s)")
+            || message.contains("site.pem expires in 5 day(s)"))
+            && message.contains("replace the file"),
+        "{message}"
+    );
+}
