@@ -384,3 +384,258 @@ PROXY_HEADER = [
     "PSS MiB",
     "errors",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# handshakes (every request on a new TLS connection)
+
+HANDSHAKE_MODES = [("new", "full handshakes"), ("reuse", "resumed handshakes")]
+HANDSHAKE_PEERS = ["nginx", "haproxy", "dockhand"]
+HANDSHAKE_HEADER = ["peer", "connections/s", "CPU µs/connection", "CPU vs nginx"]
+# The issue's goal: at most 0.8x nginx's CPU per full and per resumed handshake.
+HANDSHAKE_GOAL = 0.8
+
+
+def parse_s_time(output):
+    """The connection count of an `openssl s_time` run ("N connections in T real seconds")."""
+    m = re.search(r"(\d+) connections in \d+ real seconds", output)
+    if not m:
+        m = re.search(r"(\d+) connections in [\d.]+s", output)
+    return int(m.group(1)) if m else None
+
+
+def handshake_rows(table, mode):
+    """Rows of the handshake table for `mode` ("new" or "reuse"): peers with their figures
+    and the CPU ratio to nginx."""
+    cell = table.get(mode, {})
+    ref = cell.get("nginx") if isinstance(cell.get("nginx"), dict) else {}
+    rows = []
+    for name in HANDSHAKE_PEERS:
+        s = cell.get(name)
+        if s is None:
+            continue
+        if isinstance(s, str):
+            rows.append([name, s, "", ""])
+            continue
+        rows.append([name, fmt_num(s.get("conns_per_s")), fmt_num(s.get("cpu_us")),
+                     fmt_ratio(ratio(s.get("cpu_us"), ref.get("cpu_us")))])
+    return rows
+
+
+def handshake_goals(table):
+    """(goal, measured, verdict) rows: Dockhand's CPU per new connection against nginx's."""
+    out = []
+    for mode, what in HANDSHAKE_MODES:
+        cell = table.get(mode, {})
+        d, n = cell.get("dockhand"), cell.get("nginx")
+        if not isinstance(d, dict) or not isinstance(n, dict):
+            out.append((f"CPU per {what[:-1]} ≤ {HANDSHAKE_GOAL}× nginx", "—", "not measured"))
+            continue
+        r = ratio(d.get("cpu_us"), n.get("cpu_us"))
+        out.append((f"CPU per {what[:-1]} ≤ {HANDSHAKE_GOAL}× nginx",
+                    _fmt_cmp(d.get("cpu_us"), n.get("cpu_us"), r, "µs", "nginx"),
+                    verdict(None if r is None else r <= HANDSHAKE_GOAL)))
+    return out
+
+
+# backups
+
+
+def parse_cgroup_cpu_s(name, text):
+    """CPU seconds from a cgroup file: v2 `cpu.stat` (`usage_usec N`) or v1 `cpuacct.usage`
+    (nanoseconds). None when the text holds neither."""
+    if name == "cpu.stat":
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[0] == "usage_usec":
+                return int(parts[1]) / 1e6
+        return None
+    try:
+        return int(text.strip()) / 1e9
+    except ValueError:
+        return None
+
+
+def throughput_mib_s(db_bytes, seconds):
+    """The database's size over the wall time, MiB/s; None without a time."""
+    if db_bytes is None or not seconds:
+        return None
+    return db_bytes / (1 << 20) / seconds
+
+
+def backup_summary(runs):
+    """Medians of interleaved backup runs, per scale and tool.
+
+    `runs` is a list of dicts: scale, tool (`dockhand` or `pg_dump | zstd`), seconds, cpu_s
+    (None if unknown), db_bytes, and for dockhand rss_peak_kib; also restore runs with tool
+    `dockhand restore` or `pg_restore`. Returns `{scale: {tool: summary}}`.
+    """
+    grouped = {}
+    for r in runs:
+        grouped.setdefault(r["scale"], {}).setdefault(r["tool"], []).append(r)
+    out = {}
+    for scale, tools in grouped.items():
+        out[scale] = {}
+        for tool, rs in tools.items():
+            secs = median([r["seconds"] for r in rs])
+            cpus = [r["cpu_s"] for r in rs if r.get("cpu_s") is not None]
+            rss = [r["rss_peak_kib"] for r in rs if r.get("rss_peak_kib") is not None]
+            out[scale][tool] = {
+                "seconds": secs,
+                "cpu_s": median(cpus) if cpus else None,
+                "db_bytes": rs[0].get("db_bytes"),
+                "mib_s": throughput_mib_s(rs[0].get("db_bytes"), secs),
+                "rss_peak_kib": max(rss) if rss else None,
+                "stored_bytes": rs[0].get("stored_bytes"),
+            }
+    return out
+
+
+BACKUP_HEADER = ["scale", "database", "tool", "wall", "throughput", "CPU", "stored",
+                 "agent peak RSS"]
+
+
+def backup_rows(summary):
+    """Table rows: per scale, the shell pipeline then Dockhand, then the restores."""
+    rows = []
+    order = ["pg_dump | zstd", "dockhand", "pg_restore", "dockhand restore"]
+    for scale in sorted(summary):
+        tools = summary[scale]
+        for tool in order:
+            s = tools.get(tool)
+            if not s:
+                continue
+            rows.append([
+                str(scale),
+                "—" if s["db_bytes"] is None else f"{s['db_bytes'] / (1 << 20):.0f} MiB",
+                tool,
+                f"{s['seconds']:.2f} s",
+                "—" if s["mib_s"] is None else f"{s['mib_s']:.1f} MiB/s",
+                "—" if s["cpu_s"] is None else f"{s['cpu_s']:.2f} s",
+                fmt_bytes(s.get("stored_bytes")),
+                "—" if s["rss_peak_kib"] is None else f"{s['rss_peak_kib'] / 1024:.1f} MiB",
+            ])
+    return rows
+
+
+def backup_goals(summary):
+    """The issue's backup goals: throughput ≥ 0.9× `pg_dump -Fc | zstd` at the largest scale,
+    and the agent's peak RSS at the largest scale within 10 % of the smallest's."""
+    goals = []
+    if not summary:
+        return [("backup throughput ≥ 0.9× pg_dump -Fc | zstd", "—", "not measured"),
+                ("agent peak RSS independent of the database size (±10 %)", "—",
+                 "not measured")]
+    big, small = max(summary), min(summary)
+    dh = summary[big].get("dockhand")
+    shell = summary[big].get("pg_dump | zstd")
+    r = ratio(dh and dh["mib_s"], shell and shell["mib_s"])
+    goals.append((f"backup throughput ≥ 0.9× pg_dump -Fc | zstd (scale {big})",
+                  fmt_ratio(r), verdict(None if r is None else r >= 0.9)))
+    a = summary[small].get("dockhand", {}).get("rss_peak_kib")
+    b = summary[big].get("dockhand", {}).get("rss_peak_kib")
+    if a and b and big != small:
+        change = (b - a) / a
+        goals.append((f"agent peak RSS independent of the database size (scale {small} vs "
+                      f"{big}, ±10 %)", f"{a / 1024:.1f} → {b / 1024:.1f} MiB ({change:+.0%})",
+                      verdict(abs(change) <= 0.10)))
+    else:
+        goals.append(("agent peak RSS independent of the database size (±10 %)", "—",
+                      "not measured"))
+    restore = summary[big].get("dockhand restore")
+    plain = summary[big].get("pg_restore")
+    r = ratio(restore and restore["seconds"], plain and plain["seconds"])
+    goals.append((f"restore time against pg_restore of the same dump (scale {big})",
+                  fmt_ratio(r), "reported"))
+    return goals
+
+
+# remote: registry-less image transfer and the SSH round trip (issue 21)
+
+
+def fmt_bytes(n):
+    """`812 B`, `4.2 KiB`, `31.4 MiB`."""
+    if n is None:
+        return "—"
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 1024 / 1024:.1f} MiB"
+
+
+def summarize_remote(rounds):
+    """Medians of the remote stage's rounds.
+
+    Each round is a dict: `deploy_bytes` and `deploy_ms` (dockhand's second deploy: bytes
+    over SSH and wall time), `save_bytes` and `save_ms` (`docker save | ssh docker load` of
+    the same image). Returns the medians and the bytes ratio (deploy / save).
+    """
+    out = {}
+    for key in ("deploy_bytes", "deploy_ms", "save_bytes", "save_ms"):
+        out[key] = median([r.get(key) for r in rounds])
+    out["bytes_ratio"] = ratio(out["deploy_bytes"], out["save_bytes"])
+    out["time_ratio"] = ratio(out["deploy_ms"], out["save_ms"])
+    return out
+
+
+def remote_goals(summary):
+    """Issue 21: a second deploy after a one-line change sends at most 10% of the bytes of
+    `docker save | ssh docker load` of the same image (its wall time is reported beside)."""
+    name = ("second deploy after a one-line change: ≤ 10% of the bytes of "
+            "`docker save | ssh docker load`")
+    if not isinstance(summary, dict) or summary.get("bytes_ratio") is None:
+        return [(name, summary if isinstance(summary, str) else "—", "not measured")]
+    r = summary["bytes_ratio"]
+    measured = (f"{fmt_bytes(summary['deploy_bytes'])} vs {fmt_bytes(summary['save_bytes'])} "
+                f"({r * 100:.2f}%); wall time {fmt_num(summary['deploy_ms'])} ms vs "
+                f"{fmt_num(summary['save_ms'])} ms")
+    return [(name, measured, verdict(r <= 0.10))]
+
+
+# ---------------------------------------------------------------------------------------------
+# static files
+
+
+def static_goals(table):
+    """The static stage's goals: `table[case][peer]` is a summary (cpu_us, rps, mib_s) or a
+    string. 1 KB and 100 KB: CPU per request at most nginx's; 1 MB: at least 0.9x nginx's
+    throughput; gzip: CPU per request reported against nginx's (no goal)."""
+    rows = []
+
+    def get(case, peer, key):
+        v = table.get(case, {}).get(peer)
+        return v.get(key) if isinstance(v, dict) else None
+
+    for case in ("1 KB", "100 KB"):
+        d, n = get(case, "dockhand", "cpu_us"), get(case, "nginx", "cpu_us")
+        r = ratio(d, n)
+        rows.append((f"{case} file, CPU per request at most nginx's",
+                     _fmt_cmp(d, n, r, "µs", "nginx"),
+                     verdict(None if r is None else r <= 1.0)))
+    d, n = get("1 MB", "dockhand", "mib_s"), get("1 MB", "nginx", "mib_s")
+    r = ratio(d, n)
+    rows.append(("1 MB file, throughput at least 0.9× nginx's",
+                 _fmt_cmp(d, n, r, "MiB/s", "nginx"),
+                 verdict(None if r is None else r >= 0.9)))
+    d, n = get("gzip 100 KB JSON", "dockhand", "cpu_us"), get("gzip 100 KB JSON", "nginx",
+                                                              "cpu_us")
+    rows.append(("gzip of a 100 KB JSON file, CPU per request (reported)",
+                 _fmt_cmp(d, n, ratio(d, n), "µs", "nginx"), "reported"))
+    return rows
+
+
+def static_rows(table, peers):
+    """One row per (case, peer): req/s, MiB/s, CPU µs per request, p99."""
+    rows = []
+    for case, by_peer in table.items():
+        for peer in peers:
+            s = by_peer.get(peer)
+            if s is None:
+                continue
+            if isinstance(s, str):
+                rows.append([case, peer, s, "", "", ""])
+                continue
+            rows.append([case, peer, fmt_num(s.get("rps")), fmt_num(s.get("mib_s"), 1),
+                         fmt_num(s.get("cpu_us"), 1), fmt_latency(s.get("p99_us"))])
+    return rows

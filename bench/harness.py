@@ -29,7 +29,7 @@ import peers as pc
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PACKAGES = {"nginx": "nginx", "haproxy": "haproxy", "caddy": "caddy", "wrk": "wrk",
-            "openssl": "openssl", "taskset": "util-linux"}
+            "openssl": "openssl", "taskset": "util-linux", "zstd": "zstd"}
 PEERS = ["nginx", "haproxy", "caddy", "dockhand"]
 PATH = "/health"  # the testapp answers it without writing a log line
 
@@ -476,6 +476,70 @@ def proxy_matrix(peers, args, budget, backend_pid=None):
 
 
 # ---------------------------------------------------------------------------------------------
+# handshakes: every request on a new TLS connection
+
+
+def s_time(port, mode, seconds, cpu, parallel):
+    """`parallel` concurrent `openssl s_time` loops (each: connect, handshake — full with
+    `new`, resumed with `reuse` —, GET, close) for `seconds`; connections made, wall time."""
+    argv = ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", f"-{mode}",
+            "-time", str(seconds), "-www", PATH]
+    started = time.monotonic()
+    children = [subprocess.Popen(["taskset", "-c", str(cpu), *argv], stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True)
+                for _ in range(parallel)]
+    total = 0
+    for c in children:
+        try:
+            out, _ = c.communicate(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            c.kill()
+            out, _ = c.communicate()
+        n = bl.parse_s_time(out or "")
+        if n is None:
+            raise RuntimeError(f"openssl s_time against 127.0.0.1:{port} failed: "
+                               f"{(out or '').strip()[-300:]}")
+        total += n
+    return total, time.monotonic() - started
+
+
+def measure_handshakes(peer, mode, args):
+    """One run: CPU of the proxy's processes per new connection, and connections/s."""
+    s_time(peer.https_port, mode, args.warmup, args.client_cpu, 1)
+    pids = peer.pids()
+    before = {pid: proc_ticks(pid) for pid in pids}
+    conns, wall = s_time(peer.https_port, mode, args.duration, args.client_cpu,
+                         args.handshake_clients)
+    ticks = sum(proc_ticks(pid) - before[pid] for pid in pids)
+    return {"connections": conns, "conns_per_s": conns / wall if wall else None,
+            "cpu_us": bl.cpu_us_per_request(ticks, CLK_TCK, conns), "loadavg": loadavg()}
+
+
+def handshake_matrix(peers, args, budget):
+    """Full and resumed handshakes: rounds of every peer, each round in rotated order."""
+    raw, table = {}, {}
+    for mode, _ in bl.HANDSHAKE_MODES:
+        cell = {}
+        for rnd in range(args.rounds):
+            for name in bl.rotate(bl.HANDSHAKE_PEERS, rnd):
+                peer = peers.get(name)
+                if peer is None:
+                    continue
+                budget.check(f"handshakes ({mode})")
+                res = measure_handshakes(peer, mode, args)
+                log(f"handshakes {mode} round {rnd + 1} {name}: "
+                    f"{bl.fmt_num(res['conns_per_s'])} connections/s, "
+                    f"{bl.fmt_num(res['cpu_us'])} µs CPU/connection")
+                raw.setdefault(f"{mode}/{name}", []).append(res)
+        for name in bl.HANDSHAKE_PEERS:
+            runs = raw.get(f"{mode}/{name}")
+            if runs:
+                cell[name] = bl.summarize(runs)
+        table[mode] = cell
+    return table, raw
+
+
+# ---------------------------------------------------------------------------------------------
 # loadtest vs wrk
 
 
@@ -605,7 +669,8 @@ def idle_agent(exe, procs, workdir, args, budget):
     cwd = workdir / "idle"
     cwd.mkdir()
     port = free_port()
-    env = dict(os.environ, DOCKHAND_LISTEN=f"127.0.0.1:{port}")
+    env = dict(os.environ, DOCKHAND_LISTEN=f"127.0.0.1:{port}",
+               DOCKHAND_HTTPS_LISTEN=f"127.0.0.1:{free_port()}")
     env.pop("DOCKHAND_SOCKET", None)
     p = procs.start("dockhand-up", [str(exe), "up", "--json"], cwd=cwd, env=env,
                     cpu=args.proxy_cpu, stop_signal=signal.SIGINT, grace=30.0)
@@ -640,8 +705,556 @@ def idle_agent(exe, procs, workdir, args, budget):
         "app_rss_kib": app_rss,
         "app_processes": len(app_pids),
     }
-    procs.stop(p)
+    status = json.loads(run([str(exe), "status", "--json"], timeout=20, cwd=cwd).stdout)
+    metrics = status.get("agent", {}).get("metrics_listen")
+    try:
+        out["stack"] = monitoring_stack(procs, workdir, metrics, args)
+    finally:
+        procs.stop(p)
     return out
+
+
+STACK = ["prometheus", "prometheus-node-exporter", "prometheus-alertmanager"]
+
+
+def monitoring_stack(procs, workdir, metrics, args):
+    """What the agent's monitoring replaces, measured idle over the same window: Debian's
+    prometheus scraping the agent's /metrics and node-exporter every 15 s, with alertmanager."""
+    missing = [b for b in STACK if shutil.which(b) is None]
+    if missing:
+        return {"skipped": f"not measured: install {' '.join(missing)} (Debian packages)"}
+    if not metrics:
+        return {"skipped": "not measured: the agent serves no /metrics"}
+    d = workdir / "stack"
+    (d / "tsdb").mkdir(parents=True)
+    (d / "am").mkdir()
+    node, prom, am = free_port(), free_port(), free_port()
+    (d / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 15s\n  evaluation_interval: 15s\n"
+        f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am}']\n"
+        "scrape_configs:\n"
+        f"  - job_name: dockhand\n    static_configs:\n      - targets: ['{metrics}']\n"
+        f"  - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{node}']\n")
+    (d / "alertmanager.yml").write_text(
+        "route:\n  receiver: none\nreceivers:\n  - name: none\n")
+    started = [
+        procs.start("node-exporter", ["prometheus-node-exporter",
+                                      f"--web.listen-address=127.0.0.1:{node}"]),
+        procs.start("alertmanager", ["prometheus-alertmanager",
+                                     f"--config.file={d / 'alertmanager.yml'}",
+                                     f"--storage.path={d / 'am'}",
+                                     f"--web.listen-address=127.0.0.1:{am}",
+                                     "--cluster.listen-address="]),
+        procs.start("prometheus", ["prometheus", f"--config.file={d / 'prometheus.yml'}",
+                                   f"--storage.tsdb.path={d / 'tsdb'}",
+                                   f"--web.listen-address=127.0.0.1:{prom}"]),
+    ]
+    try:
+        wait_http(prom, timeout=60, path="/-/ready", name="prometheus")
+        time.sleep(args.settle)
+        t0 = [proc_ticks(q.pid) for q in started]
+        w0 = time.monotonic()
+        time.sleep(max(args.idle, 16))  # at least one scrape of each target
+        t1 = [proc_ticks(q.pid) for q in started]
+        w1 = time.monotonic()
+        rss = [proc_status_kib(q.pid) for q in started]
+        ticks = sum(b - a for a, b in zip(t0, t1))
+        return {
+            "seconds": w1 - w0,
+            "cpu_pct": ticks / CLK_TCK / (w1 - w0) * 100,
+            "rss_kib": sum(rss),
+            "each": {name: r for name, r in zip(["node-exporter", "alertmanager", "prometheus"], rss)},
+        }
+    finally:
+        for q in reversed(started):
+            procs.stop(q)
+
+
+
+# ---------------------------------------------------------------------------------------------
+# backups
+
+PG_IMAGE = "dockhand-test/postgres:15"
+
+
+# ---------------------------------------------------------------------------------------------
+# static files (issue 17)
+
+
+STATIC_CASES = [
+    # (name, path, body bytes, extra wrk headers)
+    ("1 KB", "/f1k.txt", 1024, []),
+    ("100 KB", "/f100k.txt", 100 * 1024, []),
+    ("1 MB", "/f1m.bin", 1024 * 1024, []),
+    ("gzip 100 KB JSON", "/data.json", None, ["-H", "Accept-Encoding: gzip"]),
+]
+
+
+def write_static_site(root):
+    root.mkdir(parents=True, exist_ok=True)
+    line = "Dockhand static bench line of text, repeated to fill the file.\n"
+    for name, size in (("f1k.txt", 1024), ("f100k.txt", 100 * 1024)):
+        (root / name).write_text((line * (size // len(line) + 1))[:size])
+    (root / "f1m.bin").write_bytes(bytes(i % 251 for i in range(1024 * 1024)))
+    rows, size = [], 0
+    i = 0
+    while size < 100 * 1024:
+        row = json.dumps({"id": i, "name": f"item {i}", "price": i * 1.5, "tags": ["a", "b"]})
+        rows.append(row)
+        size += len(row) + 1
+        i += 1
+    (root / "data.json").write_text("[" + ",".join(rows) + "]")
+
+
+def measure_static(pids, url, headers, body_bytes, args):
+    """wrk keep-alive (64 connections) on one URL: req/s, p99, CPU per request of `pids`."""
+    argv = ["wrk", "-t1", "-c64", f"-d{args.warmup}s", "--timeout", "5s", *headers, url]
+    run(argv, timeout=args.warmup + 30, cpu=args.client_cpu)
+    before = sum(proc_ticks(p) for p in pids)
+    argv = ["wrk", "-t1", "-c64", f"-d{args.duration}s", "--latency", "--timeout", "5s",
+            *headers, url]
+    res = bl.parse_wrk(run(argv, timeout=args.duration + 30, cpu=args.client_cpu).stdout)
+    ticks = sum(proc_ticks(p) for p in pids) - before
+    res["cpu_us"] = bl.cpu_us_per_request(ticks, CLK_TCK, res["requests"])
+    if body_bytes and res.get("rps"):
+        res["mib_s"] = res["rps"] * body_bytes / (1024 * 1024)
+    return res
+
+
+def static_stage(exe, procs, workdir, args, budget):
+    """Static files over keep-alive HTTP: Dockhand's proxy against nginx (sendfile,
+    open_file_cache) and Caddy's file_server, each on one core."""
+    budget.check("static")
+    root = workdir / "static-site"
+    write_static_site(root)
+    # nginx's worker runs as an unprivileged user: it must reach the files (mkdtemp is 0700).
+    for d in (workdir, root):
+        d.chmod(0o755)
+    peers = {}
+    # Dockhand: a static service (the agent copies the files for its release).
+    project = workdir / "static-app"
+    project.mkdir()
+    port = free_port()
+    (project / "dockhand.toml").write_text(pc.dockhand_static_toml(port, root))
+    env = dict(os.environ, RUST_LOG="warn")
+    env.pop("DOCKHAND_SOCKET", None)
+    p = DockhandPeer("dockhand", port, None)
+    p.proc = procs.start("dockhand-static", [str(exe), "agent", "-f",
+                                             str(project / "dockhand.toml")],
+                         cpu=args.proxy_cpu, env=env, cwd=project, grace=30.0)
+    wait_http(port, path="/f1k.txt", timeout=60, proc=p.proc, name="dockhand static")
+    peers["dockhand"] = p
+    (workdir / "nginx-tmp").mkdir(exist_ok=True)
+    p = Peer("nginx", free_port(), None)
+    conf = workdir / "nginx-static.conf"
+    conf.write_text(pc.nginx_static_conf(workdir, p.http_port, root))
+    run(["nginx", "-t", "-q", "-c", str(conf), "-p", str(workdir)], timeout=20)
+    p.proc = procs.start("nginx-static", ["nginx", "-c", str(conf), "-p", str(workdir)],
+                         cpu=args.proxy_cpu, stop_signal=signal.SIGQUIT)
+    wait_http(p.http_port, path="/f1k.txt", proc=p.proc, name="nginx static")
+    peers["nginx"] = p
+    if shutil.which("caddy"):
+        p = Peer("caddy", free_port(), None)
+        conf = workdir / "Caddyfile.static"
+        conf.write_text(pc.caddy_static(p.http_port, root))
+        cenv = dict(os.environ, GOMAXPROCS="1", HOME=str(workdir),
+                    XDG_DATA_HOME=str(workdir / "caddy-data"),
+                    XDG_CONFIG_HOME=str(workdir / "caddy-config"))
+        p.proc = procs.start("caddy-static", ["caddy", "run", "--adapter", "caddyfile",
+                                              "--config", str(conf)],
+                             cpu=args.proxy_cpu, env=cenv, stop_signal=signal.SIGINT)
+        wait_http(p.http_port, path="/f1k.txt", proc=p.proc, name="caddy static")
+        peers["caddy"] = p
+    table, raw = {}, {}
+    for case, path, size, headers in STATIC_CASES:
+        runs = {name: [] for name in peers}
+        for rnd in range(args.rounds):
+            for name in bl.rotate(list(peers), rnd):
+                budget.check("static")
+                peer = peers[name]
+                res = measure_static(peer.pids(), f"http://127.0.0.1:{peer.http_port}{path}",
+                                     headers, size, args)
+                runs[name].append(res)
+                log(f"static {case} {name}: {bl.fmt_num(res.get('rps'))} req/s, "
+                    f"{bl.fmt_num(res.get('cpu_us'), 1)} µs CPU/request")
+        table[case] = {n: bl.summarize(r) for n, r in runs.items()}
+        raw[case] = runs
+    for p in peers.values():
+        procs.stop(p.proc)
+    return {"table": table, "peers": list(peers)}, raw
+
+
+def ensure_docker(testapp):
+    """A Docker Engine (scripts/dockerd starts one) and the PostgreSQL test image."""
+    if run(["docker", "info"], timeout=30, check=False).returncode != 0:
+        run([str(ROOT / "scripts/dockerd"), "start"], timeout=180)
+    if run(["docker", "image", "inspect", PG_IMAGE], timeout=30, check=False).returncode != 0:
+        log(f"building {PG_IMAGE} (scripts/test-images)")
+        run([str(ROOT / "scripts/test-images"), "--testapp", str(testapp)], timeout=1800)
+
+
+def container_cpu_s(container):
+    """CPU seconds the container's cgroup used so far (v2 or v1), None if not found."""
+    cid = run(["docker", "inspect", "-f", "{{.Id}}", container], timeout=30).stdout.strip()
+    candidates = [
+        f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat",
+        f"/sys/fs/cgroup/docker/{cid}/cpu.stat",
+        f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage",
+        f"/sys/fs/cgroup/cpu,cpuacct/docker/{cid}/cpuacct.usage",
+        f"/sys/fs/cgroup/cpuacct/system.slice/docker-{cid}.scope/cpuacct.usage",
+    ]
+    for path in candidates:
+        try:
+            with open(path) as f:
+                return bl.parse_cgroup_cpu_s(os.path.basename(path), f.read())
+        except OSError:
+            continue
+    return None
+
+
+def cpu_delta(before, after):
+    return None if before is None or after is None else after - before
+
+
+class BackupApp:
+    """One agent with a PostgreSQL database of pgbench scale `scale` and a local target."""
+
+    def __init__(self, procs, workdir, exe, scale):
+        self.procs, self.exe, self.scale = procs, exe, scale
+        self.app = f"benchbk{scale}-{os.getpid()}"
+        self.db = f"{self.app}-db"
+        self.dir = workdir / f"backups-{scale}"
+        self.dir.mkdir()
+        self.proc = None
+
+    def client(self, *args, timeout=30, check=True):
+        env = dict(os.environ)
+        env.pop("DOCKHAND_SOCKET", None)
+        return run([str(self.exe), *args], timeout=timeout, cwd=self.dir, env=env, check=check)
+
+    def psql(self, sql):
+        return run(["docker", "exec", "-u", "postgres", self.db, "psql", "-U", self.app, "-d",
+                    self.app, "-tAq", "-c", sql], timeout=120).stdout.strip()
+
+    def start(self):
+        made = json.loads(self.client("backup", "keygen", "--out", str(self.dir / "backup.key"),
+                                      "--json").stdout)
+        secrets = self.dir / ".dockhand" / "secrets.env"
+        secrets.parent.mkdir()
+        secrets.write_text("DB_PASSWORD=bench-backup-password\n")
+        secrets.chmod(0o600)
+        (self.dir / "dockhand.toml").write_text(f"""app = "{self.app}"
+
+[proxy]
+listen = "127.0.0.1:{free_port()}"
+
+[databases.db]
+engine = "postgres"
+image = "{PG_IMAGE}"
+
+[services.worker]
+command = "sleep 100000"
+
+[backups]
+recipients = ["{made['recipient']}"]
+identity = "{self.dir / 'backup.key'}"
+include = ["db"]
+
+[backups.targets.local]
+dir = "{self.dir / 'store'}"
+""")
+        env = dict(os.environ, RUST_LOG="warn")
+        env.pop("DOCKHAND_SOCKET", None)
+        self.proc = self.procs.start(f"dockhand-agent-backups-{self.scale}",
+                                     [str(self.exe), "agent"], cwd=self.dir, env=env, grace=60.0)
+        deadline = time.monotonic() + 180
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the backup bench agent exited with {self.proc.returncode}")
+            r = self.client("status", "--json", check=False)
+            try:
+                st = json.loads(r.stdout)
+            except ValueError:
+                st = None
+            if isinstance(st, dict) and st.get("current_release") and not st.get("deploying"):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the backup bench app did not start within 180s")
+            time.sleep(0.5)
+        log(f"pgbench -i -s {self.scale}")
+        run(["docker", "exec", "-u", "postgres", self.db, "pgbench", "-i", "-q", "-s",
+             str(self.scale), "-U", self.app, self.app], timeout=3600)
+        run(["docker", "exec", "-u", "postgres", self.db, "psql", "-U", self.app, "-d", self.app,
+             "-c", "CHECKPOINT"], timeout=600, check=False)
+        return int(self.psql("SELECT pg_database_size(current_database())"))
+
+    def stop(self):
+        if self.proc is not None:
+            self.procs.stop(self.proc)
+        ids = run(["docker", "ps", "-aq", "--filter", f"label=dockhand.app={self.app}"],
+                  timeout=60, check=False).stdout.split()
+        if ids:
+            run(["docker", "rm", "-f", *ids], timeout=120, check=False)
+        vols = run(["docker", "volume", "ls", "-q", "--filter", f"label=dockhand.app={self.app}"],
+                   timeout=60, check=False).stdout.split()
+        if vols:
+            run(["docker", "volume", "rm", "-f", *vols], timeout=120, check=False)
+
+
+def backup_once(bk, db_bytes):
+    """One `dockhand backup run` timed: wall, CPU (agent + database container), peak RSS."""
+    c0, a0, w0 = container_cpu_s(bk.db), proc_ticks(bk.proc.pid), time.monotonic()
+    r = bk.client("backup", "run", "--json", timeout=3600, check=False)
+    w1, a1, c1 = time.monotonic(), proc_ticks(bk.proc.pid), container_cpu_s(bk.db)
+    taken = json.loads(r.stdout)
+    if r.returncode != 0 or taken.get("state") != "complete":
+        raise RuntimeError(f"dockhand backup run failed: {r.stdout[-1000:]} {r.stderr[-1000:]}")
+    container = cpu_delta(c0, c1)
+    return {"scale": bk.scale, "tool": "dockhand", "seconds": w1 - w0,
+            "cpu_s": None if container is None else container + (a1 - a0) / CLK_TCK,
+            "db_bytes": db_bytes, "stored_bytes": taken.get("stored_bytes"),
+            "rss_peak_kib": proc_status_kib(bk.proc.pid, "VmHWM"), "id": taken["id"]}
+
+
+def shell_once(bk, db_bytes, out):
+    """`pg_dump -Fc | zstd` of the same database, timed the same way."""
+    c0, w0 = container_cpu_s(bk.db), time.monotonic()
+    t0 = os.times()
+    r = subprocess.run(
+        ["sh", "-c", f"docker exec -u postgres {bk.db} pg_dump -Fc -U {bk.app} {bk.app} "
+                     f"| zstd -q -3 -f -o {out}"],
+        capture_output=True, text=True, timeout=3600)
+    w1, c1 = time.monotonic(), container_cpu_s(bk.db)
+    t1 = os.times()
+    if r.returncode != 0:
+        raise RuntimeError(f"pg_dump -Fc | zstd failed: {r.stderr[-1000:]}")
+    container = cpu_delta(c0, c1)
+    local = (t1.children_user + t1.children_system) - (t0.children_user + t0.children_system)
+    return {"scale": bk.scale, "tool": "pg_dump | zstd", "seconds": w1 - w0,
+            "cpu_s": None if container is None else container + local, "db_bytes": db_bytes,
+            "stored_bytes": out.stat().st_size}
+
+
+def restore_once(bk, db_bytes, backup_id, dump):
+    """`dockhand backup restore` (safety backup, maintenance, restore, start again) and
+    `pg_restore` of the shell pipeline's dump into a fresh database of the same server."""
+    w0 = time.monotonic()
+    r = bk.client("backup", "restore", backup_id, "--json", timeout=3600, check=False)
+    w1 = time.monotonic()
+    if r.returncode != 0:
+        raise RuntimeError(f"dockhand backup restore failed: {r.stdout[-1000:]} {r.stderr[-1000:]}")
+    out = [{"scale": bk.scale, "tool": "dockhand restore", "seconds": w1 - w0, "cpu_s": None,
+            "db_bytes": db_bytes}]
+    bk.psql("DROP DATABASE IF EXISTS bench_restore")
+    bk.psql("CREATE DATABASE bench_restore")
+    w0 = time.monotonic()
+    r = subprocess.run(
+        ["sh", "-c", f"zstd -dc {dump} | docker exec -i -u postgres {bk.db} pg_restore "
+                     f"-U {bk.app} -d bench_restore --no-owner"],
+        capture_output=True, text=True, timeout=3600)
+    w1 = time.monotonic()
+    if r.returncode != 0:
+        raise RuntimeError(f"pg_restore failed: {r.stderr[-1000:]}")
+    out.append({"scale": bk.scale, "tool": "pg_restore", "seconds": w1 - w0, "cpu_s": None,
+                "db_bytes": db_bytes})
+    return out
+
+
+def backups_bench(exe, testapp, procs, workdir, args, budget):
+    """Backup throughput and CPU against `pg_dump -Fc | zstd` on pgbench databases, the
+    agent's peak RSS at two scales, and restore time against `pg_restore`."""
+    budget.check("backups")
+    for tool in ("docker", "zstd"):
+        if shutil.which(tool) is None:
+            return {"skipped": f"`{tool}` is not installed (apt-get install docker.io zstd)"}, []
+    ensure_docker(testapp)
+    runs = []
+    for scale in args.backup_scales:
+        bk = BackupApp(procs, workdir, exe, scale)
+        try:
+            db_bytes = bk.start()
+            dump = bk.dir / "shell.pgdump.zst"
+            last = None
+            for n in range(args.rounds):
+                order = bl.rotate(["dockhand", "shell"], n)
+                for tool in order:
+                    budget.check(f"backups (scale {scale})")
+                    if tool == "dockhand":
+                        last = backup_once(bk, db_bytes)
+                        runs.append(last)
+                    else:
+                        runs.append(shell_once(bk, db_bytes, dump))
+                    log(f"backups scale {scale}: {runs[-1]['tool']} "
+                        f"{runs[-1]['seconds']:.2f} s")
+            if scale == max(args.backup_scales):
+                runs += restore_once(bk, db_bytes, last["id"], dump)
+        finally:
+            bk.stop()
+    return bl.backup_summary(runs), runs
+
+# ---------------------------------------------------------------------------------------------
+# remote: a server over SSH (issue 21)
+
+TARGET_IMAGE = "dockhand-test/target:bookworm"
+TARGET_RUN = [
+    # As crates/test-support/src/target.rs runs it: systemd as PID 1 and a Docker Engine
+    # inside, sshd published on 127.0.0.1 only.
+    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--security-opt", "systempaths=unconfined", "--device-cgroup-rule", "a *:* rwm",
+    "--cgroupns", "private", "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
+    "-p", "127.0.0.1::22", "-p", "127.0.0.1::80",
+]
+APP_CODE_LINES = 400  # the "code" layer: a file of this many lines, one of them changed per deploy
+
+
+def _app_code(version):
+    lines = [f"# line {i}: application code that does not change between deploys" for i in
+             range(APP_CODE_LINES)]
+    lines[APP_CODE_LINES // 2] = f"VERSION = {version!r}  # the one line each deploy changes"
+    return "\n".join(lines) + "\n"
+
+
+def _timed(argv, timeout, env=None, cwd=None):
+    t0 = time.monotonic()
+    r = run(argv, timeout=timeout, env=env, cwd=cwd, check=False)
+    return r, (time.monotonic() - t0) * 1000
+
+
+def remote_stage(exe, workdir, args, budget):
+    """Registry-less deploys to a local SSH target (a debootstrap'd Debian 12 in a container)
+    against `docker save | ssh docker load`, and `dockhand status` over a shared SSH master
+    against a plain `ssh HOST true`."""
+    budget.check("remote")
+    if shutil.which("docker") is None or run(["docker", "version"], timeout=20,
+                                              check=False).returncode != 0:
+        return "not run: no Docker Engine answers (scripts/dockerd start)"
+    if shutil.which("ssh") is None:
+        return "not run: the OpenSSH client is missing (apt-get install openssh-client)"
+    run([str(ROOT / "scripts/test-target")], timeout=1800)
+    if run(["docker", "image", "inspect", "dockhand-testapp:shell"], timeout=20,
+           check=False).returncode != 0:
+        run([str(ROOT / "scripts/test-images"), "--testapp",
+             str(ROOT / "target/release/dockhand-testapp")], timeout=1800)
+    rdir = workdir / "remote"
+    rdir.mkdir()
+    name = f"dockhand-bench-target-{os.getpid()}"
+    repo = f"dockhand-bench-{os.getpid()}/app"
+    images = []
+    key = rdir / "id"
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], timeout=30)
+    try:
+        run(["docker", "run", "-d", "--name", name, "--hostname", "bench", *TARGET_RUN,
+             "-v", f"{name}-docker:/var/lib/docker", TARGET_IMAGE], timeout=120)
+        port = int(run(["docker", "port", name, "22/tcp"], timeout=20).stdout.split(":")[-1])
+        http_port = int(run(["docker", "port", name, "80/tcp"], timeout=20).stdout.splitlines()[0]
+                        .split(":")[-1])
+        pub = (rdir / "id.pub").read_text().strip()
+        run(["docker", "exec", name, "sh", "-c",
+             f"install -d -m 700 /root/.ssh && echo '{pub}' > /root/.ssh/authorized_keys"],
+            timeout=30)
+        cfg = rdir / "ssh_config"
+        cfg.write_text(f"Host bench\n  HostName 127.0.0.1\n  Port {port}\n  IdentityFile {key}\n"
+                       f"  IdentitiesOnly yes\n  UserKnownHostsFile {rdir / 'known_hosts'}\n"
+                       "  StrictHostKeyChecking accept-new\n  LogLevel ERROR\n")
+        ssh = ["ssh", "-F", str(cfg), "-o", "BatchMode=yes", "-o", "ControlPath=none"]
+        deadline = time.monotonic() + 90
+        while run(ssh + ["root@bench", "true"], timeout=20, check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the target's sshd did not let root in within 90s")
+            time.sleep(0.5)
+
+        proj = rdir / "project"
+        ctxdir = rdir / "image"
+        proj.mkdir()
+        ctxdir.mkdir()
+        (ctxdir / "Dockerfile").write_text("FROM dockhand-testapp:shell\nCOPY app.py /app/app.py\n")
+
+        def build(version):
+            (ctxdir / "app.py").write_text(_app_code(version))
+            tag = f"{repo}:{version}"
+            run(["docker", "build", "-q", "-t", tag, str(ctxdir)], timeout=600)
+            images.append(tag)
+            return tag
+
+        def config(tag, user):
+            (proj / "dockhand.toml").write_text(
+                f'app = "bench"\n\n[proxy]\nlisten = "0.0.0.0:80"\ndrain_timeout = "2s"\n\n'
+                f'[services.web]\nimage = "{tag}"\nport = 8080\n'
+                f'health = {{ path = "/health", interval = "200ms" }}\n'
+                f'route = {{ path = "/" }}\n\n[destinations.bench]\nhost = "ssh://{user}@bench"\n')
+
+        env = dict(os.environ, DOCKHAND_SSH_CONFIG=str(cfg), NO_COLOR="1")
+        env.pop("DOCKHAND_SOCKET", None)
+        env.pop("DOCKHAND_HOST", None)
+        config(build("v0"), "root")
+        r, setup_ms = _timed([str(exe), "setup", "-d", "bench", "--yes", "--json"], 900, env, proj)
+        if r.returncode != 0:
+            raise RuntimeError(f"dockhand setup failed: {r.stdout[-2000:]}{r.stderr[-2000:]}")
+        out = {"setup_ms": setup_ms}
+        config(images[-1], "deploy")
+        r, first_ms = _timed([str(exe), "deploy", "-d", "bench", "--json"], 900, env, proj)
+        first = json.loads(r.stdout)
+        if not first.get("succeeded"):
+            raise RuntimeError(f"the first deploy failed: {r.stdout[-2000:]}")
+        out["first_deploy"] = {"ms": first_ms, "image": first["remote"]["images"][0]}
+        rounds = []
+        for i in range(1, args.rounds + 1):
+            budget.check("remote")
+            tag = build(f"v{i}")
+            config(tag, "deploy")
+            r, deploy_ms = _timed([str(exe), "deploy", "-d", "bench", "--json"], 900, env, proj)
+            report = json.loads(r.stdout)
+            if not report.get("succeeded"):
+                raise RuntimeError(f"deploy v{i} failed: {r.stdout[-2000:]}")
+            pushed = report["remote"]["images"][0]
+            # The baseline: the whole image through one SSH pipe, bytes counted on the way.
+            save = subprocess.Popen(["docker", "save", tag], stdout=subprocess.PIPE)
+            load = subprocess.Popen(ssh + ["deploy@bench", "sudo -n docker load -q"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+            t0, sent = time.monotonic(), 0
+            while True:
+                chunk = save.stdout.read(1 << 20)
+                if not chunk:
+                    break
+                sent += len(chunk)
+                load.stdin.write(chunk)
+            load.stdin.close()
+            if load.wait(timeout=600) != 0 or save.wait(timeout=60) != 0:
+                raise RuntimeError("docker save | ssh docker load failed")
+            save_ms = (time.monotonic() - t0) * 1000
+            rounds.append({"deploy_bytes": pushed["bytes_sent"], "deploy_ms": deploy_ms,
+                           "layers_sent": pushed["layers_sent"], "layers": pushed["layers"],
+                           "save_bytes": sent, "save_ms": save_ms})
+            log(f"remote round {i}: dockhand sent {pushed['bytes_sent']} bytes in "
+                f"{deploy_ms:.0f} ms; docker save | ssh docker load {sent} bytes in {save_ms:.0f} ms")
+        out["rounds"] = rounds
+        out["summary"] = bl.summarize_remote(rounds)
+        # The round trip of `status` over the shared master (after a first call opens it)
+        # against a plain `ssh HOST true` (a new connection each time).
+        n = 3 if args.quick else 10
+        status, plain, cold = [], [], []
+        _timed([str(exe), "status", "-d", "bench", "--json"], 60, env, proj)  # opens the master
+        for i in range(n):
+            # A cold status: another ssh_config file is another master (a new connection).
+            other = rdir / f"ssh_config.cold{i}"
+            other.write_text(cfg.read_text())
+            _, ms = _timed([str(exe), "status", "-d", "bench", "--json"], 60,
+                           dict(env, DOCKHAND_SSH_CONFIG=str(other)), proj)
+            cold.append(ms)
+            _, ms = _timed([str(exe), "status", "-d", "bench", "--json"], 60, env, proj)
+            status.append(ms)
+            _, ms = _timed(ssh + ["deploy@bench", "true"], 60)
+            plain.append(ms)
+        out["status"] = {"cold_ms": bl.median(cold), "status_ms": bl.median(status),
+                         "ssh_true_ms": bl.median(plain), "runs": n}
+        out["http_port"] = http_port
+        return out
+    finally:
+        run(["docker", "rm", "-f", "-v", name], timeout=120, check=False)
+        run(["docker", "volume", "rm", "-f", f"{name}-docker"], timeout=60, check=False)
+        if images:
+            run(["docker", "rmi", "-f", *images], timeout=120, check=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -842,6 +1455,25 @@ def render(ctx):
             lines.append(bl.md_table(bl.PROXY_HEADER, bl.proxy_rows(table, proto, conns, PEERS)))
             lines.append("")
 
+    lines += ["## New TLS connections (handshakes)", ""]
+    hs = ctx["handshakes"]
+    if isinstance(hs, str):
+        lines += [hs, ""]
+    else:
+        lines.append(
+            f"Every request on a new TLS connection: {a.handshake_clients} concurrent "
+            f"`openssl s_time` loops on CPU {a.client_cpu} (connect, handshake, `GET {PATH}` "
+            "over HTTP/1.0, close), against each proxy's HTTPS listener with the same ECDSA "
+            "P-256 certificate; `-new` makes every handshake a full one, `-reuse` resumes the "
+            "first session (TLS 1.3 tickets). CPU µs/connection is the proxy's utime+stime "
+            f"delta over the run divided by the connections made; medians of {a.rounds} "
+            "interleaved runs.")
+        lines.append("")
+        for mode, what in bl.HANDSHAKE_MODES:
+            lines += [f"### {what.capitalize()}", ""]
+            lines.append(bl.md_table(bl.HANDSHAKE_HEADER, bl.handshake_rows(hs, mode)))
+            lines.append("")
+
     lines += ["## `dockhand loadtest` against wrk", ""]
     lt, wrk = ctx["loadtest"], ctx["loadtest_wrk"]
     if isinstance(lt, str):
@@ -900,6 +1532,26 @@ def render(ctx):
             ]))
         lines.append("")
 
+    lines += ["## Static files", ""]
+    st = ctx["static"]
+    if isinstance(st, str):
+        lines += [st, ""]
+    else:
+        lines.append(
+            "Files served by each server itself over keep-alive HTTP (wrk, 64 connections), "
+            "each server on one core: Dockhand's proxy (a static service), nginx with "
+            "`sendfile`, `tcp_nopush` and `open_file_cache`, and Caddy's `file_server`. The "
+            "gzip case sends `Accept-Encoding: gzip` for a 100 KB JSON file (gzip level 5 in "
+            "Dockhand and nginx, Caddy's default level). Medians of "
+            f"{a.rounds} round(s).")
+        lines.append("")
+        lines.append(bl.md_table(["goal", "measured", "verdict"],
+                                 [list(r) for r in bl.static_goals(st["table"])]))
+        lines.append("")
+        lines.append(bl.md_table(["file", "server", "req/s", "MiB/s", "CPU µs/request", "p99"],
+                                 bl.static_rows(st["table"], st["peers"])))
+        lines.append("")
+
     lines += ["## Idle agent with the bundled example", ""]
     idle = ctx["idle"]
     if isinstance(idle, str) or "skipped" in idle:
@@ -919,22 +1571,104 @@ def render(ctx):
               idle["threads"],
               f"{idle['app_rss_kib'] / 1024:.1f} MiB ({idle['app_processes']} processes)"]]))
         lines.append("")
+        st = idle.get("stack", {"skipped": "not measured"})
+        if "skipped" in st:
+            lines += [f"The monitoring stack it replaces: {st['skipped']}.", ""]
+        else:
+            lines.append(
+                "The agent's monitoring (metrics, `/metrics`, alert rules, the release watch) is "
+                "on in the figures above. The stack it replaces, measured idle right after "
+                f"over {st['seconds']:.0f} s: Debian's prometheus scraping the agent's "
+                "`/metrics` and prometheus-node-exporter every 15 s, with "
+                "prometheus-alertmanager.")
+            lines.append("")
+            lines.append(bl.md_table(
+                ["stack RSS", "stack CPU", "prometheus", "node-exporter", "alertmanager"],
+                [[f"{st['rss_kib'] / 1024:.1f} MiB", f"{st['cpu_pct']:.2f}% of a core",
+                  f"{st['each']['prometheus'] / 1024:.1f} MiB",
+                  f"{st['each']['node-exporter'] / 1024:.1f} MiB",
+                  f"{st['each']['alertmanager'] / 1024:.1f} MiB"]]))
+            lines.append("")
 
-    lines += ["## Backups", "",
-              "Backup throughput against `pg_dump -Fc | zstd`: not yet: backups land in a later "
-              "issue.", ""]
+    lines += ["## Remote: images without a registry, status over SSH", ""]
+    rm = ctx.get("remote", "not run (--only)")
+    if isinstance(rm, str):
+        lines += [rm, ""]
+    else:
+        sm = rm["summary"]
+        lines.append(
+            "A local SSH target (Debian 12 from debootstrap, systemd and sshd in a container, "
+            "reached on 127.0.0.1; `scripts/test-target`), set up by `dockhand setup` "
+            f"({rm['setup_ms'] / 1000:.0f} s, Docker installed from the apt cache). The app's image is "
+            f"the testapp plus a {APP_CODE_LINES}-line code file; each round changes one line, "
+            "builds the image locally and deploys it with `dockhand deploy -d bench` (project "
+            "sync, only the missing layers as zstd over SSH, `docker load` there, the gated "
+            "deploy), then sends the same image with `docker save | ssh HOST sudo docker load`. "
+            f"Medians of {len(rm['rounds'])} round(s).")
+        lines.append("")
+        fd = rm["first_deploy"]
+        lines.append(bl.md_table(
+            ["", "bytes over SSH", "wall time"],
+            [["first deploy (every layer)", bl.fmt_bytes(fd["image"]["bytes_sent"]),
+              f"{bl.fmt_num(fd['ms'])} ms"],
+             ["deploy after a one-line change", bl.fmt_bytes(sm["deploy_bytes"]),
+              f"{bl.fmt_num(sm['deploy_ms'])} ms (the whole deploy)"],
+             ["`docker save | ssh docker load` of that image", bl.fmt_bytes(sm["save_bytes"]),
+              f"{bl.fmt_num(sm['save_ms'])} ms (the transfer only)"],
+             ["ratio", f"{sm['bytes_ratio'] * 100:.2f}%", bl.fmt_ratio(sm["time_ratio"])]]))
+        lines.append("")
+        st = rm["status"]
+        lines.append(bl.md_table(
+            ["", "median wall time"],
+            [["`dockhand status -d bench` (riding the shared SSH master)", f"{bl.fmt_num(st['status_ms'])} ms"],
+             ["`ssh HOST true` (a new connection)", f"{bl.fmt_num(st['ssh_true_ms'])} ms"],
+             ["`dockhand status -d bench` opening its own connection", f"{bl.fmt_num(st['cold_ms'])} ms"]]))
+        lines.append("")
+
+
+    lines += ["## Backups", ""]
+    bk = ctx["backups"]
+    if isinstance(bk, str) or "skipped" in bk:
+        lines += [bk if isinstance(bk, str) else bk["skipped"], ""]
+    else:
+        lines.append(
+            "A PostgreSQL 15 database (`dockhand-test/postgres:15`) initialised by "
+            f"`pgbench -i -s SCALE` for scales {', '.join(map(str, sorted(bk)))}, one agent per "
+            "scale. `dockhand backup run` (pg_dump custom format uncompressed in the database's "
+            "container, zstd level 3, age X25519 encryption, SHA-256, to a local directory) "
+            "against `docker exec … pg_dump -Fc | zstd -3` to a file, on the same database in "
+            f"the same run, interleaved, medians of {a.rounds} runs. Throughput is the "
+            "database's size (`pg_database_size`) over the wall time. CPU is the database "
+            "container's cgroup (pg_dump and its server backend) plus the agent's process, or "
+            "plus zstd for the pipeline (note that `pg_dump -Fc` also compresses, with zlib, "
+            "before zstd). Agent peak RSS is its VmHWM after the backups (a fresh agent per "
+            "scale). The restore row is `dockhand backup restore` of the last backup — which "
+            "first takes a safety backup of the live database, stops the app, drops and "
+            "recreates the database, restores and starts the app again — against `pg_restore` "
+            "of the pipeline's dump into a new empty database of the same server.")
+        lines.append("")
+        lines.append(bl.md_table(bl.BACKUP_HEADER, bl.backup_rows(bk)))
+        lines.append("")
 
     lines += ["## Performance goals (issue 4)", ""]
     goals = list(bl.proxy_goals(table))
     goals += bl.loadtest_goals(lt, wrk)
+    if isinstance(hs, dict):
+        goals += bl.handshake_goals(hs)
     if isinstance(zd, dict) and "error" not in zd["load"]:
         failed = zd["load"]["errors"] + zd["watch_failures"]
         goals.append(("zero failed requests across the deploys", f"{failed} failed",
                       bl.verdict(failed == 0 and all(d["succeeded"] for d in zd["deploys"]))))
     else:
         goals.append(("zero failed requests across the deploys", "—", "not measured"))
+    rm = ctx.get("remote")
+    goals += bl.remote_goals(rm["summary"] if isinstance(rm, dict) else (rm or "not run"))
     lines.append(bl.md_table(["goal", "measured", "verdict"], goals))
     lines.append("")
+    if not (isinstance(bk, str) or "skipped" in bk):
+        lines += ["## Backup goals (issue 19)", ""]
+        lines.append(bl.md_table(["goal", "measured", "verdict"], bl.backup_goals(bk)))
+        lines.append("")
     if ctx.get("notes"):
         lines += ["## Notes from this run", ""]
         lines += [f"- {n}" for n in ctx["notes"]]
@@ -980,8 +1714,14 @@ def parse_args(argv):
                    help="only these connection counts in the proxy table (repeatable; default "
                         "64 and 256)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
-    p.add_argument("--only", choices=["proxy", "loadtest", "deploys", "idle"], action="append",
-                   help="run only these stages (repeatable)")
+    p.add_argument("--only", choices=["proxy", "handshakes", "loadtest", "deploys", "idle",
+                                      "backups", "remote", "static"],
+                   action="append", help="run only these stages (repeatable)")
+    p.add_argument("--handshake-clients", type=int, default=4,
+                   help="concurrent `openssl s_time` loops in the handshake stage (default 4)")
+    p.add_argument("--backup-scale", type=int, action="append", dest="backup_scales",
+                   help="pgbench scales of the backup stage (repeatable; default 10 and 50, "
+                        "--quick 2 and 10)")
     a = p.parse_args(argv)
     a.rounds = a.rounds or (1 if a.quick else 3)
     a.duration = a.duration or (2 if a.quick else 5)
@@ -990,6 +1730,7 @@ def parse_args(argv):
     a.idle = a.idle or (5 if a.quick else 30)
     a.settle = 2 if a.quick else 5
     a.conns = a.conns or [64, 256]
+    a.backup_scales = sorted(set(a.backup_scales or ([2, 10] if a.quick else [10, 50])))
     a.protos = a.proto or ["http", "https"]
     if a.out is None:
         a.out = ROOT / ("target/bench/BENCHMARKS.quick.md" if a.quick else "BENCHMARKS.md")
@@ -1021,12 +1762,15 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 
-    stages = set(args.only or ["proxy", "loadtest", "deploys", "idle"])
+    stages = set(args.only or ["proxy", "handshakes", "loadtest", "deploys", "idle", "backups",
+                               "remote", "static"])
     ensure_packages()
     build(args)
     exe = (args.dockhand_bin or ROOT / "target/release/dockhand").resolve()
     testapp = ROOT / "target/release/dockhand-testapp"
-    for f in (exe, testapp):
+    # The remote and idle stages do not use the testapp binary (remote deploys an image).
+    needed = (exe, testapp) if stages & {"proxy", "loadtest", "deploys"} else (exe,)
+    for f in needed:
         if not f.is_file():
             print(f"bench/run: {f} is missing; run without --no-build", file=sys.stderr)
             return 2
@@ -1044,10 +1788,14 @@ def main(argv=None):
         "load_start": loadavg(),
         "notes": [],
         "proxy": {},
+        "handshakes": "not run (--only)",
         "loadtest": "not run (--only)",
         "loadtest_wrk": None,
         "zero_downtime": "not run (--only)",
         "idle": "not run (--only)",
+        "backups": "not run (--only)",
+        "remote": "not run (--only)",
+        "static": "not run (--only)",
     }
     busy0, own0 = system_busy_ticks(), own_cpu_seconds()
     raw = {}
@@ -1057,7 +1805,7 @@ def main(argv=None):
         log(f"work directory {workdir}")
         cert, key = self_signed(workdir)
         dh = Dockhand(procs, workdir, exe, testapp, args.proxy_cpu, cert, key)
-        if stages & {"proxy", "loadtest", "deploys"}:
+        if stages & {"proxy", "handshakes", "loadtest", "deploys"}:
             inst = dh.start()
             # The app runs on the server's core, beside the proxy (as on a VPS, where both
             # share the cores), or on a core of its own when there is a third; the client's
@@ -1071,9 +1819,12 @@ def main(argv=None):
             log(f"backend: dockhand-testapp pid {inst['pid']} on 127.0.0.1:{backend_port}, "
                 f"CPU {backend_cpu}; dockhand proxy on 127.0.0.1:{dh.port} (https {dh.https_port})")
             peers = {"dockhand": dh.peer}
-            if "proxy" in stages:
+            if stages & {"proxy", "handshakes"}:
                 peers.update(start_peers(procs, workdir, backend_port, cert, key, args.proxy_cpu))
-                ctx["proxy"], raw["proxy"] = proxy_matrix(peers, args, budget, inst["pid"])
+                if "proxy" in stages:
+                    ctx["proxy"], raw["proxy"] = proxy_matrix(peers, args, budget, inst["pid"])
+                if "handshakes" in stages:
+                    ctx["handshakes"], raw["handshakes"] = handshake_matrix(peers, args, budget)
                 for name in ("caddy", "haproxy", "nginx"):
                     procs.stop(peers[name].proc)
             if "loadtest" in stages:
@@ -1089,6 +1840,13 @@ def main(argv=None):
             dh.kill_leftovers()
         if "idle" in stages:
             ctx["idle"] = idle_agent(exe, procs, workdir, args, budget)
+        if "backups" in stages:
+            ctx["backups"], raw["backups"] = backups_bench(exe, testapp, procs, workdir, args,
+                                                           budget)
+        if "remote" in stages:
+            ctx["remote"] = remote_stage(exe, workdir, args, budget)
+        if "static" in stages:
+            ctx["static"], raw["static"] = static_stage(exe, procs, workdir, args, budget)
         ok = True
     except KeyboardInterrupt:
         log("interrupted; stopping everything the harness started")

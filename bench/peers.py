@@ -139,3 +139,77 @@ env = {{ VERSION = "{version}", THREADS = "1" }}
 health = {{ path = "/health", interval = "{health_interval}", deploy_timeout = "30s" }}
 route = {{ path = "/" }}
 """
+
+
+def nginx_static_conf(workdir, port, root):
+    """nginx serving `root` as its docs recommend for static files: sendfile, tcp_nopush,
+    open_file_cache, and gzip at level 5 (Dockhand's gzip level) for JSON and text."""
+    return f"""# written by bench/run (static stage)
+worker_processes 1;
+daemon off;
+master_process on;
+pid {workdir}/nginx-static.pid;
+error_log {workdir}/nginx-static-error.log warn;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {workdir}/nginx-tmp/body;
+    proxy_temp_path {workdir}/nginx-tmp/proxy;
+    fastcgi_temp_path {workdir}/nginx-tmp/fastcgi;
+    uwsgi_temp_path {workdir}/nginx-tmp/uwsgi;
+    scgi_temp_path {workdir}/nginx-tmp/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    sendfile on;
+    tcp_nopush on;
+    open_file_cache max=1000 inactive=60s;
+    open_file_cache_valid 60s;
+    types {{
+        text/plain txt;
+        application/json json;
+        application/octet-stream bin;
+    }}
+    gzip on;
+    gzip_comp_level 5;
+    gzip_min_length 1024;
+    gzip_types application/json text/plain;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}
+}}
+"""
+
+
+def caddy_static(port, root):
+    """Caddy's file_server over `root`, with `encode gzip` (Caddy's default gzip level)."""
+    return f"""# written by bench/run (static stage)
+{{
+    admin off
+    auto_https off
+}}
+
+http://127.0.0.1:{port} {{
+    bind 127.0.0.1
+    root * {root}
+    encode gzip
+    file_server
+}}
+"""
+
+
+def dockhand_static_toml(port, site_dir):
+    """A static service: the proxy serves `site_dir` (copied for the release), one worker."""
+    return f"""# written by bench/run (static stage)
+app = "bench-static"
+
+[proxy]
+listen = "127.0.0.1:{port}"
+workers = 1
+
+[services.site]
+static = "{site_dir}"
+route = {{ path = "/" }}
+"""

@@ -212,5 +212,140 @@ class PeerConfigs(unittest.TestCase):
         self.assertIn('THREADS = "1"', peers.dockhand_toml(1, "/t", "v1"))
 
 
+
+S_TIME_OUTPUT = """Collecting connection statistics for 5 seconds
+****************************************
+
+2106 connections in 1.04s; 2025.00 connections/user sec, bytes read 10904868
+2106 connections in 6 real seconds, 5178 bytes read per connection
+"""
+
+
+class Handshakes(unittest.TestCase):
+    def test_s_time_counts_connections(self):
+        self.assertEqual(bl.parse_s_time(S_TIME_OUTPUT), 2106)
+        self.assertEqual(bl.parse_s_time("2106 connections in 1.04s; 2025.00 conn"), 2106)
+        self.assertIsNone(bl.parse_s_time("connect:errno=111"))
+
+    def test_rows_and_goals_compare_cpu_per_connection_to_nginx(self):
+        table = {
+            "new": {"nginx": {"cpu_us": 100.0, "conns_per_s": 900.0},
+                    "haproxy": {"cpu_us": 90.0, "conns_per_s": 950.0},
+                    "dockhand": {"cpu_us": 70.0, "conns_per_s": 1000.0}},
+            "reuse": {"nginx": {"cpu_us": 40.0, "conns_per_s": 2000.0},
+                      "dockhand": "failed: connect refused"},
+        }
+        rows = bl.handshake_rows(table, "new")
+        self.assertEqual([r[0] for r in rows], ["nginx", "haproxy", "dockhand"])
+        self.assertEqual(rows[2][3], bl.fmt_ratio(0.7))
+        self.assertEqual(bl.handshake_rows(table, "reuse")[1][1], "failed: connect refused")
+        goals = bl.handshake_goals(table)
+        self.assertEqual(goals[0][2], "met")
+        self.assertEqual(goals[1][2], "not measured")
+        table["new"]["dockhand"]["cpu_us"] = 81.0
+        self.assertEqual(bl.handshake_goals(table)[0][2], "missed")
+
 if __name__ == "__main__":
     unittest.main()
+
+
+class Backups(unittest.TestCase):
+    def test_cgroup_cpu_reads_v2_and_v1(self):
+        self.assertEqual(bl.parse_cgroup_cpu_s("cpu.stat", "usage_usec 2500000\nuser_usec 1\n"),
+                         2.5)
+        self.assertEqual(bl.parse_cgroup_cpu_s("cpuacct.usage", "1500000000\n"), 1.5)
+        self.assertEqual(bl.fmt_bytes(30 * 1024), "30.0 KiB")
+        self.assertEqual(bl.fmt_bytes(3 << 20), "3.0 MiB")
+        self.assertIsNone(bl.parse_cgroup_cpu_s("cpu.stat", "user_usec 1\n"))
+
+    def runs(self, dh_seconds, rss_small, rss_big):
+        db = 800 << 20
+        return [
+            {"scale": 10, "tool": "dockhand", "seconds": 2.0, "cpu_s": 1.0, "db_bytes": db // 5,
+             "rss_peak_kib": rss_small},
+            {"scale": 50, "tool": "pg_dump | zstd", "seconds": 10.0, "cpu_s": 12.0,
+             "db_bytes": db},
+            {"scale": 50, "tool": "dockhand", "seconds": dh_seconds, "cpu_s": 9.0, "db_bytes": db,
+             "rss_peak_kib": rss_big, "stored_bytes": 50 << 20},
+            {"scale": 50, "tool": "dockhand", "seconds": dh_seconds + 2, "cpu_s": 9.5,
+             "db_bytes": db, "rss_peak_kib": rss_big - 100},
+            {"scale": 50, "tool": "pg_restore", "seconds": 20.0, "cpu_s": None, "db_bytes": db},
+            {"scale": 50, "tool": "dockhand restore", "seconds": 30.0, "cpu_s": None,
+             "db_bytes": db},
+        ]
+
+    def test_summary_takes_medians_and_the_peak(self):
+        s = bl.backup_summary(self.runs(10.0, 20000, 21000))
+        self.assertEqual(s[50]["dockhand"]["seconds"], 11.0)
+        self.assertEqual(s[50]["dockhand"]["rss_peak_kib"], 21000)
+        self.assertAlmostEqual(s[50]["pg_dump | zstd"]["mib_s"], 80.0)
+        rows = bl.backup_rows(s)
+        self.assertEqual([r[2] for r in rows],
+                         ["dockhand", "pg_dump | zstd", "dockhand", "pg_restore",
+                          "dockhand restore"])
+
+    def test_goals_compare_throughput_and_rss_across_scales(self):
+        goals = bl.backup_goals(bl.backup_summary(self.runs(10.0, 20000, 21000)))
+        self.assertEqual(goals[0][2], "met")        # 10/11 = 0.91×
+        self.assertEqual(goals[1][2], "met")        # +5 %
+        self.assertEqual(goals[2][1], "1.50×")
+        goals = bl.backup_goals(bl.backup_summary(self.runs(14.0, 20000, 26000)))
+        self.assertEqual(goals[0][2], "missed")
+        self.assertEqual(goals[1][2], "missed")
+        self.assertEqual(bl.backup_goals({})[0][2], "not measured")
+
+
+class Remote(unittest.TestCase):
+    def test_medians_and_ratios(self):
+        rounds = [
+            {"deploy_bytes": 1000, "deploy_ms": 900.0, "save_bytes": 30_000_000, "save_ms": 2000.0},
+            {"deploy_bytes": 1200, "deploy_ms": 1100.0, "save_bytes": 30_000_000, "save_ms": 2200.0},
+            {"deploy_bytes": 1100, "deploy_ms": 1000.0, "save_bytes": 30_000_000, "save_ms": 2100.0},
+        ]
+        s = bl.summarize_remote(rounds)
+        self.assertEqual(s["deploy_bytes"], 1100)
+        self.assertAlmostEqual(s["bytes_ratio"], 1100 / 30_000_000)
+        self.assertAlmostEqual(s["time_ratio"], 1000.0 / 2100.0)
+        ((_, measured, verdict),) = bl.remote_goals(s)
+        self.assertEqual(verdict, "met")
+        self.assertIn("1.1 KiB vs 28.6 MiB", measured)
+
+    def test_a_full_transfer_misses_the_goal_and_nothing_is_not_measured(self):
+        s = bl.summarize_remote([{"deploy_bytes": 5, "deploy_ms": 1, "save_bytes": 10, "save_ms": 1}])
+        self.assertEqual(bl.remote_goals(s)[0][2], "missed")
+        self.assertEqual(bl.remote_goals("skipped: no Docker")[0][2], "not measured")
+        self.assertEqual(bl.remote_goals(bl.summarize_remote([]))[0][2], "not measured")
+
+    def test_bytes_format(self):
+        self.assertEqual(bl.fmt_bytes(812), "812 B")
+        self.assertEqual(bl.fmt_bytes(4300), "4.2 KiB")
+        self.assertEqual(bl.fmt_bytes(None), "—")
+
+
+class Static(unittest.TestCase):
+    def test_goals_compare_against_nginx(self):
+        table = {
+            "1 KB": {"dockhand": {"cpu_us": 10.0}, "nginx": {"cpu_us": 12.0}},
+            "100 KB": {"dockhand": {"cpu_us": 30.0}, "nginx": {"cpu_us": 20.0}},
+            "1 MB": {"dockhand": {"mib_s": 950.0}, "nginx": {"mib_s": 1000.0}},
+            "gzip 100 KB JSON": {"dockhand": {"cpu_us": 900.0}, "nginx": {"cpu_us": 1000.0}},
+        }
+        goals = bl.static_goals(table)
+        self.assertEqual([g[2] for g in goals], ["met", "missed", "met", "reported"])
+        self.assertIn("0.90×", goals[3][1])
+        self.assertEqual(bl.static_goals({})[0][2], "not measured")
+
+    def test_rows_list_every_peer_and_reasons(self):
+        table = {"1 KB": {"dockhand": {"rps": 1000.0, "cpu_us": 10.0, "p99_us": 900.0},
+                          "caddy": "not installed"}}
+        rows = bl.static_rows(table, ["dockhand", "nginx", "caddy"])
+        self.assertEqual(rows[0][:2], ["1 KB", "dockhand"])
+        self.assertEqual(rows[1], ["1 KB", "caddy", "not installed", "", "", ""])
+
+    def test_static_configs_name_the_root_and_port(self):
+        conf = peers.nginx_static_conf("/w", 8081, "/w/site")
+        self.assertIn("open_file_cache", conf)
+        self.assertIn("sendfile on", conf)
+        self.assertIn("root /w/site;", conf)
+        self.assertIn('static = "/w/site"', peers.dockhand_static_toml(8082, "/w/site"))
+        self.assertIn("file_server", peers.caddy_static(8083, "/w/site"))

@@ -3,16 +3,18 @@
 //! logs, exec). It holds narrow handles, not state of its own: the fleet, the store, the
 //! events and the runtimes are reached through `deploy::Deployer`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use dockhand_api::{CertificateInfo, DeployReport, Progress};
+use dockhand_api::{DeployReport, Progress};
 use dockhand_config::{AppConfig, LoadOptions};
 use dockhand_state::Store;
 use tokio::sync::watch;
 
+use crate::certs::{CertHandle, CertManager};
 use crate::deploy::{self, DeployKind, DeployOutcome, Deployer, Failpoint};
 use crate::error::{AgentError, Result};
 use crate::events::{EventKind, Events};
@@ -35,6 +37,9 @@ pub enum StartMode {
     DeployIfNoRelease,
     /// Deploy the configuration if it differs from the current release (`dockhand up`).
     Reload,
+    /// Never deploy at start, only restart the committed release (`dockhand agent
+    /// --no-initial-deploy`, as `setup` installs it: a remote deploy asks for the first one).
+    Never,
 }
 
 /// Everything the agent needs to start.
@@ -88,9 +93,14 @@ pub struct Agent {
     pub(crate) started: Instant,
     pub(crate) started_at: String,
     pub(crate) deployer: Deployer,
-    /// What `status` says about the certificates the proxy serves.
-    pub(crate) certificates: Vec<CertificateInfo>,
+    /// The certificates the proxy serves (files, ACME, local CA), for `status` and `certs`.
+    pub(crate) certs: CertHandle,
     pub(crate) lock: DeployLock,
+    pub(crate) backups: crate::backups::Backups,
+    pub(crate) tasks: crate::tasks::Tasks,
+    pub(crate) updater: crate::update::Updater,
+    pub(crate) monitor: crate::monitor::MonitorHandle,
+    pub(crate) alerts: crate::alerts::AlertHandle,
     subsystems: tokio::sync::Mutex<Subsystems>,
     shutdown: watch::Sender<bool>,
 }
@@ -125,7 +135,16 @@ impl Agent {
         };
         let events = Events::new(store.clone(), Redactor::default());
         let fleet = Fleet::default();
-        let (proxy, certificates) = ProxyService::bind(&proxy_config, fleet.clone())?;
+        let (proxy, certificates) =
+            ProxyService::bind(&proxy_config, fleet.clone(), &layout.access_log())?;
+        let (cert_manager, certs) = CertManager::new(
+            layout.clone(),
+            events.clone(),
+            proxy.handle().clone(),
+            fleet.clone(),
+            Arc::new(proxy_config.clone()),
+            &certificates,
+        );
         let prober = Prober::new(events.clone());
         let scheduler = Scheduler::new(store.clone(), events.clone());
         let deployer = Deployer {
@@ -138,12 +157,54 @@ impl Agent {
             prober: prober.clone(),
             failpoint: Failpoint::from_env(),
         };
+        let state = crate::maintenance::load(&deployer.layout);
+        if let Err(e) = crate::maintenance::apply(
+            &deployer.layout,
+            &deployer.proxy,
+            &state,
+            proxy_config.proxy.maintenance_page.as_deref(),
+        ) {
+            tracing::warn!("maintenance mode: {}", e.message());
+        }
         housekeeping::register(&scheduler, &deployer);
-        crate::tls::watch_expiry(&scheduler, &events, certificates.expiries.clone());
+        crate::certs::watch_expiry(&scheduler, &events, &certs);
+        let backups = crate::backups::Backups::new(&deployer, &scheduler);
+        let tasks = crate::tasks::Tasks::new(&deployer, &scheduler);
+        // One deploy lock for the CLI's requests, the update watcher and the release watch.
+        let lock = DeployLock::default();
+        let updater = crate::update::Updater::new(&deployer, &lock, &backups, &opts.config_path);
+        let (monitor, monitor_handle) = crate::monitor::Monitor::new(
+            crate::monitor::settings(&proxy_config),
+            deployer.fleet.clone(),
+            deployer.proxy.clone(),
+            certs.clone(),
+            events.clone(),
+            deployer.layout.clone(),
+        );
         let mut subsystems = Subsystems::new(events.clone());
         subsystems.start(Arc::new(proxy)).await?;
+        subsystems.start(Arc::new(cert_manager)).await?;
         subsystems.start(Arc::new(prober)).await?;
         subsystems.start(Arc::new(scheduler)).await?;
+        subsystems.start(Arc::new(backups.clone())).await?;
+        subsystems.start(Arc::new(tasks.clone())).await?;
+        subsystems.start(Arc::new(updater.clone())).await?;
+        let (alerter, alerts) = crate::alerts::Alerter::new(
+            events.clone(),
+            deployer.fleet.clone(),
+            monitor_handle.clone(),
+            deployer.layout.clone(),
+            Arc::new(proxy_config.clone()),
+        );
+        subsystems.start(Arc::new(monitor)).await?;
+        subsystems.start(Arc::new(alerter)).await?;
+        subsystems
+            .start(Arc::new(crate::watch::ReleaseWatch::new(
+                deployer.clone(),
+                lock.clone(),
+                monitor_handle.clone(),
+            )))
+            .await?;
         let (shutdown, _) = watch::channel(false);
         let agent = Arc::new(Agent {
             opts,
@@ -151,8 +212,13 @@ impl Agent {
             started: Instant::now(),
             started_at: dockhand_state::now(),
             deployer,
-            certificates: certificates.info,
-            lock: DeployLock::default(),
+            certs,
+            lock,
+            backups,
+            tasks,
+            updater,
+            monitor: monitor_handle,
+            alerts,
             subsystems: tokio::sync::Mutex::new(subsystems),
             shutdown,
         });
@@ -196,6 +262,7 @@ impl Agent {
         let should_deploy = match self.opts.start_mode {
             StartMode::DeployIfNoRelease => !self.is_serving(),
             StartMode::Reload => true,
+            StartMode::Never => false,
         };
         if !should_deploy {
             return Ok(None);
@@ -221,15 +288,83 @@ impl Agent {
     }
 
     /// Deploys the configuration file as a new release, even if unchanged.
-    pub(crate) async fn deploy(&self, requested_by: &str, sink: Sink<'_>) -> Result<DeployOutcome> {
+    pub(crate) async fn deploy(
+        &self,
+        requested_by: &str,
+        prebuilt: &BTreeMap<String, String>,
+        revision: Option<&str>,
+        sink: Sink<'_>,
+    ) -> Result<DeployOutcome> {
         let _guard = self.lock.acquire("deploy", requested_by)?;
+        if let Some(rev) = revision {
+            return self.deploy_revision(rev, requested_by, sink).await;
+        }
         let (config, warnings) = load_config(&self.opts.config_path)?;
         let mut outcome = self
             .deployer
-            .deploy_new(config, DeployKind::Deploy, requested_by, sink)
+            .deploy_prebuilt(config, DeployKind::Deploy, requested_by, prebuilt, sink)
             .await?;
         outcome.warnings.extend(warnings);
         Ok(outcome)
+    }
+
+    /// `dockhand deploy --revision REF`: checks REF out in the project (fetched from the
+    /// `[update]` remote when it is not known here), deploys it, and moves the checkout back
+    /// when the release fails. The deploy lock is held.
+    async fn deploy_revision(
+        &self,
+        rev: &str,
+        requested_by: &str,
+        sink: Sink<'_>,
+    ) -> Result<DeployOutcome> {
+        use crate::update::git;
+        let project = self
+            .opts
+            .config_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let commit = match git::resolve(&project, rev).await {
+            Ok(c) => c,
+            Err(e) => {
+                let Ok((config, _)) = load_config(&self.opts.config_path) else {
+                    return Err(e);
+                };
+                let Some(update) = config.update else {
+                    return Err(e);
+                };
+                let remote = update.repo.unwrap_or_else(|| "origin".into());
+                sink(Progress {
+                    step: "fetch".into(),
+                    message: format!("fetching {rev} from {remote}"),
+                    service: None,
+                });
+                git::fetch(&project, &remote, rev).await?;
+                git::resolve(&project, "FETCH_HEAD").await?
+            }
+        };
+        let previous = git::head(&project).await?;
+        sink(Progress {
+            step: "checkout".into(),
+            message: format!("checking out {}", &commit[..commit.len().min(12)]),
+            service: None,
+        });
+        git::move_to(&project, &commit).await?;
+        let outcome = match load_config(&self.opts.config_path) {
+            Ok((config, warnings)) => self
+                .deployer
+                .deploy_new(config, DeployKind::Deploy, requested_by, sink)
+                .await
+                .map(|mut o| {
+                    o.warnings.extend(warnings);
+                    o
+                }),
+            Err(e) => Err(e),
+        };
+        if !matches!(&outcome, Ok(o) if o.succeeded) {
+            let _ = git::move_to(&project, &previous).await;
+        }
+        outcome
     }
 
     /// Re-reads the configuration file through the startup path and deploys it when it
@@ -273,6 +408,44 @@ impl Agent {
 
     /// `dockhand db upgrade NAME`: recreates the database container from the configuration
     /// file's table, on the same data volume.
+    /// Turns maintenance mode on or off (`enable: None`: only reports it).
+    pub(crate) fn maintenance(
+        &self,
+        enable: Option<bool>,
+        service: Option<&str>,
+        requested_by: &str,
+    ) -> Result<dockhand_api::MaintenanceReport> {
+        let d = &self.deployer;
+        let state = crate::maintenance::load(&d.layout);
+        let Some(on) = enable else {
+            return Ok(state.report());
+        };
+        let config = d.fleet.serving_config();
+        if let (Some(s), Some(c)) = (service, config.as_ref()) {
+            if !c.services.contains_key(s) {
+                return Err(crate::error::AgentError::not_found(format!(
+                    "no service `{s}` in the serving release; `dockhand status` lists them"
+                )));
+            }
+        }
+        let state = state.switch(on, service);
+        let page = config
+            .as_ref()
+            .and_then(|c| c.proxy.maintenance_page.clone());
+        crate::maintenance::apply(&d.layout, &d.proxy, &state, page.as_deref())?;
+        let what = service.map_or("every service".to_string(), |s| format!("service `{s}`"));
+        d.events.info(
+            crate::events::EventKind::Maintenance,
+            None,
+            service,
+            &format!(
+                "maintenance mode {} for {what} (requested by {requested_by})",
+                if on { "on" } else { "off" }
+            ),
+        );
+        Ok(state.report())
+    }
+
     pub(crate) async fn db_upgrade(
         &self,
         database: &str,
@@ -323,6 +496,81 @@ impl Agent {
             message,
             warnings,
         })
+    }
+
+    /// `dockhand backup …`; a restore holds the deploy lock.
+    pub(crate) async fn backup(
+        &self,
+        req: dockhand_api::BackupRequest,
+        sink: Sink<'_>,
+    ) -> Result<serde_json::Value> {
+        use dockhand_api::BackupRequest as B;
+        let json = |v: Result<serde_json::Value, serde_json::Error>| {
+            v.map_err(|e| AgentError::internal(format!("cannot encode the answer: {e}")))
+        };
+        match req {
+            B::Run {
+                source,
+                requested_by,
+            } => {
+                let s = self
+                    .backups
+                    .run(&format!("manual ({requested_by})"), source.as_deref(), sink)
+                    .await?;
+                if s.state != dockhand_api::BackupState::Complete {
+                    return Err(AgentError::runtime(format!(
+                        "backup {} failed: {}",
+                        s.id, s.message
+                    ))
+                    .with_details(&s));
+                }
+                json(serde_json::to_value(s))
+            }
+            B::List => json(serde_json::to_value(self.backups.list()?)),
+            B::Show { id } => json(serde_json::to_value(self.backups.show(&id)?)),
+            B::Verify { id, identity } => {
+                let r = self
+                    .backups
+                    .verify(id.as_deref(), identity.as_deref())
+                    .await?;
+                if !r.passed {
+                    let lines: Vec<String> = r
+                        .results
+                        .iter()
+                        .filter(|l| !l.passed)
+                        .map(|l| format!("{} on {}: {}", l.source, l.target, l.message))
+                        .collect();
+                    return Err(AgentError::runtime(format!(
+                        "the restore drill of backup {} failed: {}",
+                        r.id,
+                        lines.join("; ")
+                    ))
+                    .with_details(&r));
+                }
+                json(serde_json::to_value(r))
+            }
+            B::Prune { dry_run } => json(serde_json::to_value(self.backups.prune(dry_run).await?)),
+            B::Restore {
+                id,
+                source,
+                identity,
+                requested_by,
+            } => {
+                let _guard = self.lock.acquire("backup restore", &requested_by)?;
+                json(serde_json::to_value(
+                    self.backups
+                        .restore(
+                            &self.deployer,
+                            &id,
+                            source.as_deref(),
+                            identity.as_deref(),
+                            &requested_by,
+                            sink,
+                        )
+                        .await?,
+                ))
+            }
+        }
     }
 
     /// Stops the subsystems (the socket first, the proxy draining last), then every instance.
@@ -386,6 +634,14 @@ impl Agent {
             .serving_config()
             .map(|c| routes::urls(&c, self.proxy_addr(), self.https_addr()))
             .unwrap_or_default()
+    }
+
+    /// Whether the serving release's configuration has a `[backups]` table.
+    pub fn has_backups(&self) -> bool {
+        self.deployer
+            .fleet
+            .serving_config()
+            .is_some_and(|c| c.backups.is_some())
     }
 
     pub fn socket_path(&self) -> &Path {

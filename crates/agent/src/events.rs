@@ -41,6 +41,20 @@ pub enum EventKind {
     Proxy,
     /// A scheduled job ran late, failed, or was missed while the agent was down.
     Schedule,
+    /// A certificate was issued or renewed, failed to be, or nears its end (14, 7, 3 days).
+    Certificate,
+    /// A backup, restore drill, restore or prune ran or failed.
+    Backup,
+    /// A task ran, failed, was skipped or interrupted.
+    Task,
+    /// The update watcher saw, deployed or refused a new commit, or could not read the remote.
+    Update,
+    /// Maintenance mode was turned on or off.
+    Maintenance,
+    /// The monitor could not serve or store its metrics.
+    Monitor,
+    /// An alert fired or recovered, or a notification could not be sent.
+    Alert,
 }
 
 impl EventKind {
@@ -57,6 +71,13 @@ impl EventKind {
             EventKind::Database => "database",
             EventKind::Proxy => "proxy",
             EventKind::Schedule => "schedule",
+            EventKind::Certificate => "certificate",
+            EventKind::Backup => "backup",
+            EventKind::Task => "task",
+            EventKind::Update => "update",
+            EventKind::Maintenance => "maintenance",
+            EventKind::Monitor => "monitor",
+            EventKind::Alert => "alert",
         }
     }
 }

@@ -22,6 +22,7 @@ pub struct Exec<'a> {
     pub fleet: &'a Fleet,
     pub runtimes: &'a Runtimes,
     pub redactor: &'a Redactor,
+    pub layout: &'a crate::layout::StateLayout,
 }
 
 pub async fn run(
@@ -94,7 +95,7 @@ pub async fn run(
         .process()
         .spawn_attached(OneShot {
             command: shell_join(argv),
-            workdir: svc.workdir.clone(),
+            workdir: crate::snapshot::workdir(x.layout, &config, release, svc),
             env,
             timeout: EXEC_TIMEOUT,
             log_path: None,

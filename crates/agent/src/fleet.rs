@@ -121,6 +121,11 @@ impl Fleet {
             .collect()
     }
 
+    /// Every tracked instance (of the serving release and any other, a deploy's new one).
+    pub fn all(&self) -> Vec<LiveInstance> {
+        self.state().live.values().cloned().collect()
+    }
+
     /// The ids of every tracked instance.
     pub fn live_ids(&self) -> HashSet<String> {
         self.state().live.keys().cloned().collect()

@@ -10,7 +10,11 @@
 //! server dispatches to. Deploys are planned as data (`deploy/plan.rs`) and executed
 //! (`deploy/execute.rs`) through the narrow handles of `deploy::Deployer`.
 
+mod access;
 mod agent;
+mod alerts;
+pub mod backups;
+mod certs;
 mod containers;
 mod deploy;
 mod error;
@@ -22,6 +26,8 @@ mod housekeeping;
 mod layout;
 mod lock;
 mod logs;
+mod maintenance;
+mod monitor;
 pub mod preflight;
 mod prober;
 mod proxy;
@@ -30,9 +36,14 @@ mod runtimes;
 mod scheduler;
 mod secrets;
 mod server;
+mod snapshot;
+mod statics;
 mod status;
 mod subsystem;
+mod tasks;
 mod tls;
+mod update;
+mod watch;
 mod wire;
 
 pub use agent::{Agent, AgentOptions, Signals, StartMode};

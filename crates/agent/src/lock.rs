@@ -7,7 +7,8 @@ use dockhand_api::LockInfo;
 
 use crate::error::{AgentError, ErrorKind, Result};
 
-#[derive(Default)]
+/// Cheap to clone: clones share the one lock.
+#[derive(Clone, Default)]
 pub struct DeployLock {
     holder: Arc<Mutex<Option<LockInfo>>>,
 }

@@ -1,8 +1,10 @@
 //! The preflight checks of `dockhand check` that need the machine, not just the file: host
 //! ports that something else already holds, and health commands whose program the image
-//! does not contain (when the image is present locally). They run before any deploy, so a
-//! compose file's `curl` health check in a `FROM scratch` image is caught at check time, not
-//! when a deploy times out.
+//! does not contain (when the image is present locally), backup targets that do not answer or
+//! refuse a write, and a backup identity that does not decrypt what the recipients encrypt.
+//! They run before any deploy, so a compose file's `curl` health check in a `FROM scratch`
+//! image is caught at check time, not when a deploy times out, and an unreachable backup
+//! target at check time, not at the first night's backup.
 
 use std::net::{SocketAddr, TcpListener};
 
@@ -47,6 +49,109 @@ pub async fn check(loaded: &Loaded, agent_running: bool) -> Vec<Diagnostic> {
     }
     if config.uses_containers() {
         out.extend(images(loaded, config).await);
+    }
+    out.extend(backups(loaded).await);
+    out.extend(tracked_dotenv(config).await);
+    out
+}
+
+/// A `.env` with secret-looking names that git tracks: everyone with the repository has them.
+async fn tracked_dotenv(config: &dockhand_config::AppConfig) -> Option<Diagnostic> {
+    let path = config.project_dir.join(".env");
+    let text = std::fs::read_to_string(&path).ok()?;
+    let names: Vec<String> = dockhand_dotenv::parse(&text)
+        .entries
+        .into_iter()
+        .filter(|e| e.value.as_deref().is_some_and(|v| !v.is_empty()))
+        .map(|e| e.name)
+        .filter(|n| dockhand_dotenv::looks_secret(n))
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    crate::snapshot::git(
+        &config.project_dir,
+        &["ls-files", "--error-unmatch", "--", ".env"],
+    )
+    .await?;
+    let mut d = Diagnostic::whole_file(
+        Severity::Warning,
+        &path,
+        format!(
+            "{} is tracked by git and holds secret-looking values ({}): everyone with the repository has them",
+            path.display(),
+            names.join(", ")
+        ),
+    );
+    d.help = Some("run `git rm --cached .env`, add `.env` to .gitignore, rotate those values, and keep secrets in the secrets file (`dockhand secrets set NAME`)".into());
+    Some(d)
+}
+
+/// How long `check` waits for one backup target.
+const TARGET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Each backup target takes a small test object (written, then deleted) within
+/// [`TARGET_TIMEOUT`]; an `identity` on this server decrypts what the `recipients` encrypt.
+async fn backups(loaded: &Loaded) -> Vec<Diagnostic> {
+    let Some(b) = loaded.config.backups.as_ref() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(path) = &b.identity {
+        match dockhand_backup::crypto::Decryption::from_identity_file(path) {
+            Err(e) => out.push(loaded.sites.diagnostic(
+                Severity::Error,
+                "backups.identity",
+                e.message,
+                Some("point `identity` at the file `dockhand backup keygen` wrote, or remove it (drills then need --identity)".into()),
+            )),
+            Ok(d) if !b.recipients.is_empty()
+                && !d.recipients().iter().any(|r| b.recipients.contains(r)) =>
+            {
+                out.push(loaded.sites.diagnostic(
+                    Severity::Error,
+                    "backups.identity",
+                    format!(
+                        "the identity {} decrypts none of the `recipients`: drills and restores would fail",
+                        path.display()
+                    ),
+                    Some("add the identity's public key to `recipients` (`age-keygen -y FILE` prints it), or fix `identity`".into()),
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    // Secrets problems are the configuration check's to report.
+    let redactor = crate::secrets::Redactor::default();
+    let Ok(secrets) = crate::secrets::load(&loaded.config, &redactor) else {
+        return out;
+    };
+    for t in &b.targets {
+        let key = format!("backups.targets.{}", t.name);
+        let problem = match crate::backups::target_spec(t, &secrets) {
+            Err(e) => Some(e.to_string()),
+            Ok(spec) => match dockhand_backup::target::Target::open(&spec) {
+                Err(e) => Some(e.message),
+                Ok(target) => match tokio::time::timeout(TARGET_TIMEOUT, target.check()).await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.message),
+                    Err(_) => Some(format!(
+                        "target `{}` ({}) did not answer within {}s",
+                        t.name,
+                        spec.describe(),
+                        TARGET_TIMEOUT.as_secs()
+                    )),
+                },
+            },
+        };
+        if let Some(problem) = problem {
+            out.push(loaded.sites.diagnostic(
+                Severity::Error,
+                &key,
+                redactor.redact(&problem),
+                Some("check the address, the credentials and that the bucket or directory exists and is writable; backups go nowhere until then".into()),
+            ));
+        }
     }
     out
 }

@@ -30,13 +30,14 @@ impl ProxyService {
     pub fn bind(
         config: &AppConfig,
         fleet: Fleet,
+        access_log: &std::path::Path,
     ) -> Result<(ProxyService, tls::LoadedCertificates)> {
         let p = &config.proxy;
         let defaults = ProxyConfig::default();
-        let mut certificates = tls::load(p, std::time::SystemTime::now());
+        let certificates = tls::load(p, std::time::SystemTime::now());
         let https = p.https_listen.map(|listen| HttpsConfig {
             listen,
-            certificates: Arc::new(CertStore::new(std::mem::take(&mut certificates.serve))),
+            certificates: Arc::new(CertStore::new(certificates.serve.clone())),
         });
         let proxy_config = ProxyConfig {
             listen: p.listen,
@@ -46,6 +47,38 @@ impl ProxyService {
             client_header_timeout: p.client_header_timeout,
             upstream_connect_timeout: p.upstream_connect_timeout,
             upstream_response_timeout: p.upstream_response_timeout,
+            compression: p
+                .compression
+                .map(|min_size| dockhand_proxy::Compression { min_size }),
+            access_log: p
+                .access_log
+                .as_ref()
+                .map(|a| dockhand_proxy::AccessLogConfig {
+                    path: (a.output != "stdout").then(|| access_log.to_path_buf()),
+                    format: if a.format == "combined" {
+                        dockhand_proxy::AccessFormat::Combined
+                    } else {
+                        dockhand_proxy::AccessFormat::Json
+                    },
+                    max_bytes: a.max_size,
+                    keep: a.keep as usize,
+                }),
+            error_pages: p
+                .error_pages
+                .iter()
+                .filter_map(|(status, path)| match std::fs::read(path) {
+                    Ok(page) => Some((*status, bytes::Bytes::from(page))),
+                    Err(e) => {
+                        tracing::warn!("error page {}: {e}", path.display());
+                        None
+                    }
+                })
+                .collect(),
+            trusted_proxies: p
+                .trusted_proxies
+                .iter()
+                .filter_map(|c| dockhand_proxy::Cidr::parse(c))
+                .collect(),
             ..defaults
         };
         let handle = Proxy::start(proxy_config, RouteTable::empty()).map_err(|e| {

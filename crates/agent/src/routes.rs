@@ -4,13 +4,19 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dockhand_config::AppConfig;
-use dockhand_proxy::{Backend, Route, RouteError, RouteTable};
+use dockhand_config::{AppConfig, HostKind, Hsts};
+use dockhand_proxy::{
+    security_headers, Backend, Cidr, RateLimit, Route, RouteError, RouteHttps, RoutePolicy,
+    RouteTable, StaticSite,
+};
 
 /// One route per routed service, pointing at that service's backends.
+/// A static service's route serves its site from `sites` (no site: 503, like a service
+/// without a healthy backend).
 pub fn build_table(
     config: &AppConfig,
     backends: &BTreeMap<String, Vec<Arc<Backend>>>,
+    sites: &BTreeMap<String, Arc<StaticSite>>,
 ) -> Result<RouteTable, RouteError> {
     let routes = config
         .services
@@ -23,10 +29,73 @@ pub fn build_table(
                 strip_prefix: route.strip_prefix,
                 service: svc.name.clone(),
                 backends: backends.get(&svc.name).cloned().unwrap_or_default(),
+                https: https_policy(config, route),
+                site: sites.get(&svc.name).cloned(),
+                policy: Arc::new(policy(config, route)),
             })
         })
         .collect();
     RouteTable::new(routes)
+}
+
+/// A route's allow/deny lists, rate limit and response headers (its own, then the security
+/// headers unless turned off for it or for the proxy).
+pub fn policy(config: &AppConfig, route: &dockhand_config::Route) -> RoutePolicy {
+    let ranges = |list: &[String]| list.iter().filter_map(|c| Cidr::parse(c)).collect();
+    let mut headers: Vec<_> = route
+        .headers
+        .iter()
+        .filter_map(|(n, v)| {
+            Some((
+                http::HeaderName::from_bytes(n.as_bytes()).ok()?,
+                http::HeaderValue::from_str(v).ok()?,
+            ))
+        })
+        .collect();
+    if route
+        .security_headers
+        .unwrap_or(config.proxy.security_headers)
+    {
+        for (name, value) in security_headers() {
+            if !headers.iter().any(|(n, _)| *n == name) {
+                headers.push((name, value));
+            }
+        }
+    }
+    RoutePolicy::new(
+        ranges(&route.allow),
+        ranges(&route.deny),
+        route.rate_limit.map(|r| RateLimit {
+            per_second: r.per_second,
+            burst: r.burst,
+        }),
+        headers,
+    )
+}
+
+/// A route's redirect and HSTS: its own settings, else `[proxy]`'s. Both are off by default
+/// for preview hosts (`localhost`, `*.localhost`, IP addresses: served by the local CA, which
+/// a browser trusts only once told to), so plain HTTP keeps working on a laptop and its
+/// browser does not remember HTTPS-only for them.
+pub fn https_policy(config: &AppConfig, route: &dockhand_config::Route) -> RouteHttps {
+    let local = route
+        .host
+        .as_deref()
+        .is_some_and(|h| dockhand_config::host_kind(h) == HostKind::Local);
+    let hsts = match (route.hsts, local) {
+        (Some(h), _) => h,
+        (None, true) => Hsts::Off,
+        (None, false) => config.proxy.hsts,
+    };
+    RouteHttps {
+        redirect: route
+            .https_redirect
+            .unwrap_or(config.proxy.https_redirect && !local),
+        hsts_max_age: match hsts {
+            Hsts::Off => None,
+            Hsts::MaxAge(d) => Some(d.as_secs()),
+        },
+    }
 }
 
 /// The URLs at which a release's routes are reachable through the proxy at `listen`
@@ -97,7 +166,7 @@ command = "x"
         let mut backends = BTreeMap::new();
         let b = Backend::new(7, "127.0.0.1:4000".parse().unwrap());
         backends.insert("api".to_string(), vec![b]);
-        let table = build_table(&c, &backends).unwrap();
+        let table = build_table(&c, &backends, &BTreeMap::new()).unwrap();
         assert_eq!(table.routes().len(), 2);
         let api = table.lookup(Some("shop.example.org"), "/api/x").unwrap();
         assert_eq!(api.service, "api");

@@ -21,8 +21,15 @@ use crate::subsystem::{BoxFuture, Context, Subsystem};
 /// When a job runs.
 #[derive(Debug, Clone)]
 pub enum Schedule {
-    /// At the times a cron expression matches (UTC).
-    Cron { expr: String, cron: croner::Cron },
+    /// At the times a cron expression matches, in UTC or (`local`) in the server's time
+    /// zone (`TZ`, else `/etc/localtime`), daylight saving time included: a time that does
+    /// not exist on a spring-forward day runs once when the clock jumps, one that exists
+    /// twice on a fall-back day runs once (croner's rules).
+    Cron {
+        expr: String,
+        cron: croner::Cron,
+        local: bool,
+    },
     /// Every interval, counted from the last run; a job that never ran is due at once.
     Every(Duration),
 }
@@ -38,7 +45,20 @@ impl Schedule {
         Ok(Schedule::Cron {
             expr: expr.to_string(),
             cron,
+            local: false,
         })
+    }
+
+    /// A cron expression evaluated in the server's time zone.
+    pub fn cron_local(expr: &str) -> Result<Schedule> {
+        match Schedule::cron(expr)? {
+            Schedule::Cron { expr, cron, .. } => Ok(Schedule::Cron {
+                expr,
+                cron,
+                local: true,
+            }),
+            other => Ok(other),
+        }
     }
 
     /// The first time after `after` the job is due; `last_run` anchors an interval.
@@ -48,7 +68,7 @@ impl Schedule {
         last_run: Option<DateTime<Utc>>,
     ) -> Option<DateTime<Utc>> {
         match self {
-            Schedule::Cron { cron, .. } => cron.find_next_occurrence(&after, false).ok(),
+            Schedule::Cron { cron, local, .. } => next_in(cron, *local, after),
             Schedule::Every(every) => {
                 let every = chrono::Duration::from_std(*every).ok()?;
                 Some(match last_run {
@@ -62,10 +82,34 @@ impl Schedule {
 
     fn describe(&self) -> String {
         match self {
-            Schedule::Cron { expr, .. } => format!("cron `{expr}` (UTC)"),
+            Schedule::Cron { expr, local, .. } => {
+                format!(
+                    "cron `{expr}` ({})",
+                    if *local { "server time" } else { "UTC" }
+                )
+            }
             Schedule::Every(d) => format!("every {}", humantime::format_duration(*d)),
         }
     }
+}
+
+/// The next match of `cron` after `after`, evaluated in UTC or the server's time zone.
+fn next_in(cron: &croner::Cron, local: bool, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if local {
+        next_in_zone(cron, &after.with_timezone(&chrono::Local))
+    } else {
+        cron.find_next_occurrence(&after, false).ok()
+    }
+}
+
+/// The next match of `cron` after `after`, in `after`'s time zone.
+pub fn next_in_zone<Tz: chrono::TimeZone>(
+    cron: &croner::Cron,
+    after: &DateTime<Tz>,
+) -> Option<DateTime<Utc>> {
+    cron.find_next_occurrence(after, false)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// The latest time the job fell due after its last run and up to `now`, if it did: a run
@@ -77,8 +121,14 @@ pub fn missed(
 ) -> Option<DateTime<Utc>> {
     let last = last_run?;
     match schedule {
-        Schedule::Cron { cron, .. } => {
-            let due = cron.find_previous_occurrence(&now, true).ok()?;
+        Schedule::Cron { cron, local, .. } => {
+            let due = if *local {
+                cron.find_previous_occurrence(&now.with_timezone(&chrono::Local), true)
+                    .ok()?
+                    .with_timezone(&Utc)
+            } else {
+                cron.find_previous_occurrence(&now, true).ok()?
+            };
             (due > last).then_some(due)
         }
         Schedule::Every(every) => {
@@ -131,6 +181,19 @@ impl Scheduler {
             .unwrap_or_else(|p| p.into_inner())
             .insert(job.name.clone(), job);
         self.added.notify_one();
+    }
+
+    /// Removes a job (a task no longer configured); a run in progress finishes.
+    pub fn remove(&self, name: &str) {
+        let removed = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+            .is_some();
+        if removed {
+            self.added.notify_one();
+        }
     }
 
     /// Runs one job now and records the run.
@@ -232,7 +295,8 @@ impl Subsystem for Scheduler {
     fn run(self: Arc<Self>, ctx: Context) -> BoxFuture<Result<()>> {
         Box::pin(async move {
             let mut shutdown = ctx.shutdown.clone();
-            let mut driving: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
+            let mut driving: BTreeMap<String, (String, tokio::task::JoinHandle<()>)> =
+                BTreeMap::new();
             ctx.ready();
             loop {
                 let jobs: Vec<Job> = self
@@ -242,20 +306,32 @@ impl Subsystem for Scheduler {
                     .values()
                     .cloned()
                     .collect();
+                driving.retain(|name, (_, task)| {
+                    let keep = jobs.iter().any(|j| &j.name == name);
+                    if !keep {
+                        task.abort();
+                    }
+                    keep
+                });
                 for job in jobs {
-                    if driving.get(&job.name).is_some_and(|t| !t.is_finished()) {
-                        continue;
+                    let when = job.schedule.describe();
+                    if let Some((was, task)) = driving.get(&job.name) {
+                        if *was == when && !task.is_finished() {
+                            continue;
+                        }
+                        // Replaced with another schedule: drive the new one.
+                        task.abort();
                     }
                     let name = job.name.clone();
                     let task = tokio::spawn((*self).clone().drive(job, ctx.shutdown.clone()));
-                    driving.insert(name, task);
+                    driving.insert(name, (when, task));
                 }
                 tokio::select! {
                     _ = shutdown.wait() => break,
                     _ = self.added.notified() => {}
                 }
             }
-            for (_, task) in driving {
+            for (_, (_, task)) in driving {
                 task.abort();
             }
             Ok(())
@@ -295,6 +371,40 @@ mod tests {
         );
         let e = Schedule::cron("every day").unwrap_err();
         assert!(e.message().contains("invalid cron expression"), "{e}");
+    }
+
+    #[test]
+    fn a_local_schedule_follows_daylight_saving_time() {
+        // 02:30 every day in Paris: on 2026-03-29 the clocks jump from 02:00 to 03:00, so
+        // there is no 02:30 that day; in UTC the run moves from 01:30 to 00:30.
+        let Schedule::Cron { cron, .. } = Schedule::cron("30 2 * * *").unwrap() else {
+            unreachable!()
+        };
+        let paris = chrono::FixedOffset::east_opt(3600).unwrap();
+        let before = at("2026-03-27T12:00:00Z").with_timezone(&paris);
+        assert_eq!(
+            next_in_zone(&cron, &before),
+            Some(at("2026-03-28T01:30:00Z"))
+        );
+        let tz: chrono_tz::Tz = "Europe/Paris".parse().unwrap();
+        let sat = at("2026-03-28T12:00:00Z").with_timezone(&tz);
+        let next = next_in_zone(&cron, &sat).unwrap();
+        // 02:30 does not exist on the 29th: the run is not skipped but happens once, when the
+        // clock jumps (03:00 CEST, 01:00 UTC); the next day it is 02:30 CEST, 00:30 UTC.
+        assert_eq!(next, at("2026-03-29T01:00:00Z"));
+        assert_eq!(
+            next_in_zone(&cron, &next.with_timezone(&tz)),
+            Some(at("2026-03-30T00:30:00Z"))
+        );
+        let summer = at("2026-07-01T12:00:00Z").with_timezone(&tz);
+        assert_eq!(
+            next_in_zone(&cron, &summer),
+            Some(at("2026-07-02T00:30:00Z"))
+        );
+        assert!(Schedule::cron_local("30 2 * * *")
+            .unwrap()
+            .describe()
+            .contains("server time"));
     }
 
     #[test]

@@ -46,7 +46,10 @@ pub fn load(config: &AppConfig, redactor: &Redactor) -> Result<Secrets> {
         || config
             .databases
             .values()
-            .any(|d| d.container_env().values().any(|v| v.has_secrets()));
+            .any(|d| d.container_env().values().any(|v| v.has_secrets()))
+        || acme_uses_secrets(config)
+        || config.backups.as_ref().is_some_and(|b| b.has_secrets())
+        || config.alerts.has_secrets();
     if !needed {
         return Ok(Secrets::empty());
     }
@@ -54,6 +57,16 @@ pub fn load(config: &AppConfig, redactor: &Redactor) -> Result<Secrets> {
         .map_err(|e| AgentError::runtime(e.to_string()).with_source(e))?;
     redactor.learn(&secrets);
     Ok(secrets)
+}
+
+/// Whether `[proxy.acme]` refers to secrets (the EAB key, a DNS provider's token).
+fn acme_uses_secrets(config: &AppConfig) -> bool {
+    let acme = &config.proxy.acme;
+    acme.eab.as_ref().is_some_and(|e| e.hmac_key.has_secrets())
+        || matches!(
+            acme.dns.as_ref().map(|d| &d.provider),
+            Some(dockhand_config::DnsProvider::Cloudflare { api_token, .. }) if api_token.has_secrets()
+        )
 }
 
 fn redact_with(text: &str, secrets: &[String]) -> String {

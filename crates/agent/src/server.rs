@@ -208,12 +208,58 @@ async fn dispatch(
             pid: std::process::id(),
         }),
         Request::Status => to_value(status::report(agent).await?),
+        Request::Certs => to_value(agent.certs.report()),
+        Request::CertsRenew { host, requested_by } => {
+            agent.deployer.events.info(
+                crate::events::EventKind::Certificate,
+                None,
+                None,
+                &format!(
+                    "renewal of {} requested by {requested_by}",
+                    host.as_deref().unwrap_or("every managed certificate")
+                ),
+            );
+            sink(Progress {
+                step: "renew".into(),
+                message: format!(
+                    "renewing {} (requested by {requested_by})",
+                    host.as_deref().unwrap_or("every managed certificate")
+                ),
+                service: None,
+            });
+            to_value(agent.certs.renew(host.as_deref()).await?)
+        }
+        Request::Backup(req) => agent.backup(req, &sink).await?,
+        Request::Maintenance {
+            enable,
+            service,
+            requested_by,
+        } => to_value(agent.maintenance(enable, service.as_deref(), &requested_by)?),
+        Request::Alerts(req) => to_value(match req {
+            dockhand_api::AlertsRequest::List => agent.alerts.report(),
+            dockhand_api::AlertsRequest::Test { .. } => agent.alerts.test().await?,
+            dockhand_api::AlertsRequest::Silence {
+                rule,
+                seconds,
+                requested_by,
+            } => agent.alerts.silence(
+                &rule,
+                std::time::Duration::from_secs(seconds),
+                &requested_by,
+            )?,
+        }),
         Request::DbUpgrade {
             database,
             requested_by,
         } => to_value(agent.db_upgrade(&database, &requested_by, &sink).await?),
-        Request::Deploy { requested_by } => to_value(wire::deploy_report(
-            agent.deploy(&requested_by, &sink).await?,
+        Request::Deploy {
+            requested_by,
+            images,
+            revision,
+        } => to_value(wire::deploy_report(
+            agent
+                .deploy(&requested_by, &images, revision.as_deref(), &sink)
+                .await?,
         )),
         Request::Rollback {
             release,
@@ -253,6 +299,17 @@ async fn dispatch(
                 }
             }
         }
+        Request::Logs(req) if req.access => {
+            let layout = &agent.deployer.layout;
+            let (lines, end) = crate::access::read(layout, &req);
+            for entry in lines {
+                let _ = tx.send(Frame::Log(entry));
+            }
+            if req.follow {
+                crate::access::follow(layout, &req, end, tx, hangup).await;
+            }
+            serde_json::Value::Null
+        }
         Request::Logs(req) => {
             let filter = logs::filter(
                 &agent.deployer.layout,
@@ -274,11 +331,62 @@ async fn dispatch(
                 fleet: &d.fleet,
                 runtimes: &d.runtimes,
                 redactor: d.events.redactor(),
+                layout: &d.layout,
             };
             to_value(crate::exec::run(x, &service, &argv, tx, hangup).await?)
         }
+        Request::Tasks(req) => tasks(agent, req, tx).await?,
+        Request::Update(req) => {
+            use dockhand_api::UpdateRequest as U;
+            let u = &agent.updater;
+            match req {
+                U::Status => to_value(u.status()?),
+                U::Pause { requested_by } => to_value(u.set_paused(true, &requested_by)?),
+                U::Resume { requested_by } => to_value(u.set_paused(false, &requested_by)?),
+                U::Now { requested_by } => {
+                    sink(Progress {
+                        step: "check".into(),
+                        message: "checking the remote for a new commit".into(),
+                        service: None,
+                    });
+                    to_value(u.check(&requested_by, true).await?)
+                }
+            }
+        }
     };
     Ok(value)
+}
+
+/// `dockhand tasks` and `dockhand run`.
+async fn tasks(
+    agent: &Arc<Agent>,
+    req: dockhand_api::TaskRequest,
+    tx: &mpsc::UnboundedSender<Frame>,
+) -> Result<serde_json::Value> {
+    use dockhand_api::TaskRequest as T;
+    let tasks = &agent.tasks;
+    Ok(match req {
+        T::List => to_value(tasks.list()?),
+        T::History { task, limit } => to_value(tasks.history(&task, limit)?),
+        T::Run {
+            task,
+            force,
+            requested_by,
+        } => {
+            tracing::info!(task = %task, requested_by = %requested_by, "task run requested");
+            let trigger = crate::tasks::Trigger {
+                kind: dockhand_state::TaskTrigger::Manual,
+                force,
+                stream: Some(tx),
+            };
+            to_value(tasks.run(&task, trigger).await?)
+        }
+        T::Command {
+            service,
+            argv,
+            requested_by,
+        } => to_value(tasks.command(&service, &argv, &requested_by, tx).await?),
+    })
 }
 
 /// Sends `history`, then every event recorded after it, until the client hangs up.

@@ -48,6 +48,7 @@ pub async fn report(agent: &Agent) -> Result<StatusReport> {
                         }
                     })
                     .collect(),
+                traffic: None,
             })
             .collect()
     });
@@ -62,7 +63,39 @@ pub async fn report(agent: &Agent) -> Result<StatusReport> {
         Some(c) => crate::containers::databases::status(&d.runtimes, c).await,
         None => Vec::new(),
     };
+    let mut services = services;
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(300);
+    for svc in &mut services {
+        svc.traffic =
+            agent
+                .monitor
+                .traffic(&svc.name, None, WINDOW)
+                .map(|t| dockhand_api::TrafficInfo {
+                    window_secs: WINDOW.as_secs(),
+                    requests: t.requests,
+                    per_second: t.per_second,
+                    error_ratio: t.error_ratio,
+                    p99_ms: t.p99_ms,
+                });
+    }
+    let (host, cpu) = agent.monitor.host();
+    let host = (host.mem_total > 0).then(|| dockhand_api::HostInfo {
+        cpu_ratio: cpu,
+        memory_used_ratio: host.mem_used_ratio(),
+        load1: host.load1,
+        disks: host
+            .disks
+            .iter()
+            .map(|d| dockhand_api::DiskInfo {
+                mount: d.mount.clone(),
+                used_ratio: d.used_ratio(),
+                inodes_used_ratio: d.inodes_used_ratio(),
+            })
+            .collect(),
+    });
     Ok(StatusReport {
+        host,
+        alerts: agent.alerts.report().firing,
         app: config.as_ref().map(|c| c.app.clone()).unwrap_or_default(),
         agent: AgentInfo {
             id: agent.agent_id.clone(),
@@ -74,7 +107,8 @@ pub async fn report(agent: &Agent) -> Result<StatusReport> {
             config_path: agent.config_path().display().to_string(),
             proxy_listen: agent.proxy_addr().to_string(),
             https_listen: agent.https_addr().map(|a| a.to_string()),
-            certificates: agent.certificates.clone(),
+            metrics_listen: agent.monitor.metrics_addr().map(|a| a.to_string()),
+            certificates: agent.certs.infos(),
             subsystems: agent
                 .subsystem_states()
                 .await

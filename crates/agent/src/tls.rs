@@ -1,25 +1,14 @@
-//! The agent's side of HTTPS: loading `[proxy] certificates` from their files (with the
-//! same checks as `dockhand check`) into what the proxy serves, what `status` says about
-//! them (names and validity, never the key), and a scheduled check that warns before one
-//! expires — a certificate from a file renews only when someone replaces the file.
+//! The agent's side of HTTPS certificates from files: loading `[proxy] certificates` (with
+//! the same checks as `dockhand check`) into what the proxy serves at start, and what
+//! `status` says about them (names and validity, never the key). The certificate manager
+//! (`certs/`) serves them first, beside the certificates it gets itself, and warns before
+//! any of them expires — a certificate from a file renews only when someone replaces it.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use dockhand_api::CertificateInfo;
 use dockhand_config::{load_certificate, ProxySettings};
 use dockhand_proxy::TlsCertificate;
-use dockhand_state::EventLevel;
-
-use crate::events::{EventKind, Events};
-use crate::scheduler::{Job, Schedule, Scheduler};
-
-/// A certificate this close to its end is warned about…
-const WARN_BEFORE: i64 = 14 * 86_400;
-/// …and this close, reported as an error.
-const ERROR_BEFORE: i64 = 3 * 86_400;
-/// How often the served certificates' dates are checked.
-const CHECK_EVERY: Duration = Duration::from_secs(12 * 3600);
 
 /// What loading the certificates gave: the ones to serve (in file order), their
 /// descriptions for `status`, and one message per certificate that could not be used.
@@ -42,6 +31,7 @@ pub(crate) fn load(proxy: &ProxySettings, now: SystemTime) -> LoadedCertificates
             Ok(cert) => {
                 out.info.push(CertificateInfo {
                     cert: files.cert.display().to_string(),
+                    source: dockhand_api::CertSource::File,
                     names: cert.names.clone(),
                     not_before: rfc3339(cert.not_before),
                     not_after: rfc3339(cert.not_after),
@@ -59,76 +49,7 @@ pub(crate) fn load(proxy: &ProxySettings, now: SystemTime) -> LoadedCertificates
     out
 }
 
-/// What to say about the certificate in `file`, valid until `not_after`, at `now` (Unix
-/// seconds): nothing while more than two weeks remain.
-pub(crate) fn expiry_notice(file: &str, not_after: i64, now: i64) -> Option<(EventLevel, String)> {
-    let left = not_after - now;
-    let replace = "replace the file and restart the agent";
-    if left <= 0 {
-        Some((
-            EventLevel::Error,
-            format!(
-                "certificate {file} expired on {}: HTTPS clients refuse it; {replace}",
-                rfc3339(not_after)
-            ),
-        ))
-    } else if left <= WARN_BEFORE {
-        let level = if left <= ERROR_BEFORE {
-            EventLevel::Error
-        } else {
-            EventLevel::Warn
-        };
-        let days = left / 86_400;
-        let when = if days == 0 {
-            "in less than a day".to_string()
-        } else {
-            format!("in {days} day(s)")
-        };
-        Some((
-            level,
-            format!(
-                "certificate {file} expires {when} ({}); {replace}",
-                rfc3339(not_after)
-            ),
-        ))
-    } else {
-        None
-    }
-}
-
-/// Checks the served certificates' dates twice a day (and at start when a check was missed),
-/// recording an event for each that ends within two weeks.
-pub(crate) fn watch_expiry(scheduler: &Scheduler, events: &Events, expiries: Vec<(String, i64)>) {
-    if expiries.is_empty() {
-        return;
-    }
-    let (events, expiries) = (events.clone(), Arc::new(expiries));
-    scheduler.add(Job {
-        name: "certificate-expiry".into(),
-        schedule: Schedule::Every(CHECK_EVERY),
-        catch_up: true,
-        timeout: Duration::from_secs(10),
-        run: Arc::new(move || {
-            let (events, expiries) = (events.clone(), expiries.clone());
-            Box::pin(async move {
-                let now = time::OffsetDateTime::now_utc().unix_timestamp();
-                let mut soon = 0;
-                for (file, not_after) in expiries.iter() {
-                    if let Some((level, message)) = expiry_notice(file, *not_after, now) {
-                        events.record(level, EventKind::Proxy, None, None, &message);
-                        soon += 1;
-                    }
-                }
-                Ok(format!(
-                    "{} certificate(s) checked, {soon} ending soon",
-                    expiries.len()
-                ))
-            })
-        }),
-    });
-}
-
-fn rfc3339(unix: i64) -> String {
+pub(crate) fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| {
@@ -160,25 +81,6 @@ mod tests {
         std::fs::write(&files.key, key.serialize_pem()).unwrap();
         std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(0o600)).unwrap();
         files
-    }
-
-    #[test]
-    fn certificates_are_warned_about_two_weeks_ahead_and_an_error_three_days_ahead() {
-        let day = 86_400;
-        let end = 1_800_000_000;
-        assert_eq!(expiry_notice("c.pem", end, end - 15 * day), None);
-        let (level, msg) = expiry_notice("c.pem", end, end - 10 * day).unwrap();
-        assert_eq!(level, EventLevel::Warn);
-        assert!(
-            msg.contains("c.pem expires in 10 day(s)") && msg.contains("replace the file"),
-            "{msg}"
-        );
-        let (level, msg) = expiry_notice("c.pem", end, end - 3600).unwrap();
-        assert_eq!(level, EventLevel::Error);
-        assert!(msg.contains("expires in less than a day"), "{msg}");
-        let (level, msg) = expiry_notice("c.pem", end, end + 1).unwrap();
-        assert_eq!(level, EventLevel::Error);
-        assert!(msg.contains("expired on 2027-01-15T08:00:00Z"), "{msg}");
     }
 
     #[test]

@@ -135,6 +135,9 @@ pub fn release_info(r: &state::Release) -> api::ReleaseInfo {
         created_at: r.created_at.clone(),
         activated_at: r.activated_at.clone(),
         note: r.note.clone(),
+        revision: (!r.revision.is_empty()).then(|| r.revision.clone()),
+        revision_author: (!r.revision_author.is_empty()).then(|| r.revision_author.clone()),
+        revision_message: (!r.revision_message.is_empty()).then(|| r.revision_message.clone()),
     }
 }
 
@@ -152,5 +155,44 @@ pub fn subsystem(name: &str, state: crate::subsystem::SubsystemState) -> api::Su
         name: name.to_string(),
         state,
         message,
+    }
+}
+
+/// What started a task run.
+pub fn task_trigger(t: state::TaskTrigger) -> api::TaskTrigger {
+    match t {
+        state::TaskTrigger::Once => api::TaskTrigger::Once,
+        state::TaskTrigger::Schedule => api::TaskTrigger::Schedule,
+        state::TaskTrigger::Manual => api::TaskTrigger::Manual,
+    }
+}
+
+/// How a task run ended.
+pub fn task_run_state(s: state::TaskRunStatus) -> api::TaskRunState {
+    match s {
+        state::TaskRunStatus::Running => api::TaskRunState::Running,
+        state::TaskRunStatus::Succeeded => api::TaskRunState::Succeeded,
+        state::TaskRunStatus::Failed => api::TaskRunState::Failed,
+        state::TaskRunStatus::TimedOut => api::TaskRunState::TimedOut,
+        state::TaskRunStatus::Skipped => api::TaskRunState::Skipped,
+        state::TaskRunStatus::Interrupted => api::TaskRunState::Interrupted,
+    }
+}
+
+/// One recorded task run, with where its output is.
+pub fn task_run(r: &state::TaskRunRecord, log: Option<String>) -> api::TaskRun {
+    api::TaskRun {
+        id: r.id,
+        task: r.task.clone(),
+        trigger: task_trigger(r.trigger),
+        release: r.release_id,
+        started_at: r.started_at.clone(),
+        finished_at: r.finished_at.clone(),
+        state: task_run_state(r.status),
+        exit_code: r.exit_code,
+        attempts: r.attempts,
+        duration_ms: r.duration_ms,
+        message: r.message.clone(),
+        log,
     }
 }

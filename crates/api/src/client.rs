@@ -1,8 +1,11 @@
 //! The client end of the agent socket: discovery, one request, the stream of frames back.
 
-use std::io::{BufRead, BufReader, Write};
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::{ApiError, Frame, Request, SOCKET_NAME, STATE_DIR_NAME, SYSTEM_SOCKET};
@@ -30,6 +33,10 @@ pub enum ClientError {
     NoAnswer,
     #[error("the agent sent something this client does not understand: {0}; are the client and agent the same version?")]
     Protocol(String),
+    /// The command that carries the request to a remote agent (`ssh … dockhand remote
+    /// bridge`) failed before the agent answered.
+    #[error("cannot reach the dockhand agent through {through}: {message}")]
+    Transport { through: String, message: String },
     #[error(transparent)]
     Api(#[from] ApiError),
 }
@@ -64,19 +71,48 @@ pub fn discover_socket(explicit: Option<&Path>, cwd: &Path) -> Result<PathBuf, C
     })
 }
 
-/// A connection to the agent carrying one request.
+/// A connection to the agent carrying one request: its Unix socket, or a command whose stdin
+/// and stdout are joined to the socket of a remote agent (`ssh HOST dockhand remote bridge`),
+/// which speaks the same JSON lines.
 pub struct Client {
     path: PathBuf,
+    command: Option<(PathBuf, Vec<OsString>)>,
     /// How long to wait for the next frame before giving up (`None`: forever, for follow).
     pub read_timeout: Option<Duration>,
+    /// Whatever must live as long as the client (an SSH master connection).
+    guard: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl Client {
     pub fn new(path: PathBuf) -> Client {
         Client {
             path,
+            command: None,
             read_timeout: Some(Duration::from_secs(15 * 60)),
+            guard: None,
         }
+    }
+
+    /// A client whose requests go through `program args…` (one process per request);
+    /// `label` names it in errors.
+    pub fn over_command(label: &str, program: PathBuf, args: Vec<OsString>) -> Client {
+        Client {
+            path: PathBuf::from(label),
+            command: Some((program, args)),
+            read_timeout: Some(Duration::from_secs(15 * 60)),
+            guard: None,
+        }
+    }
+
+    /// Keeps `guard` alive as long as the client.
+    pub fn keep_alive(mut self, guard: impl std::any::Any + Send) -> Client {
+        self.guard = Some(Box::new(guard));
+        self
+    }
+
+    /// Whether requests go to a remote agent through a command.
+    pub fn is_remote(&self) -> bool {
+        self.command.is_some()
     }
 
     pub fn path(&self) -> &Path {
@@ -89,6 +125,9 @@ impl Client {
         req: &Request,
         mut on_frame: impl FnMut(&Frame),
     ) -> Result<serde_json::Value, ClientError> {
+        if let Some((program, args)) = &self.command {
+            return self.call_command(program, args, req, &mut on_frame);
+        }
         let io_err = |source| ClientError::Io {
             path: self.path.display().to_string(),
             source,
@@ -122,6 +161,94 @@ impl Client {
         Err(ClientError::NoAnswer)
     }
 
+    fn call_command(
+        &self,
+        program: &Path,
+        args: &[OsString],
+        req: &Request,
+        on_frame: &mut dyn FnMut(&Frame),
+    ) -> Result<serde_json::Value, ClientError> {
+        let through = self.path.display().to_string();
+        let transport = |message: String| ClientError::Transport {
+            through: through.clone(),
+            message,
+        };
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| transport(format!("cannot run {}: {e}", program.display())))?;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let err_reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        // Lines are read on a thread so that the wait for each has a limit.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut line = serde_json::to_vec(req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        line.push(b'\n');
+        // stdin stays open until the answer is complete: closing it is hanging up.
+        let written = stdin.write_all(&line).and_then(|_| stdin.flush());
+        // A command that failed at once (ssh could not connect) closed its stdin: what it
+        // said on stderr is the better message, so read on until it ends.
+        let result = (|| loop {
+            let next = match self.read_timeout {
+                Some(limit) => match rx.recv_timeout(limit) {
+                    Ok(l) => Some(l),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        return Err(transport(format!("no answer within {}s", limit.as_secs())))
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                },
+                None => rx.recv().ok(),
+            };
+            let Some(line) = next else {
+                return Err(ClientError::NoAnswer);
+            };
+            let line = line.map_err(|e| transport(format!("reading the answer: {e}")))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let frame: Frame = serde_json::from_str(&line)
+                .map_err(|e| ClientError::Protocol(format!("{e}: {line}")))?;
+            match frame {
+                Frame::Result { data } => return Ok(data),
+                Frame::Error(err) => return Err(ClientError::Api(err)),
+                other => on_frame(&other),
+            }
+        })();
+        drop(stdin);
+        let _ = child.kill();
+        let status = child.wait().ok();
+        match result {
+            Err(ClientError::NoAnswer) => {
+                let stderr = err_reader.join().unwrap_or_default();
+                let said = stderr.trim();
+                let code = status.and_then(|s| s.code());
+                Err(transport(match (said.is_empty(), written) {
+                    (false, _) => said.to_string(),
+                    (true, Err(e)) => format!("cannot send the request: {e}"),
+                    (true, Ok(())) => {
+                        format!("it ended without an answer (exit {})", code.unwrap_or(-1))
+                    }
+                }))
+            }
+            other => other,
+        }
+    }
+
     /// Like [`Client::call`], decoding the result into `T`.
     pub fn call_typed<T: serde::de::DeserializeOwned>(
         &self,
@@ -153,6 +280,39 @@ mod tests {
         }
         let explicit = Path::new("/x/y.sock");
         assert_eq!(discover_socket(Some(explicit), &nested).unwrap(), explicit);
+    }
+
+    #[test]
+    fn a_command_endpoint_carries_the_request_and_the_frames() {
+        // `sh` plays the bridge: it reads the request line and answers two frames.
+        let script = r#"read -r line; case "$line" in *'"cmd":"ping"'*) ;; *) exit 9 ;; esac
+printf '%s\n' '{"type":"progress","step":"x","message":"hello"}' '{"type":"result","data":{"ok":true}}'"#;
+        let client = Client::over_command(
+            "test bridge",
+            PathBuf::from("sh"),
+            vec!["-c".into(), script.into()],
+        );
+        assert!(client.is_remote());
+        let mut seen = Vec::new();
+        let data = client
+            .call(&Request::Ping, |f| seen.push(f.clone()))
+            .unwrap();
+        assert_eq!(data, serde_json::json!({ "ok": true }));
+        assert_eq!(seen.len(), 1);
+        let failing = Client::over_command(
+            "test bridge",
+            PathBuf::from("sh"),
+            vec![
+                "-c".into(),
+                "echo 'ssh: connect to host h port 22: Connection refused' >&2; exit 255".into(),
+            ],
+        );
+        let err = failing.call(&Request::Ping, |_| {}).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("through test bridge: ssh: connect to host h"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,11 +6,21 @@
 //! stream ends only when the client hangs up). Plain JSON lines keep the protocol readable
 //! with `socat` and need no HTTP stack in the client.
 
+mod alerts;
+mod backups;
+mod certs;
 mod client;
+mod tasks;
 mod types;
+mod update;
 
+pub use alerts::*;
+pub use backups::*;
+pub use certs::*;
 pub use client::{discover_socket, Client, ClientError, SOCKET_ENV};
+pub use tasks::*;
 pub use types::*;
+pub use update::*;
 
 /// The state directory name under a project directory (`dockhand up`), holding the socket,
 /// the database and the logs.

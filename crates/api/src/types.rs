@@ -11,7 +11,16 @@ pub enum Request {
     /// Services, instances, health and the current release.
     Status,
     /// Re-read the configuration and deploy it as a new release.
-    Deploy { requested_by: String },
+    Deploy {
+        requested_by: String,
+        /// Images built before the deploy (a remote deploy's local build), by service: the
+        /// agent tags them as the release's builds instead of building.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        images: std::collections::BTreeMap<String, String>,
+        /// Check this git revision out in the project first (`deploy --revision REF`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revision: Option<String>,
+    },
     /// Return to a retained release (default: the one before the current).
     Rollback {
         release: Option<i64>,
@@ -37,6 +46,37 @@ pub enum Request {
         database: String,
         requested_by: String,
     },
+    /// Every host's certificate (`dockhand certs`).
+    Certs,
+    /// Renew the certificate of `host` (every managed one without) now, and wait for it.
+    CertsRenew {
+        host: Option<String>,
+        requested_by: String,
+    },
+    /// `dockhand backup …`.
+    Backup(crate::BackupRequest),
+    /// `dockhand tasks` and `dockhand run`.
+    Tasks(crate::TaskRequest),
+    /// `dockhand update …`.
+    Update(crate::UpdateRequest),
+    /// Turn maintenance mode on or off, for one service or all; `enable: None` only reports.
+    Maintenance {
+        enable: Option<bool>,
+        service: Option<String>,
+        requested_by: String,
+    },
+    /// `dockhand alerts …`.
+    Alerts(crate::AlertsRequest),
+}
+
+/// What is in maintenance mode (`dockhand maintenance`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MaintenanceReport {
+    /// Every route answers 503.
+    pub all: bool,
+    /// These services' routes answer 503.
+    pub services: Vec<String>,
+    pub retry_after_seconds: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -49,6 +89,9 @@ pub struct LogsRequest {
     /// Minimum level (`debug` keeps every line with a detected level).
     pub level: Option<LogLevel>,
     pub follow: bool,
+    /// The proxy's access log instead of service logs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub access: bool,
 }
 
 /// One line of the agent's answer.
@@ -152,6 +195,12 @@ pub struct StatusReport {
     /// The long-lived database containers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub databases: Vec<DatabaseStatus>,
+    /// The host (CPU, memory, load, disks), once the monitor sampled it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostInfo>,
+    /// Alerts firing now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<crate::AlertInfo>,
 }
 
 /// A database container as the Docker Engine reports it.
@@ -195,6 +244,9 @@ pub struct AgentInfo {
     /// The proxy's HTTPS address, when it serves HTTPS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub https_listen: Option<String>,
+    /// Where the agent serves `/metrics` (Prometheus' format), if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
     /// The certificates the HTTPS listener serves, in order (the first is the default).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub certificates: Vec<CertificateInfo>,
@@ -217,11 +269,19 @@ pub struct SubsystemInfo {
 /// A certificate the proxy serves: its file, DNS names and validity (never the key).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CertificateInfo {
+    /// The file, or for an automatic certificate the set's name.
     pub cert: String,
+    /// Where it comes from (older agents sent only files).
+    #[serde(default = "file_source")]
+    pub source: crate::CertSource,
     pub names: Vec<String>,
     /// RFC 3339, UTC.
     pub not_before: String,
     pub not_after: String,
+}
+
+fn file_source() -> crate::CertSource {
+    crate::CertSource::File
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -238,6 +298,40 @@ pub struct ServiceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
     pub instances: Vec<InstanceStatus>,
+    /// What the proxy counted over the last five minutes (absent before two samples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<TrafficInfo>,
+}
+
+/// Requests through the proxy over a window.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrafficInfo {
+    pub window_secs: u64,
+    pub requests: u64,
+    pub per_second: f64,
+    /// 5xx responses over all responses.
+    pub error_ratio: f64,
+    /// The upper bound of the latency bucket holding the 99th percentile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+}
+
+/// The host as the monitor last sampled it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ratio: Option<f64>,
+    pub memory_used_ratio: f64,
+    pub load1: f64,
+    /// (mount, used ratio).
+    pub disks: Vec<DiskInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DiskInfo {
+    pub mount: String,
+    pub used_ratio: f64,
+    pub inodes_used_ratio: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -275,6 +369,14 @@ pub struct ReleaseInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activated_at: Option<String>,
     pub note: String,
+    /// Where the release's code came from: `git:<commit>[+dirty]` or `sha256:<hash>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The commit's author and subject, for a git revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_author: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_message: Option<String>,
 }
 
 /// The outcome of a deploy, rollback or reload.

@@ -77,6 +77,20 @@ pub struct BuildConfig {
     pub dockerfile: PathBuf,
     pub target: Option<String>,
     pub args: BTreeMap<String, String>,
+    /// Where a remote deploy builds it (`on = "local" | "server"`).
+    #[serde(default)]
+    pub on: BuildOn,
+}
+
+/// Where a remote deploy builds an image: on the machine running `dockhand deploy --host`
+/// (then only the layers the server lacks travel), or on the server from the synced context.
+/// A deploy on the agent's own machine builds there either way.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildOn {
+    #[default]
+    Local,
+    Server,
 }
 
 /// When an image is pulled from its registry.

@@ -10,7 +10,7 @@ use toml_edit::Value;
 use crate::container::{BuildConfig, CommandLine, Mount, PullPolicy, Ulimit};
 use crate::parse::{key_span, value_span, Field, Parser};
 
-const BUILD_KEYS: &[&str] = &["context", "dockerfile", "target", "args"];
+const BUILD_KEYS: &[&str] = &["context", "dockerfile", "target", "args", "on"];
 const MOUNT_KEYS: &[&str] = &["type", "source", "target", "read_only"];
 const ULIMIT_KEYS: &[&str] = &["soft", "hard"];
 const PULL_VALUES: &[&str] = &["missing", "always", "never"];
@@ -59,6 +59,7 @@ impl Parser<'_> {
             dockerfile: self.project_dir.join("Dockerfile"),
             target: None,
             args: BTreeMap::new(),
+            on: Default::default(),
         };
         let mut dockerfile_field = None;
         let mut target_field = None;
@@ -98,6 +99,19 @@ impl Parser<'_> {
             }
             if let Some(tf) = target_field {
                 build.target = self.string(tf);
+            }
+            if let Some(of) = t.get("on") {
+                match self.string(of).as_deref() {
+                    Some("local") => build.on = crate::container::BuildOn::Local,
+                    Some("server") => build.on = crate::container::BuildOn::Server,
+                    Some(other) => self.error(
+                        value_span(of),
+                        Some(&of.path),
+                        format!("invalid `on` value `{other}`"),
+                        Some("use \"local\" (build here, send the missing layers; the default) or \"server\" (build on the server from the synced project)".into()),
+                    ),
+                    None => {}
+                }
             }
             if let Some(af) = t.get("args") {
                 if let Some(args) = self.table(af) {

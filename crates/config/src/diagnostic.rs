@@ -46,7 +46,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// A diagnostic about a whole file, with no position inside it.
-    pub(crate) fn whole_file(severity: Severity, file: &Path, message: String) -> Diagnostic {
+    pub fn whole_file(severity: Severity, file: &Path, message: String) -> Diagnostic {
         Diagnostic {
             severity,
             file: file.to_path_buf(),

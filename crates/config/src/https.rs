@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use toml_edit::{Item, TableLike, Value};
 
+use crate::acme::{host_kind, HostKind, LETSENCRYPT, LETSENCRYPT_STAGING, ZEROSSL};
 use crate::certs::{covers, load_certificate, CertificateFile};
 use crate::model::{CertificateFiles, ProxySettings};
 use crate::parse::{key_span, value_span, Field, Fields, Parser};
@@ -53,20 +54,9 @@ impl Parser<'_> {
         };
         proxy.certificates = sites.iter().map(|s| s.files.clone()).collect();
         match (listen, fields.get("certificates")) {
-            (Some(f), _) if sites.is_empty() => {
-                let listed = fields.get("certificates").is_some();
-                self.error(
-                    key_span(f),
-                    Some(&f.path),
-                    if listed {
-                        "`https_listen` is set but `certificates` is empty".into()
-                    } else {
-                        "`https_listen` is set but no certificate is configured".into()
-                    },
-                    Some(format!(
-                        "add {CERTIFICATES_EXAMPLE} to [proxy] (PEM files, paths relative to dockhand.toml; automatic ACME certificates are not supported yet)"
-                    )),
-                );
+            // Every route host gets an automatic certificate (ACME, or the local CA).
+            (Some(_), _) if sites.is_empty() => {
+                self.certificate_names = Some(Vec::new());
                 return;
             }
             (None, Some(f)) => {
@@ -104,10 +94,14 @@ impl Parser<'_> {
         self.certificate_names = names;
     }
 
-    /// Warns about each route host that no certificate names (HTTPS clients asking
-    /// for it would get the default certificate and a name mismatch).
+    /// Warns about each route host that no certificate file names and that cannot get an
+    /// automatic one (HTTPS clients asking for it would get the default certificate and a
+    /// name mismatch, or a certificate from the local CA only this machine trusts).
     pub(crate) fn check_certificate_hosts(&mut self) {
         let Some(names) = self.certificate_names.take() else {
+            return;
+        };
+        let Some(acme) = self.acme.clone() else {
             return;
         };
         let uncovered: Vec<(String, Range<usize>, String)> = self
@@ -119,7 +113,32 @@ impl Parser<'_> {
                     .then(|| (host.clone(), r.span.clone(), r.key.clone()))
             })
             .collect();
+        let public_ca =
+            [LETSENCRYPT, LETSENCRYPT_STAGING, ZEROSSL].contains(&acme.directory.as_str());
         for (host, span, key) in uncovered {
+            match host_kind(&host) {
+                HostKind::Local if host.parse::<std::net::IpAddr>().is_ok() => {
+                    self.warning(
+                        span,
+                        Some(&key),
+                        format!("route host `{host}` is an IP address: public CAs do not issue certificates for it"),
+                        Some("it gets a certificate from dockhand's local CA, which only machines that trust it accept (`dockhand certs trust`); use a DNS name for a public site".into()),
+                    );
+                    continue;
+                }
+                HostKind::Local => continue,
+                HostKind::Private(why) if acme.enabled && public_ca => {
+                    self.warning(
+                        span,
+                        Some(&key),
+                        format!("route host `{host}` cannot get a certificate from a public CA: it is {why}"),
+                        Some("use a public DNS name pointing at this server, a certificate file in [proxy] certificates, or a private ACME server ([proxy.acme] directory)".into()),
+                    );
+                    continue;
+                }
+                _ if acme.enabled => continue,
+                _ => {}
+            }
             let default = names
                 .first()
                 .map(|n| n.join(", "))
@@ -127,7 +146,7 @@ impl Parser<'_> {
             self.warning(
                 span,
                 Some(&key),
-                format!("route host `{host}` is not covered by any certificate in [proxy] certificates"),
+                format!("route host `{host}` is not covered by any certificate in [proxy] certificates, and [proxy.acme] is disabled"),
                 Some(format!(
                     "HTTPS clients asking for it get the first certificate ({default}) and a name mismatch; add a certificate whose names include {host}"
                 )),

@@ -6,20 +6,29 @@
 //! process is started. The only I/O is reading the config, `.env`, secrets and TLS
 //! certificate files (and checking that working directories exist).
 
+mod acme;
+mod backups;
 mod certs;
 mod container;
 mod container_keys;
 mod database;
+mod destinations;
 mod diagnostic;
 mod dockerfile;
 mod dotenv;
 mod https;
 mod interpolate;
 mod model;
+mod monitor;
 mod parse;
+mod placeholder;
 mod secrets;
+mod secrets_edit;
 mod service;
+mod static_site;
+mod tasks;
 mod units;
+mod update;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,15 +36,48 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use acme::{
+    host_kind, AcmeSettings, ChallengeKind, DnsProvider, DnsSettings, ExternalAccount, HostKind,
+    Hsts, CLOUDFLARE_API, DEFAULT_HSTS, LETSENCRYPT, LETSENCRYPT_STAGING, ZEROSSL,
+};
 pub use certs::{covers, load_certificate, CertificateError, CertificateFile, LoadedCertificate};
+pub use destinations::DestinationConfig;
 pub use diagnostic::{Diagnostic, Severity};
 pub use dockerfile::stages as dockerfile_stages;
 pub use model::{
-    AppConfig, BuildConfig, CertificateFiles, CommandLine, ContainerConfig, DatabaseConfig, Engine,
-    EnvValue, HealthCheck, Hooks, Mount, ProxySettings, PullPolicy, RestartPolicy, Route,
-    ServiceConfig, Ulimit,
+    AccessLogSettings, AppConfig, BackupKeep, BackupTarget, BackupTargetKind, BackupsConfig,
+    BuildConfig, BuildOn, CertificateFiles, CommandLine, ContainerConfig, DatabaseConfig, Engine,
+    EnvValue, HealthCheck, Hooks, Mount, Overlap, ProxySettings, PullPolicy, RateLimitConfig,
+    RestartPolicy, Route, ServiceConfig, StaticCache, StaticConfig, StaticSource, TaskConfig,
+    TaskWhen, Ulimit, UpdateConfig,
 };
+pub use monitor::{
+    AlertsConfig, Channel, MonitorConfig, RuleOverride, SmtpConfig, SmtpSecurity, WatchConfig,
+    RULE_NAMES,
+};
+pub use placeholder::placeholder;
 pub use secrets::{Secrets, SecretsError};
+pub use secrets_edit::{read_for_edit, remove_entry, set_entry, valid_secret_name, write_secrets};
+pub use tasks::DEFAULT_TASK_TIMEOUT;
+pub use update::DEFAULT_POLL;
+
+/// Where the secrets file of the project whose configuration is `config_path` is: its
+/// top-level `secrets_file` (relative to the project), else `.dockhand/secrets.env`. Reads
+/// only that key, so it works while the rest of the file (or the secrets file) is broken.
+pub fn secrets_path(config_path: &Path) -> PathBuf {
+    let project = config_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let configured = fs::read_to_string(config_path)
+        .ok()
+        .and_then(|text| text.parse::<toml_edit::ImDocument<String>>().ok())
+        .and_then(|doc| doc.get("secrets_file")?.as_str().map(str::to_string));
+    match configured {
+        Some(file) => project.join(file),
+        None => project.join(".dockhand").join("secrets.env"),
+    }
+}
 
 use diagnostic::{render_all, SourceMap};
 use interpolate::Vars;
@@ -198,6 +240,41 @@ pub fn load_str(config_path: &Path, text: &str, opts: &LoadOptions) -> Result<Lo
     }
 }
 
+/// The `[destinations]` of the config file at `config_path`, read without the rest of the
+/// file (its secrets and services), with `${VAR}` from the environment and `.env`.
+pub fn load_destinations(
+    config_path: &Path,
+    opts: &LoadOptions,
+) -> Result<BTreeMap<String, DestinationConfig>, ConfigError> {
+    let config_path = absolute(config_path);
+    let text = fs::read_to_string(&config_path).map_err(|error| ConfigError {
+        diagnostics: vec![Diagnostic::whole_file(
+            Severity::Error,
+            &config_path,
+            format!("cannot read config file {}: {error}", config_path.display()),
+        )
+        .with_help("run dockhand in the project directory (where [destinations] are), or use --host ssh://USER@HOST")],
+    })?;
+    let project_dir = config_path
+        .parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    let dotenv_path = project_dir.join(".env");
+    let mut diagnostics = Vec::new();
+    let dotenv = read_dotenv(&dotenv_path, &mut diagnostics);
+    let vars = Vars {
+        process: &opts.env,
+        dotenv: &dotenv,
+        dotenv_path: &dotenv_path,
+    };
+    let map = SourceMap::new(&config_path, &text);
+    let (destinations, found) = parse::parse_destinations(&map, &vars, &project_dir);
+    diagnostics.extend(found);
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return Err(ConfigError { diagnostics });
+    }
+    Ok(destinations)
+}
+
 /// The variables of the project's `.env`; a missing file has none.
 fn read_dotenv(path: &Path, diagnostics: &mut Vec<Diagnostic>) -> BTreeMap<String, String> {
     let text = match fs::read_to_string(path) {
@@ -216,7 +293,35 @@ fn read_dotenv(path: &Path, diagnostics: &mut Vec<Diagnostic>) -> BTreeMap<Strin
         }
     };
     match dotenv::parse(&text) {
-        Ok(entries) => entries.into_iter().collect(),
+        Ok(entries) => {
+            // Secret values in a file others can read: refused, as for the secrets file.
+            let secret: Vec<&str> = entries
+                .iter()
+                .filter(|(name, value)| !value.is_empty() && dockhand_dotenv::looks_secret(name))
+                .map(|(name, _)| name.as_str())
+                .collect();
+            let mode = fs::metadata(path)
+                .ok()
+                .and_then(|m| secrets::loose_mode(&m));
+            if let (false, Some(mode)) = (secret.is_empty(), mode) {
+                diagnostics.push(
+                    Diagnostic::whole_file(
+                        Severity::Error,
+                        path,
+                        format!(
+                            "{} holds secret-looking values ({}) and other users can read it (mode {mode:04o})",
+                            path.display(),
+                            secret.join(", ")
+                        ),
+                    )
+                    .with_help(format!(
+                        "{}; better, move them to the secrets file with `dockhand secrets set NAME`",
+                        secrets::chmod_help(path)
+                    )),
+                );
+            }
+            entries.into_iter().collect()
+        }
         Err(errors) => {
             for error in errors {
                 let mut diagnostic = Diagnostic::whole_file(Severity::Error, path, error.message);

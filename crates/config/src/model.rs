@@ -10,10 +10,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::acme::{AcmeSettings, ChallengeKind, Hsts};
 use crate::secrets::{Secrets, SecretsError};
+pub use crate::static_site::{StaticCache, StaticConfig, StaticSource};
 
 pub use crate::container::{
-    BuildConfig, CommandLine, ContainerConfig, DatabaseConfig, Engine, Mount, PullPolicy, Ulimit,
+    BuildConfig, BuildOn, CommandLine, ContainerConfig, DatabaseConfig, Engine, Mount, PullPolicy,
+    Ulimit,
 };
 
 /// A whole `dockhand.toml`.
@@ -28,9 +31,46 @@ pub struct AppConfig {
     /// Long-lived database and cache containers (`[databases.NAME]`).
     #[serde(default)]
     pub databases: BTreeMap<String, DatabaseConfig>,
+    /// The `[backups]` table, when there is one.
+    #[serde(default)]
+    pub backups: Option<BackupsConfig>,
+    /// `[tasks.NAME]`: once, scheduled and on-demand commands.
+    #[serde(default)]
+    pub tasks: BTreeMap<String, TaskConfig>,
+    /// `[update]`: follow a git branch.
+    #[serde(default)]
+    pub update: Option<UpdateConfig>,
+    /// Each release runs its process services from its own copy of the project.
+    #[serde(default)]
+    pub pin_code: bool,
+    /// `[monitor]` (defaults without the table).
+    #[serde(default)]
+    pub monitor: crate::monitor::MonitorConfig,
+    /// `[alerts]` (defaults without the table).
+    #[serde(default)]
+    pub alerts: crate::monitor::AlertsConfig,
+}
+
+/// The `[update]` table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UpdateConfig {
+    /// The repository (URL or path); `None`: the project's `origin`.
+    pub repo: Option<String>,
+    pub branch: String,
+    /// Poll every this long (`None` with a `schedule`).
+    pub poll: Option<Duration>,
+    /// Poll at the times of a cron expression (server time zone).
+    pub schedule: Option<String>,
+    /// Back up before deploying a new revision.
+    pub backup: bool,
 }
 
 impl AppConfig {
+    /// The services that run something (not static sites).
+    pub fn running_services(&self) -> impl Iterator<Item = &ServiceConfig> {
+        self.services.values().filter(|s| s.static_site.is_none())
+    }
+
     /// The services that listen on a port (and so can be health-checked and routed to).
     pub fn web_services(&self) -> impl Iterator<Item = &ServiceConfig> {
         self.services.values().filter(|s| s.port.is_some())
@@ -44,6 +84,130 @@ impl AppConfig {
     /// The Docker network of the app's containers.
     pub fn network(&self) -> String {
         format!("dockhand-{}", self.app)
+    }
+}
+
+/// One `[tasks.NAME]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskConfig {
+    pub name: String,
+    /// The service whose environment, working directory (or image) the task runs in.
+    pub service: String,
+    /// Run through `/bin/sh -c`.
+    pub command: String,
+    pub when: TaskWhen,
+    /// The longest one attempt may take.
+    pub timeout: Duration,
+    /// Further attempts after a failed one.
+    pub retries: u32,
+    pub overlap: Overlap,
+}
+
+/// When a task runs by itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskWhen {
+    /// Once per app, after the first successful deploy (again only with `run --force`).
+    Once,
+    /// At the times of a cron expression, in the server's time zone.
+    Schedule(String),
+    /// Only on demand (`dockhand run NAME`).
+    Manual,
+}
+
+/// What happens to a run that falls due while the task runs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Refused (on demand) or skipped and recorded (scheduled).
+    Skip,
+    /// Runs beside the other.
+    Allow,
+}
+
+/// The `[backups]` table, its sources resolved: what it names is what is backed up.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BackupsConfig {
+    /// Cron expression (server time zone) of the backups; `None`: only on demand.
+    pub schedule: Option<String>,
+    /// Cron expression of the restore drills; `None`: only on demand.
+    pub verify: Option<String>,
+    /// age X25519 recipients (`age1…`).
+    pub recipients: Vec<String>,
+    /// Instead of recipients: a passphrase (a `${secret.…}` template).
+    pub passphrase: Option<EnvValue>,
+    /// An age identity file on this server, which lets it run restore drills.
+    pub identity: Option<PathBuf>,
+    pub keep: BackupKeep,
+    /// The databases backed up (by name).
+    pub databases: Vec<String>,
+    /// The services' named volumes backed up (short names).
+    pub volumes: Vec<String>,
+    /// SQLite files of process services, by source name.
+    pub sqlite: BTreeMap<String, PathBuf>,
+    /// Host directories, by source name.
+    pub directories: BTreeMap<String, PathBuf>,
+    /// Whether the app itself (dockhand.toml, .env, the secrets file) is backed up.
+    pub app: bool,
+    pub targets: Vec<BackupTarget>,
+    /// An image with `sh` and `tar`, for the volume helper containers.
+    pub helper_image: String,
+    /// The longest one source's dump or restore may take.
+    pub timeout: Duration,
+}
+
+/// `keep = { last, hourly, daily, weekly, monthly, yearly }`; all zero keeps everything.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BackupKeep {
+    pub last: u32,
+    pub hourly: u32,
+    pub daily: u32,
+    pub weekly: u32,
+    pub monthly: u32,
+    pub yearly: u32,
+}
+
+/// One `[backups.targets.NAME]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BackupTarget {
+    pub name: String,
+    pub kind: BackupTargetKind,
+}
+
+/// A local directory or S3-compatible storage; credentials stay `${secret.…}` templates.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupTargetKind {
+    Local {
+        dir: PathBuf,
+    },
+    S3 {
+        bucket: String,
+        prefix: String,
+        endpoint: Option<String>,
+        region: String,
+        access_key_id: Option<EnvValue>,
+        secret_access_key: Option<EnvValue>,
+        path_style: bool,
+        retries: u32,
+        timeout: Duration,
+    },
+}
+
+impl BackupsConfig {
+    /// Whether any value refers to a secret.
+    pub fn has_secrets(&self) -> bool {
+        self.passphrase.is_some()
+            || self.targets.iter().any(|t| match &t.kind {
+                BackupTargetKind::S3 {
+                    access_key_id,
+                    secret_access_key,
+                    ..
+                } => [access_key_id, secret_access_key]
+                    .iter()
+                    .any(|v| v.as_ref().is_some_and(|v| v.has_secrets())),
+                BackupTargetKind::Local { .. } => false,
+            })
     }
 }
 
@@ -63,6 +227,71 @@ pub struct ProxySettings {
     /// Certificates from files, in file order (the first is the default one).
     #[serde(default)]
     pub certificates: Vec<CertificateFiles>,
+    /// Redirect plain HTTP to HTTPS for hosts with a certificate (routes may override).
+    #[serde(default = "yes")]
+    pub https_redirect: bool,
+    /// HSTS on HTTPS responses of hosts with a certificate (routes may override).
+    #[serde(default = "default_hsts")]
+    pub hsts: Hsts,
+    /// Automatic certificates (`[proxy.acme]`).
+    #[serde(default)]
+    pub acme: AcmeSettings,
+    /// Compression of text responses of at least this many bytes (`None`: off).
+    #[serde(default = "default_compression")]
+    pub compression: Option<u64>,
+    /// Peers (ranges) whose `X-Forwarded-For` names the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// `X-Content-Type-Options`, `Referrer-Policy` and `X-Frame-Options` on every response
+    /// that lacks them (routes may override).
+    #[serde(default = "yes")]
+    pub security_headers: bool,
+    /// The HTML page answered during maintenance mode (absolute).
+    #[serde(default)]
+    pub maintenance_page: Option<PathBuf>,
+    /// One line per request (`None`: off, the default).
+    #[serde(default)]
+    pub access_log: Option<AccessLogSettings>,
+    /// HTML pages (absolute paths) for the proxy's own 502, 503 and 504 answers.
+    #[serde(default)]
+    pub error_pages: BTreeMap<u16, PathBuf>,
+}
+
+/// `[proxy] access_log = true` or `{ format, output, max_size, keep }`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AccessLogSettings {
+    /// `json` (JSON lines) or `combined`.
+    pub format: String,
+    /// `file` (the state directory's `logs/access.log`, rotated) or `stdout`.
+    pub output: String,
+    pub max_size: u64,
+    pub keep: u32,
+}
+
+impl Default for AccessLogSettings {
+    fn default() -> AccessLogSettings {
+        AccessLogSettings {
+            format: "json".into(),
+            output: "file".into(),
+            max_size: 100 * 1000 * 1000,
+            keep: 5,
+        }
+    }
+}
+
+/// The smallest response compressed by default.
+pub const DEFAULT_COMPRESS_MIN: u64 = 1024;
+
+fn default_compression() -> Option<u64> {
+    Some(DEFAULT_COMPRESS_MIN)
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_hsts() -> Hsts {
+    Hsts::MaxAge(crate::acme::DEFAULT_HSTS)
 }
 
 /// One `{ cert = "…", key = "…" }` of `[proxy] certificates`: absolute paths of a PEM
@@ -85,6 +314,15 @@ impl Default for ProxySettings {
             drain_timeout: Duration::from_secs(30),
             https_listen: None,
             certificates: Vec::new(),
+            https_redirect: true,
+            hsts: default_hsts(),
+            acme: AcmeSettings::default(),
+            compression: default_compression(),
+            trusted_proxies: Vec::new(),
+            security_headers: true,
+            maintenance_page: None,
+            access_log: None,
+            error_pages: BTreeMap::new(),
         }
     }
 }
@@ -110,6 +348,10 @@ pub struct ServiceConfig {
     /// Services and databases started before this one.
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// `Some` for a static service: files the proxy serves itself (nothing runs; from a
+    /// directory, or from `container`'s image when it has one).
+    #[serde(default)]
+    pub static_site: Option<StaticConfig>,
 }
 
 impl ServiceConfig {
@@ -271,6 +513,37 @@ pub struct Route {
     /// Path prefix, starting with `/`, without a trailing `/` unless it is `/` itself.
     pub path: String,
     pub strip_prefix: bool,
+    /// Overrides `[proxy] https_redirect` for this route.
+    #[serde(default)]
+    pub https_redirect: Option<bool>,
+    /// Overrides `[proxy] hsts` for this route.
+    #[serde(default)]
+    pub hsts: Option<Hsts>,
+    /// Overrides `[proxy.acme] challenge` for this route's host.
+    #[serde(default)]
+    pub challenge: Option<Vec<ChallengeKind>>,
+    /// Response headers set unless the app sets them.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Overrides `[proxy] security_headers` for this route.
+    #[serde(default)]
+    pub security_headers: Option<bool>,
+    /// Only clients in these ranges (empty: everyone).
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Never clients in these ranges.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// A token bucket per client.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+}
+
+/// `rate_limit = { rate = "10/s", burst = 20 }`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct RateLimitConfig {
+    pub per_second: f64,
+    pub burst: u32,
 }
 
 /// What the supervisor does when a process exits.

@@ -17,7 +17,20 @@ use crate::model::{AppConfig, ProxySettings};
 use crate::secrets::Secrets;
 use crate::units::{parse_duration, parse_size, DURATION_HELP, SIZE_HELP};
 
-const TOP_KEYS: &[&str] = &["app", "secrets_file", "proxy", "services", "databases"];
+const TOP_KEYS: &[&str] = &[
+    "app",
+    "secrets_file",
+    "proxy",
+    "services",
+    "databases",
+    "backups",
+    "destinations",
+    "tasks",
+    "update",
+    "pin_code",
+    "monitor",
+    "alerts",
+];
 const PROXY_KEYS: &[&str] = &[
     "listen",
     "workers",
@@ -28,6 +41,15 @@ const PROXY_KEYS: &[&str] = &[
     "drain_timeout",
     "https_listen",
     "certificates",
+    "https_redirect",
+    "hsts",
+    "acme",
+    "compression",
+    "trusted_proxies",
+    "security_headers",
+    "maintenance_page",
+    "access_log",
+    "error_pages",
 ];
 
 /// Parses and validates `text`; the config is only meaningful when no error was reported.
@@ -37,19 +59,7 @@ pub(crate) fn parse(
     config_path: &Path,
     project_dir: &Path,
 ) -> (AppConfig, Vec<Diagnostic>, BTreeMap<String, Range<usize>>) {
-    let mut parser = Parser {
-        map,
-        vars,
-        project_dir,
-        diagnostics: Vec::new(),
-        secret_uses: Vec::new(),
-        routes: Vec::new(),
-        links: Links::default(),
-        sites: BTreeMap::new(),
-        databases: BTreeMap::new(),
-        depends: Vec::new(),
-        certificate_names: None,
-    };
+    let mut parser = Parser::new(map, vars, project_dir);
     let mut config = AppConfig {
         app: String::new(),
         project_dir: project_dir.to_path_buf(),
@@ -58,6 +68,12 @@ pub(crate) fn parse(
         proxy: ProxySettings::default(),
         services: Default::default(),
         databases: Default::default(),
+        backups: None,
+        tasks: Default::default(),
+        update: None,
+        pin_code: false,
+        monitor: Default::default(),
+        alerts: Default::default(),
     };
     match ImDocument::parse(map.text()) {
         Ok(document) => {
@@ -78,6 +94,45 @@ pub(crate) fn parse(
     (config, parser.diagnostics, parser.sites)
 }
 
+/// Only the `[destinations]` table of `text` (the other keys are not looked at).
+pub(crate) fn parse_destinations(
+    map: &SourceMap<'_>,
+    vars: &Vars<'_>,
+    project_dir: &Path,
+) -> (
+    BTreeMap<String, crate::destinations::DestinationConfig>,
+    Vec<Diagnostic>,
+) {
+    let mut parser = Parser::new(map, vars, project_dir);
+    let mut out = BTreeMap::new();
+    match ImDocument::parse(map.text()) {
+        Ok(document) => {
+            if let Some((key, item)) = document.as_table().get_key_value("destinations") {
+                let field = Field {
+                    name: "destinations",
+                    key,
+                    item,
+                    path: "destinations".into(),
+                };
+                if let Some(table) = parser.table(&field) {
+                    out = parser.destinations(table);
+                }
+            }
+        }
+        Err(error) => {
+            let span = error.span().unwrap_or(0..0);
+            let message = error
+                .message()
+                .trim()
+                .lines()
+                .next()
+                .unwrap_or("syntax error");
+            parser.error(span, None, format!("invalid TOML: {message}"), None);
+        }
+    }
+    (out, parser.diagnostics)
+}
+
 /// One `key = value` of a table, with its dotted path from the root.
 pub(crate) struct Field<'t> {
     pub name: &'t str,
@@ -92,6 +147,10 @@ pub(crate) struct Fields<'t>(Vec<Field<'t>>);
 impl<'t> Fields<'t> {
     pub(crate) fn get(&self, name: &str) -> Option<&Field<'t>> {
         self.0.iter().find(|f| f.name == name)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Field<'t>> {
+        self.0.iter()
     }
 }
 
@@ -127,6 +186,27 @@ pub(crate) struct Parser<'p> {
     /// The DNS names of each certificate served, when HTTPS is on and every
     /// certificate loaded (for the route host coverage warning).
     pub certificate_names: Option<Vec<Vec<String>>>,
+    /// The ACME settings when HTTPS is on (for the route host checks).
+    pub acme: Option<crate::acme::AcmeSettings>,
+}
+
+impl<'p> Parser<'p> {
+    fn new(map: &'p SourceMap<'p>, vars: &'p Vars<'p>, project_dir: &'p Path) -> Self {
+        Parser {
+            map,
+            vars,
+            project_dir,
+            diagnostics: Vec::new(),
+            secret_uses: Vec::new(),
+            routes: Vec::new(),
+            links: Links::default(),
+            sites: BTreeMap::new(),
+            databases: BTreeMap::new(),
+            depends: Vec::new(),
+            certificate_names: None,
+            acme: None,
+        }
+    }
 }
 
 impl Parser<'_> {
@@ -153,6 +233,11 @@ impl Parser<'_> {
                 Some("add a line like app = \"shop\" at the top of the file".into()),
             ),
         }
+        if let Some(f) = fields.get("pin_code") {
+            if let Some(b) = self.boolean(f) {
+                config.pin_code = b;
+            }
+        }
         if let Some(f) = fields.get("secrets_file") {
             if let Some(file) = self.string(f) {
                 config.secrets_file = self.project_dir.join(file);
@@ -160,6 +245,10 @@ impl Parser<'_> {
         }
         if let Some(table) = fields.get("proxy").and_then(|f| self.table(f)) {
             config.proxy = self.proxy(table);
+        }
+        if let Some(table) = fields.get("destinations").and_then(|f| self.table(f)) {
+            // Validated here; the client commands read them with `parse_destinations`.
+            self.destinations(table);
         }
         if let Some(table) = fields.get("databases").and_then(|f| self.table(f)) {
             config.databases = self.databases(table, &config.app);
@@ -184,6 +273,27 @@ impl Parser<'_> {
                 "no services defined".into(),
                 Some("add a service, e.g. [services.web] with command = \"./server\"".into()),
             ),
+        }
+        if let Some(table) = fields.get("tasks").and_then(|f| self.table(f)) {
+            config.tasks = self.tasks(table, &config.services);
+        }
+        if let Some(f) = fields.get("backups") {
+            if let Some(table) = self.table(f) {
+                config.backups =
+                    self.backups(table, key_span(f), &config.databases, &config.services);
+            }
+        }
+        if let Some(f) = fields.get("update") {
+            if let Some(table) = self.table(f) {
+                let has_backups = config.backups.is_some() || fields.get("backups").is_some();
+                config.update = self.update(table, key_span(f), has_backups);
+            }
+        }
+        if let Some(table) = fields.get("monitor").and_then(|f| self.table(f)) {
+            config.monitor = self.monitor(table);
+        }
+        if let Some(table) = fields.get("alerts").and_then(|f| self.table(f)) {
+            config.alerts = self.alerts(table);
         }
     }
 
@@ -222,7 +332,66 @@ impl Parser<'_> {
         {
             proxy.drain_timeout = value;
         }
+        if let Some(f) = fields.get("error_pages") {
+            if let Some(table) = self.table(f) {
+                let pages = self.fields(table, &f.path, &["502", "503", "504"], "in `error_pages`");
+                for status in ["502", "503", "504"] {
+                    if let Some(p) = pages.get(status) {
+                        if let Some(path) = self.path(p) {
+                            if path.is_file() {
+                                proxy
+                                    .error_pages
+                                    .insert(status.parse().unwrap_or(502), path);
+                            } else {
+                                self.error(
+                                    value_span(p),
+                                    Some(&p.path),
+                                    format!("the error page {} does not exist", path.display()),
+                                    Some("it is relative to the directory of dockhand.toml".into()),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(f) = fields.get("access_log") {
+            proxy.access_log = self.access_log(f);
+        }
+        if let Some(f) = fields.get("maintenance_page") {
+            if let Some(page) = self.path(f) {
+                if !page.is_file() {
+                    self.error(
+                        value_span(f),
+                        Some(&f.path),
+                        format!("the maintenance page {} does not exist", page.display()),
+                        Some("it is relative to the directory of dockhand.toml".into()),
+                    );
+                }
+                proxy.maintenance_page = Some(page);
+            }
+        }
+        if let Some(f) = fields.get("trusted_proxies") {
+            proxy.trusted_proxies = self.ranges(f);
+        }
+        if let Some(f) = fields.get("security_headers") {
+            proxy.security_headers = self.boolean(f).unwrap_or(true);
+        }
+        if let Some(f) = fields.get("compression") {
+            if let Some(on) = f.item.as_bool() {
+                proxy.compression = on.then_some(crate::model::DEFAULT_COMPRESS_MIN);
+            } else if let Some(table) = self.table(f) {
+                let c = self.fields(table, &f.path, &["min_size"], "in `compression`");
+                if let Some(size) = c.get("min_size").and_then(|m| self.size(m)) {
+                    proxy.compression = Some(size);
+                }
+            }
+        }
         self.https(&fields, &mut proxy);
+        self.https_defaults(&fields, &mut proxy);
+        if proxy.https_listen.is_some() {
+            self.acme = Some(proxy.acme.clone());
+        }
         proxy
     }
 
@@ -260,6 +429,23 @@ impl Parser<'_> {
             Ok(secrets) => {
                 let uses = std::mem::take(&mut self.secret_uses);
                 for used in &uses {
+                    let problem = match secrets.get(&used.name) {
+                        Some("") => Some("is empty".to_string()),
+                        Some(v) => crate::placeholder::placeholder(v)
+                            .map(|why| format!("holds a placeholder value ({why})")),
+                        None => None,
+                    };
+                    if let Some(problem) = problem {
+                        self.error(
+                            used.span.clone(),
+                            Some(&used.key),
+                            format!("secret `{}` {problem}", used.name),
+                            Some(format!(
+                                "set its real value: `dockhand secrets set {}` (it reads the value from stdin or a prompt)",
+                                used.name
+                            )),
+                        );
+                    }
                     if secrets.get(&used.name).is_none() {
                         self.error(
                             used.span.clone(),

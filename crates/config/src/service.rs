@@ -20,6 +20,7 @@ pub(crate) const SERVICE_KEYS: &[&str] = &[
     "workdir",
     "port",
     "env",
+    "env_required",
     "health",
     "route",
     "replicas",
@@ -38,6 +39,7 @@ pub(crate) const SERVICE_KEYS: &[&str] = &[
     "shm_size",
     "ulimits",
     "depends_on",
+    "static",
 ];
 /// Keys only a container service may have.
 const CONTAINER_ONLY: &[&str] = &[
@@ -61,7 +63,19 @@ const HEALTH_KEYS: &[&str] = &[
     "command",
     "start_period",
 ];
-const ROUTE_KEYS: &[&str] = &["host", "path", "strip_prefix"];
+const ROUTE_KEYS: &[&str] = &[
+    "host",
+    "path",
+    "strip_prefix",
+    "https_redirect",
+    "hsts",
+    "challenge",
+    "headers",
+    "security_headers",
+    "allow",
+    "deny",
+    "rate_limit",
+];
 const HOOK_KEYS: &[&str] = &["pre_deploy", "post_deploy"];
 const RESTART_VALUES: &[&str] = &["always", "on-failure", "never"];
 
@@ -138,9 +152,32 @@ impl Parser<'_> {
             hooks: Hooks::default(),
             container: None,
             depends_on: Vec::new(),
+            static_site: None,
         };
 
         let container = fields.get("image").is_some() || fields.get("build").is_some();
+        let is_static = fields.get("static").is_some();
+        if let Some(f) = fields.get("static") {
+            service.static_site = self.static_site(name, f, container);
+            for not in crate::static_site::NOT_FOR_STATIC {
+                if let Some(k) = fields.get(not) {
+                    self.error(
+                        key_span(k),
+                        Some(&k.path),
+                        format!("`{not}` does not apply to static service `{name}`: the proxy serves its files and nothing runs"),
+                        Some("remove the key, or remove `static` to run a process".into()),
+                    );
+                }
+            }
+            if fields.get("route").is_none() {
+                self.error(
+                    key_span(f),
+                    Some(&format!("{path}.route")),
+                    format!("static service `{name}` has no `route`"),
+                    Some("add route = { host = \"example.com\" } (or path = \"/\"): the requests it answers".into()),
+                );
+            }
+        }
         self.links = Self::links_for(&self.databases, container);
         if container {
             service.container = Some(self.container(name, &fields, app));
@@ -183,7 +220,7 @@ impl Parser<'_> {
                     service.command = command;
                 }
             }
-            None if !container => self.error(
+            None if !container && !is_static => self.error(
                 service_span.clone(),
                 Some(&format!("{path}.command")),
                 format!("service `{name}` has no `command`"),
@@ -226,6 +263,9 @@ impl Parser<'_> {
         if let Some(table) = fields.get("env").and_then(|f| self.table(f)) {
             service.env = self.env(table, &format!("{path}.env"));
         }
+        if let Some(f) = fields.get("env_required") {
+            self.env_required(f, name, &service.env);
+        }
         let port_missing = fields.get("port").is_none();
         if let Some(f) = fields.get("health") {
             if let Some(table) = self.table(f) {
@@ -252,7 +292,7 @@ impl Parser<'_> {
             }
         }
         if let Some(f) = fields.get("route") {
-            if port_missing {
+            if port_missing && !is_static {
                 self.error(
                     key_span(f),
                     Some(&f.path),
@@ -507,10 +547,60 @@ impl Parser<'_> {
                 }
             };
             if let Some(value) = value {
+                if let (true, Some(Value::String(_))) =
+                    (value.secret_names().is_empty(), f.item.as_value())
+                {
+                    if let Some(why) = value
+                        .resolve(&crate::secrets::Secrets::empty())
+                        .ok()
+                        .as_deref()
+                        .and_then(crate::placeholder::placeholder)
+                    {
+                        self.error(
+                            value_span(f),
+                            Some(&f.path),
+                            format!("env `{}` holds a placeholder value ({why})", f.name),
+                            Some("set the real value (a secret belongs in the secrets file: `${secret.NAME}`)".into()),
+                        );
+                    }
+                }
                 env.insert(f.name.to_string(), value);
             }
         }
         env
+    }
+
+    /// `env_required = ["NAME", …]`: every name the service's `env` lacks, in one error.
+    fn env_required(
+        &mut self,
+        f: &crate::parse::Field<'_>,
+        service: &str,
+        env: &BTreeMap<String, EnvValue>,
+    ) {
+        let Some(names) = self.string_array(f) else {
+            return;
+        };
+        let missing: Vec<&String> = names.iter().filter(|n| !env.contains_key(*n)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        let list = missing
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let example = missing[0];
+        self.error(
+            value_span(f),
+            Some(&f.path),
+            format!(
+                "service `{service}` requires {} not set in its `env`: {list}",
+                if missing.len() == 1 { "a variable" } else { "variables" }
+            ),
+            Some(format!(
+                "add each to [services.{service}] env: from the secrets file ({example} = \"${{secret.{example}}}\", set with `dockhand secrets set {example}`), from .env or the environment ({example} = \"${{{example}}}\"), or a literal value"
+            )),
+        );
     }
 
     /// Every field of a table whose keys are free-form (such as `env`).
@@ -602,6 +692,14 @@ impl Parser<'_> {
             host: None,
             path: "/".into(),
             strip_prefix: false,
+            https_redirect: None,
+            hsts: None,
+            challenge: None,
+            headers: BTreeMap::new(),
+            security_headers: None,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            rate_limit: None,
         };
         if let Some(f) = fields.get("host") {
             if let Some(host) = self.string(f) {
@@ -658,6 +756,16 @@ impl Parser<'_> {
         if let Some(f) = fields.get("strip_prefix") {
             route.strip_prefix = self.boolean(f).unwrap_or(false);
         }
+        if let Some(f) = fields.get("https_redirect") {
+            route.https_redirect = self.boolean(f);
+        }
+        if let Some(f) = fields.get("hsts") {
+            route.hsts = self.hsts(f);
+        }
+        if let Some(f) = fields.get("challenge") {
+            route.challenge = self.challenges(f);
+        }
+        self.route_policy(&fields, &mut route);
         self.routes.push(RouteSite {
             service: service.to_string(),
             host: route.host.clone(),

@@ -82,19 +82,13 @@ fn array_of_tables_form_is_accepted_too() {
 }
 
 #[test]
-fn https_listen_without_certificates_says_to_add_one() {
+fn https_listen_without_certificates_gets_automatic_ones() {
     let p = Project::new();
-    let error = p.load(&toml(HTTPS, "shop.example.org")).unwrap_err();
-    let d = error_at(&error, 3, 1, "no certificate is configured");
-    assert_eq!(d.key.as_deref(), Some("proxy.https_listen"));
-    assert!(
-        d.help
-            .as_deref()
-            .unwrap()
-            .contains("certificates = [{ cert"),
-        "{d}"
-    );
-    assert!(d.help.as_deref().unwrap().contains("ACME"), "{d}");
+    let loaded = p.load(&toml(HTTPS, "shop.example.org")).unwrap();
+    assert!(loaded.warnings.is_empty(), "{}", render(&loaded.warnings));
+    let acme = &loaded.config.proxy.acme;
+    assert!(acme.enabled);
+    assert_eq!(acme.directory, dockhand_config::LETSENCRYPT);
 }
 
 #[test]
@@ -238,8 +232,21 @@ fn a_route_host_no_certificate_covers_is_a_warning() {
         .unwrap();
     assert!(covered.warnings.is_empty(), "{}", render(&covered.warnings));
 
-    let loaded = p
+    // With ACME on, an uncovered public host gets an automatic certificate.
+    let automatic = p
         .load(&toml(&format!("{HTTPS}\n{SITE}"), "a.shop.example.org"))
+        .unwrap();
+    assert!(
+        automatic.warnings.is_empty(),
+        "{}",
+        render(&automatic.warnings)
+    );
+
+    let loaded = p
+        .load(&toml(
+            &format!("{HTTPS}\n{SITE}\n[proxy.acme]\nenabled = false"),
+            "a.shop.example.org",
+        ))
         .unwrap();
     let w = loaded
         .warnings
@@ -247,6 +254,6 @@ fn a_route_host_no_certificate_covers_is_a_warning() {
         .find(|d| d.message.contains("not covered by any certificate"))
         .unwrap_or_else(|| panic!("no coverage warning: {}", render(&loaded.warnings)));
     assert_eq!(w.severity, Severity::Warning);
-    assert_eq!((w.line, w.column), (9, 1), "{w}");
+    assert_eq!((w.line, w.column), (11, 1), "{w}");
     assert!(w.message.contains("a.shop.example.org"), "{w}");
 }

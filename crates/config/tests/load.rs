@@ -78,6 +78,14 @@ fn full_example_parses_every_field() {
             host: Some("shop.localhost".into()),
             path: "/api".into(),
             strip_prefix: true,
+            https_redirect: None,
+            hsts: None,
+            challenge: None,
+            headers: Default::default(),
+            security_headers: None,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            rate_limit: None,
         }),
         replicas: 2,
         restart: RestartPolicy::OnFailure,
@@ -89,6 +97,7 @@ fn full_example_parses_every_field() {
         },
         container: None,
         depends_on: Vec::new(),
+        static_site: None,
     };
     let worker = ServiceConfig {
         name: "worker".into(),
@@ -105,6 +114,7 @@ fn full_example_parses_every_field() {
         hooks: Hooks::default(),
         container: None,
         depends_on: Vec::new(),
+        static_site: None,
     };
     let expected = AppConfig {
         app: "shop".into(),
@@ -121,9 +131,16 @@ fn full_example_parses_every_field() {
             drain_timeout: Duration::ZERO,
             https_listen: None,
             certificates: Vec::new(),
+            ..ProxySettings::default()
         },
         services: BTreeMap::from([("api".to_string(), api), ("worker".to_string(), worker)]),
         databases: BTreeMap::new(),
+        backups: None,
+        tasks: Default::default(),
+        update: None,
+        pin_code: false,
+        monitor: Default::default(),
+        alerts: Default::default(),
     };
     assert_eq!(loaded.config, expected);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
@@ -202,7 +219,15 @@ fn route_defaults_to_root_path() {
         Some(Route {
             host: Some("a.example".into()),
             path: "/".into(),
-            strip_prefix: false
+            strip_prefix: false,
+            https_redirect: None,
+            hsts: None,
+            challenge: None,
+            headers: Default::default(),
+            security_headers: None,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            rate_limit: None,
         })
     );
 }

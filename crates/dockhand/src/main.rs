@@ -4,6 +4,7 @@
 mod cmd;
 mod example;
 mod output;
+mod private_file;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,28 @@ pub struct Global {
     /// When to use colours.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// The server a client command works on (set from its `--host` / `-d`).
+    #[arg(skip)]
+    pub remote: RemoteArgs,
+}
+
+/// Which server a command works on: this machine (the default), or one reached over SSH
+/// with the system OpenSSH client (your ~/.ssh/config, agent and known_hosts apply).
+#[derive(Args, Debug, Clone, Default)]
+pub struct RemoteArgs {
+    /// Work on this server over SSH: ssh://USER@HOST[:PORT], USER@HOST or a host alias of
+    /// ~/.ssh/config (default: $DOCKHAND_HOST, else this machine).
+    #[arg(long, global = true, value_name = "ssh://USER@HOST")]
+    pub host: Option<String>,
+    /// Work on the server named in dockhand.toml's [destinations.NAME].
+    #[arg(
+        short = 'd',
+        long,
+        global = true,
+        value_name = "NAME",
+        conflicts_with = "host"
+    )]
+    pub destination: Option<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,18 +92,24 @@ pub enum Command {
     ///
     /// The new release starts beside the current one, must pass its health checks, then takes
     /// all traffic while the old one drains. If it fails, the current release keeps serving.
-    Deploy,
+    ///
+    /// With --host or -d, the project (dockhand.toml, .env, the secrets file, code) is synced
+    /// to the server first (only changed files, secrets mode 0600) and images the server
+    /// lacks are sent layer by layer.
+    Deploy(cmd::deploy::DeployArgs),
     /// Return to an earlier release (default: the previous one), the same gated way.
     Rollback {
         /// The release to return to (see `dockhand releases`).
         release: Option<i64>,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Re-read dockhand.toml and deploy it if it changed (the same as SIGHUP to the agent).
-    Reload,
+    Reload(RemoteArgs),
     /// Show services, instances, health and the current release.
-    Status,
+    Status(RemoteArgs),
     /// List releases, newest first.
-    Releases,
+    Releases(RemoteArgs),
     /// Show recent events (deploys, health changes, restarts).
     Events(cmd::events::EventsArgs),
     /// Show service logs.
@@ -92,10 +121,99 @@ pub enum Command {
         /// The command and its arguments (after `--`).
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
+    /// Run a task of dockhand.toml now, or a one-off command in a service's environment.
+    ///
+    /// `dockhand run NAME` runs `[tasks.NAME]` in its service's environment (a new process,
+    /// or a new container of the release's image), streams its output and exits with its
+    /// exit code; the run is recorded (`dockhand tasks NAME`). A `when = "once"` task that
+    /// already ran needs --force. `dockhand run SERVICE -- COMMAND [ARGS…]` runs a one-off
+    /// command the same way, like `heroku run`.
+    Run(cmd::run::RunArgs),
+    /// The project's secrets (`${secret.NAME}`): list, get, set, rm, edit.
+    ///
+    /// The file is dockhand.toml's `secrets_file` (default .dockhand/secrets.env), kept mode
+    /// 0600. `set` reads the value from stdin or prompts without echo — never from the
+    /// command line; only `get` prints a value.
+    Secrets(cmd::secrets::SecretsArgs),
+    /// GitOps: the watcher of `[update]` (status, pause, resume, now).
+    ///
+    /// With `[update]`, the agent polls a git branch and deploys each new commit through the
+    /// health gate (after a backup when `[backups]` exist); a commit that fails is rolled
+    /// back and not tried again until a newer one arrives.
+    Update {
+        #[command(subcommand)]
+        command: Option<cmd::update::UpdateCommand>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// List the tasks with their schedules and last runs, or one task's history.
+    Tasks(cmd::tasks::TasksArgs),
+    /// Bootstrap and harden a fresh server over SSH, then start the agent there.
+    ///
+    /// Shows the plan first (--dry-run stops there), then applies it step by step; a second
+    /// run changes nothing. Debian 12/13 and Ubuntu 22.04/24.04.
+    Setup(Box<cmd::setup::SetupArgs>),
+    /// Move the app to a new server: set it up, back the app up here (or on --host / -d),
+    /// restore it there, deploy and health-check it, and print the DNS change to make.
+    ///
+    /// The old server is only read from and keeps serving until you stop it, once the DNS
+    /// points at the new one. --dry-run shows the steps and the new server's setup plan.
+    Move(Box<cmd::move_app::MoveArgs>),
+    /// Check a server the way an operator would, and say what to fix.
+    Doctor(cmd::doctor::DoctorArgs),
+    /// Write provisioning files: cloud-init user-data, or a Terraform module.
+    #[command(subcommand)]
+    Provision(cmd::provision::ProvisionCommand),
+    /// The server side of remote commands (run by the CLI over SSH; not for people).
+    #[command(hide = true, subcommand)]
+    Remote(cmd::remote::RemoteCommand),
     /// Manage the long-lived database containers.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Maintenance mode: a service's routes (every route without SERVICE) answer 503.
+    ///
+    /// The proxy answers with `Retry-After` and a page (`[proxy] maintenance_page`, else a
+    /// built-in one) while the app keeps running; ACME challenges are still answered. The
+    /// setting survives a restart of the agent. Without arguments: what is in maintenance.
+    Maintenance {
+        /// `on` or `off` (omit to show the current state).
+        switch: Option<cmd::maintenance::Switch>,
+        /// One service (as named in dockhand.toml); every service without it.
+        service: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// List every host's certificate: source, issuer, expiry, next renewal, last error.
+    ///
+    /// Certificates come from `[proxy] certificates` files, from an ACME CA (Let's Encrypt by
+    /// default; renewed automatically) or from the local CA (localhost, *.localhost, IP
+    /// addresses). Exits 1 when one is expired or its renewal is failing.
+    Certs {
+        #[command(subcommand)]
+        command: Option<cmd::certs::CertsCommand>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Alerts: what fires, `alerts test` (a test notice to every channel), `alerts silence`.
+    ///
+    /// Rules and channels are set in `[alerts]` of dockhand.toml; without a channel, alerts
+    /// are recorded as events (`dockhand events`).
+    Alerts {
+        #[command(subcommand)]
+        command: Option<cmd::alerts::AlertsCommand>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Encrypted, verified backups: run, list, show, verify (restore drills), restore, prune.
+    Backup {
+        #[command(subcommand)]
+        command: cmd::backup::BackupCommand,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
     /// Convert another tool's project into a dockhand.toml (`dockhand import compose`).
     Import(cmd::import::ImportArgs),
     /// Send HTTP load to a URL or a route of the running app and judge the result.
@@ -119,6 +237,8 @@ pub enum DbCommand {
     Upgrade {
         /// The database, as named in dockhand.toml.
         name: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
 }
 

@@ -70,7 +70,9 @@ pub fn exit_code_of(code: ErrorCode) -> u8 {
 /// Turns a client error into an `Exit` with the right code.
 pub fn from_client(err: ClientError, json: bool) -> anyhow::Error {
     let code = match &err {
-        ClientError::NotFound { .. } | ClientError::Connect { .. } => UNREACHABLE,
+        ClientError::NotFound { .. }
+        | ClientError::Connect { .. }
+        | ClientError::Transport { .. } => UNREACHABLE,
         ClientError::Io { .. } | ClientError::NoAnswer | ClientError::Protocol(_) => FAILED,
         ClientError::Api(api) => exit_code_of(api.code),
     };
@@ -84,6 +86,32 @@ pub fn from_client(err: ClientError, json: bool) -> anyhow::Error {
         code,
         message: err.to_string(),
         json,
+    })
+}
+
+/// Turns a failure on the way to (or on) a server into an `Exit` with the right code.
+pub fn from_remote(err: dockhand_remote::RemoteError, json: bool) -> anyhow::Error {
+    use dockhand_remote::ErrorClass;
+    let (code, word) = match err.class() {
+        ErrorClass::Unreachable => (UNREACHABLE, "unreachable"),
+        ErrorClass::Usage => (USAGE, "usage"),
+        ErrorClass::Failed => (FAILED, "failed"),
+    };
+    let message = err.to_string();
+    anyhow::Error::new(Exit {
+        code,
+        json: json.then(|| serde_json::json!({ "error": { "code": word, "message": message } })),
+        message,
+    })
+}
+
+/// A usage error (exit 2) with `message`.
+pub fn usage(message: impl Into<String>, json: bool) -> anyhow::Error {
+    let message = message.into();
+    anyhow::Error::new(Exit {
+        code: USAGE,
+        json: json.then(|| serde_json::json!({ "error": { "code": "usage", "message": message } })),
+        message,
     })
 }
 
@@ -246,6 +274,21 @@ pub fn short_duration(secs: u64) -> String {
         format!("{m}m{s}s")
     } else {
         format!("{s}s")
+    }
+}
+
+impl StateWord for dockhand_api::TaskRunState {
+    fn word(&self) -> &str {
+        self.as_str()
+    }
+
+    fn tone(&self) -> Tone {
+        use dockhand_api::TaskRunState as S;
+        match self {
+            S::Succeeded => Tone::Good,
+            S::Failed | S::TimedOut | S::Interrupted => Tone::Bad,
+            S::Running | S::Skipped => Tone::Warning,
+        }
     }
 }
 

@@ -52,6 +52,29 @@ pub struct Parsed {
     pub errors: Vec<Error>,
 }
 
+/// Whether a variable's name says it holds a secret (`DB_PASSWORD`, `API_TOKEN`, `JWT_SECRET`,
+/// `STRIPE_KEY`; not `*_FILE` or `*_PATH`, which name where one is). The one rule shared by
+/// `dockhand import compose`, `check` and `init`.
+pub fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    if upper.ends_with("_FILE") || upper.ends_with("_PATH") {
+        return false;
+    }
+    [
+        "PASSWORD",
+        "PASSWD",
+        "PASS",
+        "PWD",
+        "SECRET",
+        "TOKEN",
+        "KEY",
+        "CREDENTIAL",
+        "PRIVATE",
+    ]
+    .iter()
+    .any(|w| upper.contains(w))
+}
+
 /// Reads dotenv `text`.
 pub fn parse(text: &str) -> Parsed {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);

@@ -35,6 +35,13 @@ pub use report::Report;
 pub use target::Origin;
 pub use verdict::{Thresholds, Verdict};
 
+/// The HTTP/1.1 client's wire, for the fuzz targets in `fuzz/` only: not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::conn::Stream;
+    pub use crate::wire::{Encoded, Wire, WireError};
+}
+
 /// The exit code of a run whose verdict is WARN (PASS is 0, FAIL is 1). Distinct from
 /// every other code of the CLI (2 usage, 3 unreachable, 4 conflict, 5 not found), so CI can
 /// tell "passed with warnings" from both success and failure.

@@ -282,6 +282,10 @@ fn parse_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<(u16, Fra
         Err(_) => return Err(WireError::Protocol("the answer is not valid HTTP/1.1")),
     };
     let status = resp.code.unwrap_or(0);
+    if status < 100 {
+        // httparse takes any three digits; 000-099 are no HTTP status.
+        return Err(WireError::Protocol("the answer's status code is below 100"));
+    }
     let mut keep = resp.version == Some(1);
     let mut length: Option<u64> = None;
     let mut chunked = false;
@@ -347,6 +351,21 @@ mod tests {
         let mut buf = BytesMut::from(raw.as_bytes());
         let (status, framing) = parse_head(&mut buf, head_request).unwrap().unwrap();
         (status, framing, buf.len())
+    }
+
+    #[test]
+    fn a_status_below_100_is_no_answer() {
+        // Found by the loadtest_response fuzz target (fuzz/regressions/loadtest_response).
+        for raw in [
+            "HTTP/1.1 000 OK\r\n\r\n",
+            "HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            let mut buf = BytesMut::from(raw);
+            assert!(
+                matches!(parse_head(&mut buf, false), Err(WireError::Protocol(_))),
+                "{raw:?}"
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::metrics::BackendStats;
+
 /// One upstream instance. Shared (`Arc`) between routing tables, requests and the agent.
 #[derive(Debug)]
 pub struct Backend {
@@ -13,6 +15,8 @@ pub struct Backend {
     addr: SocketAddr,
     healthy: AtomicBool,
     inflight: AtomicUsize,
+    /// Requests and latencies (`metrics.rs`), read by the agent's monitor.
+    stats: BackendStats,
 }
 
 impl Backend {
@@ -24,6 +28,7 @@ impl Backend {
             addr,
             healthy: AtomicBool::new(true),
             inflight: AtomicUsize::new(0),
+            stats: BackendStats::new(),
         })
     }
 
@@ -41,6 +46,11 @@ impl Backend {
 
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
+    }
+
+    /// What this backend served: requests by status class and their latency.
+    pub fn stats(&self) -> &BackendStats {
+        &self.stats
     }
 
     /// Requests and upgraded connections currently using this backend.

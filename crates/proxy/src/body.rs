@@ -106,6 +106,14 @@ enum Kind {
         conn: Option<Pooled>,
         _guard: RequestGuard,
     },
+    /// Another body (a compressed one, `compress.rs`).
+    Boxed(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>),
+    /// A static file read per request (`static_files.rs`): `remaining` bytes from its
+    /// current position.
+    File {
+        file: std::fs::File,
+        remaining: u64,
+    },
     /// Read straight from the upstream socket (`h1.rs`).
     Direct {
         body: DirectBody,
@@ -124,6 +132,23 @@ impl ResponseBody {
     pub fn empty() -> ResponseBody {
         ResponseBody {
             kind: Kind::Full(None),
+        }
+    }
+
+    pub(crate) fn boxed(
+        body: impl Body<Data = Bytes, Error = BoxError> + Send + 'static,
+    ) -> ResponseBody {
+        ResponseBody {
+            kind: Kind::Boxed(Box::pin(body)),
+        }
+    }
+
+    pub(crate) fn file(file: std::fs::File, len: u64) -> ResponseBody {
+        ResponseBody {
+            kind: Kind::File {
+                file,
+                remaining: len,
+            },
         }
     }
 
@@ -192,6 +217,22 @@ impl Body for ResponseBody {
                 }
                 Poll::Pending => Poll::Pending,
             },
+            Kind::Boxed(body) => body.as_mut().poll_frame(cx),
+            Kind::File { file, remaining } => {
+                if *remaining == 0 {
+                    return Poll::Ready(None);
+                }
+                match crate::static_files::read_chunk(file, *remaining) {
+                    Ok(chunk) => {
+                        *remaining -= chunk.len() as u64;
+                        Poll::Ready(Some(Ok(Frame::data(chunk))))
+                    }
+                    Err(e) => {
+                        *remaining = 0;
+                        Poll::Ready(Some(Err(Box::new(e))))
+                    }
+                }
+            }
             Kind::Direct { body, .. } => body
                 .poll_frame(cx)
                 .map(|frame| frame.map(|r| r.map_err(|e| Box::new(e) as BoxError))),
@@ -202,6 +243,8 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::File { remaining, .. } => *remaining == 0,
+            Kind::Boxed(body) => body.is_end_stream(),
             Kind::Direct { body, .. } => body.is_end(),
         }
     }
@@ -211,6 +254,8 @@ impl Body for ResponseBody {
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Upstream { body, .. } => body.size_hint(),
+            Kind::File { remaining, .. } => SizeHint::with_exact(*remaining),
+            Kind::Boxed(body) => body.size_hint(),
             Kind::Direct { body, .. } => body.hint(),
         }
     }

@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::access_log::AccessLogConfig;
+use crate::compress::Compression;
+use crate::policy::Cidr;
 use crate::tls::CertStore;
 
 /// Settings for [`crate::Proxy::start`].
@@ -29,6 +32,14 @@ pub struct ProxyConfig {
     pub client_idle_timeout: Duration,
     /// A pooled backend connection unused for this long is closed.
     pub upstream_idle_timeout: Duration,
+    /// Compression of text responses for clients that accept it (`None`: off).
+    pub compression: Option<Compression>,
+    /// Peers whose `X-Forwarded-For` names the client (a CDN, a load balancer in front).
+    pub trusted_proxies: Vec<Cidr>,
+    /// One line per request (`None`: off).
+    pub access_log: Option<AccessLogConfig>,
+    /// HTML pages answered instead of the proxy's own text for these statuses (502, 503, 504).
+    pub error_pages: Vec<(u16, bytes::Bytes)>,
 }
 
 impl Default for ProxyConfig {
@@ -43,6 +54,10 @@ impl Default for ProxyConfig {
             upstream_response_timeout: Duration::from_secs(60),
             client_idle_timeout: Duration::from_secs(75),
             upstream_idle_timeout: Duration::from_secs(30),
+            compression: Some(Compression::default()),
+            trusted_proxies: Vec::new(),
+            access_log: None,
+            error_pages: Vec::new(),
         }
     }
 }

@@ -48,8 +48,10 @@ pub enum ErrorKind {
 pub struct ProxyError {
     pub kind: ErrorKind,
     pub source: ErrorSource,
-    /// A short, non-secret detail (e.g. the backend address) for the body and logs.
+    /// A short, non-secret detail for the body and logs.
     pub detail: String,
+    /// The backend concerned: in logs (`Display`), never in the body a client sees.
+    pub upstream: Option<SocketAddr>,
 }
 
 impl ProxyError {
@@ -58,15 +60,15 @@ impl ProxyError {
             kind,
             source,
             detail: detail.into(),
+            upstream: None,
         }
     }
 
     pub fn upstream(kind: ErrorKind, addr: SocketAddr, what: &str) -> ProxyError {
-        ProxyError::new(
-            kind,
-            ErrorSource::Upstream,
-            format!("upstream {addr} {what}"),
-        )
+        ProxyError {
+            upstream: Some(addr),
+            ..ProxyError::new(kind, ErrorSource::Upstream, format!("the upstream {what}"))
+        }
     }
 
     /// The status this error is answered with. The only kind→status mapping.
@@ -92,7 +94,8 @@ impl ProxyError {
         self.source == ErrorSource::Upstream
     }
 
-    /// The text/plain body: `"502 bad gateway: upstream 127.0.0.1:4000 refused the connection"`.
+    /// The text/plain body: `"502 bad gateway: the upstream refused the connection"` — never
+    /// the upstream's address.
     pub fn body(&self) -> String {
         let status = self.status();
         let reason = status
@@ -109,7 +112,11 @@ impl ProxyError {
 
 impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.body().trim_end())
+        f.write_str(self.body().trim_end())?;
+        if let Some(addr) = self.upstream {
+            write!(f, " ({addr})")?;
+        }
+        Ok(())
     }
 }
 
@@ -143,7 +150,12 @@ mod tests {
         assert_eq!(refused.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(
             refused.body(),
-            "502 bad gateway: upstream 127.0.0.1:4000 refused the connection\n"
+            "502 bad gateway: the upstream refused the connection\n"
+        );
+        assert_eq!(
+            refused.to_string(),
+            "502 bad gateway: the upstream refused the connection (127.0.0.1:4000)",
+            "logs name the address"
         );
         let cases = [
             (ErrorKind::NoRoute, 404),

@@ -13,13 +13,17 @@ use http::{Method, Request, Response, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 
+use crate::acme;
 use crate::backend::InflightGuard;
 use crate::body::{BodyTooLarge, DownstreamBodyError, RequestBody, ResponseBody};
+use crate::compress;
 use crate::error::{ErrorKind, ErrorSource, ProxyError};
 use crate::h1::{self, DirectBody, Framing, SendError};
 use crate::headers;
+use crate::policy::{self, RoutePolicy};
 use crate::pool::{self, Pooled, Sender};
 use crate::server::{ActiveGuard, RequestGuard, WorkerCtx};
+use crate::static_files::{self, StaticRequest, StaticSite};
 
 /// Serves one client request; never fails (errors become small text responses).
 pub(crate) async fn handle(
@@ -29,10 +33,79 @@ pub(crate) async fn handle(
     scheme: headers::Scheme,
     active: ActiveGuard,
 ) -> Result<Response<ResponseBody>, Infallible> {
+    if let Some(problem) = host_problem(&mut req) {
+        let err = ProxyError::new(ErrorKind::BadRequest, ErrorSource::Downstream, problem);
+        return Ok(finish(&ctx, Err(err), headers::new_request_id()));
+    }
     let upgrade = req.version() == Version::HTTP_11 && headers::is_upgrade(req.headers());
+    let compression = ctx.shared.config.compression;
+    let coding = match compression {
+        Some(_) => compress::choose(
+            req.headers()
+                .get(header::ACCEPT_ENCODING)
+                .map(HeaderValue::as_bytes),
+        ),
+        None => None,
+    };
+    let head_request = req.method() == Method::HEAD;
+    let pending = ctx.shared.access_log.as_ref().map(|_| {
+        crate::access_log::Pending::new(
+            client_ip.as_bytes(),
+            req.method().as_str().as_bytes(),
+            req.uri().path_and_query().map_or("/", |pq| pq.as_str()),
+            req.headers()
+                .iter()
+                .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+                .chain(
+                    req.uri()
+                        .authority()
+                        .map(|a| (&b"host"[..], a.as_str().as_bytes())),
+                ),
+        )
+    });
     let (host, request_id) = prepare(&mut req, &client_ip, scheme, upgrade);
-    let result = forward(&ctx, req, host, upgrade, &request_id, active).await;
-    Ok(finish(&ctx, result, request_id))
+    let result = forward(
+        &ctx,
+        req,
+        host,
+        upgrade,
+        scheme,
+        &request_id,
+        active,
+        &client_ip,
+    )
+    .await;
+    let response = finish(&ctx, result, request_id);
+    let response = compress::apply(response, coding, compression, head_request);
+    if let (Some(p), Some(log)) = (pending, ctx.shared.access_log.as_ref()) {
+        p.answered(&response).record(log);
+    }
+    Ok(response)
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request needs exactly one Host (any request at most one); an
+/// absolute-form target's authority replaces the Host the client sent (§3.2.2), so routing
+/// and the upstream see one host.
+fn host_problem<B>(req: &mut Request<B>) -> Option<&'static str> {
+    if req.version() != Version::HTTP_11 && req.version() != Version::HTTP_10 {
+        return None;
+    }
+    let count = req.headers().get_all(header::HOST).iter().count();
+    if count > 1 {
+        return Some("more than one Host header");
+    }
+    if count == 0 && req.version() == Version::HTTP_11 {
+        return Some("an HTTP/1.1 request needs a Host header");
+    }
+    if let Some(authority) = req.uri().authority() {
+        match HeaderValue::from_str(authority.as_str()) {
+            Ok(v) => {
+                req.headers_mut().insert(header::HOST, v);
+            }
+            Err(_) => return Some("invalid request target"),
+        }
+    }
+    None
 }
 
 /// Rewrites the request headers; returns the original host and the request id.
@@ -71,7 +144,27 @@ pub(crate) fn finish(
                 tracing::debug!(error = %err, "proxy request rejected");
             }
             ctx.counters.record(err.status(), err.is_upstream());
-            error_response(&err, request_id)
+            let status = err.status().as_u16();
+            match ctx
+                .shared
+                .config
+                .error_pages
+                .iter()
+                .find(|(s, _)| *s == status)
+            {
+                Some((_, page)) => {
+                    let mut r = Response::new(ResponseBody::full(page.clone()));
+                    *r.status_mut() = err.status();
+                    let h = r.headers_mut();
+                    h.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/html; charset=utf-8"),
+                    );
+                    h.insert(headers::X_REQUEST_ID.clone(), request_id);
+                    r
+                }
+                None => error_response(&err, request_id),
+            }
         }
     }
 }
@@ -89,14 +182,20 @@ pub fn error_response(err: &ProxyError, request_id: HeaderValue) -> Response<Res
     response
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     ctx: &WorkerCtx,
     mut req: Request<Incoming>,
     host: Option<HeaderValue>,
     upgrade: bool,
+    scheme: headers::Scheme,
     request_id: &HeaderValue,
     active: ActiveGuard,
+    peer: &HeaderValue,
 ) -> Result<Response<ResponseBody>, ProxyError> {
+    if let Some(answer) = acme::http01_response(&ctx.shared.challenges, req.uri().path()) {
+        return Ok(answer);
+    }
     let config = &ctx.shared.config;
     if let Some(len) = content_length(&req) {
         if len > config.max_request_body {
@@ -111,9 +210,13 @@ async fn forward(
         }
     }
     if !upgrade && req.body().is_end_stream() {
-        return forward_bodiless(ctx, req, host, request_id, Some(active), true).await;
+        return forward_bodiless(ctx, req, host, scheme, request_id, Some(active), true, peer)
+            .await;
     }
-    let inflight = select(ctx, &mut req, host)?;
+    let (inflight, hsts) = match select(ctx, &mut req, host, scheme, peer)? {
+        Selected::Backend(inflight, hsts) => (inflight, hsts),
+        Selected::Answer(response) => return Ok(response),
+    };
     let backend = inflight.backend().clone();
     let guard = RequestGuard {
         _active: Some(active),
@@ -125,8 +228,12 @@ async fn forward(
     }
 
     let req = req.map(|b| RequestBody::new(b, config.max_request_body));
-    let (mut response, sender) = send(ctx, backend.id(), backend.addr(), req).await?;
+    let obs = backend.stats().start(); // metrics hook (metrics.rs)
+    let sent = send(ctx, backend.id(), backend.addr(), req).await;
+    crate::metrics::observe(obs, &sent, |(r, _)| r.status());
+    let (mut response, sender) = sent?;
     headers::prepare_response(response.headers_mut(), false, request_id.clone());
+    add_hsts(&mut response, hsts);
     let pooled = Pooled::new(backend.id(), sender);
     Ok(response.map(|body| ResponseBody::upstream(body, Some(pooled), guard)))
 }
@@ -134,15 +241,21 @@ async fn forward(
 /// Forwards a request that has no body over a direct connection (`h1.rs`).
 /// `timed`: bound the wait for the response head here (the hyper-served path);
 /// `h1server.rs` bounds it with its connection watchdog instead.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn forward_bodiless<B>(
     ctx: &WorkerCtx,
     mut req: Request<B>,
     host: Option<HeaderValue>,
+    scheme: headers::Scheme,
     request_id: &HeaderValue,
     active: Option<ActiveGuard>,
     timed: bool,
+    peer: &HeaderValue,
 ) -> Result<Response<ResponseBody>, ProxyError> {
-    let inflight = select(ctx, &mut req, host)?;
+    let (inflight, hsts) = match select(ctx, &mut req, host, scheme, peer)? {
+        Selected::Backend(inflight, hsts) => (inflight, hsts),
+        Selected::Answer(response) => return Ok(response),
+    };
     let head_request = req.method() == Method::HEAD;
     let encode = |out: &mut Vec<u8>| h1::encode_head(&req, out);
     forward_direct(
@@ -153,6 +266,7 @@ pub(crate) async fn forward_bodiless<B>(
         head_request,
         request_id,
         timed,
+        hsts,
     )
     .await
 }
@@ -186,7 +300,37 @@ where
         .host
         .filter(|h| headers::visible_ascii(h))
         .and_then(|h| std::str::from_utf8(h).ok());
-    let (inflight, new_path) = route(ctx, host, req.uri)?;
+    if let Some(answer) = acme::http01_response(&ctx.shared.challenges, req.uri.path()) {
+        return Ok(answer);
+    }
+    let get_or_head = matches!(req.method, b"GET" | b"HEAD");
+    let client = Client {
+        peer: req.client_ip,
+        forwarded_for: req
+            .lines
+            .clone()
+            .find(|(n, _)| n.eq_ignore_ascii_case(b"x-forwarded-for"))
+            .map(|(_, v)| v),
+    };
+    let (inflight, new_path, hsts) =
+        match route(ctx, host, req.uri, req.scheme, get_or_head, client)? {
+            Routed::Backend {
+                inflight,
+                new_path,
+                hsts,
+            } => (inflight, new_path, hsts),
+            Routed::Answer(response) => return Ok(response),
+            Routed::Static { site, strip, hsts } => {
+                let mut sreq = static_request(req.method, req.uri, strip);
+                for (name, value) in req.lines.clone() {
+                    sreq.header(name, value);
+                }
+                let mut response = static_files::serve(&site, &sreq);
+                add_hsts(&mut response, hsts);
+                add_request_id(&mut response, request_id);
+                return Ok(response);
+            }
+        };
     let path = match &new_path {
         Some(p) => p.as_bytes(),
         None => req
@@ -195,6 +339,7 @@ where
             .map_or(&b"/"[..], |pq| pq.as_str().as_bytes()),
     };
     let head_request = req.method == b"HEAD";
+    let upstream = inflight.backend().addr();
     let encode = |out: &mut Vec<u8>| {
         headers::encode_request(
             out,
@@ -203,14 +348,26 @@ where
             req.client_ip,
             req.scheme,
             req.host,
+            upstream,
             request_id,
         )
     };
-    forward_direct(ctx, inflight, None, encode, head_request, request_id, false).await
+    forward_direct(
+        ctx,
+        inflight,
+        None,
+        encode,
+        head_request,
+        request_id,
+        false,
+        hsts,
+    )
+    .await
 }
 
 /// Sends a bodiless request written by `encode` to the picked backend and
 /// wraps the response for the client.
+#[allow(clippy::too_many_arguments)]
 async fn forward_direct(
     ctx: &WorkerCtx,
     inflight: InflightGuard,
@@ -219,13 +376,15 @@ async fn forward_direct(
     head_request: bool,
     request_id: &HeaderValue,
     timed: bool,
+    hsts: Rules,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let backend = inflight.backend().clone();
     let guard = RequestGuard {
         _active: active,
         inflight,
     };
-    let (mut response, framing, conn) = send_direct(
+    let obs = backend.stats().start(); // metrics hook (metrics.rs)
+    let sent = send_direct(
         ctx,
         backend.id(),
         backend.addr(),
@@ -233,8 +392,11 @@ async fn forward_direct(
         head_request,
         timed,
     )
-    .await?;
+    .await;
+    crate::metrics::observe(obs, &sent, |(r, _, _)| r.status());
+    let (mut response, framing, conn) = sent?;
     headers::prepare_response(response.headers_mut(), false, request_id.clone());
+    add_hsts(&mut response, hsts);
     let body = DirectBody::new(conn, framing);
     Ok(response.map(|()| ResponseBody::direct(body, guard)))
 }
@@ -246,26 +408,156 @@ fn select<B>(
     ctx: &WorkerCtx,
     req: &mut Request<B>,
     host: Option<HeaderValue>,
-) -> Result<InflightGuard, ProxyError> {
-    let (inflight, new_path) = route(ctx, host.as_ref().and_then(|h| h.to_str().ok()), req.uri())?;
+    scheme: headers::Scheme,
+    peer: &HeaderValue,
+) -> Result<Selected, ProxyError> {
+    let get_or_head = req.method() == Method::GET || req.method() == Method::HEAD;
+    let client = Client {
+        peer,
+        forwarded_for: req
+            .headers()
+            .get(&headers::X_FORWARDED_FOR)
+            .map(HeaderValue::as_bytes),
+    };
+    let routed = route(
+        ctx,
+        host.as_ref().and_then(|h| h.to_str().ok()),
+        req.uri(),
+        scheme,
+        get_or_head,
+        client,
+    )?;
+    let (inflight, new_path, hsts) = match routed {
+        Routed::Backend {
+            inflight,
+            new_path,
+            hsts,
+        } => (inflight, new_path, hsts),
+        Routed::Answer(response) => return Ok(Selected::Answer(response)),
+        Routed::Static { site, strip, hsts } => {
+            let method = req.method().as_str().as_bytes();
+            let mut sreq = static_request(method, req.uri(), strip);
+            for (name, value) in req.headers() {
+                sreq.header(name.as_str().as_bytes(), value.as_bytes());
+            }
+            let mut response = static_files::serve(&site, &sreq);
+            add_hsts(&mut response, hsts);
+            if let Some(id) = req.headers().get(&headers::X_REQUEST_ID) {
+                add_request_id(&mut response, id);
+            }
+            return Ok(Selected::Answer(response));
+        }
+    };
     set_origin_uri(req, new_path)?;
     *req.version_mut() = Version::HTTP_11;
     if !req.headers().contains_key(header::HOST) {
+        // An HTTP/1.0 request may come without a Host; forwarded as HTTP/1.1 it needs one:
+        // the original host when the target named it, else the upstream's address (as
+        // nginx's `$proxy_host`).
+        let host =
+            host.or_else(|| HeaderValue::from_str(&inflight.backend().addr().to_string()).ok());
         if let Some(host) = host {
             req.headers_mut().insert(header::HOST, host);
         }
     }
-    Ok(inflight)
+    Ok(Selected::Backend(inflight, hsts))
+}
+
+/// What [`select`] decided.
+enum Selected {
+    /// Forward to this backend (adding the route's headers to the response).
+    Backend(InflightGuard, Rules),
+    /// Answer with this (the HTTPS redirect).
+    Answer(Response<ResponseBody>),
+}
+
+/// Who sent a request, as far as the route's policy needs to know.
+#[derive(Clone, Copy)]
+pub(crate) struct Client<'a> {
+    /// The connection's peer address (an `X-Forwarded-For` element).
+    pub(crate) peer: &'a HeaderValue,
+    /// The request's `X-Forwarded-For`, if any.
+    pub(crate) forwarded_for: Option<&'a [u8]>,
+}
+
+/// What [`route`] decided.
+enum Routed {
+    Backend {
+        inflight: InflightGuard,
+        /// The upstream path when the route strips its prefix.
+        new_path: Option<String>,
+        hsts: Rules,
+    },
+    Answer(Response<ResponseBody>),
+    /// Served from a static site: the route's prefix is removed from the path first.
+    Static {
+        site: Arc<StaticSite>,
+        /// Bytes of the path that are the route's prefix (0 for `/`).
+        strip: usize,
+        hsts: Rules,
+    },
+}
+
+/// The parts of a request a static site's answer depends on, but its headers.
+fn static_request<'a>(method: &[u8], uri: &'a Uri, strip: usize) -> StaticRequest<'a> {
+    let path = uri.path();
+    let rest = path.get(strip..).unwrap_or(path);
+    StaticRequest {
+        get: method == b"GET",
+        head: method == b"HEAD",
+        path: rest,
+        full_path: path,
+        query: uri.query(),
+        ..StaticRequest::default()
+    }
+}
+
+fn add_request_id<B>(response: &mut Response<B>, id: &HeaderValue) {
+    response
+        .headers_mut()
+        .insert(headers::X_REQUEST_ID.clone(), id.clone());
+}
+
+/// What a route adds to its responses: HSTS (on HTTPS, while a certificate covers the host)
+/// and its policy's headers.
+pub(crate) struct Rules {
+    hsts: Option<HeaderValue>,
+    policy: Arc<RoutePolicy>,
+    /// For the access log (only when it is on): the route's service and the backend.
+    served: Option<ServedBy>,
+}
+
+/// Which service and backend answered: a response extension the access log reads.
+#[derive(Debug, Clone)]
+pub(crate) struct ServedBy {
+    pub(crate) service: String,
+    pub(crate) backend: Option<u64>,
+}
+
+fn add_hsts<B>(response: &mut Response<B>, rules: Rules) {
+    if let Some(value) = rules.hsts {
+        response
+            .headers_mut()
+            .entry(header::STRICT_TRANSPORT_SECURITY)
+            .or_insert(value);
+    }
+    rules.policy.apply(response.headers_mut());
+    if let Some(served) = rules.served {
+        response.extensions_mut().insert(served);
+    }
 }
 
 /// Routes by host and path and picks a backend (the only place the routing
-/// table is held, see `server::Active`); returns the upstream path when the
-/// route strips its prefix.
+/// table is held, see `server::Active`), or answers a plain-HTTP request for a
+/// route that redirects to HTTPS.
 fn route(
     ctx: &WorkerCtx,
     host: Option<&str>,
     uri: &Uri,
-) -> Result<(InflightGuard, Option<String>), ProxyError> {
+    scheme: headers::Scheme,
+    get_or_head: bool,
+    client: Client<'_>,
+) -> Result<Routed, ProxyError> {
     let active_table = ctx.shared.table.load();
     let table = &active_table.table;
     let index = table.lookup_index(host, uri.path()).ok_or_else(|| {
@@ -275,7 +567,62 @@ fn route(
             "no route matches",
         )
     })?;
+    if let Some(m) = ctx.shared.maintenance.load().as_deref() {
+        if m.covers(&table.routes()[index].service) {
+            return Ok(Routed::Answer(m.response()));
+        }
+    }
+    let route_policy = &table.routes()[index].policy;
+    if route_policy.needs_client() {
+        let peer = std::str::from_utf8(client.peer.as_bytes())
+            .ok()
+            .and_then(|p| p.parse::<std::net::IpAddr>().ok())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let addr = policy::client_addr(
+            peer,
+            client.forwarded_for,
+            &ctx.shared.config.trusted_proxies,
+        );
+        if let Some(answer) = route_policy.check(addr) {
+            return Ok(Routed::Answer(answer));
+        }
+    }
+    let policy = &active_table.https[index];
+    let hsts = match scheme {
+        headers::Scheme::Https => policy.hsts.clone(),
+        headers::Scheme::Http => {
+            if let (true, Some(host), Some(port)) = (policy.redirect, host, ctx.shared.https_port) {
+                let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+                return Ok(Routed::Answer(acme::redirect_response(
+                    host,
+                    pq,
+                    get_or_head,
+                    port,
+                )));
+            }
+            None
+        }
+    };
     let route = &table.routes()[index];
+    let mut hsts = Rules {
+        hsts,
+        policy: route.policy.clone(),
+        served: ctx.shared.access_log.as_ref().map(|_| ServedBy {
+            service: route.service.clone(),
+            backend: None,
+        }),
+    };
+    if let Some(site) = &route.site {
+        return Ok(Routed::Static {
+            site: site.clone(),
+            strip: if route.path_prefix == "/" {
+                0
+            } else {
+                route.path_prefix.len()
+            },
+            hsts,
+        });
+    }
     let backend = table.pick_backend(index).ok_or_else(|| {
         ProxyError::new(
             ErrorKind::NoHealthyBackend,
@@ -284,13 +631,20 @@ fn route(
         )
     })?;
     let inflight = InflightGuard::new(backend.clone());
+    if let Some(served) = hsts.served.as_mut() {
+        served.backend = Some(backend.id());
+    }
     let new_path = if route.strip_prefix && route.path_prefix != "/" {
         let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
         Some(crate::table::strip_prefix(pq, &route.path_prefix))
     } else {
         None
     };
-    Ok((inflight, new_path))
+    Ok(Routed::Backend {
+        inflight,
+        new_path,
+        hsts,
+    })
 }
 
 /// Sends a request without a body on a pooled direct connection when one is

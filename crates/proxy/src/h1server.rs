@@ -33,6 +33,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::body::ResponseBody;
 use crate::clock;
+use crate::compress;
 use crate::error::{ErrorKind, ErrorSource, ProxyError};
 use crate::forward;
 use crate::headers::{self, has_token, put_header, Scheme};
@@ -193,7 +194,19 @@ where
         let http10 = head.http10;
         let close = head.close;
         let request_id = headers::raw_request_id(head.lines());
+        let coding = match config.compression {
+            Some(_) => compress::choose_raw(head.lines()),
+            None => None,
+        };
         let started = clock::now();
+        let pending = ctx.shared.access_log.as_ref().map(|_| {
+            crate::access_log::Pending::new(
+                conn.client_ip.as_bytes(),
+                head.method(),
+                head.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+                head.lines(),
+            )
+        });
         let result = {
             let raw = forward::RawRequest {
                 method: head.method(),
@@ -225,6 +238,8 @@ where
         };
         drop(head);
         let response = forward::finish(ctx, result, request_id);
+        let response = compress::apply(response, coding, config.compression, head_request);
+        let answered = pending.map(|p| p.answered(&response));
 
         // 3. Write the response.
         if !draining && stoppable {
@@ -257,6 +272,9 @@ where
                 }
             }
         };
+        if let (Some(a), Some(log)) = (answered, ctx.shared.access_log.as_ref()) {
+            a.record(log);
+        }
         match written {
             Ok(true) if !close => {}
             _ => return Outcome::Closed,
@@ -336,6 +354,7 @@ fn parse(buf: &mut BytesMut) -> Parsed {
     let count = req.headers.len();
     let mut close = http10;
     let mut host = None;
+    let mut hosts = 0;
     for (i, (h, line)) in req.headers.iter().zip(lines.iter_mut()).enumerate() {
         let name = h.name.as_bytes();
         let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
@@ -352,11 +371,18 @@ fn parse(buf: &mut BytesMut) -> Parsed {
             } else if http10 && has_token(h.value, b"keep-alive") {
                 close = false;
             }
-        } else if host.is_none() && is("host") {
-            host = Some(i);
+        } else if is("host") {
+            hosts += 1;
+            if host.is_none() {
+                host = Some(i);
+            }
         }
         let (n, v) = (span(name), span(h.value));
         *line = (n.0, n.1, v.0, v.1);
+    }
+    // A missing (HTTP/1.1) or repeated Host is answered 400 by the hyper path's check.
+    if hosts > 1 || (hosts == 0 && !http10) {
+        return Parsed::Fallback;
     }
     let bytes = buf.split_to(len).freeze();
     let range = usize::from(path_span.0)..usize::from(path_span.1);
@@ -569,11 +595,13 @@ mod tests {
             _ => panic!("not ready: {raw}"),
         };
         assert!(close(
-            "GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n"
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\n"
         ));
         assert!(close("GET / HTTP/1.0\r\n\r\n"));
         assert!(!close("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
-        assert!(!close("DELETE /x HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
+        assert!(!close(
+            "DELETE /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+        ));
     }
 
     #[test]
@@ -588,6 +616,8 @@ mod tests {
             "CONNECT x:443 HTTP/1.1\r\n\r\n",
             "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
             "NOT A REQUEST\r\n\r\n",
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
         ] {
             let (parsed, left) = parse_str(raw);
             assert!(matches!(parsed, Parsed::Fallback), "{raw:?} served here");

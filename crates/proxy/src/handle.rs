@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::acme::Challenges;
 use crate::backend::Backend;
 use crate::config::ProxyConfig;
 use crate::metrics::{Counters, ProxyMetrics};
@@ -53,12 +54,22 @@ impl Proxy {
             }
             None => ((0..workers).map(|_| None).collect(), None, None, None),
         };
+        let challenges = match &certificates {
+            Some(store) => store.challenges().clone(),
+            None => Arc::default(),
+        };
+        let access_log = match &config.access_log {
+            Some(c) => Some(crate::access_log::AccessLog::start(c)?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
-            table: ArcSwap::from_pointee(Active {
-                table: Arc::new(table),
-            }),
+            table: ArcSwap::from_pointee(Active::new(Arc::new(table), certificates.as_deref())),
             config,
             tls,
+            https_port: https_addr.map(|a| a.port()),
+            challenges,
+            maintenance: arc_swap::ArcSwapOption::empty(),
+            access_log,
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(None);
         let mut counters = Vec::with_capacity(workers);
@@ -100,6 +111,7 @@ impl Proxy {
                 counters,
                 shutdown_tx,
                 retired: Mutex::new(Vec::new()),
+                write: Mutex::new(()),
                 threads: Mutex::new(threads),
             }),
         })
@@ -121,6 +133,8 @@ struct Inner {
     shutdown_tx: watch::Sender<Option<Duration>>,
     /// Tables replaced by `set_routes` that requests may still be selecting from.
     retired: Mutex<Vec<Arc<Active>>>,
+    /// Serialises `set_routes` and `set_certificates` (never taken by a request).
+    write: Mutex<()>,
     threads: Mutex<Vec<(JoinHandle<()>, oneshot::Receiver<()>)>>,
 }
 
@@ -151,11 +165,21 @@ impl ProxyHandle {
     pub fn set_certificates(&self, certificates: Vec<TlsCertificate>) -> bool {
         match &self.inner.certificates {
             Some(store) => {
+                let _w = lock(&self.inner.write);
                 store.replace(certificates);
+                // Which hosts redirect and send HSTS follows the names served.
+                let table = self.inner.shared.table.load().table.clone();
+                self.publish(Active::new(table, Some(store)));
                 true
             }
             None => false,
         }
+    }
+
+    /// The ACME challenges the proxy answers (HTTP-01 on both listeners, before
+    /// routing; TLS-ALPN-01 on the HTTPS listener).
+    pub fn challenges(&self) -> &Arc<Challenges> {
+        &self.inner.shared.challenges
     }
 
     /// The certificates served now (empty without HTTPS).
@@ -168,16 +192,35 @@ impl ProxyHandle {
 
     /// Replaces the routing table atomically; returns the previous one.
     pub fn set_routes(&self, table: RouteTable) -> Arc<RouteTable> {
-        let new = Arc::new(Active {
-            table: Arc::new(table),
-        });
-        let old = self.inner.shared.table.swap(new);
+        let _w = lock(&self.inner.write);
+        let active = Active::new(Arc::new(table), self.inner.certificates.as_deref());
+        self.publish(active)
+    }
+
+    /// Publishes a new table generation; returns the previous table. The old
+    /// generation is kept until no request selects from it (see `drain`).
+    fn publish(&self, active: Active) -> Arc<RouteTable> {
+        let old = self.inner.shared.table.swap(Arc::new(active));
         let previous = old.table.clone();
         lock(&self.inner.retired).push(old);
         previous
     }
 
     /// The current routing table.
+    /// Turns maintenance mode on (the routes of its services answer 503 with its page) or
+    /// off (`None`). ACME challenges are still answered.
+    pub fn set_maintenance(&self, maintenance: Option<crate::policy::Maintenance>) {
+        self.inner
+            .shared
+            .maintenance
+            .store(maintenance.map(Arc::new));
+    }
+
+    /// The maintenance mode in force.
+    pub fn maintenance(&self) -> Option<crate::policy::Maintenance> {
+        self.inner.shared.maintenance.load().as_deref().cloned()
+    }
+
     pub fn routes(&self) -> Arc<RouteTable> {
         self.inner.shared.table.load().table.clone()
     }

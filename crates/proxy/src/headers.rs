@@ -143,7 +143,10 @@ where
 /// no `HeaderMap`): hop-by-hop headers and those `Connection` names are left
 /// out, any `X-Forwarded-*` and `X-Request-Id` lines are replaced by the
 /// proxy's own (earlier `X-Forwarded-For` values kept in front of the client's
-/// address), in the client's order otherwise. `host` is the original Host.
+/// address), in the client's order otherwise. `host` is the original Host; without one (an
+/// HTTP/1.0 client may send none) the request, forwarded as HTTP/1.1, gets `Host: upstream`,
+/// the upstream's address, as nginx's `$proxy_host`.
+#[allow(clippy::too_many_arguments)]
 pub fn encode_request<'a, I>(
     out: &mut Vec<u8>,
     request_line: (&[u8], &[u8]),
@@ -151,6 +154,7 @@ pub fn encode_request<'a, I>(
     client_ip: &HeaderValue,
     scheme: Scheme,
     host: Option<&[u8]>,
+    upstream: std::net::SocketAddr,
     request_id: &HeaderValue,
 ) where
     I: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
@@ -178,6 +182,9 @@ pub fn encode_request<'a, I>(
         {
             put_header(out, name, value);
         }
+    }
+    if host.is_none() {
+        put_header(out, b"host", upstream.to_string().as_bytes());
     }
     out.extend_from_slice(b"x-forwarded-for: ");
     if forwarded_for {
@@ -430,6 +437,7 @@ mod tests {
             &client_ip_value("192.0.2.7".parse().unwrap()),
             scheme,
             host.map(str::as_bytes),
+            "127.0.0.1:9".parse().unwrap(),
             &HeaderValue::from_str(id).unwrap(),
         );
         let text = String::from_utf8(out).unwrap();
@@ -505,6 +513,11 @@ mod tests {
                     .iter()
                     .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
                     .collect();
+                if host.is_none() {
+                    // Without a Host the raw head names the upstream (the hyper path adds
+                    // the same in `select`, after `prepare_request`).
+                    want.push(("host".into(), "127.0.0.1:9".into()));
+                }
                 if lines.iter().filter(|(n, _)| *n == "x-request-id").count() > 1 {
                     // The map keeps every incoming id line; the raw head sends the one it uses.
                     want.retain(|(n, v)| n != "x-request-id" || *v == id.to_str().unwrap());

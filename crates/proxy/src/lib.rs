@@ -9,9 +9,12 @@
 //! own (`h1server.rs`, `h1.rs`); everything else is served by hyper. See
 //! `ARCHITECTURE.md`.
 
+mod access_log;
+mod acme;
 mod backend;
 mod body;
 mod clock;
+mod compress;
 mod config;
 mod date;
 mod error;
@@ -21,18 +24,25 @@ mod h1server;
 mod handle;
 mod headers;
 mod metrics;
+mod policy;
 mod pool;
 mod rewind;
 mod server;
+mod static_files;
 mod table;
 mod tls;
 mod upgrade;
 
+pub use access_log::{AccessFormat, AccessLogConfig};
+pub use acme::{Challenges, RouteHttps, ACME_TLS_ALPN, HTTP01_PREFIX};
 pub use backend::Backend;
+pub use compress::{Coding, Compression};
 pub use config::{HttpsConfig, ProxyConfig};
 pub use error::{ErrorKind, ErrorSource, ProxyError, RouteError};
 pub use handle::{DrainOutcome, Proxy, ProxyHandle};
-pub use metrics::ProxyMetrics;
+pub use metrics::{BackendSnapshot, BackendStats, ProxyMetrics, LATENCY_BUCKETS_MS};
+pub use policy::{security_headers, Cidr, Maintenance, RateLimit, RoutePolicy, MAINTENANCE_PAGE};
+pub use static_files::{CacheRules, StaticError, StaticOptions, StaticSite};
 pub use table::{normalize_host, prefix_matches, strip_prefix, Route, RouteTable};
 pub use tls::{CertStore, TlsCertificate};
 

@@ -17,11 +17,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio_rustls::TlsAcceptor;
 
+use crate::acme::{Applied, Challenges, ACME_TLS_ALPN};
 use crate::backend::InflightGuard;
 use crate::config::ProxyConfig;
 use crate::h1server;
@@ -29,6 +30,10 @@ use crate::headers::{self, Scheme};
 use crate::metrics::Counters;
 use crate::rewind::Rewind;
 use crate::table::RouteTable;
+use crate::tls::CertStore;
+
+/// How long closing a connection's write side (TLS close_notify) may take.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The routing table as published to workers. Requests hold it (through an
 /// `arc_swap` guard) only between lookup and backend selection, so once every
@@ -37,6 +42,26 @@ use crate::table::RouteTable;
 #[derive(Debug)]
 pub(crate) struct Active {
     pub(crate) table: Arc<RouteTable>,
+    /// Each route's HTTPS policy as it applies now (by route index).
+    pub(crate) https: Vec<Applied>,
+}
+
+impl Active {
+    /// `table` with its routes' policies applied for the certificates of `store`.
+    pub(crate) fn new(table: Arc<RouteTable>, store: Option<&CertStore>) -> Active {
+        let https = table
+            .routes()
+            .iter()
+            .map(|r| {
+                let covered = match (store, &r.host) {
+                    (Some(store), Some(host)) => store.covers(host),
+                    _ => false,
+                };
+                Applied::new(&r.https, covered)
+            })
+            .collect();
+        Active { table, https }
+    }
 }
 
 /// State shared by all workers.
@@ -45,6 +70,14 @@ pub(crate) struct Shared {
     pub(crate) config: ProxyConfig,
     /// The TLS side of the HTTPS listeners (`None` without HTTPS).
     pub(crate) tls: Option<TlsAcceptor>,
+    /// The bound HTTPS port, for redirects (`None` without HTTPS).
+    pub(crate) https_port: Option<u16>,
+    /// ACME challenges answered before routing.
+    pub(crate) challenges: Arc<Challenges>,
+    /// Maintenance mode, when on.
+    pub(crate) maintenance: arc_swap::ArcSwapOption<crate::policy::Maintenance>,
+    /// The access log, when on.
+    pub(crate) access_log: Option<crate::access_log::AccessLog>,
 }
 
 /// What one worker's tasks share.
@@ -154,6 +187,8 @@ pub(crate) async fn run_worker(
                     tokio::spawn(async move {
                         let timeout = ctx.shared.config.client_header_timeout;
                         let stream = match tokio::time::timeout(timeout, handshake).await {
+                            // A TLS-ALPN-01 validation: the handshake was the answer.
+                            Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => return,
                             Ok(Ok(stream)) => stream,
                             Ok(Err(e)) => {
                                 tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
@@ -232,7 +267,13 @@ async fn serve_connection<S>(
         shutdown: &mut shutdown,
     };
     let prefix = match h1server::serve(fast, &mut stream).await {
-        h1server::Outcome::Closed => return,
+        h1server::Outcome::Closed => {
+            // Close the write side: over TLS this sends close_notify, without which clients
+            // see an unexpected EOF (OpenSSL 3 then refuses to resume the session). Bounded:
+            // a client that reads nothing must not hold the connection.
+            let _ = tokio::time::timeout(CLOSE_GRACE, stream.shutdown()).await;
+            return;
+        }
         h1server::Outcome::Fallback(prefix) => prefix,
     };
     let io = TokioIo::new(Rewind::new(prefix, stream));

@@ -7,8 +7,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::acme::RouteHttps;
 use crate::backend::Backend;
 use crate::error::RouteError;
+use crate::policy::RoutePolicy;
+use crate::static_files::StaticSite;
 
 /// One route: requests for `host` (any host when `None`) whose path starts with
 /// `path_prefix` go to `backends` of `service`.
@@ -20,6 +23,13 @@ pub struct Route {
     pub strip_prefix: bool,
     pub service: String,
     pub backends: Vec<Arc<Backend>>,
+    /// HTTP → HTTPS redirect and HSTS, applied while a served certificate names `host`.
+    pub https: RouteHttps,
+    /// A static site the proxy serves itself (then `backends` is empty); mounted at
+    /// `path_prefix`, which is always removed before the file lookup.
+    pub site: Option<Arc<StaticSite>>,
+    /// Allow/deny lists, rate limit and response headers.
+    pub policy: Arc<RoutePolicy>,
 }
 
 /// An immutable, indexed set of routes.

@@ -16,6 +16,8 @@ use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
+use crate::acme::{Challenges, ACME_TLS_ALPN};
+
 /// How many TLS 1.2 sessions the proxy remembers for resumption by session id
 /// (TLS 1.3 resumes through stateless tickets).
 const SESSION_CACHE_SIZE: usize = 4096;
@@ -59,6 +61,9 @@ impl fmt::Debug for TlsCertificate {
 /// proxy runs.
 pub struct CertStore {
     current: ArcSwap<CertSet>,
+    /// TLS-ALPN-01 challenge certificates (and HTTP-01 tokens, which the proxy serves
+    /// from the same set).
+    challenges: Arc<Challenges>,
 }
 
 impl CertStore {
@@ -67,7 +72,20 @@ impl CertStore {
     pub fn new(certificates: Vec<TlsCertificate>) -> CertStore {
         CertStore {
             current: ArcSwap::from_pointee(CertSet::new(certificates)),
+            challenges: Arc::default(),
         }
+    }
+
+    /// The ACME challenges answered by the proxy this store belongs to.
+    pub fn challenges(&self) -> &Arc<Challenges> {
+        &self.challenges
+    }
+
+    /// Whether a served certificate names `host` (exactly or by a wildcard one label
+    /// deep), as opposed to `host` getting the default certificate.
+    pub fn covers(&self, host: &str) -> bool {
+        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        self.current.load().lookup(&host).is_some()
     }
 
     /// Replaces every certificate at once; new handshakes use the new set.
@@ -96,6 +114,12 @@ impl fmt::Debug for CertStore {
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // A TLS-ALPN-01 validation offers `acme-tls/1` alone; browsers never offer it.
+        if let Some(mut alpn) = hello.alpn() {
+            if alpn.any(|p| p == ACME_TLS_ALPN) {
+                return self.challenges.tls_alpn01_certificate(hello.server_name());
+            }
+        }
         self.select(hello.server_name())
     }
 }
@@ -158,17 +182,42 @@ impl CertSet {
 }
 
 /// The rustls server configuration of a proxy: certificates from `store`, ALPN
-/// `h2` then `http/1.1`, TLS 1.2 and 1.3 with ring, session resumption by cache and
+/// `h2` then `http/1.1` (and `acme-tls/1` for validations), TLS 1.2 and 1.3 with ring, session resumption by cache and
 /// tickets.
 pub(crate) fn server_config(store: Arc<CertStore>) -> Result<ServerConfig, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    use rustls::crypto::ring::{cipher_suite as cs, default_provider};
+    // The server's order decides (`ignore_client_order`): AES-128-GCM and ChaCha20 with
+    // SHA-256 first. Their key schedule runs on SHA-256, which has instructions of its own on
+    // current CPUs, while OpenSSL clients ask for AES-256-GCM-SHA384 first, whose SHA-384
+    // (SHA-512) HMACs were a tenth of a resumed handshake's CPU (bench: handshakes).
+    let provider = Arc::new(rustls::crypto::CryptoProvider {
+        cipher_suites: vec![
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+            cs::TLS13_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        ],
+        ..default_provider()
+    });
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_cert_resolver(store);
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // The server's order decides; `acme-tls/1` is chosen only by a client offering
+    // nothing else (a TLS-ALPN-01 validation), and such a connection is closed after the
+    // handshake.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()];
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_SIZE);
     config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    config.ignore_client_order = true;
+    // One ticket per handshake: a client resuming gets a fresh one each time (OpenSSL sends
+    // one on resumption too); the default two cost a second encryption and record each.
+    config.send_tls13_tickets = 1;
     Ok(config)
 }
 

@@ -27,9 +27,9 @@ mod supervisor;
 pub use container::{
     database_spec_hash, docker_host, network_name, volume_name, BuildSpec, ContainerInfo,
     ContainerKind, ContainerRuntime, ContainerSpec, DatabaseLogs, DatabaseState, DockerTimeouts,
-    EnsuredImage, ExecEvent, ExecStream, ImageSource, Mount, PublishedPort, PullPolicy, Ulimit,
-    LABEL_AGENT, LABEL_APP, LABEL_BUILT, LABEL_INSTANCE, LABEL_KIND, LABEL_RELEASE, LABEL_SERVICE,
-    LABEL_SPEC_HASH,
+    EnsuredImage, ExecDone, ExecEnd, ExecEvent, ExecInput, ExecPipe, ExecStream, ImageLayers,
+    ImageSource, Mount, PublishedPort, PullPolicy, Ulimit, LABEL_AGENT, LABEL_APP, LABEL_BUILT,
+    LABEL_INSTANCE, LABEL_KIND, LABEL_RELEASE, LABEL_SERVICE, LABEL_SPEC_HASH,
 };
 pub use error::RuntimeError;
 pub use follow::follow_log;

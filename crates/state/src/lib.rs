@@ -6,18 +6,24 @@
 //! attempted (a `pending` release and its `running` deployment) and clean up the latter.
 //! Every multi-row change is one transaction. Only the agent opens this database for writing.
 
+mod backups;
 mod model;
 mod schema;
+mod tasks;
+mod update;
 
 use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+pub use backups::{BackupRecord, BackupStatus};
 pub use model::{
     DeploymentKind, DeploymentOutcome, Event, EventLevel, InstanceRecord, JobRun, Recovery,
     Release, ReleaseStatus,
 };
+pub use tasks::{OnceRecord, TaskRunRecord, TaskRunStatus, TaskTrigger};
+pub use update::{RevisionRecord, RevisionStatus};
 
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -254,6 +260,34 @@ impl Store {
 
     /// Deletes the configuration of releases beyond the newest `keep` activated ones (never
     /// the current release). Returns the ids pruned.
+    /// Records the revision a release was made from.
+    pub fn set_release_revision(
+        &self,
+        release: i64,
+        revision: &str,
+        author: &str,
+        message: &str,
+    ) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE releases SET revision = ?2, revision_author = ?3, revision_message = ?4 WHERE id = ?1",
+                params![release, revision, author, message],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The ids of the releases that are not pruned (their builds and code are kept).
+    pub fn retained_releases(&self) -> Result<Vec<i64>> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT id FROM releases WHERE status != 'pruned'")?;
+            let ids = stmt
+                .query_map([], |r| r.get::<_, i64>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(ids)
+        })
+    }
+
     pub fn prune_releases(&self, keep: usize) -> Result<Vec<i64>> {
         self.tx(|tx| {
             let mut stmt = tx.prepare(
@@ -393,7 +427,7 @@ impl Store {
 }
 
 const RELEASE_SELECT: &str =
-    "SELECT id, created_at, activated_at, status, config, note FROM releases";
+    "SELECT id, created_at, activated_at, status, config, note, revision, revision_author, revision_message FROM releases";
 
 fn insert_deployment(
     tx: &Transaction<'_>,

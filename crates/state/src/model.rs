@@ -51,6 +51,12 @@ pub struct Release {
     #[serde(skip)]
     pub config: String,
     pub note: String,
+    /// Where the release's code came from: `git:<commit>[+dirty]`, `sha256:<hash>` of the
+    /// project's files, or empty (no process service, or made before revisions were kept).
+    pub revision: String,
+    /// The commit's author and subject, for a git revision.
+    pub revision_author: String,
+    pub revision_message: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +168,9 @@ pub(crate) fn release_from_row(r: &Row<'_>) -> rusqlite::Result<Release> {
         status: ReleaseStatus::parse(&r.get::<_, String>(3)?),
         config: r.get(4)?,
         note: r.get(5)?,
+        revision: r.get(6)?,
+        revision_author: r.get(7)?,
+        revision_message: r.get(8)?,
     })
 }
 

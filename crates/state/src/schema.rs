@@ -56,6 +56,56 @@ CREATE TABLE job_runs (
     message   TEXT NOT NULL DEFAULT ''
 );
 "#,
+    r#"
+CREATE TABLE backups (
+    id             TEXT PRIMARY KEY,
+    started_at     TEXT NOT NULL,
+    finished_at    TEXT,
+    status         TEXT NOT NULL CHECK (status IN ('running', 'complete', 'failed')),
+    trigger        TEXT NOT NULL,
+    message        TEXT NOT NULL DEFAULT '',
+    manifest       TEXT NOT NULL DEFAULT '',
+    verified_at    TEXT,
+    verify_ok      INTEGER,
+    verify_message TEXT NOT NULL DEFAULT ''
+);
+"#,
+    r#"
+CREATE TABLE task_runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    task        TEXT NOT NULL,
+    trigger     TEXT NOT NULL CHECK (trigger IN ('once', 'schedule', 'manual')),
+    release_id  INTEGER,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    status      TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'timed_out', 'skipped', 'interrupted')),
+    exit_code   INTEGER,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    duration_ms INTEGER,
+    message     TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX task_runs_by_task ON task_runs (task, id);
+ALTER TABLE releases ADD COLUMN revision TEXT NOT NULL DEFAULT '';
+ALTER TABLE releases ADD COLUMN revision_author TEXT NOT NULL DEFAULT '';
+ALTER TABLE releases ADD COLUMN revision_message TEXT NOT NULL DEFAULT '';
+CREATE TABLE update_revisions (
+    commit_id  TEXT PRIMARY KEY,
+    status     TEXT NOT NULL CHECK (status IN ('deploying', 'deployed', 'failed')),
+    release_id INTEGER,
+    at         TEXT NOT NULL,
+    message    TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE tasks_once (
+    task       TEXT PRIMARY KEY,
+    run_id     INTEGER NOT NULL,
+    release_id INTEGER,
+    ran_at     TEXT NOT NULL
+);
+"#,
 ];
 
 pub(crate) fn prepare(conn: &Connection) -> Result<()> {

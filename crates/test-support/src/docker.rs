@@ -25,6 +25,10 @@ pub const BUSYBOX_IMAGE: &str = "dockhand-test/busybox:latest";
 pub const POSTGRES_IMAGE: &str = "dockhand-test/postgres:15";
 /// Redis 7: `redis-server` as user `redis` in `/data`, port 6379, `redis-cli` included.
 pub const REDIS_IMAGE: &str = "dockhand-test/redis:7";
+/// MariaDB 10.11 with the official image's contract (`MARIADB_USER`, `MARIADB_PASSWORD`,
+/// `MARIADB_DATABASE`, `MARIADB_RANDOM_ROOT_PASSWORD`, `/var/lib/mysql`, port 3306, user
+/// `mysql`); `mariadb`, `mariadb-dump` and `mariadb-admin` inside.
+pub const MARIADB_IMAGE: &str = "dockhand-test/mariadb:10.11";
 
 /// Panics with an install hint unless a Docker Engine answers.
 pub fn require_docker() {

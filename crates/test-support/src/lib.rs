@@ -4,7 +4,10 @@
 
 pub mod docker;
 mod load;
+pub mod pebble;
 mod procs;
+pub mod s3;
+pub mod target;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -77,6 +80,8 @@ pub fn signal_and_wait(child: &mut Child, signal: nix::sys::signal::Signal) -> O
 pub struct Sandbox {
     dir: tempfile::TempDir,
     bin: PathBuf,
+    /// Set in the environment of every command (e.g. `DOCKHAND_SSH_CONFIG`).
+    env: Vec<(String, String)>,
 }
 
 impl Sandbox {
@@ -87,7 +92,14 @@ impl Sandbox {
                 .tempdir()
                 .expect("create a temp dir"),
             bin: PathBuf::from(dockhand_bin),
+            env: Vec::new(),
         }
+    }
+
+    /// Sets `name=value` in the environment of every command run in the sandbox.
+    pub fn with_env(mut self, name: &str, value: &str) -> Sandbox {
+        self.env.push((name.to_string(), value.to_string()));
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -114,7 +126,12 @@ impl Sandbox {
             .current_dir(self.path())
             .env_remove("DOCKHAND_SOCKET")
             .env("NO_COLOR", "1")
+            // Each agent serves /metrics on a port of its own (debug builds read this).
+            .env("DOCKHAND_METRICS_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
         c
     }
 
@@ -129,22 +146,47 @@ impl Sandbox {
 
     /// Runs `dockhand ARGS` to completion (at most two minutes).
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_for(args, Duration::from_secs(120))
+    }
+
+    /// Runs `dockhand ARGS` to completion, at most `limit`.
+    pub fn run_for(&self, args: &[&str], limit: Duration) -> Output {
         let mut child = self
             .cmd(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn dockhand");
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let deadline = Instant::now() + limit;
+        // The pipes are drained while waiting: a chatty command must not block on them.
+        let mut stdout = child.stdout.take().expect("stdout");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let out_reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut stdout, &mut buf);
+            buf
+        });
+        let err_reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut stderr, &mut buf);
+            buf
+        });
+        let collect = |child: &mut Child,
+                       out_reader: std::thread::JoinHandle<Vec<u8>>,
+                       err_reader: std::thread::JoinHandle<Vec<u8>>| Output {
+            status: child.wait().expect("wait"),
+            stdout: out_reader.join().unwrap_or_default(),
+            stderr: err_reader.join().unwrap_or_default(),
+        };
         loop {
             if child.try_wait().expect("wait").is_some() {
-                return child.wait_with_output().expect("output");
+                return collect(&mut child, out_reader, err_reader);
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                let out = child.wait_with_output().expect("output");
+                let out = collect(&mut child, out_reader, err_reader);
                 panic!(
-                    "dockhand {args:?} did not finish within 2 minutes\nstdout: {}\nstderr: {}",
+                    "dockhand {args:?} did not finish within {limit:?}\nstdout: {}\nstderr: {}",
                     String::from_utf8_lossy(&out.stdout),
                     String::from_utf8_lossy(&out.stderr)
                 );

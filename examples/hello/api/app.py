@@ -1,6 +1,7 @@
 """The hello API: a visit counter in SQLite, served by Python's standard library only.
 
-Routes: GET /api/health (checks the database), GET|POST /api/visits, GET /api/info.
+Routes: GET /api (a page listing the others), GET /api/health (checks the database),
+GET|POST /api/visits, GET /api/info.
 Environment: PORT (default 8000), DATA_DIR (default .dockhand/data, relative to the working
 directory), GREETING, DOCKHAND_RELEASE (set by Dockhand). One log line per request on stdout.
 On SIGTERM it stops accepting connections, lets running requests finish and exits 0.
@@ -115,6 +116,15 @@ class Tracker:
 
 TRACKER = Tracker()
 
+INDEX_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>hello API</title></head>
+<body><h1>hello API</h1><ul>
+<li><a href="/api/info">GET /api/info</a>: the greeting, this process and its release</li>
+<li><a href="/api/visits">GET /api/visits</a> (POST counts a visit)</li>
+<li><a href="/api/health">GET /api/health</a>: the health check Dockhand polls</li>
+</ul><p><a href="/">back to the page</a></p></body></html>
+"""
+
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive; every response carries Content-Length
@@ -138,7 +148,9 @@ class Handler(BaseHTTPRequestHandler):
             path = urlsplit(self.path).path
             method = "GET" if self.command == "HEAD" else self.command
             try:
-                if path == "/api/health" and method == "GET":
+                if path in ("/api", "/api/") and method == "GET":
+                    self.send_page(INDEX_PAGE)
+                elif path == "/api/health" and method == "GET":
                     self.health()
                 elif path == "/api/visits" and method in ("GET", "POST"):
                     count = visits(increment=method == "POST")
@@ -151,6 +163,15 @@ class Handler(BaseHTTPRequestHandler):
             except Exception as err:  # one failing request must not take the server down
                 log("ERROR", f"{self.command} {path} failed: {err!r}")
                 self.send_json(500, {"error": "internal error"})
+
+    def send_page(self, html):
+        body = html.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def health(self):
         try:

@@ -44,6 +44,25 @@ pub async fn ensure(
                 tag: tag.clone(),
             })
         }
+        ImagePlan::Prebuilt { image, tag } => {
+            sink(Progress {
+                step: "image".into(),
+                message: format!("using {image}, built before the deploy, as {tag}"),
+                service: Some(svc.name.clone()),
+            });
+            rt.tag_image(image, tag).await.map_err(|e| {
+                AgentError::from(e).map_message(|m| {
+                    format!(
+                        "image of service `{}`: {m}; deploy again to send it",
+                        svc.name
+                    )
+                })
+            })?;
+            ImageSource::Reference {
+                image: tag.clone(),
+                pull: dockhand_runtime::PullPolicy::Never,
+            }
+        }
         ImagePlan::Retained { tag } => ImageSource::Reference {
             image: tag.clone(),
             pull: dockhand_runtime::PullPolicy::Never,

@@ -13,14 +13,14 @@ use dockhand_config::{AppConfig, Secrets};
 use dockhand_proxy::RouteTable;
 use dockhand_state::{DeploymentOutcome, Recovery};
 
-use super::plan::{DeployKind, GateCheck, HookPhase, Plan, Step, KEEP_RELEASES};
+use super::plan::{DeployKind, GateCheck, HookPhase, Plan, StaticPlan, Step, KEEP_RELEASES};
 use super::{gate, hooks, instances, DeployOutcome, Deployer, Failure};
 use crate::containers::{self, Images};
 use crate::error::{AgentError, Result};
 use crate::events::EventKind;
 use crate::fleet::{backends_by_service, ActiveRelease, LiveInstance};
 use crate::runtimes::Runtimes;
-use crate::{routes, Sink};
+use crate::{routes, statics, Sink};
 
 /// One plan being executed.
 pub(super) struct Execution<'a> {
@@ -32,6 +32,10 @@ pub(super) struct Execution<'a> {
     images: Images,
     /// The instances this plan started, in start order.
     new: Vec<LiveInstance>,
+    /// The static services' sites of this release, loaded at their `static` step.
+    sites: std::collections::BTreeMap<String, Arc<dockhand_proxy::StaticSite>>,
+    /// Release directories of static files this plan staged (removed if it aborts).
+    staged: bool,
     /// The routing table to the new instances, built at `commit`.
     table: Option<RouteTable>,
     committed: bool,
@@ -58,6 +62,8 @@ impl<'a> Execution<'a> {
             started_at: Instant::now(),
             images: Images::new(),
             new: Vec::new(),
+            sites: Default::default(),
+            staged: false,
             table: None,
             committed: false,
             announced: false,
@@ -163,12 +169,14 @@ impl<'a> Execution<'a> {
                 }
                 ran
             }
+            Step::Static { service, source } => self.stage(plan, service, source).await,
             Step::Start { service, instances } => self.start(plan, service, instances).await,
             Step::Gate { checks } => self.gate(plan, checks).await,
             Step::Commit => {
                 let config = self.config()?;
-                let table = routes::build_table(config, &backends_by_service(&self.new))
-                    .map_err(|e| AgentError::runtime(format!("routing table: {e}")))?;
+                let table =
+                    routes::build_table(config, &backends_by_service(&self.new), &self.sites)
+                        .map_err(|e| AgentError::runtime(format!("routing table: {e}")))?;
                 self.d
                     .store
                     .finish_deployment(plan.deployment, DeploymentOutcome::Succeeded, "serving")
@@ -187,14 +195,15 @@ impl<'a> Execution<'a> {
                 let config = self.config()?;
                 let table = match self.table.take() {
                     Some(t) => t,
-                    None => routes::build_table(config, &backends_by_service(&self.new)).map_err(
-                        |e| {
-                            AgentError::internal(format!(
-                                "routing table of release {}: {e}",
-                                plan.release
-                            ))
-                        },
-                    )?,
+                    None => {
+                        routes::build_table(config, &backends_by_service(&self.new), &self.sites)
+                            .map_err(|e| {
+                                AgentError::internal(format!(
+                                    "routing table of release {}: {e}",
+                                    plan.release
+                                ))
+                            })?
+                    }
                 };
                 let old_table = self.d.proxy.set_routes(table);
                 self.d.fleet.serve(ActiveRelease {
@@ -360,6 +369,93 @@ impl<'a> Execution<'a> {
         Ok(())
     }
 
+    /// A static service's files for the release: copied (a new release) and indexed.
+    async fn stage(&mut self, plan: &Plan, service: &str, source: &StaticPlan) -> Result<()> {
+        let config = self.config()?;
+        let svc = &config.services[service];
+        let Some(site_config) = &svc.static_site else {
+            return Err(AgentError::internal(format!(
+                "a static step for service `{service}`, which has no `static`"
+            )));
+        };
+        let layout = &self.d.layout;
+        match source {
+            StaticPlan::CopyDir(dir) => {
+                self.staged = true;
+                self.say(
+                    "static",
+                    Some(service),
+                    format!("copying {}", dir.display()),
+                );
+                let staged = statics::stage_dir(layout, service, plan.release, dir).await?;
+                if !staged.skipped.is_empty() {
+                    self.warnings.push(format!(
+                        "service `{service}`: {} symlink(s) leading outside {} are not served: {}",
+                        staged.skipped.len(),
+                        dir.display(),
+                        staged.skipped.join(", ")
+                    ));
+                }
+            }
+            StaticPlan::CopyFromImage(path) => {
+                self.staged = true;
+                let Some(image) = self.images.get(service).cloned() else {
+                    return Err(AgentError::internal(format!(
+                        "service `{service}` has no image to copy its static files from"
+                    )));
+                };
+                self.say(
+                    "static",
+                    Some(service),
+                    format!("copying {path} out of {image}"),
+                );
+                let rt = self.d.runtimes.containers().await?;
+                let job = format!("static-r{}-{service}", plan.release);
+                let spec = containers::job_spec(
+                    config,
+                    svc,
+                    plan.release,
+                    &job,
+                    &image,
+                    Vec::new(),
+                    "true",
+                    layout.hook_log(service, "static", plan.release),
+                );
+                let archive = layout
+                    .static_release(service, plan.release)
+                    .with_extension("tar");
+                if let Some(parent) = archive.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        AgentError::environment(format!(
+                            "could not create {}: {e}",
+                            parent.display()
+                        ))
+                    })?;
+                }
+                rt.copy_from_image(spec, path, &archive, Duration::from_secs(600))
+                    .await?;
+                let staged =
+                    statics::stage_archive(layout, service, plan.release, path, &archive).await?;
+                if !staged.skipped.is_empty() {
+                    self.warnings.push(format!(
+                        "service `{service}`: {} symlink(s) leading outside {path} are not served: {}",
+                        staged.skipped.len(),
+                        staged.skipped.join(", ")
+                    ));
+                }
+            }
+            StaticPlan::Retained => {}
+        }
+        let site = statics::load(layout, service, plan.release, site_config).await?;
+        self.say(
+            "static",
+            Some(service),
+            format!("{} file(s) ready", site.len()),
+        );
+        self.sites.insert(service.to_string(), site);
+        Ok(())
+    }
+
     /// The app's Docker network, before the first container of the plan.
     async fn ensure_network(&mut self, config: &AppConfig) -> Result<()> {
         if !self.network_ready {
@@ -435,8 +531,12 @@ impl<'a> Execution<'a> {
     /// Releases, builds and log files beyond retention. Failures are logged: leftovers cost
     /// disk, not correctness.
     async fn prune(&self) {
-        if let Err(e) = self.d.store.prune_releases(KEEP_RELEASES) {
-            tracing::warn!("could not prune old releases: {e}");
+        match self.d.store.prune_releases(KEEP_RELEASES) {
+            Ok(pruned) => statics::remove(&self.d.layout, &pruned),
+            Err(e) => tracing::warn!("could not prune old releases: {e}"),
+        }
+        if let Ok(keep) = self.d.store.retained_releases() {
+            crate::snapshot::prune(&self.d.layout, &keep);
         }
         let Some(config) = self.config else { return };
         crate::logs::prune(&self.d.layout, &self.d.fleet.live_ids(), config);
@@ -472,6 +572,9 @@ impl<'a> Execution<'a> {
             ),
         );
         instances::retire(self.d, &self.new).await;
+        if self.staged {
+            statics::remove(&self.d.layout, &[plan.release]);
+        }
         if let Err(e) =
             self.d
                 .store

@@ -57,7 +57,7 @@ pub async fn run(
                 .process()
                 .run_once(OneShot {
                     command: command.to_string(),
-                    workdir: svc.workdir.clone(),
+                    workdir: crate::snapshot::workdir(&d.layout, config, release, svc),
                     env,
                     timeout: HOOK_TIMEOUT,
                     log_path: Some(log_path),

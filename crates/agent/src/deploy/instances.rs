@@ -91,7 +91,7 @@ pub async fn start(
                 instance_id: id.to_string(),
                 service: svc.name.clone(),
                 command: svc.command.clone(),
-                workdir: svc.workdir.clone(),
+                workdir: crate::snapshot::workdir(&d.layout, config, release, svc),
                 env,
                 log_path: log_path.clone(),
                 restart: runtime_restart(svc.restart),

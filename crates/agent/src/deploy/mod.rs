@@ -14,6 +14,7 @@ pub mod plan;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,10 +85,71 @@ impl Deployer {
         requested_by: &str,
         sink: Sink<'_>,
     ) -> Result<DeployOutcome> {
+        self.deploy_prebuilt(config, kind, requested_by, &BTreeMap::new(), sink)
+            .await
+    }
+
+    /// [`Deployer::deploy_new`] with images built elsewhere (by service) standing in for
+    /// the builds.
+    pub async fn deploy_prebuilt(
+        &self,
+        config: AppConfig,
+        kind: DeployKind,
+        requested_by: &str,
+        prebuilt: &BTreeMap<String, String>,
+        sink: Sink<'_>,
+    ) -> Result<DeployOutcome> {
         let config_json = config_json(&config);
+        // The code is copied before anything is committed: a copy that fails (a full disk)
+        // stops the deploy like a configuration error.
+        let code = if crate::snapshot::needed(&config) {
+            let pending = self
+                .layout
+                .releases_dir()
+                .join(format!("pending-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&pending);
+            let revision = crate::snapshot::take(&config, &self.layout, &pending).await?;
+            Some((revision, Some(pending)))
+        } else if crate::snapshot::has_process_services(&config) {
+            Some((
+                crate::snapshot::revision(&config, &self.layout).await?,
+                None,
+            ))
+        } else {
+            None
+        };
         let (release, deployment) =
             self.store
                 .begin_deploy(&config_json, requested_by, kind.note())?;
+        if let Some((revision, pending)) = code {
+            let dest = self.layout.release_src(release);
+            let moved = match &pending {
+                Some(pending) => {
+                    let _ = std::fs::remove_dir_all(&dest);
+                    std::fs::rename(pending, &dest)
+                }
+                None => Ok(()),
+            };
+            match moved {
+                Ok(()) => self.store.set_release_revision(
+                    release,
+                    &revision.id,
+                    revision.author.as_deref().unwrap_or(""),
+                    revision.message.as_deref().unwrap_or(""),
+                )?,
+                Err(e) => {
+                    if let Some(pending) = &pending {
+                        let _ = std::fs::remove_dir_all(pending);
+                    }
+                    self.events.warn(
+                        EventKind::Deploy,
+                        Some(release),
+                        None,
+                        &format!("the release's code could not be kept ({e}); its process services run from the project directory"),
+                    );
+                }
+            }
+        }
         self.events.info(
             EventKind::Deploy,
             Some(release),
@@ -99,6 +161,7 @@ impl Deployer {
             release,
             deployment,
             config: &config,
+            prebuilt,
         };
         Ok(self.run(target, sink).await)
     }
@@ -148,11 +211,13 @@ impl Deployer {
                 release.id
             ),
         );
+        let none = BTreeMap::new();
         let target = Target {
             kind: DeployKind::Rollback,
             release: release.id,
             deployment,
             config: &config,
+            prebuilt: &none,
         };
         Ok(self.run(target, sink).await)
     }
@@ -161,6 +226,25 @@ impl Deployer {
     /// leftover processes and containers, and starts the committed release (if any), routing
     /// to each instance as soon as it passes its health check. An error leaves the agent up
     /// (with nothing serving) so that a fixed configuration can be deployed.
+    /// Takes the app down for a restore: every route answers 503 (a route without a
+    /// backend), then every instance stops. `restart` brings the committed release back.
+    /// The minimal maintenance mode of restores; the edge's maintenance page replaces the
+    /// empty routes when it lands.
+    pub async fn stop_for_maintenance(&self) {
+        if let Some(config) = self.fleet.serving_config() {
+            if let Ok(table) =
+                crate::routes::build_table(&config, &Default::default(), &Default::default())
+            {
+                self.proxy.set_routes(table);
+            }
+        }
+        let all = self.fleet.take_all();
+        stop_all(&self.prober, &all).await;
+        for inst in &all {
+            let _ = self.store.remove_instance(&inst.id);
+        }
+    }
+
     pub async fn restart(&self, sink: Sink<'_>) -> Result<()> {
         let unfinished = Unfinished {
             pending: self

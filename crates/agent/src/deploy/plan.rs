@@ -5,7 +5,7 @@
 //! A deploy, reload or rollback:
 //!
 //! ```text
-//! database…  image…  pre_deploy…  start… (depends_on order)  gate  commit  swap  drain  stop  post_deploy…  prune
+//! database…  image…  static…  pre_deploy…  start… (depends_on order)  gate  commit  swap  drain  stop  post_deploy…  prune
 //! ```
 //!
 //! Every step before `commit` is undone by stopping what the plan started: the serving release
@@ -15,13 +15,13 @@
 //! once it passes its health check):
 //!
 //! ```text
-//! recover  reap  database…  image…  start…  swap
+//! recover  reap  database…  image…  static…  start…  swap
 //! ```
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dockhand_config::{AppConfig, ProxySettings, PullPolicy, ServiceConfig};
+use dockhand_config::{AppConfig, ProxySettings, PullPolicy, ServiceConfig, StaticSource};
 
 /// Releases retained for rollback beyond the current one.
 pub const KEEP_RELEASES: usize = 10;
@@ -75,6 +75,9 @@ pub struct Target<'a> {
     /// The deployment record of this attempt (0 for a restart, which has none).
     pub deployment: i64,
     pub config: &'a AppConfig,
+    /// Images already built elsewhere (a remote deploy's local build, sent layer by layer),
+    /// by service: tagged as the release's build instead of building.
+    pub prebuilt: &'a BTreeMap<String, String>,
 }
 
 /// What the agent saw before planning.
@@ -154,6 +157,9 @@ pub enum Step {
     },
     /// Make a container service's image present.
     Image { service: String, source: ImagePlan },
+    /// Make a static service's files for this release ready for the proxy: copied for a new
+    /// release, the retained copy for a rollback or restart.
+    Static { service: String, source: StaticPlan },
     /// A deploy hook in a one-off job of the new release (its environment, image, volumes).
     Hook {
         service: String,
@@ -195,6 +201,7 @@ impl Step {
             Step::Reap { .. } => "reap",
             Step::Database { .. } => "database",
             Step::Image { .. } => "image",
+            Step::Static { .. } => "static",
             Step::Hook {
                 phase: HookPhase::PreDeploy,
                 ..
@@ -228,10 +235,23 @@ pub enum DatabaseAction {
 pub enum ImagePlan {
     /// Build the service's `build` context as `tag` (a new release).
     Build { tag: String },
+    /// Tag `image`, built elsewhere and already here, as `tag` (a new release of a remote
+    /// deploy that built locally).
+    Prebuilt { image: String, tag: String },
     /// The build of an earlier release, which must still be there (never rebuilt).
     Retained { tag: String },
     /// An image reference, pulled per its policy.
     Reference { image: String, pull: PullPolicy },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StaticPlan {
+    /// Copy the directory into the release's own (a new release).
+    CopyDir(std::path::PathBuf),
+    /// Copy this directory out of the service's image (a new release).
+    CopyFromImage(String),
+    /// The copy made when the release was new.
+    Retained,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,7 +302,7 @@ pub fn plan(target: Target<'_>, observed: &Observed) -> Plan {
             );
         }
     }
-    prepare(&mut plan, config, observed);
+    prepare(&mut plan, config, observed, target.prebuilt);
     hooks(&mut plan, config, HookPhase::PreDeploy);
     let started = start(&mut plan, config);
     plan.steps.push(Step::Gate {
@@ -343,7 +363,7 @@ pub fn plan_restart(committed: Option<(i64, &AppConfig)>, observed: &Observed) -
         containers: committed.is_some_and(|(_, c)| c.uses_containers()),
     });
     if let Some((_, config)) = committed {
-        prepare(&mut plan, config, observed);
+        prepare(&mut plan, config, observed, &BTreeMap::new());
         start(&mut plan, config);
         plan.steps.push(Step::Swap);
     }
@@ -396,7 +416,12 @@ pub fn build_tag(svc: &ServiceConfig, release: i64) -> Option<String> {
 }
 
 /// The databases, then the images of the container services.
-fn prepare(plan: &mut Plan, config: &AppConfig, observed: &Observed) {
+fn prepare(
+    plan: &mut Plan,
+    config: &AppConfig,
+    observed: &Observed,
+    prebuilt: &BTreeMap<String, String>,
+) {
     for db in config.databases.values() {
         let seen = observed
             .databases
@@ -425,7 +450,13 @@ fn prepare(plan: &mut Plan, config: &AppConfig, observed: &Observed) {
     for svc in config.services.values() {
         let Some(c) = &svc.container else { continue };
         let source = match build_tag(svc, plan.release) {
-            Some(tag) if plan.kind.builds() => ImagePlan::Build { tag },
+            Some(tag) if plan.kind.builds() => match prebuilt.get(&svc.name) {
+                Some(image) => ImagePlan::Prebuilt {
+                    image: image.clone(),
+                    tag,
+                },
+                None => ImagePlan::Build { tag },
+            },
             Some(tag) => ImagePlan::Retained { tag },
             None => ImagePlan::Reference {
                 image: c.image.clone(),
@@ -433,6 +464,20 @@ fn prepare(plan: &mut Plan, config: &AppConfig, observed: &Observed) {
             },
         };
         plan.steps.push(Step::Image {
+            service: svc.name.clone(),
+            source,
+        });
+    }
+    for svc in config.services.values() {
+        let Some(site) = &svc.static_site else {
+            continue;
+        };
+        let source = match (&site.source, plan.kind.builds()) {
+            (StaticSource::Dir(dir), true) => StaticPlan::CopyDir(dir.clone()),
+            (StaticSource::Image(path), true) => StaticPlan::CopyFromImage(path.clone()),
+            (_, false) => StaticPlan::Retained,
+        };
+        plan.steps.push(Step::Static {
             service: svc.name.clone(),
             source,
         });
@@ -459,6 +504,9 @@ fn hooks(plan: &mut Plan, config: &AppConfig, phase: HookPhase) {
 fn start<'c>(plan: &mut Plan, config: &'c AppConfig) -> Vec<(&'c ServiceConfig, String)> {
     let mut all = Vec::new();
     for svc in start_order(config) {
+        if svc.static_site.is_some() {
+            continue; // served by the proxy: nothing runs
+        }
         let ids: Vec<String> = (0..svc.replicas)
             .map(|i| instance_id(plan.deployment, plan.release, &svc.name, i))
             .collect();

@@ -38,7 +38,8 @@ impl Harness {
         let events = Events::new(store.clone(), Redactor::default());
         let fleet = Fleet::default();
         let boot = config_in(dir.path(), "v0", "");
-        let (proxy, _) = ProxyService::bind(&boot, fleet.clone()).unwrap();
+        let (proxy, _) =
+            ProxyService::bind(&boot, fleet.clone(), &dir.path().join("access.log")).unwrap();
         let d = Deployer {
             layout,
             store,

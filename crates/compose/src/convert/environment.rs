@@ -15,23 +15,7 @@ use crate::NoteKind;
 
 /// Whether an environment variable's name says it holds a secret.
 pub fn looks_secret(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    if upper.ends_with("_FILE") || upper.ends_with("_PATH") {
-        return false;
-    }
-    [
-        "PASSWORD",
-        "PASSWD",
-        "PASS",
-        "PWD",
-        "SECRET",
-        "TOKEN",
-        "KEY",
-        "CREDENTIAL",
-        "PRIVATE",
-    ]
-    .iter()
-    .any(|w| upper.contains(w))
+    dockhand_dotenv::looks_secret(name)
 }
 
 /// The secret values found, by the name the generated file refers to them with, in the

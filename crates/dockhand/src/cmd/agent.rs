@@ -21,6 +21,10 @@ pub struct AgentArgs {
     /// without it only the agent's user can.
     #[arg(long, value_name = "GROUP")]
     pub group: Option<String>,
+    /// Do not deploy the configuration at start when nothing was deployed yet; only restart
+    /// the committed release (the unit `dockhand setup` installs: remote deploys ask for it).
+    #[arg(long)]
+    pub no_initial_deploy: bool,
 }
 
 pub fn run(g: &Global, args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -32,7 +36,12 @@ pub fn run(g: &Global, args: AgentArgs) -> anyhow::Result<ExitCode> {
             .root()
             .to_path_buf(),
     };
-    let mut opts = AgentOptions::for_project(&config, &state_dir, StartMode::DeployIfNoRelease);
+    let mode = if args.no_initial_deploy {
+        StartMode::Never
+    } else {
+        StartMode::DeployIfNoRelease
+    };
+    let mut opts = AgentOptions::for_project(&config, &state_dir, mode);
     if let Some(socket) = &g.socket {
         opts.socket_path = socket.clone();
     }

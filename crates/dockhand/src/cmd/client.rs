@@ -10,8 +10,18 @@ use dockhand_api::{discover_socket, Client, Frame, Progress, Request};
 use crate::output;
 use crate::Global;
 
-/// A client for the agent found from `--socket`, `$DOCKHAND_SOCKET` or the directories.
+/// A client for the agent: on the server of `--host` / `-d` / `$DOCKHAND_HOST` through SSH,
+/// else the one found from `--socket`, `$DOCKHAND_SOCKET` or the directories.
 pub(crate) fn client(g: &Global) -> anyhow::Result<Client> {
+    if let Some(dest) = super::remote::destination(g)? {
+        let session = super::remote::connect(g, &dest, &super::remote::ssh_options())?;
+        return Ok(super::remote::bridge_client(&session));
+    }
+    local_client(g)
+}
+
+/// A client for the agent on this machine.
+pub(crate) fn local_client(g: &Global) -> anyhow::Result<Client> {
     let cwd = std::env::current_dir()?;
     let path =
         discover_socket(g.socket.as_deref(), &cwd).map_err(|e| output::from_client(e, g.json))?;
@@ -23,7 +33,15 @@ pub(crate) fn call_with_progress<T: serde::de::DeserializeOwned>(
     g: &Global,
     req: &Request,
 ) -> anyhow::Result<T> {
-    let client = client(g)?;
+    call_with_progress_on(g, client(g)?, req)
+}
+
+/// Like [`call_with_progress`], through `client`.
+pub(crate) fn call_with_progress_on<T: serde::de::DeserializeOwned>(
+    g: &Global,
+    client: Client,
+    req: &Request,
+) -> anyhow::Result<T> {
     let printer = ProgressPrinter::new(g.json);
     let answer = client.call_typed(req, |f| printer.show_frame(f));
     printer.finish();

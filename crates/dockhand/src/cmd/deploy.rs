@@ -6,17 +6,38 @@ use std::process::ExitCode;
 use console::style;
 use dockhand_api::{DeployReport, Request};
 
-use super::client::{call_with_progress, requested_by};
+use super::client::{call_with_progress, call_with_progress_on, requested_by};
 use crate::output::{self, print_json};
 use crate::Global;
 
-pub fn deploy(g: &Global) -> anyhow::Result<ExitCode> {
-    run_deploy(
-        g,
-        &Request::Deploy {
-            requested_by: requested_by(),
-        },
-    )
+/// `dockhand deploy [--revision REF]`.
+#[derive(clap::Args, Debug)]
+pub struct DeployArgs {
+    /// Check this git commit, tag or branch out in the project first (fetched from the
+    /// `[update]` remote when it is not known here) and deploy it; the checkout goes back
+    /// if the release fails.
+    #[arg(long, value_name = "REF")]
+    pub revision: Option<String>,
+    #[command(flatten)]
+    pub remote: crate::RemoteArgs,
+}
+
+pub fn deploy(g: &Global, revision: Option<String>) -> anyhow::Result<ExitCode> {
+    let mut req = Request::Deploy {
+        requested_by: requested_by(),
+        images: Default::default(),
+        revision,
+    };
+    if let Some(dest) = super::remote::destination(g)? {
+        // The project, and the images built here, go to the server first.
+        let (client, sent) = super::remote::prepare_deploy(g, &dest)?;
+        if let Request::Deploy { images, .. } = &mut req {
+            images.clone_from(&sent.prebuilt);
+        }
+        let report: DeployReport = call_with_progress_on(g, client, &req)?;
+        return Ok(render_remote_report(g, &report, &sent));
+    }
+    run_deploy(g, &req)
 }
 
 pub fn rollback(g: &Global, release: Option<i64>) -> anyhow::Result<ExitCode> {
@@ -30,12 +51,16 @@ pub fn rollback(g: &Global, release: Option<i64>) -> anyhow::Result<ExitCode> {
 }
 
 pub fn reload(g: &Global) -> anyhow::Result<ExitCode> {
-    let result: Option<DeployReport> = call_with_progress(
-        g,
-        &Request::Reload {
-            requested_by: requested_by(),
-        },
-    )?;
+    let req = Request::Reload {
+        requested_by: requested_by(),
+    };
+    let result: Option<DeployReport> = match super::remote::destination(g)? {
+        Some(dest) => {
+            let (client, _) = super::remote::prepare_deploy(g, &dest)?;
+            call_with_progress_on(g, client, &req)?
+        }
+        None => call_with_progress(g, &req)?,
+    };
     match result {
         Some(report) => Ok(render_report(g, &report)),
         None => {
@@ -46,6 +71,30 @@ pub fn reload(g: &Global) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// A remote deploy's report: with `--json`, the agent's report plus `remote` (what was sent).
+fn render_remote_report(
+    g: &Global,
+    report: &DeployReport,
+    sent: &super::remote::Transferred,
+) -> ExitCode {
+    if !g.json {
+        return render_report(g, report);
+    }
+    let mut value = serde_json::to_value(report).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.insert(
+            "remote".into(),
+            serde_json::to_value(sent).unwrap_or_default(),
+        );
+    }
+    print_json(&value);
+    if report.succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(output::FAILED)
     }
 }
 

@@ -19,6 +19,8 @@ pub struct EventsArgs {
     /// Keep printing new events as they happen (one JSON object per line with --json).
     #[arg(short, long)]
     pub follow: bool,
+    #[command(flatten)]
+    pub remote: crate::RemoteArgs,
 }
 
 pub fn run(g: &Global, args: EventsArgs) -> anyhow::Result<ExitCode> {

@@ -29,6 +29,12 @@ pub struct LogsArgs {
     /// Only lines of this level or more severe (detected in common log formats).
     #[arg(long, value_enum)]
     pub level: Option<MinLevel>,
+    /// The proxy's access log (`[proxy] access_log`) instead: SERVICE, --since and --level
+    /// (error: 5xx, warn: 4xx and 5xx) filter its JSON lines.
+    #[arg(long)]
+    pub access: bool,
+    #[command(flatten)]
+    pub remote: crate::RemoteArgs,
 }
 
 /// The levels `--level` accepts.
@@ -55,6 +61,7 @@ pub fn run(g: &Global, args: LogsArgs) -> anyhow::Result<ExitCode> {
             MinLevel::Info => LogLevel::Info,
         }),
         follow: args.follow,
+        access: args.access,
     });
     let stdout = std::io::stdout();
     let result = client.call(&req, |f| {

@@ -2,18 +2,31 @@
 //! the client commands share; `run` dispatches each subcommand to one function.
 
 pub mod agent;
+pub mod alerts;
+pub mod backup;
+pub mod certs;
 pub mod check;
 pub mod client;
 pub mod db;
 pub mod deploy;
+pub mod doctor;
 pub mod events;
 pub mod exec;
 pub mod import;
 pub mod loadtest;
 pub mod logs;
+pub mod maintenance;
+pub mod move_app;
+pub mod provision;
 pub mod releases;
+pub mod remote;
+pub mod run;
+pub mod secrets;
+pub mod setup;
 pub mod status;
+pub mod tasks;
 pub mod up;
+pub mod update;
 
 use std::process::ExitCode;
 
@@ -22,20 +35,55 @@ use clap::CommandFactory;
 use crate::{Cli, Command};
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let g = cli.global;
+    let mut g = cli.global;
     match cli.command {
         Command::Up(args) => up::run(&g, args),
         Command::Agent(args) => agent::run(&g, args),
         Command::Check(args) => check::run(&g, args),
-        Command::Deploy => deploy::deploy(&g),
-        Command::Rollback { release } => deploy::rollback(&g, release),
-        Command::Reload => deploy::reload(&g),
-        Command::Status => status::run(&g),
-        Command::Releases => releases::run(&g),
-        Command::Events(args) => events::run(&g, args),
-        Command::Logs(args) => logs::run(&g, args),
-        Command::Exec { service, command } => exec::run(&g, &service, command),
-        Command::Db(crate::DbCommand::Upgrade { name }) => db::upgrade(&g, &name),
+        Command::Deploy(args) => deploy::deploy(&g.on(args.remote), args.revision),
+        Command::Rollback { release, remote } => deploy::rollback(&g.on(remote), release),
+        Command::Reload(remote) => deploy::reload(&g.on(remote)),
+        Command::Status(remote) => status::run(&g.on(remote)),
+        Command::Releases(remote) => releases::run(&g.on(remote)),
+        Command::Events(args) => {
+            g.remote = args.remote.clone();
+            events::run(&g, args)
+        }
+        Command::Logs(args) => {
+            g.remote = args.remote.clone();
+            logs::run(&g, args)
+        }
+        Command::Exec {
+            service,
+            command,
+            remote,
+        } => exec::run(&g.on(remote), &service, command),
+        Command::Run(args) => {
+            g.remote = args.remote.clone();
+            run::run(&g, args)
+        }
+        Command::Secrets(args) => secrets::run(&g, args),
+        Command::Update { command, remote } => update::run(&g.on(remote), command),
+        Command::Tasks(args) => {
+            g.remote = args.remote.clone();
+            tasks::run(&g, args)
+        }
+        Command::Db(crate::DbCommand::Upgrade { name, remote }) => {
+            db::upgrade(&g.on(remote), &name)
+        }
+        Command::Certs { command, remote } => certs::run(&g.on(remote), command),
+        Command::Maintenance {
+            switch,
+            service,
+            remote,
+        } => maintenance::run(&g.on(remote), switch, service),
+        Command::Alerts { command, remote } => alerts::run(&g.on(remote), command),
+        Command::Backup { command, remote } => backup::run(&g.on(remote), command),
+        Command::Setup(args) => setup::run(&g, *args),
+        Command::Move(args) => move_app::run(&g, *args),
+        Command::Doctor(args) => doctor::run(&g, args),
+        Command::Provision(args) => provision::run(&g, args),
+        Command::Remote(args) => remote::serve(&g, args),
         Command::Import(args) => import::run(&g, args),
         Command::Loadtest(args) => loadtest::run(&g, *args),
         Command::Completions { shell } => {
@@ -46,6 +94,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &mut std::io::stdout(),
             );
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+impl crate::Global {
+    /// These global options, working on the server `remote` names.
+    fn on(&self, remote: crate::RemoteArgs) -> crate::Global {
+        crate::Global {
+            remote,
+            ..self.clone()
         }
     }
 }

@@ -45,16 +45,29 @@ pub fn run(g: &Global) -> anyhow::Result<ExitCode> {
         println!("{} {https}", style("https").dim());
         for cert in &report.agent.certificates {
             println!(
-                "{} {}  expires {}",
+                "{} {}  expires {}  ({})",
                 style("certificate").dim(),
                 cert.names.join(", "),
-                cert.not_after
+                cert.not_after,
+                cert.source.as_str()
             );
         }
         if report.agent.certificates.is_empty() {
             println!(
-                "{} none loaded: HTTPS handshakes fail (see the agent's log)",
-                style("certificate").red()
+                "{} none yet: automatic certificates are being requested (`dockhand certs` shows progress)",
+                style("certificate").yellow()
+            );
+        } else if let Some(soonest) = report
+            .agent
+            .certificates
+            .iter()
+            .min_by(|a, b| a.not_after.cmp(&b.not_after))
+        {
+            println!(
+                "{} {} ({})",
+                style("soonest expiry").dim(),
+                soonest.not_after,
+                soonest.names.join(", ")
             );
         }
     }
@@ -93,6 +106,17 @@ pub fn run(g: &Global) -> anyhow::Result<ExitCode> {
                 .map(|r| format!("  route {r}"))
                 .unwrap_or_default()
         );
+        if let Some(t) = &svc.traffic {
+            println!(
+                "  {:.1} req/s  5xx {:.1} %  p99 {}  (last {} min)",
+                t.per_second,
+                t.error_ratio * 100.0,
+                t.p99_ms
+                    .map(|p| format!("≤{p} ms"))
+                    .unwrap_or_else(|| "-".into()),
+                t.window_secs / 60
+            );
+        }
         for i in &svc.instances {
             println!(
                 "  {:<22} {:<10} {:<10} pid {:<7} port {:<6} up {:<6} restarts {}",
@@ -110,6 +134,33 @@ pub fn run(g: &Global) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+    }
+    if let Some(h) = &report.host {
+        let disks: Vec<String> = h
+            .disks
+            .iter()
+            .map(|d| format!("{} {:.0} %", d.mount, d.used_ratio * 100.0))
+            .collect();
+        println!(
+            "\n{} cpu {}  memory {:.0} %  load {:.2}  disk {}",
+            style("host").bold(),
+            h.cpu_ratio
+                .map(|c| format!("{:.0} %", c * 100.0))
+                .unwrap_or_else(|| "-".into()),
+            h.memory_used_ratio * 100.0,
+            h.load1,
+            disks.join(", ")
+        );
+    }
+    for a in &report.alerts {
+        println!(
+            "{} {} ({}) since {}: {}",
+            style("ALERT").red().bold(),
+            a.rule,
+            a.subject,
+            a.since,
+            a.summary
+        );
     }
     for db in &report.databases {
         all_healthy &= db.state == DatabaseState::Running;

@@ -145,6 +145,16 @@ fn announce(g: &Global, agent: &Agent, project: &Path, state: &Path, cwd: &Path,
     }
     println!("    {exe} deploy              new release, zero downtime");
     println!("    {exe} rollback            back to the previous release");
+    if agent.has_backups() {
+        println!(
+            "    {exe} backup run          an encrypted backup now (then: backup list, verify)"
+        );
+    }
+    if urls.iter().any(|u| u.starts_with("https://")) {
+        println!(
+            "    {exe} certs trust         make this machine trust the local HTTPS certificate"
+        );
+    }
     println!();
     println!("  Ctrl-C stops everything");
 }

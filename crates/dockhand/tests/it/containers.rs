@@ -605,3 +605,41 @@ fn kill_9_during_a_container_deploy_leaves_no_orphan_container() {
     assert_eq!(releases[1]["id"].as_i64(), Some(committed), "{releases}");
     assert_eq!(releases[1]["status"], "current", "{releases}");
 }
+
+/// A static service whose files come out of a built image: copied per release (no container
+/// of it keeps running), served by the proxy, and a rollback serves the earlier build's files.
+#[test]
+fn a_static_site_from_a_built_image_is_copied_per_release_and_rolls_back() {
+    ensure_test_images();
+    let app = unique_app("stat");
+    let _cleanup = AppCleanup::new(&app);
+    let sb = sandbox();
+    let write = |v: &str| {
+        sb.write(
+            "site/Dockerfile",
+            &format!("FROM {BUSYBOX_IMAGE}\nCOPY html /usr/share/site\n"),
+        );
+        sb.write("site/html/index.html", &format!("<p>image {v}</p>"));
+        sb.write("site/html/assets/app.css", "body{}");
+    };
+    write("one");
+    sb.write(
+        "dockhand.toml",
+        &format!(
+            "app = \"{app}\"\n[proxy]\nlisten = \"127.0.0.1:0\"\n[services.web]\nbuild = \"site\"\nstatic = {{ path = \"/usr/share/site\", fallback = \"/index.html\" }}\nroute = {{ host = \"app.test\" }}\n"
+        ),
+    );
+    let _agent = sb.start_agent();
+    assert!(get(&sb, "/").contains("image one"));
+    assert!(get(&sb, "/deep/link").contains("image one"), "the fallback");
+    assert_eq!(get(&sb, "/assets/app.css"), "body{}");
+    write("two");
+    expect(&sb, &["deploy"], 0);
+    assert!(get(&sb, "/").contains("image two"));
+    expect(&sb, &["rollback"], 0);
+    assert!(get(&sb, "/").contains("image one"));
+    assert!(
+        running(&app, "job").is_empty() && running(&app, "service").is_empty(),
+        "nothing of a static service runs"
+    );
+}

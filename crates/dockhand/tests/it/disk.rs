@@ -7,10 +7,10 @@ use crate::crash::http_get;
 use crate::{expect, sandbox, testapp_toml};
 
 /// A small tmpfs mounted over a directory, unmounted on drop.
-struct SmallDisk(std::path::PathBuf);
+pub(crate) struct SmallDisk(std::path::PathBuf);
 
 impl SmallDisk {
-    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
+    pub(crate) fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
         std::fs::create_dir_all(dir).unwrap();
         let out = Command::new("mount")
             .args([

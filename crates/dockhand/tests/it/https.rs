@@ -191,7 +191,7 @@ fn a_certificate_ending_within_two_weeks_is_warned_about_when_the_agent_starts()
         !warning.is_null()
     });
     assert_eq!(warning["level"], "warn", "{warning}");
-    assert_eq!(warning["kind"], "proxy", "{warning}");
+    assert_eq!(warning["kind"], "certificate", "{warning}");
     let message = warning["message"].as_str().unwrap();
     assert!(
         (message.contains("site.pem expires in 4 day(s)")

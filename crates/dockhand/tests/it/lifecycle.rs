@@ -317,8 +317,15 @@ fn status_shows_the_agents_subsystems_ready() {
         subsystems,
         [
             ("proxy".to_string(), "ready".to_string()),
+            ("certificates".into(), "ready".into()),
             ("health prober".into(), "ready".into()),
             ("scheduler".into(), "ready".into()),
+            ("backups".into(), "ready".into()),
+            ("tasks".into(), "ready".into()),
+            ("updates".into(), "ready".into()),
+            ("monitor".into(), "ready".into()),
+            ("alerter".into(), "ready".into()),
+            ("release watch".into(), "ready".into()),
             ("socket server".into(), "ready".into()),
         ]
     );

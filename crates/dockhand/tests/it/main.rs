@@ -2,6 +2,8 @@
 //! binary (to keep link time down); each test has its own sandbox directory, state and ports,
 //! so they run in parallel.
 
+mod acme;
+mod backups;
 mod cli;
 mod containers;
 mod crash;
@@ -12,8 +14,15 @@ mod import;
 mod lifecycle;
 mod loadtest;
 mod migrations;
+mod monitoring;
+mod remote;
+mod revisions;
 mod secrets;
+mod secrets_cmd;
+mod static_sites;
+mod tasks;
 mod up;
+mod update;
 mod websocket;
 mod zero_downtime;
 

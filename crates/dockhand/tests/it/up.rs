@@ -14,9 +14,11 @@ use crate::{expect, sandbox, show};
 fn up_serves_the_bundled_example_and_stops_cleanly_on_ctrl_c() {
     let sb = sandbox();
     let port = free_port();
+    let https_port = free_port();
     let mut child = sb
         .cmd(&["up", "--json"])
         .env("DOCKHAND_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DOCKHAND_HTTPS_LISTEN", format!("127.0.0.1:{https_port}"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -50,10 +52,56 @@ fn up_serves_the_bundled_example_and_stops_cleanly_on_ctrl_c() {
     let addr = format!("127.0.0.1:{port}");
     let page = crate::crash::http_get(&addr, "localhost", "/");
     assert!(page.contains("Dockhand"), "{page}");
+    // Every URL `up` prints answers with a page (the web page is static files the proxy
+    // serves; `/api` is the API's index page).
+    for url in urls.iter().filter(|u| u.starts_with("http://")) {
+        let path = url.splitn(4, '/').nth(3).unwrap_or("");
+        let page = crate::crash::http_get(&addr, "localhost", &format!("/{path}"));
+        assert!(
+            page.to_ascii_lowercase().contains("<!doctype html>"),
+            "{url}: {page}"
+        );
+    }
     let health = crate::crash::http_get(&addr, "localhost", "/api/health");
     assert!(health.contains("\"ok\""), "{health}");
     let visits = crate::crash::http_get(&addr, "localhost", "/api/visits");
     assert!(visits.contains("count"), "{visits}");
+
+    // Local HTTPS: the example is served over TLS with the local CA's certificate, which a
+    // client that trusts that CA (as `certs trust` prints it) accepts.
+    assert!(
+        urls.contains(&format!("https://localhost:{https_port}/").as_str()),
+        "{urls:?}"
+    );
+    let mut ca = serde_json::Value::Null;
+    dockhand_test_support::wait_until("the local certificate", Duration::from_secs(30), || {
+        let (_, report) = sb.json(&["certs"]);
+        let valid = report["certificates"].as_array().is_some_and(|rows| {
+            rows.iter()
+                .any(|r| r["host"] == "localhost" && r["state"] == "valid")
+        });
+        ca = report["local_ca"].clone();
+        valid && ca.is_object()
+    });
+    let (code, trust) = sb.json(&["certs", "trust"]);
+    assert_eq!(code, Some(0), "{trust}");
+    assert_eq!(trust["pem"], ca["pem"]);
+    assert!(
+        trust["instructions"]
+            .to_string()
+            .contains("update-ca-certificates"),
+        "{trust}"
+    );
+    let page = crate::acme::https_get_trusting(
+        ca["pem"].as_str().unwrap(),
+        format!("127.0.0.1:{https_port}").parse().unwrap(),
+        "localhost",
+        "/api/health",
+    );
+    assert!(page.contains("\"ok\""), "{page}");
+    // Plain HTTP on localhost is not redirected (the local CA is trusted only once told).
+    let page = crate::crash::http_get(&addr, "localhost", "/api/health");
+    assert!(page.contains("\"ok\""), "{page}");
 
     // The example was written where the user can edit it; commands from here reach the agent.
     assert!(sb.path().join(".dockhand/example/dockhand.toml").exists());
@@ -65,6 +113,18 @@ fn up_serves_the_bundled_example_and_stops_cleanly_on_ctrl_c() {
     assert!(out.status.success(), "{}", show(&out));
     let out = sb.run(&["rollback"]);
     assert!(out.status.success(), "{}", show(&out));
+
+    // Local backups work out of the box: the visit counter's database and the app's files,
+    // encrypted to the key pair `up` made, and a restore drill of them passes.
+    let (code, backup) = sb.json(&["backup", "run"]);
+    assert_eq!(code, Some(0), "{backup}");
+    let (code, drill) = sb.json(&["backup", "verify"]);
+    assert_eq!(code, Some(0), "{drill}");
+    let drilled = drill.to_string();
+    assert!(
+        drilled.contains("visits") && drilled.contains("app"),
+        "{drill}"
+    );
 
     // Ctrl-C: everything stops, nothing is left behind.
     assert_eq!(signal_and_wait(&mut child, Signal::SIGINT), Some(0));

@@ -3,12 +3,17 @@
 
 mod support;
 
+mod acme;
 mod client_side;
+mod compression;
 mod drain;
 mod failures;
 mod framing;
+mod hostile;
 mod limits;
+mod policies;
 mod proxying;
 mod routing;
+mod static_site;
 mod tls;
 mod upgrade;

@@ -9,6 +9,9 @@ fn r(host: Option<&str>, prefix: &str, service: &str) -> Route {
         strip_prefix: false,
         service: service.to_owned(),
         backends: Vec::new(),
+        https: Default::default(),
+        site: None,
+        policy: Default::default(),
     }
 }
 

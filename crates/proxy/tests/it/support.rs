@@ -44,6 +44,9 @@ pub fn route(prefix: &str, backends: Vec<Arc<Backend>>) -> Route {
         strip_prefix: false,
         service: "web".to_owned(),
         backends,
+        https: Default::default(),
+        site: None,
+        policy: Default::default(),
     }
 }
 

@@ -24,7 +24,7 @@ use tokio_rustls::TlsConnector;
 use crate::support::*;
 
 /// A self-signed certificate for `names`, as the proxy takes it.
-fn certificate(names: &[&str]) -> TlsCertificate {
+pub(crate) fn certificate(names: &[&str]) -> TlsCertificate {
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(names.clone())
@@ -40,7 +40,7 @@ fn certificate(names: &[&str]) -> TlsCertificate {
     )
 }
 
-fn https_config(certs: Vec<TlsCertificate>) -> ProxyConfig {
+pub(crate) fn https_config(certs: Vec<TlsCertificate>) -> ProxyConfig {
     ProxyConfig {
         https: Some(HttpsConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -50,7 +50,7 @@ fn https_config(certs: Vec<TlsCertificate>) -> ProxyConfig {
     }
 }
 
-fn https_addr(proxy: &ProxyHandle) -> SocketAddr {
+pub(crate) fn https_addr(proxy: &ProxyHandle) -> SocketAddr {
     proxy.https_addr().expect("proxy has an HTTPS listener")
 }
 
@@ -105,7 +105,7 @@ impl ServerCertVerifier for AnyCertificate {
 }
 
 /// A client that accepts any certificate, offering `alpn`.
-fn client_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+pub(crate) fn client_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -118,7 +118,7 @@ fn client_config(alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
 }
 
 /// Connects over TLS sending `sni` (an IP address sends none) and offering `alpn`.
-async fn connect(addr: SocketAddr, sni: &str, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
+pub(crate) async fn connect(addr: SocketAddr, sni: &str, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
     connect_with(client_config(alpn), addr, sni).await
 }
 
@@ -137,7 +137,7 @@ async fn connect_with(
 }
 
 /// The DNS names of the certificate the server presented.
-fn served_names(stream: &TlsStream<TcpStream>) -> Vec<String> {
+pub(crate) fn served_names(stream: &TlsStream<TcpStream>) -> Vec<String> {
     let (_, conn) = stream.get_ref();
     let der = &conn.peer_certificates().expect("a server certificate")[0];
     let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
@@ -155,12 +155,12 @@ fn served_names(stream: &TlsStream<TcpStream>) -> Vec<String> {
         .collect()
 }
 
-fn negotiated_alpn(stream: &TlsStream<TcpStream>) -> Option<Vec<u8>> {
+pub(crate) fn negotiated_alpn(stream: &TlsStream<TcpStream>) -> Option<Vec<u8>> {
     stream.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
 }
 
 /// One HTTP/1.1 GET over an established TLS stream.
-async fn get_over(stream: TlsStream<TcpStream>, host: &str, path: &str) -> Answer {
+pub(crate) async fn get_over(stream: TlsStream<TcpStream>, host: &str, path: &str) -> Answer {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
@@ -420,4 +420,33 @@ async fn a_large_response_arrives_whole_over_tls_to_a_slow_reader() {
     let body = &raw[body_start..];
     assert_eq!(body.len(), SIZE);
     assert!(body.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+}
+
+/// Regression: a connection the proxy closes after a response ended without TLS
+/// close_notify, which OpenSSL 3 clients report as an unexpected EOF and then refuse to
+/// resume the session (every "resumed" handshake of `openssl s_time -reuse` was a full one).
+#[tokio::test]
+async fn a_connection_closed_after_its_response_ends_with_close_notify() {
+    let up = named_upstream("up").await;
+    let proxy = start(
+        https_config(vec![certificate(&["shop.test"])]),
+        vec![route("/", vec![backend(up)])],
+    );
+    let mut stream = connect(https_addr(&proxy), "shop.test", &[b"http/1.1"]).await;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: shop.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    // rustls reports a close without close_notify as an UnexpectedEof error.
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut out))
+        .await
+        .expect("the proxy closes the connection")
+        .expect("a clean TLS close (close_notify)");
+    let text = String::from_utf8_lossy(&out);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("up"),
+        "{text}"
+    );
+    proxy.shutdown(Duration::from_secs(1)).await;
 }

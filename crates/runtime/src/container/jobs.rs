@@ -261,7 +261,7 @@ impl ContainerRuntime {
     }
 
     /// The exit code of a finished exec (it may take a moment to be recorded).
-    async fn exec_exit_code(&self, exec_id: &str) -> Option<i32> {
+    pub(crate) async fn exec_exit_code(&self, exec_id: &str) -> Option<i32> {
         for _ in 0..40 {
             let info = self
                 .api(
@@ -279,7 +279,7 @@ impl ContainerRuntime {
     }
 
     /// Kills an exec'd process through its host pid (the Engine API has no exec kill).
-    async fn kill_exec(&self, exec_id: &str) {
+    pub(crate) async fn kill_exec(&self, exec_id: &str) {
         let info = self
             .api(
                 || "failed to inspect exec".to_string(),

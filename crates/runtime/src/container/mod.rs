@@ -15,8 +15,10 @@ mod image;
 mod inventory;
 mod jobs;
 mod logstream;
+mod pipe;
 mod spec;
 mod supervise;
+mod transfer;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,10 +32,12 @@ use crate::spec::LogRotation;
 pub use database::{database_spec_hash, DatabaseLogs, DatabaseState};
 pub use inventory::ContainerInfo;
 pub use jobs::{ExecEvent, ExecStream};
+pub use pipe::{ExecDone, ExecEnd, ExecInput, ExecPipe};
 pub use spec::{
     network_name, volume_name, BuildSpec, ContainerKind, ContainerSpec, EnsuredImage, ImageSource,
     Mount, PublishedPort, PullPolicy, Ulimit,
 };
+pub use transfer::ImageLayers;
 
 /// Label: the app a Docker object belongs to.
 pub const LABEL_APP: &str = "dockhand.app";

@@ -49,8 +49,11 @@ fn target(kind: DeployKind, release: i64, deployment: i64, config: &AppConfig) -
         release,
         deployment,
         config,
+        prebuilt: &NO_PREBUILT,
     }
 }
+
+static NO_PREBUILT: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
 
 fn labels(plan: &Plan) -> Vec<&'static str> {
     plan.steps.iter().map(Step::label).collect()
@@ -495,11 +498,13 @@ fn build_tags_replace_the_tag_and_keep_registry_ports() {
         hooks: Default::default(),
         container: None,
         depends_on: Vec::new(),
+        static_site: None,
     };
     assert_eq!(build_tag(&svc, 3), None);
     let mut c = dockhand_config::ContainerConfig {
         image: "registry.local:5000/shop/api".into(),
         build: Some(dockhand_config::BuildConfig {
+            on: Default::default(),
             context: "/x".into(),
             dockerfile: "/x/Dockerfile".into(),
             target: None,
@@ -523,4 +528,45 @@ fn build_tags_replace_the_tag_and_keep_registry_ports() {
     c.image = "shop/api:1.2".into();
     svc.container = Some(c);
     assert_eq!(build_tag(&svc, 12).as_deref(), Some("shop/api:r12"));
+}
+
+#[test]
+fn a_static_service_is_copied_for_a_new_release_reused_by_a_rollback_and_never_started() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.dir.path().join("dist")).unwrap();
+    let config = p.config(
+        "app = \"site\"\n[services.web]\nstatic = \"dist\"\nroute = { path = \"/\" }\n[services.api]\ncommand = \"api\"\nport = 8000\nhealth = { path = \"/h\" }\nroute = { path = \"/api\" }\n",
+    );
+    let deploy = plan(
+        target(DeployKind::Deploy, 2, 3, &config),
+        &Observed::default(),
+    );
+    assert_eq!(
+        labels(&deploy),
+        ["static", "start", "gate", "commit", "swap", "prune"]
+    );
+    assert_eq!(
+        deploy.steps[0],
+        Step::Static {
+            service: "web".into(),
+            source: StaticPlan::CopyDir(p.dir.path().join("dist")),
+        }
+    );
+    assert!(matches!(&deploy.steps[1], Step::Start { service, .. } if service == "api"));
+    let rollback = plan(
+        target(DeployKind::Rollback, 1, 4, &config),
+        &Observed::default(),
+    );
+    assert_eq!(
+        rollback.steps[0],
+        Step::Static {
+            service: "web".into(),
+            source: StaticPlan::Retained,
+        }
+    );
+    let restart = plan_restart(Some((2, &config)), &Observed::default());
+    assert_eq!(
+        labels(&restart),
+        ["recover", "reap", "static", "start", "swap"]
+    );
 }

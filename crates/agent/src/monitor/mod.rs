@@ -1,0 +1,486 @@
+//! The monitor: a [`Subsystem`] that samples, every `[monitor] interval`, what the proxy
+//! counted per backend (so per service, route and release), each instance's CPU, memory,
+//! restarts and health, and the host (CPU, memory, swap, load, disks, network); keeps the
+//! figures in its store (`series.rs`: raw for an hour, roll-ups for 48 hours and 30 days,
+//! written to `metrics.json` in the state directory within a fixed budget) and serves them
+//! in Prometheus' text format on `[monitor] metrics_listen` (`prometheus.rs`).
+//!
+//! Others read it through [`MonitorHandle`]: the window queries (`traffic`) behind the
+//! alert rules, the watch after a deploy and `status`, and a tick after each sample.
+
+mod host;
+mod prometheus;
+pub mod series;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dockhand_config::MonitorConfig;
+use dockhand_proxy::{Backend, BackendSnapshot, ProxyHandle, ProxyMetrics};
+use tokio::sync::watch;
+
+use crate::certs::CertHandle;
+use crate::error::Result;
+use crate::events::{EventKind, Events};
+use crate::fleet::Fleet;
+use crate::layout::StateLayout;
+use crate::subsystem::{BoxFuture, Context, Subsystem};
+
+pub use host::HostSample;
+pub use series::Traffic;
+
+/// How often the store is written to disk.
+const PERSIST_EVERY: Duration = Duration::from_secs(300);
+
+/// One instance as last sampled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceSample {
+    pub service: String,
+    pub instance: String,
+    pub release: i64,
+    pub serving: bool,
+    pub running: bool,
+    /// `None` without a health check or before the first verdict.
+    pub healthy: Option<bool>,
+    pub restarts: u32,
+    pub cpu_seconds: Option<f64>,
+    pub rss_bytes: Option<u64>,
+}
+
+/// Cumulative proxy counts by (service, release).
+type ByRelease = BTreeMap<(String, i64), BackendSnapshot>;
+
+/// What the monitor knows, shared with its handle.
+#[derive(Default)]
+struct State {
+    /// Per backend: what it is and its counters when last read.
+    backends: HashMap<u64, Tracked>,
+    /// Cumulative counts by (service, route), for `/metrics`.
+    routes: BTreeMap<(String, String), BackendSnapshot>,
+    /// Cumulative counts by (service, release), for the window queries.
+    releases: ByRelease,
+    /// (unix milliseconds, `releases` then), one per sample, for an hour.
+    history: VecDeque<(u64, ByRelease)>,
+    proxy: ProxyMetrics,
+    instances: Vec<InstanceSample>,
+    host: HostSample,
+    /// The previous host reading's CPU jiffies, for the busy ratio.
+    host_cpu_ratio: Option<f64>,
+    certificates: Vec<(String, i64)>,
+    store: series::SeriesStore,
+    serving: Option<i64>,
+    samples: u64,
+}
+
+struct Tracked {
+    backend: Arc<Backend>,
+    service: String,
+    route: String,
+    release: i64,
+    last: BackendSnapshot,
+}
+
+/// What other parts of the agent read of the monitor. Cheap to clone.
+#[derive(Clone)]
+pub struct MonitorHandle {
+    state: Arc<Mutex<State>>,
+    ticks: watch::Sender<u64>,
+    metrics_addr: Arc<Mutex<Option<SocketAddr>>>,
+}
+
+impl MonitorHandle {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes after every sample.
+    pub fn ticks(&self) -> watch::Receiver<u64> {
+        self.ticks.subscribe()
+    }
+
+    /// The address `/metrics` is served on (when it is).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        *self.metrics_addr.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the proxy counted for `service` (one release of it, or all) over the last
+    /// `window`, from the samples; `None` before two samples span any time.
+    pub fn traffic(
+        &self,
+        service: &str,
+        release: Option<i64>,
+        window: Duration,
+    ) -> Option<Traffic> {
+        let st = self.state();
+        let (now, latest) = st.history.back()?;
+        let since = now.saturating_sub(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
+        let (then, earlier) = st
+            .history
+            .iter()
+            .find(|(t, _)| *t >= since)
+            .filter(|(t, _)| t < now)?;
+        let sum = |m: &ByRelease| {
+            let mut out = BackendSnapshot::default();
+            for ((s, r), snap) in m {
+                if s == service && release.is_none_or(|want| want == *r) {
+                    out.add(snap);
+                }
+            }
+            out
+        };
+        let delta = sum(latest).since(&sum(earlier));
+        Some(series::traffic(&delta, (now - then) as f64 / 1000.0))
+    }
+
+    /// The instances as last sampled.
+    pub fn instances(&self) -> Vec<InstanceSample> {
+        self.state().instances.clone()
+    }
+
+    /// The host as last sampled, and its CPU busy ratio over the last interval.
+    pub fn host(&self) -> (HostSample, Option<f64>) {
+        let st = self.state();
+        (st.host.clone(), st.host_cpu_ratio)
+    }
+
+    /// Served certificates and their days left.
+    pub fn certificates(&self) -> Vec<(String, i64)> {
+        self.state().certificates.clone()
+    }
+
+    /// Every metric in Prometheus' text exposition format.
+    pub fn render_prometheus(&self) -> String {
+        let st = self.state();
+        prometheus::render(&prometheus::Exposition {
+            routes: &st.routes,
+            proxy: &st.proxy,
+            instances: &st.instances,
+            host: &st.host,
+            certificates: &st.certificates,
+            samples: st.samples,
+            dropped_series: st.store.dropped,
+        })
+    }
+}
+
+/// The `[monitor]` settings the agent starts with: the committed release's (like `[proxy]`,
+/// they take effect at the next start). In debug builds `DOCKHAND_METRICS_LISTEN` replaces
+/// `metrics_listen`, so parallel tests each serve `/metrics` on a port of their own; release
+/// builds never read it.
+pub fn settings(config: &dockhand_config::AppConfig) -> MonitorConfig {
+    let mut out = config.monitor.clone();
+    if cfg!(debug_assertions) {
+        if let Some(addr) = std::env::var("DOCKHAND_METRICS_LISTEN")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            out.metrics_listen = Some(addr);
+        }
+    }
+    out
+}
+
+/// The subsystem.
+pub struct Monitor {
+    handle: MonitorHandle,
+    config: MonitorConfig,
+    fleet: Fleet,
+    proxy: ProxyHandle,
+    certs: CertHandle,
+    events: Events,
+    layout: Arc<StateLayout>,
+}
+
+impl Monitor {
+    pub fn new(
+        config: MonitorConfig,
+        fleet: Fleet,
+        proxy: ProxyHandle,
+        certs: CertHandle,
+        events: Events,
+        layout: Arc<StateLayout>,
+    ) -> (Monitor, MonitorHandle) {
+        let handle = MonitorHandle {
+            state: Arc::default(),
+            ticks: watch::channel(0).0,
+            metrics_addr: Arc::default(),
+        };
+        let monitor = Monitor {
+            handle: handle.clone(),
+            config,
+            fleet,
+            proxy,
+            certs,
+            events,
+            layout,
+        };
+        (monitor, handle)
+    }
+
+    /// Takes one sample of everything.
+    fn sample(&self) {
+        let now = unix_now();
+        let live = self.fleet.all();
+        let serving = self.fleet.serving_release();
+        let routes: HashMap<String, String> = self
+            .fleet
+            .serving_config()
+            .map(|c| {
+                c.services
+                    .values()
+                    .filter_map(|s| {
+                        let r = s.route.as_ref()?;
+                        Some((
+                            s.name.clone(),
+                            format!("{}{}", r.host.as_deref().unwrap_or(""), r.path),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut instances = Vec::with_capacity(live.len());
+        for i in &live {
+            let st = i.instance.status();
+            let proc = st.pid.and_then(host::read_process);
+            instances.push(InstanceSample {
+                service: i.service.clone(),
+                instance: i.id.clone(),
+                release: i.release,
+                serving: Some(i.release) == serving,
+                running: st.state == dockhand_runtime::InstanceState::Running,
+                healthy: i.plan.as_ref().and(i.health.verdict()),
+                restarts: st.restarts,
+                cpu_seconds: proc.map(|p| p.0),
+                rss_bytes: proc.map(|p| p.1),
+            });
+        }
+        let host = host::read_host(self.layout.root());
+        let certificates: Vec<(String, i64)> = self
+            .certs
+            .report()
+            .certificates
+            .into_iter()
+            .filter_map(|c| Some((c.host, c.days_left?)))
+            .collect();
+        let proxy = self.proxy.metrics();
+
+        let mut st = self.handle.state();
+        // The proxy's counters: a delta per backend, added to its route and release.
+        let mut seen = std::collections::HashSet::new();
+        for i in &live {
+            let Some(b) = &i.backend else { continue };
+            seen.insert(b.id());
+            b.stats().set_enabled(self.config.proxy_metrics);
+            st.backends.entry(b.id()).or_insert_with(|| Tracked {
+                backend: b.clone(),
+                service: i.service.clone(),
+                route: routes.get(&i.service).cloned().unwrap_or_default(),
+                release: i.release,
+                last: BackendSnapshot::default(),
+            });
+        }
+        let mut deltas = Vec::new();
+        for (id, t) in st.backends.iter_mut() {
+            let snap = t.backend.stats().snapshot();
+            let delta = snap.since(&t.last);
+            t.last = snap;
+            deltas.push((*id, t.service.clone(), t.route.clone(), t.release, delta));
+        }
+        // A backend gone from the fleet has had its last request (it was drained): its final
+        // counts are in, forget it.
+        st.backends.retain(|id, _| seen.contains(id));
+        for (_, service, route, release, delta) in deltas {
+            st.routes
+                .entry((service.clone(), route))
+                .or_default()
+                .add(&delta);
+            st.releases
+                .entry((service, release))
+                .or_default()
+                .add(&delta);
+        }
+        let releases = st.releases.clone();
+        let now_ms = unix_now_ms();
+        st.history.push_back((now_ms, releases));
+        while st
+            .history
+            .front()
+            .is_some_and(|(t, _)| t + series::RAW_SPAN * 1000 < now_ms)
+        {
+            st.history.pop_front();
+        }
+        let cpu_ratio = match (st.host.cpu_total, host.cpu_total) {
+            (before, after) if after > before && before > 0 => Some(
+                (host.cpu_busy.saturating_sub(st.host.cpu_busy)) as f64 / (after - before) as f64,
+            ),
+            _ => None,
+        };
+        // The store: per service traffic over the last interval, per service CPU and memory,
+        // the host.
+        let mut points: Vec<(String, f64)> = Vec::new();
+        if let Some((t0, before)) = st.history.iter().rev().nth(1) {
+            let secs = now_ms.saturating_sub(*t0).max(1) as f64 / 1000.0;
+            let mut by_service: BTreeMap<&str, (BackendSnapshot, BackendSnapshot)> =
+                BTreeMap::new();
+            for ((s, _), snap) in &st.releases {
+                by_service.entry(s).or_default().1.add(snap);
+            }
+            for ((s, _), snap) in before {
+                if let Some(e) = by_service.get_mut(s.as_str()) {
+                    e.0.add(snap);
+                }
+            }
+            for (s, (a, b)) in by_service {
+                let t = series::traffic(&b.since(&a), secs);
+                points.push((format!("service:{s}:requests_per_second"), t.per_second));
+                points.push((format!("service:{s}:error_ratio"), t.error_ratio));
+                if let Some(p) = t.p99_ms {
+                    points.push((format!("service:{s}:p99_ms"), p));
+                }
+            }
+        }
+        let mut per_service: BTreeMap<&str, u64> = BTreeMap::new();
+        for i in &instances {
+            *per_service.entry(&i.service).or_default() += i.rss_bytes.unwrap_or(0);
+        }
+        for (s, rss) in per_service {
+            points.push((format!("service:{s}:memory_bytes"), rss as f64));
+        }
+        if let Some(r) = cpu_ratio {
+            points.push(("host:cpu_ratio".into(), r));
+        }
+        points.push(("host:memory_used_ratio".into(), host.mem_used_ratio()));
+        points.push(("host:load1".into(), host.load1));
+        for d in &host.disks {
+            points.push((format!("host:disk:{}:used_ratio", d.mount), d.used_ratio()));
+        }
+        for (name, v) in points {
+            st.store.push(&name, now, v);
+        }
+        st.host_cpu_ratio = cpu_ratio.or(st.host_cpu_ratio);
+        st.host = host;
+        st.instances = instances;
+        st.certificates = certificates;
+        st.proxy = proxy;
+        st.serving = serving;
+        st.samples += 1;
+        let n = st.samples;
+        drop(st);
+        self.handle.ticks.send_replace(n);
+    }
+
+    /// Loads the store written by a previous run (a missing or unreadable file: start empty).
+    fn load(&self) {
+        let path = self.layout.metrics();
+        match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<series::SeriesStore>(&bytes) {
+                Ok(store) => self.handle.state().store = store,
+                Err(e) => tracing::warn!("ignoring unreadable {}: {e}", path.display()),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("cannot read {}: {e}", path.display()),
+        }
+    }
+
+    /// Writes the store (roll-ups only; raw samples are not kept across restarts) by an
+    /// atomic rename: a full disk leaves the previous file whole.
+    fn persist(&self) -> std::io::Result<()> {
+        let bytes = {
+            let mut st = self.handle.state();
+            st.store.forget_stale(unix_now());
+            serde_json::to_vec(&st.store).map_err(std::io::Error::other)?
+        };
+        let path = self.layout.metrics();
+        let tmp = path.with_extension("json.tmp");
+        let written = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
+    }
+}
+
+impl Subsystem for Monitor {
+    fn name(&self) -> &'static str {
+        "monitor"
+    }
+
+    fn run(self: Arc<Self>, mut ctx: Context) -> BoxFuture<Result<()>> {
+        Box::pin(async move {
+            self.load();
+            let server = match self.config.metrics_listen {
+                Some(addr) => {
+                    match prometheus::serve(addr, self.handle.clone(), ctx.shutdown.clone()).await {
+                        Ok((bound, task)) => {
+                            *self
+                                .handle
+                                .metrics_addr
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner()) = Some(bound);
+                            Some(task)
+                        }
+                        Err(e) => {
+                            let why = format!(
+                            "cannot serve /metrics on {addr}: {e}; set `[monitor] metrics_listen` to a free address (or false)"
+                        );
+                            self.events.warn(EventKind::Monitor, None, None, &why);
+                            ctx.degraded(why);
+                            None
+                        }
+                    }
+                }
+                None => None,
+            };
+            if server.is_some() || self.config.metrics_listen.is_none() {
+                ctx.ready();
+            }
+            let mut tick = tokio::time::interval(self.config.interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_persist = tokio::time::Instant::now();
+            let mut persist_failed = false;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        self.sample();
+                        if last_persist.elapsed() >= PERSIST_EVERY {
+                            last_persist = tokio::time::Instant::now();
+                            match (self.persist(), persist_failed) {
+                                (Ok(()), _) => persist_failed = false,
+                                (Err(e), false) => {
+                                    persist_failed = true;
+                                    self.events.warn(EventKind::Monitor, None, None, &format!(
+                                        "cannot write the metric store {}: {e}; the figures stay in memory (free some disk space)",
+                                        self.layout.metrics().display()
+                                    ));
+                                }
+                                (Err(_), true) => {}
+                            }
+                        }
+                    }
+                    () = ctx.shutdown.wait() => break,
+                }
+            }
+            if let Err(e) = self.persist() {
+                tracing::warn!("cannot write the metric store: {e}");
+            }
+            if let Some(task) = server {
+                let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,409 @@
+//! The update watcher (`[update]`, GitOps): a subsystem that polls the configured branch of a
+//! git remote (on an interval or a cron schedule) and deploys each new commit. A poll is one
+//! `git ls-remote` compared with the serving release's revision: an unchanged remote costs
+//! no fetch and no write. A new commit is backed up for (when `[backups]` exist), fetched,
+//! checked out in the project (`git reset --keep`, which never loses a local change), and
+//! deployed through the normal health gate; if its configuration does not load or its
+//! release fails, the checkout goes back to what serves (the old release never stopped
+//! serving), the commit is recorded as failed and is not tried again until a newer one
+//! arrives. Each outcome is an event. `dockhand update pause|resume|now|status` drive it;
+//! `dockhand deploy --revision REF` checks a revision out and deploys it by hand.
+
+pub mod git;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use dockhand_api::{CheckResult, FailedRevision, UpdateCheck, UpdateStatus};
+use dockhand_config::{AppConfig, UpdateConfig};
+use dockhand_state::{RevisionStatus, Store};
+
+use crate::backups::Backups;
+use crate::deploy::{DeployKind, DeployOutcome, Deployer};
+use crate::error::{AgentError, Result};
+use crate::events::EventKind;
+use crate::lock::DeployLock;
+use crate::scheduler::Schedule;
+use crate::subsystem::{BoxFuture, Context, Subsystem};
+
+const PAUSED: &str = "update.paused";
+
+/// The watcher and its handle (cheap to clone).
+#[derive(Clone)]
+pub struct Updater {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    deployer: Deployer,
+    lock: DeployLock,
+    backups: Backups,
+    config_path: PathBuf,
+    /// One check at a time.
+    busy: tokio::sync::Mutex<()>,
+    last: Mutex<Option<UpdateCheck>>,
+    next: Mutex<Option<chrono::DateTime<Utc>>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Updater {
+    pub fn new(
+        deployer: &Deployer,
+        lock: &DeployLock,
+        backups: &Backups,
+        config_path: &Path,
+    ) -> Updater {
+        Updater {
+            inner: Arc::new(Inner {
+                deployer: deployer.clone(),
+                lock: lock.clone(),
+                backups: backups.clone(),
+                config_path: config_path.to_path_buf(),
+                busy: tokio::sync::Mutex::new(()),
+                last: Mutex::default(),
+                next: Mutex::default(),
+                wake: tokio::sync::Notify::new(),
+            }),
+        }
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.deployer.store
+    }
+
+    fn serving(&self) -> Option<Arc<AppConfig>> {
+        self.inner.deployer.fleet.serving_config()
+    }
+
+    pub fn paused(&self) -> bool {
+        self.store().setting(PAUSED).ok().flatten().as_deref() == Some("true")
+    }
+
+    pub fn set_paused(&self, paused: bool, requested_by: &str) -> Result<UpdateStatus> {
+        self.store()
+            .set_setting(PAUSED, if paused { "true" } else { "false" })?;
+        self.inner.deployer.events.info(
+            EventKind::Update,
+            None,
+            None,
+            &format!(
+                "updates {} by {requested_by}",
+                if paused { "paused" } else { "resumed" }
+            ),
+        );
+        self.inner.wake.notify_one();
+        self.status()
+    }
+
+    /// `dockhand update status`.
+    pub fn status(&self) -> Result<UpdateStatus> {
+        let config = self.serving();
+        let update = config.as_ref().and_then(|c| c.update.clone());
+        let current = self
+            .store()
+            .current_release()?
+            .map(|r| r.revision)
+            .filter(|r| !r.is_empty());
+        let failed = self
+            .store()
+            .failed_revisions(10)?
+            .into_iter()
+            .map(|r| FailedRevision {
+                commit: r.commit,
+                at: r.at,
+                message: r.message,
+            })
+            .collect();
+        Ok(UpdateStatus {
+            configured: update.is_some(),
+            repo: update
+                .as_ref()
+                .map(|u| u.repo.clone().unwrap_or_else(|| "origin".into())),
+            branch: update.as_ref().map(|u| u.branch.clone()),
+            poll_secs: update.as_ref().and_then(|u| u.poll).map(|d| d.as_secs()),
+            schedule: update.as_ref().and_then(|u| u.schedule.clone()),
+            paused: self.paused(),
+            current_revision: current,
+            last_check: self
+                .inner
+                .last
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            next_check: (update.is_some() && !self.paused())
+                .then(|| *self.inner.next.lock().unwrap_or_else(|p| p.into_inner()))
+                .flatten()
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            failed,
+        })
+    }
+
+    /// Checks the remote now and deploys a new commit (`dockhand update now`, and each poll).
+    /// `explicit`: asked for (`update now`), which works while paused.
+    pub async fn check(&self, requested_by: &str, explicit: bool) -> Result<UpdateCheck> {
+        let _busy = self.inner.busy.lock().await;
+        let outcome = self.check_locked(requested_by, explicit).await;
+        let check = match outcome {
+            Ok(c) => c,
+            Err(e) => UpdateCheck {
+                at: dockhand_state::now(),
+                result: CheckResult::Error,
+                remote_head: None,
+                release: None,
+                message: e.message().to_string(),
+            },
+        };
+        let mut last = self.inner.last.lock().unwrap_or_else(|p| p.into_inner());
+        // A remote that cannot be read is an event once, not at every poll.
+        if check.result == CheckResult::Error
+            && last.as_ref().map(|l| (&l.result, &l.message))
+                != Some((&check.result, &check.message))
+        {
+            self.inner.deployer.events.warn(
+                EventKind::Update,
+                None,
+                None,
+                &format!("checking for updates failed: {}", check.message),
+            );
+        }
+        *last = Some(check.clone());
+        Ok(check)
+    }
+
+    async fn check_locked(&self, requested_by: &str, explicit: bool) -> Result<UpdateCheck> {
+        let done = |result, head: Option<&str>, release, message: String| UpdateCheck {
+            at: dockhand_state::now(),
+            result,
+            remote_head: head.map(str::to_string),
+            release,
+            message,
+        };
+        let config = self.serving().ok_or_else(|| {
+            AgentError::not_found("nothing is deployed yet; run `dockhand deploy` first")
+        })?;
+        let update = config
+            .update
+            .clone()
+            .ok_or_else(|| AgentError::not_found("the serving release has no [update] table"))?;
+        if self.paused() && !explicit {
+            return Ok(done(
+                CheckResult::Paused,
+                None,
+                None,
+                "updates are paused".into(),
+            ));
+        }
+        let project = config.project_dir.clone();
+        let remote = update.repo.clone().unwrap_or_else(|| "origin".into());
+        let head = git::remote_head(&project, &remote, &update.branch).await?;
+        let current = self.store().current_release()?;
+        let serving_commit = current
+            .as_ref()
+            .and_then(|r| git::revision_commit(&r.revision).map(str::to_string));
+        if serving_commit.as_deref() == Some(head.as_str()) {
+            return Ok(done(
+                CheckResult::Unchanged,
+                Some(&head),
+                current.map(|r| r.id),
+                format!("{} is what serves", short(&head)),
+            ));
+        }
+        if let Some(seen) = self.store().revision(&head)? {
+            if seen.status == RevisionStatus::Failed {
+                return Ok(done(
+                    CheckResult::KnownBad,
+                    Some(&head),
+                    None,
+                    format!(
+                        "{} failed before ({}); waiting for a newer commit",
+                        short(&head),
+                        seen.message
+                    ),
+                ));
+            }
+        }
+        let (release, message) = self
+            .deploy_commit(&config, &update, &remote, &head, requested_by)
+            .await?;
+        Ok(match release {
+            Ok(id) => done(CheckResult::Deployed, Some(&head), Some(id), message),
+            Err(id) => done(CheckResult::Failed, Some(&head), id, message),
+        })
+    }
+
+    /// Backs up, fetches, checks out and deploys `commit`; `Ok(release)` when it serves,
+    /// `Err(release)` when it failed (and the checkout went back).
+    async fn deploy_commit(
+        &self,
+        config: &AppConfig,
+        update: &UpdateConfig,
+        remote: &str,
+        commit: &str,
+        requested_by: &str,
+    ) -> Result<(std::result::Result<i64, Option<i64>>, String)> {
+        let d = &self.inner.deployer;
+        let who = format!("update to {} ({requested_by})", short(commit));
+        let _guard = self.inner.lock.acquire("update", &who)?;
+        let project = config.project_dir.clone();
+        d.events.info(
+            EventKind::Update,
+            None,
+            None,
+            &format!(
+                "new commit {} on {remote} {}; deploying it",
+                short(commit),
+                update.branch
+            ),
+        );
+        let fail = |release: Option<i64>,
+                    why: String|
+         -> Result<(std::result::Result<i64, Option<i64>>, String)> {
+            let message = format!(
+                "update to {} failed: {why}; {} will not be tried again until a newer commit arrives",
+                short(commit),
+                short(commit)
+            );
+            self.store()
+                .record_revision(commit, RevisionStatus::Failed, release, &why)?;
+            d.events.error(EventKind::Update, release, None, &message);
+            Ok((Err(release), message))
+        };
+        if update.backup && config.backups.is_some() {
+            let noop = |_: dockhand_api::Progress| {};
+            match self
+                .inner
+                .backups
+                .run(&format!("before update to {}", short(commit)), None, &noop)
+                .await
+            {
+                Ok(b) if b.state == dockhand_api::BackupState::Complete => {
+                    d.events.info(
+                        EventKind::Update,
+                        None,
+                        None,
+                        &format!(
+                            "backup {} taken before the update to {}",
+                            b.id,
+                            short(commit)
+                        ),
+                    );
+                }
+                Ok(b) => return fail(None, format!("the backup before it failed: {}", b.message)),
+                Err(e) => return fail(None, format!("the backup before it failed: {e}")),
+            }
+        }
+        git::fetch(&project, remote, &update.branch).await?;
+        let previous = git::head(&project).await?;
+        self.store()
+            .record_revision(commit, RevisionStatus::Deploying, None, "")?;
+        if let Err(e) = git::move_to(&project, commit).await {
+            return fail(
+                None,
+                format!("the project's checkout could not move to it: {e}"),
+            );
+        }
+        let outcome = self.deploy_checkout(&who).await;
+        match outcome {
+            Ok(o) if o.succeeded => {
+                self.store().record_revision(
+                    commit,
+                    RevisionStatus::Deployed,
+                    Some(o.release),
+                    "",
+                )?;
+                let (author, subject) = git::describe(&project, commit).await;
+                let message = format!(
+                    "updated to {} ({subject} by {author}): release {} is live",
+                    short(commit),
+                    o.release
+                );
+                d.events
+                    .info(EventKind::Update, Some(o.release), None, &message);
+                Ok((Ok(o.release), message))
+            }
+            Ok(o) => {
+                let _ = git::move_to(&project, &previous).await;
+                fail(Some(o.release), o.message)
+            }
+            Err(e) => {
+                let _ = git::move_to(&project, &previous).await;
+                fail(None, e.message().to_string())
+            }
+        }
+    }
+
+    /// Loads the configuration of the checkout and deploys it (the lock is held).
+    async fn deploy_checkout(&self, who: &str) -> Result<DeployOutcome> {
+        let (config, _) = crate::agent::load_config(&self.inner.config_path)?;
+        let noop = |_: dockhand_api::Progress| {};
+        self.inner
+            .deployer
+            .deploy_new(config, DeployKind::Deploy, who, &noop)
+            .await
+    }
+
+    /// When the next poll is due, from the serving release's `[update]`.
+    fn next_due(&self, after: chrono::DateTime<Utc>) -> Option<chrono::DateTime<Utc>> {
+        let update = self.serving()?.update.clone()?;
+        if let Some(expr) = &update.schedule {
+            return Schedule::cron_local(expr).ok()?.next_after(after, None);
+        }
+        let every = chrono::Duration::from_std(update.poll?).ok()?;
+        Some(after + every)
+    }
+}
+
+/// The first 12 hex digits of a commit.
+fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
+impl Subsystem for Updater {
+    fn name(&self) -> &'static str {
+        "updates"
+    }
+
+    fn run(self: Arc<Self>, mut ctx: Context) -> BoxFuture<Result<()>> {
+        Box::pin(async move {
+            let mut events = self.inner.deployer.events.subscribe();
+            ctx.ready();
+            let mut due = self.next_due(Utc::now());
+            loop {
+                *self.inner.next.lock().unwrap_or_else(|p| p.into_inner()) = due;
+                let wait = due
+                    .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                    .unwrap_or(Duration::from_secs(3600))
+                    .min(Duration::from_secs(60));
+                tokio::select! {
+                    _ = ctx.shutdown.wait() => return Ok(()),
+                    _ = self.inner.wake.notified() => {
+                        due = self.next_due(Utc::now());
+                        continue;
+                    }
+                    got = events.recv() => {
+                        if let Err(tokio::sync::broadcast::error::RecvError::Closed) = got {
+                            return Ok(());
+                        }
+                        // The first release (or one that adds [update]) starts the polls.
+                        if due.is_none() {
+                            due = self.next_due(Utc::now());
+                        }
+                        continue;
+                    }
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                if due.is_some_and(|t| Utc::now() >= t) {
+                    // Paused, the check records only that (no git command runs).
+                    let _ = self.check("poll", false).await;
+                    due = self.next_due(Utc::now());
+                }
+            }
+        })
+    }
+
+    fn stop_timeout(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+}

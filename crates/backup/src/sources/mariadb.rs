@@ -1,0 +1,256 @@
+//! MariaDB: `mariadb-dump --single-transaction` inside the database's container (one
+//! consistent InnoDB snapshot, no lock on the app), as the app's own account, whose password
+//! travels in the exec's environment (`MYSQL_PWD`), never in an argument. The record is every
+//! table's exact `COUNT(*)`, taken just before the dump. A restore recreates the database and
+//! pipes the SQL into `mariadb`; a drill does the same in a scratch container of the same
+//! image and compares the counts.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dockhand_runtime::{ContainerKind, ContainerSpec};
+use tokio::sync::mpsc;
+
+use super::postgres::Conn;
+use super::{exec_dump, exec_restore, exec_text, Docker, Dump, Facts};
+use crate::error::{BackupError, Result};
+use crate::manifest::SourceKind;
+
+const SHORT: Duration = Duration::from_secs(60);
+
+/// Inside the container, the server is on its loopback.
+const HOST: &str = "127.0.0.1";
+
+fn env(conn: &Conn) -> Vec<(String, String)> {
+    vec![("MYSQL_PWD".into(), conn.password.clone())]
+}
+
+/// `mariadb` as the app's account, batch mode, no column names.
+fn client(conn: &Conn, database: Option<&str>, sql: &str) -> Vec<String> {
+    let mut cmd = vec![
+        "mariadb".to_string(),
+        "--connect-timeout=10".into(),
+        "-h".into(),
+        HOST.into(),
+        "-u".into(),
+        conn.user.clone(),
+        "-N".into(),
+        "-B".into(),
+        "-e".into(),
+        sql.into(),
+    ];
+    if let Some(db) = database {
+        cmd.push(db.into());
+    }
+    cmd
+}
+
+async fn query(d: &Docker<'_>, conn: &Conn, sql: &str) -> Result<String> {
+    let cmd = client(conn, Some(&conn.database), sql);
+    let refs: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    exec_text(d.rt, &conn.container, &refs, &env(conn), None, SHORT).await
+}
+
+/// The version, the database's size and every table's exact row count.
+pub async fn facts(d: &Docker<'_>, conn: &Conn) -> Result<Facts> {
+    let head = query(
+        d,
+        conn,
+        "SELECT VERSION(); SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = DATABASE(); SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY table_name",
+    )
+    .await?;
+    let mut lines = head.lines();
+    let version = lines.next().unwrap_or("").trim().to_string();
+    let size = lines.next().and_then(|l| l.trim().parse().ok());
+    let tables: Vec<String> = lines.map(|l| l.trim().to_string()).collect();
+    let counts = if tables.is_empty() {
+        BTreeMap::new()
+    } else {
+        let sql = tables
+            .iter()
+            .map(|t| format!("SELECT {}, COUNT(*) FROM {}", quote_str(t), quote_ident(t)))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        parse_counts(&query(d, conn, &sql).await?)
+    };
+    Ok(Facts {
+        version,
+        image: String::new(),
+        source_bytes: size,
+        counts,
+    })
+}
+
+/// Starts the dump.
+pub async fn dump(d: &Docker<'_>, conn: &Conn) -> Result<Dump> {
+    exec_dump(
+        d.rt,
+        SourceKind::Mariadb,
+        &conn.container,
+        vec![
+            "mariadb-dump".into(),
+            "--single-transaction".into(),
+            "--quick".into(),
+            "--routines".into(),
+            "--triggers".into(),
+            "--no-tablespaces".into(),
+            "-h".into(),
+            HOST.into(),
+            "-u".into(),
+            conn.user.clone(),
+            conn.database.clone(),
+        ],
+        env(conn),
+        None,
+        d.timeout,
+    )
+    .await
+}
+
+/// Replaces the live database with the dump: dropped, created again, the SQL piped in.
+pub async fn restore(
+    d: &Docker<'_>,
+    conn: &Conn,
+    sql: mpsc::Receiver<io::Result<Bytes>>,
+) -> Result<()> {
+    let db = quote_ident(&conn.database);
+    let cmd = client(
+        conn,
+        None,
+        &format!("DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"),
+    );
+    let refs: Vec<&str> = cmd.iter().map(String::as_str).collect();
+    exec_text(d.rt, &conn.container, &refs, &env(conn), None, SHORT)
+        .await
+        .map_err(|e| {
+            BackupError::restore(e.message)
+                .context(format_args!("recreating database `{}`", conn.database))
+        })?;
+    restore_into(d, conn, sql).await
+}
+
+async fn restore_into(
+    d: &Docker<'_>,
+    conn: &Conn,
+    sql: mpsc::Receiver<io::Result<Bytes>>,
+) -> Result<()> {
+    let end = exec_restore(
+        d.rt,
+        &conn.container,
+        vec![
+            "mariadb".into(),
+            "--connect-timeout=10".into(),
+            "-h".into(),
+            HOST.into(),
+            "-u".into(),
+            conn.user.clone(),
+            conn.database.clone(),
+        ],
+        env(conn),
+        None,
+        sql,
+        d.timeout,
+    )
+    .await?;
+    if let Some(line) = crate::checks::engine_error(SourceKind::Mariadb, &end.stderr) {
+        return Err(BackupError::restore(format!(
+            "`mariadb` reported an error: {line}"
+        )));
+    }
+    Ok(())
+}
+
+/// A scratch server of the backed-up image with the same account and database.
+pub struct Scratch {
+    pub conn: Conn,
+}
+
+impl Scratch {
+    pub async fn start(d: &Docker<'_>, image: &str, like: &Conn, id: &str) -> Result<Scratch> {
+        let password = hex::encode(super::postgres::random_bytes());
+        let mut spec = ContainerSpec::new(
+            d.app,
+            "backup-drill",
+            &format!("drill-{id}"),
+            ContainerKind::Job,
+            image,
+        );
+        spec.env = vec![
+            ("MARIADB_USER".into(), like.user.clone()),
+            ("MARIADB_DATABASE".into(), like.database.clone()),
+            ("MARIADB_PASSWORD".into(), password.clone()),
+            ("MARIADB_RANDOM_ROOT_PASSWORD".into(), "yes".into()),
+        ];
+        let container = d.rt.start_helper(spec).await?;
+        let scratch = Scratch {
+            conn: Conn {
+                container,
+                host: HOST.into(),
+                user: like.user.clone(),
+                database: like.database.clone(),
+                password,
+            },
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            // The first start initialises without TCP; the server is ready when TCP answers.
+            if query(d, &scratch.conn, "SELECT 1").await.is_ok() {
+                return Ok(scratch);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                scratch.remove(d).await;
+                return Err(BackupError::restore(format!(
+                    "the scratch database ({image}) did not start within 120s"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    pub async fn restore(
+        &self,
+        d: &Docker<'_>,
+        sql: mpsc::Receiver<io::Result<Bytes>>,
+    ) -> Result<()> {
+        restore_into(d, &self.conn, sql).await
+    }
+
+    pub async fn remove(&self, d: &Docker<'_>) {
+        let _ = d.rt.remove_helper(&self.conn.container).await;
+    }
+}
+
+/// `table\tcount` lines.
+fn parse_counts(text: &str) -> BTreeMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let (t, n) = l.rsplit_once('\t')?;
+            Some((t.to_string(), n.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+fn quote_str(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_quoting() {
+        assert_eq!(
+            parse_counts("items\t700\norder lines\t0\n"),
+            BTreeMap::from([("items".to_string(), 700), ("order lines".to_string(), 0)])
+        );
+        assert_eq!(quote_ident("a`b"), "`a``b`");
+        assert_eq!(quote_str("it's"), "'it''s'");
+    }
+}
