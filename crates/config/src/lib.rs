@@ -9,6 +9,7 @@
 mod acme;
 mod backups;
 mod certs;
+mod cluster;
 mod container;
 mod container_keys;
 mod database;
@@ -41,6 +42,7 @@ pub use acme::{
     Hsts, CLOUDFLARE_API, DEFAULT_HSTS, LETSENCRYPT, LETSENCRYPT_STAGING, ZEROSSL,
 };
 pub use certs::{covers, load_certificate, CertificateError, CertificateFile, LoadedCertificate};
+pub use cluster::{ClusterConfig, ClusterEngine, ClusterNode, NodeRole};
 pub use destinations::DestinationConfig;
 pub use diagnostic::{Diagnostic, Severity};
 pub use dockerfile::stages as dockerfile_stages;

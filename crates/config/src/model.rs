@@ -49,6 +49,9 @@ pub struct AppConfig {
     /// `[alerts]` (defaults without the table).
     #[serde(default)]
     pub alerts: crate::monitor::AlertsConfig,
+    /// `[cluster]`: the app runs on a Docker Swarm of these servers.
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// The `[update]` table.

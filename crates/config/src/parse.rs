@@ -30,6 +30,7 @@ const TOP_KEYS: &[&str] = &[
     "pin_code",
     "monitor",
     "alerts",
+    "cluster",
 ];
 const PROXY_KEYS: &[&str] = &[
     "listen",
@@ -74,6 +75,7 @@ pub(crate) fn parse(
         pin_code: false,
         monitor: Default::default(),
         alerts: Default::default(),
+        cluster: None,
     };
     match ImDocument::parse(map.text()) {
         Ok(document) => {
@@ -246,9 +248,15 @@ impl Parser<'_> {
         if let Some(table) = fields.get("proxy").and_then(|f| self.table(f)) {
             config.proxy = self.proxy(table);
         }
+        let mut destinations: Vec<String> = Vec::new();
         if let Some(table) = fields.get("destinations").and_then(|f| self.table(f)) {
             // Validated here; the client commands read them with `parse_destinations`.
-            self.destinations(table);
+            destinations = self.destinations(table).into_keys().collect();
+        }
+        if let Some(f) = fields.get("cluster") {
+            if let Some(table) = self.table(f) {
+                config.cluster = self.cluster(table, key_span(f), &destinations);
+            }
         }
         if let Some(table) = fields.get("databases").and_then(|f| self.table(f)) {
             config.databases = self.databases(table, &config.app);

@@ -7,6 +7,7 @@ mod load;
 pub mod pebble;
 mod procs;
 pub mod s3;
+pub mod swarm;
 pub mod target;
 
 use std::io::Read;

@@ -1,0 +1,35 @@
+//! What can go wrong talking to a swarm, by what the user can do about it.
+
+use std::time::Duration;
+
+/// An error of the Swarm API.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// No Docker Engine answers at the socket.
+    #[error("no Docker Engine answers at {host}: {reason}")]
+    Unreachable { host: String, reason: String },
+    /// The engine answers but is not a swarm manager.
+    #[error("the Docker Engine at {host} is not a swarm manager: {reason}")]
+    NotManager { host: String, reason: String },
+    /// A call took longer than its limit.
+    #[error("{call} got no answer from {host} within {limit:?}")]
+    Timeout {
+        host: String,
+        call: &'static str,
+        limit: Duration,
+    },
+    /// Any other error the Engine API returned.
+    #[error("{call} failed on {host}: {reason}")]
+    Api {
+        host: String,
+        call: &'static str,
+        reason: String,
+    },
+}
+
+impl ClusterError {
+    /// Whether the cause is outside Dockhand (the engine down, not a manager, slow).
+    pub fn is_environmental(&self) -> bool {
+        !matches!(self, ClusterError::Api { .. })
+    }
+}

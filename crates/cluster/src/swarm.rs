@@ -1,0 +1,367 @@
+//! [`Swarm`]: the one handle on a swarm manager's Engine API (bollard, Unix socket only, the
+//! API version negotiated with the daemon at connect, every call under a timeout).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bollard::models;
+use bollard::Docker;
+use sha2::Digest as _;
+
+use crate::error::ClusterError;
+use crate::status::ClusterStatus;
+
+/// How an update of a service ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    /// Every replica runs the release.
+    Converged,
+    /// A new task failed; Swarm put the previous spec back (its message says why).
+    RolledBack { message: String },
+    /// Swarm paused the update or its rollback (its message says why).
+    Paused { message: String },
+}
+
+/// How long the calls may take.
+#[derive(Debug, Clone, Copy)]
+pub struct SwarmTimeouts {
+    /// Connecting, negotiating the version, pinging.
+    pub connect: Duration,
+    /// Any other call.
+    pub api: Duration,
+}
+
+impl Default for SwarmTimeouts {
+    fn default() -> Self {
+        SwarmTimeouts {
+            connect: Duration::from_secs(10),
+            api: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A connection to a swarm manager.
+#[derive(Debug, Clone)]
+pub struct Swarm {
+    docker: Docker,
+    host: String,
+    timeouts: SwarmTimeouts,
+}
+
+impl Swarm {
+    /// Connects to the Docker Engine at `host` (`unix:///path` or `/path`), negotiates the API
+    /// version and checks that it manages a swarm.
+    pub async fn connect(host: &str, timeouts: SwarmTimeouts) -> Result<Swarm, ClusterError> {
+        let unreachable = |reason: String| ClusterError::Unreachable {
+            host: host.to_string(),
+            reason,
+        };
+        let path = match host.strip_prefix("unix://") {
+            Some(path) => path,
+            None if host.starts_with('/') => host,
+            None => {
+                return Err(unreachable(
+                    "only unix:// sockets are supported (a remote manager's socket is reached through SSH)"
+                        .into(),
+                ))
+            }
+        };
+        let docker = Docker::connect_with_unix(
+            path,
+            timeouts.api.as_secs().max(1),
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(|e| unreachable(e.to_string()))?;
+        // bollard pins a recent API version, which an older daemon refuses: negotiate down.
+        let docker = match tokio::time::timeout(timeouts.connect, docker.negotiate_version()).await
+        {
+            Ok(Ok(docker)) => docker,
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no answer within {:?}",
+                    timeouts.connect
+                )))
+            }
+        };
+        let swarm = Swarm {
+            docker,
+            host: host.to_string(),
+            timeouts,
+        };
+        // Only a manager answers this.
+        match tokio::time::timeout(timeouts.connect, swarm.docker.inspect_swarm()).await {
+            Ok(Ok(_)) => Ok(swarm),
+            Ok(Err(e)) => Err(ClusterError::NotManager {
+                host: host.to_string(),
+                reason: e.to_string(),
+            }),
+            Err(_) => Err(unreachable(format!(
+                "no answer to the swarm inspection within {:?}",
+                timeouts.connect
+            ))),
+        }
+    }
+
+    /// The Engine socket this handle talks to.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The nodes, the services' names and every task the managers remember.
+    pub async fn status(&self) -> Result<ClusterStatus, ClusterError> {
+        let nodes = self
+            .call("list nodes", self.docker.list_nodes(None))
+            .await?;
+        let services = self
+            .call("list services", self.docker.list_services(None))
+            .await?;
+        let tasks = self
+            .call("list tasks", self.docker.list_tasks(None))
+            .await?;
+        Ok(ClusterStatus::from_api(&nodes, &services, &tasks))
+    }
+
+    /// Creates the app's overlay network unless it exists (`encrypted`: IPsec between nodes).
+    pub async fn ensure_network(&self, name: &str, encrypted: bool) -> Result<(), ClusterError> {
+        if self
+            .docker
+            .inspect_network(name, None)
+            .await
+            .is_ok_and(|n| n.scope.as_deref() == Some("swarm"))
+        {
+            return Ok(());
+        }
+        let mut options = HashMap::new();
+        if encrypted {
+            options.insert("encrypted".to_string(), String::new());
+        }
+        let request = models::NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("overlay".into()),
+            // The ingress proxy and one-off jobs attach to it too.
+            attachable: Some(true),
+            options: Some(options),
+            labels: Some(HashMap::from([("dockhand.network".into(), name.into())])),
+            ..Default::default()
+        };
+        self.call("create network", self.docker.create_network(request))
+            .await
+            .map(|_| ())
+    }
+
+    /// The Swarm secret holding `value` for secret `name` of `app`, created unless it exists:
+    /// named `<app>-<name>-<hash of the value>`, since a Swarm secret cannot change (a
+    /// rotated value is a new secret, and a rollback finds the old one). Returns its id and
+    /// name; the value leaves only in the request body.
+    pub async fn ensure_secret(
+        &self,
+        app: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<(String, String), ClusterError> {
+        let digest = hex::encode(&sha2::Sha256::digest(value.as_bytes())[..6]);
+        let full = format!("{app}-{name}-{digest}");
+        if let Ok(existing) = self.docker.inspect_secret(&full).await {
+            if let Some(id) = existing.id {
+                return Ok((id, full));
+            }
+        }
+        let spec = models::SecretSpec {
+            name: Some(full.clone()),
+            labels: Some(HashMap::from([
+                ("dockhand.app".to_string(), app.to_string()),
+                ("dockhand.secret".to_string(), name.to_string()),
+            ])),
+            data: Some(base64::engine::general_purpose::STANDARD.encode(value)),
+            ..Default::default()
+        };
+        let created = self
+            .call("create secret", self.docker.create_secret(spec))
+            .await?;
+        Ok((created.id, full))
+    }
+
+    /// Creates the service of `spec`, or updates it to `spec` (Swarm then replaces its tasks
+    /// by the spec's update policy).
+    pub async fn apply(&self, spec: models::ServiceSpec) -> Result<(), ClusterError> {
+        let name = spec.name.clone().unwrap_or_default();
+        match self.docker.inspect_service(&name, None).await {
+            Ok(current) => {
+                let version = current.version.and_then(|v| v.index).unwrap_or(0);
+                let options = bollard::query_parameters::UpdateServiceOptions {
+                    version: i32::try_from(version).unwrap_or(i32::MAX),
+                    ..Default::default()
+                };
+                self.call(
+                    "update service",
+                    self.docker.update_service(&name, spec, options, None),
+                )
+                .await
+                .map(|_| ())
+            }
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => self
+                .call("create service", self.docker.create_service(spec, None))
+                .await
+                .map(|_| ()),
+            Err(e) => Err(ClusterError::Api {
+                host: self.host.clone(),
+                call: "inspect service",
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Puts the service's previous spec back (Swarm keeps one).
+    pub async fn rollback(&self, name: &str) -> Result<(), ClusterError> {
+        let current = self
+            .call("inspect service", self.docker.inspect_service(name, None))
+            .await?;
+        let version = current.version.and_then(|v| v.index).unwrap_or(0);
+        let options = bollard::query_parameters::UpdateServiceOptions {
+            version: i32::try_from(version).unwrap_or(i32::MAX),
+            rollback: Some("previous".into()),
+            ..Default::default()
+        };
+        let spec = current.spec.unwrap_or_default();
+        self.call(
+            "roll back service",
+            self.docker.update_service(name, spec, options, None),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Waits until the service `name` runs `release` on every replica, or Swarm rolled the
+    /// update back or paused it; an error after `limit`.
+    pub async fn wait_update(
+        &self,
+        name: &str,
+        release: &str,
+        limit: Duration,
+    ) -> Result<UpdateOutcome, ClusterError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let service = self
+                .call("inspect service", self.docker.inspect_service(name, None))
+                .await?;
+            let status = service.update_status.as_ref();
+            let message = status.and_then(|s| s.message.clone()).unwrap_or_default();
+            // The status of an earlier update stays until the next one starts: it is about
+            // this one only when the spec no longer names `release` (rolled back) or when
+            // it paused.
+            let spec_release = service
+                .spec
+                .as_ref()
+                .and_then(|s| s.task_template.as_ref())
+                .and_then(spec_release);
+            use models::ServiceUpdateStatusStateEnum as S;
+            match status.and_then(|s| s.state) {
+                Some(S::ROLLBACK_COMPLETED) if spec_release != Some(release) => {
+                    return Ok(UpdateOutcome::RolledBack { message })
+                }
+                Some(S::PAUSED | S::ROLLBACK_PAUSED) => {
+                    return Ok(UpdateOutcome::Paused { message })
+                }
+                Some(S::UPDATING | S::ROLLBACK_STARTED) => {}
+                _ => {
+                    let want = service
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.mode.as_ref()?.replicated.as_ref()?.replicas)
+                        .unwrap_or(1);
+                    let id = service.id.clone().unwrap_or_default();
+                    let options = bollard::query_parameters::ListTasksOptions {
+                        filters: Some(HashMap::from([
+                            ("service".to_string(), vec![id]),
+                            ("desired-state".to_string(), vec!["running".to_string()]),
+                        ])),
+                    };
+                    let tasks = self
+                        .call("list tasks", self.docker.list_tasks(Some(options)))
+                        .await?;
+                    let running = tasks
+                        .iter()
+                        .filter(|t| {
+                            t.status.as_ref().and_then(|s| s.state)
+                                == Some(models::TaskState::RUNNING)
+                                && task_release(t) == Some(release)
+                        })
+                        .count();
+                    if running as i64 == want && tasks.len() as i64 == want {
+                        return Ok(UpdateOutcome::Converged);
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(ClusterError::Timeout {
+                    host: self.host.clone(),
+                    call: "wait for the update",
+                    limit,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The release each running task of service `name` runs (by its `dockhand.release`
+    /// label), sorted.
+    pub async fn running_releases(&self, name: &str) -> Result<Vec<String>, ClusterError> {
+        let options = bollard::query_parameters::ListTasksOptions {
+            filters: Some(HashMap::from([
+                ("service".to_string(), vec![name.to_string()]),
+                ("desired-state".to_string(), vec!["running".to_string()]),
+            ])),
+        };
+        let tasks = self
+            .call("list tasks", self.docker.list_tasks(Some(options)))
+            .await?;
+        let mut out: Vec<String> = tasks
+            .iter()
+            .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(models::TaskState::RUNNING))
+            .filter_map(|t| task_release(t).map(str::to_string))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Runs one API call under the API timeout, naming it in the error.
+    async fn call<T>(
+        &self,
+        call: &'static str,
+        fut: impl Future<Output = Result<T, bollard::errors::Error>>,
+    ) -> Result<T, ClusterError> {
+        match tokio::time::timeout(self.timeouts.api, fut).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(ClusterError::Api {
+                host: self.host.clone(),
+                call,
+                reason: e.to_string(),
+            }),
+            Err(_) => Err(ClusterError::Timeout {
+                host: self.host.clone(),
+                call,
+                limit: self.timeouts.api,
+            }),
+        }
+    }
+}
+
+/// The `dockhand.release` label of a task's container spec.
+fn task_release(task: &models::Task) -> Option<&str> {
+    spec_release(task.spec.as_ref()?)
+}
+
+/// The `dockhand.release` label of a task spec's container.
+fn spec_release(spec: &models::TaskSpec) -> Option<&str> {
+    spec.container_spec
+        .as_ref()?
+        .labels
+        .as_ref()?
+        .get("dockhand.release")
+        .map(String::as_str)
+}
