@@ -12,6 +12,7 @@ mod certs;
 mod container;
 mod container_keys;
 mod database;
+mod deploy;
 mod destinations;
 mod diagnostic;
 mod dockerfile;
@@ -41,6 +42,7 @@ pub use acme::{
     Hsts, CLOUDFLARE_API, DEFAULT_HSTS, LETSENCRYPT, LETSENCRYPT_STAGING, ZEROSSL,
 };
 pub use certs::{covers, load_certificate, CertificateError, CertificateFile, LoadedCertificate};
+pub use deploy::{parse_share, share_text, CanaryConfig, DeploySettings, Strategy};
 pub use destinations::DestinationConfig;
 pub use diagnostic::{Diagnostic, Severity};
 pub use dockerfile::stages as dockerfile_stages;
@@ -52,8 +54,8 @@ pub use model::{
     TaskWhen, Ulimit, UpdateConfig,
 };
 pub use monitor::{
-    AlertsConfig, Channel, MonitorConfig, RuleOverride, SmtpConfig, SmtpSecurity, WatchConfig,
-    RULE_NAMES,
+    AlertsConfig, Channel, CheckConfig, CheckProbe, MetricsRoute, MonitorConfig, RuleOverride,
+    SmtpConfig, SmtpSecurity, WatchConfig, RULE_NAMES,
 };
 pub use placeholder::placeholder;
 pub use secrets::{Secrets, SecretsError};

@@ -49,6 +49,9 @@ pub struct AppConfig {
     /// `[alerts]` (defaults without the table).
     #[serde(default)]
     pub alerts: crate::monitor::AlertsConfig,
+    /// `[deploy]`: all at once, or a canary (defaults without the table).
+    #[serde(default)]
+    pub deploy: crate::deploy::DeploySettings,
 }
 
 /// The `[update]` table.

@@ -4,6 +4,8 @@
 
 mod acme;
 mod backups;
+mod canary;
+mod checks;
 mod cli;
 mod containers;
 mod crash;
@@ -13,6 +15,7 @@ mod https;
 mod import;
 mod lifecycle;
 mod loadtest;
+mod metric_store;
 mod migrations;
 mod monitoring;
 mod remote;
@@ -23,6 +26,7 @@ mod static_sites;
 mod tasks;
 mod up;
 mod update;
+mod watch_update;
 mod websocket;
 mod zero_downtime;
 
