@@ -16,6 +16,7 @@ mod import;
 mod lifecycle;
 mod loadtest;
 mod metric_store;
+mod metrics_route;
 mod migrations;
 mod monitoring;
 mod remote;

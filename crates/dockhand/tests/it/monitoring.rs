@@ -32,7 +32,7 @@ fn metric(text: &str, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn require_promtool() {
+pub(crate) fn require_promtool() {
     if Command::new("promtool").arg("--version").output().is_err() {
         panic!("promtool not found: install Debian's `prometheus` package (scripts/test does)");
     }
