@@ -30,7 +30,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
 "#;
 
+// `pin_code`: the rollback runs the old release's code, not the checkout of the bad commit.
 const TOML: &str = r#"app = "it"
+pin_code = true
 
 [proxy]
 listen = "127.0.0.1:0"
