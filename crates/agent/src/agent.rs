@@ -147,7 +147,18 @@ impl Agent {
         );
         let prober = Prober::new(events.clone());
         let scheduler = Scheduler::new(store.clone(), events.clone());
+        let (monitor, monitor_handle) = crate::monitor::Monitor::new(
+            crate::monitor::settings(&proxy_config),
+            fleet.clone(),
+            proxy.handle().clone(),
+            certs.clone(),
+            events.clone(),
+            layout.clone(),
+            metrics_route_token(&proxy_config, &events),
+        );
         let deployer = Deployer {
+            monitor: Some(monitor_handle.clone()),
+            canary: Default::default(),
             layout,
             store,
             events: events.clone(),
@@ -173,14 +184,6 @@ impl Agent {
         // One deploy lock for the CLI's requests, the update watcher and the release watch.
         let lock = DeployLock::default();
         let updater = crate::update::Updater::new(&deployer, &lock, &backups, &opts.config_path);
-        let (monitor, monitor_handle) = crate::monitor::Monitor::new(
-            crate::monitor::settings(&proxy_config),
-            deployer.fleet.clone(),
-            deployer.proxy.clone(),
-            certs.clone(),
-            events.clone(),
-            deployer.layout.clone(),
-        );
         let mut subsystems = Subsystems::new(events.clone());
         subsystems.start(Arc::new(proxy)).await?;
         subsystems.start(Arc::new(cert_manager)).await?;
@@ -193,6 +196,7 @@ impl Agent {
             events.clone(),
             deployer.fleet.clone(),
             monitor_handle.clone(),
+            backups.clone(),
             deployer.layout.clone(),
             Arc::new(proxy_config.clone()),
         );
@@ -293,13 +297,15 @@ impl Agent {
         requested_by: &str,
         prebuilt: &BTreeMap<String, String>,
         revision: Option<&str>,
+        canary: Option<&dockhand_api::CanaryRequest>,
         sink: Sink<'_>,
     ) -> Result<DeployOutcome> {
         let _guard = self.lock.acquire("deploy", requested_by)?;
         if let Some(rev) = revision {
-            return self.deploy_revision(rev, requested_by, sink).await;
+            return self.deploy_revision(rev, requested_by, canary, sink).await;
         }
-        let (config, warnings) = load_config(&self.opts.config_path)?;
+        let (mut config, warnings) = load_config(&self.opts.config_path)?;
+        as_canary(&mut config, canary);
         let mut outcome = self
             .deployer
             .deploy_prebuilt(config, DeployKind::Deploy, requested_by, prebuilt, sink)
@@ -315,6 +321,7 @@ impl Agent {
         &self,
         rev: &str,
         requested_by: &str,
+        canary: Option<&dockhand_api::CanaryRequest>,
         sink: Sink<'_>,
     ) -> Result<DeployOutcome> {
         use crate::update::git;
@@ -351,14 +358,16 @@ impl Agent {
         });
         git::move_to(&project, &commit).await?;
         let outcome = match load_config(&self.opts.config_path) {
-            Ok((config, warnings)) => self
-                .deployer
-                .deploy_new(config, DeployKind::Deploy, requested_by, sink)
-                .await
-                .map(|mut o| {
-                    o.warnings.extend(warnings);
-                    o
-                }),
+            Ok((mut config, warnings)) => {
+                as_canary(&mut config, canary);
+                self.deployer
+                    .deploy_new(config, DeployKind::Deploy, requested_by, sink)
+                    .await
+                    .map(|mut o| {
+                        o.warnings.extend(warnings);
+                        o
+                    })
+            }
             Err(e) => Err(e),
         };
         if !matches!(&outcome, Ok(o) if o.succeeded) {
@@ -697,5 +706,38 @@ mod tests {
         assert_eq!(a, super::agent_id(std::path::Path::new("/a")));
         assert_ne!(a, super::agent_id(std::path::Path::new("/b")));
         assert_eq!(a.len(), 12);
+    }
+}
+
+/// `deploy --canary SHARE [--canary-step D]`: the release deploys as a canary starting at
+/// SHARE, whatever `[deploy]` says (and records it: the release's configuration says how it
+/// was deployed).
+fn as_canary(config: &mut AppConfig, canary: Option<&dockhand_api::CanaryRequest>) {
+    let Some(c) = canary else { return };
+    config.deploy.strategy = dockhand_config::Strategy::Canary;
+    config.deploy.canary.steps = config.deploy.canary.starting_at(c.share);
+    if let Some(ms) = c.step_ms {
+        config.deploy.canary.step = std::time::Duration::from_millis(ms);
+    }
+}
+
+/// The bearer token of `[monitor] metrics_route`, from the secrets file (a missing secret is
+/// an event, and the route answers 503).
+fn metrics_route_token(config: &AppConfig, events: &Events) -> Option<String> {
+    let route = config.monitor.metrics_route.as_ref()?;
+    let token = crate::secrets::load(config, events.redactor())
+        .map_err(|e| e.message().to_string())
+        .and_then(|s| route.token.resolve(&s).map_err(|e| e.to_string()));
+    match token {
+        Ok(t) => Some(t),
+        Err(e) => {
+            events.warn(
+                EventKind::Monitor,
+                None,
+                None,
+                &format!("the metrics route is not served: {e}"),
+            );
+            None
+        }
     }
 }

@@ -10,6 +10,10 @@ use dockhand_proxy::{
     RouteTable, StaticSite,
 };
 
+/// The service name of the route to the agent's metrics (`[monitor] metrics_route`); its
+/// backend is the monitor's token-protected listener.
+pub const METRICS_SERVICE: &str = "dockhand-metrics";
+
 /// One route per routed service, pointing at that service's backends.
 /// A static service's route serves its site from `sites` (no site: 503, like a service
 /// without a healthy backend).
@@ -34,6 +38,26 @@ pub fn build_table(
                 policy: Arc::new(policy(config, route)),
             })
         })
+        .chain(config.monitor.metrics_route.as_ref().map(|m| {
+            let local = m
+                .host
+                .as_deref()
+                .is_some_and(|h| dockhand_config::host_kind(h) == HostKind::Local);
+            Route {
+                host: m.host.clone(),
+                path_prefix: m.path.clone(),
+                strip_prefix: false,
+                service: METRICS_SERVICE.into(),
+                backends: backends.get(METRICS_SERVICE).cloned().unwrap_or_default(),
+                // The token must not cross the network in the clear.
+                https: RouteHttps {
+                    redirect: config.proxy.https_redirect && !local,
+                    hsts_max_age: None,
+                },
+                site: None,
+                policy: Arc::new(RoutePolicy::default()),
+            }
+        }))
         .collect();
     RouteTable::new(routes)
 }

@@ -49,7 +49,8 @@ pub fn load(config: &AppConfig, redactor: &Redactor) -> Result<Secrets> {
             .any(|d| d.container_env().values().any(|v| v.has_secrets()))
         || acme_uses_secrets(config)
         || config.backups.as_ref().is_some_and(|b| b.has_secrets())
-        || config.alerts.has_secrets();
+        || config.alerts.has_secrets()
+        || config.monitor.metrics_route.is_some();
     if !needed {
         return Ok(Secrets::empty());
     }

@@ -208,6 +208,7 @@ async fn dispatch(
             pid: std::process::id(),
         }),
         Request::Status => to_value(status::report(agent).await?),
+        Request::Top => to_value(status::top(agent)),
         Request::Certs => to_value(agent.certs.report()),
         Request::CertsRenew { host, requested_by } => {
             agent.deployer.events.info(
@@ -256,9 +257,16 @@ async fn dispatch(
             requested_by,
             images,
             revision,
+            canary,
         } => to_value(wire::deploy_report(
             agent
-                .deploy(&requested_by, &images, revision.as_deref(), &sink)
+                .deploy(
+                    &requested_by,
+                    &images,
+                    revision.as_deref(),
+                    canary.as_ref(),
+                    &sink,
+                )
                 .await?,
         )),
         Request::Rollback {

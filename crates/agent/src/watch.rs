@@ -30,8 +30,55 @@ pub struct Seen {
     pub up: usize,
 }
 
+/// The thresholds of a comparison: the watch's after a cutover, or a canary's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub error_ratio: f64,
+    pub p99_factor: f64,
+    pub min_requests: u64,
+}
+
+impl From<&WatchConfig> for Thresholds {
+    fn from(c: &WatchConfig) -> Thresholds {
+        Thresholds {
+            error_ratio: c.error_ratio,
+            p99_factor: c.p99_factor,
+            min_requests: c.min_requests,
+        }
+    }
+}
+
+impl From<&dockhand_config::CanaryConfig> for Thresholds {
+    fn from(c: &dockhand_config::CanaryConfig) -> Thresholds {
+        Thresholds {
+            error_ratio: c.error_ratio,
+            p99_factor: c.p99_factor,
+            min_requests: c.min_requests,
+        }
+    }
+}
+
+/// How a verdict names what it compared: "since the cutover" beside "previous release", or
+/// "on the canary" beside "serving release".
+#[derive(Debug, Clone, Copy)]
+pub struct Wording {
+    pub when: &'static str,
+    pub other: &'static str,
+}
+
+/// The watch after a cutover.
+pub const AFTER_CUTOVER: Wording = Wording {
+    when: "since the cutover",
+    other: "previous release",
+};
+
 /// Why the release must go, if it must.
 pub fn judge(cfg: &WatchConfig, seen: &[Seen]) -> Option<String> {
+    compare(&Thresholds::from(cfg), seen, AFTER_CUTOVER)
+}
+
+/// Why the release seen in `seen` (`now`) is worse than the other (`baseline`), if it is.
+pub fn compare(cfg: &Thresholds, seen: &[Seen], words: Wording) -> Option<String> {
     for s in seen {
         if s.instances > 0 && s.up == 0 {
             return Some(format!(
@@ -45,10 +92,12 @@ pub fn judge(cfg: &WatchConfig, seen: &[Seen]) -> Option<String> {
         let base_ratio = s.baseline.map_or(0.0, |b| b.error_ratio);
         if now.error_ratio > base_ratio + cfg.error_ratio {
             return Some(format!(
-                "{}: {:.1} % of {} requests answered 5xx since the cutover (previous release: {:.1} %)",
+                "{}: {:.1} % of {} requests answered 5xx {} ({}: {:.1} %)",
                 s.service,
                 now.error_ratio * 100.0,
                 now.requests,
+                words.when,
+                words.other,
                 base_ratio * 100.0
             ));
         }
@@ -56,8 +105,8 @@ pub fn judge(cfg: &WatchConfig, seen: &[Seen]) -> Option<String> {
             // Below 50 ms a bucket step is not a regression worth a rollback.
             if p99 > 50.0 && p99 > base * cfg.p99_factor {
                 return Some(format!(
-                    "{}: p99 latency {p99} ms since the cutover (previous release: {base} ms)",
-                    s.service
+                    "{}: p99 latency {p99} ms {} ({}: {base} ms)",
+                    s.service, words.when, words.other
                 ));
             }
         }
@@ -133,6 +182,7 @@ impl ReleaseWatch {
             let Some(why) = judge(&cfg, &seen) else {
                 continue;
             };
+            self.mark_failed(new, &why);
             self.deployer.events.error(
                 EventKind::Rollback,
                 Some(new),
@@ -167,6 +217,29 @@ impl ReleaseWatch {
                 );
             }
             return;
+        }
+    }
+}
+
+impl ReleaseWatch {
+    /// Records the commit of a release the watch rolls back as failed for the update
+    /// watcher, which then skips it until a newer commit arrives (instead of deploying the
+    /// same revision again at every check).
+    fn mark_failed(&self, release: i64, why: &str) {
+        let store = &self.deployer.store;
+        let Ok(Some(r)) = store.release(release) else {
+            return;
+        };
+        let Some(commit) = crate::update::git::revision_commit(&r.revision) else {
+            return;
+        };
+        if let Err(e) = store.record_revision(
+            commit,
+            dockhand_state::RevisionStatus::Failed,
+            Some(release),
+            &format!("rolled back by the watch after the deploy: {why}"),
+        ) {
+            tracing::warn!("could not record commit {commit} as rolled back: {e}");
         }
     }
 }
@@ -234,6 +307,7 @@ mod tests {
             requests,
             per_second: 10.0,
             error_ratio: ratio,
+            p50_ms: None,
             p99_ms: Some(p99),
         })
     }

@@ -125,6 +125,39 @@ pub fn deploy_report(o: crate::deploy::DeployOutcome) -> api::DeployReport {
             })
             .collect(),
         warnings: o.warnings,
+        canary: o.canary.map(canary_report),
+    }
+}
+
+fn canary_report(r: crate::deploy::canary::CanaryReport) -> api::CanaryReport {
+    let figures = |t: Option<crate::monitor::Traffic>| {
+        t.map(|t| api::TrafficFigures {
+            requests: t.requests,
+            error_ratio: t.error_ratio,
+            p99_ms: t.p99_ms,
+        })
+    };
+    api::CanaryReport {
+        serving: r.serving,
+        promoted: r.promoted,
+        steps: r
+            .stages
+            .into_iter()
+            .map(|s| api::CanaryStep {
+                share: s.share,
+                duration_ms: s.duration.as_millis() as u64,
+                services: s
+                    .services
+                    .into_iter()
+                    .map(|(service, canary, serving)| api::CanaryFigures {
+                        service,
+                        canary: figures(canary),
+                        serving: figures(serving),
+                    })
+                    .collect(),
+                failed: s.failed,
+            })
+            .collect(),
     }
 }
 

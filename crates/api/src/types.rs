@@ -10,6 +10,8 @@ pub enum Request {
     Ping,
     /// Services, instances, health and the current release.
     Status,
+    /// One sample of the live figures per service (`dockhand top`).
+    Top,
     /// Re-read the configuration and deploy it as a new release.
     Deploy {
         requested_by: String,
@@ -20,6 +22,9 @@ pub enum Request {
         /// Check this git revision out in the project first (`deploy --revision REF`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         revision: Option<String>,
+        /// Deploy as a canary (`deploy --canary 10%`), whatever `[deploy]` says.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        canary: Option<CanaryRequest>,
     },
     /// Return to a retained release (default: the one before the current).
     Rollback {
@@ -201,6 +206,77 @@ pub struct StatusReport {
     /// Alerts firing now.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<crate::AlertInfo>,
+    /// A canary deploy in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryProgress>,
+    /// Days left of each served certificate, by host (the monitor's last sample).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificate_days: Vec<CertificateDays>,
+    /// Per backup source: its last backup and last verified restore.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<BackupSourceStatus>,
+    /// `[monitor.checks]` and their state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CertificateDays {
+    pub host: String,
+    pub days_left: i64,
+}
+
+/// One backup source (a database, volume, file or directory, or the app).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BackupSourceStatus {
+    pub source: String,
+    /// When the newest complete backup holding it started (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<String>,
+    /// When a restore drill of a backup holding it last passed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verified: Option<String>,
+    /// The newest drill of a backup holding it failed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drill_failed: bool,
+}
+
+/// A check of `[monitor.checks]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckStatus {
+    pub name: String,
+    /// The URL, `tcp ADDRESS` or the command.
+    pub target: String,
+    pub state: CheckState,
+    /// What the last result saw.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// Seconds since the state holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckState {
+    /// No verdict yet (fewer results than its threshold).
+    Unknown,
+    Passing,
+    Failing,
+}
+
+/// Where a canary deploy is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CanaryProgress {
+    /// The new release, and the serving one it is compared with.
+    pub release: i64,
+    pub serving: i64,
+    /// Ten-thousandths of the requests it takes now.
+    pub share: u32,
+    /// The step it is at (from 1), of `steps`.
+    pub step: usize,
+    pub steps: usize,
+    pub services: Vec<String>,
 }
 
 /// A database container as the Docker Engine reports it.
@@ -316,6 +392,38 @@ pub struct TrafficInfo {
     pub p99_ms: Option<f64>,
 }
 
+/// `dockhand top`: the monitor's latest figures per service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TopReport {
+    /// RFC 3339.
+    pub at: String,
+    /// The window the request figures cover.
+    pub window_secs: u64,
+    pub services: Vec<TopService>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TopService {
+    pub name: String,
+    pub instances: usize,
+    /// Instances running and not failing their health check.
+    pub up: usize,
+    pub requests_per_second: f64,
+    /// 5xx over all responses.
+    pub error_ratio: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
+    /// CPU of its instances, in cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_cores: Option<f64>,
+    /// Resident memory of its instances.
+    pub memory_bytes: u64,
+}
+
 /// The host as the monitor last sampled it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct HostInfo {
@@ -393,6 +501,56 @@ pub struct DeployReport {
     pub failures: Vec<GateFailure>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// What the canary measured, step by step, when the deploy was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryReport>,
+}
+
+/// `deploy --canary SHARE [--canary-step DURATION]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CanaryRequest {
+    /// The first step's share of requests, in ten-thousandths (1000 = 10 %); the configured
+    /// steps above it follow.
+    pub share: u32,
+    /// How long each step lasts (default: `[deploy.canary] step`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_ms: Option<u64>,
+}
+
+/// A canary's verdict and figures.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CanaryReport {
+    /// The release it was compared with.
+    pub serving: i64,
+    pub promoted: bool,
+    pub steps: Vec<CanaryStep>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CanaryStep {
+    /// Ten-thousandths of the requests sent to the canary.
+    pub share: u32,
+    pub duration_ms: u64,
+    pub services: Vec<CanaryFigures>,
+    /// Why the canary was aborted at this step; absent when it passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+}
+
+/// One service's requests on each side during a step.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CanaryFigures {
+    pub service: String,
+    pub canary: Option<TrafficFigures>,
+    pub serving: Option<TrafficFigures>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct TrafficFigures {
+    pub requests: u64,
+    pub error_ratio: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

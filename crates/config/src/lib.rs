@@ -13,6 +13,7 @@ mod cluster;
 mod container;
 mod container_keys;
 mod database;
+mod deploy;
 mod destinations;
 mod diagnostic;
 mod dockerfile;
@@ -43,6 +44,7 @@ pub use acme::{
 };
 pub use certs::{covers, load_certificate, CertificateError, CertificateFile, LoadedCertificate};
 pub use cluster::{ClusterConfig, ClusterEngine, ClusterNode, NodeRole};
+pub use deploy::{parse_share, share_text, CanaryConfig, DeploySettings, Strategy};
 pub use destinations::DestinationConfig;
 pub use diagnostic::{Diagnostic, Severity};
 pub use dockerfile::stages as dockerfile_stages;
@@ -54,8 +56,8 @@ pub use model::{
     TaskWhen, Ulimit, UpdateConfig,
 };
 pub use monitor::{
-    AlertsConfig, Channel, MonitorConfig, RuleOverride, SmtpConfig, SmtpSecurity, WatchConfig,
-    RULE_NAMES,
+    AlertsConfig, Channel, CheckConfig, CheckProbe, MetricsRoute, MonitorConfig, RuleOverride,
+    SmtpConfig, SmtpSecurity, WatchConfig, RULE_NAMES,
 };
 pub use placeholder::placeholder;
 pub use secrets::{Secrets, SecretsError};

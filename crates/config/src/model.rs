@@ -52,6 +52,9 @@ pub struct AppConfig {
     /// `[cluster]`: the app runs on a Docker Swarm of these servers.
     #[serde(default)]
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// `[deploy]`: all at once, or a canary (defaults without the table).
+    #[serde(default)]
+    pub deploy: crate::deploy::DeploySettings,
 }
 
 /// The `[update]` table.

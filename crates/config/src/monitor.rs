@@ -17,9 +17,28 @@ use toml_edit::TableLike;
 
 use crate::interpolate::SecretMode;
 use crate::model::EnvValue;
-use crate::parse::{value_span, Field, Parser};
+use crate::parse::{key_span, value_span, Field, Parser};
 
-const MONITOR_KEYS: &[&str] = &["interval", "metrics_listen", "proxy_metrics", "watch"];
+const MONITOR_KEYS: &[&str] = &[
+    "interval",
+    "metrics_listen",
+    "proxy_metrics",
+    "watch",
+    "checks",
+    "metrics_route",
+];
+const METRICS_ROUTE_KEYS: &[&str] = &["host", "path", "token"];
+const CHECK_KEYS: &[&str] = &[
+    "http",
+    "tcp",
+    "command",
+    "interval",
+    "timeout",
+    "status",
+    "body",
+    "threshold",
+    "ca",
+];
 const WATCH_KEYS: &[&str] = &[
     "enabled",
     "window",
@@ -57,6 +76,9 @@ pub const RULE_NAMES: &[&str] = &[
     "backup",
     "deploy",
     "agent_restart",
+    "check",
+    "backup_missed",
+    "backup_unverified",
 ];
 
 /// `[monitor]`.
@@ -70,6 +92,67 @@ pub struct MonitorConfig {
     pub proxy_metrics: bool,
     /// The watch after each deploy's cutover.
     pub watch: WatchConfig,
+    /// `[monitor.checks.NAME]`: checks of what users see, beyond the instances.
+    #[serde(default)]
+    pub checks: BTreeMap<String, CheckConfig>,
+    /// `/metrics` published on a route of the app's proxy, behind a bearer token.
+    #[serde(default)]
+    pub metrics_route: Option<MetricsRoute>,
+}
+
+/// `[monitor] metrics_route = { host, path, token }`: the proxy routes `host` + `path` to the
+/// agent's metrics, and only a request with `Authorization: Bearer TOKEN` gets them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MetricsRoute {
+    pub host: Option<String>,
+    pub path: String,
+    /// A `${secret.NAME}` template.
+    pub token: EnvValue,
+}
+
+/// `[monitor.checks.NAME]`: an HTTP(S) URL (through DNS and TLS, as a visitor reaches it), a
+/// TCP address, or a command, checked from the server on its own interval; its state changes
+/// only after `threshold` results in a row agree (against flapping), and a failing check fires
+/// the `check` alert rule.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckConfig {
+    pub name: String,
+    pub probe: CheckProbe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Results in a row that change the check's state.
+    pub threshold: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CheckProbe {
+    Http {
+        url: String,
+        /// The status wanted (`None`: any 2xx or 3xx; redirects are not followed).
+        status: Option<u16>,
+        /// Text the body must contain.
+        body: Option<String>,
+        /// A PEM file of extra CA certificates to trust (besides the public roots).
+        ca: Option<std::path::PathBuf>,
+    },
+    Tcp {
+        /// `host:port`, resolved at each check.
+        address: String,
+    },
+    /// Passes when it exits 0 (run by `/bin/sh -c` for a string).
+    Command { argv: Vec<String> },
+}
+
+impl CheckProbe {
+    /// What is checked, for messages (a URL's query is left out: it may hold a token).
+    pub fn target(&self) -> String {
+        match self {
+            CheckProbe::Http { url, .. } => url.split('?').next().unwrap_or(url).to_string(),
+            CheckProbe::Tcp { address } => format!("tcp {address}"),
+            CheckProbe::Command { argv } => argv.last().cloned().unwrap_or_default(),
+        }
+    }
 }
 
 impl Default for MonitorConfig {
@@ -79,6 +162,8 @@ impl Default for MonitorConfig {
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             proxy_metrics: true,
             watch: WatchConfig::default(),
+            checks: BTreeMap::new(),
+            metrics_route: None,
         }
     }
 }
@@ -284,7 +369,187 @@ impl Parser<'_> {
                 out.watch.min_requests = n;
             }
         }
+        if let Some(f) = fields.get("metrics_route") {
+            if let Some(t) = self.table(f) {
+                out.metrics_route = self.metrics_route(t, value_span(f));
+            }
+        }
+        if let Some(table) = fields.get("checks").and_then(|f| self.table(f)) {
+            for (name, _) in table.iter() {
+                let Some((key, item)) = table.get_key_value(name) else {
+                    continue;
+                };
+                let f = Field {
+                    name,
+                    key,
+                    item,
+                    path: format!("monitor.checks.{name}"),
+                };
+                let Some(t) = self.table(&f) else { continue };
+                if let Some(check) = self.check(name, &f.path, t, key_span(&f)) {
+                    out.checks.insert(name.to_string(), check);
+                }
+            }
+        }
         out
+    }
+
+    fn metrics_route(
+        &mut self,
+        table: &dyn TableLike,
+        span: std::ops::Range<usize>,
+    ) -> Option<MetricsRoute> {
+        let f = self.fields(
+            table,
+            "monitor.metrics_route",
+            METRICS_ROUTE_KEYS,
+            "in [monitor] metrics_route",
+        );
+        let host = f.get("host").and_then(|h| self.string(h));
+        let path = f
+            .get("path")
+            .and_then(|p| self.string(p))
+            .unwrap_or_else(|| "/metrics".into());
+        if !path.starts_with('/') {
+            let field = f.get("path").expect("a path that is not the default");
+            self.error(
+                value_span(field),
+                Some(&field.path),
+                format!("the metrics path `{path}` must start with /"),
+                None,
+            );
+            return None;
+        }
+        let Some(field) = f.get("token") else {
+            self.error(
+                span,
+                Some("monitor.metrics_route"),
+                "the metrics route needs a bearer `token`".into(),
+                Some("metrics_route = { host = \"app.example.org\", path = \"/metrics\", token = \"${secret.METRICS_TOKEN}\" } (and `dockhand secrets set METRICS_TOKEN`)".into()),
+            );
+            return None;
+        };
+        let token = self.secret_string(field)?;
+        if !token.has_secrets() {
+            self.error(
+                value_span(field),
+                Some(&field.path),
+                "the metrics token must come from the secrets file".into(),
+                Some("write token = \"${secret.METRICS_TOKEN}\" and set it with `dockhand secrets set METRICS_TOKEN`".into()),
+            );
+            return None;
+        }
+        Some(MetricsRoute { host, path, token })
+    }
+
+    fn check(
+        &mut self,
+        name: &str,
+        path: &str,
+        table: &dyn TableLike,
+        span: std::ops::Range<usize>,
+    ) -> Option<CheckConfig> {
+        let f = self.fields(table, path, CHECK_KEYS, "in a check");
+        let mut probes = Vec::new();
+        if let Some(field) = f.get("http") {
+            if let Some(url) = self.string(field) {
+                if url.starts_with("http://") || url.starts_with("https://") {
+                    probes.push(CheckProbe::Http {
+                        url,
+                        status: f
+                            .get("status")
+                            .and_then(|s| self.integer_in::<u16>(s, 100, 599)),
+                        body: f.get("body").and_then(|b| self.string(b)),
+                        ca: f
+                            .get("ca")
+                            .and_then(|c| self.string(c))
+                            .map(|c| self.project_dir.join(c)),
+                    });
+                } else {
+                    self.error(
+                        value_span(field),
+                        Some(&field.path),
+                        format!("`{url}` is not an http:// or https:// URL"),
+                        Some("http = \"https://example.org/\"".into()),
+                    );
+                }
+            }
+        }
+        if let Some(field) = f.get("tcp") {
+            if let Some(address) = self.string(field) {
+                if address
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+                {
+                    probes.push(CheckProbe::Tcp { address });
+                } else {
+                    self.error(
+                        value_span(field),
+                        Some(&field.path),
+                        format!("`{address}` is not a host:port address"),
+                        Some("tcp = \"db.example.org:5432\"".into()),
+                    );
+                }
+            }
+        }
+        if let Some(field) = f.get("command") {
+            if let Some(c) = self.command_line(field) {
+                probes.push(CheckProbe::Command { argv: c.argv() });
+            }
+        }
+        if probes.len() > 1 {
+            self.error(
+                span,
+                Some(path),
+                format!("check `{name}` has more than one of `http`, `tcp` and `command`"),
+                Some("one check checks one thing: split it into two checks".into()),
+            );
+            return None;
+        }
+        let Some(probe) = probes.pop() else {
+            if f.get("http").is_none() && f.get("tcp").is_none() && f.get("command").is_none() {
+                self.error(
+                    span,
+                    Some(path),
+                    format!("check `{name}` needs one of `http`, `tcp` or `command`"),
+                    Some(format!(
+                        "[monitor.checks.{name}]\nhttp = \"https://example.org/\""
+                    )),
+                );
+            }
+            return None;
+        };
+        if !matches!(probe, CheckProbe::Http { .. }) {
+            for key in ["status", "body", "ca"] {
+                if let Some(field) = f.get(key) {
+                    self.error(
+                        value_span(field),
+                        Some(&field.path),
+                        format!("`{key}` only applies to an `http` check"),
+                        None,
+                    );
+                }
+            }
+        }
+        let interval = f
+            .get("interval")
+            .and_then(|d| self.duration(d, false))
+            .unwrap_or(Duration::from_secs(60));
+        let timeout = f
+            .get("timeout")
+            .and_then(|d| self.duration(d, false))
+            .unwrap_or(Duration::from_secs(10));
+        let threshold = f
+            .get("threshold")
+            .and_then(|t| self.integer_in::<u32>(t, 1, 100))
+            .unwrap_or(2);
+        Some(CheckConfig {
+            name: name.to_string(),
+            probe,
+            interval,
+            timeout,
+            threshold,
+        })
     }
 
     pub(crate) fn alerts(&mut self, table: &dyn TableLike) -> AlertsConfig {
@@ -476,7 +741,7 @@ impl Parser<'_> {
     }
 
     /// A number (integer or float).
-    fn number(&mut self, f: &Field<'_>) -> Option<f64> {
+    pub(crate) fn number(&mut self, f: &Field<'_>) -> Option<f64> {
         match (f.item.as_float(), f.item.as_integer()) {
             (Some(x), _) => Some(x),
             (None, Some(n)) => Some(n as f64),
@@ -493,7 +758,7 @@ impl Parser<'_> {
     }
 
     /// A number between 0 and 1.
-    fn ratio(&mut self, f: &Field<'_>) -> Option<f64> {
+    pub(crate) fn ratio(&mut self, f: &Field<'_>) -> Option<f64> {
         let x = self.number(f)?;
         if !(0.0..=1.0).contains(&x) {
             self.error(

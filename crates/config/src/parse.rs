@@ -31,6 +31,7 @@ const TOP_KEYS: &[&str] = &[
     "monitor",
     "alerts",
     "cluster",
+    "deploy",
 ];
 const PROXY_KEYS: &[&str] = &[
     "listen",
@@ -76,6 +77,7 @@ pub(crate) fn parse(
         monitor: Default::default(),
         alerts: Default::default(),
         cluster: None,
+        deploy: Default::default(),
     };
     match ImDocument::parse(map.text()) {
         Ok(document) => {
@@ -302,6 +304,9 @@ impl Parser<'_> {
         }
         if let Some(table) = fields.get("alerts").and_then(|f| self.table(f)) {
             config.alerts = self.alerts(table);
+        }
+        if let Some(table) = fields.get("deploy").and_then(|f| self.table(f)) {
+            config.deploy = self.deploy(table);
         }
     }
 

@@ -142,6 +142,7 @@ fn full_example_parses_every_field() {
         monitor: Default::default(),
         alerts: Default::default(),
         cluster: None,
+        deploy: Default::default(),
     };
     assert_eq!(loaded.config, expected);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
@@ -464,4 +465,55 @@ fn process_env_snapshot_is_taken() {
     let opts = LoadOptions::from_process_env();
     assert!(opts.env.contains_key("PATH"));
     assert!(!format!("{opts:?}").contains(&opts.env["PATH"]));
+}
+
+#[test]
+fn checks_and_a_canary_strategy_load() {
+    let project = Project::new();
+    let toml = r#"app = "a"
+[services.web]
+command = "x"
+[deploy]
+strategy = "canary"
+[deploy.canary]
+steps = ["5%", 20, "60%"]
+step = "30s"
+min_requests = 50
+[monitor.checks.home]
+http = "https://shop.example.org/"
+status = 200
+body = "Welcome"
+[monitor.checks.db]
+tcp = "db.internal:5432"
+interval = "10s"
+threshold = 3
+[monitor.checks.queue]
+command = "test -f /tmp/ok"
+"#;
+    let config = project.load(toml).unwrap().config;
+    assert_eq!(config.deploy.strategy, dockhand_config::Strategy::Canary);
+    assert_eq!(config.deploy.canary.steps, [500, 2000, 6000]);
+    assert_eq!(config.deploy.canary.step, Duration::from_secs(30));
+    assert_eq!(config.deploy.canary.min_requests, 50);
+    let checks = &config.monitor.checks;
+    assert_eq!(checks.len(), 3);
+    assert_eq!(
+        checks["home"].probe,
+        dockhand_config::CheckProbe::Http {
+            url: "https://shop.example.org/".into(),
+            status: Some(200),
+            body: Some("Welcome".into()),
+            ca: None,
+        }
+    );
+    assert_eq!(checks["home"].interval, Duration::from_secs(60));
+    assert_eq!(checks["home"].threshold, 2);
+    assert_eq!(checks["db"].threshold, 3);
+    assert_eq!(checks["db"].interval, Duration::from_secs(10));
+    assert_eq!(
+        checks["queue"].probe,
+        dockhand_config::CheckProbe::Command {
+            argv: vec!["/bin/sh".into(), "-c".into(), "test -f /tmp/ok".into()]
+        }
+    );
 }

@@ -108,6 +108,9 @@ pub enum Command {
     Reload(RemoteArgs),
     /// Show services, instances, health and the current release.
     Status(RemoteArgs),
+    /// Live per-service figures, refreshed in the terminal: requests/s, p50/p99, 5xx, CPU,
+    /// memory (from the agent's metric store). With --json, one sample.
+    Top(cmd::top::TopArgs),
     /// List releases, newest first.
     Releases(RemoteArgs),
     /// Show recent events (deploys, health changes, restarts).

@@ -573,7 +573,9 @@ fn route(
         }
     }
     let route_policy = &table.routes()[index].policy;
-    if route_policy.needs_client() {
+    let canary = table.has_canary(index);
+    let mut client_ip = None;
+    if route_policy.needs_client() || canary {
         let peer = std::str::from_utf8(client.peer.as_bytes())
             .ok()
             .and_then(|p| p.parse::<std::net::IpAddr>().ok())
@@ -586,6 +588,7 @@ fn route(
         if let Some(answer) = route_policy.check(addr) {
             return Ok(Routed::Answer(answer));
         }
+        client_ip = Some(addr);
     }
     let policy = &active_table.https[index];
     let hsts = match scheme {
@@ -623,7 +626,7 @@ fn route(
             hsts,
         });
     }
-    let backend = table.pick_backend(index).ok_or_else(|| {
+    let backend = table.pick_backend(index, client_ip).ok_or_else(|| {
         ProxyError::new(
             ErrorKind::NoHealthyBackend,
             ErrorSource::Upstream,

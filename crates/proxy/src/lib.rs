@@ -43,7 +43,9 @@ pub use handle::{DrainOutcome, Proxy, ProxyHandle};
 pub use metrics::{BackendSnapshot, BackendStats, ProxyMetrics, LATENCY_BUCKETS_MS};
 pub use policy::{security_headers, Cidr, Maintenance, RateLimit, RoutePolicy, MAINTENANCE_PAGE};
 pub use static_files::{CacheRules, StaticError, StaticOptions, StaticSite};
-pub use table::{normalize_host, prefix_matches, strip_prefix, Route, RouteTable};
+pub use table::{
+    client_slot, normalize_host, prefix_matches, strip_prefix, Canary, Route, RouteTable,
+};
 pub use tls::{CertStore, TlsCertificate};
 
 /// The TLS library, so callers build [`TlsCertificate`]s from the same version.

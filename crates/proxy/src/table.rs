@@ -42,6 +42,25 @@ pub struct RouteTable {
     any_host: Vec<usize>,
     /// Round-robin counter per route.
     next: Vec<AtomicUsize>,
+    /// A canary split per route (`None` on almost every route).
+    canaries: Vec<Option<CanarySplit>>,
+}
+
+/// A share of a route's requests sent to other backends (a canary release), chosen by the
+/// client's address so that each client stays on its side: a client whose address hashes
+/// below the share goes to the canary, and as the share grows the clients already on the
+/// canary stay there.
+#[derive(Debug, Clone)]
+pub struct Canary {
+    pub backends: Vec<Arc<Backend>>,
+    /// Requests to the canary, in ten-thousandths (1000 = 10 %).
+    pub share: u32,
+}
+
+#[derive(Debug)]
+struct CanarySplit {
+    canary: Canary,
+    next: AtomicUsize,
 }
 
 impl RouteTable {
@@ -96,12 +115,47 @@ impl RouteTable {
             list.sort_by(by_len);
         }
         let next = routes.iter().map(|_| AtomicUsize::new(0)).collect();
+        let canaries = routes.iter().map(|_| None).collect();
         Ok(RouteTable {
             routes,
             by_host,
             any_host,
             next,
+            canaries,
         })
+    }
+
+    /// The same routes with `canaries` (by service) splitting their requests; a canary
+    /// without backends, or with no share, is left out.
+    pub fn with_canaries(mut self, canaries: &HashMap<String, Canary>) -> RouteTable {
+        for (i, route) in self.routes.iter().enumerate() {
+            self.canaries[i] = canaries
+                .get(&route.service)
+                .filter(|c| !c.backends.is_empty() && c.share > 0)
+                .map(|c| CanarySplit {
+                    canary: Canary {
+                        backends: c.backends.clone(),
+                        share: c.share.min(10_000),
+                    },
+                    next: AtomicUsize::new(0),
+                });
+        }
+        self
+    }
+
+    /// The canary split of route `index`, if it has one.
+    pub fn canary(&self, index: usize) -> Option<&Canary> {
+        self.canaries.get(index)?.as_ref().map(|c| &c.canary)
+    }
+
+    /// The routes, without any canary split (what a canary that is aborted goes back to).
+    pub fn without_canaries(&self) -> RouteTable {
+        RouteTable::new(self.routes.clone()).unwrap_or_else(|_| RouteTable::empty())
+    }
+
+    /// Whether route `index` splits its requests (so routing needs the client's address).
+    pub(crate) fn has_canary(&self, index: usize) -> bool {
+        self.canaries.get(index).is_some_and(Option::is_some)
     }
 
     /// A table without routes: every request gets 404.
@@ -111,6 +165,7 @@ impl RouteTable {
             by_host: HashMap::new(),
             any_host: Vec::new(),
             next: Vec::new(),
+            canaries: Vec::new(),
         }
     }
 
@@ -139,17 +194,21 @@ impl RouteTable {
         self.first_match(&self.any_host, path)
     }
 
-    /// Round-robin over the healthy backends of route `index`.
-    pub(crate) fn pick_backend(&self, index: usize) -> Option<&Arc<Backend>> {
-        let backends = &self.routes[index].backends;
-        let n = backends.len();
-        if n == 0 {
-            return None;
+    /// Round-robin over the healthy backends of route `index`; with a canary split, over
+    /// the canary's when `client` falls within its share (and one of them is healthy).
+    pub(crate) fn pick_backend(
+        &self,
+        index: usize,
+        client: Option<std::net::IpAddr>,
+    ) -> Option<&Arc<Backend>> {
+        if let (Some(Some(split)), Some(client)) = (self.canaries.get(index), client) {
+            if client_slot(client) < split.canary.share {
+                if let Some(b) = round_robin(&split.canary.backends, &split.next) {
+                    return Some(b);
+                }
+            }
         }
-        let start = self.next[index].fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|k| &backends[(start.wrapping_add(k)) % n])
-            .find(|b| b.is_healthy())
+        round_robin(&self.routes[index].backends, &self.next[index])
     }
 
     fn first_match(&self, list: &[usize], path: &str) -> Option<usize> {
@@ -157,6 +216,34 @@ impl RouteTable {
             .copied()
             .find(|&i| prefix_matches(&self.routes[i].path_prefix, path))
     }
+}
+
+fn round_robin<'t>(backends: &'t [Arc<Backend>], next: &AtomicUsize) -> Option<&'t Arc<Backend>> {
+    let n = backends.len();
+    if n == 0 {
+        return None;
+    }
+    let start = next.fetch_add(1, Ordering::Relaxed);
+    (0..n)
+        .map(|k| &backends[(start.wrapping_add(k)) % n])
+        .find(|b| b.is_healthy())
+}
+
+/// Where a client falls in 0..10000: FNV-1a of its address, so the same client lands in the
+/// same place in every table and every agent run.
+pub fn client_slot(client: std::net::IpAddr) -> u32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let octets: &[u8] = match &client {
+        std::net::IpAddr::V4(a) => &a.octets(),
+        std::net::IpAddr::V6(a) => &a.octets(),
+    };
+    for b in octets {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    // FNV's low bits mix poorly for inputs differing in one byte: fold the high half in.
+    hash ^= hash >> 29;
+    (hash % 10_000) as u32
 }
 
 /// Whether `prefix` (normalized) matches `path` on a segment boundary.
@@ -227,6 +314,56 @@ fn normalize_prefix(prefix: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canary_split_follows_the_share_and_keeps_each_client() {
+        let stable = Backend::new(1, "127.0.0.1:1".parse().unwrap());
+        let canary = Backend::new(2, "127.0.0.1:2".parse().unwrap());
+        let route = Route {
+            host: None,
+            path_prefix: "/".into(),
+            strip_prefix: false,
+            service: "web".into(),
+            backends: vec![stable],
+            https: RouteHttps::default(),
+            site: None,
+            policy: Arc::new(RoutePolicy::default()),
+        };
+        let split = |share| {
+            RouteTable::new(vec![route.clone()])
+                .unwrap()
+                .with_canaries(&HashMap::from([(
+                    "web".to_string(),
+                    Canary {
+                        backends: vec![canary.clone()],
+                        share,
+                    },
+                )]))
+        };
+        let ten = split(1000);
+        let fifty = split(5000);
+        let clients: Vec<std::net::IpAddr> = (0..4000u32)
+            .map(|i| std::net::Ipv4Addr::from(0x0a00_0000 + i).into())
+            .collect();
+        let on_canary = |t: &RouteTable, c| t.pick_backend(0, Some(c)).unwrap().id() == 2;
+        let at_ten = clients.iter().filter(|c| on_canary(&ten, **c)).count();
+        assert!((300..=500).contains(&at_ten), "{at_ten} of 4000 at 10 %");
+        // Sticky: the same client, the same side; and a client on the canary at 10 % stays
+        // there at 50 %.
+        for c in &clients {
+            assert_eq!(on_canary(&ten, *c), on_canary(&ten, *c));
+            if on_canary(&ten, *c) {
+                assert!(on_canary(&fifty, *c));
+            }
+        }
+        // An unhealthy canary: its clients fall back to the stable backends.
+        canary.set_healthy(false);
+        assert!(clients.iter().all(|c| !on_canary(&ten, *c)));
+        // Without an address (never on the canary).
+        assert_eq!(ten.pick_backend(0, None).unwrap().id(), 1);
+        assert!(ten.has_canary(0));
+        assert!(!ten.without_canaries().has_canary(0));
+    }
 
     #[test]
     fn normalizes_hosts() {

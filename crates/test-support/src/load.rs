@@ -19,6 +19,8 @@ pub struct LoadReport {
     pub non_2xx: BTreeMap<u16, u64>,
     pub errors: Vec<String>,
     pub by_version: BTreeMap<String, u64>,
+    /// Per client (by index): every answer by `x-version`, whatever its status.
+    pub by_client: BTreeMap<usize, BTreeMap<String, u64>>,
 }
 
 impl LoadReport {
@@ -37,6 +39,16 @@ pub struct Load {
 impl Load {
     /// Starts `clients` keep-alive clients sending `GET path` with `Host: host` to `addr`.
     pub fn start(addr: &str, host: &str, path: &str, clients: usize) -> Load {
+        Load::spawn(addr, host, path, clients, false)
+    }
+
+    /// [`Load::start`] with each client connecting from an address of its own
+    /// (`127.0.1.N`, all loopback on Linux), so the proxy sees `clients` different clients.
+    pub fn start_spread(addr: &str, host: &str, path: &str, clients: usize) -> Load {
+        Load::spawn(addr, host, path, clients, true)
+    }
+
+    fn spawn(addr: &str, host: &str, path: &str, clients: usize, spread: bool) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let report = Arc::new(Mutex::new(LoadReport::default()));
         let (addr, host, path) = (addr.to_string(), host.to_string(), path.to_string());
@@ -48,8 +60,15 @@ impl Load {
                 .expect("runtime");
             rt.block_on(async move {
                 let mut set = tokio::task::JoinSet::new();
-                for _ in 0..clients {
+                for index in 0..clients {
+                    let source = spread.then(|| {
+                        std::net::IpAddr::V4(std::net::Ipv4Addr::from(
+                            0x7f00_0100 + u32::try_from(index).unwrap_or(0),
+                        ))
+                    });
                     set.spawn(client(
+                        index,
+                        source,
                         addr.clone(),
                         host.clone(),
                         path.clone(),
@@ -88,7 +107,21 @@ impl Drop for Load {
     }
 }
 
+async fn connect(addr: &str, source: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(addr).await;
+    };
+    let target: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::other(format!("{addr}: {e}")))?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::new(source, 0))?;
+    socket.connect(target).await
+}
+
 async fn client(
+    index: usize,
+    source: Option<std::net::IpAddr>,
     addr: String,
     host: String,
     path: String,
@@ -98,7 +131,7 @@ async fn client(
     let err = |msg: String| report.lock().unwrap().errors.push(msg);
     'connect: while !stop.load(Ordering::SeqCst) {
         let stream =
-            match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(&addr)).await {
+            match tokio::time::timeout(Duration::from_secs(5), connect(&addr, source)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     err(format!("connect: {e}"));
@@ -152,6 +185,11 @@ async fn client(
             let body = resp.into_body().collect().await;
             {
                 let mut r = report.lock().unwrap();
+                *r.by_client
+                    .entry(index)
+                    .or_default()
+                    .entry(version.clone())
+                    .or_default() += 1;
                 match body {
                     Err(e) => r.errors.push(format!("body: {e}")),
                     Ok(_) if (200..300).contains(&status) => {

@@ -206,6 +206,12 @@ impl AlertHandle {
 pub struct Alerter {
     handle: AlertHandle,
     monitor: MonitorHandle,
+    /// The backup catalog, for the missed and unverified backup rules.
+    backups: crate::backups::Backups,
+    /// When the agent started: a backup due before it is the scheduler's catch-up's.
+    started: chrono::DateTime<chrono::Utc>,
+    /// The catalog as last read (unix seconds), for at most a minute.
+    catalog: Mutex<Option<(u64, Vec<dockhand_api::BackupSummary>)>>,
     /// Per instance, (unix seconds, restarts) for the crash-loop window.
     restarts: Mutex<HashMap<String, VecDeque<(u64, u32)>>>,
 }
@@ -215,6 +221,7 @@ impl Alerter {
         events: Events,
         fleet: Fleet,
         monitor: MonitorHandle,
+        backups: crate::backups::Backups,
         layout: Arc<StateLayout>,
         fallback: Arc<AppConfig>,
     ) -> (Alerter, AlertHandle) {
@@ -228,6 +235,9 @@ impl Alerter {
         let alerter = Alerter {
             handle: handle.clone(),
             monitor,
+            backups,
+            started: chrono::Utc::now(),
+            catalog: Mutex::default(),
             restarts: Mutex::default(),
         };
         (alerter, handle)
@@ -300,6 +310,36 @@ impl Alerter {
                 .collect(),
             memory_ratio: (host.mem_total > 0).then(|| host.mem_used_ratio()),
             certificates: self.monitor.certificates(),
+            backups: config.backups.as_ref().map(|b| {
+                let last_due = b
+                    .schedule
+                    .as_deref()
+                    .and_then(|expr| crate::scheduler::Schedule::cron_local(expr).ok())
+                    .and_then(|s| {
+                        crate::scheduler::missed(&s, Some(self.started), chrono::Utc::now())
+                    })
+                    .and_then(|t| u64::try_from(t.timestamp()).ok());
+                // The catalog is read at most once a minute (each summary parses a manifest).
+                let mut cached = self.catalog.lock().unwrap_or_else(|p| p.into_inner());
+                if cached.as_ref().is_none_or(|(t, _)| t + 60 <= now) {
+                    *cached = Some((now, self.backups.list().unwrap_or_default()));
+                }
+                let catalog = cached
+                    .as_ref()
+                    .map(|(_, c)| c.as_slice())
+                    .unwrap_or_default();
+                rules::BackupObserved::from_catalog(catalog, last_due, now)
+            }),
+            checks: self
+                .monitor
+                .checks()
+                .into_iter()
+                .filter_map(|c| {
+                    let failing = !c.ok?;
+                    let seen = c.last.map(|r| r.detail).unwrap_or_default();
+                    Some((c.name, failing, format!("{} {seen}", c.target)))
+                })
+                .collect(),
         }
     }
 
@@ -319,6 +359,10 @@ impl Alerter {
     }
 
     fn on_event(&self, e: &dockhand_state::Event) {
+        if e.kind == EventKind::Backup.as_str() {
+            // A backup or drill finished: read the catalog again at the next evaluation.
+            *self.catalog.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
         let Some(rule) = rules::event_rule(&e.kind, e.level, &e.message) else {
             return;
         };

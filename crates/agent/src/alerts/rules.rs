@@ -48,6 +48,14 @@ const DEFAULTS: &[(&str, f64, u64, u64)] = &[
     ("deploy", 0.0, 0, 0),
     // From events: the agent found what an unclean stop left behind.
     ("agent_restart", 0.0, 0, 0),
+    // A `[monitor.checks]` check failing (after its own threshold of results in a row).
+    ("check", 0.0, 0, 0),
+    // A scheduled backup that fell due (while the agent ran) has no complete backup an hour
+    // later.
+    ("backup_missed", 0.0, 3600, 0),
+    // The last restore drill failed, or no drill passed within this many days of the first
+    // backup.
+    ("backup_unverified", 8.0, 0, 0),
 ];
 
 /// The rules in effect.
@@ -92,6 +100,66 @@ pub struct Observed {
     pub memory_ratio: Option<f64>,
     /// (host, days left).
     pub certificates: Vec<(String, i64)>,
+    /// (check, failing, what it saw), for checks with a verdict.
+    pub checks: Vec<(String, bool, String)>,
+    /// The backups, when `[backups]` is configured.
+    pub backups: Option<BackupObserved>,
+}
+
+/// What the backup rules look at (unix seconds).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BackupObserved {
+    /// The last time the backup schedule fell due since the agent started (none without a
+    /// schedule).
+    pub last_due: Option<u64>,
+    /// The newest complete backup's start.
+    pub last_complete: Option<u64>,
+    /// The oldest complete backup's start (a drill is expected within the threshold of it).
+    pub first_complete: Option<u64>,
+    /// The newest restore drill: when, and whether it passed.
+    pub last_drill: Option<(u64, bool)>,
+    /// The newest drill that passed.
+    pub last_passed: Option<u64>,
+    pub now: u64,
+}
+
+impl BackupObserved {
+    /// From the catalog (newest first, as `Backups::list` returns it).
+    pub fn from_catalog(
+        catalog: &[dockhand_api::BackupSummary],
+        last_due: Option<u64>,
+        now: u64,
+    ) -> BackupObserved {
+        use dockhand_api::{BackupState, VerifyState};
+        let secs = |t: &str| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .ok()
+                .and_then(|d| u64::try_from(d.timestamp()).ok())
+        };
+        let complete: Vec<u64> = catalog
+            .iter()
+            .filter(|b| b.state == BackupState::Complete)
+            .filter_map(|b| secs(&b.started_at))
+            .collect();
+        let drills: Vec<(u64, bool)> = catalog
+            .iter()
+            .filter(|b| b.verify != VerifyState::Never)
+            .filter_map(|b| {
+                Some((
+                    secs(b.verified_at.as_deref()?)?,
+                    b.verify == VerifyState::Passed,
+                ))
+            })
+            .collect();
+        BackupObserved {
+            last_due,
+            last_complete: complete.iter().copied().max(),
+            first_complete: complete.iter().copied().min(),
+            last_drill: drills.iter().copied().max_by_key(|(t, _)| *t),
+            last_passed: drills.iter().filter(|(_, ok)| *ok).map(|(t, _)| *t).max(),
+            now,
+        }
+    }
 }
 
 /// A rule's verdict about one subject.
@@ -228,6 +296,62 @@ pub fn conditions(rules: &[Rule], obs: &Observed) -> Vec<Condition> {
                     );
                 }
             }
+            "backup_missed" => {
+                if let (Some(b), Some(due)) =
+                    (&obs.backups, obs.backups.as_ref().and_then(|b| b.last_due))
+                {
+                    let done = b.last_complete.is_some_and(|t| t >= due);
+                    push(
+                        "schedule",
+                        !done,
+                        format!(
+                            "the scheduled backup due {} ago has not completed (last complete backup: {})",
+                            ago(b.now.saturating_sub(due)),
+                            b.last_complete
+                                .map(|t| format!("{} ago", ago(b.now.saturating_sub(t))))
+                                .unwrap_or_else(|| "none".into())
+                        ),
+                    );
+                }
+            }
+            "backup_unverified" => {
+                if let Some(b) = &obs.backups {
+                    let days = (rule.threshold * 86_400.0) as u64;
+                    let (active, summary) = match (b.last_drill, b.first_complete) {
+                        (Some((t, false)), _) => (
+                            true,
+                            format!(
+                                "the last restore drill, {} ago, failed",
+                                ago(b.now.saturating_sub(t))
+                            ),
+                        ),
+                        (_, Some(first)) if b.now.saturating_sub(first) > days
+                            && b.last_passed.is_none_or(|p| b.now.saturating_sub(p) > days) =>
+                        (
+                            true,
+                            match b.last_passed {
+                                Some(p) => format!(
+                                    "no restore drill passed for {} (threshold {} days)",
+                                    ago(b.now.saturating_sub(p)),
+                                    rule.threshold
+                                ),
+                                None => format!(
+                                    "no backup was ever verified by a restore drill (the first is {} old; threshold {} days)",
+                                    ago(b.now.saturating_sub(first)),
+                                    rule.threshold
+                                ),
+                            },
+                        ),
+                        _ => (false, "backups are verified".to_string()),
+                    };
+                    push("drill", active, summary);
+                }
+            }
+            "check" => {
+                for (name, failing, seen) in &obs.checks {
+                    push(name, *failing, format!("check {name}: {seen}"));
+                }
+            }
             _ => {} // event rules: see `event_rule`
         }
     }
@@ -358,7 +482,19 @@ pub fn event_rule(
         ("schedule", Error | Warn) if message.contains("backup") => Some("backup"),
         ("certificate", Error) => Some("certificate"),
         ("recovery", _) => Some("agent_restart"),
+        // The metric store (or another file of the agent's) could not be written.
+        ("monitor", Warn | Error) if message.contains("cannot write") => Some("disk"),
         _ => None,
+    }
+}
+
+/// `3 h`, `2 d`: how long ago, roughly.
+fn ago(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} d", s / 86_400),
     }
 }
 
@@ -486,6 +622,7 @@ mod tests {
                     requests,
                     per_second: 1.0,
                     error_ratio: ratio,
+                    p50_ms: None,
                     p99_ms: Some(5.0),
                 }),
                 ..Default::default()
@@ -549,5 +686,115 @@ mod tests {
             Some("agent_restart")
         );
         assert_eq!(event_rule("health", Warn, "unhealthy"), None);
+        assert_eq!(
+            event_rule(
+                "monitor",
+                Warn,
+                "cannot write the metric store /x: No space left"
+            ),
+            Some("disk")
+        );
+    }
+
+    #[test]
+    fn a_failing_check_fires_once_and_recovers_once() {
+        let rules = rules(&AlertsConfig::default());
+        let check = |failing: bool| Observed {
+            checks: vec![(
+                "home".into(),
+                failing,
+                "https://example.org/ answered 502".into(),
+            )],
+            ..Default::default()
+        };
+        let series: Vec<(u64, Observed)> =
+            (0..10).map(|t| (t, check((3..7).contains(&t)))).collect();
+        assert_eq!(
+            run(&rules, &series, 3600),
+            vec![
+                (3, NoticeKind::Firing, "check:home".into()),
+                (7, NoticeKind::Resolved, "check:home".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missed_scheduled_backup_alerts_after_the_grace_and_recovers_with_a_backup() {
+        let rules = rules(&AlertsConfig::default()); // backup_missed: for 1 h
+        let at = |now: u64, last_complete: Option<u64>| Observed {
+            backups: Some(BackupObserved {
+                last_due: Some(10_000),
+                last_complete,
+                first_complete: Some(1_000),
+                last_drill: Some((2_000, true)),
+                last_passed: Some(2_000),
+                now,
+            }),
+            ..Default::default()
+        };
+        let series = vec![
+            (10_100, at(10_100, Some(5_000))),
+            (13_000, at(13_000, Some(5_000))),
+            (13_700, at(13_700, Some(5_000))),
+            (14_000, at(14_000, Some(13_800))),
+        ];
+        assert_eq!(
+            run(&rules, &series, 86_400),
+            vec![
+                (13_700, NoticeKind::Firing, "backup_missed:schedule".into()),
+                (
+                    14_000,
+                    NoticeKind::Resolved,
+                    "backup_missed:schedule".into()
+                )
+            ]
+        );
+        // Without a schedule nothing is ever due.
+        let mut none = at(20_000, None);
+        none.backups.as_mut().unwrap().last_due = None;
+        assert!(conditions(&rules, &none)
+            .iter()
+            .all(|c| c.rule != "backup_missed"));
+    }
+
+    #[test]
+    fn backups_never_verified_or_failing_their_drill_alert() {
+        let rules = rules(&AlertsConfig::default()); // backup_unverified: 8 days
+        let day = 86_400;
+        let obs = |first: u64, drill: Option<(u64, bool)>, now: u64| Observed {
+            backups: Some(BackupObserved {
+                last_due: None,
+                last_complete: Some(now - 10),
+                first_complete: Some(first),
+                last_drill: drill,
+                last_passed: drill.filter(|d| d.1).map(|d| d.0),
+                now,
+            }),
+            ..Default::default()
+        };
+        let active = |o: &Observed| {
+            conditions(&rules, o)
+                .into_iter()
+                .find(|c| c.rule == "backup_unverified")
+                .map(|c| (c.active, c.summary))
+        };
+        let now = 100 * day;
+        // A week-old first backup, never drilled: not yet.
+        assert_eq!(active(&obs(now - 7 * day, None, now)).unwrap().0, false);
+        // Nine days: never verified.
+        let (on, why) = active(&obs(now - 9 * day, None, now)).unwrap();
+        assert!(on && why.contains("no backup was ever verified"), "{why}");
+        // A failed drill alerts at once.
+        let (on, why) = active(&obs(now - day, Some((now - 60, false)), now)).unwrap();
+        assert!(on && why.contains("failed"), "{why}");
+        // A recent passing drill: fine.
+        assert_eq!(
+            active(&obs(now - 30 * day, Some((now - day, true)), now))
+                .unwrap()
+                .0,
+            false
+        );
+        // Without backups configured the rule says nothing.
+        assert_eq!(active(&Observed::default()), None);
     }
 }

@@ -38,6 +38,9 @@ pub(super) struct Execution<'a> {
     staged: bool,
     /// The routing table to the new instances, built at `commit`.
     table: Option<RouteTable>,
+    /// The table that served before a canary split it (put back when the canary aborts).
+    before_canary: Option<Arc<RouteTable>>,
+    canary: Option<super::canary::CanaryReport>,
     committed: bool,
     announced: bool,
     network_ready: bool,
@@ -65,6 +68,8 @@ impl<'a> Execution<'a> {
             sites: Default::default(),
             staged: false,
             table: None,
+            before_canary: None,
+            canary: None,
             committed: false,
             announced: false,
             network_ready: false,
@@ -172,11 +177,15 @@ impl<'a> Execution<'a> {
             Step::Static { service, source } => self.stage(plan, service, source).await,
             Step::Start { service, instances } => self.start(plan, service, instances).await,
             Step::Gate { checks } => self.gate(plan, checks).await,
+            Step::Canary {
+                serving,
+                services,
+                canary,
+            } => self.canary(plan, *serving, services, canary).await,
             Step::Commit => {
                 let config = self.config()?;
-                let table =
-                    routes::build_table(config, &backends_by_service(&self.new), &self.sites)
-                        .map_err(|e| AgentError::runtime(format!("routing table: {e}")))?;
+                let table = routes::build_table(config, &self.backends(), &self.sites)
+                    .map_err(|e| AgentError::runtime(format!("routing table: {e}")))?;
                 self.d
                     .store
                     .finish_deployment(plan.deployment, DeploymentOutcome::Succeeded, "serving")
@@ -196,13 +205,12 @@ impl<'a> Execution<'a> {
                 let table = match self.table.take() {
                     Some(t) => t,
                     None => {
-                        routes::build_table(config, &backends_by_service(&self.new), &self.sites)
-                            .map_err(|e| {
-                                AgentError::internal(format!(
-                                    "routing table of release {}: {e}",
-                                    plan.release
-                                ))
-                            })?
+                        routes::build_table(config, &self.backends(), &self.sites).map_err(|e| {
+                            AgentError::internal(format!(
+                                "routing table of release {}: {e}",
+                                plan.release
+                            ))
+                        })?
                     }
                 };
                 let old_table = self.d.proxy.set_routes(table);
@@ -528,6 +536,90 @@ impl<'a> Execution<'a> {
         Err(AgentError::runtime(message))
     }
 
+    /// The new instances' backends by service, with the monitor's metrics listener when the
+    /// release publishes `/metrics` on a route.
+    fn backends(&self) -> std::collections::BTreeMap<String, Vec<Arc<dockhand_proxy::Backend>>> {
+        let mut map = backends_by_service(&self.new);
+        if let Some(b) = self.d.monitor.as_ref().and_then(|m| m.route_backend()) {
+            map.insert(routes::METRICS_SERVICE.into(), vec![b]);
+        }
+        map
+    }
+
+    /// The canary's steps; `Err` when it was aborted (the abort puts the old table back).
+    async fn canary(
+        &mut self,
+        plan: &Plan,
+        serving: i64,
+        services: &[String],
+        cfg: &dockhand_config::CanaryConfig,
+    ) -> Result<()> {
+        let Some(monitor) = self.d.monitor.clone() else {
+            self.warnings.push(
+                "the canary needs the monitor's figures, which this agent does not keep: deployed all at once".into(),
+            );
+            return Ok(());
+        };
+        let before = self.d.proxy.routes();
+        self.before_canary = Some(before.clone());
+        let mut report = super::canary::CanaryReport::default();
+        let (sink, redactor) = (self.sink, self.d.events.redactor());
+        let say = move |m: String| {
+            sink(Progress {
+                step: "canary".into(),
+                message: redactor.redact(&m),
+                service: None,
+            })
+        };
+        let result = super::canary::run(
+            self.d,
+            &monitor,
+            plan.release,
+            serving,
+            services,
+            cfg,
+            &self.new,
+            &before,
+            &mut report,
+            &say,
+        )
+        .await;
+        for stage in &report.stages {
+            for (service, canary, _) in &stage.services {
+                let requests = canary.map_or(0, |t| t.requests);
+                if stage.failed.is_none() && requests < cfg.min_requests {
+                    self.warnings.push(format!(
+                        "{service}: only {requests} request(s) reached the canary at {}, fewer than min_requests ({}): that step was not judged",
+                        dockhand_config::share_text(stage.share),
+                        cfg.min_requests
+                    ));
+                }
+            }
+        }
+        self.canary = Some(report);
+        result.map_err(AgentError::runtime)
+    }
+
+    /// Sends every request back to the table that served before the canary, then waits
+    /// until no request holds the canary's instances (they are stopped next).
+    async fn undo_canary(&mut self) {
+        let Some(before) = self.before_canary.take() else {
+            return;
+        };
+        drop(self.d.proxy.set_routes(before.without_canaries()));
+        let backends: Vec<_> = self.new.iter().filter_map(|i| i.backend.clone()).collect();
+        let timeout = self
+            .config
+            .map_or(Duration::from_secs(30), |c| c.proxy.drain_timeout);
+        let outcome = self.d.proxy.drain(&backends, timeout).await;
+        if !outcome.idle {
+            self.warnings.push(format!(
+                "{} request(s) or connection(s) to the canary were still open after the drain timeout",
+                outcome.remaining
+            ));
+        }
+    }
+
     /// Releases, builds and log files beyond retention. Failures are logged: leftovers cost
     /// disk, not correctness.
     async fn prune(&self) {
@@ -571,6 +663,17 @@ impl<'a> Execution<'a> {
                 plan.release
             ),
         );
+        if self.before_canary.is_some() {
+            self.say(
+                "canary",
+                None,
+                format!(
+                    "sending every request back to the serving release and draining release {}",
+                    plan.release
+                ),
+            );
+            self.undo_canary().await;
+        }
         instances::retire(self.d, &self.new).await;
         if self.staged {
             statics::remove(&self.d.layout, &[plan.release]);
@@ -624,6 +727,7 @@ impl<'a> Execution<'a> {
             duration: self.started_at.elapsed(),
             failures: self.failures,
             warnings: self.warnings,
+            canary: self.canary,
         }
     }
 }

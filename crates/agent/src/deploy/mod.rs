@@ -5,6 +5,7 @@
 //! [`Deployer`] holds the narrow handles a deploy acts through; it is the only code that
 //! starts or stops instances of a release.
 
+pub mod canary;
 mod execute;
 mod failpoint;
 mod gate;
@@ -47,6 +48,10 @@ pub struct Deployer {
     pub fleet: Fleet,
     pub prober: Prober,
     pub failpoint: Option<Failpoint>,
+    /// The monitor's figures, which a canary is judged by (`None`: canaries deploy at once).
+    pub monitor: Option<crate::monitor::MonitorHandle>,
+    /// The canary in progress, for `status`.
+    pub canary: canary::CanaryStatus,
 }
 
 /// How a deploy, reload, rollback or restart ended.
@@ -61,6 +66,8 @@ pub struct DeployOutcome {
     /// Why the gate failed, per instance, when it did.
     pub failures: Vec<Failure>,
     pub warnings: Vec<String>,
+    /// What the canary step measured, when the plan had one.
+    pub canary: Option<canary::CanaryReport>,
 }
 
 /// Why one instance (or hook) stopped a deploy.

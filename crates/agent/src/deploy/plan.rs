@@ -8,6 +8,11 @@
 //! database…  image…  static…  pre_deploy…  start… (depends_on order)  gate  commit  swap  drain  stop  post_deploy…  prune
 //! ```
 //!
+//! A canary deploy (`[deploy] strategy = "canary"`, a deploy or reload beside a serving
+//! release) has a `canary` step between the gate and the commit: a share of requests to the
+//! new release, step by step, judged against the serving release. Its failure aborts like the
+//! gate's, after the canary's requests have been sent back and its instances drained.
+//!
 //! Every step before `commit` is undone by stopping what the plan started: the serving release
 //! never stops serving. After `commit` nothing aborts: `post_deploy` failing is a warning. The
 //! restart of the committed release when the agent starts skips the hooks, the gate and the
@@ -21,7 +26,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dockhand_config::{AppConfig, ProxySettings, PullPolicy, ServiceConfig, StaticSource};
+use dockhand_config::{
+    AppConfig, CanaryConfig, ProxySettings, PullPolicy, ServiceConfig, StaticSource, Strategy,
+};
 
 /// Releases retained for rollback beyond the current one.
 pub const KEEP_RELEASES: usize = 10;
@@ -173,6 +180,14 @@ pub enum Step {
     },
     /// Wait until every new instance passes its gate (all at once; the first failure ends it).
     Gate { checks: Vec<GateCheck> },
+    /// Send `canary.steps` shares of the requests of `services` (sticky per client) to the new
+    /// release, each for `canary.step`, comparing it with `serving` after every monitor sample;
+    /// a worse figure aborts the deploy.
+    Canary {
+        serving: i64,
+        services: Vec<String>,
+        canary: CanaryConfig,
+    },
     /// Build the new routing table, then record the release as current: from here on a
     /// restart of the agent serves it.
     Commit,
@@ -212,6 +227,7 @@ impl Step {
             } => "post_deploy",
             Step::Start { .. } => "start",
             Step::Gate { .. } => "gate",
+            Step::Canary { .. } => "canary",
             Step::Commit => "commit",
             Step::Swap => "swap",
             Step::Drain { .. } => "drain",
@@ -320,6 +336,9 @@ pub fn plan(target: Target<'_>, observed: &Observed) -> Plan {
             })
             .collect(),
     });
+    if target.kind.builds() && config.deploy.strategy == Strategy::Canary {
+        canary(&mut plan, config, observed);
+    }
     plan.steps.push(Step::Commit);
     plan.steps.push(Step::Swap);
     if let Some(old) = &observed.serving {
@@ -482,6 +501,42 @@ fn prepare(
             source,
         });
     }
+}
+
+/// The canary step: the routed services the serving release routes too (a new service has no
+/// traffic to compare with, so it takes its requests at the swap).
+fn canary(plan: &mut Plan, config: &AppConfig, observed: &Observed) {
+    let Some(serving) = &observed.serving else {
+        plan.warnings.push(
+            "no release serves yet, so there is nothing to compare a canary with: deployed all at once"
+                .into(),
+        );
+        return;
+    };
+    let services: Vec<String> = config
+        .services
+        .values()
+        .filter(|s| s.route.is_some() && s.static_site.is_none())
+        .filter(|s| {
+            serving
+                .instances
+                .iter()
+                .any(|i| i.routed && i.service == s.name)
+        })
+        .map(|s| s.name.clone())
+        .collect();
+    if services.is_empty() {
+        plan.warnings.push(format!(
+            "no routed service of release {} is served by release {} too: deployed all at once",
+            plan.release, serving.release
+        ));
+        return;
+    }
+    plan.steps.push(Step::Canary {
+        serving: serving.release,
+        services,
+        canary: config.deploy.canary.clone(),
+    });
 }
 
 fn hooks(plan: &mut Plan, config: &AppConfig, phase: HookPhase) {

@@ -49,6 +49,8 @@ impl Harness {
             fleet,
             prober: Prober::new(events),
             failpoint: None,
+            monitor: None,
+            canary: Default::default(),
         };
         Harness {
             dir,

@@ -92,14 +92,11 @@ pub fn read_host(state_dir: &Path) -> HostSample {
     let mut mounts: Vec<String> = vec!["/".into()];
     let state = state_dir.to_string_lossy().into_owned();
     if let Ok(text) = std::fs::read_to_string("/proc/self/mounts") {
-        // The state directory's file system, and every real block device's.
+        // The state directory's file system (whatever it is: a tmpfs, an overlay), and every
+        // real block device's.
         let real = parse_mounts(&text);
-        if let Some(m) = real
-            .iter()
-            .filter(|m| state.starts_with(m.as_str()))
-            .max_by_key(|m| m.len())
-        {
-            mounts.push(m.clone());
+        if let Some(m) = state_mount(&text, Path::new(&state)) {
+            mounts.push(m);
         }
         mounts.extend(real);
     }
@@ -188,6 +185,15 @@ pub fn parse_net(text: &str) -> (u64, u64) {
 }
 
 /// Mount points of real file systems (block devices), from `/proc/self/mounts`.
+/// The mount point holding `dir`: the longest one it lies within, of any file system.
+pub fn state_mount(mounts: &str, dir: &Path) -> Option<String> {
+    mounts
+        .lines()
+        .filter_map(|l| Some(l.split_whitespace().nth(1)?.replace("\\040", " ")))
+        .filter(|m| dir.starts_with(m.as_str()))
+        .max_by_key(String::len)
+}
+
 pub fn parse_mounts(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|l| {
@@ -203,6 +209,23 @@ pub fn parse_mounts(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_directory_is_on_the_longest_mount_holding_it() {
+        let mounts = "overlay / overlay rw 0 0\n/dev/sda1 /srv ext4 rw 0 0\ntmpfs /srv/state tmpfs rw 0 0\ntmpfs /srv/statex tmpfs rw 0 0\n";
+        assert_eq!(
+            state_mount(mounts, Path::new("/srv/state/dockhand")).as_deref(),
+            Some("/srv/state")
+        );
+        assert_eq!(
+            state_mount(mounts, Path::new("/srv/stat")).as_deref(),
+            Some("/srv")
+        );
+        assert_eq!(
+            state_mount(mounts, Path::new("/home/x")).as_deref(),
+            Some("/")
+        );
+    }
 
     #[test]
     fn parses_proc_files() {

@@ -8,6 +8,7 @@
 //! Others read it through [`MonitorHandle`]: the window queries (`traffic`) behind the
 //! alert rules, the watch after a deploy and `status`, and a tick after each sample.
 
+pub mod checks;
 mod host;
 mod prometheus;
 pub mod series;
@@ -31,8 +32,25 @@ use crate::subsystem::{BoxFuture, Context, Subsystem};
 pub use host::HostSample;
 pub use series::Traffic;
 
+/// The proxy backend id of the metrics route's listener (instances count up from 1).
+const ROUTE_BACKEND_ID: u64 = u64::MAX;
+
 /// How often the store is written to disk.
 const PERSIST_EVERY: Duration = Duration::from_secs(300);
+
+/// How often the store is written: [`PERSIST_EVERY`]; in debug builds
+/// `DOCKHAND_METRICS_PERSIST_MS` shortens it for tests (release builds never read it).
+fn persist_every() -> Duration {
+    if cfg!(debug_assertions) {
+        if let Some(ms) = std::env::var("DOCKHAND_METRICS_PERSIST_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            return Duration::from_millis(ms);
+        }
+    }
+    PERSIST_EVERY
+}
 
 /// One instance as last sampled.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +64,8 @@ pub struct InstanceSample {
     pub healthy: Option<bool>,
     pub restarts: u32,
     pub cpu_seconds: Option<f64>,
+    /// CPU used since the previous sample, in cores (1.0: one core busy).
+    pub cpu_ratio: Option<f64>,
     pub rss_bytes: Option<u64>,
 }
 
@@ -72,6 +92,10 @@ struct State {
     store: series::SeriesStore,
     serving: Option<i64>,
     samples: u64,
+    /// `[monitor.checks]`, by name.
+    checks: BTreeMap<String, checks::CheckState>,
+    /// Unix seconds of the last sample (fractional).
+    sampled_at: f64,
 }
 
 struct Tracked {
@@ -88,11 +112,27 @@ pub struct MonitorHandle {
     state: Arc<Mutex<State>>,
     ticks: watch::Sender<u64>,
     metrics_addr: Arc<Mutex<Option<SocketAddr>>>,
+    interval: Duration,
+    /// The token-protected listener behind `[monitor] metrics_route`, as a proxy backend.
+    route_backend: Arc<Mutex<Option<Arc<Backend>>>>,
 }
 
 impl MonitorHandle {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The backend of `[monitor] metrics_route`'s route, once its listener is bound.
+    pub fn route_backend(&self) -> Option<Arc<Backend>> {
+        self.route_backend
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// How often the monitor samples.
+    pub fn interval(&self) -> Duration {
+        self.interval
     }
 
     /// Changes after every sample.
@@ -145,6 +185,11 @@ impl MonitorHandle {
         (st.host.clone(), st.host_cpu_ratio)
     }
 
+    /// The checks of `[monitor.checks]` and their state.
+    pub fn checks(&self) -> Vec<checks::CheckState> {
+        self.state().checks.values().cloned().collect()
+    }
+
     /// Served certificates and their days left.
     pub fn certificates(&self) -> Vec<(String, i64)> {
         self.state().certificates.clone()
@@ -186,6 +231,8 @@ pub fn settings(config: &dockhand_config::AppConfig) -> MonitorConfig {
 pub struct Monitor {
     handle: MonitorHandle,
     config: MonitorConfig,
+    /// The bearer token of `[monitor] metrics_route` (resolved from the secrets file).
+    route_token: Option<Arc<String>>,
     fleet: Fleet,
     proxy: ProxyHandle,
     certs: CertHandle,
@@ -201,15 +248,19 @@ impl Monitor {
         certs: CertHandle,
         events: Events,
         layout: Arc<StateLayout>,
+        route_token: Option<String>,
     ) -> (Monitor, MonitorHandle) {
         let handle = MonitorHandle {
             state: Arc::default(),
             ticks: watch::channel(0).0,
             metrics_addr: Arc::default(),
+            interval: config.interval,
+            route_backend: Arc::default(),
         };
         let monitor = Monitor {
             handle: handle.clone(),
             config,
+            route_token: route_token.map(Arc::new),
             fleet,
             proxy,
             certs,
@@ -253,6 +304,7 @@ impl Monitor {
                 healthy: i.plan.as_ref().and(i.health.verdict()),
                 restarts: st.restarts,
                 cpu_seconds: proc.map(|p| p.0),
+                cpu_ratio: None,
                 rss_bytes: proc.map(|p| p.1),
             });
         }
@@ -267,6 +319,21 @@ impl Monitor {
         let proxy = self.proxy.metrics();
 
         let mut st = self.handle.state();
+        // Each instance's CPU since its previous sample.
+        let elapsed = now_secs_f64() - st.sampled_at;
+        if st.sampled_at > 0.0 && elapsed > 0.0 {
+            for i in &mut instances {
+                let before = st
+                    .instances
+                    .iter()
+                    .find(|p| p.instance == i.instance)
+                    .and_then(|p| p.cpu_seconds);
+                if let (Some(b), Some(a)) = (before, i.cpu_seconds) {
+                    i.cpu_ratio = Some(((a - b) / elapsed).max(0.0));
+                }
+            }
+        }
+        st.sampled_at = now_secs_f64();
         // The proxy's counters: a delta per backend, added to its route and release.
         let mut seen = std::collections::HashSet::new();
         for i in &live {
@@ -371,6 +438,50 @@ impl Monitor {
         self.handle.ticks.send_replace(n);
     }
 
+    /// Runs one check on its interval until `shutdown`; each result is added to its state,
+    /// and a change of state is an event.
+    async fn check_loop(
+        self: Arc<Self>,
+        cfg: dockhand_config::CheckConfig,
+        mut shutdown: crate::subsystem::Shutdown,
+    ) {
+        let mut tick = tokio::time::interval(cfg.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = shutdown.wait() => return,
+            }
+            let result = tokio::select! {
+                r = checks::probe(&cfg) => r,
+                () = shutdown.wait() => return,
+            };
+            let detail = result.detail.clone();
+            let (flipped, failing, target) = {
+                let mut st = self.handle.state();
+                let state = st
+                    .checks
+                    .entry(cfg.name.clone())
+                    .or_insert_with(|| checks::CheckState::new(&cfg));
+                let flipped = checks::advance(state, result, cfg.threshold, unix_now());
+                (flipped, state.failing(), state.target.clone())
+            };
+            if !flipped {
+                continue;
+            }
+            let message = if failing {
+                format!("check {} failing: {target} {detail}", cfg.name)
+            } else {
+                format!("check {} passes: {target} {detail}", cfg.name)
+            };
+            if failing {
+                self.events.warn(EventKind::Monitor, None, None, &message);
+            } else {
+                self.events.info(EventKind::Monitor, None, None, &message);
+            }
+        }
+    }
+
     /// Loads the store written by a previous run (a missing or unreadable file: start empty).
     fn load(&self) {
         let path = self.layout.metrics();
@@ -412,7 +523,9 @@ impl Subsystem for Monitor {
             self.load();
             let server = match self.config.metrics_listen {
                 Some(addr) => {
-                    match prometheus::serve(addr, self.handle.clone(), ctx.shutdown.clone()).await {
+                    match prometheus::serve(addr, self.handle.clone(), ctx.shutdown.clone(), None)
+                        .await
+                    {
                         Ok((bound, task)) => {
                             *self
                                 .handle
@@ -433,27 +546,83 @@ impl Subsystem for Monitor {
                 }
                 None => None,
             };
+            // The listener behind the proxy's metrics route: loopback, a port of its own.
+            let route_server = match &self.route_token {
+                Some(token) => match prometheus::serve(
+                    SocketAddr::from(([127, 0, 0, 1], 0)),
+                    self.handle.clone(),
+                    ctx.shutdown.clone(),
+                    Some(token.clone()),
+                )
+                .await
+                {
+                    Ok((bound, task)) => {
+                        *self
+                            .handle
+                            .route_backend
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) =
+                            Some(Backend::new(ROUTE_BACKEND_ID, bound));
+                        Some(task)
+                    }
+                    Err(e) => {
+                        self.events.warn(
+                            EventKind::Monitor,
+                            None,
+                            None,
+                            &format!("cannot serve the metrics route: {e}"),
+                        );
+                        None
+                    }
+                },
+                None => None,
+            };
             if server.is_some() || self.config.metrics_listen.is_none() {
                 ctx.ready();
+            }
+            {
+                let mut st = self.handle.state();
+                for cfg in self.config.checks.values() {
+                    st.checks
+                        .insert(cfg.name.clone(), checks::CheckState::new(cfg));
+                }
+            }
+            let mut check_tasks = tokio::task::JoinSet::new();
+            for cfg in self.config.checks.values() {
+                check_tasks.spawn(self.clone().check_loop(cfg.clone(), ctx.shutdown.clone()));
             }
             let mut tick = tokio::time::interval(self.config.interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_persist = tokio::time::Instant::now();
             let mut persist_failed = false;
+            let persist_every = persist_every();
+            let serving_metrics = server.is_some() || self.config.metrics_listen.is_none();
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
                         self.sample();
-                        if last_persist.elapsed() >= PERSIST_EVERY {
+                        if last_persist.elapsed() >= persist_every {
                             last_persist = tokio::time::Instant::now();
                             match (self.persist(), persist_failed) {
-                                (Ok(()), _) => persist_failed = false,
-                                (Err(e), false) => {
-                                    persist_failed = true;
-                                    self.events.warn(EventKind::Monitor, None, None, &format!(
-                                        "cannot write the metric store {}: {e}; the figures stay in memory (free some disk space)",
+                                (Ok(()), true) => {
+                                    persist_failed = false;
+                                    self.events.info(EventKind::Monitor, None, None, &format!(
+                                        "the metric store {} is written again",
                                         self.layout.metrics().display()
                                     ));
+                                    if serving_metrics {
+                                        ctx.ready();
+                                    }
+                                }
+                                (Ok(()), false) => {}
+                                (Err(e), false) => {
+                                    persist_failed = true;
+                                    let why = format!(
+                                        "cannot write the metric store {}: {e}; the figures stay in memory (free some disk space)",
+                                        self.layout.metrics().display()
+                                    );
+                                    self.events.warn(EventKind::Monitor, None, None, &why);
+                                    ctx.degraded(why);
                                 }
                                 (Err(_), true) => {}
                             }
@@ -462,10 +631,11 @@ impl Subsystem for Monitor {
                     () = ctx.shutdown.wait() => break,
                 }
             }
+            check_tasks.abort_all();
             if let Err(e) = self.persist() {
                 tracing::warn!("cannot write the metric store: {e}");
             }
-            if let Some(task) = server {
+            for task in server.into_iter().chain(route_server) {
                 let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
             }
             Ok(())
@@ -477,6 +647,12 @@ fn unix_now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn now_secs_f64() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn unix_now() -> u64 {

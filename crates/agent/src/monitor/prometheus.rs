@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -373,10 +374,14 @@ fn line(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
 }
 
 /// Serves `GET /metrics` on `addr` until `shutdown`; returns the bound address.
+/// Serves `GET /metrics` on `addr`. With `token` (the listener behind `[monitor]
+/// metrics_route`, reached through the proxy), every path answers the metrics, and only to a
+/// request with `Authorization: Bearer TOKEN`.
 pub(super) async fn serve(
     addr: SocketAddr,
     handle: MonitorHandle,
     mut shutdown: Shutdown,
+    token: Option<Arc<String>>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -394,10 +399,17 @@ pub(super) async fn serve(
                 () = shutdown.wait() => return,
             };
             let handle = handle.clone();
+            let token = token.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let handle = handle.clone();
-                    async move { Ok::<_, std::convert::Infallible>(answer(&req, &handle)) }
+                    let token = token.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(match token {
+                            Some(t) => answer_with_token(&req, &handle, &t),
+                            None => answer(&req, &handle),
+                        })
+                    }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
@@ -408,6 +420,51 @@ pub(super) async fn serve(
         }
     });
     Ok((bound, task))
+}
+
+/// The route's answer: 401 without the right bearer token, else the metrics at any path.
+fn answer_with_token<B>(
+    req: &Request<B>,
+    handle: &MonitorHandle,
+    token: &str,
+) -> Response<Full<Bytes>> {
+    if !bearer_matches(req.headers().get(http::header::AUTHORIZATION), token) {
+        let mut r = Response::new(Full::new(Bytes::from_static(
+            b"401 unauthorized: send Authorization: Bearer <token>\n",
+        )));
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
+    if !matches!(req.method().as_str(), "GET" | "HEAD") {
+        let mut r = Response::new(Full::new(Bytes::from_static(b"only GET\n")));
+        *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        return r;
+    }
+    let mut response = Response::new(Full::new(Bytes::from(handle.render_prometheus())));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+/// Whether `header` is `Bearer TOKEN`, compared in constant time.
+fn bearer_matches(header: Option<&http::HeaderValue>, token: &str) -> bool {
+    let Some(given) = header
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    if a.len() != b.len() || b.is_empty() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn answer<B>(req: &Request<B>, handle: &MonitorHandle) -> Response<Full<Bytes>> {
@@ -440,6 +497,17 @@ fn answer<B>(req: &Request<B>, handle: &MonitorHandle) -> Response<Full<Bytes>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_route_needs_the_bearer_token() {
+        let h = |v: &str| http::HeaderValue::from_str(v).unwrap();
+        assert!(bearer_matches(Some(&h("Bearer s3cret")), "s3cret"));
+        assert!(!bearer_matches(Some(&h("Bearer s3creT")), "s3cret"));
+        assert!(!bearer_matches(Some(&h("Bearer s3cret2")), "s3cret"));
+        assert!(!bearer_matches(Some(&h("Basic s3cret")), "s3cret"));
+        assert!(!bearer_matches(None, "s3cret"));
+        assert!(!bearer_matches(Some(&h("Bearer ")), ""));
+    }
 
     #[test]
     fn renders_counters_histograms_and_escaped_labels() {

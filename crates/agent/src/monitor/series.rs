@@ -179,6 +179,8 @@ pub struct Traffic {
     pub per_second: f64,
     /// 5xx responses over all responses (0 without requests).
     pub error_ratio: f64,
+    /// The upper bound of the latency bucket holding the median, in milliseconds.
+    pub p50_ms: Option<f64>,
     /// The upper bound of the latency bucket holding the 99th percentile, in milliseconds.
     pub p99_ms: Option<f64>,
 }
@@ -198,6 +200,7 @@ pub fn traffic(delta: &BackendSnapshot, seconds: f64) -> Traffic {
         } else {
             delta.status[4] as f64 / requests as f64
         },
+        p50_ms: quantile_ms(&delta.latency, 0.5),
         p99_ms: quantile_ms(&delta.latency, 0.99),
     }
 }

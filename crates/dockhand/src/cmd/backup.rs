@@ -289,6 +289,7 @@ fn restore_app(g: &Global, a: RestoreArgs) -> anyhow::Result<ExitCode> {
                 requested_by: requested_by(),
                 images: Default::default(),
                 revision: None,
+                canary: None,
             },
         )?;
         if !report.succeeded {

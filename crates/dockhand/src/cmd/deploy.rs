@@ -18,15 +18,33 @@ pub struct DeployArgs {
     /// if the release fails.
     #[arg(long, value_name = "REF")]
     pub revision: Option<String>,
+    /// Deploy as a canary: this share of the requests (e.g. 10%; sticky per client) goes to
+    /// the new release first, then the larger steps of `[deploy.canary]`; compared with the
+    /// serving release after every monitor sample, it is promoted, or aborted and drained,
+    /// by itself. Without it, `[deploy] strategy` decides.
+    #[arg(long, value_name = "SHARE", value_parser = parse_share)]
+    pub canary: Option<u32>,
+    /// How long each canary step lasts (default: `[deploy.canary] step`, 1 minute).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "canary")]
+    pub canary_step: Option<std::time::Duration>,
     #[command(flatten)]
     pub remote: crate::RemoteArgs,
 }
 
-pub fn deploy(g: &Global, revision: Option<String>) -> anyhow::Result<ExitCode> {
+fn parse_share(text: &str) -> Result<u32, String> {
+    dockhand_config::parse_share(text)
+        .ok_or_else(|| format!("`{text}` is not a share between 0 and 100 %; write e.g. 10%"))
+}
+
+pub fn deploy(g: &Global, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     let mut req = Request::Deploy {
         requested_by: requested_by(),
         images: Default::default(),
-        revision,
+        revision: args.revision.clone(),
+        canary: args.canary.map(|share| dockhand_api::CanaryRequest {
+            share,
+            step_ms: args.canary_step.map(|d| d.as_millis() as u64),
+        }),
     };
     if let Some(dest) = super::remote::destination(g)? {
         // The project, and the images built here, go to the server first.
@@ -102,7 +120,12 @@ fn render_remote_report(
 pub fn render_report(g: &Global, report: &DeployReport) -> ExitCode {
     if g.json {
         print_json(report);
-    } else if report.succeeded {
+        return exit_code(report);
+    }
+    if let Some(c) = &report.canary {
+        render_canary(c, report.succeeded);
+    }
+    if report.succeeded {
         println!("{} {}", style("✓").green().bold(), report.message);
         for w in &report.warnings {
             println!("  {} {w}", style("warning:").yellow());
@@ -133,10 +156,62 @@ pub fn render_report(g: &Global, report: &DeployReport) -> ExitCode {
             "\n  the previous release keeps serving; fix the problem and run `dockhand deploy` again"
         );
     }
+    exit_code(report)
+}
+
+fn exit_code(report: &DeployReport) -> ExitCode {
     if report.succeeded {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(output::FAILED)
+    }
+}
+
+/// The canary's steps, each with both sides' figures.
+fn render_canary(c: &dockhand_api::CanaryReport, succeeded: bool) {
+    let figures = |t: &Option<dockhand_api::TrafficFigures>| match t {
+        Some(t) => format!(
+            "{} req, {:.1} % 5xx{}",
+            t.requests,
+            t.error_ratio * 100.0,
+            t.p99_ms
+                .map(|p| format!(", p99 {p} ms"))
+                .unwrap_or_default()
+        ),
+        None => "no figures".into(),
+    };
+    let print = |line: String| {
+        if succeeded {
+            println!("{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    };
+    print(format!("canary against release {}:", c.serving));
+    for step in &c.steps {
+        let verdict = match &step.failed {
+            Some(why) => style(format!("aborted: {why}")).red().to_string(),
+            None => style("passed".to_string()).green().to_string(),
+        };
+        print(format!(
+            "  {:>6} for {:.0} s  {verdict}",
+            dockhand_config::share_text(step.share),
+            step.duration_ms as f64 / 1000.0
+        ));
+        for s in &step.services {
+            print(format!(
+                "    {}: canary {} — serving {}",
+                s.service,
+                figures(&s.canary),
+                figures(&s.serving)
+            ));
+        }
+    }
+    if c.promoted {
+        print(format!(
+            "  {} promoted to every request",
+            style("✓").green()
+        ));
     }
 }
 

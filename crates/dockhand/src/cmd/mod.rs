@@ -25,6 +25,7 @@ pub mod secrets;
 pub mod setup;
 pub mod status;
 pub mod tasks;
+pub mod top;
 pub mod up;
 pub mod update;
 
@@ -40,10 +41,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => up::run(&g, args),
         Command::Agent(args) => agent::run(&g, args),
         Command::Check(args) => check::run(&g, args),
-        Command::Deploy(args) => deploy::deploy(&g.on(args.remote), args.revision),
+        Command::Deploy(args) => deploy::deploy(&g.on(args.remote.clone()), &args),
         Command::Rollback { release, remote } => deploy::rollback(&g.on(remote), release),
         Command::Reload(remote) => deploy::reload(&g.on(remote)),
         Command::Status(remote) => status::run(&g.on(remote)),
+        Command::Top(args) => top::run(&g.on(args.remote.clone()), &args),
         Command::Releases(remote) => releases::run(&g.on(remote)),
         Command::Events(args) => {
             g.remote = args.remote.clone();

@@ -563,6 +563,7 @@ fn on_new_server(
             requested_by: requested_by(),
             images: prebuilt,
             revision: None,
+            canary: None,
         },
     )?;
     if !deploy.succeeded {

@@ -89,6 +89,18 @@ pub fn run(g: &Global) -> anyhow::Result<ExitCode> {
             lock.since
         );
     }
+    if let Some(c) = &report.canary {
+        println!(
+            "{} release {} takes {} of the requests of {} (step {}/{}) beside release {}",
+            style("canary").yellow(),
+            c.release,
+            dockhand_config::share_text(c.share),
+            c.services.join(", "),
+            c.step,
+            c.steps,
+            c.serving
+        );
+    }
     for url in &report.urls {
         println!("{} {}", style("url").dim(), style(url).underlined());
     }
@@ -150,6 +162,55 @@ pub fn run(g: &Global) -> anyhow::Result<ExitCode> {
             h.memory_used_ratio * 100.0,
             h.load1,
             disks.join(", ")
+        );
+    }
+    for c in &report.certificate_days {
+        let days = format!("{} days left", c.days_left);
+        println!(
+            "{} {}  {}",
+            style("certificate").dim(),
+            c.host,
+            if c.days_left < 14 {
+                style(days).red().to_string()
+            } else {
+                days
+            }
+        );
+    }
+    for b in &report.backups {
+        println!(
+            "{} {}  last backup {}  last verified restore {}{}",
+            style("backup").dim(),
+            b.source,
+            b.last_backup.as_deref().unwrap_or("never"),
+            b.last_verified.as_deref().unwrap_or("never"),
+            if b.drill_failed {
+                style("  (the last drill failed)").red().to_string()
+            } else {
+                String::new()
+            }
+        );
+    }
+    for c in &report.checks {
+        let state = match c.state {
+            dockhand_api::CheckState::Passing => style("passing").green(),
+            dockhand_api::CheckState::Failing => style("failing").red(),
+            dockhand_api::CheckState::Unknown => style("unknown").yellow(),
+        };
+        println!(
+            "{} {} {}  {}{}{}",
+            style("check").dim(),
+            c.name,
+            state,
+            c.target,
+            c.since_secs
+                .map(|s| format!(" for {}", short_duration(s)))
+                .unwrap_or_default(),
+            if c.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", c.detail)
+            }
         );
     }
     for a in &report.alerts {

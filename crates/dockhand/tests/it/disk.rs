@@ -32,7 +32,7 @@ impl SmallDisk {
     }
 
     /// Writes a file until the disk is full.
-    fn fill(&self) -> std::path::PathBuf {
+    pub(crate) fn fill(&self) -> std::path::PathBuf {
         let path = self.0.join("filler");
         let _ = Command::new("dd")
             .args(["if=/dev/zero", "bs=64k"])

@@ -4,6 +4,8 @@
 
 mod acme;
 mod backups;
+mod canary;
+mod checks;
 mod cli;
 mod containers;
 mod crash;
@@ -13,6 +15,8 @@ mod https;
 mod import;
 mod lifecycle;
 mod loadtest;
+mod metric_store;
+mod metrics_route;
 mod migrations;
 mod monitoring;
 mod remote;
@@ -23,6 +27,7 @@ mod static_sites;
 mod tasks;
 mod up;
 mod update;
+mod watch_update;
 mod websocket;
 mod zero_downtime;
 

@@ -32,7 +32,7 @@ fn metric(text: &str, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn require_promtool() {
+pub(crate) fn require_promtool() {
     if Command::new("promtool").arg("--version").output().is_err() {
         panic!("promtool not found: install Debian's `prometheus` package (scripts/test does)");
     }
@@ -133,13 +133,13 @@ fn metrics_count_proxied_requests_and_pass_promtool() {
 }
 
 /// A local HTTP receiver: every request's path and body, answered 200.
-struct Receiver {
-    addr: String,
+pub(crate) struct Receiver {
+    pub(crate) addr: String,
     got: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
 }
 
 impl Receiver {
-    fn start() -> Receiver {
+    pub(crate) fn start() -> Receiver {
         use std::io::{BufRead, BufReader, Read};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -177,7 +177,7 @@ impl Receiver {
         Receiver { addr, got }
     }
 
-    fn bodies(&self, path: &str) -> Vec<String> {
+    pub(crate) fn bodies(&self, path: &str) -> Vec<String> {
         self.got
             .lock()
             .unwrap()

@@ -570,3 +570,64 @@ fn a_static_service_is_copied_for_a_new_release_reused_by_a_rollback_and_never_s
         ["recover", "reap", "static", "start", "swap"]
     );
 }
+
+#[test]
+fn a_canary_deploy_splits_traffic_between_the_gate_and_the_commit_and_a_rollback_never_does() {
+    let p = Project::new();
+    let config = p.config(&format!(
+        "{WEB_AND_WORKER}\n[deploy]\nstrategy = \"canary\"\n[deploy.canary]\nsteps = [\"5%\", \"25%\"]\nstep = \"30s\"\n"
+    ));
+    let observed = Observed {
+        serving: Some(serving(
+            4,
+            7,
+            &config.proxy,
+            &[("web", 2, true), ("worker", 1, false)],
+        )),
+        ..Observed::default()
+    };
+    let plan = plan(target(DeployKind::Deploy, 5, 8, &config), &observed);
+    assert_eq!(
+        labels(&plan),
+        [
+            "pre_deploy",
+            "start",
+            "start",
+            "gate",
+            "canary",
+            "commit",
+            "swap",
+            "drain",
+            "stop",
+            "post_deploy",
+            "prune"
+        ]
+    );
+    let Step::Canary {
+        serving: 4,
+        services,
+        canary,
+    } = &plan.steps[4]
+    else {
+        panic!("{:?}", plan.steps[4]);
+    };
+    // Only the routed service is split; the worker has no requests to compare.
+    assert_eq!(services, &["web".to_string()]);
+    assert_eq!(canary.steps, [500, 2500]);
+    assert_eq!(canary.step, std::time::Duration::from_secs(30));
+
+    // A rollback puts a known release back at once.
+    let rollback = super::plan(target(DeployKind::Rollback, 3, 9, &config), &observed);
+    assert!(!labels(&rollback).contains(&"canary"));
+    // A first deploy has nothing to compare with: all at once, and it says so.
+    let first = super::plan(
+        target(DeployKind::Deploy, 1, 1, &config),
+        &Observed::default(),
+    );
+    assert!(!labels(&first).contains(&"canary"));
+    assert!(
+        first.warnings.iter().any(|w| w.contains("canary")),
+        "{:?}",
+        first.warnings
+    );
+}
