@@ -83,7 +83,7 @@ pub fn parse_share(text: &str) -> Option<u32> {
 
 /// Ten-thousandths as a percentage for messages (`10 %`, `2.5 %`).
 pub fn share_text(share: u32) -> String {
-    if share % 100 == 0 {
+    if share.is_multiple_of(100) {
         format!("{} %", share / 100)
     } else {
         format!("{} %", f64::from(share) / 100.0)
