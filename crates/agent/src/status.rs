@@ -20,10 +20,8 @@ pub async fn report(agent: &Agent) -> Result<StatusReport> {
             .map(|svc| ServiceStatus {
                 name: svc.name.clone(),
                 replicas: svc.replicas,
-                route: svc
-                    .route
-                    .as_ref()
-                    .map(|r| format!("{}{}", r.host.clone().unwrap_or_else(|| "*".into()), r.path)),
+                route: svc.routes.first().map(status_route),
+                routes: svc.routes.iter().map(status_route).collect(),
                 instances: active
                     .instances
                     .iter()
@@ -126,4 +124,9 @@ pub async fn report(agent: &Agent) -> Result<StatusReport> {
             .unwrap_or_default(),
         databases,
     })
+}
+
+/// A route as `status` shows it: `host/path`, `*` for any host.
+fn status_route(r: &dockhand_config::Route) -> String {
+    format!("{}{}", r.host.as_deref().unwrap_or("*"), r.path)
 }

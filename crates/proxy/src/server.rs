@@ -234,14 +234,38 @@ async fn accept_failed(e: io::Error) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
+/// The most a hyper-served HTTP/1 connection buffers: its request head must fit (else 431).
+pub(crate) const HYPER_MAX_BUF: usize = 64 * 1024;
+/// The most header fields of a hyper-served HTTP/1 request (else 431): the fast path's
+/// limit too (a head with more is handed over, and refused here).
+pub(crate) const HYPER_MAX_HEADERS: usize = h1server::MAX_HEADERS;
+/// HTTP/2: streams a client may have open at once.
+const H2_MAX_STREAMS: u32 = 128;
+/// HTTP/2: the largest header list (HPACK-decoded, with CONTINUATION frames), in bytes.
+const H2_MAX_HEADER_LIST: u32 = 16 * 1024;
+/// HTTP/2: streams reset by the client before they were answered, at most at once (rapid
+/// reset, CVE-2023-44487); past it the connection is closed with GOAWAY.
+const H2_MAX_PENDING_RESETS: usize = 20;
+/// HTTP/2: streams the server may reset for a client's protocol errors before it closes the
+/// connection.
+const H2_MAX_ERROR_RESETS: usize = 256;
+
 fn server_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.client_header_timeout)
+        .max_buf_size(HYPER_MAX_BUF)
+        .max_headers(HYPER_MAX_HEADERS)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_ERROR_RESETS);
     builder
 }
 

@@ -174,9 +174,13 @@ impl<'a> Execution<'a> {
             Step::Gate { checks } => self.gate(plan, checks).await,
             Step::Commit => {
                 let config = self.config()?;
-                let table =
-                    routes::build_table(config, &backends_by_service(&self.new), &self.sites)
-                        .map_err(|e| AgentError::runtime(format!("routing table: {e}")))?;
+                let table = routes::build_table(
+                    config,
+                    &backends_by_service(&self.new),
+                    &self.sites,
+                    self.secrets,
+                )
+                .map_err(|e| AgentError::runtime(format!("routing table: {e}")))?;
                 self.d
                     .store
                     .finish_deployment(plan.deployment, DeploymentOutcome::Succeeded, "serving")
@@ -195,15 +199,18 @@ impl<'a> Execution<'a> {
                 let config = self.config()?;
                 let table = match self.table.take() {
                     Some(t) => t,
-                    None => {
-                        routes::build_table(config, &backends_by_service(&self.new), &self.sites)
-                            .map_err(|e| {
-                                AgentError::internal(format!(
-                                    "routing table of release {}: {e}",
-                                    plan.release
-                                ))
-                            })?
-                    }
+                    None => routes::build_table(
+                        config,
+                        &backends_by_service(&self.new),
+                        &self.sites,
+                        self.secrets,
+                    )
+                    .map_err(|e| {
+                        AgentError::internal(format!(
+                            "routing table of release {}: {e}",
+                            plan.release
+                        ))
+                    })?,
                 };
                 let old_table = self.d.proxy.set_routes(table);
                 self.d.fleet.serve(ActiveRelease {
