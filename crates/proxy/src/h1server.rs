@@ -182,6 +182,8 @@ where
                     draining = stop;
                     stoppable = stop;
                 }
+                // Too many connections: one waiting for a request head makes room.
+                () = ctx.shared.load.shed.notified() => return Outcome::Closed,
                 () = sleep.as_mut() => {
                     if expired(sleep.as_mut(), deadline, tick) {
                         return Outcome::Closed;

@@ -428,3 +428,55 @@ async fn an_h2_continuation_flood_is_ended_with_goaway() {
     let answer = get(proxy.local_addr(), "a", "/").await;
     assert_eq!(answer.status, http::StatusCode::OK);
 }
+
+/// Opens `argv[2]` connections to `argv[1]` and holds them; prints how many it opened.
+const FLOOD: &str = r#"
+import resource, socket, sys, time
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+host, port = sys.argv[1].rsplit(":", 1)
+socks = []
+for _ in range(int(sys.argv[2])):
+    try:
+        socks.append(socket.create_connection((host, int(port)), timeout=3))
+    except OSError:
+        break
+print(len(socks), flush=True)
+time.sleep(120)
+"#;
+
+#[tokio::test]
+async fn a_connection_flood_past_the_descriptor_limit_leaves_room_to_serve() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    // This test's process only (nextest runs each test in its own): 512 descriptors, so the
+    // flood below (more connections than that and the listen backlogs together) would
+    // exhaust them.
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, 512, hard).unwrap();
+    let up = named_upstream("up").await;
+    let proxy = start(config(), vec![route("/", vec![backend(up)])]);
+    let addr = proxy.local_addr();
+    let mut flood = std::process::Command::new("python3")
+        .args(["-c", FLOOD, &addr.to_string(), "3000"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the flood client needs python3 (apt-get install -y python3)");
+    let stdout = flood.stdout.take().unwrap();
+    let opened = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        line.trim().parse::<usize>().unwrap_or(0)
+    });
+    let opened = tokio::time::timeout(std::time::Duration::from_secs(60), opened)
+        .await
+        .expect("the flood client never finished connecting")
+        .unwrap();
+    // While the flood holds its connections, a normal request is served.
+    let served = tokio::time::timeout(PATIENCE, get(addr, "a", "/")).await;
+    let _ = flood.kill();
+    let _ = flood.wait();
+    assert!(opened >= 2500, "the flood opened only {opened} connections");
+    let answer = served.expect("a request during the flood was not served");
+    assert_eq!(answer.status, http::StatusCode::OK);
+    assert_eq!(answer.body, "up");
+}
