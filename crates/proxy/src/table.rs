@@ -130,7 +130,7 @@ impl RouteTable {
             .into_iter()
             .map(Redirect::normalized)
             .collect::<Result<Vec<_>, _>>()?;
-        rules.sort_by(|a, b| b.from_path.len().cmp(&a.from_path.len()));
+        rules.sort_by_key(|r| std::cmp::Reverse(r.from_path.len()));
         self.redirects = rules;
         Ok(self)
     }
