@@ -4,67 +4,90 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use dockhand_config::{AppConfig, HostKind, Hsts};
+use dockhand_config::{AppConfig, HostKind, Hsts, Secrets};
 use dockhand_proxy::{
-    security_headers, Backend, Cidr, RateLimit, Route, RouteError, RouteHttps, RoutePolicy,
-    RouteTable, StaticSite,
+    security_headers, Backend, BasicAuth, Cidr, RateLimit, Redirect, Route, RouteError, RouteHttps,
+    RoutePolicy, RouteTable, StaticSite,
 };
 
 /// The service name of the route to the agent's metrics (`[monitor] metrics_route`); its
 /// backend is the monitor's token-protected listener.
 pub const METRICS_SERVICE: &str = "dockhand-metrics";
 
-/// One route per routed service, pointing at that service's backends.
-/// A static service's route serves its site from `sites` (no site: 503, like a service
-/// without a healthy backend).
+/// The routes of every routed service (one per entry of its `route`), pointing at that
+/// service's backends, and the `[[redirects]]`. A static service's routes serve its site
+/// from `sites` (no site: 503, like a service without a healthy backend). `secrets` gives
+/// the users of routes with basic auth; a missing or invalid users secret is an error
+/// (never a route without its authentication).
 pub fn build_table(
     config: &AppConfig,
     backends: &BTreeMap<String, Vec<Arc<Backend>>>,
     sites: &BTreeMap<String, Arc<StaticSite>>,
+    secrets: &Secrets,
 ) -> Result<RouteTable, RouteError> {
-    let routes = config
-        .services
-        .values()
-        .filter_map(|svc| {
-            let route = svc.route.as_ref()?;
-            Some(Route {
+    let mut routes = Vec::new();
+    for svc in config.services.values() {
+        for route in &svc.routes {
+            routes.push(Route {
                 host: route.host.clone(),
                 path_prefix: route.path.clone(),
                 strip_prefix: route.strip_prefix,
+                add_prefix: route.add_prefix.clone(),
+                max_body: route.max_body,
+                upstream_response_timeout: route.upstream_response_timeout,
                 service: svc.name.clone(),
                 backends: backends.get(&svc.name).cloned().unwrap_or_default(),
                 https: https_policy(config, route),
                 site: sites.get(&svc.name).cloned(),
-                policy: Arc::new(policy(config, route)),
-            })
+                policy: Arc::new(policy(config, &svc.name, route, secrets)?),
+            });
+        }
+    }
+    if let Some(m) = &config.monitor.metrics_route {
+        let local = m
+            .host
+            .as_deref()
+            .is_some_and(|h| dockhand_config::host_kind(h) == HostKind::Local);
+        routes.push(Route {
+            host: m.host.clone(),
+            path_prefix: m.path.clone(),
+            strip_prefix: false,
+            add_prefix: None,
+            max_body: None,
+            upstream_response_timeout: None,
+            service: METRICS_SERVICE.into(),
+            backends: backends.get(METRICS_SERVICE).cloned().unwrap_or_default(),
+            // The token must not cross the network in the clear.
+            https: RouteHttps {
+                redirect: config.proxy.https_redirect && !local,
+                hsts_max_age: None,
+            },
+            site: None,
+            policy: Arc::new(RoutePolicy::default()),
+        });
+    }
+    let redirects = config
+        .redirects
+        .iter()
+        .map(|r| Redirect {
+            from_host: r.from_host.clone(),
+            from_path: r.from_path.clone(),
+            to: r.to.clone(),
+            code: r.code,
+            keep_path: r.keep_path,
         })
-        .chain(config.monitor.metrics_route.as_ref().map(|m| {
-            let local = m
-                .host
-                .as_deref()
-                .is_some_and(|h| dockhand_config::host_kind(h) == HostKind::Local);
-            Route {
-                host: m.host.clone(),
-                path_prefix: m.path.clone(),
-                strip_prefix: false,
-                service: METRICS_SERVICE.into(),
-                backends: backends.get(METRICS_SERVICE).cloned().unwrap_or_default(),
-                // The token must not cross the network in the clear.
-                https: RouteHttps {
-                    redirect: config.proxy.https_redirect && !local,
-                    hsts_max_age: None,
-                },
-                site: None,
-                policy: Arc::new(RoutePolicy::default()),
-            }
-        }))
         .collect();
-    RouteTable::new(routes)
+    RouteTable::new(routes)?.with_redirects(redirects)
 }
 
-/// A route's allow/deny lists, rate limit and response headers (its own, then the security
-/// headers unless turned off for it or for the proxy).
-pub fn policy(config: &AppConfig, route: &dockhand_config::Route) -> RoutePolicy {
+/// A route's allow/deny lists, rate limit, response headers (its own, then the security
+/// headers unless turned off for it or for the proxy), request headers and basic auth.
+pub fn policy(
+    config: &AppConfig,
+    service: &str,
+    route: &dockhand_config::Route,
+    secrets: &Secrets,
+) -> Result<RoutePolicy, RouteError> {
     let ranges = |list: &[String]| list.iter().filter_map(|c| Cidr::parse(c)).collect();
     let mut headers: Vec<_> = route
         .headers
@@ -86,7 +109,18 @@ pub fn policy(config: &AppConfig, route: &dockhand_config::Route) -> RoutePolicy
             }
         }
     }
-    RoutePolicy::new(
+    let request_headers = route
+        .request_headers
+        .iter()
+        .filter_map(|(n, v)| {
+            let name = http::HeaderName::from_bytes(n.as_bytes()).ok()?;
+            if v.is_empty() {
+                return Some((name, None));
+            }
+            Some((name, Some(http::HeaderValue::from_str(v).ok()?)))
+        })
+        .collect();
+    let mut policy = RoutePolicy::new(
         ranges(&route.allow),
         ranges(&route.deny),
         route.rate_limit.map(|r| RateLimit {
@@ -95,6 +129,29 @@ pub fn policy(config: &AppConfig, route: &dockhand_config::Route) -> RoutePolicy
         }),
         headers,
     )
+    .with_request_headers(request_headers);
+    if let Some(auth) = &route.basic_auth {
+        let problem = |problem: String| RouteError::BasicAuth {
+            service: service.to_string(),
+            problem,
+        };
+        // The error names the secret, never its value.
+        let users = auth.users.resolve(secrets).map_err(|_| {
+            problem(format!(
+                "the users secret {} is not set; set it with `dockhand secrets set {}`",
+                auth.users.secret_names().join(", "),
+                auth.users.secret_names().join(", ")
+            ))
+        })?;
+        let parsed = BasicAuth::from_htpasswd(&auth.realm, &users).map_err(|e| {
+            problem(format!(
+                "the users secret {}: {e}",
+                auth.users.secret_names().join(", ")
+            ))
+        })?;
+        policy = policy.with_basic_auth(parsed);
+    }
+    Ok(policy)
 }
 
 /// A route's redirect and HSTS: its own settings, else `[proxy]`'s. Both are off by default
@@ -142,10 +199,7 @@ pub fn urls(
         } else {
             format!(":{}", addr.port())
         };
-        for svc in config.services.values() {
-            let Some(route) = svc.route.as_ref() else {
-                continue;
-            };
+        for route in config.services.values().flat_map(|svc| &svc.routes) {
             let host = route.host.clone().unwrap_or_else(|| default_host.clone());
             out.push(format!("{scheme}://{host}{port}{}", route.path));
         }
@@ -190,7 +244,7 @@ command = "x"
         let mut backends = BTreeMap::new();
         let b = Backend::new(7, "127.0.0.1:4000".parse().unwrap());
         backends.insert("api".to_string(), vec![b]);
-        let table = build_table(&c, &backends, &BTreeMap::new()).unwrap();
+        let table = build_table(&c, &backends, &BTreeMap::new(), &Secrets::empty()).unwrap();
         assert_eq!(table.routes().len(), 2);
         let api = table.lookup(Some("shop.example.org"), "/api/x").unwrap();
         assert_eq!(api.service, "api");
@@ -233,5 +287,75 @@ command = "x"
             )[2],
             "https://localhost:8443/"
         );
+    }
+
+    const EDGE: &str = r#"
+app = "shop"
+[services.api]
+command = "x"
+port = 1
+health = { path = "/h" }
+route = [
+  { host = "a.example.org" },
+  { host = "b.example.org", path = "/api", strip_prefix = true, add_prefix = "/v1", max_body = "50MB", upstream_response_timeout = "120s", basic_auth = { users = "${secret.STAFF}" } },
+]
+[[redirects]]
+from = "www.example.org"
+to = "https://example.org"
+"#;
+
+    fn secrets(text: &str) -> Secrets {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secrets.env");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        Secrets::load(&path).unwrap()
+    }
+
+    #[test]
+    fn every_route_of_a_service_and_the_redirects_are_in_the_table() {
+        let c = config(EDGE);
+        let s = secrets("STAFF=ann:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n");
+        let table = build_table(&c, &BTreeMap::new(), &BTreeMap::new(), &s).unwrap();
+        assert_eq!(table.routes().len(), 2);
+        let b = table.lookup(Some("b.example.org"), "/api/x").unwrap();
+        assert_eq!(b.service, "api");
+        assert_eq!(b.add_prefix.as_deref(), Some("/v1"));
+        assert_eq!(b.max_body, Some(50_000_000));
+        assert_eq!(
+            b.upstream_response_timeout,
+            Some(std::time::Duration::from_secs(120))
+        );
+        assert_eq!(
+            b.policy.basic_auth.as_ref().map(|a| a.realm()),
+            Some("Restricted")
+        );
+        let a = table.lookup(Some("a.example.org"), "/").unwrap();
+        assert!(a.policy.basic_auth.is_none());
+        assert_eq!(table.redirects().len(), 1);
+        assert_eq!(
+            urls(&c, "0.0.0.0:80".parse().unwrap(), None),
+            ["http://a.example.org/", "http://b.example.org/api"]
+        );
+    }
+
+    #[test]
+    fn a_missing_or_plaintext_users_secret_fails_without_showing_it() {
+        let c = config(EDGE);
+        let err = build_table(&c, &BTreeMap::new(), &BTreeMap::new(), &Secrets::empty())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dockhand secrets set STAFF"), "{err}");
+        let err = build_table(
+            &c,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            &secrets("STAFF=ann:hunter2\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("plaintext"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 }

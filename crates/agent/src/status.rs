@@ -20,10 +20,8 @@ pub async fn report(agent: &Agent) -> Result<StatusReport> {
             .map(|svc| ServiceStatus {
                 name: svc.name.clone(),
                 replicas: svc.replicas,
-                route: svc
-                    .route
-                    .as_ref()
-                    .map(|r| format!("{}{}", r.host.clone().unwrap_or_else(|| "*".into()), r.path)),
+                route: svc.routes.first().map(status_route),
+                routes: svc.routes.iter().map(status_route).collect(),
                 instances: active
                     .instances
                     .iter()
@@ -334,4 +332,9 @@ mod tests {
         );
         assert!(!s[1].drill_failed);
     }
+}
+
+/// A route as `status` shows it: `host/path`, `*` for any host.
+fn status_route(r: &dockhand_config::Route) -> String {
+    format!("{}{}", r.host.as_deref().unwrap_or("*"), r.path)
 }

@@ -371,8 +371,12 @@ pub struct LockInfo {
 pub struct ServiceStatus {
     pub name: String,
     pub replicas: u32,
+    /// The first of `routes` (`host/path`, `*` for any host), for older clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
+    /// Every route of the service, as `host/path`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
     pub instances: Vec<InstanceStatus>,
     /// What the proxy counted over the last five minutes (absent before two samples).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -18,6 +18,7 @@ mod destinations;
 mod diagnostic;
 mod dockerfile;
 mod dotenv;
+mod edge;
 mod https;
 mod interpolate;
 mod model;
@@ -50,10 +51,10 @@ pub use diagnostic::{Diagnostic, Severity};
 pub use dockerfile::stages as dockerfile_stages;
 pub use model::{
     AccessLogSettings, AppConfig, BackupKeep, BackupTarget, BackupTargetKind, BackupsConfig,
-    BuildConfig, BuildOn, CertificateFiles, CommandLine, ContainerConfig, DatabaseConfig, Engine,
-    EnvValue, HealthCheck, Hooks, Mount, Overlap, ProxySettings, PullPolicy, RateLimitConfig,
-    RestartPolicy, Route, ServiceConfig, StaticCache, StaticConfig, StaticSource, TaskConfig,
-    TaskWhen, Ulimit, UpdateConfig,
+    BasicAuthConfig, BuildConfig, BuildOn, CertificateFiles, CommandLine, ContainerConfig,
+    DatabaseConfig, Engine, EnvValue, HealthCheck, Hooks, Mount, Overlap, ProxySettings,
+    PullPolicy, RateLimitConfig, RedirectConfig, RestartPolicy, Route, ServiceConfig, StaticCache,
+    StaticConfig, StaticSource, TaskConfig, TaskWhen, Ulimit, UpdateConfig,
 };
 pub use monitor::{
     AlertsConfig, Channel, CheckConfig, CheckProbe, MetricsRoute, MonitorConfig, RuleOverride,

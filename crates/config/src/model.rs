@@ -55,6 +55,25 @@ pub struct AppConfig {
     /// `[deploy]`: all at once, or a canary (defaults without the table).
     #[serde(default)]
     pub deploy: crate::deploy::DeploySettings,
+    /// `[[redirects]]`: answered by the proxy before routing.
+    #[serde(default)]
+    pub redirects: Vec<RedirectConfig>,
+}
+
+/// One `[[redirects]]` entry: `{ from = "www.example.org", to = "https://example.org" }` or
+/// a prefix move `{ from = "example.org/old", to = "https://example.org/new", code = 308 }`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RedirectConfig {
+    /// Lowercase host without port.
+    pub from_host: String,
+    /// Path prefix (`/`: the whole host), without trailing `/`.
+    pub from_path: String,
+    /// An absolute `http://` or `https://` URL.
+    pub to: String,
+    /// 301 (default), 302, 307 or 308.
+    pub code: u16,
+    /// Keep the rest of the path and the query (default true).
+    pub keep_path: bool,
 }
 
 /// The `[update]` table.
@@ -342,7 +361,10 @@ pub struct ServiceConfig {
     pub port: Option<u16>,
     pub env: BTreeMap<String, EnvValue>,
     pub health: Option<HealthCheck>,
-    pub route: Option<Route>,
+    /// Where the proxy sends requests to this service (`route = { … }` or
+    /// `route = [{ … }, { … }]`); empty: not routed.
+    #[serde(default, alias = "route", deserialize_with = "one_or_many_routes")]
+    pub routes: Vec<Route>,
     pub replicas: u32,
     pub restart: RestartPolicy,
     pub memory_limit: Option<u64>,
@@ -372,10 +394,16 @@ impl ServiceConfig {
             .collect()
     }
 
-    /// The names of the secrets the service's environment refers to.
+    /// The names of the secrets the service's environment (and its routes' basic auth)
+    /// refer to.
     pub fn secret_names(&self) -> BTreeSet<String> {
         self.env
             .values()
+            .chain(
+                self.routes
+                    .iter()
+                    .filter_map(|r| r.basic_auth.as_ref().map(|a| &a.users)),
+            )
             .flat_map(|value| value.secret_names())
             .collect()
     }
@@ -543,6 +571,82 @@ pub struct Route {
     /// A token bucket per client.
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
+    /// Ask for a user's credentials.
+    #[serde(default)]
+    pub basic_auth: Option<BasicAuthConfig>,
+    /// Set on the request to the upstream (an empty value removes the header).
+    #[serde(default)]
+    pub request_headers: BTreeMap<String, String>,
+    /// Put in front of the path (after `strip_prefix`); starts with `/`, no trailing `/`.
+    #[serde(default)]
+    pub add_prefix: Option<String>,
+    /// Overrides `[proxy] max_body` for this route.
+    #[serde(default)]
+    pub max_body: Option<u64>,
+    /// Overrides `[proxy] upstream_response_timeout` for this route.
+    #[serde(default)]
+    pub upstream_response_timeout: Option<Duration>,
+}
+
+impl Route {
+    /// A route for `path` on `host` with nothing else set.
+    pub fn new(host: Option<String>, path: &str) -> Route {
+        Route {
+            host,
+            path: path.to_string(),
+            strip_prefix: false,
+            https_redirect: None,
+            hsts: None,
+            challenge: None,
+            headers: BTreeMap::new(),
+            security_headers: None,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            rate_limit: None,
+            basic_auth: None,
+            request_headers: BTreeMap::new(),
+            add_prefix: None,
+            max_body: None,
+            upstream_response_timeout: None,
+        }
+    }
+
+    /// `host` + `path` as written in `dockhand.toml` (`*` for any host).
+    pub fn describe(&self) -> String {
+        let host = self.host.as_deref().unwrap_or("*");
+        if self.path == "/" {
+            host.to_string()
+        } else {
+            format!("{host}{}", self.path)
+        }
+    }
+}
+
+/// `basic_auth = { realm = "Restricted", users = "${secret.NAME}" }`: the secret holds
+/// htpasswd lines (`user:hash`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BasicAuthConfig {
+    pub realm: String,
+    /// A template that is exactly one `${secret.NAME}` (never a literal).
+    pub users: EnvValue,
+}
+
+/// Release snapshots stored before routes became a list hold `"route": null` or one table.
+fn one_or_many_routes<'de, D>(deserializer: D) -> Result<Vec<Route>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<Route>),
+        One(Box<Route>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(deserializer)? {
+        None => Vec::new(),
+        Some(OneOrMany::Many(routes)) => routes,
+        Some(OneOrMany::One(route)) => vec![*route],
+    })
 }
 
 /// `rate_limit = { rate = "10/s", burst = 20 }`.

@@ -32,6 +32,7 @@ const TOP_KEYS: &[&str] = &[
     "alerts",
     "cluster",
     "deploy",
+    "redirects",
 ];
 const PROXY_KEYS: &[&str] = &[
     "listen",
@@ -78,6 +79,7 @@ pub(crate) fn parse(
         alerts: Default::default(),
         cluster: None,
         deploy: Default::default(),
+        redirects: Vec::new(),
     };
     match ImDocument::parse(map.text()) {
         Ok(document) => {
@@ -307,6 +309,9 @@ impl Parser<'_> {
         }
         if let Some(table) = fields.get("deploy").and_then(|f| self.table(f)) {
             config.deploy = self.deploy(table);
+        }
+        if let Some(f) = fields.get("redirects") {
+            config.redirects = self.redirects(f);
         }
     }
 

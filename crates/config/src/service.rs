@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use toml_edit::{Key, TableLike, Value};
+use toml_edit::{Item, Key, TableLike, Value};
 
 use crate::container::{ContainerConfig, PullPolicy};
 use crate::dotenv::is_valid_name;
@@ -75,6 +75,11 @@ const ROUTE_KEYS: &[&str] = &[
     "allow",
     "deny",
     "rate_limit",
+    "basic_auth",
+    "request_headers",
+    "add_prefix",
+    "max_body",
+    "upstream_response_timeout",
 ];
 const HOOK_KEYS: &[&str] = &["pre_deploy", "post_deploy"];
 const RESTART_VALUES: &[&str] = &["always", "on-failure", "never"];
@@ -144,7 +149,7 @@ impl Parser<'_> {
             port: None,
             env: BTreeMap::new(),
             health: None,
-            route: None,
+            routes: Vec::new(),
             replicas: 1,
             restart: RestartPolicy::Always,
             memory_limit: None,
@@ -300,9 +305,7 @@ impl Parser<'_> {
                     Some("the proxy forwards requests to the service's port: add port = 8000 (the process must listen on $PORT) or remove `route`".into()),
                 );
             }
-            if let Some(table) = self.table(f) {
-                service.route = self.route(name, table, f);
-            }
+            service.routes = self.routes(name, f);
         }
         if let Some(f) = fields.get("replicas") {
             service.replicas = self.integer_in(f, 1, 1000).unwrap_or(1);
@@ -355,8 +358,8 @@ impl Parser<'_> {
                 Some("deploys will only wait for the port to accept connections; add health = { path = \"/health\" }".into()),
             );
         }
-        if let (Some(route), Some(f)) = (&service.route, fields.get("route")) {
-            if route.host.is_none() {
+        if let Some(f) = fields.get("route") {
+            if service.routes.iter().any(|r| r.host.is_none()) {
                 self.warning(
                     key_span(f),
                     Some(&f.path),
@@ -365,9 +368,11 @@ impl Parser<'_> {
                 );
             }
         }
-        if let (RestartPolicy::Never, Some(f), Some(_)) =
-            (service.restart, fields.get("restart"), &service.route)
-        {
+        if let (RestartPolicy::Never, Some(f), false) = (
+            service.restart,
+            fields.get("restart"),
+            service.routes.is_empty(),
+        ) {
             self.warning(
                 value_span(f),
                 Some(&f.path),
@@ -686,21 +691,62 @@ impl Parser<'_> {
         Some(health)
     }
 
-    fn route(&mut self, service: &str, table: &dyn TableLike, at: &Field<'_>) -> Option<Route> {
-        let fields = self.fields(table, &at.path, ROUTE_KEYS, "in the route");
-        let mut route = Route {
-            host: None,
-            path: "/".into(),
-            strip_prefix: false,
-            https_redirect: None,
-            hsts: None,
-            challenge: None,
-            headers: BTreeMap::new(),
-            security_headers: None,
-            allow: Vec::new(),
-            deny: Vec::new(),
-            rate_limit: None,
-        };
+    /// `route = { … }`, `route = [{ … }, { … }]` or `[[services.NAME.route]]`.
+    fn routes(&mut self, service: &str, f: &Field<'_>) -> Vec<Route> {
+        let mut tables: Vec<(&dyn TableLike, Range<usize>, String)> = Vec::new();
+        match f.item {
+            Item::Value(Value::Array(array)) => {
+                for (i, value) in array.iter().enumerate() {
+                    let span = value.span().unwrap_or_else(|| value_span(f));
+                    match value {
+                        Value::InlineTable(t) => tables.push((t, span, format!("{}[{i}]", f.path))),
+                        _ => self.error(
+                            span,
+                            Some(&f.path),
+                            "each route is a table".into(),
+                            Some("write route = [{ host = \"a.example.org\" }, { host = \"b.example.org\", path = \"/api\" }]".into()),
+                        ),
+                    }
+                }
+                if array.is_empty() {
+                    self.error(
+                        value_span(f),
+                        Some(&f.path),
+                        format!("service `{service}` has an empty list of routes"),
+                        Some("give it at least one route, e.g. route = [{ host = \"example.org\" }], or remove `route`".into()),
+                    );
+                }
+            }
+            Item::ArrayOfTables(array) => {
+                for (i, table) in array.iter().enumerate() {
+                    tables.push((
+                        table,
+                        table.span().unwrap_or_else(|| key_span(f)),
+                        format!("{}[{i}]", f.path),
+                    ));
+                }
+            }
+            _ => {
+                if let Some(table) = self.table(f) {
+                    tables.push((table, key_span(f), f.path.clone()));
+                }
+            }
+        }
+        tables
+            .into_iter()
+            .filter_map(|(table, span, path)| self.route(service, table, &path, span))
+            .collect()
+    }
+
+    fn route(
+        &mut self,
+        service: &str,
+        table: &dyn TableLike,
+        at_path: &str,
+        at_span: Range<usize>,
+    ) -> Option<Route> {
+        let fields = self.fields(table, at_path, ROUTE_KEYS, "in the route");
+        let mut route = Route::new(None, "/");
         if let Some(f) = fields.get("host") {
             if let Some(host) = self.string(f) {
                 let host = host.to_ascii_lowercase();
@@ -766,12 +812,13 @@ impl Parser<'_> {
             route.challenge = self.challenges(f);
         }
         self.route_policy(&fields, &mut route);
+        self.route_edge(&fields, &mut route);
         self.routes.push(RouteSite {
             service: service.to_string(),
             host: route.host.clone(),
             path: route.path.clone(),
-            span: key_span(at),
-            key: at.path.clone(),
+            span: at_span,
+            key: at_path.to_string(),
         });
         Some(route)
     }
@@ -788,13 +835,21 @@ impl Parser<'_> {
                     Some(host) => format!("host `{host}`"),
                     None => "any host".into(),
                 };
-                self.error(
-                    later.span.clone(),
-                    Some(&later.key),
+                let message = if earlier.service == later.service {
+                    format!(
+                        "duplicate route: service `{}` routes {host} path `{}` twice",
+                        later.service, later.path
+                    )
+                } else {
                     format!(
                         "duplicate route: services `{}` and `{}` both route {host} path `{}`",
                         earlier.service, later.service, later.path
-                    ),
+                    )
+                };
+                self.error(
+                    later.span.clone(),
+                    Some(&later.key),
+                    message,
                     Some("give one of them a different host or path".into()),
                 );
             }

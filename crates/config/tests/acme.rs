@@ -61,7 +61,7 @@ fn acme_settings_load_with_their_defaults_and_overrides() {
         }
         other => panic!("{other:?}"),
     }
-    let route = loaded.config.services["web"].route.clone().unwrap();
+    let route = loaded.config.services["web"].routes[0].clone();
     assert_eq!(route.hsts, Some(Hsts::Off));
     assert_eq!(route.https_redirect, Some(true));
     assert_eq!(route.challenge, Some(vec![ChallengeKind::Dns01]));

@@ -74,19 +74,10 @@ fn full_example_parses_every_field() {
             command: None,
             start_period: Duration::ZERO,
         }),
-        route: Some(Route {
-            host: Some("shop.localhost".into()),
-            path: "/api".into(),
+        routes: vec![Route {
             strip_prefix: true,
-            https_redirect: None,
-            hsts: None,
-            challenge: None,
-            headers: Default::default(),
-            security_headers: None,
-            allow: Vec::new(),
-            deny: Vec::new(),
-            rate_limit: None,
-        }),
+            ..Route::new(Some("shop.localhost".into()), "/api")
+        }],
         replicas: 2,
         restart: RestartPolicy::OnFailure,
         memory_limit: Some(512_000_000),
@@ -106,7 +97,7 @@ fn full_example_parses_every_field() {
         port: None,
         env: BTreeMap::new(),
         health: None,
-        route: None,
+        routes: Vec::new(),
         replicas: 1,
         restart: RestartPolicy::Always,
         memory_limit: None,
@@ -143,6 +134,7 @@ fn full_example_parses_every_field() {
         alerts: Default::default(),
         cluster: None,
         deploy: Default::default(),
+        redirects: Vec::new(),
     };
     assert_eq!(loaded.config, expected);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
@@ -205,7 +197,7 @@ fn minimal_config_gets_every_default() {
     assert_eq!(web.replicas, 1);
     assert_eq!(web.restart, RestartPolicy::Always);
     assert_eq!(web.stop_timeout, Duration::from_secs(10));
-    assert_eq!((web.memory_limit, web.route.as_ref()), (None, None));
+    assert_eq!((web.memory_limit, web.routes.first()), (None, None));
     assert!(loaded.warnings.is_empty());
 }
 
@@ -213,25 +205,10 @@ fn minimal_config_gets_every_default() {
 fn route_defaults_to_root_path() {
     let project = Project::new();
     let toml = "app = \"a\"\n[services.web]\ncommand = \"x\"\nport = 1\nhealth = { path = \"/\" }\nroute = { host = \"a.example\" }\n";
-    let route = project.load(toml).unwrap().config.services["web"]
-        .route
+    let routes = project.load(toml).unwrap().config.services["web"]
+        .routes
         .clone();
-    assert_eq!(
-        route,
-        Some(Route {
-            host: Some("a.example".into()),
-            path: "/".into(),
-            strip_prefix: false,
-            https_redirect: None,
-            hsts: None,
-            challenge: None,
-            headers: Default::default(),
-            security_headers: None,
-            allow: Vec::new(),
-            deny: Vec::new(),
-            rate_limit: None,
-        })
-    );
+    assert_eq!(routes, [Route::new(Some("a.example".into()), "/")]);
 }
 
 #[test]
@@ -456,7 +433,7 @@ post_deploy = "echo ok"
     let api = project.load(toml).unwrap().config.services["api"].clone();
     assert_eq!(api.health.unwrap().interval, Duration::from_secs(5));
     assert_eq!(api.env["A"].template(), "1");
-    assert_eq!(api.route.unwrap().host.as_deref(), Some("a.example"));
+    assert_eq!(api.routes[0].host.as_deref(), Some("a.example"));
     assert_eq!(api.hooks.post_deploy.as_deref(), Some("echo ok"));
 }
 
@@ -516,4 +493,102 @@ command = "test -f /tmp/ok"
             argv: vec!["/bin/sh".into(), "-c".into(), "test -f /tmp/ok".into()]
         }
     );
+}
+
+#[test]
+fn edge_policies_and_redirects_load_in_the_shapes_the_importer_writes() {
+    let project = Project::new();
+    project.secrets("STAFF=ann:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n", 0o600);
+    let toml = r#"app = "shop"
+[proxy]
+max_body = "10MB"
+[services.api]
+command = "x"
+port = 1
+health = { path = "/h" }
+route = [
+  { host = "a.example.org" },
+  { host = "b.example.org", path = "/api", strip_prefix = true, add_prefix = "/v1/", max_body = "50MB", upstream_response_timeout = "120s", request_headers = { "X-Forwarded-Prefix" = "/api", "X-Unwanted" = "" }, basic_auth = { realm = "Restricted", users = "${secret.STAFF}" } },
+]
+
+[[redirects]]
+from = "www.example.org"
+to = "https://example.org"
+
+[[redirects]]
+from = "example.org/old/"
+to = "https://example.org/new"
+code = 308
+keep_path = false
+"#;
+    let loaded = project.load(toml).unwrap();
+    let api = &loaded.config.services["api"];
+    assert_eq!(api.routes.len(), 2);
+    assert_eq!(api.routes[0], Route::new(Some("a.example.org".into()), "/"));
+    let b = &api.routes[1];
+    assert_eq!(
+        (b.host.as_deref(), b.path.as_str()),
+        (Some("b.example.org"), "/api")
+    );
+    assert_eq!(b.add_prefix.as_deref(), Some("/v1"));
+    assert_eq!(b.max_body, Some(50_000_000));
+    assert_eq!(b.upstream_response_timeout, Some(Duration::from_secs(120)));
+    assert_eq!(b.request_headers["x-forwarded-prefix"], "/api");
+    assert_eq!(b.request_headers["x-unwanted"], "");
+    let auth = b.basic_auth.as_ref().unwrap();
+    assert_eq!(auth.realm, "Restricted");
+    assert_eq!(auth.users.template(), "${secret.STAFF}");
+    assert!(api.secret_names().contains("STAFF"));
+    let r = &loaded.config.redirects;
+    assert_eq!(r.len(), 2);
+    assert_eq!(
+        (
+            r[0].from_host.as_str(),
+            r[0].from_path.as_str(),
+            r[0].to.as_str(),
+            r[0].code,
+            r[0].keep_path
+        ),
+        ("www.example.org", "/", "https://example.org", 301, true)
+    );
+    assert_eq!(
+        (
+            r[1].from_host.as_str(),
+            r[1].from_path.as_str(),
+            r[1].code,
+            r[1].keep_path
+        ),
+        ("example.org", "/old", 308, false)
+    );
+    // The stored snapshot keeps the secret's name, never its value.
+    let json = serde_json::to_string(&loaded.config).unwrap();
+    assert!(!json.contains("5en6G6"), "{json}");
+    let back: AppConfig = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.services["api"].routes, api.routes);
+}
+
+#[test]
+fn a_release_snapshot_with_the_old_single_route_still_reads() {
+    let project = Project::new();
+    let loaded = project
+        .load("app = \"a\"\n[services.web]\ncommand = \"x\"\nport = 1\nhealth = { path = \"/\" }\nroute = { host = \"a.example\" }\n[services.worker]\ncommand = \"y\"\n")
+        .unwrap();
+    let mut json: serde_json::Value = serde_json::to_value(&loaded.config).unwrap();
+    for (name, route) in [
+        (
+            "web",
+            serde_json::to_value(Route::new(Some("a.example".into()), "/")).unwrap(),
+        ),
+        ("worker", serde_json::Value::Null),
+    ] {
+        let svc = json["services"][name].as_object_mut().unwrap();
+        svc.remove("routes");
+        svc.insert("route".into(), route);
+    }
+    let old: AppConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(
+        old.services["web"].routes,
+        [Route::new(Some("a.example".into()), "/")]
+    );
+    assert!(old.services["worker"].routes.is_empty());
 }

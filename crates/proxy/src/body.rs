@@ -1,8 +1,10 @@
 //! Streaming bodies. [`RequestBody`] passes the client's body to the upstream
-//! frame by frame and fails once it grows past the size limit; [`ResponseBody`]
+//! frame by frame and fails once it grows past the size limit or the client sends
+//! nothing of it for the body timeout (a slow-body client cannot hold a backend); [`ResponseBody`]
 //! passes the upstream's body to the client and holds the request's backend
 //! guard (and pooled connection) until the body is finished or dropped.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -24,6 +26,11 @@ pub struct BodyTooLarge {
     pub limit: u64,
 }
 
+/// The client sent no byte of its request body for this long.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent nothing of its request body for {0:?}")]
+pub struct BodyTimeout(pub std::time::Duration);
+
 /// Reading the client's request body failed (the client went away or sent garbage).
 #[derive(Debug, thiserror::Error)]
 #[error("reading the request body from the client failed: {0}")]
@@ -35,14 +42,20 @@ pub struct RequestBody {
     inner: Option<Incoming>,
     seen: u64,
     limit: u64,
+    /// The longest wait for the next piece of the body.
+    idle: std::time::Duration,
+    /// Armed while waiting for the client (one timer per request with a body).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, limit: u64) -> RequestBody {
+    pub fn new(inner: Incoming, limit: u64, idle: std::time::Duration) -> RequestBody {
         RequestBody {
             inner: Some(inner),
             seen: 0,
             limit,
+            idle,
+            deadline: None,
         }
     }
 }
@@ -61,6 +74,7 @@ impl Body for RequestBody {
         };
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                this.deadline = None;
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
                     if this.seen > this.limit {
@@ -77,7 +91,18 @@ impl Body for RequestBody {
                 Poll::Ready(Some(Err(Box::new(DownstreamBodyError(e)))))
             }
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                let idle = this.idle;
+                let deadline = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if deadline.as_mut().poll(cx).is_ready() {
+                    this.inner = None;
+                    this.deadline = None;
+                    return Poll::Ready(Some(Err(Box::new(BodyTimeout(idle)))));
+                }
+                Poll::Pending
+            }
         }
     }
 

@@ -39,6 +39,8 @@ pub enum ErrorKind {
     BodyTooLarge,
     /// The client's request could not be read or is malformed.
     BadRequest,
+    /// The client sent its request body too slowly (nothing for the body timeout).
+    ClientTimeout,
     /// A bug in the proxy.
     Internal,
 }
@@ -85,6 +87,7 @@ impl ProxyError {
             ) => StatusCode::BAD_GATEWAY,
             (ErrorKind::BodyTooLarge, _) => StatusCode::PAYLOAD_TOO_LARGE,
             (ErrorKind::BadRequest, _) => StatusCode::BAD_REQUEST,
+            (ErrorKind::ClientTimeout, _) => StatusCode::REQUEST_TIMEOUT,
             (ErrorKind::Internal, _) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -136,6 +139,10 @@ pub enum RouteError {
         host: Option<String>,
         prefix: String,
     },
+    #[error("redirect from {from:?}: {problem}")]
+    InvalidRedirect { from: String, problem: String },
+    #[error("basic auth of service {service:?}: {problem}")]
+    BasicAuth { service: String, problem: String },
 }
 
 #[cfg(test)]
@@ -166,6 +173,7 @@ mod tests {
             (ErrorKind::UpstreamProtocol, 502),
             (ErrorKind::BodyTooLarge, 413),
             (ErrorKind::BadRequest, 400),
+            (ErrorKind::ClientTimeout, 408),
             (ErrorKind::Internal, 500),
         ];
         for (kind, status) in cases {

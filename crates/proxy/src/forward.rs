@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 
 use crate::acme;
 use crate::backend::InflightGuard;
-use crate::body::{BodyTooLarge, DownstreamBodyError, RequestBody, ResponseBody};
+use crate::body::{BodyTimeout, BodyTooLarge, DownstreamBodyError, RequestBody, ResponseBody};
 use crate::compress;
 use crate::error::{ErrorKind, ErrorSource, ProxyError};
 use crate::h1::{self, DirectBody, Framing, SendError};
@@ -197,26 +197,24 @@ async fn forward(
         return Ok(answer);
     }
     let config = &ctx.shared.config;
-    if let Some(len) = content_length(&req) {
-        if len > config.max_request_body {
-            return Err(ProxyError::new(
-                ErrorKind::BodyTooLarge,
-                ErrorSource::Downstream,
-                format!(
-                    "request body of {len} bytes is larger than the limit of {} bytes",
-                    config.max_request_body
-                ),
-            ));
-        }
-    }
     if !upgrade && req.body().is_end_stream() {
         return forward_bodiless(ctx, req, host, scheme, request_id, Some(active), true, peer)
             .await;
     }
-    let (inflight, hsts) = match select(ctx, &mut req, host, scheme, peer)? {
-        Selected::Backend(inflight, hsts) => (inflight, hsts),
+    let (inflight, hsts, limits) = match select(ctx, &mut req, host, scheme, peer)? {
+        Selected::Backend(inflight, hsts, limits) => (inflight, hsts, limits),
         Selected::Answer(response) => return Ok(response),
     };
+    let max_body = limits.max_body.unwrap_or(config.max_request_body);
+    if let Some(len) = content_length(&req) {
+        if len > max_body {
+            return Err(ProxyError::new(
+                ErrorKind::BodyTooLarge,
+                ErrorSource::Downstream,
+                format!("request body of {len} bytes is larger than the limit of {max_body} bytes"),
+            ));
+        }
+    }
     let backend = inflight.backend().clone();
     let guard = RequestGuard {
         _active: Some(active),
@@ -227,9 +225,11 @@ async fn forward(
         return crate::upgrade::forward(ctx, req, guard, request_id).await;
     }
 
-    let req = req.map(|b| RequestBody::new(b, config.max_request_body));
+    // A client that sends nothing of its body for the header timeout is cut (408).
+    let req = req.map(|b| RequestBody::new(b, max_body, config.client_header_timeout));
     let obs = backend.stats().start(); // metrics hook (metrics.rs)
-    let sent = send(ctx, backend.id(), backend.addr(), req).await;
+    let timeout = limits.timeout.unwrap_or(config.upstream_response_timeout);
+    let sent = send(ctx, backend.id(), backend.addr(), req, timeout).await;
     crate::metrics::observe(obs, &sent, |(r, _)| r.status());
     let (mut response, sender) = sent?;
     headers::prepare_response(response.headers_mut(), false, request_id.clone());
@@ -252,12 +252,17 @@ pub(crate) async fn forward_bodiless<B>(
     timed: bool,
     peer: &HeaderValue,
 ) -> Result<Response<ResponseBody>, ProxyError> {
-    let (inflight, hsts) = match select(ctx, &mut req, host, scheme, peer)? {
-        Selected::Backend(inflight, hsts) => (inflight, hsts),
+    let (inflight, hsts, limits) = match select(ctx, &mut req, host, scheme, peer)? {
+        Selected::Backend(inflight, hsts, limits) => (inflight, hsts, limits),
         Selected::Answer(response) => return Ok(response),
     };
     let head_request = req.method() == Method::HEAD;
     let encode = |out: &mut Vec<u8>| h1::encode_head(&req, out);
+    let timeout = timed.then(|| {
+        limits
+            .timeout
+            .unwrap_or(ctx.shared.config.upstream_response_timeout)
+    });
     forward_direct(
         ctx,
         inflight,
@@ -265,7 +270,7 @@ pub(crate) async fn forward_bodiless<B>(
         encode,
         head_request,
         request_id,
-        timed,
+        timeout,
         hsts,
     )
     .await
@@ -282,6 +287,9 @@ pub(crate) struct RawRequest<'a, I> {
     pub(crate) host: Option<&'a [u8]>,
     pub(crate) client_ip: &'a HeaderValue,
     pub(crate) scheme: headers::Scheme,
+    /// Where the route's response timeout is written (nanoseconds) for the caller's
+    /// watchdog, when the route has its own.
+    pub(crate) timeout: &'a std::sync::atomic::AtomicU64,
 }
 
 /// Forwards a fast-path request: routed on its Host and path, and its head
@@ -304,21 +312,25 @@ where
         return Ok(answer);
     }
     let get_or_head = matches!(req.method, b"GET" | b"HEAD");
+    let find = |name: &[u8]| {
+        req.lines
+            .clone()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    };
     let client = Client {
         peer: req.client_ip,
-        forwarded_for: req
-            .lines
-            .clone()
-            .find(|(n, _)| n.eq_ignore_ascii_case(b"x-forwarded-for"))
-            .map(|(_, v)| v),
+        forwarded_for: find(b"x-forwarded-for"),
+        authorization: find(b"authorization"),
     };
-    let (inflight, new_path, hsts) =
+    let (inflight, new_path, hsts, limits) =
         match route(ctx, host, req.uri, req.scheme, get_or_head, client)? {
             Routed::Backend {
                 inflight,
                 new_path,
                 hsts,
-            } => (inflight, new_path, hsts),
+                limits,
+            } => (inflight, new_path, hsts, limits),
             Routed::Answer(response) => return Ok(response),
             Routed::Static { site, strip, hsts } => {
                 let mut sreq = static_request(req.method, req.uri, strip);
@@ -338,13 +350,34 @@ where
             .path_and_query()
             .map_or(&b"/"[..], |pq| pq.as_str().as_bytes()),
     };
+    if let Some(timeout) = limits.timeout {
+        let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        req.timeout
+            .store(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
     let head_request = req.method == b"HEAD";
     let upstream = inflight.backend().addr();
+    // The route's request headers: the client's lines of those names are left out and
+    // the route's values appended.
+    let policy = hsts.policy.clone();
+    let set = &policy.request_headers;
+    let lines = req
+        .lines
+        .clone()
+        .filter(|(n, _)| {
+            !set.iter()
+                .any(|(h, _)| n.eq_ignore_ascii_case(h.as_str().as_bytes()))
+        })
+        .map(shorten)
+        .chain(
+            set.iter()
+                .filter_map(|(n, v)| Some((n.as_str().as_bytes(), v.as_ref()?.as_bytes()))),
+        );
     let encode = |out: &mut Vec<u8>| {
         headers::encode_request(
             out,
             (req.method, path),
-            req.lines.clone(),
+            lines.clone(),
             req.client_ip,
             req.scheme,
             req.host,
@@ -359,10 +392,15 @@ where
         encode,
         head_request,
         request_id,
-        false,
+        None,
         hsts,
     )
     .await
+}
+
+/// A header line borrowed for a shorter time (to chain the client's lines with a route's).
+fn shorten<'s, 'l: 's>(line: (&'l [u8], &'l [u8])) -> (&'s [u8], &'s [u8]) {
+    line
 }
 
 /// Sends a bodiless request written by `encode` to the picked backend and
@@ -375,7 +413,7 @@ async fn forward_direct(
     encode: impl Fn(&mut Vec<u8>),
     head_request: bool,
     request_id: &HeaderValue,
-    timed: bool,
+    timeout: Option<Duration>,
     hsts: Rules,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let backend = inflight.backend().clone();
@@ -390,7 +428,7 @@ async fn forward_direct(
         backend.addr(),
         encode,
         head_request,
-        timed,
+        timeout,
     )
     .await;
     crate::metrics::observe(obs, &sent, |(r, _, _)| r.status());
@@ -418,6 +456,10 @@ fn select<B>(
             .headers()
             .get(&headers::X_FORWARDED_FOR)
             .map(HeaderValue::as_bytes),
+        authorization: req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
     };
     let routed = route(
         ctx,
@@ -427,12 +469,13 @@ fn select<B>(
         get_or_head,
         client,
     )?;
-    let (inflight, new_path, hsts) = match routed {
+    let (inflight, new_path, hsts, limits) = match routed {
         Routed::Backend {
             inflight,
             new_path,
             hsts,
-        } => (inflight, new_path, hsts),
+            limits,
+        } => (inflight, new_path, hsts, limits),
         Routed::Answer(response) => return Ok(Selected::Answer(response)),
         Routed::Static { site, strip, hsts } => {
             let method = req.method().as_str().as_bytes();
@@ -450,6 +493,9 @@ fn select<B>(
     };
     set_origin_uri(req, new_path)?;
     *req.version_mut() = Version::HTTP_11;
+    if hsts.policy.rewrites_request() {
+        hsts.policy.apply_request(req.headers_mut());
+    }
     if !req.headers().contains_key(header::HOST) {
         // An HTTP/1.0 request may come without a Host; forwarded as HTTP/1.1 it needs one:
         // the original host when the target named it, else the upstream's address (as
@@ -460,13 +506,20 @@ fn select<B>(
             req.headers_mut().insert(header::HOST, host);
         }
     }
-    Ok(Selected::Backend(inflight, hsts))
+    Ok(Selected::Backend(inflight, hsts, limits))
+}
+
+/// A route's own limits (`None`: the proxy's).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Limits {
+    pub(crate) max_body: Option<u64>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// What [`select`] decided.
 enum Selected {
     /// Forward to this backend (adding the route's headers to the response).
-    Backend(InflightGuard, Rules),
+    Backend(InflightGuard, Rules, Limits),
     /// Answer with this (the HTTPS redirect).
     Answer(Response<ResponseBody>),
 }
@@ -478,15 +531,18 @@ pub(crate) struct Client<'a> {
     pub(crate) peer: &'a HeaderValue,
     /// The request's `X-Forwarded-For`, if any.
     pub(crate) forwarded_for: Option<&'a [u8]>,
+    /// The request's `Authorization`, if any (checked against the route's users).
+    pub(crate) authorization: Option<&'a [u8]>,
 }
 
 /// What [`route`] decided.
 enum Routed {
     Backend {
         inflight: InflightGuard,
-        /// The upstream path when the route strips its prefix.
+        /// The upstream path when the route strips or adds a prefix.
         new_path: Option<String>,
         hsts: Rules,
+        limits: Limits,
     },
     Answer(Response<ResponseBody>),
     /// Served from a static site: the route's prefix is removed from the path first.
@@ -560,6 +616,10 @@ fn route(
 ) -> Result<Routed, ProxyError> {
     let active_table = ctx.shared.table.load();
     let table = &active_table.table;
+    if let Some(rule) = crate::redirect::find(table.redirects(), host, uri.path()) {
+        let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        return Ok(Routed::Answer(rule.response(pq)));
+    }
     let index = table.lookup_index(host, uri.path()).ok_or_else(|| {
         ProxyError::new(
             ErrorKind::NoRoute,
@@ -585,7 +645,7 @@ fn route(
             client.forwarded_for,
             &ctx.shared.config.trusted_proxies,
         );
-        if let Some(answer) = route_policy.check(addr) {
+        if let Some(answer) = route_policy.check(addr, client.authorization) {
             return Ok(Routed::Answer(answer));
         }
         client_ip = Some(addr);
@@ -637,9 +697,14 @@ fn route(
     if let Some(served) = hsts.served.as_mut() {
         served.backend = Some(backend.id());
     }
-    let new_path = if route.strip_prefix && route.path_prefix != "/" {
+    let new_path = if route.strip_prefix || route.add_prefix.is_some() {
         let pq = uri.path_and_query().map_or("/", |pq| pq.as_str());
-        Some(crate::table::strip_prefix(pq, &route.path_prefix))
+        crate::table::rewrite_path(
+            pq,
+            &route.path_prefix,
+            route.strip_prefix,
+            route.add_prefix.as_deref(),
+        )
     } else {
         None
     };
@@ -647,6 +712,10 @@ fn route(
         inflight,
         new_path,
         hsts,
+        limits: Limits {
+            max_body: route.max_body,
+            timeout: route.upstream_response_timeout,
+        },
     })
 }
 
@@ -659,7 +728,7 @@ async fn send_direct(
     addr: SocketAddr,
     encode: impl Fn(&mut Vec<u8>),
     head_request: bool,
-    timed: bool,
+    timeout: Option<Duration>,
 ) -> Result<(Response<()>, Framing, h1::Conn), ProxyError> {
     let config = &ctx.shared.config;
     let attempt = async {
@@ -677,10 +746,10 @@ async fn send_direct(
             .await
             .map_err(|e| e.into_proxy_error(addr))
     };
-    if !timed {
+    let Some(timeout) = timeout else {
         return attempt.await;
-    }
-    match tokio::time::timeout(config.upstream_response_timeout, attempt).await {
+    };
+    match tokio::time::timeout(timeout, attempt).await {
         Ok(result) => result,
         Err(_) => Err(response_timeout(addr)),
     }
@@ -694,15 +763,11 @@ async fn send(
     backend_id: u64,
     addr: SocketAddr,
     mut req: Request<RequestBody>,
+    timeout: Duration,
 ) -> Result<(Response<Incoming>, Sender), ProxyError> {
     let config = &ctx.shared.config;
     if let Some(mut sender) = checkout_ready(backend_id, config.upstream_idle_timeout).await {
-        match tokio::time::timeout(
-            config.upstream_response_timeout,
-            sender.try_send_request(req),
-        )
-        .await
-        {
+        match tokio::time::timeout(timeout, sender.try_send_request(req)).await {
             Err(_) => return Err(response_timeout(addr)),
             Ok(Ok(response)) => return Ok((response, sender)),
             Ok(Err(mut e)) => {
@@ -715,7 +780,7 @@ async fn send(
         }
     }
     let mut sender = pool::connect(addr, config.upstream_connect_timeout).await?;
-    match tokio::time::timeout(config.upstream_response_timeout, sender.send_request(req)).await {
+    match tokio::time::timeout(timeout, sender.send_request(req)).await {
         Err(_) => Err(response_timeout(addr)),
         Ok(Ok(response)) => Ok((response, sender)),
         Ok(Err(e)) => Err(classify(&e, addr)),
@@ -753,6 +818,13 @@ pub(crate) fn classify(err: &hyper::Error, addr: SocketAddr) -> ProxyError {
                 ErrorKind::BodyTooLarge,
                 ErrorSource::Downstream,
                 too_large.to_string(),
+            );
+        }
+        if let Some(timeout) = e.downcast_ref::<BodyTimeout>() {
+            return ProxyError::new(
+                ErrorKind::ClientTimeout,
+                ErrorSource::Downstream,
+                timeout.to_string(),
             );
         }
         if e.downcast_ref::<DownstreamBodyError>().is_some() {

@@ -40,7 +40,7 @@ use crate::headers::{self, has_token, put_header, Scheme};
 use crate::server::WorkerCtx;
 
 /// Request headers accepted on this path (more go to hyper, which answers 431).
-const MAX_HEADERS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 64;
 /// A request head still incomplete at this size goes to hyper.
 const MAX_HEAD: usize = 16 * 1024;
 /// Read buffer reserved per read (nginx's `client_header_buffer_size` is 1k).
@@ -182,6 +182,8 @@ where
                     draining = stop;
                     stoppable = stop;
                 }
+                // Too many connections: one waiting for a request head makes room.
+                () = ctx.shared.load.shed.notified() => return Outcome::Closed,
                 () = sleep.as_mut() => {
                     if expired(sleep.as_mut(), deadline, tick) {
                         return Outcome::Closed;
@@ -208,6 +210,7 @@ where
             )
         });
         let result = {
+            let route_timeout = AtomicU64::new(0);
             let raw = forward::RawRequest {
                 method: head.method(),
                 uri: &head.uri,
@@ -215,6 +218,7 @@ where
                 host: head.host.map(|i| head.line(i).1),
                 client_ip: conn.client_ip,
                 scheme: conn.scheme,
+                timeout: &route_timeout,
             };
             let fwd = forward::forward_raw(ctx, raw, &request_id);
             let mut fwd = pin!(fwd);
@@ -223,7 +227,12 @@ where
                     biased;
                     result = fwd.as_mut() => break result,
                     () = sleep.as_mut() => {
-                        let deadline = started + config.upstream_response_timeout;
+                        // The route's own timeout once routing set it, else the proxy's.
+                        let timeout = match route_timeout.load(Ordering::Relaxed) {
+                            0 => config.upstream_response_timeout,
+                            nanos => Duration::from_nanos(nanos),
+                        };
+                        let deadline = started + timeout;
                         if expired(sleep.as_mut(), deadline, tick) {
                             sleep.as_mut().reset(Instant::now() + tick);
                             break Err(ProxyError::new(

@@ -70,6 +70,7 @@ impl Proxy {
             challenges,
             maintenance: arc_swap::ArcSwapOption::empty(),
             access_log,
+            load: crate::server::Load::new(crate::server::connection_budget()),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(None);
         let mut counters = Vec::with_capacity(workers);

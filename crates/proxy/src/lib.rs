@@ -11,6 +11,7 @@
 
 mod access_log;
 mod acme;
+mod auth;
 mod backend;
 mod body;
 mod clock;
@@ -26,6 +27,7 @@ mod headers;
 mod metrics;
 mod policy;
 mod pool;
+mod redirect;
 mod rewind;
 mod server;
 mod static_files;
@@ -35,6 +37,7 @@ mod upgrade;
 
 pub use access_log::{AccessFormat, AccessLogConfig};
 pub use acme::{Challenges, RouteHttps, ACME_TLS_ALPN, HTTP01_PREFIX};
+pub use auth::{BasicAuth, HtpasswdError};
 pub use backend::Backend;
 pub use compress::{Coding, Compression};
 pub use config::{HttpsConfig, ProxyConfig};
@@ -42,6 +45,7 @@ pub use error::{ErrorKind, ErrorSource, ProxyError, RouteError};
 pub use handle::{DrainOutcome, Proxy, ProxyHandle};
 pub use metrics::{BackendSnapshot, BackendStats, ProxyMetrics, LATENCY_BUCKETS_MS};
 pub use policy::{security_headers, Cidr, Maintenance, RateLimit, RoutePolicy, MAINTENANCE_PAGE};
+pub use redirect::Redirect;
 pub use static_files::{CacheRules, StaticError, StaticOptions, StaticSite};
 pub use table::{
     client_slot, normalize_host, prefix_matches, strip_prefix, Canary, Route, RouteTable,

@@ -1,6 +1,7 @@
 //! Per-route policies applied by the proxy before a request is served, and to its response:
 //! IP allow and deny lists, per-client rate limits (a token bucket per route and client),
-//! and response headers (the security headers by default, unless the app sets its own).
+//! response headers (the security headers by default, unless the app sets its own), request
+//! headers set or removed on the way upstream, and basic authentication (`auth.rs`).
 //!
 //! The client of a request is the connection's peer, unless that peer is a trusted proxy
 //! (`ProxyConfig::trusted_proxies`, e.g. a CDN's ranges): then it is the rightmost address
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 
+use crate::auth::{BasicAuth, Verdict};
 use crate::body::ResponseBody;
 
 /// An address range: `10.0.0.0/8`, `2001:db8::/32`, or one address.
@@ -73,6 +75,10 @@ pub struct RoutePolicy {
     /// Set on responses that lack them (the security headers, unless turned off, and the
     /// route's own).
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Set on the request to the upstream (`None`: the header is removed).
+    pub request_headers: Vec<(HeaderName, Option<HeaderValue>)>,
+    /// Users who may pass (none: no authentication).
+    pub basic_auth: Option<BasicAuth>,
     buckets: Buckets,
 }
 
@@ -106,17 +112,61 @@ impl RoutePolicy {
             deny,
             rate_limit,
             response_headers,
+            request_headers: Vec::new(),
+            basic_auth: None,
             buckets: Buckets::default(),
         }
     }
 
-    /// Whether checking a request needs its client's address.
-    pub(crate) fn needs_client(&self) -> bool {
-        !self.allow.is_empty() || !self.deny.is_empty() || self.rate_limit.is_some()
+    /// Sets (or, with `None`, removes) these headers on requests to the upstream.
+    pub fn with_request_headers(
+        mut self,
+        headers: Vec<(HeaderName, Option<HeaderValue>)>,
+    ) -> RoutePolicy {
+        self.request_headers = headers;
+        self
     }
 
-    /// `None` to let the request through, else the answer (403 or 429).
-    pub(crate) fn check(&self, client: IpAddr) -> Option<Response<ResponseBody>> {
+    /// Asks for one of these users' credentials.
+    pub fn with_basic_auth(mut self, auth: BasicAuth) -> RoutePolicy {
+        self.basic_auth = Some(auth);
+        self
+    }
+
+    /// Whether checking a request needs its client's address.
+    pub(crate) fn needs_client(&self) -> bool {
+        !self.allow.is_empty()
+            || !self.deny.is_empty()
+            || self.rate_limit.is_some()
+            || self.basic_auth.is_some()
+    }
+
+    /// Whether the request to the upstream gets headers changed.
+    pub(crate) fn rewrites_request(&self) -> bool {
+        !self.request_headers.is_empty()
+    }
+
+    /// Sets and removes the route's request headers.
+    pub(crate) fn apply_request(&self, headers: &mut HeaderMap) {
+        for (name, value) in &self.request_headers {
+            match value {
+                Some(v) => {
+                    headers.insert(name.clone(), v.clone());
+                }
+                None => {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+
+    /// `None` to let the request through, else the answer (403, 429 or 401).
+    /// `authorization`: the request's `Authorization` header.
+    pub(crate) fn check(
+        &self,
+        client: IpAddr,
+        authorization: Option<&[u8]>,
+    ) -> Option<Response<ResponseBody>> {
         let client = client.to_canonical();
         if self.deny.iter().any(|c| c.contains(client))
             || (!self.allow.is_empty() && !self.allow.iter().any(|c| c.contains(client)))
@@ -125,11 +175,14 @@ impl RoutePolicy {
         }
         if let Some(limit) = self.rate_limit {
             if let Err(wait) = self.buckets.take(client, limit, Instant::now()) {
-                let mut r = plain(StatusCode::TOO_MANY_REQUESTS, "429 too many requests\n");
-                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-                r.headers_mut()
-                    .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
-                return Some(r);
+                return Some(too_many(wait));
+            }
+        }
+        if let Some(auth) = &self.basic_auth {
+            match auth.check(authorization, client) {
+                Verdict::Allowed => {}
+                Verdict::Denied => return Some(auth.challenge()),
+                Verdict::LockedOut(wait) => return Some(too_many(wait)),
             }
         }
         None
@@ -220,7 +273,7 @@ const SHARD_CLIENTS: usize = 4096;
 
 /// Token buckets by client, in shards so workers rarely wait on one another.
 #[derive(Debug, Default)]
-struct Buckets {
+pub(crate) struct Buckets {
     shards: [Mutex<HashMap<IpAddr, Bucket>>; SHARDS],
 }
 
@@ -231,8 +284,37 @@ struct Bucket {
 }
 
 impl Buckets {
+    /// Whether `client` has a token now (without taking it), else how long until it has.
+    pub(crate) fn peek(
+        &self,
+        client: IpAddr,
+        limit: RateLimit,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let map = self.shards[shard_of(client)]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(b) = map.get(&client) else {
+            return Ok(());
+        };
+        let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+        let tokens = (b.tokens + elapsed * limit.per_second).min(f64::from(limit.burst.max(1)));
+        if tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64(
+                (1.0 - tokens) / limit.per_second.max(1e-9),
+            ))
+        }
+    }
+
     /// Takes a token for `client`, or says how long until one is there.
-    fn take(&self, client: IpAddr, limit: RateLimit, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn take(
+        &self,
+        client: IpAddr,
+        limit: RateLimit,
+        now: Instant,
+    ) -> Result<(), Duration> {
         let shard = shard_of(client);
         let mut map = self.shards[shard]
             .lock()
@@ -273,6 +355,15 @@ fn shard_of(ip: IpAddr) -> usize {
         IpAddr::V6(v6) => u128::from(v6),
     };
     (n as usize ^ (n >> 64) as usize).wrapping_mul(0x9E37_79B9) % SHARDS
+}
+
+/// 429 with `Retry-After` (whole seconds, at least 1).
+fn too_many(wait: Duration) -> Response<ResponseBody> {
+    let mut r = plain(StatusCode::TOO_MANY_REQUESTS, "429 too many requests\n");
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    r.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    r
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<ResponseBody> {

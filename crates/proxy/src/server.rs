@@ -78,6 +78,65 @@ pub(crate) struct Shared {
     pub(crate) maintenance: arc_swap::ArcSwapOption<crate::policy::Maintenance>,
     /// The access log, when on.
     pub(crate) access_log: Option<crate::access_log::AccessLog>,
+    /// Open client connections against the descriptor budget.
+    pub(crate) load: Load,
+}
+
+/// Descriptors kept free of client connections: for upstream connections, files, the agent's
+/// API and health probes. At least 32, at most 1,024, an eighth of the limit between.
+fn descriptor_reserve(limit: u64) -> u64 {
+    (limit / 8).clamp(32, 1024)
+}
+
+/// How many client connections may be open before idle ones are shed: the process's
+/// descriptor limit (`RLIMIT_NOFILE`, read at start) less the reserve.
+pub(crate) fn connection_budget() -> usize {
+    let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft);
+    usize::try_from(limit.saturating_sub(descriptor_reserve(limit)).max(16)).unwrap_or(usize::MAX)
+}
+
+/// Open client connections across workers, and the signal to shed idle ones when there are
+/// more than the budget: a connection waiting for a request head (a flood's idle or
+/// half-sent connections, a keep-alive connection between requests) closes when told, so
+/// the descriptors it frees serve the connection that just arrived. The reserve means the
+/// proxy is never the one to exhaust the limit, so it can always accept.
+pub(crate) struct Load {
+    open: AtomicUsize,
+    budget: usize,
+    pub(crate) shed: Notify,
+}
+
+impl Load {
+    pub(crate) fn new(budget: usize) -> Load {
+        Load {
+            open: AtomicUsize::new(0),
+            budget,
+            shed: Notify::new(),
+        }
+    }
+
+    /// Counts a new connection (until the guard drops); past the budget, idle ones are shed.
+    pub(crate) fn enter(shared: &Arc<Shared>) -> LoadGuard {
+        let open = shared.load.open.fetch_add(1, Ordering::AcqRel) + 1;
+        if open > shared.load.budget {
+            shared.load.shed.notify_waiters();
+        }
+        LoadGuard {
+            shared: shared.clone(),
+        }
+    }
+}
+
+/// One open client connection, for [`Load`].
+pub(crate) struct LoadGuard {
+    shared: Arc<Shared>,
+}
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        self.shared.load.open.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// What one worker's tasks share.
@@ -165,6 +224,7 @@ pub(crate) async fn run_worker(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
+                    let load = Load::enter(&ctx.shared);
                     let task = serve_connection(
                         ctx.clone(),
                         builder.clone(),
@@ -172,16 +232,16 @@ pub(crate) async fn run_worker(
                         peer,
                         Scheme::Http,
                         shutdown.clone(),
-                        ctx.tracker.enter(),
+                        (ctx.tracker.enter(), load),
                     );
                     tokio::spawn(task);
                 }
-                Err(e) => accept_failed(e).await,
+                Err(e) => accept_failed(&ctx, e).await,
             },
             accepted = accept_tls(tls.as_ref()) => match accepted {
                 Ok((stream, peer, acceptor)) => {
                     let _ = stream.set_nodelay(true);
-                    let track = ctx.tracker.enter();
+                    let track = (ctx.tracker.enter(), Load::enter(&ctx.shared));
                     let handshake = acceptor.accept(stream);
                     let (ctx, builder, shutdown) = (ctx.clone(), builder.clone(), shutdown.clone());
                     tokio::spawn(async move {
@@ -202,7 +262,7 @@ pub(crate) async fn run_worker(
                         serve_connection(ctx, builder, stream, peer, Scheme::Https, shutdown, track).await;
                     });
                 }
-                Err(e) => accept_failed(e).await,
+                Err(e) => accept_failed(&ctx, e).await,
             },
         }
     }
@@ -228,11 +288,29 @@ async fn accept_tls(
     }
 }
 
-/// Out of file descriptors and the like: back off instead of spinning.
-async fn accept_failed(e: io::Error) {
+/// Out of file descriptors and the like: shed idle connections and back off instead of
+/// spinning.
+async fn accept_failed(ctx: &WorkerCtx, e: io::Error) {
+    ctx.shared.load.shed.notify_waiters();
     tracing::warn!(error = %e, "proxy accept failed");
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
+
+/// The most a hyper-served HTTP/1 connection buffers: its request head must fit (else 431).
+pub(crate) const HYPER_MAX_BUF: usize = 64 * 1024;
+/// The most header fields of a hyper-served HTTP/1 request (else 431): the fast path's
+/// limit too (a head with more is handed over, and refused here).
+pub(crate) const HYPER_MAX_HEADERS: usize = h1server::MAX_HEADERS;
+/// HTTP/2: streams a client may have open at once.
+const H2_MAX_STREAMS: u32 = 128;
+/// HTTP/2: the largest header list (HPACK-decoded, with CONTINUATION frames), in bytes.
+const H2_MAX_HEADER_LIST: u32 = 16 * 1024;
+/// HTTP/2: streams reset by the client before they were answered, at most at once (rapid
+/// reset, CVE-2023-44487); past it the connection is closed with GOAWAY.
+const H2_MAX_PENDING_RESETS: usize = 20;
+/// HTTP/2: streams the server may reset for a client's protocol errors before it closes the
+/// connection.
+const H2_MAX_ERROR_RESETS: usize = 256;
 
 fn server_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -240,8 +318,16 @@ fn server_builder(config: &ProxyConfig) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.client_header_timeout)
+        .max_buf_size(HYPER_MAX_BUF)
+        .max_headers(HYPER_MAX_HEADERS)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_ERROR_RESETS);
     builder
 }
 
@@ -255,7 +341,7 @@ async fn serve_connection<S>(
     peer: SocketAddr,
     scheme: Scheme,
     mut shutdown: watch::Receiver<Option<Duration>>,
-    _track: TrackGuard,
+    _track: (TrackGuard, LoadGuard),
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -307,6 +393,8 @@ async fn serve_connection<S>(
             changed = shutdown.changed(), if stoppable && !draining => {
                 stoppable = changed.is_ok(); // no handle left: never shut down
             }
+            // Too many connections: an idle one makes room.
+            () = ctx.shared.load.shed.notified(), if state.idle_for().is_some() => return,
             () = watchdog.as_mut() => {
                 let limit = if state.used.load(Ordering::Relaxed) { idle_timeout } else { header_timeout };
                 match state.idle_for() {

@@ -11,6 +11,7 @@ use crate::acme::RouteHttps;
 use crate::backend::Backend;
 use crate::error::RouteError;
 use crate::policy::RoutePolicy;
+use crate::redirect::Redirect;
 use crate::static_files::StaticSite;
 
 /// One route: requests for `host` (any host when `None`) whose path starts with
@@ -21,6 +22,13 @@ pub struct Route {
     pub path_prefix: String,
     /// Remove `path_prefix` from the path before forwarding.
     pub strip_prefix: bool,
+    /// Put this in front of the path before forwarding (after `strip_prefix`); starts with
+    /// '/', no trailing '/'.
+    pub add_prefix: Option<String>,
+    /// Largest request body for this route (`None`: `ProxyConfig::max_request_body`).
+    pub max_body: Option<u64>,
+    /// Wait this long for the response head (`None`: `ProxyConfig::upstream_response_timeout`).
+    pub upstream_response_timeout: Option<std::time::Duration>,
     pub service: String,
     pub backends: Vec<Arc<Backend>>,
     /// HTTP → HTTPS redirect and HSTS, applied while a served certificate names `host`.
@@ -44,6 +52,8 @@ pub struct RouteTable {
     next: Vec<AtomicUsize>,
     /// A canary split per route (`None` on almost every route).
     canaries: Vec<Option<CanarySplit>>,
+    /// Answered before routing.
+    redirects: Vec<Redirect>,
 }
 
 /// A share of a route's requests sent to other backends (a canary release), chosen by the
@@ -85,6 +95,14 @@ impl RouteTable {
                 }
                 route.host = Some(normalized.into_owned());
             }
+            if let Some(add) = &route.add_prefix {
+                let normalized =
+                    normalize_prefix(add).ok_or_else(|| RouteError::InvalidPrefix {
+                        service: route.service.clone(),
+                        prefix: add.clone(),
+                    })?;
+                route.add_prefix = (normalized != "/").then_some(normalized);
+            }
         }
         let mut by_host: HashMap<String, Vec<usize>> = HashMap::new();
         let mut any_host = Vec::new();
@@ -122,7 +140,24 @@ impl RouteTable {
             any_host,
             next,
             canaries,
+            redirects: Vec::new(),
         })
+    }
+
+    /// The table with `redirects`, answered before routing (the first matching rule wins;
+    /// rules are tried longest path prefix first).
+    pub fn with_redirects(mut self, redirects: Vec<Redirect>) -> Result<RouteTable, RouteError> {
+        let mut rules = redirects
+            .into_iter()
+            .map(Redirect::normalized)
+            .collect::<Result<Vec<_>, _>>()?;
+        rules.sort_by_key(|r| std::cmp::Reverse(r.from_path.len()));
+        self.redirects = rules;
+        Ok(self)
+    }
+
+    pub fn redirects(&self) -> &[Redirect] {
+        &self.redirects
     }
 
     /// The same routes with `canaries` (by service) splitting their requests; a canary
@@ -150,7 +185,9 @@ impl RouteTable {
 
     /// The routes, without any canary split (what a canary that is aborted goes back to).
     pub fn without_canaries(&self) -> RouteTable {
-        RouteTable::new(self.routes.clone()).unwrap_or_else(|_| RouteTable::empty())
+        RouteTable::new(self.routes.clone())
+            .and_then(|t| t.with_redirects(self.redirects.clone()))
+            .unwrap_or_else(|_| RouteTable::empty())
     }
 
     /// Whether route `index` splits its requests (so routing needs the client's address).
@@ -166,6 +203,7 @@ impl RouteTable {
             any_host: Vec::new(),
             next: Vec::new(),
             canaries: Vec::new(),
+            redirects: Vec::new(),
         }
     }
 
@@ -276,6 +314,31 @@ pub fn strip_prefix(path_and_query: &str, prefix: &str) -> String {
     }
 }
 
+/// The upstream path of a request whose route matched: `strip` removes the route's
+/// prefix, then `add` goes in front. `None` when nothing changes.
+pub(crate) fn rewrite_path(
+    path_and_query: &str,
+    prefix: &str,
+    strip: bool,
+    add: Option<&str>,
+) -> Option<String> {
+    let stripped = if strip && prefix != "/" {
+        Some(strip_prefix(path_and_query, prefix))
+    } else {
+        None
+    };
+    let Some(add) = add else {
+        return stripped;
+    };
+    let rest = stripped.as_deref().unwrap_or(path_and_query);
+    let mut out = String::with_capacity(add.len() + rest.len());
+    // `/v1` + `/x` is `/v1/x`, and `/v1` + `/` is `/v1/`, as nginx's
+    // `proxy_pass http://backend/v1/` sends.
+    out.push_str(add);
+    out.push_str(rest);
+    Some(out)
+}
+
 /// Lowercases a host and removes a port and a trailing dot; borrows when unchanged.
 pub fn normalize_host(host: &str) -> std::borrow::Cow<'_, str> {
     let host = host.trim();
@@ -323,6 +386,9 @@ mod tests {
             host: None,
             path_prefix: "/".into(),
             strip_prefix: false,
+            add_prefix: None,
+            max_body: None,
+            upstream_response_timeout: None,
             service: "web".into(),
             backends: vec![stable],
             https: RouteHttps::default(),
@@ -383,6 +449,27 @@ mod tests {
         assert!(prefix_matches("/api", "/api/x"));
         assert!(!prefix_matches("/api", "/apix"));
         assert!(!prefix_matches("/api", "/"));
+    }
+
+    #[test]
+    fn adds_prefixes_after_stripping() {
+        assert_eq!(
+            rewrite_path("/api/x?y", "/api", true, Some("/v1")).as_deref(),
+            Some("/v1/x?y")
+        );
+        assert_eq!(
+            rewrite_path("/api", "/api", true, Some("/v1")).as_deref(),
+            Some("/v1/")
+        );
+        assert_eq!(
+            rewrite_path("/api/x", "/api", false, Some("/v1")).as_deref(),
+            Some("/v1/api/x")
+        );
+        assert_eq!(
+            rewrite_path("/api/x", "/api", true, None).as_deref(),
+            Some("/x")
+        );
+        assert_eq!(rewrite_path("/x", "/", false, None), None);
     }
 
     #[test]

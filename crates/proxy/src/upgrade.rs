@@ -33,7 +33,8 @@ pub(crate) async fn forward(
             tracing::debug!(upstream = %addr, error = %e, "upstream upgrade connection failed");
         }
     });
-    let req = req.map(|b| RequestBody::new(b, config.max_request_body));
+    let req =
+        req.map(|b| RequestBody::new(b, config.max_request_body, config.client_header_timeout));
     let mut response = match tokio::time::timeout(
         config.upstream_response_timeout,
         sender.send_request(req),

@@ -101,7 +101,7 @@ pub async fn receive(
     let mut hosts: Vec<String> = config
         .services
         .values()
-        .filter_map(|s| s.route.as_ref()?.host.clone())
+        .flat_map(|s| s.routes.iter().filter_map(|r| r.host.clone()))
         .collect();
     hosts.sort();
     hosts.dedup();

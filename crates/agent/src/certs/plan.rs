@@ -41,13 +41,14 @@ pub fn wanted(config: &AppConfig, file_names: &[Vec<String>]) -> Vec<Wanted> {
     let covered = |host: &str| file_names.iter().any(|names| covers(names, host));
     let mut hosts: Vec<(String, Vec<ChallengeKind>)> = Vec::new();
     for svc in config.services.values() {
-        let Some(route) = &svc.route else { continue };
-        let Some(host) = &route.host else { continue };
-        let challenges = route
-            .challenge
-            .clone()
-            .unwrap_or_else(|| acme.challenges.clone());
-        hosts.push((host.clone(), challenges));
+        for route in &svc.routes {
+            let Some(host) = &route.host else { continue };
+            let challenges = route
+                .challenge
+                .clone()
+                .unwrap_or_else(|| acme.challenges.clone());
+            hosts.push((host.clone(), challenges));
+        }
     }
     for name in &acme.domains {
         let challenges = if name.starts_with("*.") {

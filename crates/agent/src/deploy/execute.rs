@@ -184,8 +184,9 @@ impl<'a> Execution<'a> {
             } => self.canary(plan, *serving, services, canary).await,
             Step::Commit => {
                 let config = self.config()?;
-                let table = routes::build_table(config, &self.backends(), &self.sites)
-                    .map_err(|e| AgentError::runtime(format!("routing table: {e}")))?;
+                let table =
+                    routes::build_table(config, &self.backends(), &self.sites, self.secrets)
+                        .map_err(|e| AgentError::runtime(format!("routing table: {e}")))?;
                 self.d
                     .store
                     .finish_deployment(plan.deployment, DeploymentOutcome::Succeeded, "serving")
@@ -205,12 +206,13 @@ impl<'a> Execution<'a> {
                 let table = match self.table.take() {
                     Some(t) => t,
                     None => {
-                        routes::build_table(config, &self.backends(), &self.sites).map_err(|e| {
-                            AgentError::internal(format!(
-                                "routing table of release {}: {e}",
-                                plan.release
-                            ))
-                        })?
+                        routes::build_table(config, &self.backends(), &self.sites, self.secrets)
+                            .map_err(|e| {
+                                AgentError::internal(format!(
+                                    "routing table of release {}: {e}",
+                                    plan.release
+                                ))
+                            })?
                     }
                 };
                 let old_table = self.d.proxy.set_routes(table);

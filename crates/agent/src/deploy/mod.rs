@@ -239,11 +239,16 @@ impl Deployer {
     /// empty routes when it lands.
     pub async fn stop_for_maintenance(&self) {
         if let Some(config) = self.fleet.serving_config() {
-            if let Ok(table) =
-                crate::routes::build_table(&config, &Default::default(), &Default::default())
-            {
-                self.proxy.set_routes(table);
-            }
+            // Without secrets a route with basic auth cannot be built: then no route at all
+            // (404) rather than keep serving the app being restored.
+            let table = crate::routes::build_table(
+                &config,
+                &Default::default(),
+                &Default::default(),
+                &Secrets::empty(),
+            )
+            .unwrap_or_else(|_| dockhand_proxy::RouteTable::empty());
+            self.proxy.set_routes(table);
         }
         let all = self.fleet.take_all();
         stop_all(&self.prober, &all).await;

@@ -516,7 +516,7 @@ fn canary(plan: &mut Plan, config: &AppConfig, observed: &Observed) {
     let services: Vec<String> = config
         .services
         .values()
-        .filter(|s| s.route.is_some() && s.static_site.is_none())
+        .filter(|s| !s.routes.is_empty() && s.static_site.is_none())
         .filter(|s| {
             serving
                 .instances

@@ -282,7 +282,7 @@ impl Monitor {
                 c.services
                     .values()
                     .filter_map(|s| {
-                        let r = s.route.as_ref()?;
+                        let r = s.routes.first()?;
                         Some((
                             s.name.clone(),
                             format!("{}{}", r.host.as_deref().unwrap_or(""), r.path),

@@ -113,10 +113,11 @@ pub fn run(g: &Global) -> anyhow::Result<ExitCode> {
             style(&svc.name).bold(),
             ready,
             svc.replicas,
-            svc.route
-                .as_ref()
-                .map(|r| format!("  route {r}"))
-                .unwrap_or_default()
+            match (svc.routes.len(), &svc.route) {
+                (0 | 1, Some(r)) => format!("  route {r}"),
+                (0, None) => String::new(),
+                _ => format!("  routes {}", svc.routes.join(", ")),
+            }
         );
         if let Some(t) = &svc.traffic {
             println!(

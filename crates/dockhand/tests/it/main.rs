@@ -10,6 +10,7 @@ mod cli;
 mod containers;
 mod crash;
 mod disk;
+mod edge_policies;
 mod gates;
 mod https;
 mod import;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use dockhand_proxy::{security_headers, Cidr, RateLimit, RoutePolicy};
+use dockhand_proxy::{security_headers, BasicAuth, Cidr, RateLimit, Redirect, RoutePolicy};
 use http::StatusCode;
 
 use crate::static_site::raw;
@@ -250,4 +250,300 @@ async fn custom_error_pages_replace_the_proxys_own_text_for_their_status() {
         "no page for 503: {}",
         a.body
     );
+}
+
+// ---- basic auth, request headers, add_prefix, per-route limits, redirects ----
+
+/// `Authorization: Basic …` for `user:password`.
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Authorization: Basic {encoded}\r\n")
+}
+
+/// `openssl passwd -apr1 -salt abcdefgh 'p@ss w0rd'`.
+const ANN: &str = "ann:$apr1$abcdefgh$UkZoB0qp2g9KE9.krwnMP0\n";
+
+/// An upstream that answers with the request line and headers it received.
+async fn echo_upstream() -> std::net::SocketAddr {
+    serve(|req: http::Request<hyper::body::Incoming>| async move {
+        let mut text = format!("{} {}\n", req.method(), req.uri());
+        for (n, v) in req.headers() {
+            text.push_str(&format!("{}: {}\n", n, v.to_str().unwrap_or("?")));
+        }
+        text_response(text)
+    })
+    .await
+}
+
+fn text_response(text: String) -> http::Response<TestBody> {
+    crate::support::text(StatusCode::OK, text)
+}
+
+fn get_with(path: &str, extra: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: a\r\n{extra}Connection: close\r\n\r\n").into_bytes()
+}
+
+fn post_with(path: &str, extra: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: a\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn basic_auth_asks_checks_on_both_paths_and_locks_out_repeated_failures() {
+    let up = echo_upstream().await;
+    let mut r = route("/", vec![backend(up)]);
+    r.policy = Arc::new(
+        RoutePolicy::new(Vec::new(), Vec::new(), None, Vec::new())
+            .with_basic_auth(BasicAuth::from_htpasswd("Staff only", ANN).unwrap()),
+    );
+    let proxy = start(config(), vec![r]);
+    let addr = proxy.local_addr();
+    let good = basic("ann", "p@ss w0rd");
+
+    // Without credentials: 401 with the challenge, nothing forwarded.
+    let (status, head, _) = raw(addr, &get_with("/", "")).await;
+    assert_eq!(status, 401, "{head}");
+    assert!(
+        head.contains("www-authenticate: Basic realm=\"Staff only\""),
+        "{head}"
+    );
+    // The right password passes on the fast path and on hyper's (a body).
+    let (status, _, body) = raw(addr, &get_with("/x", &good)).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).starts_with("GET /x"));
+    let (status, _, body) = raw(addr, &post_with("/y", &good, "hello")).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).starts_with("POST /y"));
+    // A wrong password or an unknown user: 401.
+    let (status, _, _) = raw(addr, &get_with("/", &basic("ann", "nope"))).await;
+    assert_eq!(status, 401);
+    let (status, _, _) = raw(addr, &post_with("/", &basic("bob", "x"), "x")).await;
+    assert_eq!(status, 401);
+    // Repeated failures from this client: locked out with 429 and Retry-After, even with
+    // the right password, on both paths.
+    let mut locked = None;
+    for i in 0..20 {
+        let (status, head, _) =
+            raw(addr, &get_with("/", &basic("ann", &format!("guess{i}")))).await;
+        if status == 429 {
+            locked = Some(head);
+            break;
+        }
+        assert_eq!(status, 401);
+    }
+    let head = locked.expect("repeated failures are locked out");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: "),
+        "{head}"
+    );
+    let (status, _, _) = raw(addr, &get_with("/", &good)).await;
+    assert_eq!(status, 429);
+    let (status, _, _) = raw(addr, &post_with("/", &good, "x")).await;
+    assert_eq!(status, 429);
+}
+
+#[tokio::test]
+async fn a_wrong_password_never_reaches_the_access_log() {
+    let up = echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let mut cfg = config();
+    cfg.access_log = Some(dockhand_proxy::AccessLogConfig {
+        path: Some(log.clone()),
+        format: dockhand_proxy::AccessFormat::Json,
+        max_bytes: 1 << 20,
+        keep: 1,
+    });
+    let mut r = route("/", vec![backend(up)]);
+    r.policy = Arc::new(
+        RoutePolicy::new(Vec::new(), Vec::new(), None, Vec::new())
+            .with_basic_auth(BasicAuth::from_htpasswd("R", ANN).unwrap()),
+    );
+    let proxy = start(cfg, vec![r]);
+    let addr = proxy.local_addr();
+    let (status, _, _) = raw(addr, &get_with("/", &basic("ann", "Wr0ngPassw0rd"))).await;
+    assert_eq!(status, 401);
+    let (status, _, _) = raw(addr, &post_with("/", &basic("ann", "Wr0ngPassw0rd"), "x")).await;
+    assert_eq!(status, 401);
+    eventually("two access log lines", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() >= 2)
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("401"), "{text}");
+    assert!(!text.contains("Wr0ngPassw0rd"), "{text}");
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode("ann:Wr0ngPassw0rd");
+    assert!(!text.contains(&encoded), "{text}");
+}
+
+#[tokio::test]
+async fn request_headers_are_set_and_removed_and_prefixes_rewritten_on_both_paths() {
+    let up = echo_upstream().await;
+    let mut r = route("/api", vec![backend(up)]);
+    r.strip_prefix = true;
+    r.add_prefix = Some("/v1".into());
+    r.policy = Arc::new(
+        RoutePolicy::new(Vec::new(), Vec::new(), None, Vec::new()).with_request_headers(vec![
+            (
+                http::HeaderName::from_static("x-forwarded-prefix"),
+                Some(http::HeaderValue::from_static("/api")),
+            ),
+            (http::HeaderName::from_static("x-unwanted"), None),
+        ]),
+    );
+    let proxy = start(config(), vec![r]);
+    let addr = proxy.local_addr();
+    let extra = "X-Unwanted: secret-ish\r\nX-Forwarded-Prefix: /spoofed\r\nX-Kept: yes\r\n";
+    for (what, request, line) in [
+        (
+            "fast path",
+            get_with("/api/users?page=2", extra),
+            "GET /v1/users?page=2",
+        ),
+        (
+            "hyper path",
+            post_with("/api/users?page=2", extra, "b"),
+            "POST /v1/users?page=2",
+        ),
+        ("prefix itself", get_with("/api", extra), "GET /v1/"),
+    ] {
+        let (status, _, body) = raw(addr, &request).await;
+        let body = String::from_utf8_lossy(&body).into_owned();
+        assert_eq!(status, 200, "{what}: {body}");
+        assert!(body.starts_with(line), "{what}: {body}");
+        assert!(
+            body.contains("x-forwarded-prefix: /api\n"),
+            "{what}: {body}"
+        );
+        assert_eq!(
+            body.matches("x-forwarded-prefix").count(),
+            1,
+            "{what}: {body}"
+        );
+        assert!(!body.contains("x-unwanted"), "{what}: {body}");
+        assert!(body.contains("x-kept: yes"), "{what}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_route_overrides_the_body_limit_and_the_response_timeout() {
+    let up = serve(|req: http::Request<hyper::body::Incoming>| async move {
+        if req.uri().path().ends_with("/slow") {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        }
+        let n = http_body_util::BodyExt::collect(req.into_body())
+            .await
+            .map(|b| b.to_bytes().len())
+            .unwrap_or(0);
+        text_response(format!("got {n}"))
+    })
+    .await;
+    let mut cfg = config();
+    cfg.max_request_body = 100;
+    cfg.upstream_response_timeout = std::time::Duration::from_millis(300);
+    let mut big = route("/big", vec![backend(up)]);
+    big.max_body = Some(1000);
+    big.upstream_response_timeout = Some(std::time::Duration::from_secs(10));
+    let small = route("/", vec![backend(up)]);
+    let proxy = start(cfg, vec![big, small]);
+    let addr = proxy.local_addr();
+    let body = "x".repeat(500);
+    let (status, _, answer) = raw(addr, &post_with("/big/upload", "", &body)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(answer, b"got 500");
+    let (status, _, _) = raw(addr, &post_with("/upload", "", &body)).await;
+    assert_eq!(status, 413, "the proxy's limit elsewhere");
+    // The route's longer timeout, on both paths; the proxy's elsewhere (504).
+    let (status, _, _) = raw(addr, &get_with("/big/slow", "")).await;
+    assert_eq!(status, 200, "fast path waits for the route's timeout");
+    let (status, _, _) = raw(addr, &post_with("/big/slow", "", "x")).await;
+    assert_eq!(status, 200, "hyper path waits for the route's timeout");
+    let (status, _, _) = raw(addr, &get_with("/slow", "")).await;
+    assert_eq!(status, 504);
+    let (status, _, _) = raw(addr, &post_with("/slow", "", "x")).await;
+    assert_eq!(status, 504);
+}
+
+fn redirect(from_host: &str, from_path: &str, to: &str, code: u16, keep_path: bool) -> Redirect {
+    Redirect {
+        from_host: from_host.into(),
+        from_path: from_path.into(),
+        to: to.into(),
+        code,
+        keep_path,
+    }
+}
+
+fn location(head: &str) -> Option<&str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case("location").then(|| v.trim())
+    })
+}
+
+#[tokio::test]
+async fn redirects_are_answered_before_routing_but_never_for_acme_challenges() {
+    let up = named_upstream("app").await;
+    let mut apex = route("/", vec![backend(up)]);
+    apex.host = Some("example.org".into());
+    let table = dockhand_proxy::RouteTable::new(vec![apex])
+        .unwrap()
+        .with_redirects(vec![
+            redirect("www.example.org", "/", "https://example.org", 301, true),
+            redirect("example.org", "/old", "https://example.org/new", 308, true),
+            redirect("example.org", "/gone", "https://example.org/", 302, false),
+        ])
+        .unwrap();
+    let proxy = dockhand_proxy::Proxy::start(config(), table).unwrap();
+    let addr = proxy.local_addr();
+    proxy.challenges().add_http01("tok3n", "tok3n.key");
+    let req = |host: &str, method: &str, target: &str| {
+        let body = if method == "POST" {
+            "Content-Length: 1\r\n"
+        } else {
+            ""
+        };
+        let tail = if method == "POST" { "x" } else { "" };
+        format!(
+            "{method} {target} HTTP/1.1\r\nHost: {host}\r\n{body}Connection: close\r\n\r\n{tail}"
+        )
+        .into_bytes()
+    };
+    // www → apex, path and query kept (no route for www at all: redirects come first).
+    let (status, head, _) = raw(addr, &req("www.example.org", "GET", "/a/b?c=1")).await;
+    assert_eq!(status, 301, "{head}");
+    assert_eq!(location(&head), Some("https://example.org/a/b?c=1"));
+    let (status, head, _) = raw(addr, &req("WWW.example.org:8080", "POST", "/form")).await;
+    assert_eq!(status, 301, "the hyper path too: {head}");
+    assert_eq!(location(&head), Some("https://example.org/form"));
+    // A prefix move with its code; the rest of the path follows.
+    let (status, head, _) = raw(addr, &req("example.org", "GET", "/old/x?y")).await;
+    assert_eq!(status, 308, "{head}");
+    assert_eq!(location(&head), Some("https://example.org/new/x?y"));
+    let (status, head, _) = raw(addr, &req("example.org", "GET", "/gone/deep?q")).await;
+    assert_eq!(status, 302, "{head}");
+    assert_eq!(
+        location(&head),
+        Some("https://example.org/"),
+        "keep_path = false"
+    );
+    // Other paths are routed as usual.
+    let (status, _, body) = raw(addr, &req("example.org", "GET", "/older")).await;
+    assert_eq!((status, body.as_slice()), (200, &b"app"[..]));
+    // The ACME challenge of a redirected host is answered, not redirected.
+    let (status, _, body) = raw(
+        addr,
+        &req(
+            "www.example.org",
+            "GET",
+            "/.well-known/acme-challenge/tok3n",
+        ),
+    )
+    .await;
+    assert_eq!((status, body.as_slice()), (200, &b"tok3n.key"[..]));
 }

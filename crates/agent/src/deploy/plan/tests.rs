@@ -490,7 +490,7 @@ fn build_tags_replace_the_tag_and_keep_registry_ports() {
         port: None,
         env: std::collections::BTreeMap::new(),
         health: None,
-        route: None,
+        routes: Vec::new(),
         replicas: 1,
         restart: dockhand_config::RestartPolicy::Always,
         memory_limit: None,
