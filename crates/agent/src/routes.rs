@@ -12,13 +12,14 @@ use dockhand_proxy::{
 
 /// One route per routed service, pointing at that service's backends.
 /// A static service's route serves its site from `sites` (no site: 503, like a service
-/// without a healthy backend).
+/// without a healthy backend). With `[update] webhook`, its path is routed (on its host, else
+/// on each routed host) to the backends under `webhook::ROUTE_NAME` (the agent's hook).
 pub fn build_table(
     config: &AppConfig,
     backends: &BTreeMap<String, Vec<Arc<Backend>>>,
     sites: &BTreeMap<String, Arc<StaticSite>>,
 ) -> Result<RouteTable, RouteError> {
-    let routes = config
+    let mut routes: Vec<Route> = config
         .services
         .values()
         .filter_map(|svc| {
@@ -35,7 +36,63 @@ pub fn build_table(
             })
         })
         .collect();
+    if let Some(hook) = config.update.as_ref().and_then(|u| u.webhook.as_ref()) {
+        routes.extend(webhook_routes(config, hook, backends));
+    }
     RouteTable::new(routes)
+}
+
+/// The webhook's routes: on its host, or on every host a service is routed on (a request
+/// picks its host's routes first, so a route without a host would not be reached there).
+fn webhook_routes(
+    config: &AppConfig,
+    hook: &dockhand_config::WebhookConfig,
+    backends: &BTreeMap<String, Vec<Arc<Backend>>>,
+) -> Vec<Route> {
+    let name = crate::update::webhook::ROUTE_NAME;
+    let mut hosts: Vec<Option<String>> = match &hook.host {
+        Some(h) => vec![Some(h.clone())],
+        None => config
+            .services
+            .values()
+            .filter_map(|s| Some(s.route.as_ref()?.host.clone()))
+            .collect(),
+    };
+    if hosts.is_empty() {
+        hosts.push(None);
+    }
+    hosts.sort();
+    hosts.dedup();
+    // A host a service is routed on lends the hook its HTTPS and client rules.
+    let of_host = |host: &Option<String>| {
+        config
+            .services
+            .values()
+            .filter_map(|s| s.route.as_ref())
+            .find(|r| r.host == *host)
+    };
+    hosts
+        .into_iter()
+        .map(|host| {
+            let (https, rules) = match of_host(&host) {
+                Some(r) => (https_policy(config, r), policy(config, r)),
+                None => (
+                    RouteHttps::default(),
+                    RoutePolicy::new(Vec::new(), Vec::new(), None, Vec::new()),
+                ),
+            };
+            Route {
+                host,
+                path_prefix: hook.path.clone(),
+                strip_prefix: false,
+                service: name.to_string(),
+                backends: backends.get(name).cloned().unwrap_or_default(),
+                https,
+                site: None,
+                policy: Arc::new(rules),
+            }
+        })
+        .collect()
 }
 
 /// A route's allow/deny lists, rate limit and response headers (its own, then the security

@@ -18,7 +18,7 @@ use super::{gate, hooks, instances, DeployOutcome, Deployer, Failure};
 use crate::containers::{self, Images};
 use crate::error::{AgentError, Result};
 use crate::events::EventKind;
-use crate::fleet::{backends_by_service, ActiveRelease, LiveInstance};
+use crate::fleet::{ActiveRelease, LiveInstance};
 use crate::runtimes::Runtimes;
 use crate::{routes, statics, Sink};
 
@@ -175,7 +175,7 @@ impl<'a> Execution<'a> {
             Step::Commit => {
                 let config = self.config()?;
                 let table =
-                    routes::build_table(config, &backends_by_service(&self.new), &self.sites)
+                    routes::build_table(config, &self.d.route_backends(&self.new), &self.sites)
                         .map_err(|e| AgentError::runtime(format!("routing table: {e}")))?;
                 self.d
                     .store
@@ -196,7 +196,7 @@ impl<'a> Execution<'a> {
                 let table = match self.table.take() {
                     Some(t) => t,
                     None => {
-                        routes::build_table(config, &backends_by_service(&self.new), &self.sites)
+                        routes::build_table(config, &self.d.route_backends(&self.new), &self.sites)
                             .map_err(|e| {
                                 AgentError::internal(format!(
                                     "routing table of release {}: {e}",

@@ -47,6 +47,8 @@ pub struct Deployer {
     pub fleet: Fleet,
     pub prober: Prober,
     pub failpoint: Option<Failpoint>,
+    /// The update webhook's loopback backend, routed when `[update] webhook` is set.
+    pub webhook: Option<Arc<dockhand_proxy::Backend>>,
 }
 
 /// How a deploy, reload, rollback or restart ended.
@@ -233,7 +235,7 @@ impl Deployer {
     pub async fn stop_for_maintenance(&self) {
         if let Some(config) = self.fleet.serving_config() {
             if let Ok(table) =
-                crate::routes::build_table(&config, &Default::default(), &Default::default())
+                crate::routes::build_table(&config, &self.route_backends(&[]), &Default::default())
             {
                 self.proxy.set_routes(table);
             }
@@ -243,6 +245,21 @@ impl Deployer {
         for inst in &all {
             let _ = self.store.remove_instance(&inst.id);
         }
+    }
+
+    /// The backends of each routed service among `instances`, and the update webhook's.
+    pub(crate) fn route_backends(
+        &self,
+        instances: &[crate::fleet::LiveInstance],
+    ) -> std::collections::BTreeMap<String, Vec<Arc<dockhand_proxy::Backend>>> {
+        let mut map = crate::fleet::backends_by_service(instances);
+        if let Some(hook) = &self.webhook {
+            map.insert(
+                crate::update::webhook::ROUTE_NAME.to_string(),
+                vec![hook.clone()],
+            );
+        }
+        map
     }
 
     pub async fn restart(&self, sink: Sink<'_>) -> Result<()> {
