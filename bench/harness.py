@@ -1551,8 +1551,9 @@ def render_update(up):
     uc = up["unchanged_check"]
     lines.append(
         f"A check of the unchanged remote (`dockhand update now`, results "
-        f"{', '.join(uc['results'])}): {bl.fmt_num(uc['cpu_ms'])} ms of the agent's CPU "
-        f"(median; goal under 50 ms), {uc['written_bytes']} bytes written by the agent at most "
+        f"{', '.join(uc['results'])}): {bl.fmt_num(uc['cpu_ms'])} ms of the agent's own CPU "
+        "(median, from /proc at 10 ms tick resolution; the `git ls-remote` child it runs is not "
+        f"counted; goal under 50 ms), {uc['written_bytes']} bytes written by the agent at most "
         "(goal: none; SQLite and log writes would count).")
     lines.append("")
     return lines
