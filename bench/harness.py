@@ -16,6 +16,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -1380,6 +1381,184 @@ class Budget:
 # report
 
 
+# ---------------------------------------------------------------------------------------------
+# GitOps: from a push to the new release serving (issue 22)
+
+UPDATE_APP = """import http.server, os
+
+ANSWER = "{answer}"
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ANSWER.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def update_stage(exe, procs, workdir, args, budget):
+    """A small process app following a local bare repository with `[update] webhook`: each
+    round commits a one-line change, pushes it, sends the signed GitHub push webhook through
+    the proxy and times until the new answer is served; and what a check of the unchanged
+    remote costs the agent (CPU, bytes written)."""
+    import hashlib
+    import hmac
+    import urllib.request
+
+    budget.check("update")
+    for tool in ("git", "python3"):
+        if shutil.which(tool) is None:
+            return f"not run: {tool} is not installed"
+    d = workdir / "update"
+    d.mkdir()
+    genv = dict(os.environ, GIT_AUTHOR_NAME="bench", GIT_AUTHOR_EMAIL="bench@example.invalid",
+                GIT_COMMITTER_NAME="bench", GIT_COMMITTER_EMAIL="bench@example.invalid")
+
+    def git(cwd, *a):
+        return run(["git", "-C", str(cwd), *a], timeout=60, env=genv).stdout.strip()
+
+    bare, work, proj = d / "app.git", d / "work", d / "project"
+    git(d, "init", "-q", "--bare", "-b", "main", str(bare))
+    git(d, "clone", "-q", str(bare), str(work))
+    port = free_port()
+    secret = os.urandom(16).hex()
+    (work / ".gitignore").write_text(".dockhand/\n")
+    (work / "app.py").write_text(UPDATE_APP.replace("{answer}", "v0"))
+    (work / "dockhand.toml").write_text(
+        f'app = "benchupdate"\n\n[proxy]\nlisten = "127.0.0.1:{port}"\ndrain_timeout = "2s"\n\n'
+        '[services.web]\ncommand = "python3 app.py"\nport = 8000\n'
+        'health = { path = "/", interval = "100ms", healthy_threshold = 1 }\n'
+        'route = { path = "/" }\nstop_timeout = "2s"\n\n'
+        '[update]\ngit = { branch = "main" }\npoll = "1h"\n'
+        'webhook = { path = "/_dockhand/hook", secret = "${secret.HOOK}" }\n')
+    git(work, "add", ".")
+    git(work, "commit", "-q", "-m", "v0")
+    git(work, "push", "-q", "origin", "main")
+    git(d, "clone", "-q", str(bare), str(proj))
+    (proj / ".dockhand").mkdir()
+    sf = proj / ".dockhand/secrets.env"
+    sf.write_text(f"HOOK={secret}\n")
+    sf.chmod(0o600)
+    env = dict(os.environ, RUST_LOG="warn")
+    env.pop("DOCKHAND_SOCKET", None)
+    agent = procs.start("dockhand-update", [str(exe), "agent"], cwd=proj, env=env,
+                        cpu=args.proxy_cpu, grace=30.0)
+    wait_http(port, path="/", timeout=90, proc=agent, name="dockhand (update stage)")
+
+    def answer():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                return r.read().decode()
+        except OSError:
+            return ""
+
+    def io_written(pid):
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                if line.startswith("write_bytes:"):
+                    return int(line.split()[1])
+        return 0
+
+    out = {"rounds": []}
+    try:
+        # A check of the unchanged remote (`update now`; the CLI's own cost is not counted).
+        checks = []
+        for _ in range(3 if args.quick else 10):
+            t0, w0 = proc_ticks(agent.pid), io_written(agent.pid)
+            r = run([str(exe), "update", "now", "--json"], timeout=60, cwd=proj, env=env)
+            result = json.loads(r.stdout).get("result")
+            checks.append({"cpu_ms": (proc_ticks(agent.pid) - t0) * 1000 / CLK_TCK,
+                           "written": io_written(agent.pid) - w0, "result": result})
+        out["unchanged_check"] = {
+            "cpu_ms": statistics.median(c["cpu_ms"] for c in checks),
+            "written_bytes": max(c["written"] for c in checks),
+            "results": sorted({c["result"] for c in checks}),
+        }
+        rounds = 2 if args.quick else 5
+        for i in range(1, rounds + 1):
+            budget.check("update")
+            version = f"v{i}"
+            (work / "app.py").write_text(UPDATE_APP.replace("{answer}", version))
+            git(work, "commit", "-q", "-am", version)
+            t_push = time.monotonic()
+            git(work, "push", "-q", "origin", "main")
+            commit = git(work, "rev-parse", "HEAD")
+            body = json.dumps({"ref": "refs/heads/main", "after": commit}).encode()
+            sig = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/_dockhand/hook", data=body, method="POST",
+                headers={"Content-Type": "application/json", "X-GitHub-Event": "push",
+                         "X-GitHub-Delivery": f"bench-{os.getpid()}-{i}",
+                         "X-Hub-Signature-256": f"sha256={sig}"})
+            t_hook = time.monotonic()
+            with urllib.request.urlopen(req, timeout=10) as r:
+                code = r.status
+            if code != 202:
+                raise RuntimeError(f"the webhook answered {code}, not 202")
+            t_answered = time.monotonic()
+            deadline = t_hook + 120
+            while answer() != version:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{version} did not serve within 120 s of its webhook")
+                time.sleep(0.02)
+            t_serving = time.monotonic()
+            out["rounds"].append({
+                "push_ms": (t_hook - t_push) * 1000,
+                "webhook_ms": (t_answered - t_hook) * 1000,
+                "hook_to_serving_ms": (t_serving - t_hook) * 1000,
+                "push_to_serving_ms": (t_serving - t_push) * 1000,
+            })
+            log(f"update {version}: serving {out['rounds'][-1]['push_to_serving_ms']:.0f} ms "
+                "after the push")
+    finally:
+        procs.stop(agent)
+    out["median_push_to_serving_ms"] = statistics.median(
+        r["push_to_serving_ms"] for r in out["rounds"])
+    out["median_hook_to_serving_ms"] = statistics.median(
+        r["hook_to_serving_ms"] for r in out["rounds"])
+    return out
+
+
+def render_update(up):
+    lines = ["## GitOps: push to serving (issue 22)", ""]
+    if isinstance(up, str):
+        return lines + [up, ""]
+    lines.append(
+        "A small Python process app following a local bare repository (`[update] webhook`, "
+        "polls an hour apart): each round commits a one-line change, pushes it, sends the "
+        "signed GitHub push webhook through the proxy and polls `/` every 20 ms until the new "
+        "answer is served. The agent's part — `git ls-remote`, `git fetch`, `git reset --keep`, "
+        "the release, the health gate (100 ms probes), the swap — is between the webhook and "
+        "serving; the split into fetch, build, gate and swap is not measured yet (the events "
+        f"carry seconds only). Medians of {len(up['rounds'])} round(s).")
+    lines.append("")
+    lines.append(bl.md_table(
+        ["", "median"],
+        [["`git push` to the new release serving",
+          f"{bl.fmt_num(up['median_push_to_serving_ms'])} ms"],
+         ["webhook received to the new release serving",
+          f"{bl.fmt_num(up['median_hook_to_serving_ms'])} ms"]]))
+    lines.append("")
+    uc = up["unchanged_check"]
+    lines.append(
+        f"A check of the unchanged remote (`dockhand update now`, results "
+        f"{', '.join(uc['results'])}): {bl.fmt_num(uc['cpu_ms'])} ms of the agent's own CPU "
+        "(median, from /proc at 10 ms tick resolution; the `git ls-remote` child it runs is not "
+        f"counted; goal under 50 ms), {uc['written_bytes']} bytes written by the agent at most "
+        "(goal: none; SQLite and log writes would count).")
+    lines.append("")
+    return lines
+
+
 def render(ctx):
     a = ctx["args"]
     lines = ["# Benchmarks", ""]
@@ -1626,6 +1805,8 @@ def render(ctx):
         lines.append("")
 
 
+    lines += render_update(ctx["update"])
+
     lines += ["## Backups", ""]
     bk = ctx["backups"]
     if isinstance(bk, str) or "skipped" in bk:
@@ -1715,7 +1896,7 @@ def parse_args(argv):
                         "64 and 256)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     p.add_argument("--only", choices=["proxy", "handshakes", "loadtest", "deploys", "idle",
-                                      "backups", "remote", "static"],
+                                      "backups", "remote", "static", "update"],
                    action="append", help="run only these stages (repeatable)")
     p.add_argument("--handshake-clients", type=int, default=4,
                    help="concurrent `openssl s_time` loops in the handshake stage (default 4)")
@@ -1763,7 +1944,7 @@ def main(argv=None):
     signal.signal(signal.SIGHUP, on_signal)
 
     stages = set(args.only or ["proxy", "handshakes", "loadtest", "deploys", "idle", "backups",
-                               "remote", "static"])
+                               "remote", "static", "update"])
     ensure_packages()
     build(args)
     exe = (args.dockhand_bin or ROOT / "target/release/dockhand").resolve()
@@ -1796,6 +1977,7 @@ def main(argv=None):
         "backups": "not run (--only)",
         "remote": "not run (--only)",
         "static": "not run (--only)",
+        "update": "not run (--only)",
     }
     busy0, own0 = system_busy_ticks(), own_cpu_seconds()
     raw = {}
@@ -1847,6 +2029,8 @@ def main(argv=None):
             ctx["remote"] = remote_stage(exe, workdir, args, budget)
         if "static" in stages:
             ctx["static"], raw["static"] = static_stage(exe, procs, workdir, args, budget)
+        if "update" in stages:
+            ctx["update"] = update_stage(exe, procs, workdir, args, budget)
         ok = True
     except KeyboardInterrupt:
         log("interrupted; stopping everything the harness started")

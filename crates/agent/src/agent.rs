@@ -146,6 +146,7 @@ impl Agent {
             &certificates,
         );
         let prober = Prober::new(events.clone());
+        let (hook_listener, hook_backend) = crate::update::webhook::bind()?;
         let scheduler = Scheduler::new(store.clone(), events.clone());
         let (monitor, monitor_handle) = crate::monitor::Monitor::new(
             crate::monitor::settings(&proxy_config),
@@ -167,6 +168,7 @@ impl Agent {
             fleet,
             prober: prober.clone(),
             failpoint: Failpoint::from_env(),
+            webhook: Some(hook_backend),
         };
         let state = crate::maintenance::load(&deployer.layout);
         if let Err(e) = crate::maintenance::apply(
@@ -183,7 +185,8 @@ impl Agent {
         let tasks = crate::tasks::Tasks::new(&deployer, &scheduler);
         // One deploy lock for the CLI's requests, the update watcher and the release watch.
         let lock = DeployLock::default();
-        let updater = crate::update::Updater::new(&deployer, &lock, &backups, &opts.config_path);
+        let updater = crate::update::Updater::new(&deployer, &lock, &backups, &opts.config_path)
+            .with_webhook(hook_listener);
         let mut subsystems = Subsystems::new(events.clone());
         subsystems.start(Arc::new(proxy)).await?;
         subsystems.start(Arc::new(cert_manager)).await?;

@@ -34,6 +34,7 @@ mod proxy;
 mod routes;
 mod runtimes;
 mod scheduler;
+mod secret_tools;
 mod secrets;
 mod server;
 mod snapshot;

@@ -18,7 +18,8 @@ pub const METRICS_SERVICE: &str = "dockhand-metrics";
 /// service's backends, and the `[[redirects]]`. A static service's routes serve its site
 /// from `sites` (no site: 503, like a service without a healthy backend). `secrets` gives
 /// the users of routes with basic auth; a missing or invalid users secret is an error
-/// (never a route without its authentication).
+/// (never a route without its authentication). With `[update] webhook`, its path is routed
+/// (on its host, else on each routed host) to the backends under `webhook::ROUTE_NAME`.
 pub fn build_table(
     config: &AppConfig,
     backends: &BTreeMap<String, Vec<Arc<Backend>>>,
@@ -77,7 +78,62 @@ pub fn build_table(
             keep_path: r.keep_path,
         })
         .collect();
+    if let Some(hook) = config.update.as_ref().and_then(|u| u.webhook.as_ref()) {
+        routes.extend(webhook_routes(config, hook, backends, secrets)?);
+    }
     RouteTable::new(routes)?.with_redirects(redirects)
+}
+
+/// The webhook's routes: on its host, or on every host a service is routed on (a request
+/// picks its host's routes first, so a route without a host would not be reached there).
+/// A host's first route lends the hook its HTTPS and client rules (allow, deny, rate limit),
+/// never its basic auth or request headers: a forge signs its request, it has no password.
+fn webhook_routes(
+    config: &AppConfig,
+    hook: &dockhand_config::WebhookConfig,
+    backends: &BTreeMap<String, Vec<Arc<Backend>>>,
+    secrets: &Secrets,
+) -> Result<Vec<Route>, RouteError> {
+    let name = crate::update::webhook::ROUTE_NAME;
+    let routed = || config.services.values().flat_map(|s| s.routes.iter());
+    let mut hosts: Vec<Option<String>> = match &hook.host {
+        Some(h) => vec![Some(h.clone())],
+        None => routed().map(|r| r.host.clone()).collect(),
+    };
+    if hosts.is_empty() {
+        hosts.push(None);
+    }
+    hosts.sort();
+    hosts.dedup();
+    let mut out = Vec::new();
+    for host in hosts {
+        let (https, rules) = match routed().find(|r| r.host == host) {
+            Some(r) => {
+                let mut lent = r.clone();
+                lent.basic_auth = None;
+                lent.request_headers.clear();
+                (
+                    https_policy(config, r),
+                    policy(config, name, &lent, secrets)?,
+                )
+            }
+            None => (RouteHttps::default(), RoutePolicy::default()),
+        };
+        out.push(Route {
+            host,
+            path_prefix: hook.path.clone(),
+            strip_prefix: false,
+            add_prefix: None,
+            max_body: None,
+            upstream_response_timeout: None,
+            service: name.to_string(),
+            backends: backends.get(name).cloned().unwrap_or_default(),
+            https,
+            site: None,
+            policy: Arc::new(rules),
+        });
+    }
+    Ok(out)
 }
 
 /// A route's allow/deny lists, rate limit, response headers (its own, then the security

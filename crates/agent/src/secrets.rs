@@ -50,12 +50,30 @@ pub fn load(config: &AppConfig, redactor: &Redactor) -> Result<Secrets> {
         || acme_uses_secrets(config)
         || config.backups.as_ref().is_some_and(|b| b.has_secrets())
         || config.alerts.has_secrets()
-        || config.monitor.metrics_route.is_some();
+        || config.monitor.metrics_route.is_some()
+        || !config.secret_sources.is_empty()
+        || config
+            .update
+            .as_ref()
+            .and_then(|u| u.webhook.as_ref())
+            .is_some_and(|w| w.secret.has_secrets());
     if !needed {
         return Ok(Secrets::empty());
     }
-    let secrets = Secrets::load(&config.secrets_file)
-        .map_err(|e| AgentError::runtime(e.to_string()).with_source(e))?;
+    let mut secrets = match Secrets::load(&config.secrets_file) {
+        Ok(s) => s,
+        // Every secret may come from a password manager.
+        Err(dockhand_config::SecretsError::NotFound { .. })
+            if !config.secret_sources.is_empty() =>
+        {
+            Secrets::at(&config.secrets_file)
+        }
+        Err(e) => return Err(AgentError::runtime(e.to_string()).with_source(e)),
+    };
+    for (name, source) in &config.secret_sources {
+        let value = crate::secret_tools::fetch(name, source)?;
+        secrets.insert(name, value);
+    }
     redactor.learn(&secrets);
     Ok(secrets)
 }

@@ -42,6 +42,12 @@ pub enum CheckResult {
     /// The remote could not be read.
     #[serde(rename = "error")]
     Error,
+    /// A new commit waits for the maintenance window (`[update] window`).
+    #[serde(rename = "outside_window")]
+    OutsideWindow,
+    /// A new commit waits for the deploy in progress to finish (tried again at the next check).
+    #[serde(rename = "deferred")]
+    Deferred,
 }
 
 impl CheckResult {
@@ -53,6 +59,8 @@ impl CheckResult {
             CheckResult::Failed => "failed",
             CheckResult::Paused => "paused",
             CheckResult::Error => "error",
+            CheckResult::OutsideWindow => "outside_window",
+            CheckResult::Deferred => "deferred",
         }
     }
 }
@@ -85,6 +93,15 @@ pub struct UpdateStatus {
     /// Seconds between polls.
     pub poll_secs: Option<u64>,
     pub schedule: Option<String>,
+    /// `[update] window`, as written (automatic updates deploy only inside it).
+    #[serde(default)]
+    pub window: Option<String>,
+    /// The path the push webhook is served at.
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// Whether the tags of `image` services are watched.
+    #[serde(default)]
+    pub images: bool,
     pub paused: bool,
     /// The commit the serving release was made from.
     pub current_revision: Option<String>,
@@ -106,6 +123,8 @@ mod tests {
             CheckResult::Failed,
             CheckResult::Paused,
             CheckResult::Error,
+            CheckResult::OutsideWindow,
+            CheckResult::Deferred,
         ] {
             let json = serde_json::to_string(&r).unwrap();
             assert_eq!(json, format!("\"{}\"", r.as_str()));

@@ -25,6 +25,7 @@ mod model;
 mod monitor;
 mod parse;
 mod placeholder;
+mod secret_sources;
 mod secrets;
 mod secrets_edit;
 mod service;
@@ -61,10 +62,11 @@ pub use monitor::{
     SmtpConfig, SmtpSecurity, WatchConfig, RULE_NAMES,
 };
 pub use placeholder::placeholder;
+pub use secret_sources::{SecretSource, SecretTool};
 pub use secrets::{Secrets, SecretsError};
 pub use secrets_edit::{read_for_edit, remove_entry, set_entry, valid_secret_name, write_secrets};
 pub use tasks::DEFAULT_TASK_TIMEOUT;
-pub use update::DEFAULT_POLL;
+pub use update::{parse_weekly, WebhookConfig, Window, DEFAULT_POLL, DEFAULT_WEBHOOK_PATH};
 
 /// Where the secrets file of the project whose configuration is `config_path` is: its
 /// top-level `secrets_file` (relative to the project), else `.dockhand/secrets.env`. Reads

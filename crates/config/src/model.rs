@@ -55,6 +55,9 @@ pub struct AppConfig {
     /// `[deploy]`: all at once, or a canary (defaults without the table).
     #[serde(default)]
     pub deploy: crate::deploy::DeploySettings,
+    /// `[secrets]`: secrets fetched from a password manager's CLI, by name.
+    #[serde(default)]
+    pub secret_sources: BTreeMap<String, crate::secret_sources::SecretSource>,
     /// `[[redirects]]`: answered by the proxy before routing.
     #[serde(default)]
     pub redirects: Vec<RedirectConfig>,
@@ -88,6 +91,18 @@ pub struct UpdateConfig {
     pub schedule: Option<String>,
     /// Back up before deploying a new revision.
     pub backup: bool,
+    /// A push webhook served by the proxy (GitHub, GitLab, Gitea), triggering a check.
+    #[serde(default)]
+    pub webhook: Option<crate::update::WebhookConfig>,
+    /// When automatic updates may deploy (`None`: any time).
+    #[serde(default)]
+    pub window: Option<crate::update::Window>,
+    /// Whether a git branch is followed (`[update] git`; without it, only images are).
+    #[serde(default = "crate::update::yes")]
+    pub follow_git: bool,
+    /// Watch the tags of `image` services: a new image id behind a tag deploys it.
+    #[serde(default)]
+    pub images: bool,
 }
 
 impl AppConfig {

@@ -20,6 +20,7 @@ use crate::units::{parse_duration, parse_size, DURATION_HELP, SIZE_HELP};
 const TOP_KEYS: &[&str] = &[
     "app",
     "secrets_file",
+    "secrets",
     "proxy",
     "services",
     "databases",
@@ -80,13 +81,14 @@ pub(crate) fn parse(
         cluster: None,
         deploy: Default::default(),
         redirects: Vec::new(),
+        secret_sources: Default::default(),
     };
     match ImDocument::parse(map.text()) {
         Ok(document) => {
             parser.document(document.as_table(), &mut config);
             parser.check_certificate_hosts();
             parser.check_routes();
-            parser.check_secrets(&config.secrets_file);
+            parser.check_secrets(&config.secrets_file, &config.secret_sources);
         }
         Err(error) => {
             let span = error.span().unwrap_or(0..0);
@@ -295,6 +297,9 @@ impl Parser<'_> {
                     self.backups(table, key_span(f), &config.databases, &config.services);
             }
         }
+        if let Some(table) = fields.get("secrets").and_then(|f| self.table(f)) {
+            config.secret_sources = self.secret_sources(table);
+        }
         if let Some(f) = fields.get("update") {
             if let Some(table) = self.table(f) {
                 let has_backups = config.backups.is_some() || fields.get("backups").is_some();
@@ -437,7 +442,13 @@ impl Parser<'_> {
     }
 
     /// Loads the secrets file if any secret is referenced and checks every reference.
-    fn check_secrets(&mut self, secrets_file: &Path) {
+    fn check_secrets(
+        &mut self,
+        secrets_file: &Path,
+        sources: &BTreeMap<String, crate::secret_sources::SecretSource>,
+    ) {
+        // A password manager's secrets are fetched by the agent: nothing to read here.
+        self.secret_uses.retain(|u| !sources.contains_key(&u.name));
         let Some(first) = self.secret_uses.first() else {
             return;
         };

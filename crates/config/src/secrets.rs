@@ -170,6 +170,20 @@ impl Secrets {
         })
     }
 
+    /// No secrets yet, to be read from `path` (a secrets file that does not exist while
+    /// every secret comes from a password manager).
+    pub fn at(path: &Path) -> Secrets {
+        Secrets {
+            path: path.to_path_buf(),
+            values: BTreeMap::new(),
+        }
+    }
+
+    /// Sets `name` (a value fetched from a password manager; it wins over the file's).
+    pub fn insert(&mut self, name: &str, value: String) {
+        self.values.insert(name.to_string(), value);
+    }
+
     /// No secrets at all, for services that reference none.
     pub fn empty() -> Secrets {
         Secrets::default()

@@ -130,6 +130,7 @@ fn full_example_parses_every_field() {
         tasks: Default::default(),
         update: None,
         pin_code: false,
+        secret_sources: Default::default(),
         monitor: Default::default(),
         alerts: Default::default(),
         cluster: None,

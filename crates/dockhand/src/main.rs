@@ -219,6 +219,15 @@ pub enum Command {
     },
     /// Convert another tool's project into a dockhand.toml (`dockhand import compose`).
     Import(cmd::import::ImportArgs),
+    /// Write a commented dockhand.toml for the project in this directory.
+    ///
+    /// Detects what is here: a compose file (imported), a Dockerfile, package.json,
+    /// requirements.txt / pyproject.toml, Cargo.toml or a built static site. The names in
+    /// .env.example become the service's env: secret-looking ones get a strong random value in
+    /// .dockhand/secrets.env (mode 0600), the rest take --set NAME=VALUE, the example's value
+    /// (unless a placeholder) or a prompt. Adds .dockhand/ and .env to .gitignore. Never
+    /// replaces an existing dockhand.toml.
+    Init(cmd::init::InitArgs),
     /// Send HTTP load to a URL or a route of the running app and judge the result.
     ///
     /// Keep-alive HTTP/1.1 connections, closed loop (or open loop with --rate), HDR latency

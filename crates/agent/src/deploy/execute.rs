@@ -18,7 +18,7 @@ use super::{gate, hooks, instances, DeployOutcome, Deployer, Failure};
 use crate::containers::{self, Images};
 use crate::error::{AgentError, Result};
 use crate::events::EventKind;
-use crate::fleet::{backends_by_service, ActiveRelease, LiveInstance};
+use crate::fleet::{ActiveRelease, LiveInstance};
 use crate::runtimes::Runtimes;
 use crate::{routes, statics, Sink};
 
@@ -541,11 +541,7 @@ impl<'a> Execution<'a> {
     /// The new instances' backends by service, with the monitor's metrics listener when the
     /// release publishes `/metrics` on a route.
     fn backends(&self) -> std::collections::BTreeMap<String, Vec<Arc<dockhand_proxy::Backend>>> {
-        let mut map = backends_by_service(&self.new);
-        if let Some(b) = self.d.monitor.as_ref().and_then(|m| m.route_backend()) {
-            map.insert(routes::METRICS_SERVICE.into(), vec![b]);
-        }
-        map
+        self.d.route_backends(&self.new)
     }
 
     /// The canary's steps; `Err` when it was aborted (the abort puts the old table back).

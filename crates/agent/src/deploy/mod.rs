@@ -52,6 +52,8 @@ pub struct Deployer {
     pub monitor: Option<crate::monitor::MonitorHandle>,
     /// The canary in progress, for `status`.
     pub canary: canary::CanaryStatus,
+    /// The update webhook's loopback backend, routed when `[update] webhook` is set.
+    pub webhook: Option<Arc<dockhand_proxy::Backend>>,
 }
 
 /// How a deploy, reload, rollback or restart ended.
@@ -243,7 +245,7 @@ impl Deployer {
             // (404) rather than keep serving the app being restored.
             let table = crate::routes::build_table(
                 &config,
-                &Default::default(),
+                &self.route_backends(&[]),
                 &Default::default(),
                 &Secrets::empty(),
             )
@@ -255,6 +257,24 @@ impl Deployer {
         for inst in &all {
             let _ = self.store.remove_instance(&inst.id);
         }
+    }
+
+    /// The backends of each routed service among `instances`, and the update webhook's.
+    pub(crate) fn route_backends(
+        &self,
+        instances: &[crate::fleet::LiveInstance],
+    ) -> std::collections::BTreeMap<String, Vec<Arc<dockhand_proxy::Backend>>> {
+        let mut map = crate::fleet::backends_by_service(instances);
+        if let Some(b) = self.monitor.as_ref().and_then(|m| m.route_backend()) {
+            map.insert(crate::routes::METRICS_SERVICE.into(), vec![b]);
+        }
+        if let Some(hook) = &self.webhook {
+            map.insert(
+                crate::update::webhook::ROUTE_NAME.to_string(),
+                vec![hook.clone()],
+            );
+        }
+        map
     }
 
     pub async fn restart(&self, sink: Sink<'_>) -> Result<()> {

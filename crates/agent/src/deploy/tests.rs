@@ -48,6 +48,7 @@ impl Harness {
             proxy: proxy.handle().clone(),
             fleet,
             prober: Prober::new(events),
+            webhook: None,
             failpoint: None,
             monitor: None,
             canary: Default::default(),

@@ -10,6 +10,8 @@
 //! `dockhand deploy --revision REF` checks a revision out and deploys it by hand.
 
 pub mod git;
+mod images;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -46,6 +48,9 @@ struct Inner {
     last: Mutex<Option<UpdateCheck>>,
     next: Mutex<Option<chrono::DateTime<Utc>>>,
     wake: tokio::sync::Notify,
+    /// The webhook's loopback listener, until the subsystem runs.
+    hook_listener: Mutex<Option<std::net::TcpListener>>,
+    deliveries: Mutex<webhook::Deliveries>,
 }
 
 impl Updater {
@@ -65,8 +70,20 @@ impl Updater {
                 last: Mutex::default(),
                 next: Mutex::default(),
                 wake: tokio::sync::Notify::new(),
+                hook_listener: Mutex::default(),
+                deliveries: Mutex::default(),
             }),
         }
+    }
+
+    /// Hands the updater the webhook's listener (`webhook::bind`), served while it runs.
+    pub fn with_webhook(self, listener: std::net::TcpListener) -> Updater {
+        *self
+            .inner
+            .hook_listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(listener);
+        self
     }
 
     fn store(&self) -> &Store {
@@ -124,6 +141,15 @@ impl Updater {
             branch: update.as_ref().map(|u| u.branch.clone()),
             poll_secs: update.as_ref().and_then(|u| u.poll).map(|d| d.as_secs()),
             schedule: update.as_ref().and_then(|u| u.schedule.clone()),
+            window: update
+                .as_ref()
+                .and_then(|u| u.window.as_ref())
+                .map(|w| w.spec().to_string()),
+            webhook: update
+                .as_ref()
+                .and_then(|u| u.webhook.as_ref())
+                .map(|w| w.path.clone()),
+            images: update.as_ref().is_some_and(|u| u.images),
             paused: self.paused(),
             current_revision: current,
             last_check: self
@@ -147,6 +173,14 @@ impl Updater {
         let outcome = self.check_locked(requested_by, explicit).await;
         let check = match outcome {
             Ok(c) => c,
+            // A deploy took the lock between the look and the acquire.
+            Err(e) if e.kind() == crate::error::ErrorKind::Conflict => UpdateCheck {
+                at: dockhand_state::now(),
+                result: CheckResult::Deferred,
+                remote_head: None,
+                release: None,
+                message: format!("{}; the update waits for the next check", e.message()),
+            },
             Err(e) => UpdateCheck {
                 at: dockhand_state::now(),
                 result: CheckResult::Error,
@@ -167,6 +201,18 @@ impl Updater {
                 None,
                 &format!("checking for updates failed: {}", check.message),
             );
+        }
+        // A commit that starts waiting is an event once, not at every poll.
+        if matches!(
+            check.result,
+            CheckResult::OutsideWindow | CheckResult::Deferred
+        ) && last.as_ref().map(|l| (&l.result, &l.remote_head))
+            != Some((&check.result, &check.remote_head))
+        {
+            self.inner
+                .deployer
+                .events
+                .info(EventKind::Update, None, None, &check.message);
         }
         *last = Some(check.clone());
         Ok(check)
@@ -195,6 +241,11 @@ impl Updater {
                 "updates are paused".into(),
             ));
         }
+        if !update.follow_git {
+            return self
+                .check_images(&config, &update, requested_by, explicit)
+                .await;
+        }
         let project = config.project_dir.clone();
         let remote = update.repo.clone().unwrap_or_else(|| "origin".into());
         let head = git::remote_head(&project, &remote, &update.branch).await?;
@@ -203,6 +254,11 @@ impl Updater {
             .as_ref()
             .and_then(|r| git::revision_commit(&r.revision).map(str::to_string));
         if serving_commit.as_deref() == Some(head.as_str()) {
+            if update.images {
+                return self
+                    .check_images(&config, &update, requested_by, explicit)
+                    .await;
+            }
             return Ok(done(
                 CheckResult::Unchanged,
                 Some(&head),
@@ -223,6 +279,11 @@ impl Updater {
                     ),
                 ));
             }
+        }
+        if let Some((result, message)) =
+            self.held_back(&update, &format!("new commit {}", short(&head)), explicit)
+        {
+            return Ok(done(result, Some(&head), None, message));
         }
         let (release, message) = self
             .deploy_commit(&config, &update, &remote, &head, requested_by)
@@ -334,6 +395,42 @@ impl Updater {
         }
     }
 
+    /// Why a new revision (`what`) cannot deploy now, if it cannot: outside the maintenance
+    /// window (unless `explicit`), or while another deploy holds the lock.
+    fn held_back(
+        &self,
+        update: &UpdateConfig,
+        what: &str,
+        explicit: bool,
+    ) -> Option<(CheckResult, String)> {
+        if !explicit {
+            if let Some(window) = &update.window {
+                let now = chrono::Local::now();
+                if !window.contains(&now) {
+                    let opens = window
+                        .next_open(&now)
+                        .map(|t| format!("; it opens at {}", t.format("%a %H:%M")))
+                        .unwrap_or_default();
+                    return Some((
+                        CheckResult::OutsideWindow,
+                        format!(
+                            "{what} waits for the maintenance window `{}`{opens} (`dockhand update now` deploys it at once)",
+                            window.spec()
+                        ),
+                    ));
+                }
+            }
+        }
+        let holder = self.inner.lock.holder()?;
+        Some((
+            CheckResult::Deferred,
+            format!(
+                "{what} waits: a {} by {} is in progress (since {})",
+                holder.operation, holder.holder, holder.since
+            ),
+        ))
+    }
+
     /// Loads the configuration of the checkout and deploys it (the lock is held).
     async fn deploy_checkout(&self, who: &str) -> Result<DeployOutcome> {
         let (config, _) = crate::agent::load_config(&self.inner.config_path)?;
@@ -368,6 +465,15 @@ impl Subsystem for Updater {
     fn run(self: Arc<Self>, mut ctx: Context) -> BoxFuture<Result<()>> {
         Box::pin(async move {
             let mut events = self.inner.deployer.events.subscribe();
+            let listener = self
+                .inner
+                .hook_listener
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            if let Some(listener) = listener {
+                self.serve_webhook(listener, ctx.shutdown.clone());
+            }
             ctx.ready();
             let mut due = self.next_due(Utc::now());
             loop {

@@ -13,6 +13,7 @@ pub mod doctor;
 pub mod events;
 pub mod exec;
 pub mod import;
+pub mod init;
 pub mod loadtest;
 pub mod logs;
 pub mod maintenance;
@@ -87,6 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Provision(args) => provision::run(&g, args),
         Command::Remote(args) => remote::serve(&g, args),
         Command::Import(args) => import::run(&g, args),
+        Command::Init(args) => init::run(&g, args),
         Command::Loadtest(args) => loadtest::run(&g, *args),
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -18,7 +18,8 @@ pub enum UpdateCommand {
     /// Follow the branch again.
     Resume,
     /// Check the remote now and deploy a new commit, waiting for the outcome (also while
-    /// paused). Exits 1 when the new commit failed or the remote could not be read.
+    /// paused and outside the maintenance window). Exits 1 when the new commit failed or the
+    /// remote could not be read.
     Now,
 }
 
@@ -72,6 +73,15 @@ pub fn run(g: &Global, command: Option<UpdateCommand>) -> anyhow::Result<ExitCod
         (Some(s), _) => println!("checks at `{s}` (server time)"),
         (None, Some(p)) => println!("checks every {}", output::short_duration(p)),
         _ => {}
+    }
+    if let Some(w) = &status.window {
+        println!("deploys only inside the window `{w}` (server time)");
+    }
+    if let Some(p) = &status.webhook {
+        println!("push webhook at {p}");
+    }
+    if status.images {
+        println!("watching the tags of image services");
     }
     println!(
         "serving: {}",

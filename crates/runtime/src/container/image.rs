@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     BuildImageOptions, ContainerArchiveInfoOptions, CreateContainerOptions, CreateImageOptions,
-    ListImagesOptions, RemoveImageOptions,
+    InspectContainerOptions, ListImagesOptions, RemoveImageOptions,
 };
 use futures_util::StreamExt;
 
@@ -49,6 +49,23 @@ impl ContainerRuntime {
             .await
         {
             Ok(info) => Ok(info.id),
+            Err(err) if is_not_found(&err) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The id of the image a container was created from; None when there is no such
+    /// container. (The update watcher compares it with the id its image's tag has now.)
+    pub async fn container_image_id(&self, name: &str) -> Result<Option<String>, RuntimeError> {
+        match self
+            .api(
+                || format!("failed to inspect container `{name}`"),
+                self.docker()
+                    .inspect_container(name, None::<InspectContainerOptions>),
+            )
+            .await
+        {
+            Ok(info) => Ok(info.image),
             Err(err) if is_not_found(&err) => Ok(None),
             Err(err) => Err(err),
         }
