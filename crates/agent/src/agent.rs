@@ -701,17 +701,6 @@ fn agent_id(state_dir: &Path) -> String {
     hex::encode(&digest[..6])
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn agent_id_is_stable_and_distinct() {
-        let a = super::agent_id(std::path::Path::new("/a"));
-        assert_eq!(a, super::agent_id(std::path::Path::new("/a")));
-        assert_ne!(a, super::agent_id(std::path::Path::new("/b")));
-        assert_eq!(a.len(), 12);
-    }
-}
-
 /// `deploy --canary SHARE [--canary-step D]`: the release deploys as a canary starting at
 /// SHARE, whatever `[deploy]` says (and records it: the release's configuration says how it
 /// was deployed).
@@ -742,5 +731,16 @@ fn metrics_route_token(config: &AppConfig, events: &Events) -> Option<String> {
             );
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn agent_id_is_stable_and_distinct() {
+        let a = super::agent_id(std::path::Path::new("/a"));
+        assert_eq!(a, super::agent_id(std::path::Path::new("/a")));
+        assert_ne!(a, super::agent_id(std::path::Path::new("/b")));
+        assert_eq!(a.len(), 12);
     }
 }

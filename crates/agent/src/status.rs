@@ -258,6 +258,11 @@ pub fn backup_sources(
     out.into_values().collect()
 }
 
+/// A route as `status` shows it: `host/path`, `*` for any host.
+fn status_route(r: &dockhand_config::Route) -> String {
+    format!("{}{}", r.host.as_deref().unwrap_or("*"), r.path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,9 +337,4 @@ mod tests {
         );
         assert!(!s[1].drill_failed);
     }
-}
-
-/// A route as `status` shows it: `host/path`, `*` for any host.
-fn status_route(r: &dockhand_config::Route) -> String {
-    format!("{}{}", r.host.as_deref().unwrap_or("*"), r.path)
 }

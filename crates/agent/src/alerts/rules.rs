@@ -780,7 +780,7 @@ mod tests {
         };
         let now = 100 * day;
         // A week-old first backup, never drilled: not yet.
-        assert_eq!(active(&obs(now - 7 * day, None, now)).unwrap().0, false);
+        assert!(!active(&obs(now - 7 * day, None, now)).unwrap().0);
         // Nine days: never verified.
         let (on, why) = active(&obs(now - 9 * day, None, now)).unwrap();
         assert!(on && why.contains("no backup was ever verified"), "{why}");
@@ -788,11 +788,10 @@ mod tests {
         let (on, why) = active(&obs(now - day, Some((now - 60, false)), now)).unwrap();
         assert!(on && why.contains("failed"), "{why}");
         // A recent passing drill: fine.
-        assert_eq!(
-            active(&obs(now - 30 * day, Some((now - day, true)), now))
+        assert!(
+            !active(&obs(now - 30 * day, Some((now - day, true)), now))
                 .unwrap()
-                .0,
-            false
+                .0
         );
         // Without backups configured the rule says nothing.
         assert_eq!(active(&Observed::default()), None);
