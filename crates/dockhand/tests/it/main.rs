@@ -11,6 +11,7 @@ mod disk;
 mod gates;
 mod https;
 mod import;
+mod import_edge;
 mod lifecycle;
 mod loadtest;
 mod migrations;
