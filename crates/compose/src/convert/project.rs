@@ -450,6 +450,35 @@ impl Converter<'_> {
         } else {
             format!(" (compose ran it after {} was ready; a once task runs when the release serves, so after every service is healthy)", waits.join(", "))
         };
+        let dropped: Vec<&str> = svc
+            .as_map()
+            .unwrap_or_default()
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| {
+                ![
+                    "image",
+                    "build",
+                    "command",
+                    "entrypoint",
+                    "restart",
+                    "depends_on",
+                    "deploy",
+                    "container_name",
+                    "networks",
+                    "profiles",
+                ]
+                .contains(k)
+            })
+            .collect();
+        if !dropped.is_empty() {
+            self.notes.add(
+                Some(name),
+                &dropped.join(", "),
+                NoteKind::NotCarried,
+                "a task runs with the env, volumes and settings of the service it runs in; move what it needs there",
+            );
+        }
         match host {
             Some(host) => {
                 let mut t = Table::new();
