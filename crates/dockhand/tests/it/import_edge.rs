@@ -266,3 +266,73 @@ server {
     assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
     assert_eq!(statuses[3], 429, "{statuses:?}");
 }
+
+/// Needs the `edge` branch (route `basic_auth`): a Traefik basicauth router, imported,
+/// asks for credentials through dockhand's proxy; the hash went to the secrets file.
+#[test]
+fn a_traefik_basicauth_router_asks_for_credentials_through_dockhand() {
+    ensure_test_images();
+    let app = unique_app("tba");
+    let _cleanup = AppCleanup::new(&app);
+    let sb = sandbox();
+    // `s3cret`, bcrypt; `$$` is a literal `$` in compose.
+    let hash = "$$2b$$05$$F6Tsas4.6rOBubdSQ5VpOe/qoPU9l.5vlh4LnaoZNLU5d/tNChxsi";
+    sb.write(
+        "compose.yaml",
+        &format!(
+            r#"name: {app}
+services:
+  traefik:
+    image: traefik:v2.11
+    command: ["--providers.docker=true", "--entrypoints.web.address=:80"]
+  admin:
+    image: {TESTAPP_IMAGE}
+    environment:
+      VERSION: admin-v1
+    labels:
+      - traefik.http.routers.admin.rule=Host(`admin.test`)
+      - traefik.http.routers.admin.middlewares=admin-auth
+      - traefik.http.middlewares.admin-auth.basicauth.users=ops:{hash}
+      - traefik.http.middlewares.admin-auth.basicauth.realm=Admin
+      - traefik.http.services.admin.loadbalancer.server.port=8080
+"#
+        ),
+    );
+    import(&sb);
+    let toml = std::fs::read_to_string(sb.path().join("dockhand.toml")).unwrap();
+    assert!(
+        toml.contains(
+            "basic_auth = { realm = \"Admin\", users = \"${secret.ADMIN_AUTH_HTPASSWD}\" }"
+        ),
+        "{toml}"
+    );
+    assert!(!toml.contains("$2b$"), "{toml}");
+    let secrets = sb.path().join(".dockhand/secrets.env");
+    assert_eq!(crate::mode_of(&secrets), 0o600);
+    assert!(std::fs::read_to_string(&secrets)
+        .unwrap()
+        .contains("ops:$2b$05$"));
+
+    let _agent = sb.start_agent();
+    wait_until("the admin route answers", Duration::from_secs(90), || {
+        fetch(&sb, "admin.test", "/version", &[]).0 == 401
+    });
+    let (status, headers) = fetch(
+        &sb,
+        "admin.test",
+        "/version",
+        &["-D", "-", "-o", "/dev/null"],
+    );
+    assert_eq!(status, 401);
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("www-authenticate: basic realm=\"admin\""),
+        "{headers}"
+    );
+    let (status, _) = fetch(&sb, "admin.test", "/version", &["-u", "ops:wrong"]);
+    assert_eq!(status, 401);
+    let (status, body) = fetch(&sb, "admin.test", "/version", &["-u", "ops:s3cret"]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("admin-v1"), "{body}");
+}
