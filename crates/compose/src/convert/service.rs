@@ -162,8 +162,9 @@ impl Converter<'_> {
 }
 
 /// `depends_on` of service `name`: the imported services it names that are not databases
-/// (databases always start first), as an array; conditions are reported, since dockhand
-/// keeps only the start order.
+/// (databases always start first), as an array; `service_healthy` becomes
+/// `{ service = "…", condition = "healthy" }` (the dependent starts once it passed its gate),
+/// other conditions are reported and kept as start order.
 fn depends_on(
     notes: &mut Notes,
     names: &Names,
@@ -202,6 +203,13 @@ fn depends_on(
             db_deps.push(new);
             continue;
         }
+        if cond == "service_healthy" {
+            let mut t = toml_edit::InlineTable::new();
+            t.insert("service", new.into());
+            t.insert("condition", "healthy".into());
+            arr.push(t);
+            continue;
+        }
         if cond != "service_started" && !cond.is_empty() {
             conditions.push(format!("{dep} ({cond})"));
         }
@@ -224,7 +232,7 @@ fn depends_on(
             "depends_on",
             NoteKind::Warning,
             format!(
-                "kept as start order: {} starts first, but dockhand does not wait for it to be healthy before starting `{name}` (the deploy gate waits for both)",
+                "kept as start order: {} starts first; dockhand does not wait for that condition before starting `{name}` (the deploy gate waits for both)",
                 conditions.join(", ")
             ),
         );
