@@ -114,6 +114,7 @@ impl Converter<'_> {
                 deps,
                 databases,
                 &self.one_shots,
+                &self.hooked,
             ) {
                 t.insert("depends_on", toml_edit::value(arr));
             }
@@ -172,6 +173,7 @@ fn depends_on(
     deps: &[(String, Value)],
     databases: &[String],
     one_shots: &[String],
+    hooked: &std::collections::BTreeMap<String, String>,
 ) -> Option<Array> {
     let mut arr = Array::new();
     let mut conditions = Vec::new();
@@ -186,6 +188,15 @@ fn depends_on(
             );
             continue;
         };
+        if let Some(host) = hooked.get(dep) {
+            notes.add(
+                Some(name),
+                "depends_on",
+                NoteKind::Assumed,
+                format!("`{dep}` became `{host}`'s pre_deploy hook: it runs, and must succeed, before `{name}` starts, on every deploy"),
+            );
+            continue;
+        }
         if one_shots.contains(dep) {
             notes.add(
                 Some(name),
