@@ -27,7 +27,11 @@ fn top_shows_each_service_s_requests_errors_and_resources() {
         Duration::from_secs(30),
         || {
             for i in 0..20 {
-                let path = if i % 10 == 0 { "/status/500" } else { "/version" };
+                let path = if i % 10 == 0 {
+                    "/status/500"
+                } else {
+                    "/version"
+                };
                 http_get(&addr, "app.test", path);
             }
             let (code, report) = sb.json(&["top"]);
@@ -53,8 +57,12 @@ fn top_shows_each_service_s_requests_errors_and_resources() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("SERVICE"), "{text}");
     assert!(
-        text.lines().any(|l| l.starts_with("web") && l.contains("2/2")),
+        text.lines()
+            .any(|l| l.starts_with("web") && l.contains("2/2")),
         "{text}"
     );
-    assert!(!text.contains('\u{1b}'), "no escape codes in a pipe: {text:?}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no escape codes in a pipe: {text:?}"
+    );
 }
