@@ -77,16 +77,36 @@ pub fn signal_and_wait(child: &mut Child, signal: nix::sys::signal::Signal) -> O
     }
 }
 
+/// The name of the canary secret every sandbox's secrets file holds (see [`Sandbox`]).
+pub const CANARY: &str = "DOCKHAND_TEST_CANARY";
+
 /// A temporary project directory and the `dockhand` binary to run in it.
+///
+/// Every sandbox has a canary secret: a random value, `DOCKHAND_TEST_CANARY` in every secrets
+/// file the test writes (and in the one a `dockhand.toml` that refers to it needs). Apps that
+/// use it (the integration tests' `testapp_toml` sets it in the env) carry it in their process
+/// environment, where it belongs; when the sandbox is dropped after a passing test, it checks
+/// that the value appears nowhere else: no file under the project (state database and its WAL,
+/// logs, the access log, metrics, events, backups, release copies — secrets files apart) and
+/// no output of a command run through [`Sandbox::run`].
 pub struct Sandbox {
     dir: tempfile::TempDir,
     bin: PathBuf,
     /// Set in the environment of every command (e.g. `DOCKHAND_SSH_CONFIG`).
     env: Vec<(String, String)>,
+    canary: String,
+    /// Everything the commands run through `run` printed.
+    printed: std::sync::Mutex<Vec<u8>>,
 }
 
 impl Sandbox {
     pub fn new(dockhand_bin: &str) -> Sandbox {
+        let mut bytes = [0u8; 16];
+        std::io::Read::read_exact(
+            &mut std::fs::File::open("/dev/urandom").expect("open /dev/urandom"),
+            &mut bytes,
+        )
+        .expect("read /dev/urandom");
         Sandbox {
             dir: tempfile::Builder::new()
                 .prefix("dockhand-it-")
@@ -94,7 +114,63 @@ impl Sandbox {
                 .expect("create a temp dir"),
             bin: PathBuf::from(dockhand_bin),
             env: Vec::new(),
+            canary: format!(
+                "canary{}",
+                bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ),
+            printed: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// The canary secret's value.
+    pub fn canary(&self) -> &str {
+        &self.canary
+    }
+
+    /// Takes back what the commands printed so far, for a test that prints a secret on
+    /// purpose (`dockhand secrets get`): the canary check at drop no longer sees it.
+    pub fn take_printed(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.printed.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The line that sets the canary in a secrets file.
+    fn canary_line(&self) -> String {
+        format!("{CANARY}={}\n", self.canary)
+    }
+
+    /// Where the canary turns up outside secrets files and the apps' environment: each place
+    /// a path (or "command output"). Empty when it leaked nowhere.
+    pub fn canary_leaks(&self) -> Vec<String> {
+        fn walk(dir: &Path, needle: &[u8], out: &mut Vec<String>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in entries.flatten() {
+                let Ok(t) = e.file_type() else { continue };
+                let path = e.path();
+                if t.is_dir() {
+                    walk(&path, needle, out);
+                } else if t.is_file() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if name.starts_with("secrets.env") {
+                        continue;
+                    }
+                    if std::fs::read(&path)
+                        .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+                    {
+                        out.push(path.display().to_string());
+                    }
+                }
+            }
+        }
+        let needle = self.canary.as_bytes();
+        let mut out = Vec::new();
+        walk(self.path(), needle, &mut out);
+        let printed = self.printed.lock().unwrap_or_else(|p| p.into_inner());
+        if printed.windows(needle.len()).any(|w| w == needle) {
+            out.push("command output".into());
+        }
+        out
     }
 
     /// Sets `name=value` in the environment of every command run in the sandbox.
@@ -111,13 +187,51 @@ impl Sandbox {
         self.path().join(".dockhand")
     }
 
+    /// Writes a file of the project. A secrets file gets the canary line too; a
+    /// `dockhand.toml` that refers to the canary gets a secrets file holding it (mode 0600).
     pub fn write(&self, rel: &str, contents: &str) -> PathBuf {
         let p = self.path().join(rel);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).expect("create dirs");
         }
-        std::fs::write(&p, contents).expect("write file");
+        if p.file_name().is_some_and(|n| n == "secrets.env") && !contents.contains(CANARY) {
+            let sep = if contents.is_empty() || contents.ends_with('\n') {
+                ""
+            } else {
+                "\n"
+            };
+            std::fs::write(&p, format!("{contents}{sep}{}", self.canary_line()))
+                .expect("write file");
+        } else {
+            std::fs::write(&p, contents).expect("write file");
+        }
+        if contents.contains(&format!("${{secret.{CANARY}}}")) {
+            self.ensure_canary_secret();
+        }
         p
+    }
+
+    /// The project's secrets file holds the canary (created, mode 0600, when missing).
+    pub fn ensure_canary_secret(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.state_dir().join("secrets.env");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.contains(CANARY) {
+            return;
+        }
+        std::fs::create_dir_all(self.state_dir()).expect("create the state directory");
+        let sep = if text.is_empty() || text.ends_with('\n') {
+            ""
+        } else {
+            "\n"
+        };
+        let existed = path.exists();
+        std::fs::write(&path, format!("{text}{sep}{}", self.canary_line()))
+            .expect("write the secrets file");
+        if !existed {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod the secrets file");
+        }
     }
 
     /// `dockhand ARGS` in the sandbox, colours off, no inherited socket.
@@ -174,10 +288,16 @@ impl Sandbox {
         });
         let collect = |child: &mut Child,
                        out_reader: std::thread::JoinHandle<Vec<u8>>,
-                       err_reader: std::thread::JoinHandle<Vec<u8>>| Output {
-            status: child.wait().expect("wait"),
-            stdout: out_reader.join().unwrap_or_default(),
-            stderr: err_reader.join().unwrap_or_default(),
+                       err_reader: std::thread::JoinHandle<Vec<u8>>| {
+            let out = Output {
+                status: child.wait().expect("wait"),
+                stdout: out_reader.join().unwrap_or_default(),
+                stderr: err_reader.join().unwrap_or_default(),
+            };
+            let mut printed = self.printed.lock().unwrap_or_else(|p| p.into_inner());
+            printed.extend_from_slice(&out.stdout);
+            printed.extend_from_slice(&out.stderr);
+            out
         };
         loop {
             if child.try_wait().expect("wait").is_some() {
@@ -276,6 +396,21 @@ impl Sandbox {
             .as_str()
             .expect("status has agent.proxy_listen")
             .to_string()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // After a passing test only: a failing one already says what went wrong.
+        if std::thread::panicking() {
+            return;
+        }
+        let leaks = self.canary_leaks();
+        assert!(
+            leaks.is_empty(),
+            "the canary secret {CANARY} leaked into: {}",
+            leaks.join(", ")
+        );
     }
 }
 

@@ -58,7 +58,7 @@ drain_timeout = "10s"
 [services.web]
 command = "{bin}"
 port = 8000
-env = {{ {env} }}
+env = {{ {env}, DOCKHAND_TEST_CANARY = "${{secret.DOCKHAND_TEST_CANARY}}" }}
 health = {{ path = "/health", interval = "100ms", timeout = "5s", healthy_threshold = 1, unhealthy_threshold = 5, deploy_timeout = "{deploy_timeout}" }}
 route = {{ host = "app.test", path = "/" }}
 replicas = {replicas}

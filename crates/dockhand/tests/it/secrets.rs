@@ -98,3 +98,32 @@ fn a_secrets_file_readable_by_others_is_refused() {
     assert!(err.contains("chmod 600"), "{err}");
     assert!(!err.contains(SECRET), "{err}");
 }
+
+#[test]
+fn the_canary_secret_reaches_the_app_and_the_leak_check_finds_any_copy() {
+    let sb = sandbox();
+    sb.write("dockhand.toml", &testapp_toml("VERSION = \"v1\"", 1, "20s"));
+    assert_eq!(
+        crate::mode_of(&sb.state_dir().join("secrets.env")),
+        0o600,
+        "the canary's secrets file"
+    );
+    let _agent = sb.start_agent();
+    let (_, status) = sb.json(&["status"]);
+    let pid = status["services"][0]["instances"][0]["pid"]
+        .as_u64()
+        .unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&environ).contains(sb.canary()),
+        "the app has the canary in its environment"
+    );
+    assert_eq!(sb.canary_leaks(), Vec::<String>::new());
+    // A copy anywhere in the project is found (and then removed, so the test passes).
+    let leak = sb.write(".dockhand/logs/leak.log", &format!("x={}\n", sb.canary()));
+    assert_eq!(sb.canary_leaks(), vec![leak.display().to_string()]);
+    std::fs::remove_file(&leak).unwrap();
+    sb.run(&["secrets", "get", dockhand_test_support::CANARY]);
+    assert_eq!(sb.canary_leaks(), vec!["command output".to_string()]);
+    assert!(String::from_utf8_lossy(&sb.take_printed()).contains(sb.canary()));
+}
