@@ -88,7 +88,7 @@ pub const CANARY: &str = "DOCKHAND_TEST_CANARY";
 /// environment, where it belongs; when the sandbox is dropped after a passing test, it checks
 /// that the value appears nowhere else: no file under the project (state database and its WAL,
 /// logs, the access log, metrics, events, backups, release copies — secrets files apart) and
-/// no output of a command run through [`Sandbox::run`].
+/// no output of a command run through [`Sandbox::run`], no process's arguments.
 pub struct Sandbox {
     dir: tempfile::TempDir,
     bin: PathBuf,
@@ -169,6 +169,17 @@ impl Sandbox {
         let printed = self.printed.lock().unwrap_or_else(|p| p.into_inner());
         if printed.windows(needle.len()).any(|w| w == needle) {
             out.push("command output".into());
+        }
+        // `ps`: no process's arguments.
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
+                if cmdline.windows(needle.len()).any(|w| w == needle) {
+                    out.push(format!(
+                        "the arguments of process {}",
+                        e.file_name().to_string_lossy()
+                    ));
+                }
+            }
         }
         out
     }
