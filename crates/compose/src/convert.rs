@@ -20,6 +20,7 @@ mod image;
 mod names;
 mod ports;
 mod project;
+mod proxy;
 mod resources;
 mod service;
 mod unsupported;
@@ -141,6 +142,10 @@ pub fn run(opts: &ImportOptions) -> Result<Conversion, ImportError> {
         files: FileSources::default(),
         names: Names::default(),
         dbs: Vec::new(),
+        edge: proxy::Edge::default(),
+        trailer: String::new(),
+        one_shots: Vec::new(),
+        assumed_hosts: Vec::new(),
     };
     let doc = c.document()?;
     let sources = files
@@ -161,7 +166,41 @@ pub fn run(opts: &ImportOptions) -> Result<Conversion, ImportError> {
     if !text.ends_with('\n') {
         text.push('\n');
     }
+    text.push_str(&c.trailer);
     let secrets = c.secrets.into_vec();
+    let mut todo = Vec::new();
+    if !c.assumed_hosts.is_empty() {
+        todo.push(format!(
+            "set the route host of {} to your domain (they answer on *.localhost until then)",
+            c.assumed_hosts.join(", ")
+        ));
+    }
+    let empty: Vec<&str> = secrets
+        .iter()
+        .filter(|(_, v)| v.is_empty())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    if !empty.is_empty() {
+        todo.push(format!(
+            "fill in the secrets {} in the secrets file",
+            empty.join(", ")
+        ));
+    }
+    if !c.trailer.is_empty() {
+        todo.push("finish or remove the commented-out tasks at the end of dockhand.toml".into());
+    }
+    let warnings = c
+        .notes
+        .0
+        .iter()
+        .filter(|n| n.kind == NoteKind::Warning)
+        .count();
+    if warnings > 0 {
+        todo.push(format!(
+            "read the {warnings} warning{} in this report",
+            if warnings == 1 { "" } else { "s" }
+        ));
+    }
     let report = Report {
         sources: files,
         app: c.app.clone(),
@@ -171,6 +210,7 @@ pub fn run(opts: &ImportOptions) -> Result<Conversion, ImportError> {
         services: doc.1,
         databases: doc.2,
         notes: c.notes.into_vec(),
+        todo,
     };
     Ok(Conversion {
         toml: text,
@@ -198,6 +238,14 @@ struct Converter<'a> {
     names: Names,
     /// The databases found, for `${databases.NAME.*}` references in service env.
     dbs: Vec<DbInfo>,
+    /// The proxy layer: routes of the services behind it, redirects, `[proxy]` settings.
+    edge: proxy::Edge,
+    /// Text appended after the document (commented-out tables the user must finish).
+    trailer: String,
+    /// Compose services that became once tasks.
+    one_shots: Vec<String>,
+    /// Services routed on an assumed `*.localhost` host.
+    assumed_hosts: Vec<String>,
 }
 
 /// The report's notes, in the order the translation made them.

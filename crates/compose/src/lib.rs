@@ -11,6 +11,7 @@
 //! files.
 
 mod convert;
+pub mod edge;
 mod interpolate;
 mod load;
 mod output;
@@ -97,6 +98,8 @@ pub struct Report {
     /// Compose services that became `[databases.NAME]`.
     pub databases: Vec<String>,
     pub notes: Vec<Note>,
+    /// What the user still has to do before a deploy (domains, secrets, files), one line each.
+    pub todo: Vec<String>,
 }
 
 /// One line of the report.

@@ -192,6 +192,15 @@ pub(crate) fn parse_port(p: &Value) -> Result<Option<PublishedPort>, String> {
 /// The path of a healthcheck that only fetches a URL on this container with curl or wget.
 pub(crate) fn http_probe(cmd: &str, port: Option<u16>) -> Option<String> {
     let port = port?;
+    match probe_url(cmd) {
+        Some((p, path)) if p == port => Some(path),
+        _ => None,
+    }
+}
+
+/// `(port, path)` of a healthcheck that only fetches a localhost URL with curl or wget
+/// (`curl -f http://localhost:8080/health || exit 1`, `wget -q --spider http://…`).
+pub(crate) fn probe_url(cmd: &str) -> Option<(u16, String)> {
     let cmd = cmd.trim();
     let cmd = cmd
         .strip_suffix("|| exit 1")
@@ -224,10 +233,10 @@ pub(crate) fn http_probe(cmd: &str, port: Option<u16>) -> Option<String> {
         }
         _ => (authority, 80),
     };
-    if !["localhost", "127.0.0.1", "0.0.0.0", "[::1]"].contains(&host) || url_port != port {
+    if !["localhost", "127.0.0.1", "0.0.0.0", "[::1]"].contains(&host) {
         return None;
     }
-    Some(path.to_owned())
+    Some((url_port, path.to_owned()))
 }
 
 /// Docker's sizes (`512m`, `1g`, `128mb`, bytes) in dockhand's units (powers of 1024).

@@ -117,10 +117,11 @@ fn nginx_golang_postgres() {
     assert_eq!(c.report.databases, ["db"]);
     assert!(c.toml.contains("database = \"example\""));
     assert_note(&c, Some("db"), "user", NoteKind::NotCarried);
-    assert_note(&c, Some("proxy"), "image", NoteKind::Warning);
-    assert!(c
-        .toml
-        .contains("\"./proxy/nginx.conf:/etc/nginx/conf.d/default.conf:ro\""));
+    // nginx is left out: its one location became the backend's route
+    assert_note(&c, Some("proxy"), "image", NoteKind::Assumed);
+    assert!(!c.report.services.contains(&"proxy".to_owned()));
+    assert!(c.toml.contains("port = 8000"), "{}", c.toml);
+    assert!(c.toml.contains("route = { path = \"/\" }"), "{}", c.toml);
 }
 
 #[test]
@@ -151,11 +152,19 @@ fn plausible_docker_compose_with_traefik_override() {
         "plausible/reverse-proxy/traefik/docker-compose.traefik.yml",
     ]);
     snapshot("plausible-docker-compose-traefik", &c);
-    assert_note(&c, Some("plausible"), "labels", NoteKind::NotCarried);
+    // the router's rule is the route
+    assert_note(
+        &c,
+        Some("plausible"),
+        "traefik.http.routers.plausible",
+        NoteKind::Assumed,
+    );
     assert_note(&c, Some("plausible"), "env_file", NoteKind::Assumed);
     assert_note(&c, None, "version", NoteKind::NotCarried);
     assert!(c.toml.contains("port = 8000"));
-    assert!(c.toml.contains("host = \"plausible.localhost\""));
+    assert!(c
+        .toml
+        .contains("route = { host = \"example.com\", path = \"/\" }"));
 }
 
 #[test]
@@ -243,4 +252,136 @@ fn nextcloud_with_nginx_proxy() {
     assert!(c.toml.contains("\"nextcloud:/var/www/html\""));
     // the :Z flag is dropped with a note
     assert!(c.report.notes.iter().any(|n| n.message.contains("SELinux")));
+}
+
+/// Traefik labels, v3 forms on `labels` and v2 forms in `deploy.labels`: routers become
+/// routes of the services behind them, middlewares their policies, the entrypoint redirect
+/// and the cert resolver dockhand's HTTPS; Traefik itself is left out; one-shot jobs become
+/// once tasks.
+#[test]
+fn traefik_labels_become_routes() {
+    let c = import(&["dockhand/traefik/compose.yaml"]);
+    snapshot("dockhand-traefik", &c);
+    assert!(!c.report.services.contains(&"traefik".to_owned()));
+    assert_note(&c, Some("traefik"), "image", NoteKind::Assumed);
+    let t = &c.toml;
+    assert!(
+        t.contains("[services.backend]\nimage = \"example/backend:1.4\"\nport = 8080"),
+        "{t}"
+    );
+    assert!(t.contains("route = [{ host = \"api.example.org\", path = \"/api\", https_redirect = true, hsts = \"365d\", security_headers = true, headers = { X-Robots-Tag = \"noindex\" }, request_headers = { X-Forwarded-Prefix = \"/api\" }, rate_limit = { rate = \"10/s\", burst = 20 } }, { host = \"api.example.org\", path = \"/ws\""), "{t}");
+    assert!(t.contains("health = { path = \"/api/v1/health\""), "{t}");
+    assert!(
+        t.contains("route = { host = \"example.org\", path = \"/\", https_redirect = true }"),
+        "{t}"
+    );
+    assert!(t.contains("route = { host = \"admin.example.org\", path = \"/\", https_redirect = true, allow = [\"10.0.0.0/8\", \"203.0.113.7\"], basic_auth = { realm = \"Admin area\", users = \"${secret.ADMIN_AUTH_HTPASSWD}\" }, max_body = \"50MiB\" }"), "{t}");
+    assert!(t.contains("route = { host = \"example.org\", path = \"/docs\", strip_prefix = true, https_redirect = true, allow = [\"192.168.0.0/16\"] }"), "{t}");
+    assert!(
+        t.contains("[proxy]\nlisten = \"0.0.0.0:80\"\nhttps_listen = \"0.0.0.0:443\""),
+        "{t}"
+    );
+    assert!(
+        t.contains("[proxy.acme]\nemail = \"ops@example.org\""),
+        "{t}"
+    );
+    assert!(
+        t.contains(
+            "[[redirects]]\nfrom = \"www.example.org\"\nto = \"https://example.org\"\ncode = 301"
+        ),
+        "{t}"
+    );
+    assert!(t.contains("[[redirects]]\nfrom = \"example.org/blog\"\nto = \"https://blog.example.org\"\ncode = 302"), "{t}");
+    // the hashes go to the secrets file, never into dockhand.toml
+    assert!(c.secret_names().contains(&"ADMIN_AUTH_HTPASSWD"));
+    assert!(!t.contains("apr1"), "{t}");
+    // one-shot jobs: the migration runs in the backend's image; minio/mc has no service
+    assert!(t.contains("[tasks.migrate]\nservice = \"backend\"\ncommand = \"./backend migrate --yes\"\nwhen = \"once\""), "{t}");
+    assert!(t.contains("# [tasks.minio-bootstrap]"), "{t}");
+    assert!(!c.report.services.contains(&"migrate".to_owned()));
+    // untranslated labels are in the report
+    assert_note(
+        &c,
+        Some("admin"),
+        "traefik.http.middlewares.admin-retry",
+        NoteKind::NotCarried,
+    );
+    assert_note(
+        &c,
+        Some("docs"),
+        "traefik.http.routers.tenants.rule",
+        NoteKind::NotCarried,
+    );
+    assert_note(
+        &c,
+        Some("backend"),
+        "traefik.http.middlewares.secure-headers.headers.stsincludesubdomains",
+        NoteKind::NotCarried,
+    );
+    assert_note(&c, Some("backend"), "labels", NoteKind::NotCarried);
+    assert_note(
+        &c,
+        Some("backend"),
+        "traefik.http.routers.backend",
+        NoteKind::Assumed,
+    );
+}
+
+/// nginx configuration mounted into the proxy: `upstream`, `/api/` rewritten to `/v1/`,
+/// basic auth, `limit_req`, headers, a static SPA root, HTTPS and redirects.
+#[test]
+fn nginx_config_becomes_routes_and_a_static_site() {
+    let c = import(&["dockhand/nginx/compose.yaml"]);
+    snapshot("dockhand-nginx", &c);
+    let t = &c.toml;
+    assert!(t.contains("route = { host = \"app.example.org\", path = \"/api\", strip_prefix = true, add_prefix = \"/v1\", hsts = \"365d\", headers = { X-Frame-Options = \"SAMEORIGIN\" }, request_headers = { X-App = \"dockhand\" }, rate_limit = { rate = \"10/s\", burst = 21 }, max_body = \"50MiB\", upstream_response_timeout = \"120s\" }"), "{t}");
+    assert!(
+        t.contains("[services.backend]\nimage = \"example/api:2.0\"\nport = 4000"),
+        "{t}"
+    );
+    assert!(t.contains("health = { path = \"/api/health\" }"), "{t}");
+    assert!(
+        t.contains("basic_auth = { realm = \"Reports\", users = \"${secret.PROXY_HTPASSWD}\" }"),
+        "{t}"
+    );
+    assert!(t.contains("[services.proxy]\nstatic = { dir = \"./frontend/dist\", fallback = \"/index.html\" }\nroute = { host = \"app.example.org\", path = \"/\" }"), "{t}");
+    assert!(t.contains("[[redirects]]\nfrom = \"www.app.example.org\"\nto = \"https://app.example.org\"\ncode = 301"), "{t}");
+    assert!(t.contains("[[redirects]]\nfrom = \"app.example.org/old-pricing\"\nto = \"https://example.org/pricing\"\ncode = 301"), "{t}");
+    assert!(t.contains("https_listen = \"0.0.0.0:443\""), "{t}");
+    assert!(c.secret_names().contains(&"PROXY_HTPASSWD"));
+    assert!(!t.contains("apr1"));
+    assert!(
+        c.report
+            .notes
+            .iter()
+            .any(|n| n.message.contains("not translated: expires")),
+        "{}",
+        c.report.notes_text()
+    );
+    assert!(
+        c.report
+            .notes
+            .iter()
+            .any(|n| n.key.contains("location ~ \\.php$") && n.kind == NoteKind::NotCarried),
+        "{}",
+        c.report.notes_text()
+    );
+}
+
+/// A Caddyfile: site addresses, `handle_path` (a stripped prefix) and `handle`.
+#[test]
+fn caddyfile_becomes_routes() {
+    let c = import(&["dockhand/caddy/compose.yaml"]);
+    snapshot("dockhand-caddy", &c);
+    let t = &c.toml;
+    assert!(!c.report.services.contains(&"caddy".to_owned()));
+    assert!(
+        t.contains("route = { host = \"shop.example.org\", path = \"/api\", strip_prefix = true"),
+        "{t}"
+    );
+    assert!(
+        t.contains("route = { host = \"shop.example.org\", path = \"/\""),
+        "{t}"
+    );
+    assert!(t.contains("[[redirects]]\nfrom = \"www.shop.example.org\"\nto = \"https://shop.example.org\"\ncode = 301"), "{t}");
 }

@@ -118,3 +118,19 @@ fn the_allowed_errors_are_only_the_files_the_corpus_leaves_out() {
         "{errors:?}"
     );
 }
+
+/// Needs the `edge` branch (route arrays, `basic_auth`, `request_headers`, `add_prefix`,
+/// `max_body`, `upstream_response_timeout`, `[[redirects]]`): the stacks written for the
+/// proxy layer import into files dockhand loads.
+#[test]
+fn the_proxy_layer_stacks_load_with_dockhand_config() {
+    let mut problems = String::new();
+    for root in ["dockhand/traefik", "dockhand/nginx", "dockhand/caddy"] {
+        for error in import_and_load(root, &["compose.yaml"]) {
+            if !is_missing_corpus_file(&error) && !is_secret_to_set(&error) {
+                problems.push_str(&format!("{root}:\n{error}\n"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems}");
+}

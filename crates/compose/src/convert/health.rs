@@ -122,3 +122,18 @@ fn http_notes(notes: &mut Notes, name: &str, cmd: &str) {
     }
     notes.add(Some(name), "healthcheck.test", NoteKind::Assumed, msg);
 }
+
+/// The localhost port a `curl`/`wget` healthcheck fetches, if that is all it does.
+pub(super) fn probe_port(hc: &Value) -> Option<u16> {
+    let cmd = match hc.get("test")? {
+        Value::Seq(items) => {
+            let words: Vec<String> = items.iter().filter_map(Value::scalar).collect();
+            match words.first().map(String::as_str) {
+                Some("CMD") | Some("CMD-SHELL") => words[1..].join(" "),
+                _ => return None,
+            }
+        }
+        other => other.scalar()?,
+    };
+    crate::syntax::probe_url(&cmd).map(|(port, _)| port)
+}

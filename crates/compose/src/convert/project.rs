@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use toml_edit::{DocumentMut, Item, Table};
+use toml_edit::{ArrayOfTables, DocumentMut, Item, Table};
 
 use super::database::{engine_of, Engine};
 use super::environment::looks_secret;
@@ -63,7 +63,27 @@ impl Converter<'_> {
         self.top_level_keys();
         self.variable_notes();
 
-        let active = self.active_services();
+        let mut active = self.active_services();
+        self.edge = self.read_edge(&active);
+        let edge_proxies: Vec<(String, &'static str)> = self.edge.proxies.clone();
+        active.retain(|(name, _)| {
+            match edge_proxies.iter().find(|(p, _)| p == name) {
+                Some(_) if self.edge.statics.contains_key(name) => true,
+                Some((_, kind)) => {
+                    self.edge.flush_notes(&mut self.notes, Some(name));
+                    self.notes.add(
+                        Some(name),
+                        "image",
+                        NoteKind::Assumed,
+                        format!("left out: the {kind} reverse proxy; dockhand's proxy serves its routes (each rule's translation is listed in this report)"),
+                    );
+                    false
+                }
+                None => true,
+            }
+        });
+        let one_shots = self.one_shots(&active);
+        self.one_shots = one_shots.clone();
         self.names.assign(&mut self.notes, &active);
 
         let mut databases = Table::new();
@@ -93,8 +113,15 @@ impl Converter<'_> {
                 self.remember_database(name, svc, engine);
             }
         }
+        let mut tasks = Table::new();
+        tasks.set_implicit(true);
         for ((name, svc), engine) in active.iter().zip(engines) {
             let new = self.names.dockhand(name).to_owned();
+            self.edge.flush_notes(&mut self.notes, Some(name));
+            if engine.is_none() && one_shots.contains(name) {
+                self.task(name, svc, &active, &one_shots, &mut tasks);
+                continue;
+            }
             position += 1;
             let origin = (new != *name).then(|| format!("\n# compose service `{name}`\n"));
             match engine {
@@ -108,7 +135,11 @@ impl Converter<'_> {
                     db_names.push(new);
                 }
                 None => {
-                    let mut t = self.service(name, svc, &mut first_web, &db_set);
+                    let mut t = if self.edge.statics.contains_key(name) {
+                        self.static_service(name, svc)
+                    } else {
+                        self.service(name, svc, &mut first_web, &db_set)
+                    };
                     t.set_position(position + 1000);
                     if let Some(o) = &origin {
                         t.decor_mut().set_prefix(o);
@@ -128,6 +159,11 @@ impl Converter<'_> {
             doc.insert("databases", Item::Table(databases));
         }
         doc.insert("services", Item::Table(services_t));
+        if !tasks.is_empty() {
+            doc.insert("tasks", Item::Table(tasks));
+        }
+        self.edge.flush_notes(&mut self.notes, None);
+        self.edge_tables(&mut doc);
         Ok((doc, svc_names, db_names))
     }
 
@@ -298,6 +334,301 @@ impl Converter<'_> {
         }
         active
     }
+}
+
+impl Converter<'_> {
+    /// The services that run once and exit by design: `restart: "no"`,
+    /// `deploy.restart_policy.condition: none`, a service another waits for with
+    /// `service_completed_successfully`, or, with no restart policy and no published port,
+    /// a bootstrap/migrate/seed/init command or name.
+    fn one_shots(&self, active: &[(String, Value)]) -> Vec<String> {
+        let mut out = Vec::new();
+        let awaited: Vec<String> = active
+            .iter()
+            .filter_map(|(_, svc)| svc.get("depends_on").and_then(Value::as_map))
+            .flat_map(|deps| deps.iter())
+            .filter(|(_, spec)| {
+                spec.get("condition").and_then(Value::scalar).as_deref()
+                    == Some("service_completed_successfully")
+            })
+            .map(|(d, _)| d.clone())
+            .collect();
+        for (name, svc) in active {
+            let restart = svc.get("restart").and_then(crate::syntax::restart_text);
+            let policy_none = svc
+                .get("deploy")
+                .and_then(|d| d.get("restart_policy"))
+                .and_then(|r| r.get("condition"))
+                .and_then(Value::scalar)
+                .as_deref()
+                == Some("none");
+            let words = format!(
+                "{name} {} {}",
+                svc.get("command").map(command_text).unwrap_or_default(),
+                svc.get("entrypoint").map(command_text).unwrap_or_default()
+            )
+            .to_ascii_lowercase();
+            let looks = [
+                "bootstrap",
+                "migrate",
+                "migration",
+                "seed",
+                "createbucket",
+                "create-bucket",
+                "setup",
+                "-init",
+                "init-",
+            ]
+            .iter()
+            .any(|w| words.contains(w));
+            let published = svc
+                .get("ports")
+                .and_then(Value::as_seq)
+                .is_some_and(|p| !p.is_empty());
+            let one_shot = matches!(restart.as_deref(), Some("no") | Some("false"))
+                || policy_none
+                || awaited.contains(name)
+                || (restart.is_none() && looks && !published);
+            let has_command = svc.get("command").is_some() || svc.get("entrypoint").is_some();
+            if one_shot && has_command {
+                out.push(name.clone());
+            }
+        }
+        out
+    }
+
+    /// One-shot service `name` as a `[tasks.NAME]` with `when = "once"`, run in the image of
+    /// an imported service with the same image or build; without one, a commented-out table
+    /// and a warning.
+    fn task(
+        &mut self,
+        name: &str,
+        svc: &Value,
+        active: &[(String, Value)],
+        one_shots: &[String],
+        tasks: &mut Table,
+    ) {
+        let new = self.names.dockhand(name).to_owned();
+        let command = match (svc.get("entrypoint"), svc.get("command")) {
+            (Some(e), c) => {
+                let mut words = command_words(e);
+                words.extend(c.map(command_words).unwrap_or_default());
+                shell_command(&words)
+            }
+            (None, Some(c)) => match c {
+                Value::Seq(_) => shell_command(&command_words(c)),
+                other => other.scalar().unwrap_or_default(),
+            },
+            (None, None) => String::new(),
+        };
+        let key = |v: &Value| {
+            v.get("image")
+                .and_then(Value::scalar)
+                .map(|i| format!("image {i}"))
+                .or_else(|| v.get("build").map(|b| format!("build {b:?}")))
+        };
+        let mine = key(svc);
+        let host = active
+            .iter()
+            .filter(|(n, s)| n != name && !one_shots.contains(n) && key(s) == mine)
+            .find(|(_, s)| {
+                s.get("image")
+                    .and_then(Value::scalar)
+                    .and_then(|i| engine_of(&i))
+                    .is_none()
+            })
+            .map(|(n, _)| self.names.dockhand(n).to_owned());
+        let waits: Vec<String> = svc
+            .get("depends_on")
+            .and_then(Value::as_map)
+            .unwrap_or_default()
+            .iter()
+            .map(|(d, _)| d.clone())
+            .collect();
+        let after = if waits.is_empty() {
+            String::new()
+        } else {
+            format!(" (compose ran it after {} was ready; a once task runs when the release serves, so after every service is healthy)", waits.join(", "))
+        };
+        let dropped: Vec<&str> = svc
+            .as_map()
+            .unwrap_or_default()
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| {
+                ![
+                    "image",
+                    "build",
+                    "command",
+                    "entrypoint",
+                    "restart",
+                    "depends_on",
+                    "deploy",
+                    "container_name",
+                    "networks",
+                    "profiles",
+                ]
+                .contains(k)
+            })
+            .collect();
+        if !dropped.is_empty() {
+            self.notes.add(
+                Some(name),
+                &dropped.join(", "),
+                NoteKind::NotCarried,
+                "a task runs with the env, volumes and settings of the service it runs in; move what it needs there",
+            );
+        }
+        match host {
+            Some(host) => {
+                let mut t = Table::new();
+                t.insert("service", toml_edit::value(host.clone()));
+                t.insert("command", toml_edit::value(crate::syntax::escape(&command)));
+                t.insert("when", toml_edit::value("once"));
+                tasks.insert(&new, Item::Table(t));
+                self.notes.add(Some(name), "restart", NoteKind::Assumed, format!("a one-shot job: became [tasks.{new}] with when = \"once\", run in `{host}`'s image with its env{after}"));
+            }
+            None => {
+                let image = mine.unwrap_or_default();
+                self.trailer.push_str(&format!(
+                    "\n# compose service `{name}` is a one-shot job ({image}); a task runs in a service's image,\n# and no service here has that image. Add one, or run the command from another service:\n# [tasks.{new}]\n# service = \"…\"\n# command = {}\n# when = \"once\"\n",
+                    toml_edit::Value::from(crate::syntax::escape(&command))
+                ));
+                self.notes.add(Some(name), "restart", NoteKind::Warning, format!("a one-shot job, not a service: written as a commented-out [tasks.{new}] at the end of the file, since a task runs in a service's image and no imported service has {image}{after}"));
+            }
+        }
+    }
+
+    /// `[proxy]`, `[proxy.acme]` and `[[redirects]]` from the proxy layer.
+    fn edge_tables(&mut self, doc: &mut DocumentMut) {
+        let edge = &self.edge;
+        let mut proxy = Table::new();
+        if edge.https {
+            proxy.insert("listen", toml_edit::value("0.0.0.0:80"));
+            proxy.insert("https_listen", toml_edit::value("0.0.0.0:443"));
+        }
+        if edge.compression == Some(false) {
+            proxy.insert("compression", toml_edit::value(false));
+        }
+        if edge.https {
+            if let Some(email) = &edge.acme_email {
+                let mut acme = Table::new();
+                acme.insert("email", toml_edit::value(email.clone()));
+                proxy.insert("acme", Item::Table(acme));
+            }
+        }
+        if !proxy.is_empty() {
+            proxy.set_position(0);
+            doc.insert("proxy", Item::Table(proxy));
+            if edge.https {
+                self.notes.add(None, "proxy", NoteKind::Assumed, "the old proxy served HTTPS: dockhand listens on 0.0.0.0:80 and 0.0.0.0:443 and gets a certificate for each route host automatically");
+            }
+        }
+        if !edge.redirects.is_empty() {
+            let mut arr = ArrayOfTables::new();
+            for r in &edge.redirects {
+                let mut t = Table::new();
+                t.insert("from", toml_edit::value(r.from.clone()));
+                t.insert("to", toml_edit::value(r.to.clone()));
+                t.insert("code", toml_edit::value(i64::from(r.code)));
+                arr.push(t);
+            }
+            doc.insert("redirects", Item::ArrayOfTables(arr));
+        }
+    }
+}
+
+/// A `command`/`entrypoint` as words.
+fn command_words(v: &Value) -> Vec<String> {
+    match v {
+        Value::Seq(items) => items.iter().filter_map(Value::scalar).collect(),
+        other => other.scalar().map(|s| split_shell(&s)).unwrap_or_default(),
+    }
+}
+
+/// A command line split as a POSIX shell splits words (quotes and backslashes).
+fn split_shell(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                for d in chars.by_ref() {
+                    if d == '\'' {
+                        break;
+                    }
+                    word.push(d);
+                }
+            }
+            '"' => {
+                in_word = true;
+                while let Some(d) = chars.next() {
+                    match d {
+                        '"' => break,
+                        '\\' => {
+                            if let Some(e) = chars.next() {
+                                if !matches!(e, '"' | '\\' | '$' | '`') {
+                                    word.push('\\');
+                                }
+                                word.push(e);
+                            }
+                        }
+                        d => word.push(d),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                if let Some(e) = chars.next() {
+                    word.push(e);
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        out.push(word);
+    }
+    out
+}
+
+fn command_text(v: &Value) -> String {
+    command_words(v).join(" ")
+}
+
+/// Words as one shell command: `sh -c SCRIPT` is the script, else the words quoted.
+fn shell_command(words: &[String]) -> String {
+    if let [sh, c, script, ..] = words {
+        if (sh == "/bin/sh" || sh == "sh" || sh == "/bin/bash" || sh == "bash") && c == "-c" {
+            return script.clone();
+        }
+    }
+    words
+        .iter()
+        .map(|w| {
+            if w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,%+".contains(c))
+                && !w.is_empty()
+            {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A top-level key of the merged project.

@@ -7,7 +7,7 @@ use toml_edit::{Array, Table};
 
 use super::names::Names;
 use super::unsupported::{other_key, TableKind};
-use super::{health, image, ports, resources, volumes, Converter, Notes};
+use super::{health, image, ports, proxy, resources, volumes, Converter, Notes};
 use crate::syntax::command_item;
 use crate::value::Value;
 use crate::NoteKind;
@@ -24,6 +24,7 @@ impl Converter<'_> {
         databases: &[String],
     ) -> Table {
         let mut t = Table::new();
+        self.edge.flush_notes(&mut self.notes, Some(name));
         let entries = svc.as_map().unwrap_or_default().to_vec();
         let get = |k: &str| svc.get(k);
 
@@ -57,8 +58,29 @@ impl Converter<'_> {
             }
         }
 
-        // port (the route comes last)
-        let web_port = ports::web_port(&mut self.notes, name, get("ports"));
+        // port (the route comes last): where the old proxy reached the service, else the
+        // first published web port, else the port its HTTP health probe fetches.
+        let edge_routes = self.edge.routes.get(name).cloned();
+        let mut web_port = ports::web_port(&mut self.notes, name, get("ports"));
+        if let Some(routes) = &edge_routes {
+            let proxied = routes.iter().find_map(|r| r.port).or_else(|| {
+                get("expose")
+                    .and_then(Value::as_seq)
+                    .and_then(|e| e.first())
+                    .and_then(Value::scalar)
+                    .and_then(|p| p.split('/').next().and_then(|n| n.parse().ok()))
+            });
+            if proxied.is_some() {
+                web_port = proxied;
+            }
+        }
+        let published_web = web_port.is_some();
+        if web_port.is_none() {
+            if let Some(p) = get("healthcheck").and_then(health::probe_port) {
+                self.notes.add(Some(name), "healthcheck.test", NoteKind::Assumed, format!("the health probe fetches port {p}: it became the service's `port`, so the agent checks it over HTTP"));
+                web_port = Some(p);
+            }
+        }
         if let Some(port) = web_port {
             t.insert("port", toml_edit::value(i64::from(port)));
         }
@@ -85,7 +107,14 @@ impl Converter<'_> {
         resources::common(&mut self.notes, name, svc, &mut t);
 
         if let Some(Value::Map(deps)) = get("depends_on") {
-            if let Some(arr) = depends_on(&mut self.notes, &self.names, name, deps, databases) {
+            if let Some(arr) = depends_on(
+                &mut self.notes,
+                &self.names,
+                name,
+                deps,
+                databases,
+                &self.one_shots,
+            ) {
                 t.insert("depends_on", toml_edit::value(arr));
             }
         }
@@ -96,13 +125,21 @@ impl Converter<'_> {
             }
         }
 
-        if let Some(port) = web_port {
+        if let Some(routes) = edge_routes.filter(|r| !r.is_empty()) {
+            if web_port.is_some() {
+                t.insert("route", crate::edge::routes_item(&routes));
+            } else {
+                self.notes.add(Some(name), "route", NoteKind::Warning, format!("the proxy routed {} here but no port is known (no port in the proxy rule, `expose` or `ports`); add `port` and the route", routes.iter().map(|r| r.describe()).collect::<Vec<_>>().join(", ")));
+            }
+        } else if let Some(port) = web_port.filter(|_| published_web) {
             let host = if *first_web {
                 format!("{}.localhost", self.app)
             } else {
                 format!("{}.{}.localhost", self.names.dockhand(name), self.app)
             };
             *first_web = false;
+            self.assumed_hosts
+                .push(self.names.dockhand(name).to_owned());
             t.insert("route", ports::route(&mut self.notes, name, &host, port));
         }
 
@@ -117,6 +154,9 @@ impl Converter<'_> {
                 TableKind::Service,
             );
         }
+        if self.edge.labelled.iter().any(|l| l == name) {
+            proxy::other_labels_note(&mut self.notes, name, svc);
+        }
         t
     }
 }
@@ -130,6 +170,7 @@ fn depends_on(
     name: &str,
     deps: &[(String, Value)],
     databases: &[String],
+    one_shots: &[String],
 ) -> Option<Array> {
     let mut arr = Array::new();
     let mut conditions = Vec::new();
@@ -140,10 +181,19 @@ fn depends_on(
                 Some(name),
                 "depends_on",
                 NoteKind::NotCarried,
-                format!("`{dep}` is not imported (profile or no image)"),
+                format!("`{dep}` is not imported (a profile, no image, or the reverse proxy dockhand replaces)"),
             );
             continue;
         };
+        if one_shots.contains(dep) {
+            notes.add(
+                Some(name),
+                "depends_on",
+                NoteKind::Warning,
+                format!("`{dep}` became a once task, which runs when the release serves: `{name}` no longer starts after it; make `{name}` tolerate starting first"),
+            );
+            continue;
+        }
         let cond = spec
             .get("condition")
             .and_then(Value::scalar)
@@ -153,7 +203,7 @@ fn depends_on(
             continue;
         }
         if cond != "service_started" && !cond.is_empty() {
-            conditions.push(format!("{dep}: {cond}"));
+            conditions.push(format!("{dep} ({cond})"));
         }
         arr.push(new);
     }
@@ -172,9 +222,9 @@ fn depends_on(
         notes.add(
             Some(name),
             "depends_on",
-            NoteKind::NotCarried,
+            NoteKind::Warning,
             format!(
-                "conditions are not supported, only the start order: {}",
+                "kept as start order: {} starts first, but dockhand does not wait for it to be healthy before starting `{name}` (the deploy gate waits for both)",
                 conditions.join(", ")
             ),
         );

@@ -54,6 +54,10 @@ pub struct ComposeArgs {
     /// Overwrite an existing dockhand.toml.
     #[arg(long)]
     pub force: bool,
+    /// Then run `dockhand check` on the file written and print its report too (the exit
+    /// code is check's). With --json: two JSON documents, the import's and check's.
+    #[arg(long, conflicts_with = "stdout")]
+    pub check: bool,
 }
 
 pub fn run(g: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
@@ -94,7 +98,7 @@ pub fn run(g: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
             value["toml"] = serde_json::Value::String(done.toml.clone());
         }
         print_json(&value);
-        return Ok(ExitCode::SUCCESS);
+        return then_check(g, args.check, report.output.as_deref());
     }
     if args.stdout {
         print!("{}", done.toml);
@@ -148,7 +152,13 @@ pub fn run(g: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
         ));
         text.push_str(&report.notes_text());
     }
-    if report.output.is_some() {
+    if !report.todo.is_empty() {
+        text.push_str("\nstill to do:\n");
+        for t in &report.todo {
+            text.push_str(&format!("  - {t}\n"));
+        }
+    }
+    if report.output.is_some() && !args.check {
         text.push_str("\nnext: review the file, then `dockhand check`\n");
     }
     if args.stdout {
@@ -156,5 +166,27 @@ pub fn run(g: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
     } else {
         print!("{text}");
     }
-    Ok(ExitCode::SUCCESS)
+    then_check(g, args.check, report.output.as_deref())
+}
+
+/// `--check`: `dockhand check` on the file just written.
+fn then_check(
+    g: &Global,
+    check: bool,
+    written: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    match (check, written) {
+        (true, Some(file)) => {
+            if !g.json {
+                println!("\n{} dockhand check {}", style("→").cyan(), file.display());
+            }
+            super::check::run(
+                g,
+                super::check::CheckArgs {
+                    file: file.to_path_buf(),
+                },
+            )
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }

@@ -265,3 +265,52 @@ fn check_finds_the_missing_dockerfiles_and_bind_sources_of_the_corpus() {
         }
     }
 }
+
+/// `--check` runs `dockhand check` on the file just written: both reports are printed, the
+/// import's ends with what is still to do, and the exit code is check's (umami's placeholder
+/// secret is an error there).
+#[test]
+fn import_compose_check_prints_both_reports_with_checks_exit_code() {
+    let sb = sandbox();
+    sb.write(
+        "umami/docker-compose.yml",
+        &std::fs::read_to_string(UMAMI).unwrap(),
+    );
+    let out = sb.run(&[
+        "import",
+        "compose",
+        "-f",
+        "umami/docker-compose.yml",
+        "--check",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("wrote"), "{}", show(&out));
+    assert!(stdout.contains("still to do:"), "{}", show(&out));
+    assert!(
+        stdout.contains("set the route host of umami to your domain"),
+        "{}",
+        show(&out)
+    );
+    assert!(stdout.contains("dockhand check"), "{}", show(&out));
+    let check = sb.run(&["check", "-f", "umami/dockhand.toml"]);
+    assert_eq!(out.status.code(), check.status.code(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("APP_SECRET")
+            || stdout.contains("APP_SECRET"),
+        "{}",
+        show(&out)
+    );
+    // --check with --stdout is refused: nothing would be written to check.
+    expect(
+        &sb,
+        &[
+            "import",
+            "compose",
+            "-f",
+            "umami/docker-compose.yml",
+            "--stdout",
+            "--check",
+        ],
+        2,
+    );
+}

@@ -15,6 +15,7 @@ mod gates;
 mod https;
 mod import;
 mod init;
+mod import_edge;
 mod lifecycle;
 mod loadtest;
 mod metric_store;
