@@ -6,7 +6,7 @@
 //! starts or stops instances of a release.
 
 mod execute;
-mod failpoint;
+pub(crate) mod failpoint;
 mod gate;
 mod hooks;
 mod instances;
