@@ -184,8 +184,7 @@ pub fn plan(
         }
     }
     histories.sort();
-    let mut expected = start;
-    for segno in segments.keys() {
+    for (expected, segno) in (start..).zip(segments.keys()) {
         if *segno != expected {
             return Err(format!(
                 "WAL segment {} is missing from the archive: the chain from base backup {} has a gap",
@@ -193,7 +192,6 @@ pub fn plan(
                 base.backup_id
             ));
         }
-        expected += 1;
     }
     let reaches = segments.values().filter_map(|(_, r)| r.time()).max();
     if let Some(t) = at {
