@@ -172,5 +172,5 @@ fn recovery_settings_name_the_time_and_timeline() {
     assert!(s.contains("recovery_target_time = '2026-12-06 10:15:00.000000+00'"));
     assert!(s.contains("recovery_target_timeline = '2'"));
     assert!(s.contains("recovery_target_action = 'promote'"));
-    assert!(!recovery_settings("d", None, 1).contains("recovery_target_time"));
+    assert!(!recovery_settings("d", None, 1).contains("recovery_target_time ="));
 }
