@@ -562,6 +562,26 @@ impl Agent {
                 json(serde_json::to_value(r))
             }
             B::Prune { dry_run } => json(serde_json::to_value(self.backups.prune(dry_run).await?)),
+            B::RestoreAt {
+                database,
+                at,
+                identity,
+                requested_by,
+            } => {
+                let _guard = self.lock.acquire("backup restore", &requested_by)?;
+                json(serde_json::to_value(
+                    self.backups
+                        .restore_at(
+                            &self.deployer,
+                            database.as_deref(),
+                            &at,
+                            identity.as_deref(),
+                            &requested_by,
+                            sink,
+                        )
+                        .await?,
+                ))
+            }
             B::Restore {
                 id,
                 source,

@@ -32,6 +32,17 @@ pub enum BackupRequest {
     },
     /// Apply the retention policy (or say what it would delete).
     Prune { dry_run: bool },
+    /// Restore a PostgreSQL database with point-in-time recovery to a moment: a base backup
+    /// and the archived WAL replayed up to `at`.
+    RestoreAt {
+        /// The database (default: the only one with `pitr`).
+        database: Option<String>,
+        /// RFC 3339 (`2026-12-06T10:15:00Z`).
+        at: String,
+        #[serde(default)]
+        identity: Option<String>,
+        requested_by: String,
+    },
 }
 
 /// A backup's state in the catalog.

@@ -194,6 +194,12 @@ pub struct BackupsConfig {
     pub helper_image: String,
     /// The longest one source's dump or restore may take.
     pub timeout: Duration,
+    /// PostgreSQL databases with point-in-time recovery: their WAL is archived continuously
+    /// and each backup takes a base backup of them (`pg_basebackup`).
+    pub pitr: Vec<String>,
+    /// PostgreSQL's `archive_timeout` for them: the longest a written change waits before
+    /// its WAL segment is archived (the recovery point objective).
+    pub archive_timeout: Duration,
 }
 
 /// `keep = { last, hourly, daily, weekly, monthly, yearly }`; all zero keeps everything.

@@ -25,6 +25,28 @@ const SECRET_ENV: &str =
 
 const CASES: &[Case] = &[
     Case {
+        name: "point-in-time recovery of a Redis database",
+        toml: "app = \"shop\"\n[services.api]\ncommand = \"x\"\n[databases.cache]\nengine = \"redis\"\n[backups]\npitr = [\"cache\"]\n",
+        setup: nothing,
+        env: &[],
+        severity: Error,
+        line: 7,
+        column: 8,
+        key: Some("backups.pitr"),
+        text: "point-in-time recovery is for PostgreSQL; `cache` is a redis database",
+    },
+    Case {
+        name: "point-in-time recovery of an unknown database",
+        toml: "app = \"shop\"\n[services.api]\ncommand = \"x\"\n[databases.db]\nengine = \"postgres\"\n[backups]\npitr = [\"main\"]\n",
+        setup: nothing,
+        env: &[],
+        severity: Error,
+        line: 7,
+        column: 8,
+        key: Some("backups.pitr"),
+        text: "the PostgreSQL databases are: db",
+    },
+    Case {
         name: "basic auth users written in the file",
         toml: "app = \"shop\"\n[services.api]\ncommand = \"x\"\nport = 1\nhealth = { path = \"/h\" }\n[services.api.route]\nhost = \"a.example\"\nbasic_auth = { realm = \"Staff\", users = \"ann:x\" }\n",
         setup: nothing,

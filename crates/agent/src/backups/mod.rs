@@ -12,10 +12,14 @@
 
 pub mod disaster;
 pub mod moving;
+mod pitr;
 mod setup;
+
+pub use pitr::CRASH_POINTS;
 
 pub(crate) use setup::target_spec;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +58,12 @@ pub struct Backups {
     /// Backups a previous run of the agent was killed during, whose objects are still to be
     /// removed from the targets.
     interrupted: Arc<std::sync::Mutex<Vec<String>>>,
+    /// One WAL shipping round at a time; a restore to a moment holds it throughout.
+    wal: Arc<tokio::sync::Mutex<()>>,
+    /// The last shipping problem per database (reported once).
+    wal_errors: Arc<std::sync::Mutex<HashMap<String, String>>>,
+    /// Database containers (and `archive_timeout`) with archiving on: their data directory.
+    archiving: Arc<std::sync::Mutex<HashMap<String, String>>>,
 }
 
 impl Backups {
@@ -67,6 +77,9 @@ impl Backups {
             scheduler: scheduler.clone(),
             busy: Arc::default(),
             interrupted: Arc::default(),
+            wal: Arc::default(),
+            wal_errors: Arc::default(),
+            archiving: Arc::default(),
         }
     }
 
@@ -202,6 +215,10 @@ impl Backups {
 
     /// A release serves (again, or a new one): its jobs, and the clean-up it makes possible.
     async fn on_release(&self) {
+        self.archiving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.register_jobs();
         self.clean_up().await;
     }
@@ -476,6 +493,18 @@ impl Backups {
             }
             deleted.push(v.id.clone());
         }
+        let wal = self.prune_wal(&setup, dry_run).await?;
+        if !dry_run && !wal.is_empty() {
+            self.events.info(
+                EventKind::Backup,
+                None,
+                None,
+                &format!(
+                    "pruned {} WAL file(s) older than the oldest kept base backup",
+                    wal.len()
+                ),
+            );
+        }
         if !dry_run && !deleted.is_empty() {
             self.events.info(
                 EventKind::Backup,
@@ -523,6 +552,8 @@ impl Backups {
             .iter()
             .filter(|i| source.is_none_or(|s| i.source == s))
             .filter(|i| source.is_some() || i.kind != SourceKind::App)
+            // A base backup is restored to a moment (`--at`); the dump beside it restores.
+            .filter(|i| i.kind != SourceKind::PostgresBase)
             .collect();
         if items.is_empty() {
             let known: Vec<&str> = manifest.items.iter().map(|i| i.source.as_str()).collect();
@@ -546,6 +577,7 @@ impl Backups {
             f.open(&decryption).map_err(|e| self.refuse(id, e))?;
             fetched.push((item, f));
         }
+        pitr::crash_point("restore-fetched");
         let mut dests = Vec::new();
         for (item, _) in &fetched {
             dests.push(setup.destination(rt.as_ref(), item).await?);
@@ -583,6 +615,7 @@ impl Backups {
             }
             safety = Some(s.id);
         }
+        pitr::crash_point("restore-safety");
         // 3. Maintenance: routes answer 503, the services stop.
         say("maintenance: the routes answer 503 and the services stop".into());
         self.events.warn(
@@ -595,6 +628,7 @@ impl Backups {
             ),
         );
         deployer.stop_for_maintenance().await;
+        pitr::crash_point("restore-maintenance");
         let docker = rt.as_ref().map(|rt| setup.docker(rt));
         let mut result = Ok(());
         for ((item, f), dest) in fetched.iter().zip(&dests) {
@@ -606,9 +640,13 @@ impl Backups {
                 break;
             }
         }
+        if result.is_ok() {
+            pitr::crash_point("restore-restored");
+        }
         // 4. The release again, through its health gate.
         say("starting the services again".into());
         let restarted = deployer.restart(sink).await;
+        pitr::crash_point("restore-restarted");
         if let Err(e) = result {
             let message = format!("restore of backup {id} failed: {e}; the safety backup {} holds what was there before", safety.as_deref().unwrap_or("-"));
             self.events.error(EventKind::Backup, None, None, &message);
@@ -674,11 +712,16 @@ impl Subsystem for Backups {
         Box::pin(async move {
             let mut events = self.events.subscribe();
             self.recover();
+            // Before the release starts again: a restore the agent was killed during.
+            self.recover_restore().await;
             ctx.ready();
             self.on_release().await;
+            let mut ship = tokio::time::interval(Duration::from_secs(2));
+            ship.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = ctx.shutdown.wait() => return Ok(()),
+                    _ = ship.tick() => self.ship_wal().await,
                     got = events.recv() => match got {
                         Ok(e) if [EventKind::Deploy, EventKind::Rollback, EventKind::Restore].iter().any(|k| k.as_str() == e.kind) => self.on_release().await,
                         Ok(_) => {}

@@ -42,6 +42,11 @@ pub enum BackupCommand {
     /// With --app (a new server, disaster recovery): restores dockhand.toml, .env and the
     /// secrets file from --from into the current directory, deploys them (through the agent
     /// answering here, else one it starts in the background), and restores the backup's data.
+    ///
+    /// With --at TIME (point-in-time recovery, a database in `[backups] pitr`): `restore DB
+    /// --at 2026-12-06T10:15:00Z` replays the newest base backup finished before TIME and the
+    /// archived WAL up to TIME; the database's previous data is kept until the restored one
+    /// has recovered and answers, and put back if it does not.
     Restore(RestoreArgs),
     /// Delete the backups the `keep` policy does not keep (never the newest verified one).
     Prune {
@@ -60,8 +65,13 @@ pub enum BackupCommand {
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
-    /// The backup (default with --app: the newest on the target).
+    /// The backup (default with --app: the newest on the target); with --at, the database
+    /// (default: the only one in `[backups] pitr`).
     id: Option<String>,
+    /// Point-in-time recovery to this moment (RFC 3339: 2026-12-06T10:15:00Z, or with an
+    /// offset).
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["app", "source"])]
+    at: Option<String>,
     /// Restore only this source.
     #[arg(long)]
     source: Option<String>,
@@ -215,6 +225,26 @@ pub fn run(g: &Global, cmd: BackupCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         BackupCommand::Restore(a) if a.app => restore_app(g, a),
+        BackupCommand::Restore(a) if a.at.is_some() => {
+            let r: RestoreReport = call(
+                g,
+                BackupRequest::RestoreAt {
+                    database: a.id,
+                    at: a.at.unwrap_or_default(),
+                    identity: a.identity.map(abs),
+                    requested_by: requested_by(),
+                },
+            )?;
+            if g.json {
+                print_json(&r);
+            } else {
+                println!("{} {}", style("✓").green(), r.message);
+                if let Some(s) = &r.safety_backup {
+                    println!("what was there before is in backup {s}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BackupCommand::Restore(a) => {
             let id =
                 a.id.context("name the backup to restore (`dockhand backup list`)")?;
