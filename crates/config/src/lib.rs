@@ -11,6 +11,7 @@ mod backups;
 mod certs;
 mod container;
 mod container_keys;
+mod dashboard;
 mod database;
 mod destinations;
 mod diagnostic;
@@ -41,6 +42,7 @@ pub use acme::{
     Hsts, CLOUDFLARE_API, DEFAULT_HSTS, LETSENCRYPT, LETSENCRYPT_STAGING, ZEROSSL,
 };
 pub use certs::{covers, load_certificate, CertificateError, CertificateFile, LoadedCertificate};
+pub use dashboard::DashboardConfig;
 pub use destinations::DestinationConfig;
 pub use diagnostic::{Diagnostic, Severity};
 pub use dockerfile::stages as dockerfile_stages;

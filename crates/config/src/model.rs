@@ -49,6 +49,9 @@ pub struct AppConfig {
     /// `[alerts]` (defaults without the table).
     #[serde(default)]
     pub alerts: crate::monitor::AlertsConfig,
+    /// `[dashboard]` (on, on loopback, without the table).
+    #[serde(default)]
+    pub dashboard: crate::dashboard::DashboardConfig,
 }
 
 /// The `[update]` table.

@@ -30,6 +30,7 @@ const TOP_KEYS: &[&str] = &[
     "pin_code",
     "monitor",
     "alerts",
+    "dashboard",
 ];
 const PROXY_KEYS: &[&str] = &[
     "listen",
@@ -74,6 +75,7 @@ pub(crate) fn parse(
         pin_code: false,
         monitor: Default::default(),
         alerts: Default::default(),
+        dashboard: Default::default(),
     };
     match ImDocument::parse(map.text()) {
         Ok(document) => {
@@ -294,6 +296,9 @@ impl Parser<'_> {
         }
         if let Some(table) = fields.get("alerts").and_then(|f| self.table(f)) {
             config.alerts = self.alerts(table);
+        }
+        if let Some(table) = fields.get("dashboard").and_then(|f| self.table(f)) {
+            config.dashboard = self.dashboard(table);
         }
     }
 

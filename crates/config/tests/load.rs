@@ -141,6 +141,7 @@ fn full_example_parses_every_field() {
         pin_code: false,
         monitor: Default::default(),
         alerts: Default::default(),
+        dashboard: Default::default(),
     };
     assert_eq!(loaded.config, expected);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);

@@ -7,6 +7,7 @@ mod backups;
 mod cli;
 mod containers;
 mod crash;
+mod dashboard;
 mod disk;
 mod gates;
 mod https;
