@@ -38,6 +38,9 @@ connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 pub(crate) struct App {
     pub handle: DashboardHandle,
     pub backend: Arc<dyn Backend>,
+    /// Turns true when the dashboard stops: open event streams end, so the graceful
+    /// shutdown does not wait for browsers to go away.
+    stopping: watch::Receiver<bool>,
 }
 
 /// What a page handler knows about the browser asking.
@@ -56,9 +59,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     handle.set_bound(Some(addr));
+    let (stop, stopping) = watch::channel(false);
     let app = Arc::new(App {
         handle: handle.clone(),
         backend,
+        stopping,
     });
     let router = Router::new()
         .route("/", get(overview))
@@ -86,7 +91,10 @@ pub async fn serve(
         .layer(middleware::from_fn_with_state(addr, guard))
         .with_state(app);
     let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
         .await;
     handle.set_bound(None);
     served
@@ -735,7 +743,7 @@ async fn live(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
             follow: true,
         },
     );
-    sse(frames, |frame| match frame {
+    sse(&app, frames, |frame| match frame {
         Frame::Event(e) => Some((
             "event",
             serde_json::json!({
@@ -765,7 +773,7 @@ async fn service_logs(
             ..Default::default()
         }),
     );
-    sse(frames, |frame| match frame {
+    sse(&app, frames, |frame| match frame {
         Frame::Log(l) => Some((
             "log",
             serde_json::json!({
@@ -801,11 +809,12 @@ struct Follow {
 }
 
 fn sse(
+    app: &App,
     follow: Follow,
     pick: impl Fn(Frame) -> Option<(&'static str, serde_json::Value)> + Send + 'static,
 ) -> Response {
     let ticks = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
-    let stream = events_stream(follow, ticks, pick);
+    let stream = events_stream(follow, ticks, app.stopping.clone(), pick);
     let mut resp = Response::new(Body::from_stream(stream));
     let h = resp.headers_mut();
     h.insert(
@@ -819,31 +828,33 @@ fn sse(
 fn events_stream(
     follow: Follow,
     ticks: tokio::time::Interval,
+    stopping: watch::Receiver<bool>,
     pick: impl Fn(Frame) -> Option<(&'static str, serde_json::Value)> + Send + 'static,
 ) -> impl Stream<Item = Result<bytes::Bytes, Infallible>> + Send {
     // The first message opens the stream at once (the browser's `open` event).
-    let state = (follow, ticks, pick, true);
-    stream::unfold(state, |(mut follow, mut ticks, pick, first)| async move {
-        if first {
-            let msg = bytes::Bytes::from_static(b": open\n\nevent: hello\ndata: {}\n\n");
-            return Some((Ok(msg), (follow, ticks, pick, false)));
-        }
-        loop {
-            tokio::select! {
-                frame = follow.rx.recv() => {
-                    let frame = frame?;
-                    if let Some((name, data)) = pick(frame) {
-                        let msg = format!("event: {name}\ndata: {data}\n\n");
-                        return Some((Ok(bytes::Bytes::from(msg)), (follow, ticks, pick, false)));
-                    }
-                }
-                _ = ticks.tick() => {
-                    let msg = bytes::Bytes::from_static(b"event: tick\ndata: {}\n\n");
-                    return Some((Ok(msg), (follow, ticks, pick, false)));
-                }
+    let state = (follow, ticks, stopping, pick, true);
+    stream::unfold(
+        state,
+        |(mut follow, mut ticks, mut stopping, pick, first)| async move {
+            if first {
+                let msg = bytes::Bytes::from_static(b": open\n\nevent: hello\ndata: {}\n\n");
+                return Some((Ok(msg), (follow, ticks, stopping, pick, false)));
             }
-        }
-    })
+            loop {
+                let msg = tokio::select! {
+                    _ = stopping.wait_for(|s| *s) => return None,
+                    frame = follow.rx.recv() => match pick(frame?) {
+                        Some((name, data)) => {
+                            bytes::Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+                        }
+                        None => continue,
+                    },
+                    _ = ticks.tick() => bytes::Bytes::from_static(b"event: tick\ndata: {}\n\n"),
+                };
+                return Some((Ok(msg), (follow, ticks, stopping, pick, false)));
+            }
+        },
+    )
 }
 
 #[cfg(test)]
