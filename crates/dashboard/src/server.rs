@@ -171,6 +171,8 @@ fn cookie_id(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The browser's session (its flash message taken), or the page that says how to log in.
+// The error is the answer itself, built once per request: boxing it would buy nothing.
+#[allow(clippy::result_large_err)]
 fn viewer(app: &App, headers: &HeaderMap, partial: bool) -> Result<Viewer, Response> {
     let id = cookie_id(headers).ok_or_else(logged_out)?;
     let mut auth = app.handle.auth();
@@ -187,6 +189,7 @@ fn logged_out() -> Response {
 }
 
 /// An action's checks: a session, its CSRF token, and the operator role.
+#[allow(clippy::result_large_err)]
 fn operator(app: &App, headers: &HeaderMap, csrf: &str) -> Result<Session, Response> {
     let Viewer { session, .. } = viewer(app, headers, true)?;
     if !same_secret(csrf, &session.csrf) {
