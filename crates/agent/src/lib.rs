@@ -16,6 +16,7 @@ mod alerts;
 pub mod backups;
 mod certs;
 mod containers;
+mod dashboard;
 mod deploy;
 mod error;
 mod events;

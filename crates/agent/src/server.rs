@@ -187,7 +187,7 @@ async fn handle(agent: Arc<Agent>, stream: UnixStream) {
     watcher.abort();
 }
 
-async fn dispatch(
+pub(crate) async fn dispatch(
     agent: &Arc<Agent>,
     req: Request,
     tx: &mpsc::UnboundedSender<Frame>,
@@ -248,6 +248,34 @@ async fn dispatch(
                 std::time::Duration::from_secs(seconds),
                 &requested_by,
             )?,
+        }),
+        Request::Dashboard(dockhand_api::DashboardRequest::Login { role, requested_by }) => {
+            let Some(dashboard) = &agent.dashboard else {
+                return Err(AgentError::usage(
+                    "the dashboard is off ([dashboard] enabled = false); turn it on in dockhand.toml, deploy, and restart the agent",
+                ));
+            };
+            let login = dashboard
+                .login(role, &requested_by)
+                .map_err(AgentError::runtime)?;
+            agent.deployer.events.info(
+                crate::events::EventKind::Dashboard,
+                None,
+                None,
+                &format!(
+                    "a dashboard login link ({}) was made for {requested_by}",
+                    role.as_str()
+                ),
+            );
+            to_value(login)
+        }
+        Request::Metrics(req) => to_value(dockhand_api::MetricsReport {
+            series: agent
+                .monitor
+                .series(&req.series, Duration::from_secs(req.window_secs))
+                .into_iter()
+                .map(|(name, points)| dockhand_api::SeriesPoints { name, points })
+                .collect(),
         }),
         Request::DbUpgrade {
             database,

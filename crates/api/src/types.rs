@@ -72,6 +72,10 @@ pub enum Request {
     },
     /// `dockhand alerts …`.
     Alerts(crate::AlertsRequest),
+    /// `dockhand dashboard`.
+    Dashboard(crate::DashboardRequest),
+    /// Points of the monitor's series (the dashboard's charts).
+    Metrics(crate::MetricsRequest),
 }
 
 /// What is in maintenance mode (`dockhand maintenance`).

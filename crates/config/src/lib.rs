@@ -12,6 +12,7 @@ mod certs;
 mod cluster;
 mod container;
 mod container_keys;
+mod dashboard;
 mod database;
 mod deploy;
 mod destinations;
@@ -47,6 +48,7 @@ pub use acme::{
 pub use certs::{covers, load_certificate, CertificateError, CertificateFile, LoadedCertificate};
 pub use cluster::{ClusterConfig, ClusterEngine, ClusterNode, NodeRole};
 pub use deploy::{parse_share, share_text, CanaryConfig, DeploySettings, Strategy};
+pub use dashboard::DashboardConfig;
 pub use destinations::DestinationConfig;
 pub use diagnostic::{Diagnostic, Severity};
 pub use dockerfile::stages as dockerfile_stages;

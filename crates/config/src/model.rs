@@ -55,6 +55,9 @@ pub struct AppConfig {
     /// `[deploy]`: all at once, or a canary (defaults without the table).
     #[serde(default)]
     pub deploy: crate::deploy::DeploySettings,
+    /// `[dashboard]` (on, on loopback, without the table).
+    #[serde(default)]
+    pub dashboard: crate::dashboard::DashboardConfig,
     /// `[secrets]`: secrets fetched from a password manager's CLI, by name.
     #[serde(default)]
     pub secret_sources: BTreeMap<String, crate::secret_sources::SecretSource>,

@@ -34,6 +34,7 @@ const TOP_KEYS: &[&str] = &[
     "cluster",
     "deploy",
     "redirects",
+    "dashboard",
 ];
 const PROXY_KEYS: &[&str] = &[
     "listen",
@@ -82,6 +83,7 @@ pub(crate) fn parse(
         deploy: Default::default(),
         redirects: Vec::new(),
         secret_sources: Default::default(),
+        dashboard: Default::default(),
     };
     match ImDocument::parse(map.text()) {
         Ok(document) => {
@@ -317,6 +319,9 @@ impl Parser<'_> {
         }
         if let Some(f) = fields.get("redirects") {
             config.redirects = self.redirects(f);
+}
+        if let Some(table) = fields.get("dashboard").and_then(|f| self.table(f)) {
+            config.dashboard = self.dashboard(table);
         }
     }
 

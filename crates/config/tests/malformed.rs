@@ -3,7 +3,7 @@
 
 mod support;
 
-use dockhand_config::Severity::{self, Error};
+use dockhand_config::Severity::{self, Error, Warning};
 use support::Project;
 
 struct Case {
@@ -24,6 +24,39 @@ const SECRET_ENV: &str =
     "app = \"shop\"\n[services.api]\ncommand = \"x\"\nenv = { TOKEN = \"${secret.API_TOKEN}\" }\n";
 
 const CASES: &[Case] = &[
+    Case {
+        name: "misspelled dashboard key",
+        toml: "app = \"shop\"\n[services.api]\ncommand = \"x\"\n[dashboard]\nlisen = \"127.0.0.1:9000\"\n",
+        setup: nothing,
+        env: &[],
+        severity: Error,
+        line: 5,
+        column: 1,
+        key: Some("dashboard.lisen"),
+        text: "did you mean `listen`?",
+    },
+    Case {
+        name: "dashboard session too short",
+        toml: "app = \"shop\"\n[services.api]\ncommand = \"x\"\n[dashboard]\nsession = \"10s\"\n",
+        setup: nothing,
+        env: &[],
+        severity: Error,
+        line: 5,
+        column: 11,
+        key: Some("dashboard.session"),
+        text: "`session` must be between 1m and 30d",
+    },
+    Case {
+        name: "dashboard beyond loopback",
+        toml: "app = \"shop\"\n[services.api]\ncommand = \"x\"\n[dashboard]\nlisten = \"0.0.0.0:9465\"\n",
+        setup: nothing,
+        env: &[],
+        severity: Warning,
+        line: 5,
+        column: 10,
+        key: Some("dashboard.listen"),
+        text: "over plain HTTP",
+    },
     Case {
         name: "point-in-time recovery of a Redis database",
         toml: "app = \"shop\"\n[services.api]\ncommand = \"x\"\n[databases.cache]\nengine = \"redis\"\n[backups]\npitr = [\"cache\"]\n",

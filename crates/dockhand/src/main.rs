@@ -189,6 +189,13 @@ pub enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// The web dashboard: print (and open, where a browser exists) a one-time login link.
+    ///
+    /// The agent serves the dashboard on `[dashboard] listen` (127.0.0.1:9465 by default).
+    /// The link opens one browser session (12 hours by default, `[dashboard] session`) with
+    /// the chosen role; every action there is recorded in the event log with your name.
+    /// With --host / -d it prints the `ssh -L` command that brings the server's dashboard here.
+    Dashboard(cmd::dashboard::DashboardArgs),
     /// List every host's certificate: source, issuer, expiry, next renewal, last error.
     ///
     /// Certificates come from `[proxy] certificates` files, from an ACME CA (Let's Encrypt by

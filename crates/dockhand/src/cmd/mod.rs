@@ -7,6 +7,7 @@ pub mod backup;
 pub mod certs;
 pub mod check;
 pub mod client;
+pub mod dashboard;
 pub mod db;
 pub mod deploy;
 pub mod doctor;
@@ -80,6 +81,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             service,
             remote,
         } => maintenance::run(&g.on(remote), switch, service),
+        Command::Dashboard(args) => {
+            g.remote = args.remote.clone();
+            dashboard::run(&g, &args)
+        }
         Command::Alerts { command, remote } => alerts::run(&g.on(remote), command),
         Command::Backup { command, remote } => backup::run(&g.on(remote), command),
         Command::Setup(args) => setup::run(&g, *args),

@@ -9,6 +9,7 @@ mod checks;
 mod cli;
 mod containers;
 mod crash;
+mod dashboard;
 mod disk;
 mod edge_policies;
 mod gates;
