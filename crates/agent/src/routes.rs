@@ -270,11 +270,21 @@ mod tests {
     use super::*;
     use dockhand_config::{LoadOptions, Loaded};
 
+    /// The config in a project of its own whose secrets file defines every secret the
+    /// tests name (`check` reads it), with a value `build_table` is never given here.
     fn config(text: &str) -> AppConfig {
-        let dir = std::env::temp_dir();
-        let Loaded { config, .. } =
-            dockhand_config::load_str(&dir.join("dockhand.toml"), text, &LoadOptions::default())
-                .expect("valid config");
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join(".dockhand/secrets.env");
+        std::fs::create_dir_all(secrets.parent().unwrap()).unwrap();
+        std::fs::write(&secrets, "STAFF=ann:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let Loaded { config, .. } = dockhand_config::load_str(
+            &dir.path().join("dockhand.toml"),
+            text,
+            &LoadOptions::default(),
+        )
+        .expect("valid config");
         config
     }
 

@@ -352,7 +352,7 @@ const CASES: &[Case] = &[
         line: 2,
         column: 1,
         key: Some("colour"),
-        text: "valid keys here are `app`, `secrets_file`, `proxy`, `services`",
+        text: "valid keys here are `app`, `secrets_file`, `secrets`, `proxy`, `services`",
     },
     Case {
         name: "unknown key in a health sub-table",
