@@ -3,7 +3,7 @@
 
 mod support;
 
-use dockhand_config::Severity::{self, Error, Warning};
+use dockhand_config::Severity::{self, Error};
 use support::Project;
 
 struct Case {
@@ -45,17 +45,6 @@ const CASES: &[Case] = &[
         column: 11,
         key: Some("dashboard.session"),
         text: "`session` must be between 1m and 30d",
-    },
-    Case {
-        name: "dashboard beyond loopback",
-        toml: "app = \"shop\"\n[services.api]\ncommand = \"x\"\n[dashboard]\nlisten = \"0.0.0.0:9465\"\n",
-        setup: nothing,
-        env: &[],
-        severity: Warning,
-        line: 5,
-        column: 10,
-        key: Some("dashboard.listen"),
-        text: "over plain HTTP",
     },
     Case {
         name: "point-in-time recovery of a Redis database",
@@ -1074,4 +1063,19 @@ fn secret_values_never_appear_in_diagnostics() {
         serde_json::to_string(&error.diagnostics).unwrap()
     );
     assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[test]
+fn a_dashboard_beyond_loopback_is_warned_about() {
+    let project = Project::new();
+    let loaded = project
+        .load("app = \"shop\"\n[services.api]\ncommand = \"x\"\n[dashboard]\nlisten = \"0.0.0.0:9465\"\n")
+        .expect("a warning, not an error");
+    let d = loaded
+        .warnings
+        .iter()
+        .find(|d| d.key.as_deref() == Some("dashboard.listen"))
+        .expect("a warning about dashboard.listen");
+    assert_eq!((d.line, d.column), (5, 10));
+    assert!(d.message.contains("over plain HTTP"), "{d}");
 }
