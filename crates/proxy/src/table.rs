@@ -429,6 +429,21 @@ mod tests {
         assert_eq!(ten.pick_backend(0, None).unwrap().id(), 1);
         assert!(ten.has_canary(0));
         assert!(!ten.without_canaries().has_canary(0));
+        // An aborted canary goes back to the same table: its redirects stay.
+        let with_redirect = RouteTable::new(vec![route.clone()])
+            .unwrap()
+            .with_redirects(vec![crate::Redirect {
+                from_host: "www.example.org".into(),
+                from_path: "/".into(),
+                to: "https://example.org".into(),
+                code: 301,
+                keep_path: true,
+            }])
+            .unwrap();
+        assert_eq!(
+            with_redirect.without_canaries().redirects(),
+            with_redirect.redirects()
+        );
     }
 
     #[test]
