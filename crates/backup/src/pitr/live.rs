@@ -374,7 +374,9 @@ pub fn staging(data_dir: &str, id: &str) -> String {
     format!("{data_dir}/.dockhand-restore-{id}")
 }
 
-/// Unpacks a base backup into `dir` (emptied first), as the data directory's owner.
+/// Unpacks a base backup into `dir` (emptied first, the directory itself kept: in a scratch
+/// container it is the image's data volume, a mount point that cannot be removed), as the data
+/// directory's owner.
 pub async fn unpack_base(
     d: &Docker<'_>,
     container: &str,
@@ -387,7 +389,7 @@ pub async fn unpack_base(
         vec![
             "sh".into(),
             "-c".into(),
-            "rm -rf \"$1\" && mkdir -p \"$1\" && chmod 700 \"$1\" && cd \"$1\" && tar -xf - && rm -rf dockhand_wal_spool dockhand_wal_restore postmaster.pid postmaster.opts && mkdir -p dockhand_wal_spool dockhand_wal_restore".into(),
+            "mkdir -p \"$1\" && chmod 700 \"$1\" && cd \"$1\" && find . -mindepth 1 -maxdepth 1 -exec rm -rf {} + && tar -xf - && rm -rf dockhand_wal_spool dockhand_wal_restore postmaster.pid postmaster.opts && mkdir -p dockhand_wal_spool dockhand_wal_restore".into(),
             "sh".into(),
             dir.into(),
         ],
