@@ -81,7 +81,10 @@ fn an_agent_killed_after_any_step_of_a_restore_leaves_the_old_or_the_restored_da
         if *restored {
             assert_eq!(got, backed_up, "{point}: the restored data, row by row");
         } else {
-            assert_eq!(got, before, "{point}: the data before the restore, row by row");
+            assert_eq!(
+                got, before,
+                "{point}: the data before the restore, row by row"
+            );
             assert_eq!(
                 psql(
                     &app,
