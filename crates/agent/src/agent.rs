@@ -576,6 +576,23 @@ impl Agent {
                 json(serde_json::to_value(r))
             }
             B::Prune { dry_run } => json(serde_json::to_value(self.backups.prune(dry_run).await?)),
+            B::Extract {
+                id,
+                source,
+                to,
+                identity,
+                requested_by,
+            } => json(serde_json::to_value(
+                self.backups
+                    .extract(
+                        &id,
+                        source.as_deref(),
+                        &to,
+                        identity.as_deref(),
+                        &requested_by,
+                    )
+                    .await?,
+            )),
             B::RestoreAt {
                 database,
                 at,

@@ -253,6 +253,63 @@ pub async fn restore_item(
     }
 }
 
+/// Where [`extract_item`] puts `item` in `dir`: the archive's tree for the tar kinds (a
+/// directory named after the source), else the plaintext file (`db.pgdump`, `cache.rdb`).
+pub fn extract_path(item: &Item, dir: &Path) -> PathBuf {
+    match item.kind {
+        SourceKind::Volume | SourceKind::Directory | SourceKind::App => dir.join(&item.source),
+        _ => dir.join(item.object.strip_suffix(".zst.age").unwrap_or(&item.object)),
+    }
+}
+
+/// Writes a fetched item's plaintext into `dir` instead of its live destination (`backup
+/// restore ID --to DIR`): a database's dump as its engine's tools read it, a tar archive
+/// unpacked. Refuses a path that exists; writes under a hidden name and renames it into place
+/// once whole, so a failure leaves nothing that looks like a restored copy. Blocking.
+pub fn extract_item(
+    fetched: &Fetched,
+    decryption: &Decryption,
+    item: &Item,
+    dir: &Path,
+) -> Result<PathBuf> {
+    let to = extract_path(item, dir);
+    if to.symlink_metadata().is_ok() {
+        return Err(BackupError::usage(format!(
+            "{} already exists: --to never overwrites; name an empty or new directory",
+            to.display()
+        )));
+    }
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.dockhand-extract"));
+    let plain = fetched.open(decryption)?;
+    let tree = matches!(
+        item.kind,
+        SourceKind::Volume | SourceKind::Directory | SourceKind::App
+    );
+    let written = if tree {
+        let _ = std::fs::remove_dir_all(&tmp);
+        sources::files::restore_dir(plain, &tmp)
+    } else {
+        write_private(plain, &tmp)
+    };
+    let placed = written.and_then(|_| {
+        std::fs::rename(&tmp, &to)
+            .map_err(|e| crate::error::io(format_args!("failed to create {}", to.display()), e))
+    });
+    if let Err(e) = placed {
+        if tree {
+            let _ = std::fs::remove_dir_all(&tmp);
+        } else {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        return Err(e);
+    }
+    Ok(to)
+}
+
 fn write_private(mut reader: impl Read, path: &Path) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

@@ -9,8 +9,8 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use console::style;
 use dockhand_api::{
-    BackupDetail, BackupRequest, BackupState, BackupSummary, PruneReport, Request, RestoreReport,
-    VerifyReport, VerifyState,
+    BackupDetail, BackupRequest, BackupState, BackupSummary, ExtractReport, PruneReport, Request,
+    RestoreReport, VerifyReport, VerifyState,
 };
 
 use super::client::{call_with_progress, requested_by};
@@ -47,6 +47,11 @@ pub enum BackupCommand {
     /// --at 2026-12-06T10:15:00Z` replays the newest base backup finished before TIME and the
     /// archived WAL up to TIME; the database's previous data is kept until the restored one
     /// has recovered and answers, and put back if it does not.
+    ///
+    /// With --to DIR: writes the backup's data (all sources, or --source's) into DIR instead,
+    /// checked and decrypted the same way, the live app untouched: a database's dump as its
+    /// tools read it (`pg_restore db.pgdump`), a directory, volume or the app's files unpacked
+    /// into DIR/SOURCE.
     Restore(RestoreArgs),
     /// Delete the backups the `keep` policy does not keep (never the newest verified one).
     Prune {
@@ -75,6 +80,11 @@ pub struct RestoreArgs {
     /// Restore only this source.
     #[arg(long)]
     source: Option<String>,
+    /// Write the backup's data into this directory (on the agent's machine) instead of the
+    /// live app: dumps as their engine's tools read them (`db.pgdump` for `pg_restore`),
+    /// archives unpacked; nothing live is touched. Never overwrites.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["app", "at"])]
+    to: Option<PathBuf>,
     /// The age identity file (default: `[backups] identity`).
     #[arg(long)]
     identity: Option<PathBuf>,
@@ -241,6 +251,29 @@ pub fn run(g: &Global, cmd: BackupCommand) -> anyhow::Result<ExitCode> {
                 println!("{} {}", style("✓").green(), r.message);
                 if let Some(s) = &r.safety_backup {
                     println!("what was there before is in backup {s}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BackupCommand::Restore(a) if a.to.is_some() => {
+            let id =
+                a.id.context("name the backup to write out (`dockhand backup list`)")?;
+            let r: ExtractReport = call(
+                g,
+                BackupRequest::Extract {
+                    id,
+                    source: a.source,
+                    to: a.to.map(abs).unwrap_or_default(),
+                    identity: a.identity.map(abs),
+                    requested_by: requested_by(),
+                },
+            )?;
+            if g.json {
+                print_json(&r);
+            } else {
+                println!("{} {}", style("✓").green(), r.message);
+                for e in &r.extracted {
+                    println!("  {} ({}): {}", e.source, e.kind, e.path);
                 }
             }
             Ok(ExitCode::SUCCESS)

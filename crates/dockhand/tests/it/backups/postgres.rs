@@ -332,6 +332,32 @@ fn an_empty_or_truncated_dump_of_a_non_empty_database_fails_the_backup_and_leave
         sb.path().join("backups").join(&app).join(&id).exists(),
         "the good backup is stored"
     );
+    // Written out with --to, the dump is one `pg_restore` reads, the globals plain SQL.
+    let aside = sb.path().join("aside");
+    let (code, r) = sb.json(&[
+        "backup",
+        "restore",
+        &id,
+        "--source",
+        "db",
+        "--to",
+        aside.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(
+        super::entries(&aside),
+        vec!["db.globals.sql", "db.pgdump"],
+        "{r}"
+    );
+    let listed = sh(&format!(
+        "pg_restore -l {}",
+        aside.join("db.pgdump").display()
+    ));
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("TABLE DATA public items"),
+        "{}",
+        show(&listed)
+    );
 
     // An identity that is not the recipients' decrypts nothing: the restore refuses before it
     // touches anything (no safety backup, the live rows as they were).
