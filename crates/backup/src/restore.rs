@@ -273,6 +273,13 @@ pub fn extract_item(
     dir: &Path,
 ) -> Result<PathBuf> {
     let to = extract_path(item, dir);
+    // A manifest names its sources; a name that would leave `dir` is not one of ours.
+    if to.parent() != Some(dir) {
+        return Err(BackupError::restore(format!(
+            "backup item `{}` has a name that is not a plain file name; nothing was written",
+            item.source
+        )));
+    }
     if to.symlink_metadata().is_ok() {
         return Err(BackupError::usage(format!(
             "{} already exists: --to never overwrites; name an empty or new directory",
