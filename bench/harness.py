@@ -30,7 +30,8 @@ import peers as pc
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PACKAGES = {"nginx": "nginx", "haproxy": "haproxy", "caddy": "caddy", "wrk": "wrk",
-            "openssl": "openssl", "taskset": "util-linux", "zstd": "zstd"}
+            "openssl": "openssl", "taskset": "util-linux", "zstd": "zstd",
+            "docker-compose": "docker-compose"}
 PEERS = ["nginx", "haproxy", "caddy", "dockhand"]
 PATH = "/health"  # the testapp answers it without writing a log line
 
@@ -1559,6 +1560,76 @@ def render_update(up):
     return lines
 
 
+COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+
+
+def import_stage(exe, workdir, args, budget):
+    """`dockhand import compose --stdout` on every compose file of the test corpus, timed
+    against `docker-compose config -q` (Compose v1, which reads, interpolates and validates
+    the same file) in the same run: medians of wall time, largest project first."""
+    budget.check("import")
+    corpus = ROOT / "crates/compose/tests/corpus"
+    files = sorted(p for p in corpus.rglob("*")
+                   if p.name in COMPOSE_NAMES and p.is_file())
+    if not files:
+        return f"not run: no compose file under {corpus}"
+    peer = shutil.which("docker-compose")
+    reps = 5 if args.quick else 15
+    rows = []
+    for f in files:
+        budget.check("import")
+        # A copy, so neither tool sees anything but the project (and nothing is written back).
+        d = workdir / "import" / str(f.parent.relative_to(corpus))
+        shutil.copytree(f.parent, d, dirs_exist_ok=True)
+        target = d / f.name
+        env = dict(os.environ, NO_COLOR="1")
+
+        def timed(cmd):
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                r = subprocess.run(cmd, cwd=d, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, timeout=60)
+                dt = (time.perf_counter() - t0) * 1000
+                if r.returncode != 0:
+                    return None
+                times.append(dt)
+            return statistics.median(times)
+
+        ours = timed([str(exe), "import", "compose", "-f", str(target), "--stdout"])
+        theirs = timed([peer, "-f", str(target), "config", "-q"]) if peer else None
+        rows.append({"file": str(f.relative_to(corpus)), "bytes": target.stat().st_size,
+                     "dockhand_ms": ours, "compose_ms": theirs})
+    rows.sort(key=lambda r: (-r["bytes"], r["file"]))
+    return {"rows": rows, "reps": reps, "peer": peer is not None}
+
+
+def render_import(im):
+    lines = ["## Import (issue 18)", ""]
+    if isinstance(im, str):
+        return lines + [im, ""]
+    lines.append(
+        "`dockhand import compose -f FILE --stdout` (read, interpolate, convert, report; writes "
+        "nothing) on every compose file of the test corpus, against `docker-compose -f FILE "
+        "config -q` (Compose v1: read, interpolate, validate) in the same run. Median wall time "
+        f"of {im['reps']} runs each, process start included; largest file first. Goal: the "
+        "largest well under a second. A blank peer cell: that tool refused the file alone "
+        "(e.g. an override file that needs its base)." if im["peer"] else
+        "docker-compose is not installed: no peer figures.")
+    lines.append("")
+    table = []
+    for r in im["rows"]:
+        ours, theirs = r["dockhand_ms"], r["compose_ms"]
+        table.append([f"`{r['file']}`", bl.fmt_bytes(r["bytes"]),
+                      "failed" if ours is None else f"{bl.fmt_num(ours)} ms",
+                      "" if theirs is None else f"{bl.fmt_num(theirs)} ms",
+                      bl.fmt_ratio(ours / theirs) if ours and theirs else ""])
+    lines.append(bl.md_table(["file", "size", "dockhand", "docker-compose config", "ratio"],
+                             table))
+    lines.append("")
+    return lines
+
+
 def render(ctx):
     a = ctx["args"]
     lines = ["# Benchmarks", ""]
@@ -1806,6 +1877,7 @@ def render(ctx):
 
 
     lines += render_update(ctx["update"])
+    lines += render_import(ctx["import"])
 
     lines += ["## Backups", ""]
     bk = ctx["backups"]
@@ -1896,7 +1968,7 @@ def parse_args(argv):
                         "64 and 256)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     p.add_argument("--only", choices=["proxy", "handshakes", "loadtest", "deploys", "idle",
-                                      "backups", "remote", "static", "update"],
+                                      "backups", "remote", "static", "update", "import"],
                    action="append", help="run only these stages (repeatable)")
     p.add_argument("--handshake-clients", type=int, default=4,
                    help="concurrent `openssl s_time` loops in the handshake stage (default 4)")
@@ -1944,7 +2016,7 @@ def main(argv=None):
     signal.signal(signal.SIGHUP, on_signal)
 
     stages = set(args.only or ["proxy", "handshakes", "loadtest", "deploys", "idle", "backups",
-                               "remote", "static", "update"])
+                               "remote", "static", "update", "import"])
     ensure_packages()
     build(args)
     exe = (args.dockhand_bin or ROOT / "target/release/dockhand").resolve()
@@ -1978,6 +2050,7 @@ def main(argv=None):
         "remote": "not run (--only)",
         "static": "not run (--only)",
         "update": "not run (--only)",
+        "import": "not run (--only)",
     }
     busy0, own0 = system_busy_ticks(), own_cpu_seconds()
     raw = {}
@@ -2031,6 +2104,8 @@ def main(argv=None):
             ctx["static"], raw["static"] = static_stage(exe, procs, workdir, args, budget)
         if "update" in stages:
             ctx["update"] = update_stage(exe, procs, workdir, args, budget)
+        if "import" in stages:
+            ctx["import"] = import_stage(exe, workdir, args, budget)
         ok = True
     except KeyboardInterrupt:
         log("interrupted; stopping everything the harness started")

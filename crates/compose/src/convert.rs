@@ -145,6 +145,7 @@ pub fn run(opts: &ImportOptions) -> Result<Conversion, ImportError> {
         edge: proxy::Edge::default(),
         trailer: String::new(),
         one_shots: Vec::new(),
+        hooked: std::collections::BTreeMap::new(),
         assumed_hosts: Vec::new(),
     };
     let doc = c.document()?;
@@ -242,8 +243,12 @@ struct Converter<'a> {
     edge: proxy::Edge,
     /// Text appended after the document (commented-out tables the user must finish).
     trailer: String,
-    /// Compose services that became once tasks.
+    /// Compose one-shot services (tasks, or pre_deploy hooks).
     one_shots: Vec<String>,
+    /// One-shots another service waits for with `service_completed_successfully` that run in
+    /// an imported service's image: compose name → that service's dockhand name, whose
+    /// `pre_deploy` hook they become.
+    hooked: std::collections::BTreeMap<String, String>,
     /// Services routed on an assumed `*.localhost` host.
     assumed_hosts: Vec<String>,
 }

@@ -295,8 +295,13 @@ fn traefik_labels_become_routes() {
     // the hashes go to the secrets file, never into dockhand.toml
     assert!(c.secret_names().contains(&"ADMIN_AUTH_HTPASSWD"));
     assert!(!t.contains("apr1"), "{t}");
-    // one-shot jobs: the migration runs in the backend's image; minio/mc has no service
-    assert!(t.contains("[tasks.migrate]\nservice = \"backend\"\ncommand = \"./backend migrate --yes\"\nwhen = \"once\""), "{t}");
+    // one-shot jobs: the migration the backend waits for (service_completed_successfully)
+    // runs in the backend's image before it starts, every deploy; minio/mc has no service
+    assert!(
+        t.contains("hooks = { pre_deploy = \"./backend migrate --yes\" }"),
+        "{t}"
+    );
+    assert!(!t.contains("[tasks.migrate]"), "{t}");
     assert!(t.contains("# [tasks.minio-bootstrap]"), "{t}");
     assert!(!c.report.services.contains(&"migrate".to_owned()));
     // untranslated labels are in the report

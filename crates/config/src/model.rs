@@ -400,6 +400,10 @@ pub struct ServiceConfig {
     /// Services and databases started before this one.
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// The dependencies (among `depends_on`) that must pass their gate before this service
+    /// starts (`{ service = "api", condition = "healthy" }`); the others only start first.
+    #[serde(default)]
+    pub healthy_first: Vec<String>,
     /// `Some` for a static service: files the proxy serves itself (nothing runs; from a
     /// directory, or from `container`'s image when it has one).
     #[serde(default)]

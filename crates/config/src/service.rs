@@ -82,6 +82,7 @@ const ROUTE_KEYS: &[&str] = &[
     "upstream_response_timeout",
 ];
 const HOOK_KEYS: &[&str] = &["pre_deploy", "post_deploy"];
+const DEPENDS_KEYS: &[&str] = &["service", "condition"];
 const RESTART_VALUES: &[&str] = &["always", "on-failure", "never"];
 
 impl Parser<'_> {
@@ -157,6 +158,7 @@ impl Parser<'_> {
             hooks: Hooks::default(),
             container: None,
             depends_on: Vec::new(),
+            healthy_first: Vec::new(),
             static_site: None,
         };
 
@@ -286,7 +288,7 @@ impl Parser<'_> {
             }
         }
         if let Some(f) = fields.get("depends_on") {
-            if let Some(names) = self.string_array(f) {
+            if let Some((names, healthy)) = self.depends_on(f) {
                 self.depends.push((
                     name.to_string(),
                     names.clone(),
@@ -294,6 +296,7 @@ impl Parser<'_> {
                     f.path.clone(),
                 ));
                 service.depends_on = names;
+                service.healthy_first = healthy;
             }
         }
         if let Some(f) = fields.get("route") {
@@ -439,6 +442,72 @@ impl Parser<'_> {
             c.ulimits = self.ulimits(f);
         }
         c
+    }
+
+    /// `depends_on = ["worker", { service = "api", condition = "healthy" }]`: every name (the
+    /// start order), and those whose health gates this service's start.
+    fn depends_on(&mut self, f: &Field<'_>) -> Option<(Vec<String>, Vec<String>)> {
+        let Some(array) = f.item.as_array() else {
+            self.error(
+                value_span(f),
+                Some(&f.path),
+                "expected an array for `depends_on`".into(),
+                Some("write depends_on = [\"worker\", { service = \"api\", condition = \"healthy\" }]".into()),
+            );
+            return None;
+        };
+        let mut names = Vec::new();
+        let mut healthy = Vec::new();
+        for value in array.iter() {
+            let span = value.span().unwrap_or_else(|| value_span(f));
+            match value {
+                toml_edit::Value::String(s) => names.push(s.value().clone()),
+                toml_edit::Value::InlineTable(t) => {
+                    let fields = self.fields(t, &f.path, DEPENDS_KEYS, "in a depends_on entry");
+                    let Some(service) = fields.get("service").and_then(|g| self.string(g)) else {
+                        self.error(
+                            span,
+                            Some(&f.path),
+                            "a depends_on table needs `service`".into(),
+                            Some("write { service = \"api\", condition = \"healthy\" }".into()),
+                        );
+                        return None;
+                    };
+                    match fields.get("condition") {
+                        None => {}
+                        Some(c) => match self.string(c).as_deref() {
+                            Some("started") => {}
+                            Some("healthy") => healthy.push(service.clone()),
+                            Some(other) => {
+                                let help = match crate::parse::suggest(other, &["started", "healthy"]) {
+                                    Some(better) => format!("did you mean \"{better}\"?"),
+                                    None => "write \"started\" (start after it, the default) or \"healthy\" (start once it is healthy)".into(),
+                                };
+                                self.error(
+                                    value_span(c),
+                                    Some(&c.path),
+                                    format!("unknown depends_on condition `{other}`"),
+                                    Some(help),
+                                );
+                                return None;
+                            }
+                            None => return None,
+                        },
+                    }
+                    names.push(service);
+                }
+                _ => {
+                    self.error(
+                        span,
+                        Some(&f.path),
+                        "a depends_on entry is a name or a table { service = \"…\", condition = \"healthy\" }".into(),
+                        None,
+                    );
+                    return None;
+                }
+            }
+        }
+        Some((names, healthy))
     }
 
     /// Reports `depends_on` names that are neither a service nor a database, and cycles.

@@ -43,7 +43,7 @@ memory = "512MB"
 init = true
 shm_size = "64MB"
 ulimits = { nofile = { soft = 1024, hard = 65536 }, nproc = 512 }
-depends_on = ["db", "cache"]
+depends_on = ["db", { service = "cache", condition = "healthy" }]
 health = { path = "/health" }
 
 [services.worker]
@@ -128,6 +128,7 @@ fn containers_and_databases_parse_every_field() {
         ]
     );
     assert_eq!(api.depends_on, vec!["db", "cache"]);
+    assert_eq!(api.healthy_first, vec!["cache"]);
     assert_eq!(
         api.env["DATABASE_URL"].template(),
         "postgres://shop:${secret.DB_PASSWORD}@db:5432/shop"
@@ -384,6 +385,16 @@ const RULES: &[Rule] = &[
         column: 14,
         key: "services.api.depends_on",
         text: "did you mean `worker`?",
+    },
+    Rule {
+        name: "depends_on with an unknown condition",
+        toml: "app = \"shop\"\n[services.api]\nimage = \"a:1\"\ndepends_on = [{ service = \"worker\", condition = \"helthy\" }]\n[services.worker]\nimage = \"a:1\"\n",
+        setup: nothing,
+        severity: Error,
+        line: 4,
+        column: 49,
+        key: "services.api.depends_on.condition",
+        text: "did you mean \"healthy\"?",
     },
     Rule {
         name: "dependency cycle",

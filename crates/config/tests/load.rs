@@ -88,6 +88,7 @@ fn full_example_parses_every_field() {
         },
         container: None,
         depends_on: Vec::new(),
+        healthy_first: Vec::new(),
         static_site: None,
     };
     let worker = ServiceConfig {
@@ -105,6 +106,7 @@ fn full_example_parses_every_field() {
         hooks: Hooks::default(),
         container: None,
         depends_on: Vec::new(),
+        healthy_first: Vec::new(),
         static_site: None,
     };
     let expected = AppConfig {

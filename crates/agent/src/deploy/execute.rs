@@ -478,11 +478,27 @@ impl<'a> Execution<'a> {
 
     /// Every new instance's gate at once; the first failure ends the others.
     async fn gate(&mut self, plan: &Plan, checks: &[GateCheck]) -> Result<()> {
-        self.say(
-            "health",
-            None,
-            "waiting for every new instance to pass its health check".into(),
-        );
+        let mut services: Vec<&str> = checks.iter().map(|c| c.service.as_str()).collect();
+        services.dedup();
+        // The plan's last gate is the release's; an earlier one lets a dependent start.
+        let last = plan
+            .steps
+            .iter()
+            .rev()
+            .find_map(|s| match s {
+                Step::Gate { checks } => Some(checks),
+                _ => None,
+            })
+            .is_some_and(|c| c.as_slice() == checks);
+        let message = if last {
+            "waiting for every new instance to pass its health check".to_string()
+        } else {
+            format!(
+                "waiting for {} to pass its health check before starting what depends on it",
+                services.join(", ")
+            )
+        };
+        self.say("health", None, message);
         let mut gates = tokio::task::JoinSet::new();
         for check in checks {
             let Some(inst) = self.new.iter().find(|i| i.id == check.instance).cloned() else {

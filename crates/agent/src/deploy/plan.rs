@@ -5,7 +5,7 @@
 //! A deploy, reload or rollback:
 //!
 //! ```text
-//! database…  image…  static…  pre_deploy…  start… (depends_on order)  gate  commit  swap  drain  stop  post_deploy…  prune
+//! database…  image…  static…  pre_deploy…  start… (depends_on order, a gate before a service that waits for a dependency's health)  gate  commit  swap  drain  stop  post_deploy…  prune
 //! ```
 //!
 //! A canary deploy (`[deploy] strategy = "canary"`, a deploy or reload beside a serving
@@ -320,20 +320,11 @@ pub fn plan(target: Target<'_>, observed: &Observed) -> Plan {
     }
     prepare(&mut plan, config, observed, target.prebuilt);
     hooks(&mut plan, config, HookPhase::PreDeploy);
-    let started = start(&mut plan, config);
+    let started = start(&mut plan, config, true);
     plan.steps.push(Step::Gate {
         checks: started
             .iter()
-            .map(|(svc, id)| GateCheck {
-                instance: id.clone(),
-                service: svc.name.clone(),
-                kind: gate_kind(svc),
-                deadline: svc
-                    .health
-                    .as_ref()
-                    .map(|h| h.deploy_timeout)
-                    .unwrap_or(DEFAULT_GATE),
-            })
+            .map(|(svc, id)| gate_check(svc, id))
             .collect(),
     });
     if target.kind.builds() && config.deploy.strategy == Strategy::Canary {
@@ -383,7 +374,8 @@ pub fn plan_restart(committed: Option<(i64, &AppConfig)>, observed: &Observed) -
     });
     if let Some((_, config)) = committed {
         prepare(&mut plan, config, observed, &BTreeMap::new());
-        start(&mut plan, config);
+        // No gate on a restart: what was committed passed its gates; the order stays.
+        start(&mut plan, config, false);
         plan.steps.push(Step::Swap);
     }
     plan
@@ -555,12 +547,28 @@ fn hooks(plan: &mut Plan, config: &AppConfig, phase: HookPhase) {
     }
 }
 
-/// One start step per service, in `depends_on` order; returns every new instance.
-fn start<'c>(plan: &mut Plan, config: &'c AppConfig) -> Vec<(&'c ServiceConfig, String)> {
-    let mut all = Vec::new();
+/// One start step per service, in `depends_on` order. With `gates`, a service that waits for
+/// a dependency's health (`condition = "healthy"`) is preceded by a gate step of the
+/// instances started so far and not yet gated. Returns the new instances no gate step covers.
+fn start<'c>(
+    plan: &mut Plan,
+    config: &'c AppConfig,
+    gates: bool,
+) -> Vec<(&'c ServiceConfig, String)> {
+    let mut all: Vec<(&ServiceConfig, String)> = Vec::new();
     for svc in start_order(config) {
         if svc.static_site.is_some() {
             continue; // served by the proxy: nothing runs
+        }
+        let waits = svc
+            .healthy_first
+            .iter()
+            .any(|dep| all.iter().any(|(s, _)| &s.name == dep));
+        if gates && waits {
+            plan.steps.push(Step::Gate {
+                checks: all.iter().map(|(s, id)| gate_check(s, id)).collect(),
+            });
+            all.clear();
         }
         let ids: Vec<String> = (0..svc.replicas)
             .map(|i| instance_id(plan.deployment, plan.release, &svc.name, i))
@@ -572,6 +580,20 @@ fn start<'c>(plan: &mut Plan, config: &'c AppConfig) -> Vec<(&'c ServiceConfig, 
         });
     }
     all
+}
+
+/// The gate of one new instance of `svc`.
+fn gate_check(svc: &ServiceConfig, instance: &str) -> GateCheck {
+    GateCheck {
+        instance: instance.to_string(),
+        service: svc.name.clone(),
+        kind: gate_kind(svc),
+        deadline: svc
+            .health
+            .as_ref()
+            .map(|h| h.deploy_timeout)
+            .unwrap_or(DEFAULT_GATE),
+    }
 }
 
 /// A service with a port or a health command is gated on its health, a worker on staying up.

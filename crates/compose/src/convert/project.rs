@@ -3,6 +3,7 @@
 //! image or build to run) and in which order, and whether each becomes a `[databases.NAME]`
 //! or a `[services.NAME]` table. The tables themselves are `service`'s and `database`'s.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table};
@@ -85,6 +86,14 @@ impl Converter<'_> {
         let one_shots = self.one_shots(&active);
         self.one_shots = one_shots.clone();
         self.names.assign(&mut self.notes, &active);
+        for (name, svc) in &active {
+            if one_shots.contains(name) && awaited(&active).contains(name) {
+                if let Some(host) = self.task_host(name, svc, &active, &one_shots) {
+                    self.hooked.insert(name.clone(), host);
+                }
+            }
+        }
+        let mut hooks: BTreeMap<String, Vec<String>> = BTreeMap::new();
 
         let mut databases = Table::new();
         databases.set_implicit(true);
@@ -119,7 +128,15 @@ impl Converter<'_> {
             let new = self.names.dockhand(name).to_owned();
             self.edge.flush_notes(&mut self.notes, Some(name));
             if engine.is_none() && one_shots.contains(name) {
-                self.task(name, svc, &active, &one_shots, &mut tasks);
+                match self.hooked.get(name).cloned() {
+                    Some(host) => {
+                        let command = one_shot_command(svc);
+                        self.drop_one_shot_keys(name, svc, &host);
+                        self.notes.add(Some(name), "restart", NoteKind::Assumed, format!("a one-shot job another service waits for (service_completed_successfully): became `{host}`'s pre_deploy hook, run on every deploy before any new instance starts, in `{host}`'s image with its env; a failure stops the deploy"));
+                        hooks.entry(host).or_default().push(command);
+                    }
+                    None => self.task(name, svc, &active, &one_shots, &mut tasks),
+                }
                 continue;
             }
             position += 1;
@@ -154,6 +171,16 @@ impl Converter<'_> {
                 file: self.first_file.clone(),
                 message: "there is no service to import (the report of a run with --profile may show skipped ones)".into(),
             });
+        }
+        for (host, commands) in hooks {
+            if let Some(t) = services_t.get_mut(&host).and_then(Item::as_table_mut) {
+                let mut h = toml_edit::InlineTable::new();
+                h.insert(
+                    "pre_deploy",
+                    crate::syntax::escape(&commands.join(" && ")).into(),
+                );
+                t.insert("hooks", toml_edit::value(h));
+            }
         }
         if !databases.is_empty() {
             doc.insert("databases", Item::Table(databases));
@@ -343,16 +370,7 @@ impl Converter<'_> {
     /// a bootstrap/migrate/seed/init command or name.
     fn one_shots(&self, active: &[(String, Value)]) -> Vec<String> {
         let mut out = Vec::new();
-        let awaited: Vec<String> = active
-            .iter()
-            .filter_map(|(_, svc)| svc.get("depends_on").and_then(Value::as_map))
-            .flat_map(|deps| deps.iter())
-            .filter(|(_, spec)| {
-                spec.get("condition").and_then(Value::scalar).as_deref()
-                    == Some("service_completed_successfully")
-            })
-            .map(|(d, _)| d.clone())
-            .collect();
+        let awaited = awaited(active);
         for (name, svc) in active {
             let restart = svc.get("restart").and_then(crate::syntax::restart_text);
             let policy_none = svc
@@ -409,35 +427,9 @@ impl Converter<'_> {
         tasks: &mut Table,
     ) {
         let new = self.names.dockhand(name).to_owned();
-        let command = match (svc.get("entrypoint"), svc.get("command")) {
-            (Some(e), c) => {
-                let mut words = command_words(e);
-                words.extend(c.map(command_words).unwrap_or_default());
-                shell_command(&words)
-            }
-            (None, Some(c)) => match c {
-                Value::Seq(_) => shell_command(&command_words(c)),
-                other => other.scalar().unwrap_or_default(),
-            },
-            (None, None) => String::new(),
-        };
-        let key = |v: &Value| {
-            v.get("image")
-                .and_then(Value::scalar)
-                .map(|i| format!("image {i}"))
-                .or_else(|| v.get("build").map(|b| format!("build {b:?}")))
-        };
-        let mine = key(svc);
-        let host = active
-            .iter()
-            .filter(|(n, s)| n != name && !one_shots.contains(n) && key(s) == mine)
-            .find(|(_, s)| {
-                s.get("image")
-                    .and_then(Value::scalar)
-                    .and_then(|i| engine_of(&i))
-                    .is_none()
-            })
-            .map(|(n, _)| self.names.dockhand(n).to_owned());
+        let command = one_shot_command(svc);
+        let mine = image_key(svc);
+        let host = self.task_host(name, svc, active, one_shots);
         let waits: Vec<String> = svc
             .get("depends_on")
             .and_then(Value::as_map)
@@ -450,6 +442,53 @@ impl Converter<'_> {
         } else {
             format!(" (compose ran it after {} was ready; a once task runs when the release serves, so after every service is healthy)", waits.join(", "))
         };
+        if let Some(h) = &host {
+            self.drop_one_shot_keys(name, svc, h);
+        }
+        match host {
+            Some(host) => {
+                let mut t = Table::new();
+                t.insert("service", toml_edit::value(host.clone()));
+                t.insert("command", toml_edit::value(crate::syntax::escape(&command)));
+                t.insert("when", toml_edit::value("once"));
+                tasks.insert(&new, Item::Table(t));
+                self.notes.add(Some(name), "restart", NoteKind::Assumed, format!("a one-shot job: became [tasks.{new}] with when = \"once\", run in `{host}`'s image with its env{after}"));
+            }
+            None => {
+                let image = mine.unwrap_or_default();
+                self.trailer.push_str(&format!(
+                    "\n# compose service `{name}` is a one-shot job ({image}); a task runs in a service's image,\n# and no service here has that image. Add one, or run the command from another service:\n# [tasks.{new}]\n# service = \"…\"\n# command = {}\n# when = \"once\"\n",
+                    toml_edit::Value::from(crate::syntax::escape(&command))
+                ));
+                self.notes.add(Some(name), "restart", NoteKind::Warning, format!("a one-shot job, not a service: written as a commented-out [tasks.{new}] at the end of the file, since a task runs in a service's image and no imported service has {image}{after}"));
+            }
+        }
+    }
+
+    /// The imported service whose image (or build) one-shot `name` shares, to run it in.
+    fn task_host(
+        &self,
+        name: &str,
+        svc: &Value,
+        active: &[(String, Value)],
+        one_shots: &[String],
+    ) -> Option<String> {
+        let mine = image_key(svc);
+        active
+            .iter()
+            .filter(|(n, s)| n != name && !one_shots.contains(n) && image_key(s) == mine)
+            .find(|(_, s)| {
+                s.get("image")
+                    .and_then(Value::scalar)
+                    .and_then(|i| engine_of(&i))
+                    .is_none()
+            })
+            .map(|(n, _)| self.names.dockhand(n).to_owned())
+    }
+
+    /// Reports the keys of one-shot `name` that do not carry over to a task or hook run in
+    /// `host`.
+    fn drop_one_shot_keys(&mut self, name: &str, svc: &Value, host: &str) {
         let dropped: Vec<&str> = svc
             .as_map()
             .unwrap_or_default()
@@ -476,26 +515,8 @@ impl Converter<'_> {
                 Some(name),
                 &dropped.join(", "),
                 NoteKind::NotCarried,
-                "a task runs with the env, volumes and settings of the service it runs in; move what it needs there",
+                format!("it runs with the env, volumes and settings of `{host}`; move what it needs there"),
             );
-        }
-        match host {
-            Some(host) => {
-                let mut t = Table::new();
-                t.insert("service", toml_edit::value(host.clone()));
-                t.insert("command", toml_edit::value(crate::syntax::escape(&command)));
-                t.insert("when", toml_edit::value("once"));
-                tasks.insert(&new, Item::Table(t));
-                self.notes.add(Some(name), "restart", NoteKind::Assumed, format!("a one-shot job: became [tasks.{new}] with when = \"once\", run in `{host}`'s image with its env{after}"));
-            }
-            None => {
-                let image = mine.unwrap_or_default();
-                self.trailer.push_str(&format!(
-                    "\n# compose service `{name}` is a one-shot job ({image}); a task runs in a service's image,\n# and no service here has that image. Add one, or run the command from another service:\n# [tasks.{new}]\n# service = \"…\"\n# command = {}\n# when = \"once\"\n",
-                    toml_edit::Value::from(crate::syntax::escape(&command))
-                ));
-                self.notes.add(Some(name), "restart", NoteKind::Warning, format!("a one-shot job, not a service: written as a commented-out [tasks.{new}] at the end of the file, since a task runs in a service's image and no imported service has {image}{after}"));
-            }
         }
     }
 
@@ -634,4 +655,42 @@ fn shell_command(words: &[String]) -> String {
 /// A top-level key of the merged project.
 fn top<'p>(project: &'p Project, key: &str) -> Option<&'p Value> {
     project.root.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+/// The services another waits for with `condition: service_completed_successfully`.
+fn awaited(active: &[(String, Value)]) -> Vec<String> {
+    active
+        .iter()
+        .filter_map(|(_, svc)| svc.get("depends_on").and_then(Value::as_map))
+        .flat_map(|deps| deps.iter())
+        .filter(|(_, spec)| {
+            spec.get("condition").and_then(Value::scalar).as_deref()
+                == Some("service_completed_successfully")
+        })
+        .map(|(d, _)| d.clone())
+        .collect()
+}
+
+/// What identifies a service's image: its `image`, else its `build`.
+fn image_key(v: &Value) -> Option<String> {
+    v.get("image")
+        .and_then(Value::scalar)
+        .map(|i| format!("image {i}"))
+        .or_else(|| v.get("build").map(|b| format!("build {b:?}")))
+}
+
+/// A one-shot service's command (entrypoint and command) as one shell line.
+fn one_shot_command(svc: &Value) -> String {
+    match (svc.get("entrypoint"), svc.get("command")) {
+        (Some(e), c) => {
+            let mut words = command_words(e);
+            words.extend(c.map(command_words).unwrap_or_default());
+            shell_command(&words)
+        }
+        (None, Some(c)) => match c {
+            Value::Seq(_) => shell_command(&command_words(c)),
+            other => other.scalar().unwrap_or_default(),
+        },
+        (None, None) => String::new(),
+    }
 }

@@ -114,6 +114,7 @@ impl Converter<'_> {
                 deps,
                 databases,
                 &self.one_shots,
+                &self.hooked,
             ) {
                 t.insert("depends_on", toml_edit::value(arr));
             }
@@ -162,8 +163,9 @@ impl Converter<'_> {
 }
 
 /// `depends_on` of service `name`: the imported services it names that are not databases
-/// (databases always start first), as an array; conditions are reported, since dockhand
-/// keeps only the start order.
+/// (databases always start first), as an array; `service_healthy` becomes
+/// `{ service = "…", condition = "healthy" }` (the dependent starts once it passed its gate),
+/// other conditions are reported and kept as start order.
 fn depends_on(
     notes: &mut Notes,
     names: &Names,
@@ -171,6 +173,7 @@ fn depends_on(
     deps: &[(String, Value)],
     databases: &[String],
     one_shots: &[String],
+    hooked: &std::collections::BTreeMap<String, String>,
 ) -> Option<Array> {
     let mut arr = Array::new();
     let mut conditions = Vec::new();
@@ -185,6 +188,15 @@ fn depends_on(
             );
             continue;
         };
+        if let Some(host) = hooked.get(dep) {
+            notes.add(
+                Some(name),
+                "depends_on",
+                NoteKind::Assumed,
+                format!("`{dep}` became `{host}`'s pre_deploy hook: it runs, and must succeed, before `{name}` starts, on every deploy"),
+            );
+            continue;
+        }
         if one_shots.contains(dep) {
             notes.add(
                 Some(name),
@@ -200,6 +212,13 @@ fn depends_on(
             .unwrap_or_default();
         if databases.contains(dep) {
             db_deps.push(new);
+            continue;
+        }
+        if cond == "service_healthy" {
+            let mut t = toml_edit::InlineTable::new();
+            t.insert("service", new.into());
+            t.insert("condition", "healthy".into());
+            arr.push(t);
             continue;
         }
         if cond != "service_started" && !cond.is_empty() {
@@ -224,7 +243,7 @@ fn depends_on(
             "depends_on",
             NoteKind::Warning,
             format!(
-                "kept as start order: {} starts first, but dockhand does not wait for it to be healthy before starting `{name}` (the deploy gate waits for both)",
+                "kept as start order: {} starts first; dockhand does not wait for that condition before starting `{name}` (the deploy gate waits for both)",
                 conditions.join(", ")
             ),
         );

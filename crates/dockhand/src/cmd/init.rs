@@ -38,12 +38,38 @@ pub struct InitArgs {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Detected {
-    Compose { file: String },
-    Dockerfile { port: u16 },
-    Node { command: String },
-    Python { command: String },
-    Rust { command: String },
-    Static { dir: String },
+    Compose {
+        file: String,
+    },
+    Dockerfile {
+        port: u16,
+    },
+    Node {
+        command: String,
+    },
+    Python {
+        command: String,
+    },
+    Rust {
+        command: String,
+    },
+    Static {
+        dir: String,
+    },
+    /// Nothing at the top, but subdirectories that each hold one (e.g. `api/` and `web/`):
+    /// one service each.
+    Several {
+        services: Vec<Part>,
+    },
+}
+
+/// One service of a project made of several directories.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Part {
+    pub name: String,
+    /// The subdirectory, relative to the project.
+    pub dir: String,
+    pub detected: Detected,
 }
 
 #[derive(Serialize)]
@@ -96,7 +122,7 @@ pub fn run(g: &Global, args: InitArgs) -> anyhow::Result<ExitCode> {
     let detected = detect(&dir).ok_or_else(|| {
         output::usage(
             format!(
-                "found nothing to run in {}: no compose file, Dockerfile, package.json, requirements.txt, pyproject.toml, Cargo.toml or static site (dist/, build/, public/ with index.html); write dockhand.toml by hand (see docs/configuration.md)",
+                "found nothing to run in {}: no compose file, Dockerfile, package.json, requirements.txt, pyproject.toml, Cargo.toml or static site (dist/, build/, public/ with index.html), here or in a subdirectory; write dockhand.toml by hand (see docs/configuration.md)",
                 dir.display()
             ),
             g.json,
@@ -116,11 +142,16 @@ pub fn run(g: &Global, args: InitArgs) -> anyhow::Result<ExitCode> {
         };
         let done = dockhand_compose::import(&opts)
             .map_err(|e| output::usage(format!("importing {file}: {e}"), g.json))?;
+        let generated = match &done.report.secrets_file {
+            Some(path) => generate_placeholders(path, &sets)
+                .with_context(|| format!("failed to update {}", path.display()))?,
+            None => Vec::new(),
+        };
         let report = Report {
             file: toml_path,
             app: done.report.app.clone(),
             detected,
-            generated: Vec::new(),
+            generated,
             secrets: done.report.secrets.clone(),
             secrets_file: done.report.secrets_file.clone(),
             missing: Vec::new(),
@@ -216,6 +247,55 @@ pub fn run(g: &Global, args: InitArgs) -> anyhow::Result<ExitCode> {
     finish(g, &report)
 }
 
+/// In the secrets file an import wrote: every value that is empty or a placeholder
+/// (`change_me`, `replace-me-with-a-random-string`…) becomes `--set`'s value or a strong
+/// random one. Returns the names given a generated value.
+fn generate_placeholders(
+    path: &Path,
+    sets: &BTreeMap<String, String>,
+) -> anyhow::Result<Vec<String>> {
+    let secrets = dockhand_config::Secrets::load(path)?;
+    let mut text = dockhand_config::read_for_edit(path)?;
+    let mut generated = Vec::new();
+    let mut changed = false;
+    for name in secrets.names() {
+        let value = secrets.get(name).unwrap_or_default();
+        if let Some(given) = sets.get(name) {
+            text = dockhand_config::set_entry(&text, name, given);
+            changed = true;
+        } else if dockhand_config::placeholder(value).is_some()
+            || (value.is_empty() && !issued_elsewhere(name))
+        {
+            text = dockhand_config::set_entry(&text, name, &random_secret()?);
+            generated.push(name.to_string());
+            changed = true;
+        }
+    }
+    if changed {
+        dockhand_config::write_secrets(path, &text)?;
+    }
+    Ok(generated)
+}
+
+/// A secret some other service issues (an API key, an OAuth client secret, a licence key, an
+/// SMTP account's password): a random value would be wrong, so it is left for the user.
+fn issued_elsewhere(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    [
+        "API_KEY",
+        "APIKEY",
+        "CLIENT_SECRET",
+        "LICENSE",
+        "LICENCE",
+        "ACCESS_KEY",
+        "SMTP",
+        "MAIL",
+        "TOKEN",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
 fn finish(g: &Global, report: &Report) -> anyhow::Result<ExitCode> {
     if g.json {
         print_json(report);
@@ -264,6 +344,11 @@ fn describe(d: &Detected) -> String {
             format!("a process: {command}")
         }
         Detected::Static { dir } => format!("the static site in {dir}/"),
+        Detected::Several { services } => services
+            .iter()
+            .map(|p| format!("{}: {}", p.name, describe(&p.detected)))
+            .collect::<Vec<_>>()
+            .join("; "),
     }
 }
 
@@ -275,14 +360,68 @@ pub enum EnvSource {
     Missing,
 }
 
-/// What `dir` holds, first match wins. Pure apart from reading the directory.
+/// Subdirectories never taken for a service.
+const NOT_SERVICES: &[&str] = &[
+    "node_modules",
+    "target",
+    "venv",
+    "env",
+    "docs",
+    "doc",
+    "test",
+    "tests",
+    "scripts",
+    "examples",
+    "vendor",
+];
+
+/// What `dir` holds, first match wins; with nothing at the top, what its subdirectories hold.
+/// Pure apart from reading the directory.
 pub fn detect(dir: &Path) -> Option<Detected> {
-    let has = |name: &str| dir.join(name).is_file();
-    if let Some(file) = COMPOSE_FILES.iter().find(|f| has(f)) {
+    if let Some(file) = COMPOSE_FILES.iter().find(|f| dir.join(f).is_file()) {
         return Some(Detected::Compose {
             file: file.to_string(),
         });
     }
+    if let Some(d) = detect_one(dir, false) {
+        return Some(d);
+    }
+    let mut subdirs: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && !NOT_SERVICES.contains(&n.as_str()))
+        .collect();
+    subdirs.sort();
+    let services: Vec<Part> = subdirs
+        .into_iter()
+        .filter_map(|sub| {
+            let detected = detect_one(&dir.join(&sub), true)?;
+            // A static site's directory is relative to the project, like every other path.
+            let detected = match detected {
+                Detected::Static { dir: d } if d.is_empty() => {
+                    Detected::Static { dir: sub.clone() }
+                }
+                Detected::Static { dir: d } => Detected::Static {
+                    dir: format!("{sub}/{d}"),
+                },
+                other => other,
+            };
+            Some(Part {
+                name: app_name(Path::new(&sub)),
+                dir: sub,
+                detected,
+            })
+        })
+        .collect();
+    (!services.is_empty()).then_some(Detected::Several { services })
+}
+
+/// What one directory holds. `part`: a subdirectory of a project of several, where a lone
+/// Python module and an `index.html` (or `static/index.html`) are enough.
+fn detect_one(dir: &Path, part: bool) -> Option<Detected> {
+    let has = |name: &str| dir.join(name).is_file();
     if has("Dockerfile") {
         let text = std::fs::read_to_string(dir.join("Dockerfile")).unwrap_or_default();
         return Some(Detected::Dockerfile {
@@ -307,7 +446,8 @@ pub fn detect(dir: &Path) -> Option<Detected> {
         };
         return Some(Detected::Node { command });
     }
-    if has("requirements.txt") || has("pyproject.toml") {
+    let python_module = ["app.py", "main.py", "server.py"].into_iter().any(&has);
+    if has("requirements.txt") || has("pyproject.toml") || (part && python_module) {
         let reqs = std::fs::read_to_string(dir.join("requirements.txt"))
             .unwrap_or_default()
             .to_ascii_lowercase()
@@ -335,10 +475,18 @@ pub fn detect(dir: &Path) -> Option<Detected> {
             command: "cargo run --release --quiet".into(),
         });
     }
-    ["dist", "build", "public"]
-        .into_iter()
+    if part && has("index.html") {
+        return Some(Detected::Static { dir: String::new() });
+    }
+    let built: &[&str] = if part {
+        &["dist", "build", "public", "static"]
+    } else {
+        &["dist", "build", "public"]
+    };
+    built
+        .iter()
         .find(|d| dir.join(d).join("index.html").is_file())
-        .map(|d| Detected::Static { dir: d.into() })
+        .map(|d| Detected::Static { dir: d.to_string() })
 }
 
 /// The first port an `EXPOSE` line names.
@@ -396,7 +544,66 @@ pub fn render(
          listen = \"${DOCKHAND_LISTEN:-127.0.0.1:8080}\"\n\n",
     );
     let host = format!("{app}.localhost");
-    t.push_str("[services.web]\n");
+    let parts: Vec<Part> = match detected {
+        Detected::Several { services } => services.clone(),
+        other => vec![Part {
+            name: "web".into(),
+            dir: String::new(),
+            detected: other.clone(),
+        }],
+    };
+    let paths = route_paths(&parts);
+    for (part, path) in parts.iter().zip(&paths) {
+        service(&mut t, part, &host, path, env, example);
+    }
+    t
+}
+
+/// The route path of each part: the single one, a static site or a front-end-named one at
+/// `/`, the others under `/NAME`.
+fn route_paths(parts: &[Part]) -> Vec<String> {
+    if parts.len() == 1 {
+        return vec!["/".into()];
+    }
+    let front = parts
+        .iter()
+        .position(|p| matches!(p.detected, Detected::Static { .. }))
+        .or_else(|| {
+            parts.iter().position(|p| {
+                ["web", "frontend", "front", "ui", "site", "client", "app"]
+                    .contains(&p.name.as_str())
+            })
+        })
+        .unwrap_or(0);
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if i == front {
+                "/".to_string()
+            } else {
+                format!("/{}", p.name)
+            }
+        })
+        .collect()
+}
+
+/// One `[services.NAME]` table.
+fn service(
+    t: &mut String,
+    part: &Part,
+    host: &str,
+    path: &str,
+    env: &[(String, EnvSource)],
+    example: Option<&Path>,
+) {
+    let detected = &part.detected;
+    let _ = writeln!(t, "[services.{}]", part.name);
+    let within = if part.dir.is_empty() {
+        "this directory".to_string()
+    } else {
+        format!("{}/", part.dir)
+    };
     match detected {
         Detected::Static { dir } => {
             let _ = writeln!(
@@ -408,18 +615,24 @@ pub fn render(
             );
         }
         Detected::Dockerfile { port } => {
+            let context = if part.dir.is_empty() {
+                ".".to_string()
+            } else {
+                format!("./{}", part.dir)
+            };
             let _ = writeln!(
                 t,
-                "# A container built from ./Dockerfile at each deploy (the image is kept per release, so\n\
-                 # a rollback runs the old build). The app listens on this port inside the container.\n\
-                 build = \".\"\n\
-                 port = {port}"
+                "# A container built from the Dockerfile in {within} at each deploy (the image is kept per\n\
+                 # release, so a rollback runs the old build). The app listens on this port inside the container.\n\
+                 build = {}\n\
+                 port = {port}",
+                quote(&context)
             );
         }
         Detected::Node { command } | Detected::Python { command } | Detected::Rust { command } => {
             let _ = writeln!(
                 t,
-                "# Run through /bin/sh in this directory. Dockhand gives each instance the port to listen\n\
+                "# Run through /bin/sh in {within}. Dockhand gives each instance the port to listen\n\
                  # on in $PORT (old and new instances run side by side during a deploy): make the app\n\
                  # listen on 127.0.0.1:$PORT. Install dependencies before the first deploy, or in a\n\
                  # hook: hooks = {{ pre_deploy = \"…\" }}.\n\
@@ -427,21 +640,37 @@ pub fn render(
                  port = 8000",
                 quote(command)
             );
+            if !part.dir.is_empty() {
+                let _ = writeln!(t, "workdir = {}", quote(&part.dir));
+            }
         }
-        Detected::Compose { .. } => {}
+        Detected::Compose { .. } | Detected::Several { .. } => {}
     }
     if !matches!(detected, Detected::Static { .. }) {
-        t.push_str(
+        let health = if path == "/" {
+            "/".to_string()
+        } else {
+            format!("{path}/health")
+        };
+        let _ = writeln!(
+            t,
             "# A new instance gets traffic only once this path answers; if that does not happen in\n\
              # time the deploy stops and the old release keeps serving. Point it at a cheap route.\n\
-             health = { path = \"/\", deploy_timeout = \"60s\" }\n",
+             health = {{ path = {}, deploy_timeout = \"60s\" }}",
+            quote(&health)
         );
     }
     let _ = writeln!(
         t,
-        "# Requests for this host reach the service (change it to your domain on a server).\n\
-         route = {{ host = {}, path = \"/\" }}",
-        quote(&host)
+        "# Requests for this host reach the service (change it to your domain on a server){}.\n\
+         route = {{ host = {}, path = {} }}",
+        if path == "/" {
+            ""
+        } else {
+            "; the longest matching path wins"
+        },
+        quote(host),
+        quote(path)
     );
     if !env.is_empty() && !matches!(detected, Detected::Static { .. }) {
         let from = example
@@ -475,7 +704,7 @@ pub fn render(
         let names: Vec<String> = env.iter().map(|(n, _)| quote(n)).collect();
         let _ = writeln!(t, "env_required = [{}]", names.join(", "));
     }
-    t
+    t.push('\n');
 }
 
 fn quote(s: &str) -> String {

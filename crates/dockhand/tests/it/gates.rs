@@ -142,3 +142,49 @@ fn a_taken_proxy_port_is_a_clear_startup_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_service_waiting_for_a_dependency_s_health_starts_after_it_passed_its_gate() {
+    let sb = sandbox();
+    let marker = sb.path().join("api-checked");
+    // `web` refuses to start unless `api`'s health command has run (and passed) already:
+    // only a deploy that gates `api` before starting `web` gets through.
+    let config = format!(
+        "{}depends_on = [{{ service = \"api\", condition = \"healthy\" }}]\n\n[services.api]\ncommand = \"sleep 600\"\nhealth = {{ command = \"touch {m}\", interval = \"100ms\", healthy_threshold = 1 }}\n",
+        testapp_toml("VERSION = \"v1\"", 1, "20s").replace(
+            &format!("command = \"{}\"", crate::testapp_bin().display()),
+            &format!(
+                "command = \"sh -c 'test -f {m} && exec {}'\"",
+                crate::testapp_bin().display(),
+                m = marker.display()
+            ),
+        ),
+        m = marker.display()
+    );
+    sb.write("dockhand.toml", &config);
+    let _agent = sb.start_agent();
+    let addr = sb.proxy_addr();
+    std::fs::remove_file(&marker).unwrap();
+    sb.write("dockhand.toml", &config.replace("\"v1\"", "\"v2\""));
+    let out = expect(&sb, &["deploy"], 0);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let healthy = text
+        .find("-api-0 is healthy")
+        .unwrap_or_else(|| panic!("{text}"));
+    let started = text
+        .find("-web-0 started")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        healthy < started,
+        "api passed its gate before web started: {text}"
+    );
+    assert!(
+        text.contains("waiting for api to pass its health check before starting"),
+        "{text}"
+    );
+    assert_eq!(http_get(&addr, "app.test", "/version"), "v2");
+}

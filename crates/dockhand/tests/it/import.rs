@@ -176,24 +176,30 @@ fn import_compose_of_a_broken_project_exits_2_with_the_spot() {
     }
 }
 
-/// Copies a corpus project into the sandbox.
-fn copy_corpus(sb: &dockhand_test_support::Sandbox, project: &str) -> std::path::PathBuf {
-    fn copy(from: &std::path::Path, to: &std::path::Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap().flatten() {
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), &target).unwrap();
-            }
+/// Copies a directory tree.
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
         }
     }
-    let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The directory of a project of the compose corpus.
+pub fn corpus_dir(project: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../compose/tests/corpus")
-        .join(project);
+        .join(project)
+}
+
+/// Copies a corpus project into the sandbox.
+fn copy_corpus(sb: &dockhand_test_support::Sandbox, project: &str) -> std::path::PathBuf {
     let to = sb.path().join(project);
-    copy(&from, &to);
+    copy_tree(&corpus_dir(project), &to);
     to
 }
 

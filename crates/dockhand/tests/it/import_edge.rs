@@ -102,6 +102,9 @@ services:
     image: {TESTAPP_SHELL_IMAGE}
     environment:
       VERSION: web-v1
+    depends_on:
+      migrate:
+        condition: service_completed_successfully
     deploy:
       labels:
         - traefik.http.routers.web.rule=Host(`shop.test`)
@@ -109,6 +112,9 @@ services:
         - traefik.http.middlewares.web-headers.headers.customresponseheaders.X-Shop=imported
         - traefik.http.middlewares.web-retry.retry.attempts=3
         - traefik.http.services.web.loadbalancer.server.port=8080
+  migrate:
+    image: {TESTAPP_SHELL_IMAGE}
+    command: ["sh", "-c", "echo migrated $$VERSION"]
   bootstrap:
     image: {TESTAPP_SHELL_IMAGE}
     restart: "no"
@@ -159,6 +165,13 @@ services:
     }
     assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
     assert_eq!(statuses[3], 429, "{statuses:?}");
+
+    // The migration web waited for became a hook that ran, in web's image and env, before
+    // web started.
+    assert!(report.contains("`web`'s pre_deploy hook"), "{report}");
+    let hook_log = std::fs::read_to_string(sb.state_dir().join("logs/web/pre_deploy-r1.log"))
+        .unwrap_or_else(|e| panic!("the pre_deploy hook's log: {e}"));
+    assert!(hook_log.contains("migrated web-v1"), "{hook_log}");
 
     // The bootstrap job ran once, as a task, after the api answered on the app network.
     wait_until("the bootstrap task ran", Duration::from_secs(60), || {

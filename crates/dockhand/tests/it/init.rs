@@ -149,3 +149,66 @@ fn an_empty_directory_is_refused_with_what_init_looks_for() {
     );
     assert!(!sb.path().join("dockhand.toml").exists());
 }
+
+#[test]
+fn the_bundled_example_without_its_file_gets_one_service_per_directory_and_serves() {
+    let sb = sandbox();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello");
+    crate::import::copy_tree(&example, sb.path());
+    std::fs::remove_file(sb.path().join("dockhand.toml")).unwrap();
+    let (code, report) = sb.json(&["init", "--app", "hello"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["detected"]["kind"], "several", "{report}");
+    let toml = std::fs::read_to_string(sb.path().join("dockhand.toml")).unwrap();
+    // api/app.py is a process run in api/, web/static a static site the proxy serves.
+    assert!(toml.contains("[services.api]\n"), "{toml}");
+    assert!(toml.contains("command = \"python3 app.py\""), "{toml}");
+    assert!(toml.contains("workdir = \"api\""), "{toml}");
+    assert!(toml.contains("static = \"web/static\""), "{toml}");
+    assert!(toml.contains("path = \"/api\""), "{toml}");
+    expect(&sb, &["check"], 0);
+
+    // And it runs: the page from the proxy, the API behind /api.
+    let _agent = sb.start_agent_with_env(&[("DOCKHAND_LISTEN", "127.0.0.1:0")]);
+    let addr = sb.proxy_addr();
+    let page = crate::crash::http_get(&addr, "hello.localhost", "/");
+    assert!(
+        page.contains("<html") || page.contains("<!doctype"),
+        "{page}"
+    );
+    let health = crate::crash::http_get(&addr, "hello.localhost", "/api/health");
+    assert!(health.contains("ok"), "{health}");
+}
+
+#[test]
+fn two_corpus_projects_pass_check_with_their_placeholders_replaced() {
+    for project in ["umami", "immich/docker"] {
+        let sb = sandbox();
+        crate::import::copy_tree(&crate::import::corpus_dir(project), sb.path());
+        let (code, report) = sb.json(&["init"]);
+        assert_eq!(code, Some(0), "{project}: {report}");
+        assert_eq!(report["detected"]["kind"], "compose", "{report}");
+        let out = expect(&sb, &["check"], 0);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("is valid"), "{project}: {text}");
+        let secrets = std::fs::read_to_string(sb.path().join(".dockhand/secrets.env")).unwrap();
+        assert!(
+            !secrets.to_ascii_lowercase().contains("replace-me")
+                && !secrets.to_ascii_lowercase().contains("change"),
+            "{project}: a placeholder survived: {secrets}"
+        );
+        assert_eq!(
+            crate::mode_of(&sb.path().join(".dockhand/secrets.env")),
+            0o600
+        );
+    }
+    // umami's APP_SECRET placeholder became a generated value, and the report says so.
+    let sb = sandbox();
+    crate::import::copy_tree(&crate::import::corpus_dir("umami"), sb.path());
+    let (_, report) = sb.json(&["init"]);
+    assert_eq!(
+        report["generated"],
+        serde_json::json!(["APP_SECRET"]),
+        "{report}"
+    );
+}

@@ -30,6 +30,7 @@ mod secrets;
 mod secrets_cmd;
 mod static_sites;
 mod tasks;
+mod top;
 mod up;
 mod update;
 mod update_images;

@@ -154,6 +154,65 @@ fn a_web_service_is_gated_on_health_and_a_worker_on_staying_up() {
 }
 
 #[test]
+fn a_service_that_waits_for_a_dependency_s_health_starts_after_its_gate() {
+    let p = Project::new();
+    let config = p.config(
+        r#"
+app = "shop"
+[services.api]
+command = "api"
+port = 8001
+[services.cache]
+command = "cache"
+[services.web]
+command = "web"
+port = 8000
+depends_on = ["cache", { service = "api", condition = "healthy" }]
+[services.admin]
+command = "admin"
+port = 8002
+depends_on = [{ service = "web", condition = "started" }]
+"#,
+    );
+    let plan = plan(
+        target(DeployKind::Deploy, 1, 1, &config),
+        &Observed::default(),
+    );
+    let order: Vec<String> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Start { service, .. } => Some(format!("start {service}")),
+            Step::Gate { checks } => Some(format!(
+                "gate {}",
+                checks
+                    .iter()
+                    .map(|c| c.service.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )),
+            _ => None,
+        })
+        .collect();
+    // `api` (and `cache`, started before it in depends_on order) pass their gate before `web` starts; `admin`
+    // only starts after `web`, and the release's gate covers what is left.
+    assert_eq!(
+        order,
+        [
+            "start cache",
+            "start api",
+            "gate cache,api",
+            "start web",
+            "start admin",
+            "gate web,admin",
+        ]
+    );
+    // A restart keeps the order and has no gate.
+    let restart = plan_restart(Some((1, &config)), &Observed::default());
+    assert!(!restart.steps.iter().any(|s| matches!(s, Step::Gate { .. })));
+}
+
+#[test]
 fn a_deploy_that_adds_a_replica_starts_a_whole_new_release_and_drains_the_old_one() {
     let p = Project::new();
     let config = p.config(&WEB_AND_WORKER.replace("replicas = 2", "replicas = 3"));
@@ -498,6 +557,7 @@ fn build_tags_replace_the_tag_and_keep_registry_ports() {
         hooks: Default::default(),
         container: None,
         depends_on: Vec::new(),
+        healthy_first: Vec::new(),
         static_site: None,
     };
     assert_eq!(build_tag(&svc, 3), None);
