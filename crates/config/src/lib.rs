@@ -47,8 +47,8 @@ pub use acme::{
 };
 pub use certs::{covers, load_certificate, CertificateError, CertificateFile, LoadedCertificate};
 pub use cluster::{ClusterConfig, ClusterEngine, ClusterNode, NodeRole};
-pub use deploy::{parse_share, share_text, CanaryConfig, DeploySettings, Strategy};
 pub use dashboard::DashboardConfig;
+pub use deploy::{parse_share, share_text, CanaryConfig, DeploySettings, Strategy};
 pub use destinations::DestinationConfig;
 pub use diagnostic::{Diagnostic, Severity};
 pub use dockerfile::stages as dockerfile_stages;

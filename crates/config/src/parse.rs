@@ -319,7 +319,7 @@ impl Parser<'_> {
         }
         if let Some(f) = fields.get("redirects") {
             config.redirects = self.redirects(f);
-}
+        }
         if let Some(table) = fields.get("dashboard").and_then(|f| self.table(f)) {
             config.dashboard = self.dashboard(table);
         }

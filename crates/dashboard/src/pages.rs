@@ -638,7 +638,7 @@ pub async fn tasks(app: &App, v: &Viewer) -> Markup {
                             td { (t.when.as_str()) @if let Some(s) = &t.schedule { " " code { (s) } } }
                             td { (t.next_run.as_deref().map(when).unwrap_or_default()) }
                             td { @if let Some(run) = &t.last_run { (when(&run.started_at)) " " span.badge.plain { (run.state.as_str()) } } @else { "never" } }
-                            td { @if is_operator(v) { form.inline method="post" action="/tasks/run" { (csrf(v)) input type="hidden" name="task" value=(t.name); button type="submit" aria-label={ "Run " (t.name) " now" } { "Run now" } } } }
+                            td { @if is_operator(v) { form.inline method="post" action="/tasks/run" { (csrf(v)) input type="hidden" name="task" value=(t.name); button type="submit" aria-label={ "Run now: " (t.name) } { "Run now" } } } }
                         }
                     }
                 }
