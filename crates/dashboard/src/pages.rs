@@ -3,12 +3,13 @@
 //! main content live. Nothing here holds a secret: the API's answers are redacted.
 
 use dockhand_api::{
-    AlertsReport, BackupSummary, CertsReport, DashboardRole, Event, InstanceHealth, MetricsReport,
-    MetricsRequest, ReleaseInfo, ReleaseStatus, Request, StatusReport, TasksReport, VerifyState,
+    AlertsReport, BackupSummary, CanaryProgress, CertsReport, DashboardRole, Event, InstanceHealth,
+    MetricsReport, MetricsRequest, ReleaseInfo, ReleaseStatus, Request, StatusReport, TasksReport,
+    VerifyState,
 };
 use maud::{html, Markup, DOCTYPE};
 
-use crate::chart;
+use crate::chart::{self, Window};
 use crate::server::{App, Viewer};
 
 fn shell(v: &Viewer, title: &str, current: &str, main: Markup) -> Markup {
@@ -179,7 +180,7 @@ async fn series(app: &App, names: Vec<String>, window: u64) -> Vec<(String, Vec<
     }
 }
 
-pub async fn overview(app: &App, v: &Viewer) -> Markup {
+pub async fn overview(app: &App, v: &Viewer, window: Window) -> Markup {
     let status = app.call::<StatusReport>(Request::Status).await;
     let certs = app.call::<CertsReport>(Request::Certs).await;
     let backups = app
@@ -200,13 +201,13 @@ pub async fn overview(app: &App, v: &Viewer) -> Markup {
                 .iter()
                 .map(|s| format!("service:{}:requests_per_second", s.name))
                 .collect();
-            let charts = series(app, names, 3600).await;
+            let charts = series(app, names, window.secs()).await;
             html! {
                 h1 { "Overview of " (st.app) }
                 (flash(v))
                 section aria-labelledby="h-services" {
                     h2 #h-services { "Services" }
-                    table {
+                    div.scroll tabindex="0" { table {
                         thead { tr { th scope="col" { "Service" } th scope="col" { "Health" } th scope="col" { "Since" } th scope="col" { "Requests/s (5 min)" } th scope="col" { "p99" } th scope="col" { "5xx" } } }
                         tbody {
                             @for s in &st.services {
@@ -226,11 +227,12 @@ pub async fn overview(app: &App, v: &Viewer) -> Markup {
                                 }
                             }
                         }
-                    }
+                    } }
+                    (chart::window_picker(window))
                     div.charts {
                         @for (name, points) in &charts {
                             @let service = name.trim_start_matches("service:").trim_end_matches(":requests_per_second");
-                            (chart::sparkline(&format!("{service} requests/s, last hour"), "/s", points, now.saturating_sub(3600), now))
+                            (chart::sparkline(&format!("{service} requests/s, {}", window.label()), "/s", points, now.saturating_sub(window.secs()), now))
                         }
                     }
                 }
@@ -250,6 +252,7 @@ pub async fn overview(app: &App, v: &Viewer) -> Markup {
                             }
                             None => p { "Nothing deployed yet." }
                         }
+                        @if let Some(c) = &st.canary { (canary(c)) }
                         @if let Some(lock) = &st.deploying {
                             p.badge.warn { (lock.operation) " in progress, by " (lock.holder) }
                         }
@@ -308,6 +311,11 @@ pub async fn overview(app: &App, v: &Viewer) -> Markup {
     shell(v, "Overview", "/", main)
 }
 
+/// Points with every value multiplied by `by` (a ratio shown in percent, bytes in MiB).
+fn scaled(points: &[(u64, f64)], by: f64) -> Vec<(u64, f64)> {
+    points.iter().map(|&(t, v)| (t, v * by)).collect()
+}
+
 fn short_rev(rev: &str) -> &str {
     rev.get(..16).unwrap_or(rev)
 }
@@ -322,8 +330,28 @@ fn event_list<'a>(evs: impl Iterator<Item = &'a Event>) -> Markup {
     }
 }
 
+/// A canary deploy in progress: its share of the traffic and its step.
+fn canary(c: &CanaryProgress) -> Markup {
+    let percent = f64::from(c.share) / 100.0;
+    html! {
+        section.canary aria-labelledby="h-canary" {
+            h2 #h-canary { "Canary in progress" }
+            p {
+                "Release " (c.release) " takes " (chart::figure(percent)) " % of the requests to "
+                (c.services.join(", ")) ", compared with release " (c.serving) ": step " (c.step) " of " (c.steps) "."
+            }
+            progress max=(c.steps) value=(c.step) aria-label={ "Canary step " (c.step) " of " (c.steps) } { (c.step) "/" (c.steps) }
+        }
+    }
+}
+
 pub async fn deploys(app: &App, v: &Viewer) -> Markup {
     let releases = app.call::<Vec<ReleaseInfo>>(Request::Releases).await;
+    let in_progress = app
+        .call::<StatusReport>(Request::Status)
+        .await
+        .ok()
+        .and_then(|s| s.canary);
     let events = app
         .call::<Vec<Event>>(Request::Events {
             limit: 200,
@@ -339,6 +367,7 @@ pub async fn deploys(app: &App, v: &Viewer) -> Markup {
     let main = html! {
         h1 { "Deploys" }
         (flash(v))
+        @if let Some(c) = &in_progress { (canary(c)) }
         @if is_operator(v) {
             form.inline method="post" action="/deploys/deploy" {
                 (csrf(v))
@@ -347,7 +376,7 @@ pub async fn deploys(app: &App, v: &Viewer) -> Markup {
         }
         @match &releases {
             Err(e) => (error_note("Releases", e)),
-            Ok(rs) => table #releases {
+            Ok(rs) => div.scroll tabindex="0" { table #releases {
                 caption { "Releases, newest first. A retired release can be rolled back to." }
                 thead { tr { th scope="col" { "Release" } th scope="col" { "Status" } th scope="col" { "Created" } th scope="col" { "Live since" } th scope="col" { "Revision" } th scope="col" { "By" } th scope="col" { "Action" } } }
                 tbody {
@@ -371,7 +400,7 @@ pub async fn deploys(app: &App, v: &Viewer) -> Markup {
                         }
                     }
                 }
-            },
+            } },
         }
     };
     shell(v, "Deploys", "/deploys", main)
@@ -417,7 +446,7 @@ pub async fn backups(app: &App, v: &Viewer) -> Markup {
         @match &list {
             Err(e) => (error_note("Backups", e)),
             Ok(list) if list.is_empty() => p { "No backup yet." },
-            Ok(list) => table #backups {
+            Ok(list) => div.scroll tabindex="0" { table #backups {
                 caption { "Backups, newest first" }
                 thead { tr { th scope="col" { "Backup" } th scope="col" { "State" } th scope="col" { "Sources" } th scope="col" { "Size" } th scope="col" { "Verified" } th scope="col" { "Actions" } } }
                 tbody {
@@ -442,7 +471,7 @@ pub async fn backups(app: &App, v: &Viewer) -> Markup {
                         }
                     }
                 }
-            },
+            } },
         }
     };
     shell(v, "Backups", "/backups", main)
@@ -484,12 +513,12 @@ pub async fn restore_confirm(app: &App, v: &Viewer, id: &str, problem: Option<&s
     shell(v, "Restore", "/backups", main)
 }
 
-pub async fn service(app: &App, v: &Viewer, name: &str) -> Markup {
+pub async fn service(app: &App, v: &Viewer, name: &str, window: Window) -> Markup {
     let status = app.call::<StatusReport>(Request::Status).await;
     let now = crate::now();
-    let window = 3600;
     let names: Vec<String> = [
         "requests_per_second",
+        "p50_ms",
         "p99_ms",
         "error_ratio",
         "memory_bytes",
@@ -497,7 +526,21 @@ pub async fn service(app: &App, v: &Viewer, name: &str) -> Markup {
     .iter()
     .map(|m| format!("service:{name}:{m}"))
     .collect();
-    let charts = series(app, names, window).await;
+    let charts = series(app, names, window.secs()).await;
+    // The host's figures, shared by every service: CPU, memory and each disk's use.
+    let mut host_names = vec![
+        "host:cpu_ratio".to_string(),
+        "host:memory_used_ratio".to_string(),
+    ];
+    host_names.extend(
+        series(app, Vec::new(), 0)
+            .await
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.starts_with("host:disk:")),
+    );
+    let host = series(app, host_names, window.secs()).await;
+    let since = now.saturating_sub(window.secs());
     let logs = {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let (_h, hangup) = tokio::sync::watch::channel(false);
@@ -523,7 +566,7 @@ pub async fn service(app: &App, v: &Viewer, name: &str) -> Markup {
                 h1 { "Service " (s.name) }
                 p { (s.replicas) " replica(s)" @if let Some(r) = &s.route { " · route " code { (r) } } }
                 h2 { "Instances" }
-                table {
+                div.scroll tabindex="0" { table {
                     thead { tr { th scope="col" { "Instance" } th scope="col" { "Release" } th scope="col" { "State" } th scope="col" { "Health" } th scope="col" { "Restarts" } th scope="col" { "Up for" } th scope="col" { "Last probe" } } }
                     tbody {
                         @for i in &s.instances {
@@ -538,17 +581,30 @@ pub async fn service(app: &App, v: &Viewer, name: &str) -> Markup {
                             }
                         }
                     }
-                }
-                h2 { "Last hour" }
+                } }
+                h2 #h-charts { "Figures, " (window.label()) }
+                (chart::window_picker(window))
                 div.charts {
                     @for (series, points) in &charts {
-                        @let (label, unit) = match series.rsplit(':').next().unwrap_or_default() {
-                            "requests_per_second" => ("Requests/s", "/s"),
-                            "p99_ms" => ("p99 latency", " ms"),
-                            "error_ratio" => ("5xx ratio", ""),
-                            _ => ("Memory (bytes)", " B"),
+                        @let (label, unit, scale) = match series.rsplit(':').next().unwrap_or_default() {
+                            "requests_per_second" => ("Requests/s", "/s", 1.0),
+                            "p50_ms" => ("p50 latency", " ms", 1.0),
+                            "p99_ms" => ("p99 latency", " ms", 1.0),
+                            "error_ratio" => ("5xx responses", " %", 100.0),
+                            _ => ("Memory", " MiB", 1.0 / 1_048_576.0),
                         };
-                        (chart::sparkline(label, unit, points, now.saturating_sub(window), now))
+                        (chart::sparkline(label, unit, &scaled(points, scale), since, now))
+                    }
+                }
+                h2 #h-host { "The host, " (window.label()) }
+                div.charts {
+                    @for (series, points) in &host {
+                        @let label = match series.as_str() {
+                            "host:cpu_ratio" => "CPU".to_string(),
+                            "host:memory_used_ratio" => "Memory used".to_string(),
+                            disk => format!("Disk {} used", disk.trim_start_matches("host:disk:").trim_end_matches(":used_ratio")),
+                        };
+                        (chart::sparkline(&label, " %", &scaled(points, 100.0), since, now))
                     }
                 }
                 h2 #h-logs { "Logs" }
@@ -629,7 +685,7 @@ pub async fn tasks(app: &App, v: &Viewer) -> Markup {
         @match &report {
             Err(e) => (error_note("Tasks", e)),
             Ok(r) if r.tasks.is_empty() => p { "No task is configured." },
-            Ok(r) => table {
+            Ok(r) => div.scroll tabindex="0" { table {
                 thead { tr { th scope="col" { "Task" } th scope="col" { "When" } th scope="col" { "Next run" } th scope="col" { "Last run" } th scope="col" { "Action" } } }
                 tbody {
                     @for t in &r.tasks {
@@ -642,7 +698,7 @@ pub async fn tasks(app: &App, v: &Viewer) -> Markup {
                         }
                     }
                 }
-            },
+            } },
         }
     };
     shell(v, "Tasks", "/tasks", main)
@@ -655,7 +711,7 @@ pub async fn certificates(app: &App, v: &Viewer) -> Markup {
         @match &report {
             Err(e) => (error_note("Certificates", e)),
             Ok(r) if r.certificates.is_empty() => p { "None: the app is served over HTTP only." },
-            Ok(r) => table {
+            Ok(r) => div.scroll tabindex="0" { table {
                 thead { tr { th scope="col" { "Host" } th scope="col" { "Source" } th scope="col" { "State" } th scope="col" { "Ends" } th scope="col" { "Days left" } th scope="col" { "Next renewal" } th scope="col" { "Last error" } } }
                 tbody {
                     @for c in &r.certificates {
@@ -670,7 +726,7 @@ pub async fn certificates(app: &App, v: &Viewer) -> Markup {
                         }
                     }
                 }
-            },
+            } },
         }
     };
     shell(v, "Certificates", "/certificates", main)

@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::auth::{same_secret, Flash, LoginRefused, Session};
+use crate::chart::Window;
 use crate::{assets, now, pages, Backend, DashboardHandle};
 
 const COOKIE: &str = "dockhand_session";
@@ -262,11 +263,18 @@ impl IntoResponse for Html {
 struct PageQuery {
     #[serde(default)]
     partial: Option<String>,
+    /// The charts' span: `1h`, `24h` or `7d`.
+    #[serde(default)]
+    window: Option<String>,
 }
 
 impl PageQuery {
     fn partial(&self) -> bool {
         self.partial.is_some()
+    }
+
+    fn window(&self) -> Window {
+        Window::parse(self.window.as_deref())
     }
 }
 
@@ -346,7 +354,7 @@ async fn overview(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let v = viewer_or_return!(app, headers, q);
-    page(&v, pages::overview(&app, &v).await)
+    page(&v, pages::overview(&app, &v, q.window()).await)
 }
 
 async fn deploys(
@@ -567,7 +575,7 @@ async fn service(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let v = viewer_or_return!(app, headers, q);
-    page(&v, pages::service(&app, &v, &name).await)
+    page(&v, pages::service(&app, &v, &name, q.window()).await)
 }
 
 async fn alerts(
