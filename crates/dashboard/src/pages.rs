@@ -371,7 +371,7 @@ pub async fn deploys(app: &App, v: &Viewer) -> Markup {
         @if is_operator(v) {
             form.inline method="post" action="/deploys/deploy" {
                 (csrf(v))
-                button type="submit" { "Deploy the configuration now" }
+                button #deploy-now type="submit" { "Deploy the configuration now" }
             }
         }
         @match &releases {

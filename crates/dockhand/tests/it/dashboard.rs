@@ -2,7 +2,8 @@
 //! (chromedriver, started here) through the real agent, with the process runtime and the
 //! testapp. One scenario, in the order a person on call would meet it: log in with a
 //! one-time link, read the overview after real requests and a deploy, see a live update
-//! arrive, roll back from the UI, back up and restore with a typed confirmation, have a
+//! arrive, roll back from the UI, back up and restore with a typed confirmation, deploy from
+//! the UI, have a
 //! forged POST and a viewer's rollback refused — with axe-core run on every page (on a
 //! desktop in the light, then on a phone's width in the dark, where no page may be wider than
 //! the screen), a screenshot of every page kept under `target/dashboard-artifacts/`, and a
@@ -388,10 +389,18 @@ fn the_dashboard_in_a_real_browser_logs_in_shows_the_app_rolls_back_restores_and
         eventually(&c, "the restore's outcome", |s| s.contains(&done)).await;
         assert_eq!(std::fs::read_to_string(sb.path().join("files/a.txt")).unwrap(), "original\n");
 
+        // A deploy clicked in the UI really deploys the configuration as it is now.
+        sb.write("dockhand.toml", &config(app, "v3", &recipient, &key));
+        c.goto(&format!("{home}/deploys")).await.unwrap();
+        c.find(Locator::Id("deploy-now")).await.unwrap().click().await.unwrap();
+        eventually(&c, "the deploy's outcome", |s| s.contains("Deployed: release 3 serves.")).await;
+        assert!(http_get(&proxy, "app.test", "/version").contains("v3"));
+        assert_eq!(current_release(&sb), 3);
+
         // A forged POST (no CSRF token, or a wrong one) is refused and changes nothing.
         assert_eq!(post_from_page(&c, "/deploys/rollback", "release=2").await, 403);
         assert_eq!(post_from_page(&c, "/deploys/rollback", "release=2&csrf=forged").await, 403);
-        assert_eq!(current_release(&sb), 1);
+        assert_eq!(current_release(&sb), 3);
 
         // The secrets canary, part one: what the browser saw as an operator, and the live
         // feed (a deploy whose hook prints the secret, and the service's log stream).
@@ -485,7 +494,7 @@ fn the_dashboard_in_a_real_browser_logs_in_shows_the_app_rolls_back_restores_and
         }
         c.close().await.unwrap();
     });
-    assert_eq!(current_release(&sb), 3);
+    assert_eq!(current_release(&sb), 4);
     // The secrets canary, part two: the agent did see the secret (redacted) in the logs.
     let logs = crate::service_logs(&sb, "web");
     assert!(
