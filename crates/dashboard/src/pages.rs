@@ -4,8 +4,8 @@
 
 use dockhand_api::{
     AlertsReport, BackupSummary, CanaryProgress, CertsReport, DashboardRole, Event, InstanceHealth,
-    MetricsReport, MetricsRequest, ReleaseInfo, ReleaseStatus, Request, StatusReport, TasksReport,
-    VerifyState,
+    MetricsReport, MetricsRequest, ReleaseConfig, ReleaseInfo, ReleaseStatus, Request,
+    StatusReport, TasksReport, VerifyState,
 };
 use maud::{html, Markup, DOCTYPE};
 
@@ -25,6 +25,7 @@ fn shell(v: &Viewer, title: &str, current: &str, main: Markup) -> Markup {
         ("/alerts", "Alerts"),
         ("/tasks", "Tasks"),
         ("/certificates", "Certificates"),
+        ("/config", "Configuration"),
         ("/events", "Events"),
     ];
     html! {
@@ -389,6 +390,10 @@ pub async fn deploys(app: &App, v: &Viewer) -> Markup {
                             td { @if let Some(rev) = &r.revision { code { (short_rev(rev)) } } @if let Some(m) = &r.revision_message { " " (m) } }
                             td { @if let Some(e) = events.iter().find(|e| e.release == Some(r.id) && e.message.contains("by ")) { (e.message) } @else { (r.note) } }
                             td {
+                                @if let Some(prev) = rs.iter().map(|p| p.id).filter(|&p| p < r.id).max() {
+                                    a href={ "/deploys/diff?from=" (prev) "&to=" (r.id) } aria-label={ "Changes of release " (r.id) " from release " (prev) } { "Changes" }
+                                    " "
+                                }
                                 @if r.status == ReleaseStatus::Retired && Some(r.id) != current {
                                     @if is_operator(v) {
                                         a.button href={ "/deploys/rollback?release=" (r.id) } { "Roll back to " (r.id) }
@@ -404,6 +409,80 @@ pub async fn deploys(app: &App, v: &Viewer) -> Markup {
         }
     };
     shell(v, "Deploys", "/deploys", main)
+}
+
+/// The serving release's configuration, read-only: secrets are `${secret.NAME}` references.
+pub async fn config(app: &App, v: &Viewer) -> Markup {
+    let found = app
+        .call::<ReleaseConfig>(Request::ReleaseConfig { release: None })
+        .await;
+    let main = html! {
+        h1 { "Configuration" }
+        @match &found {
+            Err(e) => (error_note("The configuration", e)),
+            Ok(c) => {
+                p { "The configuration release " (c.release) " runs with, read-only, as resolved from " code { "dockhand.toml" } ". Secrets appear as " code { "${secret.NAME}" } " references: their values are never shown." }
+                pre.config #config tabindex="0" aria-label={ "Configuration of release " (c.release) } { (pretty(&c.config)) }
+            }
+        }
+    };
+    shell(v, "Configuration", "/config", main)
+}
+
+/// What changed in the configuration from release `from` to release `to`, a unified diff.
+pub async fn diff(app: &App, v: &Viewer, from: i64, to: i64) -> Markup {
+    let old = app
+        .call::<ReleaseConfig>(Request::ReleaseConfig {
+            release: Some(from),
+        })
+        .await;
+    let new = app
+        .call::<ReleaseConfig>(Request::ReleaseConfig { release: Some(to) })
+        .await;
+    let main = html! {
+        h1 { "Release " (to) " against release " (from) }
+        @match (&old, &new) {
+            (Err(e), _) | (_, Err(e)) => (error_note("The configuration", e)),
+            (Ok(a), Ok(b)) => {
+                p { "What changed in the configuration. Secrets appear as " code { "${secret.NAME}" } " references: their values are never shown." }
+                (config_diff(&pretty(&a.config), &pretty(&b.config)))
+            }
+        }
+        p { a href="/deploys" { "Back to the deploys" } }
+    };
+    shell(v, "Changes", "/deploys", main)
+}
+
+/// A configuration as indented JSON, keys in order.
+fn pretty(config: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(config).unwrap_or_default()
+}
+
+/// The lines that differ between `old` and `new`, with three lines of context around each
+/// change; removed lines in `del`, added ones in `ins`.
+pub fn config_diff(old: &str, new: &str) -> Markup {
+    let diff = similar::TextDiff::from_lines(old, new);
+    let groups = diff.grouped_ops(3);
+    html! {
+        @if groups.is_empty() {
+            p #diff { "No change: both releases run the same configuration." }
+        } @else {
+            pre.diff #diff tabindex="0" aria-label="Configuration changes" {
+                @for (i, group) in groups.iter().enumerate() {
+                    @if i > 0 { span.gap { "…\n" } }
+                    @for op in group {
+                        @for change in diff.iter_changes(op) {
+                            @match change.tag() {
+                                similar::ChangeTag::Delete => del { "- " (change.value()) },
+                                similar::ChangeTag::Insert => ins { "+ " (change.value()) },
+                                similar::ChangeTag::Equal => span { "  " (change.value()) },
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub async fn rollback_confirm(app: &App, v: &Viewer, release: i64) -> Markup {
@@ -759,6 +838,27 @@ mod tests {
         assert_eq!(span(125), "2m");
         assert_eq!(span(7200), "2h");
         assert_eq!(span(3 * 86_400), "3d");
+    }
+
+    #[test]
+    fn a_config_diff_shows_the_changed_lines_with_their_context_only() {
+        let old = (1..=20).map(|i| format!("line {i}\n")).collect::<String>();
+        let new = old.replace("line 10\n", "line ten\n");
+        let html = config_diff(&old, &new).into_string();
+        assert!(
+            html.contains("<del>- line 10\n</del><ins>+ line ten\n</ins>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("  line 7\n") && html.contains("  line 13\n"),
+            "{html}"
+        );
+        assert!(
+            !html.contains("line 6\n") && !html.contains("line 14\n"),
+            "{html}"
+        );
+        let same = config_diff(&old, &old).into_string();
+        assert!(same.contains("No change"), "{same}");
     }
 
     #[test]

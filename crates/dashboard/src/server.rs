@@ -73,6 +73,8 @@ pub async fn serve(
         .route("/deploys", get(deploys))
         .route("/deploys/rollback", get(rollback_confirm).post(rollback))
         .route("/deploys/deploy", post(deploy))
+        .route("/deploys/diff", get(diff))
+        .route("/config", get(config))
         .route("/backups", get(backups))
         .route("/backups/run", post(backup_run))
         .route("/backups/verify", post(backup_verify))
@@ -438,6 +440,30 @@ async fn deploy(
         Err(e) => (false, format!("The deploy failed: {}", e.message)),
     };
     finish(&app, &headers, "/deploys", ok, text)
+}
+
+#[derive(Deserialize)]
+struct DiffQuery {
+    from: i64,
+    to: i64,
+}
+
+async fn diff(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(d): Query<DiffQuery>,
+) -> Response {
+    let v = viewer_or_return!(app, headers, PageQuery::default());
+    page(&v, pages::diff(&app, &v, d.from, d.to).await)
+}
+
+async fn config(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let v = viewer_or_return!(app, headers, q);
+    page(&v, pages::config(&app, &v).await)
 }
 
 async fn backups(

@@ -31,6 +31,8 @@ const PAGES: &[(&str, &str)] = &[
     ("/alerts", "alerts"),
     ("/tasks", "tasks"),
     ("/certificates", "certificates"),
+    ("/config", "configuration"),
+    ("/deploys/diff?from=1&to=2", "diff"),
     ("/events", "events"),
 ];
 
@@ -341,6 +343,24 @@ fn the_dashboard_in_a_real_browser_logs_in_shows_the_app_rolls_back_restores_and
             assert!(bad.is_empty(), "axe-core on {path}: {bad:#?}");
             sources.push((path.to_string(), c.source().await.unwrap()));
         }
+
+        // The configuration, read-only, with the secret as a reference; the changes of
+        // release 2 from release 1.
+        c.goto(&format!("{home}/config")).await.unwrap();
+        let shown = text_of(&c, "#config").await;
+        assert!(shown.contains(r#""TOKEN": "${secret.TOKEN}""#), "{shown}");
+        assert!(shown.contains(r#""VERSION": "v2""#), "{shown}");
+        c.goto(&format!("{home}/deploys")).await.unwrap();
+        c.find(Locator::Css("a[href='/deploys/diff?from=1&to=2']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let del = text_of(&c, "#diff del").await;
+        let ins = text_of(&c, "#diff ins").await;
+        assert!(del.contains(r#"- "#) && del.contains(r#""VERSION": "v1""#), "{del}");
+        assert!(ins.contains(r#"+ "#) && ins.contains(r#""VERSION": "v2""#), "{ins}");
 
         // A rollback clicked in the UI really rolls back.
         c.goto(&format!("{home}/deploys")).await.unwrap();
