@@ -619,6 +619,21 @@ pub async fn service(app: &App, v: &Viewer, name: &str, window: Window) -> Marku
             .filter(|n| n.starts_with("host:disk:")),
     );
     let host = series(app, host_names, window.secs()).await;
+    // The service's health history: its health and restart events, newest first.
+    let history: Vec<Event> = app
+        .call::<Vec<Event>>(Request::Events {
+            limit: 500,
+            follow: false,
+        })
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .rev()
+        .filter(|e| {
+            e.service.as_deref() == Some(name) && matches!(e.kind.as_str(), "health" | "restart")
+        })
+        .take(20)
+        .collect();
     let since = now.saturating_sub(window.secs());
     let logs = {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -685,6 +700,12 @@ pub async fn service(app: &App, v: &Viewer, name: &str, window: Window) -> Marku
                         };
                         (chart::sparkline(&label, " %", &scaled(points, 100.0), since, now))
                     }
+                }
+                h2 #h-health { "Health history" }
+                @if history.is_empty() {
+                    p { "No health change or restart recorded yet." }
+                } @else {
+                    (event_list(history.iter()))
                 }
                 h2 #h-logs { "Logs" }
                 div.logtools {

@@ -315,6 +315,7 @@ fn the_dashboard_in_a_real_browser_logs_in_shows_the_app_rolls_back_restores_and
             s.contains("p50 latency: now") && s.contains("CPU: now")
         })
         .await;
+        assert!(page.contains("web-0 is healthy"), "the health history: {page}");
         for chart in ["Requests/s: now", "p99 latency: now", "5xx responses: now", "Memory used: now", "Disk / used: now"] {
             assert!(page.contains(chart), "{chart}: {page}");
         }
