@@ -14,6 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dockhand_test_support::{free_port, wait_until, Sandbox};
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 
 use crate::backups::{keygen, secrets};
@@ -238,6 +240,15 @@ async fn axe(c: &Client, axe: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Presses and releases `key` on the keyboard.
+async fn press(c: &Client, key: Key) {
+    let k: char = key.into();
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: k })
+        .then(KeyAction::Up { value: k });
+    c.perform_actions(keys).await.unwrap();
+}
+
 /// A POST from the page itself (same origin, with its cookie): the status it got.
 async fn post_from_page(c: &Client, path: &str, body: &str) -> u64 {
     let status = c
@@ -306,6 +317,20 @@ fn the_dashboard_in_a_real_browser_logs_in_shows_the_app_rolls_back_restores_and
         assert!(page.contains("Release 2"), "{page}");
         assert!(page.contains("healthy 1/1"), "{page}");
         assert!(page.contains("web requests/s, last hour: now"), "{page}");
+
+        // The keyboard: from the top of a page the first Tab reaches the skip link, and
+        // following it takes the next Tab into the page's content.
+        c.goto(&home).await.unwrap();
+        press(&c, Key::Tab).await;
+        let first = c.active_element().await.unwrap();
+        assert_eq!(first.text().await.unwrap(), "Skip to content");
+        press(&c, Key::Enter).await;
+        press(&c, Key::Tab).await;
+        let inside = c
+            .execute("return document.getElementById('main').contains(document.activeElement)", vec![])
+            .await
+            .unwrap();
+        assert_eq!(inside, serde_json::json!(true), "the focus after the skip link");
 
         // The service's figures (p50 and p99, 5xx, memory) and the host's (CPU, memory,
         // disks) over the last hour; the window picker for a day (whose 5-minute points the
