@@ -309,6 +309,37 @@ pub(crate) async fn dispatch(
                 .await?
                 .map(wire::deploy_report),
         ),
+        Request::ReleaseConfig { release } => {
+            let store = &agent.deployer.store;
+            let found = match release {
+                Some(id) => store.release(id)?,
+                None => store.current_release()?,
+            };
+            let Some(r) = found else {
+                return Err(AgentError::not_found(match release {
+                    Some(id) => format!("no release {id}; `dockhand releases` lists them"),
+                    None => "nothing is deployed yet".to_string(),
+                }));
+            };
+            if r.config.is_empty() {
+                return Err(AgentError::not_found(format!(
+                    "release {} was pruned: its configuration is no longer kept",
+                    r.id
+                )));
+            }
+            // Kept without secret values; redacted all the same, as every answer is.
+            let text = agent.deployer.events.redactor().redact(&r.config);
+            let config = serde_json::from_str(&text).map_err(|e| {
+                AgentError::internal(format!(
+                    "the configuration of release {} does not read as JSON ({e})",
+                    r.id
+                ))
+            })?;
+            to_value(dockhand_api::ReleaseConfig {
+                release: r.id,
+                config,
+            })
+        }
         Request::Releases => {
             let releases = agent.deployer.store.releases(100)?;
             to_value(releases.iter().map(wire::release_info).collect::<Vec<_>>())

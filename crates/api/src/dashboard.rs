@@ -45,6 +45,13 @@ pub struct DashboardLogin {
     pub expires_in_secs: u64,
 }
 
+/// The answer to `Request::ReleaseConfig`: the resolved configuration of `release`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReleaseConfig {
+    pub release: i64,
+    pub config: serde_json::Value,
+}
+
 /// Points of the monitor's series (`Request::Metrics`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MetricsRequest {

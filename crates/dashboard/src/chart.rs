@@ -7,6 +7,72 @@ use maud::{html, Markup};
 const WIDTH: f64 = 300.0;
 const HEIGHT: f64 = 48.0;
 
+/// The span a page's charts cover: the last hour, day or week (`?window=1h|24h|7d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Window {
+    #[default]
+    Hour,
+    Day,
+    Week,
+}
+
+impl Window {
+    pub const ALL: [Window; 3] = [Window::Hour, Window::Day, Window::Week];
+
+    /// The query's value; anything else is the last hour.
+    pub fn parse(param: Option<&str>) -> Window {
+        match param {
+            Some("24h") => Window::Day,
+            Some("7d") => Window::Week,
+            _ => Window::Hour,
+        }
+    }
+
+    pub fn param(self) -> &'static str {
+        match self {
+            Window::Hour => "1h",
+            Window::Day => "24h",
+            Window::Week => "7d",
+        }
+    }
+
+    pub fn secs(self) -> u64 {
+        match self {
+            Window::Hour => 3600,
+            Window::Day => 86_400,
+            Window::Week => 7 * 86_400,
+        }
+    }
+
+    /// "last hour", as a chart's caption says it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Window::Hour => "last hour",
+            Window::Day => "last 24 hours",
+            Window::Week => "last 7 days",
+        }
+    }
+}
+
+/// Links to the same page over each window, the current one marked.
+pub fn window_picker(current: Window) -> Markup {
+    html! {
+        nav.windows aria-label="Chart window" {
+            ul {
+                @for w in Window::ALL {
+                    li {
+                        @if w == current {
+                            a href={ "?window=" (w.param()) } aria-current="true" { (w.param()) }
+                        } @else {
+                            a href={ "?window=" (w.param()) } { (w.param()) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A sparkline of `points` (unix seconds, value) over `[since, until]`, labelled `label`,
 /// each value shown with `unit`.
 pub fn sparkline(label: &str, unit: &str, points: &[(u64, f64)], since: u64, until: u64) -> Markup {
@@ -73,6 +139,22 @@ pub fn figure(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_read_from_the_query_and_default_to_the_last_hour() {
+        assert_eq!(Window::parse(None), Window::Hour);
+        assert_eq!(Window::parse(Some("24h")), Window::Day);
+        assert_eq!(Window::parse(Some("7d")).secs(), 7 * 86_400);
+        assert_eq!(Window::parse(Some("1y")), Window::Hour);
+        for w in Window::ALL {
+            assert_eq!(Window::parse(Some(w.param())), w);
+        }
+        let picker = window_picker(Window::Day).into_string();
+        assert!(
+            picker.contains(r#"href="?window=24h" aria-current="true""#),
+            "{picker}"
+        );
+    }
 
     #[test]
     fn points_span_the_window_and_the_maximum_reaches_the_top() {

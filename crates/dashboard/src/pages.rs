@@ -3,12 +3,13 @@
 //! main content live. Nothing here holds a secret: the API's answers are redacted.
 
 use dockhand_api::{
-    AlertsReport, BackupSummary, CertsReport, DashboardRole, Event, InstanceHealth, MetricsReport,
-    MetricsRequest, ReleaseInfo, ReleaseStatus, Request, StatusReport, TasksReport, VerifyState,
+    AlertsReport, BackupSummary, CanaryProgress, CertsReport, DashboardRole, Event, InstanceHealth,
+    MetricsReport, MetricsRequest, ReleaseConfig, ReleaseInfo, ReleaseStatus, Request,
+    StatusReport, TasksReport, VerifyState,
 };
 use maud::{html, Markup, DOCTYPE};
 
-use crate::chart;
+use crate::chart::{self, Window};
 use crate::server::{App, Viewer};
 
 fn shell(v: &Viewer, title: &str, current: &str, main: Markup) -> Markup {
@@ -24,6 +25,7 @@ fn shell(v: &Viewer, title: &str, current: &str, main: Markup) -> Markup {
         ("/alerts", "Alerts"),
         ("/tasks", "Tasks"),
         ("/certificates", "Certificates"),
+        ("/config", "Configuration"),
         ("/events", "Events"),
     ];
     html! {
@@ -179,7 +181,7 @@ async fn series(app: &App, names: Vec<String>, window: u64) -> Vec<(String, Vec<
     }
 }
 
-pub async fn overview(app: &App, v: &Viewer) -> Markup {
+pub async fn overview(app: &App, v: &Viewer, window: Window) -> Markup {
     let status = app.call::<StatusReport>(Request::Status).await;
     let certs = app.call::<CertsReport>(Request::Certs).await;
     let backups = app
@@ -200,13 +202,13 @@ pub async fn overview(app: &App, v: &Viewer) -> Markup {
                 .iter()
                 .map(|s| format!("service:{}:requests_per_second", s.name))
                 .collect();
-            let charts = series(app, names, 3600).await;
+            let charts = series(app, names, window.secs()).await;
             html! {
                 h1 { "Overview of " (st.app) }
                 (flash(v))
                 section aria-labelledby="h-services" {
                     h2 #h-services { "Services" }
-                    table {
+                    div.scroll tabindex="0" { table {
                         thead { tr { th scope="col" { "Service" } th scope="col" { "Health" } th scope="col" { "Since" } th scope="col" { "Requests/s (5 min)" } th scope="col" { "p99" } th scope="col" { "5xx" } } }
                         tbody {
                             @for s in &st.services {
@@ -226,11 +228,12 @@ pub async fn overview(app: &App, v: &Viewer) -> Markup {
                                 }
                             }
                         }
-                    }
+                    } }
+                    (chart::window_picker(window))
                     div.charts {
                         @for (name, points) in &charts {
                             @let service = name.trim_start_matches("service:").trim_end_matches(":requests_per_second");
-                            (chart::sparkline(&format!("{service} requests/s, last hour"), "/s", points, now.saturating_sub(3600), now))
+                            (chart::sparkline(&format!("{service} requests/s, {}", window.label()), "/s", points, now.saturating_sub(window.secs()), now))
                         }
                     }
                 }
@@ -250,6 +253,7 @@ pub async fn overview(app: &App, v: &Viewer) -> Markup {
                             }
                             None => p { "Nothing deployed yet." }
                         }
+                        @if let Some(c) = &st.canary { (canary(c)) }
                         @if let Some(lock) = &st.deploying {
                             p.badge.warn { (lock.operation) " in progress, by " (lock.holder) }
                         }
@@ -308,6 +312,11 @@ pub async fn overview(app: &App, v: &Viewer) -> Markup {
     shell(v, "Overview", "/", main)
 }
 
+/// Points with every value multiplied by `by` (a ratio shown in percent, bytes in MiB).
+fn scaled(points: &[(u64, f64)], by: f64) -> Vec<(u64, f64)> {
+    points.iter().map(|&(t, v)| (t, v * by)).collect()
+}
+
 fn short_rev(rev: &str) -> &str {
     rev.get(..16).unwrap_or(rev)
 }
@@ -322,8 +331,28 @@ fn event_list<'a>(evs: impl Iterator<Item = &'a Event>) -> Markup {
     }
 }
 
+/// A canary deploy in progress: its share of the traffic and its step.
+fn canary(c: &CanaryProgress) -> Markup {
+    let percent = f64::from(c.share) / 100.0;
+    html! {
+        section.canary aria-labelledby="h-canary" {
+            h2 #h-canary { "Canary in progress" }
+            p {
+                "Release " (c.release) " takes " (chart::figure(percent)) " % of the requests to "
+                (c.services.join(", ")) ", compared with release " (c.serving) ": step " (c.step) " of " (c.steps) "."
+            }
+            progress max=(c.steps) value=(c.step) aria-label={ "Canary step " (c.step) " of " (c.steps) } { (c.step) "/" (c.steps) }
+        }
+    }
+}
+
 pub async fn deploys(app: &App, v: &Viewer) -> Markup {
     let releases = app.call::<Vec<ReleaseInfo>>(Request::Releases).await;
+    let in_progress = app
+        .call::<StatusReport>(Request::Status)
+        .await
+        .ok()
+        .and_then(|s| s.canary);
     let events = app
         .call::<Vec<Event>>(Request::Events {
             limit: 200,
@@ -339,15 +368,16 @@ pub async fn deploys(app: &App, v: &Viewer) -> Markup {
     let main = html! {
         h1 { "Deploys" }
         (flash(v))
+        @if let Some(c) = &in_progress { (canary(c)) }
         @if is_operator(v) {
             form.inline method="post" action="/deploys/deploy" {
                 (csrf(v))
-                button type="submit" { "Deploy the configuration now" }
+                button #deploy-now type="submit" { "Deploy the configuration now" }
             }
         }
         @match &releases {
             Err(e) => (error_note("Releases", e)),
-            Ok(rs) => table #releases {
+            Ok(rs) => div.scroll tabindex="0" { table #releases {
                 caption { "Releases, newest first. A retired release can be rolled back to." }
                 thead { tr { th scope="col" { "Release" } th scope="col" { "Status" } th scope="col" { "Created" } th scope="col" { "Live since" } th scope="col" { "Revision" } th scope="col" { "By" } th scope="col" { "Action" } } }
                 tbody {
@@ -360,6 +390,10 @@ pub async fn deploys(app: &App, v: &Viewer) -> Markup {
                             td { @if let Some(rev) = &r.revision { code { (short_rev(rev)) } } @if let Some(m) = &r.revision_message { " " (m) } }
                             td { @if let Some(e) = events.iter().find(|e| e.release == Some(r.id) && e.message.contains("by ")) { (e.message) } @else { (r.note) } }
                             td {
+                                @if let Some(prev) = rs.iter().map(|p| p.id).filter(|&p| p < r.id).max() {
+                                    a href={ "/deploys/diff?from=" (prev) "&to=" (r.id) } aria-label={ "Changes of release " (r.id) " from release " (prev) } { "Changes" }
+                                    " "
+                                }
                                 @if r.status == ReleaseStatus::Retired && Some(r.id) != current {
                                     @if is_operator(v) {
                                         a.button href={ "/deploys/rollback?release=" (r.id) } { "Roll back to " (r.id) }
@@ -371,10 +405,84 @@ pub async fn deploys(app: &App, v: &Viewer) -> Markup {
                         }
                     }
                 }
-            },
+            } },
         }
     };
     shell(v, "Deploys", "/deploys", main)
+}
+
+/// The serving release's configuration, read-only: secrets are `${secret.NAME}` references.
+pub async fn config(app: &App, v: &Viewer) -> Markup {
+    let found = app
+        .call::<ReleaseConfig>(Request::ReleaseConfig { release: None })
+        .await;
+    let main = html! {
+        h1 { "Configuration" }
+        @match &found {
+            Err(e) => (error_note("The configuration", e)),
+            Ok(c) => {
+                p { "The configuration release " (c.release) " runs with, read-only, as resolved from " code { "dockhand.toml" } ". Secrets appear as " code { "${secret.NAME}" } " references: their values are never shown." }
+                pre.config #config tabindex="0" aria-label={ "Configuration of release " (c.release) } { (pretty(&c.config)) }
+            }
+        }
+    };
+    shell(v, "Configuration", "/config", main)
+}
+
+/// What changed in the configuration from release `from` to release `to`, a unified diff.
+pub async fn diff(app: &App, v: &Viewer, from: i64, to: i64) -> Markup {
+    let old = app
+        .call::<ReleaseConfig>(Request::ReleaseConfig {
+            release: Some(from),
+        })
+        .await;
+    let new = app
+        .call::<ReleaseConfig>(Request::ReleaseConfig { release: Some(to) })
+        .await;
+    let main = html! {
+        h1 { "Release " (to) " against release " (from) }
+        @match (&old, &new) {
+            (Err(e), _) | (_, Err(e)) => (error_note("The configuration", e)),
+            (Ok(a), Ok(b)) => {
+                p { "What changed in the configuration. Secrets appear as " code { "${secret.NAME}" } " references: their values are never shown." }
+                (config_diff(&pretty(&a.config), &pretty(&b.config)))
+            }
+        }
+        p { a href="/deploys" { "Back to the deploys" } }
+    };
+    shell(v, "Changes", "/deploys", main)
+}
+
+/// A configuration as indented JSON, keys in order.
+fn pretty(config: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(config).unwrap_or_default()
+}
+
+/// The lines that differ between `old` and `new`, with three lines of context around each
+/// change; removed lines in `del`, added ones in `ins`.
+pub fn config_diff(old: &str, new: &str) -> Markup {
+    let diff = similar::TextDiff::from_lines(old, new);
+    let groups = diff.grouped_ops(3);
+    html! {
+        @if groups.is_empty() {
+            p #diff { "No change: both releases run the same configuration." }
+        } @else {
+            pre.diff #diff tabindex="0" aria-label="Configuration changes" {
+                @for (i, group) in groups.iter().enumerate() {
+                    @if i > 0 { span.gap { "…\n" } }
+                    @for op in group {
+                        @for change in diff.iter_changes(op) {
+                            @match change.tag() {
+                                similar::ChangeTag::Delete => del { "- " (change.value()) },
+                                similar::ChangeTag::Insert => ins { "+ " (change.value()) },
+                                similar::ChangeTag::Equal => span { "  " (change.value()) },
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub async fn rollback_confirm(app: &App, v: &Viewer, release: i64) -> Markup {
@@ -417,7 +525,7 @@ pub async fn backups(app: &App, v: &Viewer) -> Markup {
         @match &list {
             Err(e) => (error_note("Backups", e)),
             Ok(list) if list.is_empty() => p { "No backup yet." },
-            Ok(list) => table #backups {
+            Ok(list) => div.scroll tabindex="0" { table #backups {
                 caption { "Backups, newest first" }
                 thead { tr { th scope="col" { "Backup" } th scope="col" { "State" } th scope="col" { "Sources" } th scope="col" { "Size" } th scope="col" { "Verified" } th scope="col" { "Actions" } } }
                 tbody {
@@ -442,7 +550,7 @@ pub async fn backups(app: &App, v: &Viewer) -> Markup {
                         }
                     }
                 }
-            },
+            } },
         }
     };
     shell(v, "Backups", "/backups", main)
@@ -484,12 +592,12 @@ pub async fn restore_confirm(app: &App, v: &Viewer, id: &str, problem: Option<&s
     shell(v, "Restore", "/backups", main)
 }
 
-pub async fn service(app: &App, v: &Viewer, name: &str) -> Markup {
+pub async fn service(app: &App, v: &Viewer, name: &str, window: Window) -> Markup {
     let status = app.call::<StatusReport>(Request::Status).await;
     let now = crate::now();
-    let window = 3600;
     let names: Vec<String> = [
         "requests_per_second",
+        "p50_ms",
         "p99_ms",
         "error_ratio",
         "memory_bytes",
@@ -497,7 +605,36 @@ pub async fn service(app: &App, v: &Viewer, name: &str) -> Markup {
     .iter()
     .map(|m| format!("service:{name}:{m}"))
     .collect();
-    let charts = series(app, names, window).await;
+    let charts = series(app, names, window.secs()).await;
+    // The host's figures, shared by every service: CPU, memory and each disk's use.
+    let mut host_names = vec![
+        "host:cpu_ratio".to_string(),
+        "host:memory_used_ratio".to_string(),
+    ];
+    host_names.extend(
+        series(app, Vec::new(), 0)
+            .await
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.starts_with("host:disk:")),
+    );
+    let host = series(app, host_names, window.secs()).await;
+    // The service's health history: its health and restart events, newest first.
+    let history: Vec<Event> = app
+        .call::<Vec<Event>>(Request::Events {
+            limit: 500,
+            follow: false,
+        })
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .rev()
+        .filter(|e| {
+            e.service.as_deref() == Some(name) && matches!(e.kind.as_str(), "health" | "restart")
+        })
+        .take(20)
+        .collect();
+    let since = now.saturating_sub(window.secs());
     let logs = {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let (_h, hangup) = tokio::sync::watch::channel(false);
@@ -523,7 +660,7 @@ pub async fn service(app: &App, v: &Viewer, name: &str) -> Markup {
                 h1 { "Service " (s.name) }
                 p { (s.replicas) " replica(s)" @if let Some(r) = &s.route { " · route " code { (r) } } }
                 h2 { "Instances" }
-                table {
+                div.scroll tabindex="0" { table {
                     thead { tr { th scope="col" { "Instance" } th scope="col" { "Release" } th scope="col" { "State" } th scope="col" { "Health" } th scope="col" { "Restarts" } th scope="col" { "Up for" } th scope="col" { "Last probe" } } }
                     tbody {
                         @for i in &s.instances {
@@ -538,18 +675,37 @@ pub async fn service(app: &App, v: &Viewer, name: &str) -> Markup {
                             }
                         }
                     }
-                }
-                h2 { "Last hour" }
+                } }
+                h2 #h-charts { "Figures, " (window.label()) }
+                (chart::window_picker(window))
                 div.charts {
                     @for (series, points) in &charts {
-                        @let (label, unit) = match series.rsplit(':').next().unwrap_or_default() {
-                            "requests_per_second" => ("Requests/s", "/s"),
-                            "p99_ms" => ("p99 latency", " ms"),
-                            "error_ratio" => ("5xx ratio", ""),
-                            _ => ("Memory (bytes)", " B"),
+                        @let (label, unit, scale) = match series.rsplit(':').next().unwrap_or_default() {
+                            "requests_per_second" => ("Requests/s", "/s", 1.0),
+                            "p50_ms" => ("p50 latency", " ms", 1.0),
+                            "p99_ms" => ("p99 latency", " ms", 1.0),
+                            "error_ratio" => ("5xx responses", " %", 100.0),
+                            _ => ("Memory", " MiB", 1.0 / 1_048_576.0),
                         };
-                        (chart::sparkline(label, unit, points, now.saturating_sub(window), now))
+                        (chart::sparkline(label, unit, &scaled(points, scale), since, now))
                     }
+                }
+                h2 #h-host { "The host, " (window.label()) }
+                div.charts {
+                    @for (series, points) in &host {
+                        @let label = match series.as_str() {
+                            "host:cpu_ratio" => "CPU".to_string(),
+                            "host:memory_used_ratio" => "Memory used".to_string(),
+                            disk => format!("Disk {} used", disk.trim_start_matches("host:disk:").trim_end_matches(":used_ratio")),
+                        };
+                        (chart::sparkline(&label, " %", &scaled(points, 100.0), since, now))
+                    }
+                }
+                h2 #h-health { "Health history" }
+                @if history.is_empty() {
+                    p { "No health change or restart recorded yet." }
+                } @else {
+                    (event_list(history.iter()))
                 }
                 h2 #h-logs { "Logs" }
                 div.logtools {
@@ -629,7 +785,7 @@ pub async fn tasks(app: &App, v: &Viewer) -> Markup {
         @match &report {
             Err(e) => (error_note("Tasks", e)),
             Ok(r) if r.tasks.is_empty() => p { "No task is configured." },
-            Ok(r) => table {
+            Ok(r) => div.scroll tabindex="0" { table {
                 thead { tr { th scope="col" { "Task" } th scope="col" { "When" } th scope="col" { "Next run" } th scope="col" { "Last run" } th scope="col" { "Action" } } }
                 tbody {
                     @for t in &r.tasks {
@@ -638,11 +794,11 @@ pub async fn tasks(app: &App, v: &Viewer) -> Markup {
                             td { (t.when.as_str()) @if let Some(s) = &t.schedule { " " code { (s) } } }
                             td { (t.next_run.as_deref().map(when).unwrap_or_default()) }
                             td { @if let Some(run) = &t.last_run { (when(&run.started_at)) " " span.badge.plain { (run.state.as_str()) } } @else { "never" } }
-                            td { @if is_operator(v) { form.inline method="post" action="/tasks/run" { (csrf(v)) input type="hidden" name="task" value=(t.name); button type="submit" aria-label={ "Run " (t.name) " now" } { "Run now" } } } }
+                            td { @if is_operator(v) { form.inline method="post" action="/tasks/run" { (csrf(v)) input type="hidden" name="task" value=(t.name); button type="submit" aria-label={ "Run now: " (t.name) } { "Run now" } } } }
                         }
                     }
                 }
-            },
+            } },
         }
     };
     shell(v, "Tasks", "/tasks", main)
@@ -655,7 +811,7 @@ pub async fn certificates(app: &App, v: &Viewer) -> Markup {
         @match &report {
             Err(e) => (error_note("Certificates", e)),
             Ok(r) if r.certificates.is_empty() => p { "None: the app is served over HTTP only." },
-            Ok(r) => table {
+            Ok(r) => div.scroll tabindex="0" { table {
                 thead { tr { th scope="col" { "Host" } th scope="col" { "Source" } th scope="col" { "State" } th scope="col" { "Ends" } th scope="col" { "Days left" } th scope="col" { "Next renewal" } th scope="col" { "Last error" } } }
                 tbody {
                     @for c in &r.certificates {
@@ -670,7 +826,7 @@ pub async fn certificates(app: &App, v: &Viewer) -> Markup {
                         }
                     }
                 }
-            },
+            } },
         }
     };
     shell(v, "Certificates", "/certificates", main)
@@ -703,6 +859,27 @@ mod tests {
         assert_eq!(span(125), "2m");
         assert_eq!(span(7200), "2h");
         assert_eq!(span(3 * 86_400), "3d");
+    }
+
+    #[test]
+    fn a_config_diff_shows_the_changed_lines_with_their_context_only() {
+        let old = (1..=20).map(|i| format!("line {i}\n")).collect::<String>();
+        let new = old.replace("line 10\n", "line ten\n");
+        let html = config_diff(&old, &new).into_string();
+        assert!(
+            html.contains("<del>- line 10\n</del><ins>+ line ten\n</ins>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("  line 7\n") && html.contains("  line 13\n"),
+            "{html}"
+        );
+        assert!(
+            !html.contains("line 6\n") && !html.contains("line 14\n"),
+            "{html}"
+        );
+        let same = config_diff(&old, &old).into_string();
+        assert!(same.contains("No change"), "{same}");
     }
 
     #[test]

@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::auth::{same_secret, Flash, LoginRefused, Session};
+use crate::chart::Window;
 use crate::{assets, now, pages, Backend, DashboardHandle};
 
 const COOKIE: &str = "dockhand_session";
@@ -72,6 +73,8 @@ pub async fn serve(
         .route("/deploys", get(deploys))
         .route("/deploys/rollback", get(rollback_confirm).post(rollback))
         .route("/deploys/deploy", post(deploy))
+        .route("/deploys/diff", get(diff))
+        .route("/config", get(config))
         .route("/backups", get(backups))
         .route("/backups/run", post(backup_run))
         .route("/backups/verify", post(backup_verify))
@@ -262,11 +265,18 @@ impl IntoResponse for Html {
 struct PageQuery {
     #[serde(default)]
     partial: Option<String>,
+    /// The charts' span: `1h`, `24h` or `7d`.
+    #[serde(default)]
+    window: Option<String>,
 }
 
 impl PageQuery {
     fn partial(&self) -> bool {
         self.partial.is_some()
+    }
+
+    fn window(&self) -> Window {
+        Window::parse(self.window.as_deref())
     }
 }
 
@@ -346,7 +356,7 @@ async fn overview(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let v = viewer_or_return!(app, headers, q);
-    page(&v, pages::overview(&app, &v).await)
+    page(&v, pages::overview(&app, &v, q.window()).await)
 }
 
 async fn deploys(
@@ -430,6 +440,30 @@ async fn deploy(
         Err(e) => (false, format!("The deploy failed: {}", e.message)),
     };
     finish(&app, &headers, "/deploys", ok, text)
+}
+
+#[derive(Deserialize)]
+struct DiffQuery {
+    from: i64,
+    to: i64,
+}
+
+async fn diff(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(d): Query<DiffQuery>,
+) -> Response {
+    let v = viewer_or_return!(app, headers, PageQuery::default());
+    page(&v, pages::diff(&app, &v, d.from, d.to).await)
+}
+
+async fn config(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let v = viewer_or_return!(app, headers, q);
+    page(&v, pages::config(&app, &v).await)
 }
 
 async fn backups(
@@ -567,7 +601,7 @@ async fn service(
     Query(q): Query<PageQuery>,
 ) -> Response {
     let v = viewer_or_return!(app, headers, q);
-    page(&v, pages::service(&app, &v, &name).await)
+    page(&v, pages::service(&app, &v, &name, q.window()).await)
 }
 
 async fn alerts(

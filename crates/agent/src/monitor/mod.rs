@@ -434,6 +434,9 @@ impl Monitor {
                 let t = series::traffic(&b.since(&a), secs);
                 points.push((format!("service:{s}:requests_per_second"), t.per_second));
                 points.push((format!("service:{s}:error_ratio"), t.error_ratio));
+                if let Some(p) = t.p50_ms {
+                    points.push((format!("service:{s}:p50_ms"), p));
+                }
                 if let Some(p) = t.p99_ms {
                     points.push((format!("service:{s}:p99_ms"), p));
                 }

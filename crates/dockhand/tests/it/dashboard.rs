@@ -2,16 +2,20 @@
 //! (chromedriver, started here) through the real agent, with the process runtime and the
 //! testapp. One scenario, in the order a person on call would meet it: log in with a
 //! one-time link, read the overview after real requests and a deploy, see a live update
-//! arrive, roll back from the UI, back up and restore with a typed confirmation, have a
-//! forged POST and a viewer's rollback refused — with axe-core run on every page, a
-//! screenshot of every page kept under `target/dashboard-artifacts/`, and a secret's value
-//! looked for in every page, event stream and asset.
+//! arrive, roll back from the UI, back up and restore with a typed confirmation, deploy from
+//! the UI, have a
+//! forged POST and a viewer's rollback refused — with axe-core run on every page (on a
+//! desktop in the light, then on a phone's width in the dark, where no page may be wider than
+//! the screen), a screenshot of every page kept under `target/dashboard-artifacts/`, and a
+//! secret's value looked for in every page, event stream and asset.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dockhand_test_support::{free_port, wait_until, Sandbox};
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 
 use crate::backups::{keygen, secrets};
@@ -29,6 +33,8 @@ const PAGES: &[(&str, &str)] = &[
     ("/alerts", "alerts"),
     ("/tasks", "tasks"),
     ("/certificates", "certificates"),
+    ("/config", "configuration"),
+    ("/deploys/diff?from=1&to=2", "diff"),
     ("/events", "events"),
 ];
 
@@ -75,7 +81,13 @@ dir = "backups"
 struct Driver {
     child: Child,
     port: u16,
-    _profile: tempfile::TempDir,
+}
+
+/// How a browser session looks at the pages: a desktop in the light, or a phone in the dark.
+#[derive(Clone, Copy)]
+enum Screen {
+    DesktopLight,
+    PhoneDark,
 }
 
 impl Drop for Driver {
@@ -102,34 +114,46 @@ fn chromedriver() -> Driver {
     wait_until("chromedriver listens", Duration::from_secs(20), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
-    Driver {
-        child,
-        port,
-        _profile: tempfile::tempdir().unwrap(),
-    }
+    Driver { child, port }
 }
 
-async fn browser(driver: &Driver) -> Client {
-    let profile = driver._profile.path().display().to_string();
+/// A headless Chromium session on `screen`, with a profile of its own (kept until the
+/// session's end: the returned directory).
+async fn browser(driver: &Driver, screen: Screen) -> (Client, tempfile::TempDir) {
+    let profile = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "--headless".to_string(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-quic".into(),
+        "--no-first-run".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--disable-dev-shm-usage".into(),
+        format!("--user-data-dir={}", profile.path().display()),
+    ];
+    let mut options = serde_json::json!({ "binary": "/usr/bin/chromium" });
+    match screen {
+        Screen::DesktopLight => args.push("--window-size=1280,1000".into()),
+        // A phone's screen (390 by 844 CSS pixels; a headless window cannot be made that
+        // narrow), and `prefers-color-scheme: dark`.
+        Screen::PhoneDark => {
+            options["mobileEmulation"] = serde_json::json!({
+                "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 2, "touch": true }
+            });
+            args.push("--force-dark-mode".into());
+        }
+    }
+    options["args"] = serde_json::json!(args);
     let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1280,1000",
-                format!("--user-data-dir={profile}"),
-            ]
-        }),
-    );
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+    caps.insert("goog:chromeOptions".into(), options);
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{}", driver.port))
         .await
-        .expect("a WebDriver session with headless Chromium")
+        .expect("a WebDriver session with headless Chromium");
+    (client, profile)
 }
 
 /// axe-core's script, installed from npm into a cache outside the checkout when missing.
@@ -216,6 +240,15 @@ async fn axe(c: &Client, axe: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Presses and releases `key` on the keyboard.
+async fn press(c: &Client, key: Key) {
+    let k: char = key.into();
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: k })
+        .then(KeyAction::Up { value: k });
+    c.perform_actions(keys).await.unwrap();
+}
+
 /// A POST from the page itself (same origin, with its cookie): the status it got.
 async fn post_from_page(c: &Client, path: &str, body: &str) -> u64 {
     let status = c
@@ -260,7 +293,7 @@ fn the_dashboard_in_a_real_browser_logs_in_shows_the_app_rolls_back_restores_and
         .build()
         .unwrap();
     rt.block_on(async {
-        let c = browser(&driver).await;
+        let (c, _profile) = browser(&driver, Screen::DesktopLight).await;
         let url = login_url(&sb, "operator");
         let home = base(&url);
 
@@ -285,6 +318,37 @@ fn the_dashboard_in_a_real_browser_logs_in_shows_the_app_rolls_back_restores_and
         assert!(page.contains("healthy 1/1"), "{page}");
         assert!(page.contains("web requests/s, last hour: now"), "{page}");
 
+        // The keyboard: from the top of a page the first Tab reaches the skip link, and
+        // following it takes the next Tab into the page's content.
+        c.goto(&home).await.unwrap();
+        press(&c, Key::Tab).await;
+        let first = c.active_element().await.unwrap();
+        assert_eq!(first.text().await.unwrap(), "Skip to content");
+        press(&c, Key::Enter).await;
+        press(&c, Key::Tab).await;
+        let inside = c
+            .execute("return document.getElementById('main').contains(document.activeElement)", vec![])
+            .await
+            .unwrap();
+        assert_eq!(inside, serde_json::json!(true), "the focus after the skip link");
+
+        // The service's figures (p50 and p99, 5xx, memory) and the host's (CPU, memory,
+        // disks) over the last hour; the window picker for a day (whose 5-minute points the
+        // store has only after the first five minutes).
+        c.goto(&format!("{home}/services/web")).await.unwrap();
+        let page = eventually(&c, "the service's and the host's charts", |s| {
+            s.contains("p50 latency: now") && s.contains("CPU: now")
+        })
+        .await;
+        assert!(page.contains("web-0 is healthy"), "the health history: {page}");
+        for chart in ["Requests/s: now", "p99 latency: now", "5xx responses: now", "Memory used: now", "Disk / used: now"] {
+            assert!(page.contains(chart), "{chart}: {page}");
+        }
+        c.goto(&format!("{home}/services/web?window=24h")).await.unwrap();
+        assert_eq!(text_of(&c, "#h-charts").await, "Figures, last 24 hours");
+        assert_eq!(text_of(&c, "nav.windows a[aria-current]").await, "24h");
+        c.goto(&home).await.unwrap();
+
         // A live update over SSE: a backup taken from the CLI appears without a reload.
         eventually(&c, "the live feed open", |s| s.contains("Live: updates appear")).await;
         let loaded = c.execute("return window.dockhandLoadedAt", vec![]).await.unwrap();
@@ -305,6 +369,24 @@ fn the_dashboard_in_a_real_browser_logs_in_shows_the_app_rolls_back_restores_and
             assert!(bad.is_empty(), "axe-core on {path}: {bad:#?}");
             sources.push((path.to_string(), c.source().await.unwrap()));
         }
+
+        // The configuration, read-only, with the secret as a reference; the changes of
+        // release 2 from release 1.
+        c.goto(&format!("{home}/config")).await.unwrap();
+        let shown = text_of(&c, "#config").await;
+        assert!(shown.contains(r#""TOKEN": "${secret.TOKEN}""#), "{shown}");
+        assert!(shown.contains(r#""VERSION": "v2""#), "{shown}");
+        c.goto(&format!("{home}/deploys")).await.unwrap();
+        c.find(Locator::Css("a[href='/deploys/diff?from=1&to=2']"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let del = text_of(&c, "#diff del").await;
+        let ins = text_of(&c, "#diff ins").await;
+        assert!(del.contains(r#"- "#) && del.contains(r#""VERSION": "v1""#), "{del}");
+        assert!(ins.contains(r#"+ "#) && ins.contains(r#""VERSION": "v2""#), "{ins}");
 
         // A rollback clicked in the UI really rolls back.
         c.goto(&format!("{home}/deploys")).await.unwrap();
@@ -353,10 +435,18 @@ fn the_dashboard_in_a_real_browser_logs_in_shows_the_app_rolls_back_restores_and
         eventually(&c, "the restore's outcome", |s| s.contains(&done)).await;
         assert_eq!(std::fs::read_to_string(sb.path().join("files/a.txt")).unwrap(), "original\n");
 
+        // A deploy clicked in the UI really deploys the configuration as it is now.
+        sb.write("dockhand.toml", &config(app, "v3", &recipient, &key));
+        c.goto(&format!("{home}/deploys")).await.unwrap();
+        c.find(Locator::Id("deploy-now")).await.unwrap().click().await.unwrap();
+        eventually(&c, "the deploy's outcome", |s| s.contains("Deployed: release 3 serves.")).await;
+        assert!(http_get(&proxy, "app.test", "/version").contains("v3"));
+        assert_eq!(current_release(&sb), 3);
+
         // A forged POST (no CSRF token, or a wrong one) is refused and changes nothing.
         assert_eq!(post_from_page(&c, "/deploys/rollback", "release=2").await, 403);
         assert_eq!(post_from_page(&c, "/deploys/rollback", "release=2&csrf=forged").await, 403);
-        assert_eq!(current_release(&sb), 1);
+        assert_eq!(current_release(&sb), 3);
 
         // The secrets canary, part one: what the browser saw as an operator, and the live
         // feed (a deploy whose hook prints the secret, and the service's log stream).
@@ -418,8 +508,39 @@ fn the_dashboard_in_a_real_browser_logs_in_shows_the_app_rolls_back_restores_and
         let png = c.screenshot().await.unwrap();
         std::fs::write(shots.join("deploys-viewer.png"), png).unwrap();
         c.close().await.unwrap();
+
+        // On a phone, in the dark: every page fits the screen's width (wide tables scroll in
+        // their own box), and axe-core (contrast included) finds nothing serious there either.
+        let (c, _profile) = browser(&driver, Screen::PhoneDark).await;
+        c.goto(&login_url(&sb, "operator")).await.unwrap();
+        assert_eq!(c.current_url().await.unwrap().path(), "/");
+        let dark = c
+            .execute("return matchMedia('(prefers-color-scheme: dark)').matches", vec![])
+            .await
+            .unwrap();
+        assert_eq!(dark, serde_json::json!(true), "the browser prefers the dark scheme");
+        for (path, name) in PAGES {
+            c.goto(&format!("{home}{path}")).await.unwrap();
+            let png = c.screenshot().await.unwrap();
+            std::fs::write(shots.join(format!("{name}-phone-dark.png")), png).unwrap();
+            let widths = c
+                .execute(
+                    "const d = document.documentElement;
+                     return [d.scrollWidth, d.clientWidth, getComputedStyle(document.body).backgroundColor];",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let (scroll, client) = (widths[0].as_u64().unwrap(), widths[1].as_u64().unwrap());
+            assert!(client <= 400, "a phone's width, not {client}px");
+            assert!(scroll <= client, "{path} is {scroll}px wide on a {client}px screen");
+            assert_eq!(widths[2], "rgb(13, 17, 23)", "{path}: the dark background");
+            let bad = axe(&c, &axe_js).await;
+            assert!(bad.is_empty(), "axe-core on {path} (phone, dark): {bad:#?}");
+        }
+        c.close().await.unwrap();
     });
-    assert_eq!(current_release(&sb), 3);
+    assert_eq!(current_release(&sb), 4);
     // The secrets canary, part two: the agent did see the secret (redacted) in the logs.
     let logs = crate::service_logs(&sb, "web");
     assert!(
