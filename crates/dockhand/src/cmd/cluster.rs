@@ -96,13 +96,20 @@ pub fn status(g: &Global, path: &std::path::Path) -> anyhow::Result<ExitCode> {
         .iter()
         .filter(|t| t.service.starts_with(&prefix) && t.desired == TaskState::Running)
         .collect();
-    let nodes_ready = status.nodes.iter().all(|n| n.state == NodeState::Ready);
+    let down: Vec<&str> = status
+        .nodes
+        .iter()
+        .filter(|n| n.state != NodeState::Ready)
+        .map(|n| n.hostname.as_str())
+        .collect();
+    let nodes_ready = down.is_empty();
     let tasks_running = app_tasks.iter().all(|t| t.state == TaskState::Running);
     let ok = nodes_ready && tasks_running;
     if g.json {
         print_json(&serde_json::json!({
             "app": config.app,
             "ok": ok,
+            "down": down,
             "nodes": status.nodes,
             "tasks": app_tasks,
             "placement": placement(&status, &prefix),
@@ -135,6 +142,12 @@ pub fn status(g: &Global, path: &std::path::Path) -> anyhow::Result<ExitCode> {
             {
                 println!("    {service}  {state}");
             }
+        }
+        for node in &down {
+            println!(
+                "{} node {node} is not ready: Swarm runs its tasks on the other nodes; bring its Docker Engine back and it rejoins",
+                style("warning:").yellow().bold()
+            );
         }
     }
     Ok(if ok {

@@ -4,7 +4,7 @@
 //! across the nodes, gated on health; a release whose new image fails its health check is
 //! rolled back by Swarm and the whole app stays on the previous release; `dockhand rollback`
 //! returns every service to the release before; `dockhand status` shows the nodes and what
-//! runs where. A secret reaches the task as a file and appears in no spec, no node's disk
+//! runs where, and a worker whose engine is killed as down while its tasks run elsewhere. A secret reaches the task as a file and appears in no spec, no node's disk
 //! outside Swarm's own store, no output, no Docker event.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -143,9 +143,9 @@ fn wait_releases(cluster: &Cluster, services: &[(&str, usize)], release: &str) {
 }
 
 #[test]
-fn an_app_across_the_nodes_deploys_rolls_back_by_itself_and_on_demand() {
+fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
     ensure_test_images();
-    let cluster = Cluster::start(1, 2);
+    let mut cluster = Cluster::start(1, 2);
     cluster.load_images(&[TESTAPP_SHELL_IMAGE, POSTGRES_IMAGE]);
     let app = unique_app("sw");
     let sb = sandbox().with_env("DOCKER_HOST", &cluster.manager().docker_host());
@@ -334,5 +334,54 @@ fn an_app_across_the_nodes_deploys_rolls_back_by_itself_and_on_demand() {
             .collect();
         assert!(on_disk.is_empty(), "{}: {on_disk:?}", node.hostname());
     }
+
+    // A worker lost (its Docker Engine killed): the managers mark it down, its tasks run on
+    // the other nodes, and `status` says so and exits 1.
+    let w1_tasks = status_on(&sb, "w1");
+    assert!(
+        !w1_tasks.is_empty(),
+        "Swarm spreads six tasks over three nodes"
+    );
+    cluster.node_mut("w1").kill_dockerd();
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        let (code, status, out) = json(&sb, &["status"]);
+        let running: usize = ["m1", "w2"]
+            .iter()
+            .map(|n| {
+                status["placement"][*n]
+                    .as_array()
+                    .map(|tasks| tasks.iter().filter(|t| t[1] == "running").count())
+                    .unwrap_or(0)
+            })
+            .sum();
+        if code == Some(1) && status["down"] == serde_json::json!(["w1"]) && running == 6 {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "w1 down and its tasks {w1_tasks:?} elsewhere within 180s: {out}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(status["ok"], false, "{status:#}");
+    let human = sb.run(&["status"]);
+    assert_eq!(human.status.code(), Some(1), "{}", text(&human));
+    assert!(
+        String::from_utf8_lossy(&human.stdout).contains("node w1 is not ready"),
+        "{}",
+        text(&human)
+    );
     drop(cluster);
+}
+
+/// The app's services with a running task on `node`, by `status --json`.
+fn status_on(sb: &dockhand_test_support::Sandbox, node: &str) -> Vec<String> {
+    let (_, status, _) = json(sb, &["status"]);
+    status["placement"][node]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| t[0].as_str().unwrap_or_default().to_string())
+        .collect()
 }
