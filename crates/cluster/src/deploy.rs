@@ -200,6 +200,12 @@ pub async fn deploy(
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<ClusterReport, DeployError> {
     let app = &config.app;
+    // What the configuration and the secrets say is checked before the swarm is touched.
+    for name in plan_app(config, 0)?.secret_names() {
+        if secrets.get(&name).is_none() {
+            return Err(DeployError::MissingSecret { name });
+        }
+    }
     let history = swarm.releases(app).await?;
     let serving = serving_release(swarm, app).await?;
     let release = history

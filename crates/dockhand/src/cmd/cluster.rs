@@ -36,6 +36,8 @@ pub fn deploy(g: &Global, path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let secrets = dockhand_agent::load_secrets(&config, &redactor)
         .map_err(|e| output::usage(redactor.redact(&e.to_string()), g.json))?;
     let json = g.json;
+    // A configuration the cluster cannot run is refused before any swarm is reached.
+    dockhand_cluster::plan_app(&config, 0).map_err(|e| deploy_error(e, &redactor, json))?;
     let report = super::runtime()?.block_on(async {
         let swarm = connect(g).await?;
         dockhand_cluster::deploy(

@@ -385,3 +385,23 @@ fn status_on(sb: &dockhand_test_support::Sandbox, node: &str) -> Vec<String> {
         .map(|t| t[0].as_str().unwrap_or_default().to_string())
         .collect()
 }
+
+/// A database without a placement cannot run on a cluster (its volume lives on one node):
+/// `deploy` says which, and how to pin it, before reaching any swarm.
+#[test]
+fn an_unpinned_database_is_refused_with_how_to_pin_it() {
+    let sb = sandbox().with_env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let text = toml("unpinned", "v1", true)
+        .replace("placement = { db = [\"node.labels.db == main\"] }\n", "");
+    sb.write("dockhand.toml", &text);
+    let secrets = sb.write(".dockhand/secrets.env", "api_token=x\ndb_password=y\n");
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = sb.run(&["deploy"]);
+    assert_eq!(out.status.code(), Some(2), "{}", self::text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("database `db` is not pinned to a node")
+            && stderr.contains("node.labels.db == yes"),
+        "{stderr}"
+    );
+}
