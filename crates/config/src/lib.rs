@@ -46,7 +46,7 @@ pub use acme::{
     Hsts, CLOUDFLARE_API, DEFAULT_HSTS, LETSENCRYPT, LETSENCRYPT_STAGING, ZEROSSL,
 };
 pub use certs::{covers, load_certificate, CertificateError, CertificateFile, LoadedCertificate};
-pub use cluster::{ClusterConfig, ClusterEngine, ClusterNode, NodeRole};
+pub use cluster::{declares_cluster, ClusterConfig, ClusterEngine, ClusterNode, NodeRole};
 pub use dashboard::DashboardConfig;
 pub use deploy::{parse_share, share_text, CanaryConfig, DeploySettings, Strategy};
 pub use destinations::DestinationConfig;

@@ -290,6 +290,7 @@ impl Parser<'_> {
                 Some("add a service, e.g. [services.web] with command = \"./server\"".into()),
             ),
         }
+        self.check_cluster_placement(config);
         if let Some(table) = fields.get("tasks").and_then(|f| self.table(f)) {
             config.tasks = self.tasks(table, &config.services);
         }

@@ -7,6 +7,7 @@ mod backups;
 mod canary;
 mod checks;
 mod cli;
+mod cluster;
 mod containers;
 mod crash;
 mod dashboard;
