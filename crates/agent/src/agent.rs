@@ -101,6 +101,8 @@ pub struct Agent {
     pub(crate) updater: crate::update::Updater,
     pub(crate) monitor: crate::monitor::MonitorHandle,
     pub(crate) alerts: crate::alerts::AlertHandle,
+    /// Makes the dashboard's login links; `None` when `[dashboard]` is off.
+    pub(crate) dashboard: Option<dockhand_dashboard::DashboardHandle>,
     subsystems: tokio::sync::Mutex<Subsystems>,
     shutdown: watch::Sender<bool>,
 }
@@ -212,6 +214,9 @@ impl Agent {
                 monitor_handle.clone(),
             )))
             .await?;
+        let (dashboard_on, dashboard_settings) = crate::dashboard::settings(&proxy_config);
+        let dashboard =
+            dashboard_on.then(|| dockhand_dashboard::DashboardHandle::new(dashboard_settings));
         let (shutdown, _) = watch::channel(false);
         let agent = Arc::new(Agent {
             opts,
@@ -226,6 +231,7 @@ impl Agent {
             updater,
             monitor: monitor_handle,
             alerts,
+            dashboard,
             subsystems: tokio::sync::Mutex::new(subsystems),
             shutdown,
         });
@@ -262,6 +268,14 @@ impl Agent {
             self.opts.socket_group.as_deref(),
         )?;
         self.subsystems.lock().await.start(Arc::new(server)).await?;
+        if let Some(handle) = &self.dashboard {
+            let dashboard = crate::dashboard::DashboardService::new(self, handle.clone());
+            self.subsystems
+                .lock()
+                .await
+                .start(Arc::new(dashboard))
+                .await?;
+        }
         self.deployer
             .events
             .info(EventKind::Agent, None, None, "agent started");
@@ -562,6 +576,43 @@ impl Agent {
                 json(serde_json::to_value(r))
             }
             B::Prune { dry_run } => json(serde_json::to_value(self.backups.prune(dry_run).await?)),
+            B::Extract {
+                id,
+                source,
+                to,
+                identity,
+                requested_by,
+            } => json(serde_json::to_value(
+                self.backups
+                    .extract(
+                        &id,
+                        source.as_deref(),
+                        &to,
+                        identity.as_deref(),
+                        &requested_by,
+                    )
+                    .await?,
+            )),
+            B::RestoreAt {
+                database,
+                at,
+                identity,
+                requested_by,
+            } => {
+                let _guard = self.lock.acquire("backup restore", &requested_by)?;
+                json(serde_json::to_value(
+                    self.backups
+                        .restore_at(
+                            &self.deployer,
+                            database.as_deref(),
+                            &at,
+                            identity.as_deref(),
+                            &requested_by,
+                            sink,
+                        )
+                        .await?,
+                ))
+            }
             B::Restore {
                 id,
                 source,

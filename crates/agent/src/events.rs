@@ -55,6 +55,8 @@ pub enum EventKind {
     Monitor,
     /// An alert fired or recovered, or a notification could not be sent.
     Alert,
+    /// A dashboard login link was made.
+    Dashboard,
 }
 
 impl EventKind {
@@ -78,6 +80,7 @@ impl EventKind {
             EventKind::Maintenance => "maintenance",
             EventKind::Monitor => "monitor",
             EventKind::Alert => "alert",
+            EventKind::Dashboard => "dashboard",
         }
     }
 }

@@ -16,6 +16,7 @@ mod alerts;
 pub mod backups;
 mod certs;
 mod containers;
+mod dashboard;
 mod deploy;
 mod error;
 mod events;
@@ -51,6 +52,7 @@ pub use agent::{Agent, AgentOptions, Signals, StartMode};
 pub use error::{AgentError, ErrorKind};
 pub use health::{probe, ProbeKind, ProbePlan};
 pub use layout::StateLayout;
+pub use secrets::{load as load_secrets, Redactor};
 
 /// Where progress of a long operation goes (a socket client, or the terminal for `up`).
 pub type Sink<'a> = &'a (dyn Fn(dockhand_api::Progress) + Send + Sync);

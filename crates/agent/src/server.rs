@@ -187,7 +187,7 @@ async fn handle(agent: Arc<Agent>, stream: UnixStream) {
     watcher.abort();
 }
 
-async fn dispatch(
+pub(crate) async fn dispatch(
     agent: &Arc<Agent>,
     req: Request,
     tx: &mpsc::UnboundedSender<Frame>,
@@ -249,6 +249,34 @@ async fn dispatch(
                 &requested_by,
             )?,
         }),
+        Request::Dashboard(dockhand_api::DashboardRequest::Login { role, requested_by }) => {
+            let Some(dashboard) = &agent.dashboard else {
+                return Err(AgentError::usage(
+                    "the dashboard is off ([dashboard] enabled = false); turn it on in dockhand.toml, deploy, and restart the agent",
+                ));
+            };
+            let login = dashboard
+                .login(role, &requested_by)
+                .map_err(AgentError::runtime)?;
+            agent.deployer.events.info(
+                crate::events::EventKind::Dashboard,
+                None,
+                None,
+                &format!(
+                    "a dashboard login link ({}) was made for {requested_by}",
+                    role.as_str()
+                ),
+            );
+            to_value(login)
+        }
+        Request::Metrics(req) => to_value(dockhand_api::MetricsReport {
+            series: agent
+                .monitor
+                .series(&req.series, Duration::from_secs(req.window_secs))
+                .into_iter()
+                .map(|(name, points)| dockhand_api::SeriesPoints { name, points })
+                .collect(),
+        }),
         Request::DbUpgrade {
             database,
             requested_by,
@@ -281,6 +309,37 @@ async fn dispatch(
                 .await?
                 .map(wire::deploy_report),
         ),
+        Request::ReleaseConfig { release } => {
+            let store = &agent.deployer.store;
+            let found = match release {
+                Some(id) => store.release(id)?,
+                None => store.current_release()?,
+            };
+            let Some(r) = found else {
+                return Err(AgentError::not_found(match release {
+                    Some(id) => format!("no release {id}; `dockhand releases` lists them"),
+                    None => "nothing is deployed yet".to_string(),
+                }));
+            };
+            if r.config.is_empty() {
+                return Err(AgentError::not_found(format!(
+                    "release {} was pruned: its configuration is no longer kept",
+                    r.id
+                )));
+            }
+            // Kept without secret values; redacted all the same, as every answer is.
+            let text = agent.deployer.events.redactor().redact(&r.config);
+            let config = serde_json::from_str(&text).map_err(|e| {
+                AgentError::internal(format!(
+                    "the configuration of release {} does not read as JSON ({e})",
+                    r.id
+                ))
+            })?;
+            to_value(dockhand_api::ReleaseConfig {
+                release: r.id,
+                config,
+            })
+        }
         Request::Releases => {
             let releases = agent.deployer.store.releases(100)?;
             to_value(releases.iter().map(wire::release_info).collect::<Vec<_>>())

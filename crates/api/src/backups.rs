@@ -30,8 +30,31 @@ pub enum BackupRequest {
         identity: Option<String>,
         requested_by: String,
     },
+    /// Write a backup's sources (all, or one) into a directory on the agent's machine instead
+    /// of the live app (`backup restore ID --to DIR`): checked and decrypted like a restore,
+    /// nothing live touched.
+    Extract {
+        id: String,
+        source: Option<String>,
+        /// An absolute directory (created if missing).
+        to: String,
+        #[serde(default)]
+        identity: Option<String>,
+        requested_by: String,
+    },
     /// Apply the retention policy (or say what it would delete).
     Prune { dry_run: bool },
+    /// Restore a PostgreSQL database with point-in-time recovery to a moment: a base backup
+    /// and the archived WAL replayed up to `at`.
+    RestoreAt {
+        /// The database (default: the only one with `pitr`).
+        database: Option<String>,
+        /// RFC 3339 (`2026-12-06T10:15:00Z`).
+        at: String,
+        #[serde(default)]
+        identity: Option<String>,
+        requested_by: String,
+    },
 }
 
 /// A backup's state in the catalog.
@@ -151,6 +174,24 @@ pub struct RestoreReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety_backup: Option<String>,
     pub message: String,
+}
+
+/// The outcome of `backup restore ID --to DIR`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExtractReport {
+    pub id: String,
+    /// What was written: each item's source and the path it is at.
+    pub extracted: Vec<ExtractedItem>,
+    pub message: String,
+}
+
+/// One item written by `backup restore ID --to DIR`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExtractedItem {
+    pub source: String,
+    /// The item's kind (`postgres`, `directory`, …).
+    pub kind: String,
+    pub path: String,
 }
 
 #[cfg(test)]

@@ -35,6 +35,12 @@ pub enum Request {
     Reload { requested_by: String },
     /// Releases, newest first.
     Releases,
+    /// A release's configuration (the serving one's without `release`), as kept with it:
+    /// secrets are `${secret.NAME}` references, never values.
+    ReleaseConfig {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        release: Option<i64>,
+    },
     /// Recent events, oldest first; with `follow`, then every new event as it is recorded
     /// (as `event` frames, until the client hangs up).
     Events {
@@ -72,6 +78,10 @@ pub enum Request {
     },
     /// `dockhand alerts …`.
     Alerts(crate::AlertsRequest),
+    /// `dockhand dashboard`.
+    Dashboard(crate::DashboardRequest),
+    /// Points of the monitor's series (the dashboard's charts).
+    Metrics(crate::MetricsRequest),
 }
 
 /// What is in maintenance mode (`dockhand maintenance`).

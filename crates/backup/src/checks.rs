@@ -15,7 +15,7 @@ pub fn engine_error(kind: SourceKind, stderr: &str) -> Option<String> {
         .find(|line| {
             let l = line.to_ascii_lowercase();
             match kind {
-                SourceKind::Postgres | SourceKind::PostgresGlobals => {
+                SourceKind::Postgres | SourceKind::PostgresGlobals | SourceKind::PostgresBase => {
                     l.contains("error:") || l.starts_with("fatal:") || l.contains("fatal:")
                 }
                 SourceKind::Redis => l.contains("error") || l.contains("could not"),
@@ -52,6 +52,8 @@ pub fn implausible(
         SourceKind::Sqlite => 512,
         // One tar block pair.
         SourceKind::Volume | SourceKind::Directory | SourceKind::App => 1024,
+        // A data directory is megabytes even when empty.
+        SourceKind::PostgresBase => 1 << 20,
         SourceKind::PostgresGlobals => 1,
     };
     if raw_bytes < floor {

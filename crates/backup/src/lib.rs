@@ -19,6 +19,7 @@ pub mod crypto;
 mod error;
 pub mod manifest;
 pub mod pipeline;
+pub mod pitr;
 pub mod restore;
 pub mod retention;
 pub mod run;

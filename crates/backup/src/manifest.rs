@@ -65,6 +65,9 @@ pub struct Item {
     pub targets: Vec<String>,
     pub started_at: String,
     pub finished_at: String,
+    /// A base backup's first WAL segment (`000000010000000000000003`): replay starts there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_start: Option<String>,
 }
 
 /// What kind of source an item is, which says how to restore it.
@@ -75,6 +78,9 @@ pub enum SourceKind {
     Postgres,
     /// `pg_dumpall --globals-only` (roles, tablespaces): SQL for `psql`.
     PostgresGlobals,
+    /// `pg_basebackup` in tar format (the WAL it needs inside): the start of a
+    /// point-in-time recovery, restored with `restore --at`.
+    PostgresBase,
     /// An RDB snapshot.
     Redis,
     /// `mariadb-dump --single-transaction`: SQL for `mariadb`.
@@ -94,6 +100,7 @@ impl SourceKind {
         match self {
             SourceKind::Postgres => "postgres",
             SourceKind::PostgresGlobals => "postgres_globals",
+            SourceKind::PostgresBase => "postgres_base",
             SourceKind::Redis => "redis",
             SourceKind::Mariadb => "mariadb",
             SourceKind::Sqlite => "sqlite",
@@ -108,6 +115,7 @@ impl SourceKind {
         match self {
             SourceKind::Postgres => "pgdump",
             SourceKind::PostgresGlobals => "globals.sql",
+            SourceKind::PostgresBase => "base.tar",
             SourceKind::Redis => "rdb",
             SourceKind::Mariadb => "sql",
             SourceKind::Sqlite => "sqlite3",
@@ -121,9 +129,13 @@ impl Manifest {
 
     /// The item of `source` (its main object: a database's dump, not its globals).
     pub fn item(&self, source: &str) -> Option<&Item> {
-        self.items
-            .iter()
-            .find(|i| i.source == source && i.kind != SourceKind::PostgresGlobals)
+        self.items.iter().find(|i| {
+            i.source == source
+                && !matches!(
+                    i.kind,
+                    SourceKind::PostgresGlobals | SourceKind::PostgresBase
+                )
+        })
     }
 
     /// The sum of the stored objects' sizes.

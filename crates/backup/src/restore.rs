@@ -48,7 +48,21 @@ pub async fn fetch(
     scratch: &Path,
 ) -> Result<Fetched> {
     let rel = format!("{}/{}/{}", manifest.app, manifest.id, item.object);
-    let (path, temp) = match target.local_file(&rel) {
+    let local = format!("{}-{}", manifest.id, item.object);
+    fetch_object(target, &rel, &item.sha256, &item.object, &local, scratch).await
+}
+
+/// Fetches object `rel` (called `label` in messages) from `target` into `scratch` (as
+/// `local`, unless the target is a local directory) and checks it against `sha256`.
+pub async fn fetch_object(
+    target: &Target,
+    rel: &str,
+    sha256: &str,
+    label: &str,
+    local: &str,
+    scratch: &Path,
+) -> Result<Fetched> {
+    let (path, temp) = match target.local_file(rel) {
         Some(p) if p.is_file() => (p, false),
         Some(p) => {
             return Err(BackupError::new(
@@ -58,13 +72,13 @@ pub async fn fetch(
         }
         None => {
             sources::scratch_dir(scratch)?;
-            let p = scratch.join(format!("{}-{}", manifest.id, item.object));
+            let p = scratch.join(local);
             let fetched = Fetched {
                 path: p.clone(),
                 target: target.name.clone(),
                 temp: true,
             };
-            target.download(&rel, &p).await?;
+            target.download(rel, &p).await?;
             std::mem::forget(fetched);
             (p, true)
         }
@@ -78,12 +92,12 @@ pub async fn fetch(
     let sum = tokio::task::spawn_blocking(move || sha256_file(&p))
         .await
         .map_err(|e| BackupError::environment(e.to_string()))??;
-    if sum != item.sha256 {
+    if sum != sha256 {
         return Err(BackupError::new(
             ErrorKind::Checksum,
             format!(
-                "{} on target `{}` does not match its checksum (SHA-256 {}, recorded {}): the stored object is damaged; nothing was restored from it",
-                item.object, target.name, short(&sum), short(&item.sha256)
+                "{label} on target `{}` does not match its checksum (SHA-256 {}, recorded {}): the stored object is damaged; nothing was restored from it",
+                target.name, short(&sum), short(sha256)
             ),
         ));
     }
@@ -228,11 +242,79 @@ pub async fn restore_item(
             .await
             .map_err(|e| BackupError::environment(e.to_string()))?
         }
+        (SourceKind::PostgresBase, _) => Err(BackupError::usage(format!(
+            "{} is a base backup for point-in-time recovery: restore it with `--at TIME`",
+            item.object
+        ))),
         (kind, dest) => Err(BackupError::usage(format!(
             "a {} backup cannot be restored into {dest:?}",
             kind.as_str()
         ))),
     }
+}
+
+/// Where [`extract_item`] puts `item` in `dir`: the archive's tree for the tar kinds (a
+/// directory named after the source), else the plaintext file (`db.pgdump`, `cache.rdb`).
+pub fn extract_path(item: &Item, dir: &Path) -> PathBuf {
+    match item.kind {
+        SourceKind::Volume | SourceKind::Directory | SourceKind::App => dir.join(&item.source),
+        _ => dir.join(item.object.strip_suffix(".zst.age").unwrap_or(&item.object)),
+    }
+}
+
+/// Writes a fetched item's plaintext into `dir` instead of its live destination (`backup
+/// restore ID --to DIR`): a database's dump as its engine's tools read it, a tar archive
+/// unpacked. Refuses a path that exists; writes under a hidden name and renames it into place
+/// once whole, so a failure leaves nothing that looks like a restored copy. Blocking.
+pub fn extract_item(
+    fetched: &Fetched,
+    decryption: &Decryption,
+    item: &Item,
+    dir: &Path,
+) -> Result<PathBuf> {
+    let to = extract_path(item, dir);
+    // A manifest names its sources; a name that would leave `dir` is not one of ours.
+    if to.parent() != Some(dir) {
+        return Err(BackupError::restore(format!(
+            "backup item `{}` has a name that is not a plain file name; nothing was written",
+            item.source
+        )));
+    }
+    if to.symlink_metadata().is_ok() {
+        return Err(BackupError::usage(format!(
+            "{} already exists: --to never overwrites; name an empty or new directory",
+            to.display()
+        )));
+    }
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.dockhand-extract"));
+    let plain = fetched.open(decryption)?;
+    let tree = matches!(
+        item.kind,
+        SourceKind::Volume | SourceKind::Directory | SourceKind::App
+    );
+    let written = if tree {
+        let _ = std::fs::remove_dir_all(&tmp);
+        sources::files::restore_dir(plain, &tmp)
+    } else {
+        write_private(plain, &tmp)
+    };
+    let placed = written.and_then(|_| {
+        std::fs::rename(&tmp, &to)
+            .map_err(|e| crate::error::io(format_args!("failed to create {}", to.display()), e))
+    });
+    if let Err(e) = placed {
+        if tree {
+            let _ = std::fs::remove_dir_all(&tmp);
+        } else {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        return Err(e);
+    }
+    Ok(to)
 }
 
 fn write_private(mut reader: impl Read, path: &Path) -> Result<()> {
@@ -340,6 +422,14 @@ async fn drill_inner(
             })?;
             return Ok("decrypted".into());
         }
+        SourceKind::PostgresBase => {
+            drop(plain);
+            let d = need()?;
+            return drill_chain(
+                d, target, manifest, item, &fetched, decryption, scratch, &drill_id,
+            )
+            .await;
+        }
         SourceKind::Mariadb => {
             let d = need()?;
             let like = Conn {
@@ -405,4 +495,116 @@ async fn drill_inner(
         ),
         _ => format!("archive read whole, {rows} file(s)"),
     })
+}
+
+/// The WAL files of `plan` fetched from `target` and checked against their records, in
+/// order: a missing or damaged one fails before anything is touched.
+pub async fn fetch_wal(
+    target: &Target,
+    app: &str,
+    db: &str,
+    plan: &crate::pitr::Plan,
+    records: &[crate::pitr::WalRecord],
+    scratch: &Path,
+) -> Result<Vec<(String, Fetched)>> {
+    let mut out = Vec::new();
+    for name in &plan.files {
+        let Some(r) = records.iter().find(|r| &r.name == name) else {
+            return Err(BackupError::new(
+                ErrorKind::Checksum,
+                format!("WAL file {name} has no record on target `{}`", target.name),
+            ));
+        };
+        let rel = crate::pitr::wal_object(app, db, name);
+        let f = fetch_object(
+            target,
+            &rel,
+            &r.sha256,
+            &format!("WAL file {name}"),
+            &format!("wal-{db}-{name}"),
+            scratch,
+        )
+        .await?;
+        out.push((name.clone(), f));
+    }
+    Ok(out)
+}
+
+/// Drills a base backup with its WAL: a scratch server replays all of it and promotes.
+#[allow(clippy::too_many_arguments)]
+async fn drill_chain(
+    d: &Docker<'_>,
+    target: &Target,
+    manifest: &Manifest,
+    item: &Item,
+    fetched: &Fetched,
+    decryption: &Decryption,
+    scratch: &Path,
+    drill_id: &str,
+) -> Result<String> {
+    use crate::pitr::{self, live};
+    let records = live::records(target, &manifest.app, &item.source).await?;
+    let base = pitr::BaseRef {
+        backup_id: manifest.id.clone(),
+        finished_at: pitr::parse_time(&item.finished_at).unwrap_or_default(),
+        wal_start: item.wal_start.clone().unwrap_or_default(),
+    };
+    let plan = pitr::plan(&[base], &records, None).map_err(BackupError::restore)?;
+    let wal = fetch_wal(
+        target,
+        &manifest.app,
+        &item.source,
+        &plan,
+        &records,
+        scratch,
+    )
+    .await?;
+    let like = Conn {
+        container: String::new(),
+        host: String::new(),
+        user: item.user.clone().unwrap_or_else(|| "postgres".into()),
+        database: item.database.clone().unwrap_or_else(|| "postgres".into()),
+        password: String::new(),
+    };
+    let drill = live::Drill::start(d, &item.image, &like, drill_id).await?;
+    let result = async {
+        let dir = drill.data_dir().to_string();
+        live::unpack_base(
+            d,
+            &drill.container,
+            &dir,
+            sources::reader_feed(fetched.open(decryption)?),
+        )
+        .await?;
+        for (name, f) in &wal {
+            live::put_wal(
+                d,
+                &drill.container,
+                &dir,
+                name,
+                sources::reader_feed(f.open(decryption)?),
+            )
+            .await?;
+        }
+        let settings = pitr::recovery_settings(live::RESTORE_WAL, None, plan.timeline);
+        live::arm_recovery(d, &drill.container, &dir, &settings).await?;
+        drill.replay(d.timeout).await
+    }
+    .await;
+    drill.remove().await;
+    let counts = result?;
+    let rows: u64 = counts.values().sum();
+    let segments = plan
+        .files
+        .iter()
+        .filter(|f| !f.ends_with(".history"))
+        .count();
+    Ok(format!(
+        "base backup and {segments} WAL segment(s){} replayed in a scratch {}: {} table(s), {rows} row(s)",
+        plan.reaches
+            .map(|t| format!(" (to {})", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+            .unwrap_or_default(),
+        item.image,
+        counts.len()
+    ))
 }

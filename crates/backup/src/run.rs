@@ -21,6 +21,8 @@ pub enum Source {
         name: String,
         conn: Conn,
         image: String,
+        /// Point-in-time recovery is on: a base backup (`pg_basebackup`) is taken too.
+        base: bool,
     },
     Redis {
         name: String,
@@ -166,7 +168,12 @@ async fn one(
     };
     let mut out = Vec::new();
     match source {
-        Source::Postgres { name, conn, image } => {
+        Source::Postgres {
+            name,
+            conn,
+            image,
+            base,
+        } => {
             let d = docker()?;
             // Counted in the snapshot the dump is taken of, while it is dumped.
             let (snapshot, mut held) = sources::postgres::snapshot(&d, conn).await?;
@@ -193,6 +200,16 @@ async fn one(
                 ..Facts::default()
             };
             out.push(store(job, name, facts, globals, target_failures).await?);
+            if *base {
+                let mut facts = crate::pitr::live::base_facts(&d, conn).await?;
+                facts.image = image.clone();
+                let (wal_start, dump) = crate::pitr::live::base_backup(&d, conn).await?;
+                let mut item = store(job, name, facts, dump, target_failures).await?;
+                item.user = Some(conn.user.clone());
+                item.database = Some(conn.database.clone());
+                item.wal_start = Some(wal_start);
+                out.push(item);
+            }
         }
         Source::Redis {
             name,
@@ -364,6 +381,7 @@ async fn store_with(
         targets: ok,
         started_at,
         finished_at: now(),
+        wal_start: None,
     })
 }
 

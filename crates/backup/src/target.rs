@@ -384,6 +384,40 @@ impl Target {
         }
     }
 
+    /// The names of the objects directly under `dir` (none when it does not exist).
+    pub async fn list_names(&self, dir: &str) -> Result<Vec<String>> {
+        let prefix = self.path(dir);
+        let list = async {
+            let listed = self.store.list_with_delimiter(Some(&prefix)).await;
+            match listed {
+                Ok(l) => Ok(l
+                    .objects
+                    .into_iter()
+                    .filter_map(|m| m.location.filename().map(str::to_string))
+                    .collect::<Vec<_>>()),
+                Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+                Err(e) => Err(e),
+            }
+        };
+        match tokio::time::timeout(SMALL_TIMEOUT, list).await {
+            Ok(Ok(mut names)) => {
+                names.sort();
+                Ok(names)
+            }
+            Ok(Err(e)) => Err(self.err(&format!("cannot list {dir}"), e)),
+            Err(_) => Err(self.timeout()),
+        }
+    }
+
+    /// Deletes one object; a missing one is no error.
+    pub async fn delete(&self, rel: &str) -> Result<()> {
+        match tokio::time::timeout(SMALL_TIMEOUT, self.store.delete(&self.path(rel))).await {
+            Ok(Ok(())) | Ok(Err(object_store::Error::NotFound { .. })) => Ok(()),
+            Ok(Err(e)) => Err(self.err(&format!("cannot delete {rel}"), e)),
+            Err(_) => Err(self.timeout()),
+        }
+    }
+
     /// Whether the target answers (and, for a local one, is writable): for `dockhand check`.
     pub async fn check(&self) -> Result<()> {
         let probe = format!(".dockhand-check-{}", std::process::id());

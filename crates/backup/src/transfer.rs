@@ -268,6 +268,7 @@ mod tests {
                     source_bytes: None,
                     counts: Default::default(),
                     targets: vec!["local".into()],
+                    wal_start: None,
                     started_at: String::new(),
                     finished_at: String::new(),
                 })

@@ -18,6 +18,9 @@ pub enum ClusterError {
         call: &'static str,
         limit: Duration,
     },
+    /// A node of `[cluster]` is not in the swarm.
+    #[error("node `{node}` of [cluster] is not in the swarm managed at {host} (no node has the label dockhand.node={node} or that hostname); join it with `dockhand setup`")]
+    MissingNode { host: String, node: String },
     /// Any other error the Engine API returned.
     #[error("{call} failed on {host}: {reason}")]
     Api {
@@ -30,6 +33,9 @@ pub enum ClusterError {
 impl ClusterError {
     /// Whether the cause is outside Dockhand (the engine down, not a manager, slow).
     pub fn is_environmental(&self) -> bool {
-        !matches!(self, ClusterError::Api { .. })
+        !matches!(
+            self,
+            ClusterError::Api { .. } | ClusterError::MissingNode { .. }
+        )
     }
 }

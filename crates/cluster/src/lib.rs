@@ -7,14 +7,20 @@
 //! (bollard over a Unix socket, every call under a timeout). The crate knows nothing about
 //! SSH (the remote crate brings a manager's socket here) or about the agent's state.
 
+mod deploy;
 mod error;
 mod plan;
 mod status;
 mod swarm;
 
+pub use deploy::{
+    deploy, plan_app, rollback, word, AppPlan, ClusterReport, DeployError, DeployOptions, Outcome,
+    ServiceOutcome,
+};
 pub use error::ClusterError;
 pub use plan::{
-    network_name, plan_service, HealthCommand, PlanError, SecretMount, ServicePlan, UpdatePolicy,
+    network_name, plan_database, plan_service, HealthCommand, PlanError, PlanKind, SecretMount,
+    ServicePlan, UpdatePolicy, VolumeMount,
 };
 pub use status::{Availability, ClusterStatus, NodeState, NodeStatus, Role, TaskState, TaskStatus};
-pub use swarm::{Swarm, SwarmTimeouts, UpdateOutcome};
+pub use swarm::{ReleaseRecord, Swarm, SwarmTimeouts, UpdateOutcome};

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use bollard::models;
-use dockhand_config::{RestartPolicy, ServiceConfig};
+use dockhand_config::{DatabaseConfig, Mount, RestartPolicy, ServiceConfig};
 use serde::Serialize;
 
 /// How tasks are replaced by an update (and by Swarm's own rollback).
@@ -77,6 +77,30 @@ pub struct ServicePlan {
     pub constraints: Vec<String>,
     /// The app's overlay network.
     pub network: String,
+    /// A service of the app (replaced start-first) or a database (stop-first, one task).
+    pub kind: PlanKind,
+    /// Named volumes (`<app>_<name>`, on the node the task runs on).
+    pub mounts: Vec<VolumeMount>,
+}
+
+/// What a planned Swarm service is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanKind {
+    /// A service of the app: its tasks carry the release and are replaced start-first.
+    Service,
+    /// A database: one task on the node that holds its volume, replaced stop-first (two
+    /// servers never share its files), left alone by a deploy that does not change it.
+    Database,
+}
+
+/// A named volume mounted in a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VolumeMount {
+    /// The Docker volume, `<app>_<name>`.
+    pub source: String,
+    pub target: String,
+    pub read_only: bool,
 }
 
 /// A command Swarm runs to decide whether a task is healthy.
@@ -97,6 +121,29 @@ pub enum PlanError {
     NotAContainer { service: String },
     #[error("`{service}`'s env `{env}` puts a secret inside a longer value; on a cluster a secret is a whole value (`{env} = \"${{secret.NAME}}\"`), delivered as a file named by `{env}_FILE`")]
     EmbeddedSecret { service: String, env: String },
+    #[error("service `{service}` is built from a Dockerfile; on a cluster every service runs an image every node has (build it, load it on the nodes, and set `image`)")]
+    Build { service: String },
+    #[error("`{service}` mounts the host path {path}; on a cluster a task may run on any node, so only named volumes are mounted")]
+    BindMount { service: String, path: String },
+    #[error("database `{database}` is not pinned to a node: its volume lives on one node, so its task must always run there")]
+    UnpinnedDatabase { database: String },
+}
+
+impl PlanError {
+    /// What to do about it.
+    pub fn help(&self) -> String {
+        match self {
+            PlanError::NotAContainer { .. } => "give the service an `image`".into(),
+            PlanError::EmbeddedSecret { env, .. } => {
+                format!("set `{env} = \"${{secret.NAME}}\"` and have the program read the file `{env}_FILE` names")
+            }
+            PlanError::Build { .. } => "set `image` to an image loaded on every node".into(),
+            PlanError::BindMount { .. } => "use a named volume (`volumes = [\"data:/data\"]`)".into(),
+            PlanError::UnpinnedDatabase { database } => format!(
+                "label its node and pin it: [cluster.labels.NODE] {database} = \"yes\" and [cluster] placement = {{ {database} = [\"node.labels.{database} == yes\"] }}"
+            ),
+        }
+    }
 }
 
 /// The overlay network of `app`'s services.
@@ -117,30 +164,13 @@ pub fn plan_service(
             service: service.name.clone(),
         });
     };
-    let mut env = BTreeMap::new();
-    let mut secrets = Vec::new();
-    for (name, value) in &service.env {
-        let names = value.secret_names();
-        if names.is_empty() {
-            // No secret reference: the template's only escape is `$$`.
-            env.insert(name.clone(), value.template().replace("$$", "$"));
-            continue;
-        }
-        let whole = format!("${{secret.{}}}", names[0]);
-        if names.len() != 1 || value.template() != whole {
-            return Err(PlanError::EmbeddedSecret {
-                service: service.name.clone(),
-                env: name.clone(),
-            });
-        }
-        let target = format!("/run/secrets/{}", names[0]);
-        env.insert(format!("{name}_FILE"), target.clone());
-        secrets.push(SecretMount {
-            env: name.clone(),
-            secret: names[0].clone(),
-            target,
+    if container.build.is_some() {
+        return Err(PlanError::Build {
+            service: service.name.clone(),
         });
     }
+    let (mut env, secrets) = split_env(&service.name, service.env.iter())?;
+    let mounts = volume_mounts(app, &service.name, &container.volumes)?;
     if let Some(port) = service.port {
         env.entry("PORT".into()).or_insert_with(|| port.to_string());
     }
@@ -149,14 +179,8 @@ pub fn plan_service(
     env.insert("DOCKHAND_RELEASE".into(), release.to_string());
     let health_command = service.health.as_ref().and_then(|h| {
         let command = h.command.as_ref()?;
-        let test = match command {
-            dockhand_config::CommandLine::Shell(line) => vec!["CMD-SHELL".into(), line.clone()],
-            dockhand_config::CommandLine::Exec(argv) => std::iter::once("CMD".to_string())
-                .chain(argv.iter().cloned())
-                .collect(),
-        };
         Some(HealthCommand {
-            test,
+            test: health_test(command),
             interval: h.interval,
             timeout: h.timeout,
             retries: h.unhealthy_threshold,
@@ -191,7 +215,135 @@ pub fn plan_service(
         update,
         constraints: constraints.to_vec(),
         network: network_name(app),
+        kind: PlanKind::Service,
+        mounts,
     })
+}
+
+/// Plans database `db` of `app`: one task, pinned by `constraints` (required: the volume is
+/// on one node), its credentials from Swarm secrets (`POSTGRES_PASSWORD_FILE`, the official
+/// images' convention), its health command as Swarm's check.
+pub fn plan_database(
+    app: &str,
+    db: &DatabaseConfig,
+    constraints: &[String],
+) -> Result<ServicePlan, PlanError> {
+    if constraints.is_empty() {
+        return Err(PlanError::UnpinnedDatabase {
+            database: db.name.clone(),
+        });
+    }
+    let container_env = db.container_env();
+    let (mut env, secrets) = split_env(&db.name, container_env.iter())?;
+    // Empty credentials are the image's defaults, not values.
+    env.retain(|_, v| !v.is_empty());
+    let mounts = volume_mounts(app, &db.name, &db.mounts())?;
+    let health_command = db.health.command.as_ref().map(|command| HealthCommand {
+        test: health_test(command),
+        interval: db.health.interval,
+        timeout: db.health.timeout,
+        retries: db.health.unhealthy_threshold,
+        start_period: db.health.start_period,
+    });
+    Ok(ServicePlan {
+        name: format!("{app}-{}", db.name),
+        app: app.to_string(),
+        service: db.name.clone(),
+        // A database's tasks carry no release: a deploy that leaves its table alone leaves
+        // its task alone.
+        release: String::new(),
+        image: db.image.clone(),
+        replicas: 1,
+        env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        secrets,
+        command: db.command.clone(),
+        entrypoint: None,
+        user: None,
+        init: false,
+        memory_limit: db.memory_limit,
+        cpus: db.cpus,
+        restart: RestartPolicy::Always,
+        stop_grace: Duration::from_secs(30),
+        health_command,
+        update: UpdatePolicy {
+            monitor: Duration::from_secs(5),
+            ..UpdatePolicy::default()
+        },
+        constraints: constraints.to_vec(),
+        network: network_name(app),
+        kind: PlanKind::Database,
+        mounts,
+    })
+}
+
+/// A health command as Swarm's `test`.
+fn health_test(command: &dockhand_config::CommandLine) -> Vec<String> {
+    match command {
+        dockhand_config::CommandLine::Shell(line) => vec!["CMD-SHELL".into(), line.clone()],
+        dockhand_config::CommandLine::Exec(argv) => std::iter::once("CMD".to_string())
+            .chain(argv.iter().cloned())
+            .collect(),
+    }
+}
+
+/// The env of `owner` without its secrets, and the secrets as files (`NAME_FILE` in the env).
+fn split_env<'a>(
+    owner: &str,
+    vars: impl Iterator<Item = (&'a String, &'a dockhand_config::EnvValue)>,
+) -> Result<(BTreeMap<String, String>, Vec<SecretMount>), PlanError> {
+    let mut env = BTreeMap::new();
+    let mut secrets = Vec::new();
+    for (name, value) in vars {
+        let names = value.secret_names();
+        if names.is_empty() {
+            // No secret reference: the template's only escape is `$$`.
+            env.insert(name.clone(), value.template().replace("$$", "$"));
+            continue;
+        }
+        let whole = format!("${{secret.{}}}", names[0]);
+        if names.len() != 1 || value.template() != whole {
+            return Err(PlanError::EmbeddedSecret {
+                service: owner.to_string(),
+                env: name.clone(),
+            });
+        }
+        let target = format!("/run/secrets/{}", names[0]);
+        env.insert(format!("{name}_FILE"), target.clone());
+        if !secrets.iter().any(|s: &SecretMount| s.secret == names[0]) {
+            secrets.push(SecretMount {
+                env: name.clone(),
+                secret: names[0].clone(),
+                target,
+            });
+        }
+    }
+    Ok((env, secrets))
+}
+
+/// The named volumes of `owner` (`<app>_<name>`); host paths are refused, tmpfs left out.
+fn volume_mounts(app: &str, owner: &str, mounts: &[Mount]) -> Result<Vec<VolumeMount>, PlanError> {
+    let mut out = Vec::new();
+    for mount in mounts {
+        match mount {
+            Mount::Volume {
+                name,
+                target,
+                read_only,
+            } => out.push(VolumeMount {
+                source: format!("{app}_{name}"),
+                target: target.clone(),
+                read_only: *read_only,
+            }),
+            Mount::Bind { source, .. } => {
+                return Err(PlanError::BindMount {
+                    service: owner.to_string(),
+                    path: source.display().to_string(),
+                })
+            }
+            Mount::Tmpfs { .. } => {}
+        }
+    }
+    Ok(out)
 }
 
 fn nanos(d: Duration) -> i64 {
@@ -202,14 +354,28 @@ impl ServicePlan {
     /// The Engine API's spec; `secret_ids` maps each secret's name in the secrets file to the
     /// Swarm secret (id, name) holding its current value.
     pub fn to_spec(&self, secret_ids: &BTreeMap<String, (String, String)>) -> models::ServiceSpec {
-        let labels: HashMap<String, String> = [
+        let mut labels: HashMap<String, String> = [
             ("dockhand.app", self.app.as_str()),
             ("dockhand.service", self.service.as_str()),
-            ("dockhand.release", self.release.as_str()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+        match self.kind {
+            PlanKind::Service => labels.insert("dockhand.release".into(), self.release.clone()),
+            PlanKind::Database => labels.insert("dockhand.database".into(), self.service.clone()),
+        };
+        let mounts: Vec<models::Mount> = self
+            .mounts
+            .iter()
+            .map(|m| models::Mount {
+                target: Some(m.target.clone()),
+                source: Some(m.source.clone()),
+                typ: Some(models::MountType::VOLUME),
+                read_only: Some(m.read_only),
+                ..Default::default()
+            })
+            .collect();
         let secrets = self
             .secrets
             .iter()
@@ -239,6 +405,7 @@ impl ServicePlan {
             init: Some(self.init),
             stop_grace_period: Some(nanos(self.stop_grace)),
             secrets: (!secrets.is_empty()).then_some(secrets),
+            mounts: (!mounts.is_empty()).then_some(mounts),
             health_check: self.health_command.as_ref().map(|h| models::HealthConfig {
                 test: Some(h.test.clone()),
                 interval: Some(nanos(h.interval)),
@@ -281,6 +448,16 @@ impl ServicePlan {
             ..Default::default()
         };
         let u = &self.update;
+        let (order, rollback_order) = match self.kind {
+            PlanKind::Service => (
+                models::ServiceSpecUpdateConfigOrderEnum::START_FIRST,
+                models::ServiceSpecRollbackConfigOrderEnum::START_FIRST,
+            ),
+            PlanKind::Database => (
+                models::ServiceSpecUpdateConfigOrderEnum::STOP_FIRST,
+                models::ServiceSpecRollbackConfigOrderEnum::STOP_FIRST,
+            ),
+        };
         models::ServiceSpec {
             name: Some(self.name.clone()),
             labels: Some(labels),
@@ -297,7 +474,7 @@ impl ServicePlan {
                 failure_action: Some(models::ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
                 monitor: Some(nanos(u.monitor)),
                 max_failure_ratio: Some(0.0),
-                order: Some(models::ServiceSpecUpdateConfigOrderEnum::START_FIRST),
+                order: Some(order),
             }),
             rollback_config: Some(models::ServiceSpecRollbackConfig {
                 parallelism: Some(i64::from(u.parallelism)),
@@ -305,7 +482,7 @@ impl ServicePlan {
                 failure_action: Some(models::ServiceSpecRollbackConfigFailureActionEnum::PAUSE),
                 monitor: Some(nanos(u.monitor)),
                 max_failure_ratio: Some(0.0),
-                order: Some(models::ServiceSpecRollbackConfigOrderEnum::START_FIRST),
+                order: Some(rollback_order),
             }),
             endpoint_spec: Some(models::EndpointSpec {
                 mode: Some(models::EndpointSpecModeEnum::DNSRR),
@@ -437,6 +614,81 @@ mod tests {
             }
         );
         assert!(err.to_string().contains("URL_FILE"), "{err}");
+    }
+
+    fn database(toml: &str) -> DatabaseConfig {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join(".dockhand/secrets.env");
+        std::fs::create_dir_all(secrets.parent().unwrap()).unwrap();
+        std::fs::write(&secrets, "pw=hunter3\n").unwrap();
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = format!("app = \"shop\"\n[services.web]\nimage = \"x\"\n{toml}");
+        let loaded = dockhand_config::load_str(
+            &dir.path().join("dockhand.toml"),
+            &text,
+            &dockhand_config::LoadOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        loaded.config.databases["db"].clone()
+    }
+
+    #[test]
+    fn a_database_is_one_pinned_stop_first_task_on_its_volume_without_a_release() {
+        let db = database(
+            "[databases.db]\nengine = \"postgres\"\nuser = \"shop\"\npassword = \"${secret.pw}\"\n",
+        );
+        let pin = ["node.labels.db == main".to_string()];
+        let plan = plan_database("shop", &db, &pin).unwrap();
+        assert_eq!(plan.name, "shop-db");
+        assert_eq!(plan.replicas, 1);
+        assert_eq!(plan.kind, PlanKind::Database);
+        assert!(
+            plan.env
+                .contains(&"POSTGRES_PASSWORD_FILE=/run/secrets/pw".to_string()),
+            "{:?}",
+            plan.env
+        );
+        assert!(
+            plan.env.contains(&"POSTGRES_USER=shop".to_string()),
+            "{:?}",
+            plan.env
+        );
+        assert_eq!(plan.mounts[0].source, "shop_db-data");
+        assert_eq!(plan.mounts[0].target, "/var/lib/postgresql/data");
+        assert!(plan.health_command.is_some());
+        let spec = plan.to_spec(&BTreeMap::new());
+        let labels = spec.labels.as_ref().unwrap();
+        assert!(!labels.contains_key("dockhand.release"), "{labels:?}");
+        assert_eq!(labels["dockhand.database"], "db");
+        assert_eq!(
+            spec.update_config.as_ref().unwrap().order,
+            Some(models::ServiceSpecUpdateConfigOrderEnum::STOP_FIRST)
+        );
+        let mounts = spec
+            .task_template
+            .as_ref()
+            .unwrap()
+            .container_spec
+            .as_ref()
+            .unwrap()
+            .mounts
+            .as_ref()
+            .unwrap();
+        assert_eq!(mounts[0].typ, Some(models::MountType::VOLUME));
+
+        let err = plan_database("shop", &db, &[]).unwrap_err();
+        assert_eq!(
+            err,
+            PlanError::UnpinnedDatabase {
+                database: "db".into()
+            }
+        );
+        assert!(
+            err.help().contains("node.labels.db == yes"),
+            "{}",
+            err.help()
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! [`Swarm`]: the one handle on a swarm manager's Engine API (bollard, Unix socket only, the
 //! API version negotiated with the daemon at connect, every call under a timeout).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,18 @@ use sha2::Digest as _;
 
 use crate::error::ClusterError;
 use crate::status::ClusterStatus;
+
+/// One release of an app as the swarm records it: whether it went live, and each service's
+/// spec (databases not among them: a rollback leaves them alone).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReleaseRecord {
+    pub app: String,
+    pub release: u64,
+    /// Every service converged on it.
+    pub live: bool,
+    /// Swarm service name → its spec at this release.
+    pub services: BTreeMap<String, models::ServiceSpec>,
+}
 
 /// How an update of a service ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +256,18 @@ impl Swarm {
         release: &str,
         limit: Duration,
     ) -> Result<UpdateOutcome, ClusterError> {
+        self.wait_converged(name, Some(release), limit).await
+    }
+
+    /// Waits until every replica of service `name` runs (with `release`, when given: a
+    /// database's tasks carry none), or Swarm rolled the update back or paused it; an error
+    /// after `limit`.
+    pub async fn wait_converged(
+        &self,
+        name: &str,
+        release: Option<&str>,
+        limit: Duration,
+    ) -> Result<UpdateOutcome, ClusterError> {
         let deadline = Instant::now() + limit;
         loop {
             let service = self
@@ -261,7 +285,7 @@ impl Swarm {
                 .and_then(spec_release);
             use models::ServiceUpdateStatusStateEnum as S;
             match status.and_then(|s| s.state) {
-                Some(S::ROLLBACK_COMPLETED) if spec_release != Some(release) => {
+                Some(S::ROLLBACK_COMPLETED) if release.is_some() && spec_release != release => {
                     return Ok(UpdateOutcome::RolledBack { message })
                 }
                 Some(S::PAUSED | S::ROLLBACK_PAUSED) => {
@@ -289,7 +313,7 @@ impl Swarm {
                         .filter(|t| {
                             t.status.as_ref().and_then(|s| s.state)
                                 == Some(models::TaskState::RUNNING)
-                                && task_release(t) == Some(release)
+                                && (release.is_none() || task_release(t) == release)
                         })
                         .count();
                     if running as i64 == want && tasks.len() as i64 == want {
@@ -306,6 +330,167 @@ impl Swarm {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// Gives each node of the cluster its labels: the node whose `dockhand.node` label, else
+    /// whose hostname, is `destination` gets `dockhand.node = destination` and `labels` (other
+    /// labels it has are kept). A node of the list the swarm lacks is an error naming it.
+    pub async fn label_nodes(
+        &self,
+        nodes: &[(String, BTreeMap<String, String>)],
+    ) -> Result<(), ClusterError> {
+        let listed = self
+            .call("list nodes", self.docker.list_nodes(None))
+            .await?;
+        for (destination, labels) in nodes {
+            let label_of = |n: &models::Node| {
+                n.spec
+                    .as_ref()
+                    .and_then(|s| s.labels.as_ref())
+                    .and_then(|l| l.get("dockhand.node").cloned())
+            };
+            let hostname = |n: &models::Node| {
+                n.description
+                    .as_ref()
+                    .and_then(|d| d.hostname.clone())
+                    .unwrap_or_default()
+            };
+            let node = listed
+                .iter()
+                .find(|n| label_of(n).as_deref() == Some(destination.as_str()))
+                .or_else(|| {
+                    listed
+                        .iter()
+                        .find(|n| label_of(n).is_none() && hostname(n) == *destination)
+                });
+            let Some(node) = node else {
+                return Err(ClusterError::MissingNode {
+                    host: self.host.clone(),
+                    node: destination.clone(),
+                });
+            };
+            let mut spec = node.spec.clone().unwrap_or_default();
+            let mut current = spec.labels.clone().unwrap_or_default();
+            let before = current.clone();
+            current.insert("dockhand.node".into(), destination.clone());
+            for (k, v) in labels {
+                current.insert(k.clone(), v.clone());
+            }
+            if current == before {
+                continue;
+            }
+            spec.labels = Some(current);
+            let version = node.version.as_ref().and_then(|v| v.index).unwrap_or(0);
+            let id = node.id.clone().unwrap_or_default();
+            let options = bollard::query_parameters::UpdateNodeOptions {
+                version: i64::try_from(version).unwrap_or(i64::MAX),
+            };
+            self.call("label node", self.docker.update_node(&id, spec, options))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The services of `app` (by their `dockhand.app` label).
+    pub async fn app_services(&self, app: &str) -> Result<Vec<models::Service>, ClusterError> {
+        let options = bollard::query_parameters::ListServicesOptions {
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![format!("dockhand.app={app}")],
+            )])),
+            ..Default::default()
+        };
+        self.call("list services", self.docker.list_services(Some(options)))
+            .await
+    }
+
+    /// The service `name`'s spec, if the service exists.
+    pub async fn service_spec(
+        &self,
+        name: &str,
+    ) -> Result<Option<models::ServiceSpec>, ClusterError> {
+        match self.docker.inspect_service(name, None).await {
+            Ok(service) => Ok(service.spec),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(ClusterError::Api {
+                host: self.host.clone(),
+                call: "inspect service",
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Removes service `name` (its tasks stop).
+    pub async fn remove_service(&self, name: &str) -> Result<(), ClusterError> {
+        self.call("remove service", self.docker.delete_service(name))
+            .await
+    }
+
+    /// Records release `record` of its app in the swarm itself, as a Swarm config
+    /// `dockhand-<app>-r<release>` (no secret in it: specs name their secrets): the history
+    /// `dockhand rollback` goes back in, readable from any manager.
+    pub async fn record_release(&self, record: &ReleaseRecord) -> Result<(), ClusterError> {
+        let data = serde_json::to_vec(record).map_err(|e| ClusterError::Api {
+            host: self.host.clone(),
+            call: "encode the release record",
+            reason: e.to_string(),
+        })?;
+        let spec = models::ConfigSpec {
+            name: Some(format!("dockhand-{}-r{}", record.app, record.release)),
+            labels: Some(HashMap::from([
+                ("dockhand.app".to_string(), record.app.clone()),
+                ("dockhand.release".to_string(), record.release.to_string()),
+            ])),
+            data: Some(base64::engine::general_purpose::STANDARD.encode(data)),
+            ..Default::default()
+        };
+        self.call("record the release", self.docker.create_config(spec))
+            .await
+            .map(|_| ())
+    }
+
+    /// The recorded releases of `app`, oldest first.
+    pub async fn releases(&self, app: &str) -> Result<Vec<ReleaseRecord>, ClusterError> {
+        let options = bollard::query_parameters::ListConfigsOptions {
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![format!("dockhand.app={app}")],
+            )])),
+        };
+        let configs = self
+            .call(
+                "list release records",
+                self.docker.list_configs(Some(options)),
+            )
+            .await?;
+        let mut out = Vec::new();
+        for config in configs {
+            let data = match config.spec.as_ref().and_then(|s| s.data.clone()) {
+                Some(data) => data,
+                // Older engines leave the data out of the list.
+                None => {
+                    let id = config.id.clone().unwrap_or_default();
+                    let full = self
+                        .call("inspect release record", self.docker.inspect_config(&id))
+                        .await?;
+                    match full.spec.and_then(|s| s.data) {
+                        Some(data) => data,
+                        None => continue,
+                    }
+                }
+            };
+            let record = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<ReleaseRecord>(&bytes).ok());
+            if let Some(record) = record {
+                out.push(record);
+            }
+        }
+        out.sort_by_key(|r| r.release);
+        Ok(out)
     }
 
     /// The release each running task of service `name` runs (by its `dockhand.release`

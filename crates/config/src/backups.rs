@@ -30,6 +30,8 @@ const BACKUPS_KEYS: &[&str] = &[
     "targets",
     "helper_image",
     "timeout",
+    "pitr",
+    "archive_timeout",
 ];
 const KEEP_KEYS: &[&str] = &["last", "hourly", "daily", "weekly", "monthly", "yearly"];
 const TARGET_KEYS: &[&str] = &[
@@ -222,6 +224,66 @@ impl Parser<'_> {
             .get("timeout")
             .and_then(|f| self.duration(f, false))
             .unwrap_or(Duration::from_secs(6 * 3600));
+        // Point-in-time recovery: PostgreSQL databases whose WAL is archived continuously.
+        let mut pitr = Vec::new();
+        if let Some(f) = fields.get("pitr") {
+            for name in self.string_array(f).unwrap_or_default() {
+                match databases.get(&name) {
+                    Some(db) if db.engine == Engine::Postgres && included(&name) => {
+                        pitr.push(name)
+                    }
+                    Some(db) if db.engine != Engine::Postgres => self.error(
+                        value_span(f),
+                        Some(&f.path),
+                        format!(
+                            "point-in-time recovery is for PostgreSQL; `{name}` is a {} database",
+                            db.engine.as_str()
+                        ),
+                        Some("list only databases with engine = \"postgres\" in `pitr`".into()),
+                    ),
+                    Some(_) => self.error(
+                        value_span(f),
+                        Some(&f.path),
+                        format!("`{name}` is in `pitr` but left out of the backups"),
+                        Some(format!(
+                            "remove `{name}` from `exclude` (or add it to `include`): its base backups are taken with the others"
+                        )),
+                    ),
+                    None => {
+                        let known: Vec<&str> = databases
+                            .values()
+                            .filter(|d| d.engine == Engine::Postgres)
+                            .map(|d| d.name.as_str())
+                            .collect();
+                        self.error(
+                            value_span(f),
+                            Some(&f.path),
+                            format!("`pitr` names `{name}`, which is no database of this app"),
+                            Some(if known.is_empty() {
+                                "add a [databases.NAME] with engine = \"postgres\" first".to_string()
+                            } else {
+                                format!("the PostgreSQL databases are: {}", known.join(", "))
+                            }),
+                        )
+                    }
+                }
+            }
+        }
+        let archive_timeout = fields
+            .get("archive_timeout")
+            .and_then(|f| self.duration(f, false))
+            .unwrap_or(Duration::from_secs(60));
+        if archive_timeout < Duration::from_secs(1) {
+            if let Some(f) = fields.get("archive_timeout") {
+                self.error(
+                    value_span(f),
+                    Some(&f.path),
+                    "`archive_timeout` must be at least 1s (PostgreSQL counts it in seconds)"
+                        .into(),
+                    Some("60s is a good start: the most data a crash can lose".into()),
+                );
+            }
+        }
         Some(BackupsConfig {
             schedule,
             verify,
@@ -240,6 +302,8 @@ impl Parser<'_> {
             targets,
             helper_image,
             timeout,
+            pitr,
+            archive_timeout,
         })
     }
 

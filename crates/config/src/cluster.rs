@@ -26,6 +26,7 @@ const CLUSTER_KEYS: &[&str] = &[
     "ingress",
     "labels",
     "encrypted",
+    "placement",
 ];
 
 /// The engines a cluster may run on.
@@ -40,6 +41,10 @@ pub struct ClusterConfig {
     /// Overlay networks encrypted (IPsec between nodes), for nodes that talk over a public
     /// network.
     pub encrypted: bool,
+    /// Swarm placement constraints by service or database name (`node.labels.db == main`):
+    /// a database is pinned to the node that holds its volume this way.
+    #[serde(default)]
+    pub placement: BTreeMap<String, Vec<String>>,
 }
 
 /// The distributed engine under a cluster.
@@ -91,6 +96,45 @@ impl ClusterConfig {
     pub fn node(&self, destination: &str) -> Option<&ClusterNode> {
         self.nodes.iter().find(|n| n.destination == destination)
     }
+
+    /// The placement constraints of service or database `name` (none: anywhere).
+    pub fn constraints(&self, name: &str) -> &[String] {
+        self.placement.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// Why `text` is not a Swarm placement constraint (`node.labels.db == main`), if it is not.
+fn constraint_problem(text: &str) -> Option<String> {
+    let Some((left, right)) = text.split_once("==").or_else(|| text.split_once("!=")) else {
+        return Some("a constraint compares with `==` or `!=`".into());
+    };
+    let (left, right) = (left.trim(), right.trim());
+    let known = [
+        "node.id",
+        "node.hostname",
+        "node.role",
+        "node.platform.os",
+        "node.platform.arch",
+    ];
+    let label = ["node.labels.", "engine.labels."]
+        .iter()
+        .any(|p| left.strip_prefix(p).is_some_and(|l| !l.is_empty()));
+    if !label && !known.contains(&left) {
+        return Some(format!(
+            "`{left}` is not a node attribute (node.labels.NAME, node.hostname, node.role, node.id, node.platform.os, node.platform.arch)"
+        ));
+    }
+    if right.is_empty() {
+        return Some("the value after the operator is missing".into());
+    }
+    None
+}
+
+/// Whether the text of a `dockhand.toml` has a `[cluster]` table (read without validating the
+/// rest: the client commands choose between the swarm and the agent with it).
+pub fn declares_cluster(text: &str) -> bool {
+    toml_edit::ImDocument::parse(text)
+        .is_ok_and(|doc| doc.get("cluster").is_some_and(|c| c.is_table_like()))
 }
 
 /// Why `name` is not a valid Swarm label name (`db`, `com.example.disk`), if it is not.
@@ -264,6 +308,14 @@ impl Parser<'_> {
             ok &= self.cluster_labels(f, &mut nodes);
         }
 
+        let mut placement = BTreeMap::new();
+        if let Some(f) = fields.get("placement") {
+            match self.cluster_placement(f) {
+                Some(p) => placement = p,
+                None => ok = false,
+            }
+        }
+
         let encrypted = match fields.get("encrypted") {
             Some(f) => self.boolean(f).unwrap_or(false),
             None => false,
@@ -273,6 +325,7 @@ impl Parser<'_> {
                 engine,
                 nodes,
                 encrypted,
+                placement,
             }),
             _ => None,
         }
@@ -411,5 +464,92 @@ impl Parser<'_> {
             }
         }
         ok
+    }
+
+    /// `placement = { NAME = ["node.labels.db == main"] }`: constraints by service or
+    /// database (the names are checked once those are known).
+    fn cluster_placement(&mut self, f: &Field<'_>) -> Option<BTreeMap<String, Vec<String>>> {
+        let table = self.table(f)?;
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (name, item) in table.iter() {
+            let Some((key, _)) = table.get_key_value(name) else {
+                continue;
+            };
+            let field = Field {
+                name,
+                key,
+                item,
+                path: format!("cluster.placement.{name}"),
+            };
+            self.sites.insert(field.path.clone(), key_span(&field));
+            let Some(array) = item.as_array() else {
+                self.error(
+                    value_span(&field),
+                    Some(&field.path),
+                    format!("expected an array of constraints for `{name}`"),
+                    Some(format!("write {name} = [\"node.labels.db == main\"]")),
+                );
+                ok = false;
+                continue;
+            };
+            let mut constraints = Vec::new();
+            for value in array.iter() {
+                let span = value.span().unwrap_or_else(|| value_span(&field));
+                let Some(text) = value.as_str() else {
+                    self.error(
+                        span,
+                        Some(&field.path),
+                        "every constraint must be a string".into(),
+                        None,
+                    );
+                    ok = false;
+                    continue;
+                };
+                if let Some(problem) = constraint_problem(text) {
+                    self.error(
+                        span,
+                        Some(&field.path),
+                        format!("invalid placement constraint `{text}`: {problem}"),
+                        Some("write e.g. \"node.labels.db == main\" (labels come from [cluster.labels.NODE])".into()),
+                    );
+                    ok = false;
+                    continue;
+                }
+                constraints.push(text.trim().to_string());
+            }
+            out.insert(name.to_string(), constraints);
+        }
+        ok.then_some(out)
+    }
+
+    /// Every name of `[cluster] placement` is a service or a database of `config`.
+    pub(crate) fn check_cluster_placement(&mut self, config: &crate::AppConfig) {
+        let Some(cluster) = &config.cluster else {
+            return;
+        };
+        let known: Vec<&str> = config
+            .services
+            .keys()
+            .chain(config.databases.keys())
+            .map(String::as_str)
+            .collect();
+        for name in cluster.placement.keys() {
+            if known.contains(&name.as_str()) {
+                continue;
+            }
+            let path = format!("cluster.placement.{name}");
+            let span = self.sites.get(&path).cloned().unwrap_or(0..0);
+            let help = match suggest(name, &known) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "placement is given to the services and databases of the file".into(),
+            };
+            self.error(
+                span,
+                Some(&path),
+                format!("`{name}` is neither a service nor a database"),
+                Some(help),
+            );
+        }
     }
 }

@@ -12,6 +12,7 @@ mod certs;
 mod cluster;
 mod container;
 mod container_keys;
+mod dashboard;
 mod database;
 mod deploy;
 mod destinations;
@@ -45,7 +46,8 @@ pub use acme::{
     Hsts, CLOUDFLARE_API, DEFAULT_HSTS, LETSENCRYPT, LETSENCRYPT_STAGING, ZEROSSL,
 };
 pub use certs::{covers, load_certificate, CertificateError, CertificateFile, LoadedCertificate};
-pub use cluster::{ClusterConfig, ClusterEngine, ClusterNode, NodeRole};
+pub use cluster::{declares_cluster, ClusterConfig, ClusterEngine, ClusterNode, NodeRole};
+pub use dashboard::DashboardConfig;
 pub use deploy::{parse_share, share_text, CanaryConfig, DeploySettings, Strategy};
 pub use destinations::DestinationConfig;
 pub use diagnostic::{Diagnostic, Severity};

@@ -55,6 +55,9 @@ pub struct AppConfig {
     /// `[deploy]`: all at once, or a canary (defaults without the table).
     #[serde(default)]
     pub deploy: crate::deploy::DeploySettings,
+    /// `[dashboard]` (on, on loopback, without the table).
+    #[serde(default)]
+    pub dashboard: crate::dashboard::DashboardConfig,
     /// `[secrets]`: secrets fetched from a password manager's CLI, by name.
     #[serde(default)]
     pub secret_sources: BTreeMap<String, crate::secret_sources::SecretSource>,
@@ -194,6 +197,12 @@ pub struct BackupsConfig {
     pub helper_image: String,
     /// The longest one source's dump or restore may take.
     pub timeout: Duration,
+    /// PostgreSQL databases with point-in-time recovery: their WAL is archived continuously
+    /// and each backup takes a base backup of them (`pg_basebackup`).
+    pub pitr: Vec<String>,
+    /// PostgreSQL's `archive_timeout` for them: the longest a written change waits before
+    /// its WAL segment is archived (the recovery point objective).
+    pub archive_timeout: Duration,
 }
 
 /// `keep = { last, hourly, daily, weekly, monthly, yearly }`; all zero keeps everything.

@@ -34,6 +34,7 @@ const TOP_KEYS: &[&str] = &[
     "cluster",
     "deploy",
     "redirects",
+    "dashboard",
 ];
 const PROXY_KEYS: &[&str] = &[
     "listen",
@@ -82,6 +83,7 @@ pub(crate) fn parse(
         deploy: Default::default(),
         redirects: Vec::new(),
         secret_sources: Default::default(),
+        dashboard: Default::default(),
     };
     match ImDocument::parse(map.text()) {
         Ok(document) => {
@@ -288,6 +290,7 @@ impl Parser<'_> {
                 Some("add a service, e.g. [services.web] with command = \"./server\"".into()),
             ),
         }
+        self.check_cluster_placement(config);
         if let Some(table) = fields.get("tasks").and_then(|f| self.table(f)) {
             config.tasks = self.tasks(table, &config.services);
         }
@@ -317,6 +320,9 @@ impl Parser<'_> {
         }
         if let Some(f) = fields.get("redirects") {
             config.redirects = self.redirects(f);
+        }
+        if let Some(table) = fields.get("dashboard").and_then(|f| self.table(f)) {
+            config.dashboard = self.dashboard(table);
         }
     }
 

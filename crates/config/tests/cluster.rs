@@ -51,10 +51,31 @@ fn a_cluster_of_destinations_with_roles_ingress_and_labels() {
                 node("w2", NodeRole::Worker, true, &[]),
             ],
             encrypted: true,
+            placement: BTreeMap::new(),
         }
     );
     assert_eq!(cluster.first_manager().destination, "m1");
     assert_eq!(cluster.workers().count(), 2);
+}
+
+#[test]
+fn placement_constraints_by_service_or_database() {
+    let project = Project::new();
+    let toml = format!(
+        "{HEAD}[databases.db]\nengine = \"postgres\"\npassword = \"${{secret.pw}}\"\n\
+         [cluster]\nengine = \"swarm\"\nmanagers = [\"m1\"]\nworkers = [\"w1\"]\n\
+         placement = {{ db = [\"node.labels.db == main\"], web = [\" node.role != manager \"] }}\n"
+    );
+    project.secrets("pw=x\n", 0o600);
+    let cluster = project
+        .load(&toml)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config
+        .cluster
+        .unwrap();
+    assert_eq!(cluster.constraints("db"), ["node.labels.db == main"]);
+    assert_eq!(cluster.constraints("web"), ["node.role != manager"]);
+    assert!(cluster.constraints("worker").is_empty());
 }
 
 #[test]
@@ -225,6 +246,33 @@ const CASES: &[Case] = &[
         column: 13,
         key: "cluster.encrypted",
         text: "expected true or false",
+    },
+    Case {
+        name: "placement of an unknown service, near miss",
+        table: "[cluster]\nengine = \"swarm\"\nmanagers = [\"m1\"]\n[cluster.placement]\nwbe = [\"node.role == worker\"]\n",
+        severity: Error,
+        line: 5,
+        column: 1,
+        key: "cluster.placement.wbe",
+        text: "did you mean `web`?",
+    },
+    Case {
+        name: "placement constraint without an operator",
+        table: "[cluster]\nengine = \"swarm\"\nmanagers = [\"m1\"]\n[cluster.placement]\nweb = [\"node.labels.db\"]\n",
+        severity: Error,
+        line: 5,
+        column: 8,
+        key: "cluster.placement.web",
+        text: "compares with `==` or `!=`",
+    },
+    Case {
+        name: "placement constraint on an unknown attribute",
+        table: "[cluster]\nengine = \"swarm\"\nmanagers = [\"m1\"]\n[cluster.placement]\nweb = [\"node.label.db == x\"]\n",
+        severity: Error,
+        line: 5,
+        column: 8,
+        key: "cluster.placement.web",
+        text: "`node.label.db` is not a node attribute",
     },
 ];
 

@@ -138,6 +138,7 @@ fn full_example_parses_every_field() {
         cluster: None,
         deploy: Default::default(),
         redirects: Vec::new(),
+        dashboard: Default::default(),
     };
     assert_eq!(loaded.config, expected);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);

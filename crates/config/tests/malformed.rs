@@ -25,6 +25,50 @@ const SECRET_ENV: &str =
 
 const CASES: &[Case] = &[
     Case {
+        name: "misspelled dashboard key",
+        toml: "app = \"shop\"\n[services.api]\ncommand = \"x\"\n[dashboard]\nlisen = \"127.0.0.1:9000\"\n",
+        setup: nothing,
+        env: &[],
+        severity: Error,
+        line: 5,
+        column: 1,
+        key: Some("dashboard.lisen"),
+        text: "did you mean `listen`?",
+    },
+    Case {
+        name: "dashboard session too short",
+        toml: "app = \"shop\"\n[services.api]\ncommand = \"x\"\n[dashboard]\nsession = \"10s\"\n",
+        setup: nothing,
+        env: &[],
+        severity: Error,
+        line: 5,
+        column: 11,
+        key: Some("dashboard.session"),
+        text: "`session` must be between 1m and 30d",
+    },
+    Case {
+        name: "point-in-time recovery of a Redis database",
+        toml: "app = \"shop\"\n[services.api]\ncommand = \"x\"\n[databases.cache]\nengine = \"redis\"\n[backups]\npitr = [\"cache\"]\n",
+        setup: nothing,
+        env: &[],
+        severity: Error,
+        line: 7,
+        column: 8,
+        key: Some("backups.pitr"),
+        text: "point-in-time recovery is for PostgreSQL; `cache` is a redis database",
+    },
+    Case {
+        name: "point-in-time recovery of an unknown database",
+        toml: "app = \"shop\"\n[services.api]\ncommand = \"x\"\n[databases.db]\nengine = \"postgres\"\n[backups]\npitr = [\"main\"]\n",
+        setup: nothing,
+        env: &[],
+        severity: Error,
+        line: 7,
+        column: 8,
+        key: Some("backups.pitr"),
+        text: "the PostgreSQL databases are: db",
+    },
+    Case {
         name: "basic auth users written in the file",
         toml: "app = \"shop\"\n[services.api]\ncommand = \"x\"\nport = 1\nhealth = { path = \"/h\" }\n[services.api.route]\nhost = \"a.example\"\nbasic_auth = { realm = \"Staff\", users = \"ann:x\" }\n",
         setup: nothing,
@@ -1019,4 +1063,19 @@ fn secret_values_never_appear_in_diagnostics() {
         serde_json::to_string(&error.diagnostics).unwrap()
     );
     assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[test]
+fn a_dashboard_beyond_loopback_is_warned_about() {
+    let project = Project::new();
+    let loaded = project
+        .load("app = \"shop\"\n[services.api]\ncommand = \"x\"\n[dashboard]\nlisten = \"0.0.0.0:9465\"\n")
+        .expect("a warning, not an error");
+    let d = loaded
+        .warnings
+        .iter()
+        .find(|d| d.key.as_deref() == Some("dashboard.listen"))
+        .expect("a warning about dashboard.listen");
+    assert_eq!((d.line, d.column), (5, 10));
+    assert!(d.message.contains("over plain HTTP"), "{d}");
 }

@@ -96,8 +96,13 @@ pub enum Command {
     /// With --host or -d, the project (dockhand.toml, .env, the secrets file, code) is synced
     /// to the server first (only changed files, secrets mode 0600) and images the server
     /// lacks are sent layer by layer.
+    ///
+    /// With a [cluster] table in dockhand.toml, the app is deployed to the Docker Swarm whose
+    /// manager's Engine is at $DOCKER_HOST (else the local socket): every service is updated
+    /// start-first and must converge, or the whole app stays on the previous release.
     Deploy(cmd::deploy::DeployArgs),
-    /// Return to an earlier release (default: the previous one), the same gated way.
+    /// Return to an earlier release (default: the previous one), the same gated way (on a
+    /// [cluster], every service goes back to the last live release before the serving one).
     Rollback {
         /// The release to return to (see `dockhand releases`).
         release: Option<i64>,
@@ -106,7 +111,8 @@ pub enum Command {
     },
     /// Re-read dockhand.toml and deploy it if it changed (the same as SIGHUP to the agent).
     Reload(RemoteArgs),
-    /// Show services, instances, health and the current release.
+    /// Show services, instances, health and the current release (on a [cluster]: the nodes
+    /// and what runs on each; exit 1 when a node is down or a task is not running).
     Status(RemoteArgs),
     /// Live per-service figures, refreshed in the terminal: requests/s, p50/p99, 5xx, CPU,
     /// memory (from the agent's metric store). With --json, one sample.
@@ -189,6 +195,13 @@ pub enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
     },
+    /// The web dashboard: print (and open, where a browser exists) a one-time login link.
+    ///
+    /// The agent serves the dashboard on `[dashboard] listen` (127.0.0.1:9465 by default).
+    /// The link opens one browser session (12 hours by default, `[dashboard] session`) with
+    /// the chosen role; every action there is recorded in the event log with your name.
+    /// With --host / -d it prints the `ssh -L` command that brings the server's dashboard here.
+    Dashboard(cmd::dashboard::DashboardArgs),
     /// List every host's certificate: source, issuer, expiry, next renewal, last error.
     ///
     /// Certificates come from `[proxy] certificates` files, from an ACME CA (Let's Encrypt by

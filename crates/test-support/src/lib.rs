@@ -254,6 +254,8 @@ impl Sandbox {
             .env("NO_COLOR", "1")
             // Each agent serves /metrics on a port of its own (debug builds read this).
             .env("DOCKHAND_METRICS_LISTEN", "127.0.0.1:0")
+            // And the dashboard on a port of its own.
+            .env("DOCKHAND_DASHBOARD_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null());
         for (k, v) in &self.env {
             c.env(k, v);

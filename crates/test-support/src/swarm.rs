@@ -335,6 +335,11 @@ impl Node {
         self.dir.join("docker.sock")
     }
 
+    /// The node's directory: its data root (`data/`), exec root, socket, log and config.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// `unix:///…/docker.sock`, for `DOCKER_HOST`.
     pub fn docker_host(&self) -> String {
         format!("unix://{}", self.socket().display())

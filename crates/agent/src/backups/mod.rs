@@ -12,16 +12,20 @@
 
 pub mod disaster;
 pub mod moving;
+mod pitr;
 mod setup;
+
+pub use pitr::CRASH_POINTS;
 
 pub(crate) use setup::target_spec;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dockhand_api::{
-    BackupDetail, BackupState, BackupSummary, DrillLine, Progress, PruneLine, PruneReport,
-    RestoreReport, VerifyReport, VerifyState,
+    BackupDetail, BackupState, BackupSummary, DrillLine, ExtractReport, ExtractedItem, Progress,
+    PruneLine, PruneReport, RestoreReport, VerifyReport, VerifyState,
 };
 use dockhand_backup::manifest::{Manifest, SourceKind};
 use dockhand_backup::restore as rst;
@@ -54,6 +58,12 @@ pub struct Backups {
     /// Backups a previous run of the agent was killed during, whose objects are still to be
     /// removed from the targets.
     interrupted: Arc<std::sync::Mutex<Vec<String>>>,
+    /// One WAL shipping round at a time; a restore to a moment holds it throughout.
+    wal: Arc<tokio::sync::Mutex<()>>,
+    /// The last shipping problem per database (reported once).
+    wal_errors: Arc<std::sync::Mutex<HashMap<String, String>>>,
+    /// Database containers (and `archive_timeout`) with archiving on: their data directory.
+    archiving: Arc<std::sync::Mutex<HashMap<String, String>>>,
 }
 
 impl Backups {
@@ -67,6 +77,9 @@ impl Backups {
             scheduler: scheduler.clone(),
             busy: Arc::default(),
             interrupted: Arc::default(),
+            wal: Arc::default(),
+            wal_errors: Arc::default(),
+            archiving: Arc::default(),
         }
     }
 
@@ -202,6 +215,10 @@ impl Backups {
 
     /// A release serves (again, or a new one): its jobs, and the clean-up it makes possible.
     async fn on_release(&self) {
+        self.archiving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.register_jobs();
         self.clean_up().await;
     }
@@ -476,6 +493,18 @@ impl Backups {
             }
             deleted.push(v.id.clone());
         }
+        let wal = self.prune_wal(&setup, dry_run).await?;
+        if !dry_run && !wal.is_empty() {
+            self.events.info(
+                EventKind::Backup,
+                None,
+                None,
+                &format!(
+                    "pruned {} WAL file(s) older than the oldest kept base backup",
+                    wal.len()
+                ),
+            );
+        }
         if !dry_run && !deleted.is_empty() {
             self.events.info(
                 EventKind::Backup,
@@ -523,6 +552,8 @@ impl Backups {
             .iter()
             .filter(|i| source.is_none_or(|s| i.source == s))
             .filter(|i| source.is_some() || i.kind != SourceKind::App)
+            // A base backup is restored to a moment (`--at`); the dump beside it restores.
+            .filter(|i| i.kind != SourceKind::PostgresBase)
             .collect();
         if items.is_empty() {
             let known: Vec<&str> = manifest.items.iter().map(|i| i.source.as_str()).collect();
@@ -546,6 +577,7 @@ impl Backups {
             f.open(&decryption).map_err(|e| self.refuse(id, e))?;
             fetched.push((item, f));
         }
+        pitr::crash_point("restore-fetched");
         let mut dests = Vec::new();
         for (item, _) in &fetched {
             dests.push(setup.destination(rt.as_ref(), item).await?);
@@ -583,6 +615,7 @@ impl Backups {
             }
             safety = Some(s.id);
         }
+        pitr::crash_point("restore-safety");
         // 3. Maintenance: routes answer 503, the services stop.
         say("maintenance: the routes answer 503 and the services stop".into());
         self.events.warn(
@@ -595,6 +628,7 @@ impl Backups {
             ),
         );
         deployer.stop_for_maintenance().await;
+        pitr::crash_point("restore-maintenance");
         let docker = rt.as_ref().map(|rt| setup.docker(rt));
         let mut result = Ok(());
         for ((item, f), dest) in fetched.iter().zip(&dests) {
@@ -606,9 +640,13 @@ impl Backups {
                 break;
             }
         }
+        if result.is_ok() {
+            pitr::crash_point("restore-restored");
+        }
         // 4. The release again, through its health gate.
         say("starting the services again".into());
         let restarted = deployer.restart(sink).await;
+        pitr::crash_point("restore-restarted");
         if let Err(e) = result {
             let message = format!("restore of backup {id} failed: {e}; the safety backup {} holds what was there before", safety.as_deref().unwrap_or("-"));
             self.events.error(EventKind::Backup, None, None, &message);
@@ -621,6 +659,123 @@ impl Backups {
             id: id.to_string(),
             restored: names,
             safety_backup: safety,
+            message,
+        })
+    }
+
+    /// Writes backup `id`'s items (all, or `source`'s) into the directory `to` instead of the
+    /// live app: every object fetched, checked and its decryption opened first (a damaged one
+    /// or a wrong identity writes nothing), then each written under a hidden name and renamed
+    /// into place; if one fails, what this call wrote is removed. Nothing live is touched: no
+    /// safety backup, no maintenance.
+    pub async fn extract(
+        &self,
+        id: &str,
+        source: Option<&str>,
+        to: &str,
+        identity: Option<&str>,
+        requested_by: &str,
+    ) -> Result<ExtractReport> {
+        let dir = std::path::PathBuf::from(to);
+        if !dir.is_absolute() {
+            return Err(AgentError::usage(format!(
+                "--to {to}: name an absolute directory"
+            )));
+        }
+        let _busy = self.busy.lock().await;
+        let setup = self.setup()?;
+        let manifest = self.manifest_of(&setup, id).await?;
+        let items: Vec<_> = manifest
+            .items
+            .iter()
+            .filter(|i| source.is_none_or(|s| i.source == s))
+            .collect();
+        if items.is_empty() {
+            let known: Vec<&str> = manifest.items.iter().map(|i| i.source.as_str()).collect();
+            return Err(AgentError::not_found(format!(
+                "backup {id} holds no source `{}`; it holds {}",
+                source.unwrap_or(""),
+                known.join(", ")
+            )));
+        }
+        let taken: Vec<_> = items
+            .iter()
+            .map(|i| rst::extract_path(i, &dir))
+            .filter(|p| p.symlink_metadata().is_ok())
+            .collect();
+        if let Some(p) = taken.first() {
+            return Err(AgentError::usage(format!(
+                "{} already exists: --to never overwrites; name an empty or new directory",
+                p.display()
+            )));
+        }
+        let decryption = setup.decryption(identity)?;
+        let scratch = self.layout.root().join("backup-scratch");
+        let refuse = |e: dockhand_backup::BackupError| {
+            let message = format!("extracting backup {id} refused, nothing was written: {e}");
+            self.events.error(EventKind::Backup, None, None, &message);
+            AgentError::runtime(message)
+        };
+        let mut fetched = Vec::new();
+        for item in &items {
+            let f = rst::fetch_any(&setup.targets, &manifest, item, &scratch)
+                .await
+                .map_err(refuse)?;
+            f.open(&decryption).map_err(refuse)?;
+            fetched.push((*item, f));
+        }
+        create_private_dir(&dir)?;
+        let mut written: Vec<ExtractedItem> = Vec::new();
+        let mut failed = None;
+        for (item, f) in fetched {
+            let (item, dir, decryption) = (item.clone(), dir.clone(), decryption.clone());
+            let done = tokio::task::spawn_blocking(move || {
+                rst::extract_item(&f, &decryption, &item, &dir).map(|p| (item, p))
+            })
+            .await
+            .map_err(|e| AgentError::internal(format!("the extract task failed: {e}")))?;
+            match done {
+                Ok((item, path)) => written.push(ExtractedItem {
+                    source: item.source.clone(),
+                    kind: item.kind.as_str().to_string(),
+                    path: path.display().to_string(),
+                }),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            for w in &written {
+                let p = std::path::Path::new(&w.path);
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(p)
+                } else {
+                    std::fs::remove_file(p)
+                };
+            }
+            let message = format!(
+                "extracting backup {id} into {to} failed: {e}; nothing of it was left there"
+            );
+            self.events.error(EventKind::Backup, None, None, &message);
+            return Err(AgentError::runtime(message));
+        }
+        let mut names: Vec<String> = written.iter().map(|w| w.source.clone()).collect();
+        names.dedup();
+        let message = format!(
+            "extracted {} of backup {id} into {to} (the live app untouched)",
+            names.join(", ")
+        );
+        self.events.info(
+            EventKind::Backup,
+            None,
+            None,
+            &format!("{message}, by {requested_by}"),
+        );
+        Ok(ExtractReport {
+            id: id.to_string(),
+            extracted: written,
             message,
         })
     }
@@ -674,11 +829,16 @@ impl Subsystem for Backups {
         Box::pin(async move {
             let mut events = self.events.subscribe();
             self.recover();
+            // Before the release starts again: a restore the agent was killed during.
+            self.recover_restore().await;
             ctx.ready();
             self.on_release().await;
+            let mut ship = tokio::time::interval(Duration::from_secs(2));
+            ship.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = ctx.shutdown.wait() => return Ok(()),
+                    _ = ship.tick() => self.ship_wal().await,
                     got = events.recv() => match got {
                         Ok(e) if [EventKind::Deploy, EventKind::Rollback, EventKind::Restore].iter().any(|k| k.as_str() == e.kind) => self.on_release().await,
                         Ok(_) => {}
@@ -693,4 +853,18 @@ impl Subsystem for Backups {
     fn stop_timeout(&self) -> Duration {
         Duration::from_secs(5)
     }
+}
+
+/// Creates `dir` (and its parents) if missing; a directory made here is 0700 (it will hold
+/// decrypted data).
+fn create_private_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| AgentError::usage(format!("cannot create {}: {e}", dir.display())))
 }

@@ -136,6 +136,7 @@ impl Setup {
                     name: name.clone(),
                     conn: self.conn(name, container)?,
                     image: db.image.clone(),
+                    base: b.pitr.contains(name),
                 }),
                 Engine::Mariadb => out.push(Source::Mariadb {
                     name: name.clone(),
@@ -188,7 +189,7 @@ impl Setup {
         Ok(out)
     }
 
-    fn conn(&self, name: &str, container: String) -> Result<Conn> {
+    pub fn conn(&self, name: &str, container: String) -> Result<Conn> {
         let db = &self.config.databases[name];
         let password = match &db.password {
             Some(p) => p
@@ -227,6 +228,7 @@ impl Setup {
         Ok(match item.kind {
             SourceKind::Postgres
             | SourceKind::PostgresGlobals
+            | SourceKind::PostgresBase
             | SourceKind::Redis
             | SourceKind::Mariadb => {
                 let rt = rt.ok_or_else(missing)?;

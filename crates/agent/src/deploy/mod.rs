@@ -7,7 +7,7 @@
 
 pub mod canary;
 mod execute;
-mod failpoint;
+pub(crate) mod failpoint;
 mod gate;
 mod hooks;
 mod instances;

@@ -195,6 +195,37 @@ impl MonitorHandle {
         self.state().certificates.clone()
     }
 
+    /// The points of each named series over the last `window` (the dashboard's charts);
+    /// no names: every series' name, without points.
+    pub fn series(&self, names: &[String], window: Duration) -> Vec<(String, Vec<(u64, f64)>)> {
+        let st = self.state();
+        if names.is_empty() {
+            return st
+                .store
+                .series
+                .keys()
+                .map(|n| (n.clone(), Vec::new()))
+                .collect();
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let since = now.saturating_sub(window.as_secs());
+        names
+            .iter()
+            .map(|n| {
+                let points = st
+                    .store
+                    .series
+                    .get(n)
+                    .map(|s| s.points(now, since))
+                    .unwrap_or_default();
+                (n.clone(), points)
+            })
+            .collect()
+    }
+
     /// Every metric in Prometheus' text exposition format.
     pub fn render_prometheus(&self) -> String {
         let st = self.state();
@@ -403,6 +434,9 @@ impl Monitor {
                 let t = series::traffic(&b.since(&a), secs);
                 points.push((format!("service:{s}:requests_per_second"), t.per_second));
                 points.push((format!("service:{s}:error_ratio"), t.error_ratio));
+                if let Some(p) = t.p50_ms {
+                    points.push((format!("service:{s}:p50_ms"), p));
+                }
                 if let Some(p) = t.p99_ms {
                     points.push((format!("service:{s}:p99_ms"), p));
                 }

@@ -129,6 +129,33 @@ impl Series {
     }
 }
 
+impl Series {
+    /// The points since `since` (unix seconds) at the finest resolution that reaches back
+    /// that far from `now`: raw samples within an hour, 5-minute averages within 48 hours,
+    /// hourly averages beyond.
+    pub fn points(&self, now: u64, since: u64) -> Vec<(u64, f64)> {
+        let back = now.saturating_sub(since);
+        if back <= RAW_SPAN {
+            self.raw
+                .iter()
+                .filter(|s| s.t >= since)
+                .map(|s| (s.t, s.v))
+                .collect()
+        } else {
+            let points = if back <= FINE_SPAN {
+                &self.fine
+            } else {
+                &self.coarse
+            };
+            points
+                .iter()
+                .filter(|p| p.t >= since)
+                .map(|p| (p.t, p.avg))
+                .collect()
+        }
+    }
+}
+
 fn trim<T>(q: &mut VecDeque<T>, now: u64, span: u64, t: impl Fn(&T) -> u64) {
     while q.front().is_some_and(|x| t(x) + span < now) {
         q.pop_front();
@@ -230,6 +257,23 @@ mod tests {
 
     fn s(t: u64, v: f64) -> Sample {
         Sample { t, v }
+    }
+
+    #[test]
+    fn points_come_raw_within_an_hour_and_rolled_up_beyond() {
+        let mut series = Series::default();
+        // A sample every minute for three hours, valued by its minute.
+        for m in 0..180u64 {
+            series.push(m * 60, m as f64);
+        }
+        let now = 179 * 60;
+        let raw = series.points(now, now - 600);
+        assert_eq!(raw.len(), 11);
+        assert_eq!(raw.first(), Some(&(now - 600, 169.0)));
+        let fine = series.points(now, now.saturating_sub(3 * 3600));
+        // 5-minute points (closed intervals only): the first averages minutes 0-4.
+        assert_eq!(fine.first(), Some(&(0, 2.0)));
+        assert!(fine.windows(2).all(|w| w[1].0 - w[0].0 == FINE_STEP));
     }
 
     #[test]

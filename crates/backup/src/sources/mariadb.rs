@@ -165,6 +165,7 @@ async fn restore_into(
 /// A scratch server of the backed-up image with the same account and database.
 pub struct Scratch {
     pub conn: Conn,
+    inner: super::scratch::Scratch,
 }
 
 impl Scratch {
@@ -183,30 +184,24 @@ impl Scratch {
             ("MARIADB_PASSWORD".into(), password.clone()),
             ("MARIADB_RANDOM_ROOT_PASSWORD".into(), "yes".into()),
         ];
-        let container = d.rt.start_helper(spec).await?;
-        let scratch = Scratch {
-            conn: Conn {
-                container,
-                host: HOST.into(),
-                user: like.user.clone(),
-                database: like.database.clone(),
-                password,
-            },
+        let conn = |container: &str| Conn {
+            container: container.to_string(),
+            host: HOST.into(),
+            user: like.user.clone(),
+            database: like.database.clone(),
+            password: password.clone(),
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            // The first start initialises without TCP; the server is ready when TCP answers.
-            if query(d, &scratch.conn, "SELECT 1").await.is_ok() {
-                return Ok(scratch);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                scratch.remove(d).await;
-                return Err(BackupError::restore(format!(
-                    "the scratch database ({image}) did not start within 120s"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        // The first start initialises without TCP; the server is ready when TCP answers.
+        let inner =
+            super::scratch::Scratch::start(d, spec, Duration::from_millis(300), |c: String| {
+                let conn = conn(&c);
+                async move { query(d, &conn, "SELECT 1").await.is_ok() }
+            })
+            .await?;
+        Ok(Scratch {
+            conn: conn(&inner.container),
+            inner,
+        })
     }
 
     pub async fn restore(
@@ -218,7 +213,7 @@ impl Scratch {
     }
 
     pub async fn remove(&self, d: &Docker<'_>) {
-        let _ = d.rt.remove_helper(&self.conn.container).await;
+        self.inner.remove(d).await;
     }
 }
 

@@ -8,6 +8,7 @@ pub mod files;
 pub mod mariadb;
 pub mod postgres;
 pub mod redis;
+pub mod scratch;
 pub mod sqlite;
 pub mod volume;
 

@@ -344,9 +344,10 @@ async fn restore_into(
     Ok(())
 }
 
-/// A scratch PostgreSQL of `image` for a drill, removed when dropped through [`Scratch::remove`].
+/// A scratch PostgreSQL of `image` for a drill, removed through [`Scratch::remove`].
 pub struct Scratch {
     pub conn: Conn,
+    inner: super::scratch::Scratch,
 }
 
 impl Scratch {
@@ -366,38 +367,35 @@ impl Scratch {
             ("POSTGRES_DB".into(), like.database.clone()),
             ("POSTGRES_PASSWORD".into(), password.clone()),
         ];
-        let container = d.rt.start_helper(spec).await?;
-        let conn = Conn {
-            container,
+        let conn = |container: &str| Conn {
+            container: container.to_string(),
             host: "127.0.0.1".into(),
             user: like.user.clone(),
             database: like.database.clone(),
-            password,
+            password: password.clone(),
         };
-        let scratch = Scratch { conn };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            // The entrypoint's first start (initdb) listens without TCP; wait for the real one.
-            let ready = exec_text(
-                d.rt,
-                &scratch.conn.container,
-                &["psql", "-XAtq", "-c", "SELECT 1"],
-                &scratch.conn.env(&scratch.conn.database),
-                None,
-                Duration::from_secs(10),
-            )
-            .await;
-            if ready.is_ok() {
-                return Ok(scratch);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                scratch.remove(d).await;
-                return Err(BackupError::restore(format!(
-                    "the scratch database ({image}) did not accept connections within 120s"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        // The entrypoint's first start (initdb) listens without TCP; wait for the real one.
+        let inner =
+            super::scratch::Scratch::start(d, spec, Duration::from_millis(500), |c: String| {
+                let conn = conn(&c);
+                async move {
+                    exec_text(
+                        d.rt,
+                        &conn.container,
+                        &["psql", "-XAtq", "-c", "SELECT 1"],
+                        &conn.env(&conn.database),
+                        None,
+                        Duration::from_secs(10),
+                    )
+                    .await
+                    .is_ok()
+                }
+            })
+            .await?;
+        Ok(Scratch {
+            conn: conn(&inner.container),
+            inner,
+        })
     }
 
     /// Restores a dump into the scratch database.
@@ -410,7 +408,7 @@ impl Scratch {
     }
 
     pub async fn remove(&self, d: &Docker<'_>) {
-        let _ = d.rt.remove_helper(&self.conn.container).await;
+        self.inner.remove(d).await;
     }
 }
 

@@ -9,8 +9,8 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use console::style;
 use dockhand_api::{
-    BackupDetail, BackupRequest, BackupState, BackupSummary, PruneReport, Request, RestoreReport,
-    VerifyReport, VerifyState,
+    BackupDetail, BackupRequest, BackupState, BackupSummary, ExtractReport, PruneReport, Request,
+    RestoreReport, VerifyReport, VerifyState,
 };
 
 use super::client::{call_with_progress, requested_by};
@@ -42,6 +42,16 @@ pub enum BackupCommand {
     /// With --app (a new server, disaster recovery): restores dockhand.toml, .env and the
     /// secrets file from --from into the current directory, deploys them (through the agent
     /// answering here, else one it starts in the background), and restores the backup's data.
+    ///
+    /// With --at TIME (point-in-time recovery, a database in `[backups] pitr`): `restore DB
+    /// --at 2026-12-06T10:15:00Z` replays the newest base backup finished before TIME and the
+    /// archived WAL up to TIME; the database's previous data is kept until the restored one
+    /// has recovered and answers, and put back if it does not.
+    ///
+    /// With --to DIR: writes the backup's data (all sources, or --source's) into DIR instead,
+    /// checked and decrypted the same way, the live app untouched: a database's dump as its
+    /// tools read it (`pg_restore db.pgdump`), a directory, volume or the app's files unpacked
+    /// into DIR/SOURCE.
     Restore(RestoreArgs),
     /// Delete the backups the `keep` policy does not keep (never the newest verified one).
     Prune {
@@ -60,11 +70,21 @@ pub enum BackupCommand {
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
-    /// The backup (default with --app: the newest on the target).
+    /// The backup (default with --app: the newest on the target); with --at, the database
+    /// (default: the only one in `[backups] pitr`).
     id: Option<String>,
+    /// Point-in-time recovery to this moment (RFC 3339: 2026-12-06T10:15:00Z, or with an
+    /// offset).
+    #[arg(long, value_name = "TIME", conflicts_with_all = ["app", "source"])]
+    at: Option<String>,
     /// Restore only this source.
     #[arg(long)]
     source: Option<String>,
+    /// Write the backup's data into this directory (on the agent's machine) instead of the
+    /// live app: dumps as their engine's tools read them (`db.pgdump` for `pg_restore`),
+    /// archives unpacked; nothing live is touched. Never overwrites.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["app", "at"])]
+    to: Option<PathBuf>,
     /// The age identity file (default: `[backups] identity`).
     #[arg(long)]
     identity: Option<PathBuf>,
@@ -215,6 +235,49 @@ pub fn run(g: &Global, cmd: BackupCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         BackupCommand::Restore(a) if a.app => restore_app(g, a),
+        BackupCommand::Restore(a) if a.at.is_some() => {
+            let r: RestoreReport = call(
+                g,
+                BackupRequest::RestoreAt {
+                    database: a.id,
+                    at: a.at.unwrap_or_default(),
+                    identity: a.identity.map(abs),
+                    requested_by: requested_by(),
+                },
+            )?;
+            if g.json {
+                print_json(&r);
+            } else {
+                println!("{} {}", style("✓").green(), r.message);
+                if let Some(s) = &r.safety_backup {
+                    println!("what was there before is in backup {s}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BackupCommand::Restore(a) if a.to.is_some() => {
+            let id =
+                a.id.context("name the backup to write out (`dockhand backup list`)")?;
+            let r: ExtractReport = call(
+                g,
+                BackupRequest::Extract {
+                    id,
+                    source: a.source,
+                    to: a.to.map(abs).unwrap_or_default(),
+                    identity: a.identity.map(abs),
+                    requested_by: requested_by(),
+                },
+            )?;
+            if g.json {
+                print_json(&r);
+            } else {
+                println!("{} {}", style("✓").green(), r.message);
+                for e in &r.extracted {
+                    println!("  {} ({}): {}", e.source, e.kind, e.path);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BackupCommand::Restore(a) => {
             let id =
                 a.id.context("name the backup to restore (`dockhand backup list`)")?;

@@ -7,6 +7,8 @@ pub mod backup;
 pub mod certs;
 pub mod check;
 pub mod client;
+pub mod cluster;
+pub mod dashboard;
 pub mod db;
 pub mod deploy;
 pub mod doctor;
@@ -42,10 +44,28 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => up::run(&g, args),
         Command::Agent(args) => agent::run(&g, args),
         Command::Check(args) => check::run(&g, args),
-        Command::Deploy(args) => deploy::deploy(&g.on(args.remote.clone()), &args),
-        Command::Rollback { release, remote } => deploy::rollback(&g.on(remote), release),
+        Command::Deploy(args) => {
+            let g = g.on(args.remote.clone());
+            match cluster::project(&g) {
+                Some(path) => cluster::deploy(&g, &path),
+                None => deploy::deploy(&g, &args),
+            }
+        }
+        Command::Rollback { release, remote } => {
+            let g = g.on(remote);
+            match cluster::project(&g) {
+                Some(path) => cluster::rollback(&g, &path, release),
+                None => deploy::rollback(&g, release),
+            }
+        }
         Command::Reload(remote) => deploy::reload(&g.on(remote)),
-        Command::Status(remote) => status::run(&g.on(remote)),
+        Command::Status(remote) => {
+            let g = g.on(remote);
+            match cluster::project(&g) {
+                Some(path) => cluster::status(&g, &path),
+                None => status::run(&g),
+            }
+        }
         Command::Top(args) => top::run(&g.on(args.remote.clone()), &args),
         Command::Releases(remote) => releases::run(&g.on(remote)),
         Command::Events(args) => {
@@ -80,6 +100,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             service,
             remote,
         } => maintenance::run(&g.on(remote), switch, service),
+        Command::Dashboard(args) => {
+            g.remote = args.remote.clone();
+            dashboard::run(&g, &args)
+        }
         Command::Alerts { command, remote } => alerts::run(&g.on(remote), command),
         Command::Backup { command, remote } => backup::run(&g.on(remote), command),
         Command::Setup(args) => setup::run(&g, *args),

@@ -369,4 +369,34 @@ fn check_probes_every_backup_target_and_the_identity_with_file_line_column() {
         "{}",
         show(&out)
     );
+
+    // A schedule that never fires (there is no 30 February): refused at its value.
+    let text = table(&s3.endpoint(), &recipient).replacen(
+        "[backups]\n",
+        "[backups]\nschedule = \"0 3 30 2 *\"\n",
+        1,
+    );
+    sb.write("dockhand.toml", &text);
+    let (code, json) = sb.json(&["check"]);
+    assert_eq!(code, Some(2), "{json}");
+    let errors = json["errors"].as_array().unwrap();
+    let cron = errors
+        .iter()
+        .find(|e| e["message"].as_str().unwrap_or("").contains("never fires"))
+        .unwrap_or_else(|| panic!("a never-firing schedule is an error: {json}"));
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("schedule = "))
+        .unwrap()
+        + 1;
+    assert_eq!(cron["line"], line, "{json}");
+    assert_eq!(cron["column"], "schedule = ".len() + 1, "{json}");
+    assert!(
+        cron["message"].as_str().unwrap().contains("0 3 30 2 *"),
+        "{json}"
+    );
+    assert!(
+        cron["help"].as_str().unwrap_or("").contains("30 February"),
+        "{json}"
+    );
 }

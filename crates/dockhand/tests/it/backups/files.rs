@@ -1,6 +1,7 @@
 //! Sources that need no Docker Engine — a live SQLite file in WAL mode and a directory — round
 //! trip through a local directory and a real S3-compatible server (moto), and the keep policy
-//! prunes through the CLI: `--dry-run` deletes nothing, and the newest verified backup stays.
+//! prunes through the CLI: `--dry-run` deletes nothing, and the newest verified backup stays;
+//! `restore ID --to DIR` writes a backup out beside the live app, never over anything.
 
 use dockhand_test_support::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
 use rusqlite::Connection;
@@ -229,4 +230,153 @@ dir = "backups"
         .collect();
     assert_eq!(left, [ids[2].as_str()]);
     assert!(events(&sb).contains("pruned 2 backup(s)"));
+}
+
+#[test]
+fn restore_to_a_directory_writes_the_backed_up_data_aside_and_never_touches_the_live_app() {
+    let sb = sandbox();
+    let (key, recipient) = keygen(&sb);
+    sb.write("files/a.txt", "first version\n");
+    sb.write("files/sub/b.txt", "nested\n");
+    std::fs::create_dir_all(sb.path().join("data")).unwrap();
+    let live = Connection::open(sb.path().join("data/notes.db")).unwrap();
+    live.pragma_update(None, "journal_mode", "WAL").unwrap();
+    live.execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+        .unwrap();
+    for i in 0..50 {
+        live.execute(
+            "INSERT INTO notes (body) VALUES (?1)",
+            [format!("note {i}")],
+        )
+        .unwrap();
+    }
+    let seeded = notes(&live);
+    let app = "bkto";
+    sb.write(
+        "dockhand.toml",
+        &process_app(
+            app,
+            &format!(
+                r#"[backups]
+recipients = ["{recipient}"]
+identity = "{key}"
+sqlite = {{ notes = "data/notes.db" }}
+directories = {{ files = "files" }}
+
+[backups.targets.local]
+dir = "backups"
+"#,
+                key = key.display(),
+            ),
+        ),
+    );
+    let _agent = sb.start_agent();
+    let (code, taken) = sb.json(&["backup", "run"]);
+    assert_eq!(code, Some(0), "{taken}");
+    let id = taken["id"].as_str().unwrap().to_string();
+
+    // The live data moves on; the backup is written out beside it.
+    live.execute("DELETE FROM notes WHERE id > 10", []).unwrap();
+    let changed = notes(&live);
+    sb.write("files/a.txt", "second version\n");
+    let out_dir = sb.path().join("restored");
+    let (code, r) = sb.json(&["backup", "restore", &id, "--to", out_dir.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{r}");
+    let extracted = r["extracted"].as_array().unwrap();
+    let path_of = |source: &str| {
+        extracted
+            .iter()
+            .find(|e| e["source"] == source)
+            .unwrap_or_else(|| panic!("{source} was extracted: {r}"))["path"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // The SQLite copy holds the backed-up rows; the directory its backed-up files.
+    let copy = Connection::open(path_of("notes")).unwrap();
+    assert_eq!(notes(&copy), seeded);
+    drop(copy);
+    let files = std::path::PathBuf::from(path_of("files"));
+    assert_eq!(files, out_dir.join("files"));
+    assert_eq!(
+        std::fs::read_to_string(files.join("a.txt")).unwrap(),
+        "first version\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(files.join("sub/b.txt")).unwrap(),
+        "nested\n"
+    );
+    // The app's own files, unpacked.
+    assert!(
+        std::fs::read_to_string(std::path::PathBuf::from(path_of("app")).join("dockhand.toml"))
+            .unwrap()
+            .contains("[backups]"),
+        "{r}"
+    );
+    // A new directory holding decrypted data is the owner's alone.
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&out_dir).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+    // Nothing live was touched: no safety backup, the live rows and files as they were.
+    assert_eq!(notes(&live), changed);
+    assert_eq!(
+        std::fs::read_to_string(sb.path().join("files/a.txt")).unwrap(),
+        "second version\n"
+    );
+    let (_, list) = sb.json(&["backup", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    // No hidden leftovers of the writing.
+    assert_eq!(entries(&out_dir), vec!["app", "files", "notes.sqlite3"]);
+
+    // Never over what is there: refused, nothing changed.
+    sb.write("restored/files/a.txt", "edited by hand\n");
+    let out = expect(
+        &sb,
+        &[
+            "backup",
+            "restore",
+            &id,
+            "--source",
+            "files",
+            "--to",
+            out_dir.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already exists"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(files.join("a.txt")).unwrap(),
+        "edited by hand\n"
+    );
+
+    // A damaged object writes nothing.
+    let object = sb
+        .path()
+        .join("backups")
+        .join(app)
+        .join(&id)
+        .join("files.tar.zst.age");
+    let mut bytes = std::fs::read(&object).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0xff;
+    std::fs::write(&object, bytes).unwrap();
+    let other = sb.path().join("restored-2");
+    let out = expect(
+        &sb,
+        &["backup", "restore", &id, "--to", other.to_str().unwrap()],
+        1,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("checksum") && err.contains("nothing was written"),
+        "{}",
+        show(&out)
+    );
+    assert!(!other.exists(), "{:?}", entries(&other));
+    assert!(events(&sb).contains("extracting backup"));
 }

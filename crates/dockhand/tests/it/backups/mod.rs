@@ -8,7 +8,9 @@ mod engines;
 mod failures;
 mod files;
 mod mariadb;
+mod pitr;
 mod postgres;
+mod restore_crash;
 
 use dockhand_test_support::Sandbox;
 

@@ -1,7 +1,9 @@
 //! Backups judged by restores, on the real Docker Engine and a real PostgreSQL: a round trip
 //! (seed → backup → change → restore → the rows equal the backed-up state), a restore drill,
 //! the same backup restored by hand with `age`, `zstd` and `pg_restore` (no Dockhand), and a
-//! corrupted object caught by the drill and refused by the restore, the live data untouched.
+//! corrupted object caught by the drill and refused by the restore, the live data untouched; an
+//! empty or truncated dump from a `pg_dump` that exited 0 fails its backup and stores nothing,
+//! and an identity that decrypts nothing makes the restore refuse before it touches anything.
 
 use std::process::Command;
 
@@ -242,4 +244,152 @@ fn a_postgres_backup_restores_row_by_row_by_dockhand_and_by_hand_and_a_damaged_o
         .join(&app)
         .join(failed_id)
         .exists());
+}
+
+/// Puts `script` in front of the database container's `pg_dump` (`/usr/local/bin` comes first
+/// in its `PATH`): a broken client on the real server, as root; `None` takes it away again.
+fn replace_pg_dump(app: &str, script: Option<&str>) {
+    let container = format!("{app}-db");
+    let cmd = match script {
+        Some(s) => format!(
+            "mkdir -p /usr/local/bin && printf '%s' '{s}' > /usr/local/bin/pg_dump && chmod 755 /usr/local/bin/pg_dump"
+        ),
+        None => "rm -f /usr/local/bin/pg_dump".to_string(),
+    };
+    let out = docker(&["exec", "-u", "root", &container, "sh", "-c", &cmd]);
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+#[test]
+fn an_empty_or_truncated_dump_of_a_non_empty_database_fails_the_backup_and_leaves_nothing() {
+    ensure_test_images();
+    let app = unique_app("bke");
+    let _cleanup = AppCleanup::new(&app);
+    let sb = sandbox();
+    super::secrets(&sb, "DB_PASSWORD=pw-for-empty-dumps\n");
+    let (_, recipient) = super::keygen(&sb);
+    sb.write("files/a.txt", "x\n");
+    sb.write(
+        "dockhand.toml",
+        &config(&app, &sb, &recipient, &local_target(&sb)),
+    );
+    let _agent = sb.start_agent();
+    psql(
+        &app,
+        "CREATE TABLE items (id int PRIMARY KEY, name text NOT NULL)",
+    );
+    psql(
+        &app,
+        "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 1000) g",
+    );
+
+    // A `pg_dump` that writes nothing and exits 0 (the nightly "success" that uploaded an empty
+    // file), then one that writes only the format's magic and exits 0.
+    let cases = [
+        (
+            "#!/bin/sh\nexit 0\n",
+            "the dump is empty while the source holds 1000 row(s)",
+        ),
+        (
+            "#!/bin/sh\nprintf PGDMP\nexit 0\n",
+            "the dump is 5 bytes, smaller than any valid postgres dump",
+        ),
+    ];
+    for (script, why) in cases {
+        replace_pg_dump(&app, Some(script));
+        let out = expect(&sb, &["backup", "run", "db"], 1);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{why}: {}", show(&out));
+        let (_, list) = sb.json(&["backup", "list"]);
+        let newest = list.as_array().unwrap()[0].clone();
+        assert_eq!(newest["state"], "failed", "{why}: {list}");
+        assert!(
+            newest["message"].as_str().unwrap_or("").contains(why),
+            "{why}: {newest}"
+        );
+        let failed = newest["id"].as_str().unwrap();
+        // Nothing of it was stored: no object, no manifest, not even a directory.
+        assert!(
+            !sb.path().join("backups").join(&app).join(failed).exists(),
+            "{why}: {:?}",
+            super::entries(&sb.path().join("backups").join(&app))
+        );
+        let text = super::events(&sb);
+        assert!(
+            text.contains(&format!("backup {failed} (manual")) && text.contains(why),
+            "{why}: {text}"
+        );
+    }
+
+    // The real `pg_dump` again: the same database backs up, and its drill passes.
+    replace_pg_dump(&app, None);
+    let (code, taken) = sb.json(&["backup", "run", "db"]);
+    assert_eq!(code, Some(0), "{taken}");
+    let id = taken["id"].as_str().unwrap().to_string();
+    let (code, drill) = sb.json(&["backup", "verify", &id]);
+    assert_eq!(code, Some(0), "{drill}");
+    assert!(
+        sb.path().join("backups").join(&app).join(&id).exists(),
+        "the good backup is stored"
+    );
+    // Written out with --to, the dump is one `pg_restore` reads, the globals plain SQL.
+    let aside = sb.path().join("aside");
+    let (code, r) = sb.json(&[
+        "backup",
+        "restore",
+        &id,
+        "--source",
+        "db",
+        "--to",
+        aside.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{r}");
+    assert_eq!(
+        super::entries(&aside),
+        vec!["db.globals.sql", "db.pgdump"],
+        "{r}"
+    );
+    let listed = sh(&format!(
+        "pg_restore -l {}",
+        aside.join("db.pgdump").display()
+    ));
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("TABLE DATA public items"),
+        "{}",
+        show(&listed)
+    );
+
+    // An identity that is not the recipients' decrypts nothing: the restore refuses before it
+    // touches anything (no safety backup, the live rows as they were).
+    psql(&app, "INSERT INTO items VALUES (5000, 'after the backup')");
+    let live = rows(&app);
+    let other = sb.path().join("other.key");
+    let (code, made) = sb.json(&["backup", "keygen", "--out", other.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{made}");
+    let (_, before) = sb.json(&["backup", "list"]);
+    let out = expect(
+        &sb,
+        &[
+            "backup",
+            "restore",
+            &id,
+            "--source",
+            "db",
+            "--identity",
+            other.to_str().unwrap(),
+        ],
+        1,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nothing was touched"), "{}", show(&out));
+    assert_eq!(rows(&app), live);
+    let (_, after) = sb.json(&["backup", "list"]);
+    assert_eq!(
+        before.as_array().unwrap().len(),
+        after.as_array().unwrap().len(),
+        "no safety backup was taken: {after}"
+    );
+    // With the right one, the backed-up rows come back.
+    expect(&sb, &["backup", "restore", &id, "--source", "db"], 0);
+    assert!(rows(&app).starts_with("1000:"), "{}", rows(&app));
 }

@@ -1,0 +1,463 @@
+//! Deploying an app to the swarm and rolling it back: the order of the work, with the swarm as
+//! the record (each release is a Swarm config holding its services' specs, see
+//! [`ReleaseRecord`]), so any manager knows what serves and what served before.
+//!
+//! A deploy: plan every service and database (pure, [`plan_app`]) → label the nodes → the
+//! overlay → the secrets → the databases (each until its one task runs, healthy) → every
+//! service updated at once, Swarm replacing tasks start-first and rolling a failed one back by
+//! itself → wait for each. If any service did not converge, every service that did goes back
+//! to the last live release (or is removed, on a first deploy): the whole app stays on the
+//! previous release.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bollard::models;
+use dockhand_config::{AppConfig, Secrets};
+use serde::Serialize;
+
+use crate::error::ClusterError;
+use crate::plan::{plan_database, plan_service, PlanError, PlanKind, ServicePlan};
+use crate::swarm::{ReleaseRecord, Swarm, UpdateOutcome};
+
+/// Every service and database of an app at one release, planned.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppPlan {
+    pub app: String,
+    pub release: u64,
+    pub network: String,
+    pub encrypted: bool,
+    /// Each node's destination name and its labels.
+    pub nodes: Vec<(String, BTreeMap<String, String>)>,
+    pub databases: Vec<ServicePlan>,
+    pub services: Vec<ServicePlan>,
+}
+
+impl AppPlan {
+    /// The names of the secrets the plan's tasks mount.
+    pub fn secret_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .databases
+            .iter()
+            .chain(&self.services)
+            .flat_map(|p| p.secrets.iter().map(|s| s.secret.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// Why an app cannot be deployed to its cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("the configuration has no [cluster] table")]
+    NoCluster,
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("secret `{name}` is not set (the services use it as ${{secret.{name}}})")]
+    MissingSecret { name: String },
+    #[error("there is no earlier live release of `{app}` to roll back to")]
+    NothingToRollBack { app: String },
+    #[error(transparent)]
+    Swarm(#[from] ClusterError),
+}
+
+impl DeployError {
+    /// What to do about it.
+    pub fn help(&self) -> Option<String> {
+        match self {
+            DeployError::NoCluster => None,
+            DeployError::Plan(e) => Some(e.help()),
+            DeployError::MissingSecret { name } => Some(format!(
+                "add {name}=... to the secrets file (`dockhand secrets set {name}`)"
+            )),
+            DeployError::NothingToRollBack { .. } => {
+                Some("`dockhand status` shows what runs; deploy a release first".into())
+            }
+            DeployError::Swarm(_) => None,
+        }
+    }
+
+    /// Whether the cause is the user's input (configuration, secrets, history).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            DeployError::NoCluster | DeployError::Plan(_) | DeployError::MissingSecret { .. }
+        )
+    }
+}
+
+/// How one service or database fared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceOutcome {
+    /// The name in the config.
+    pub service: String,
+    /// The Swarm service, `<app>-<service>`.
+    pub swarm_service: String,
+    pub kind: PlanKind,
+    pub outcome: Outcome,
+    /// Swarm's word on a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What became of one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every replica runs the release.
+    Converged,
+    /// A new task failed; Swarm put the previous spec back by itself.
+    RolledBackBySwarm,
+    /// Swarm paused the update.
+    Paused,
+    /// Not every replica ran the release in time.
+    TimedOut,
+    /// It had converged, and went back to the previous release because another did not.
+    Reverted,
+    /// It was new with this release and was removed because another service did not converge.
+    Removed,
+}
+
+/// What a deploy or a rollback did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClusterReport {
+    pub app: String,
+    /// The release deployed (or rolled back to).
+    pub release: u64,
+    /// The release that served before (none on a first deploy).
+    pub previous: Option<u64>,
+    /// Every service converged on `release`.
+    pub ok: bool,
+    pub services: Vec<ServiceOutcome>,
+}
+
+/// Limits of a deploy.
+#[derive(Debug, Clone, Copy)]
+pub struct DeployOptions {
+    /// How long each service gets to converge (or to be rolled back by Swarm).
+    pub service_timeout: Duration,
+}
+
+impl Default for DeployOptions {
+    fn default() -> Self {
+        DeployOptions {
+            service_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Plans every service and database of `config` at `release` (pure).
+pub fn plan_app(config: &AppConfig, release: u64) -> Result<AppPlan, DeployError> {
+    let cluster = config.cluster.as_ref().ok_or(DeployError::NoCluster)?;
+    let release_text = release.to_string();
+    let databases = config
+        .databases
+        .values()
+        .map(|db| plan_database(&config.app, db, cluster.constraints(&db.name)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let services = config
+        .services
+        .values()
+        .map(|s| {
+            let image = s
+                .container
+                .as_ref()
+                .map(|c| c.image.clone())
+                .unwrap_or_default();
+            plan_service(
+                &config.app,
+                s,
+                &release_text,
+                &image,
+                cluster.constraints(&s.name),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(AppPlan {
+        app: config.app.clone(),
+        release,
+        network: crate::plan::network_name(&config.app),
+        encrypted: cluster.encrypted,
+        nodes: cluster
+            .nodes
+            .iter()
+            .map(|n| (n.destination.clone(), n.labels.clone()))
+            .collect(),
+        databases,
+        services,
+    })
+}
+
+/// Deploys `config` to the swarm: a new release, gated on every service converging;
+/// `progress` hears each step.
+pub async fn deploy(
+    swarm: &Swarm,
+    config: &AppConfig,
+    secrets: &Secrets,
+    options: DeployOptions,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<ClusterReport, DeployError> {
+    let app = &config.app;
+    // What the configuration and the secrets say is checked before the swarm is touched.
+    for name in plan_app(config, 0)?.secret_names() {
+        if secrets.get(&name).is_none() {
+            return Err(DeployError::MissingSecret { name });
+        }
+    }
+    let history = swarm.releases(app).await?;
+    let serving = serving_release(swarm, app).await?;
+    let release = history
+        .iter()
+        .map(|r| r.release)
+        .chain(serving)
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let plan = plan_app(config, release)?;
+    let mut values = BTreeMap::new();
+    for name in plan.secret_names() {
+        let Some(value) = secrets.get(&name) else {
+            return Err(DeployError::MissingSecret { name });
+        };
+        values.insert(name, value.to_string());
+    }
+    progress(&format!(
+        "release {release} of {app}: {} service(s), {} database(s)",
+        plan.services.len(),
+        plan.databases.len()
+    ));
+
+    swarm.label_nodes(&plan.nodes).await?;
+    swarm.ensure_network(&plan.network, plan.encrypted).await?;
+    let mut ids = BTreeMap::new();
+    for (name, value) in &values {
+        ids.insert(name.clone(), swarm.ensure_secret(app, name, value).await?);
+    }
+
+    let mut outcomes = Vec::new();
+    // Databases first, each until its task runs (and passes its health command).
+    for db in &plan.databases {
+        progress(&format!(
+            "database {}: on the node matching {}",
+            db.service,
+            db.constraints.join(", ")
+        ));
+        swarm.apply(db.to_spec(&ids)).await?;
+        let outcome = swarm
+            .wait_converged(&db.name, None, options.service_timeout)
+            .await;
+        let outcome = outcome_of(db, outcome)?;
+        let failed = outcome.outcome != Outcome::Converged;
+        outcomes.push(outcome);
+        if failed {
+            // Nothing of the new release started: the app serves as before.
+            return Ok(ClusterReport {
+                app: app.clone(),
+                release,
+                previous: serving,
+                ok: false,
+                services: outcomes,
+            });
+        }
+    }
+
+    // Every service at once: Swarm replaces their tasks side by side.
+    let mut existed = BTreeMap::new();
+    let mut specs = BTreeMap::new();
+    for service in &plan.services {
+        existed.insert(
+            service.name.clone(),
+            swarm.service_spec(&service.name).await?.is_some(),
+        );
+        let spec = service.to_spec(&ids);
+        specs.insert(service.name.clone(), spec.clone());
+        progress(&format!(
+            "service {}: {} replica(s) of {}",
+            service.service, service.replicas, service.image
+        ));
+        swarm.apply(spec).await?;
+    }
+    let release_text = release.to_string();
+    let mut converged = Vec::new();
+    for service in &plan.services {
+        let result = swarm
+            .wait_converged(&service.name, Some(&release_text), options.service_timeout)
+            .await;
+        let outcome = outcome_of(service, result)?;
+        progress(&format!(
+            "service {}: {}",
+            service.service,
+            word(outcome.outcome)
+        ));
+        if outcome.outcome == Outcome::Converged {
+            converged.push(outcomes.len());
+        }
+        outcomes.push(outcome);
+    }
+    let ok = outcomes.iter().all(|o| o.outcome == Outcome::Converged);
+    if !ok {
+        // The whole app goes back to the last live release.
+        let last_live = history.iter().rev().find(|r| r.live);
+        for at in converged {
+            let name = outcomes[at].swarm_service.clone();
+            match last_live.and_then(|r| r.services.get(&name)) {
+                Some(spec) => {
+                    progress(&format!(
+                        "service {}: back to release {}",
+                        outcomes[at].service,
+                        last_live.map(|r| r.release).unwrap_or(0)
+                    ));
+                    swarm.apply(spec.clone()).await?;
+                    outcomes[at].outcome = Outcome::Reverted;
+                }
+                None if !existed.get(&name).copied().unwrap_or(true) => {
+                    progress(&format!(
+                        "service {}: removed (new with this release)",
+                        outcomes[at].service
+                    ));
+                    swarm.remove_service(&name).await?;
+                    outcomes[at].outcome = Outcome::Removed;
+                }
+                None => {}
+            }
+        }
+        if let Some(previous) = last_live {
+            let text = previous.release.to_string();
+            for o in outcomes.iter().filter(|o| o.outcome == Outcome::Reverted) {
+                swarm
+                    .wait_converged(&o.swarm_service, Some(&text), options.service_timeout)
+                    .await?;
+            }
+        }
+    }
+    swarm
+        .record_release(&ReleaseRecord {
+            app: app.clone(),
+            release,
+            live: ok,
+            services: specs,
+        })
+        .await?;
+    Ok(ClusterReport {
+        app: app.clone(),
+        release,
+        previous: serving,
+        ok,
+        services: outcomes,
+    })
+}
+
+/// Puts every service of `app` back to the live release before the one serving (or to
+/// `to`), gated like a deploy.
+pub async fn rollback(
+    swarm: &Swarm,
+    app: &str,
+    to: Option<u64>,
+    options: DeployOptions,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<ClusterReport, DeployError> {
+    let history = swarm.releases(app).await?;
+    let serving = serving_release(swarm, app).await?;
+    let target = match to {
+        Some(to) => history.iter().find(|r| r.release == to && r.live),
+        None => history
+            .iter()
+            .rev()
+            .find(|r| r.live && serving.is_none_or(|s| r.release < s)),
+    };
+    let Some(target) = target else {
+        return Err(DeployError::NothingToRollBack {
+            app: app.to_string(),
+        });
+    };
+    progress(&format!(
+        "release {} of {app} back on every service",
+        target.release
+    ));
+    for spec in target.services.values() {
+        swarm.apply(spec.clone()).await?;
+    }
+    let text = target.release.to_string();
+    let mut outcomes = Vec::new();
+    for (name, spec) in &target.services {
+        let result = swarm
+            .wait_converged(name, Some(&text), options.service_timeout)
+            .await;
+        let outcome = match result {
+            Ok(UpdateOutcome::Converged) => (Outcome::Converged, None),
+            Ok(UpdateOutcome::RolledBack { message }) => {
+                (Outcome::RolledBackBySwarm, Some(message))
+            }
+            Ok(UpdateOutcome::Paused { message }) => (Outcome::Paused, Some(message)),
+            Err(ClusterError::Timeout { .. }) => (Outcome::TimedOut, None),
+            Err(e) => return Err(e.into()),
+        };
+        let service = spec
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("dockhand.service").cloned())
+            .unwrap_or_else(|| name.clone());
+        progress(&format!("service {service}: {}", word(outcome.0)));
+        outcomes.push(ServiceOutcome {
+            service,
+            swarm_service: name.clone(),
+            kind: PlanKind::Service,
+            outcome: outcome.0,
+            message: outcome.1,
+        });
+    }
+    Ok(ClusterReport {
+        app: app.to_string(),
+        release: target.release,
+        previous: serving,
+        ok: outcomes.iter().all(|o| o.outcome == Outcome::Converged),
+        services: outcomes,
+    })
+}
+
+/// The release the app's services' specs name (the highest, if they differ).
+async fn serving_release(swarm: &Swarm, app: &str) -> Result<Option<u64>, ClusterError> {
+    let services = swarm.app_services(app).await?;
+    Ok(services
+        .iter()
+        .filter_map(|s| spec_release(s.spec.as_ref()?))
+        .max())
+}
+
+fn spec_release(spec: &models::ServiceSpec) -> Option<u64> {
+    spec.labels.as_ref()?.get("dockhand.release")?.parse().ok()
+}
+
+fn outcome_of(
+    plan: &ServicePlan,
+    result: Result<UpdateOutcome, ClusterError>,
+) -> Result<ServiceOutcome, DeployError> {
+    let (outcome, message) = match result {
+        Ok(UpdateOutcome::Converged) => (Outcome::Converged, None),
+        Ok(UpdateOutcome::RolledBack { message }) => (Outcome::RolledBackBySwarm, Some(message)),
+        Ok(UpdateOutcome::Paused { message }) => (Outcome::Paused, Some(message)),
+        Err(ClusterError::Timeout { .. }) => (Outcome::TimedOut, None),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(ServiceOutcome {
+        service: plan.service.clone(),
+        swarm_service: plan.name.clone(),
+        kind: plan.kind,
+        outcome,
+        message,
+    })
+}
+
+/// The outcome in a few words.
+pub fn word(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Converged => "every replica runs the release",
+        Outcome::RolledBackBySwarm => "a new task failed; Swarm rolled it back",
+        Outcome::Paused => "Swarm paused the update",
+        Outcome::TimedOut => "not every replica ran the release in time",
+        Outcome::Reverted => "back on the previous release",
+        Outcome::Removed => "removed",
+    }
+}

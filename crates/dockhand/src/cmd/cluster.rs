@@ -1,0 +1,311 @@
+//! `dockhand deploy`, `rollback` and `status` for an app with `[cluster] engine = "swarm"`:
+//! they talk to a swarm manager's Docker Engine (`$DOCKER_HOST`, else the local socket: run
+//! them on a manager, or point `DOCKER_HOST` at a manager's socket) through
+//! `dockhand_cluster`, which does the work; this module finds the project, loads its
+//! configuration and secrets, and renders the reports.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use console::style;
+use dockhand_cluster::{
+    ClusterReport, ClusterStatus, DeployError, DeployOptions, NodeState, Outcome, Swarm,
+    SwarmTimeouts, TaskState,
+};
+use dockhand_config::{AppConfig, LoadOptions};
+
+use crate::output::{self, print_json};
+use crate::Global;
+
+/// The project's `dockhand.toml` when it declares a cluster and the command works on this
+/// machine's view (no `--host` / `-d`).
+pub fn project(g: &Global) -> Option<PathBuf> {
+    if g.remote.host.is_some() || g.remote.destination.is_some() {
+        return None;
+    }
+    let cwd = std::env::current_dir().ok()?;
+    let path = super::remote::find_config(&cwd)?;
+    let text = std::fs::read_to_string(&path).ok()?;
+    dockhand_config::declares_cluster(&text).then_some(path)
+}
+
+/// `dockhand deploy` on a cluster.
+pub fn deploy(g: &Global, path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = load(g, path)?;
+    let redactor = dockhand_agent::Redactor::default();
+    let secrets = dockhand_agent::load_secrets(&config, &redactor)
+        .map_err(|e| output::usage(redactor.redact(&e.to_string()), g.json))?;
+    let json = g.json;
+    // A configuration the cluster cannot run is refused before any swarm is reached.
+    dockhand_cluster::plan_app(&config, 0).map_err(|e| deploy_error(e, &redactor, json))?;
+    let report = super::runtime()?.block_on(async {
+        let swarm = connect(g).await?;
+        dockhand_cluster::deploy(
+            &swarm,
+            &config,
+            &secrets,
+            DeployOptions::default(),
+            &mut progress(json),
+        )
+        .await
+        .map_err(|e| deploy_error(e, &redactor, json))
+    })?;
+    Ok(render(g, &report, "deploy"))
+}
+
+/// `dockhand rollback [RELEASE]` on a cluster.
+pub fn rollback(
+    g: &Global,
+    path: &std::path::Path,
+    release: Option<i64>,
+) -> anyhow::Result<ExitCode> {
+    let config = load(g, path)?;
+    let to =
+        match release {
+            Some(r) => Some(u64::try_from(r).map_err(|_| {
+                output::usage(format!("release {r} is not a release number"), g.json)
+            })?),
+            None => None,
+        };
+    let json = g.json;
+    let redactor = dockhand_agent::Redactor::default();
+    let report = super::runtime()?.block_on(async {
+        let swarm = connect(g).await?;
+        dockhand_cluster::rollback(
+            &swarm,
+            &config.app,
+            to,
+            DeployOptions::default(),
+            &mut progress(json),
+        )
+        .await
+        .map_err(|e| deploy_error(e, &redactor, json))
+    })?;
+    Ok(render(g, &report, "rollback"))
+}
+
+/// `dockhand status` on a cluster: the nodes, then what runs where. Exit 1 when a node is
+/// not ready or a service of the app has fewer running tasks than it wants.
+pub fn status(g: &Global, path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = load(g, path)?;
+    let prefix = format!("{}-", config.app);
+    let status: ClusterStatus = super::runtime()?.block_on(async {
+        let swarm = connect(g).await?;
+        swarm.status().await.map_err(|e| swarm_error(e, g.json))
+    })?;
+    let app_tasks: Vec<_> = status
+        .tasks
+        .iter()
+        .filter(|t| t.service.starts_with(&prefix) && t.desired == TaskState::Running)
+        .collect();
+    let down: Vec<&str> = status
+        .nodes
+        .iter()
+        .filter(|n| n.state != NodeState::Ready)
+        .map(|n| n.hostname.as_str())
+        .collect();
+    let nodes_ready = down.is_empty();
+    let tasks_running = app_tasks.iter().all(|t| t.state == TaskState::Running);
+    let ok = nodes_ready && tasks_running;
+    if g.json {
+        print_json(&serde_json::json!({
+            "app": config.app,
+            "ok": ok,
+            "down": down,
+            "nodes": status.nodes,
+            "tasks": app_tasks,
+            "placement": placement(&status, &prefix),
+        }));
+    } else {
+        println!("{} {}", style("app").dim(), style(&config.app).bold());
+        for n in &status.nodes {
+            let state = match n.state {
+                NodeState::Ready => style("ready").green().to_string(),
+                other => style(format!("{other:?}").to_lowercase()).red().to_string(),
+            };
+            let node = n
+                .labels
+                .get("dockhand.node")
+                .filter(|d| **d != n.hostname)
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            println!(
+                "{} {}{node}  {}{}  {state}  {}",
+                style("node").dim(),
+                style(&n.hostname).bold(),
+                format!("{:?}", n.role).to_lowercase(),
+                if n.leader { " (leader)" } else { "" },
+                n.addr
+            );
+            for (service, state) in placement(&status, &prefix)
+                .get(&n.hostname)
+                .into_iter()
+                .flatten()
+            {
+                println!("    {service}  {state}");
+            }
+        }
+        for node in &down {
+            println!(
+                "{} node {node} is not ready: Swarm runs its tasks on the other nodes; bring its Docker Engine back and it rejoins",
+                style("warning:").yellow().bold()
+            );
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(output::FAILED)
+    })
+}
+
+/// Each node's hostname with the app's services it runs (and each task's state).
+fn placement(
+    status: &ClusterStatus,
+    prefix: &str,
+) -> std::collections::BTreeMap<String, Vec<(String, String)>> {
+    status
+        .placement()
+        .into_iter()
+        .map(|(node, tasks)| {
+            let tasks = tasks
+                .into_iter()
+                .filter(|(s, _)| s.starts_with(prefix))
+                .map(|(s, state)| {
+                    let word = serde_json::to_value(state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    (s[prefix.len()..].to_string(), word)
+                })
+                .collect();
+            (node, tasks)
+        })
+        .collect()
+}
+
+fn load(g: &Global, path: &std::path::Path) -> anyhow::Result<AppConfig> {
+    dockhand_config::load(path, &LoadOptions::from_process_env())
+        .map(|loaded| {
+            for w in &loaded.warnings {
+                eprintln!("{w}\n");
+            }
+            loaded.config
+        })
+        .map_err(|e| {
+            anyhow::Error::new(output::Exit {
+                code: output::USAGE,
+                json: g.json.then(|| serde_json::json!({ "error": { "code": "invalid_config", "diagnostics": e.diagnostics } })),
+                message: e.to_string(),
+            })
+        })
+}
+
+/// The manager's Engine: `$DOCKER_HOST`, else the local socket.
+async fn connect(g: &Global) -> anyhow::Result<Swarm> {
+    let host = std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+    Swarm::connect(&host, SwarmTimeouts::default())
+        .await
+        .map_err(|e| swarm_error(e, g.json))
+}
+
+fn swarm_error(e: dockhand_cluster::ClusterError, json: bool) -> anyhow::Error {
+    let code = if e.is_environmental() {
+        output::UNREACHABLE
+    } else {
+        output::FAILED
+    };
+    let mut message = e.to_string();
+    if matches!(
+        e,
+        dockhand_cluster::ClusterError::Unreachable { .. }
+            | dockhand_cluster::ClusterError::NotManager { .. }
+    ) {
+        message += "\n  run this on a manager of the swarm, or set DOCKER_HOST=unix:///PATH to a manager's Engine socket";
+    }
+    anyhow::Error::new(output::Exit {
+        code,
+        json: json.then(|| serde_json::json!({ "error": { "code": if code == output::UNREACHABLE { "unreachable" } else { "failed" }, "message": message } })),
+        message,
+    })
+}
+
+fn deploy_error(e: DeployError, redactor: &dockhand_agent::Redactor, json: bool) -> anyhow::Error {
+    if let DeployError::Swarm(e) = e {
+        return swarm_error(e, json);
+    }
+    let code = if e.is_usage() {
+        output::USAGE
+    } else {
+        output::NOT_FOUND
+    };
+    let mut message = redactor.redact(&e.to_string());
+    if let Some(help) = e.help() {
+        message = format!("{message}\n  {help}");
+    }
+    anyhow::Error::new(output::Exit {
+        code,
+        json: json.then(|| serde_json::json!({ "error": { "code": if code == output::USAGE { "usage" } else { "not_found" }, "message": message } })),
+        message,
+    })
+}
+
+/// Progress lines on stderr (none with `--json`).
+fn progress(json: bool) -> impl FnMut(&str) + Send {
+    move |line: &str| {
+        if !json {
+            eprintln!("{} {line}", style("·").dim());
+        }
+    }
+}
+
+fn render(g: &Global, report: &ClusterReport, what: &str) -> ExitCode {
+    if g.json {
+        print_json(report);
+    } else {
+        for s in &report.services {
+            let word = dockhand_cluster::word(s.outcome);
+            let word = if s.outcome == Outcome::Converged {
+                style(word).green().to_string()
+            } else {
+                style(word).red().to_string()
+            };
+            println!(
+                "{} {}: {word}{}",
+                style("service").dim(),
+                s.service,
+                s.message
+                    .as_ref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            );
+        }
+        if report.ok {
+            println!(
+                "{} release {} of {} runs on the cluster",
+                style(format!("{what} ok:")).green().bold(),
+                report.release,
+                report.app
+            );
+        } else {
+            let previous = report
+                .previous
+                .map(|p| format!("release {p} keeps serving"))
+                .unwrap_or_else(|| "nothing of it is left running".into());
+            println!(
+                "{} release {} of {} did not converge; {previous} (`dockhand status` shows the tasks)",
+                style(format!("{what} failed:")).red().bold(),
+                report.release,
+                report.app
+            );
+        }
+    }
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(output::FAILED)
+    }
+}

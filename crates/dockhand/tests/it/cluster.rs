@@ -1,0 +1,407 @@
+//! `[cluster] engine = "swarm"` through the real binary, on a real swarm of three namespaced
+//! engines (test-support's fixture: a manager and two workers): `dockhand deploy` spreads
+//! an app of two web services, a worker and a PostgreSQL database pinned by a node label
+//! across the nodes, gated on health; a release whose new image fails its health check is
+//! rolled back by Swarm and the whole app stays on the previous release; `dockhand rollback`
+//! returns every service to the release before; `dockhand status` shows the nodes and what
+//! runs where, and a worker whose engine is killed as down while its tasks run elsewhere. A secret reaches the task as a file and appears in no spec, no node's disk
+//! outside Swarm's own store, no output, no Docker event.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::Output;
+use std::time::Duration;
+
+use dockhand_test_support::docker::{
+    ensure_test_images, unique_app, POSTGRES_IMAGE, TESTAPP_SHELL_IMAGE,
+};
+use dockhand_test_support::swarm::Cluster;
+
+use crate::sandbox;
+
+const API_TOKEN: &str = "swarm-api-t0ken-5e1f";
+const DB_PASSWORD: &str = "swarm-db-pw-77a0c";
+
+/// The app at `version`; `web_healthy = false` makes web's `/health` answer 503. The health
+/// command keeps nc's input open a second: hyper drops an HTTP/1.0 request whose client
+/// half-closed before the request was read. The test image of PostgreSQL predates the
+/// official image's `POSTGRES_PASSWORD_FILE`, so it trusts the overlay; the password still
+/// reaches its task as a Swarm secret.
+fn toml(app: &str, version: &str, web_healthy: bool) -> String {
+    let health = "health = { command = \"(printf 'GET /health HTTP/1.0\\\\r\\\\n\\\\r\\\\n'; sleep 1) | nc -w 2 127.0.0.1 8080 | grep -q ' 200 '\", interval = \"2s\", timeout = \"10s\", unhealthy_threshold = 3 }";
+    format!(
+        r#"app = "{app}"
+
+[destinations.m1]
+host = "ssh://root@m1.invalid"
+[destinations.w1]
+host = "ssh://root@w1.invalid"
+[destinations.w2]
+host = "ssh://root@w2.invalid"
+
+[cluster]
+engine = "swarm"
+managers = ["m1"]
+workers = ["w1", "w2"]
+placement = {{ db = ["node.labels.db == main"] }}
+[cluster.labels.w2]
+db = "main"
+
+[databases.db]
+engine = "postgres"
+image = "{POSTGRES_IMAGE}"
+password = "${{secret.db_password}}"
+env = {{ POSTGRES_HOST_AUTH_METHOD = "trust" }}
+
+[services.web]
+image = "{TESTAPP_SHELL_IMAGE}"
+port = 8080
+replicas = 2
+env = {{ VERSION = "{version}", HEALTHY = "{web_healthy}", API_TOKEN = "${{secret.api_token}}" }}
+{health}
+
+[services.api]
+image = "{TESTAPP_SHELL_IMAGE}"
+port = 8080
+replicas = 2
+env = {{ VERSION = "{version}", DB_PASSWORD = "${{secret.db_password}}" }}
+{health}
+
+[services.worker]
+image = "{TESTAPP_SHELL_IMAGE}"
+env = {{ VERSION = "{version}" }}
+"#
+    )
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `dockhand ARGS --json` with room for a rolling update of every service.
+fn json(
+    sb: &dockhand_test_support::Sandbox,
+    args: &[&str],
+) -> (Option<i32>, serde_json::Value, String) {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = sb.run_for(&all, Duration::from_secs(600));
+    let value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("dockhand {all:?}: stdout is not JSON ({e})\n{}", text(&out)));
+    (out.status.code(), value, text(&out))
+}
+
+/// The `dockhand.release` of each running task of `service`, sorted.
+fn releases(cluster: &Cluster, service: &str) -> Vec<String> {
+    let m1 = cluster.manager();
+    let ids = m1.docker_ok(&[
+        "service",
+        "ps",
+        "-q",
+        "--filter",
+        "desired-state=running",
+        service,
+    ]);
+    let mut out = Vec::new();
+    for id in ids.lines().filter(|l| !l.is_empty()) {
+        let line = m1.docker_ok(&[
+            "inspect",
+            "--format",
+            "{{index .Spec.ContainerSpec.Labels \"dockhand.release\"}} {{.Status.State}}",
+            id,
+        ]);
+        if let Some(release) = line.strip_suffix(" running") {
+            out.push(release.to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Waits until every running task of each service runs `release` (`replicas` of them).
+fn wait_releases(cluster: &Cluster, services: &[(&str, usize)], release: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let now: Vec<Vec<String>> = services.iter().map(|(s, _)| releases(cluster, s)).collect();
+        if services
+            .iter()
+            .zip(&now)
+            .all(|((_, n), r)| r.len() == *n && r.iter().all(|x| x == release))
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "services {services:?} not all on release {release}: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
+    ensure_test_images();
+    let mut cluster = Cluster::start(1, 2);
+    cluster.load_images(&[TESTAPP_SHELL_IMAGE, POSTGRES_IMAGE]);
+    let app = unique_app("sw");
+    let sb = sandbox().with_env("DOCKER_HOST", &cluster.manager().docker_host());
+    sb.write("dockhand.toml", &toml(&app, "v1", true));
+    let secrets = sb.write(
+        ".dockhand/secrets.env",
+        &format!("api_token={API_TOKEN}\ndb_password={DB_PASSWORD}\n"),
+    );
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let web = format!("{app}-web");
+    let api = format!("{app}-api");
+    let worker = format!("{app}-worker");
+    let db = format!("{app}-db");
+    let all = [(web.as_str(), 2), (api.as_str(), 2), (worker.as_str(), 1)];
+    let mut outputs = String::new();
+
+    // Release 1 across the nodes.
+    let (code, report, out) = json(&sb, &["deploy"]);
+    outputs += &out;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["release"], 1, "{report:#}");
+    wait_releases(&cluster, &all, "1");
+
+    // `status`: three ready nodes, the database on the labelled one, every task running.
+    let (code, status, out) = json(&sb, &["status"]);
+    outputs += &out;
+    assert_eq!(code, Some(0), "{out}");
+    let nodes = status["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{status:#}");
+    assert!(nodes.iter().all(|n| n["state"] == "ready"), "{status:#}");
+    let w2 = nodes.iter().find(|n| n["hostname"] == "w2").unwrap();
+    assert_eq!(w2["labels"]["db"], "main", "{status:#}");
+    assert_eq!(w2["labels"]["dockhand.node"], "w2", "{status:#}");
+    let placement = &status["placement"];
+    let on = |node: &str| -> Vec<String> {
+        placement[node]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t[0].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        on("w2").iter().filter(|s| *s == "db").count(),
+        1,
+        "{status:#}"
+    );
+    assert!(!on("m1").contains(&"db".to_string()), "{status:#}");
+    let tasks: usize = ["m1", "w1", "w2"].iter().map(|n| on(n).len()).sum();
+    assert_eq!(
+        tasks, 6,
+        "two web, two api, a worker and the database: {status:#}"
+    );
+    let human = sb.run(&["status"]);
+    let human_text = String::from_utf8_lossy(&human.stdout).to_string();
+    assert!(human.status.success(), "{}", text(&human));
+    for word in [
+        "node m1",
+        "node w1",
+        "node w2",
+        "leader",
+        "db  running",
+        "web  running",
+    ] {
+        assert!(human_text.contains(word), "`{word}` in:\n{human_text}");
+    }
+
+    // The secret: a file in the task named by API_TOKEN_FILE, in no spec and no env.
+    let (node, container) = cluster
+        .nodes()
+        .iter()
+        .find_map(|n| {
+            let ids = n.docker_ok(&[
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=com.docker.swarm.service.name={web}"),
+            ]);
+            ids.lines().next().map(|c| (n, c.to_string()))
+        })
+        .expect("a task of web on some node");
+    assert_eq!(
+        node.docker_ok(&["exec", &container, "sh", "-c", "cat \"$API_TOKEN_FILE\""]),
+        API_TOKEN
+    );
+    let env = node.docker_ok(&["exec", &container, "env"]);
+    assert!(!env.contains(API_TOKEN), "{env}");
+    let inspect = cluster
+        .manager()
+        .docker_ok(&["service", "inspect", &web, &api, &db]);
+    assert!(
+        !inspect.contains(API_TOKEN) && !inspect.contains(DB_PASSWORD),
+        "{inspect}"
+    );
+
+    // Release 2: every service replaced.
+    sb.write("dockhand.toml", &toml(&app, "v2", true));
+    let (code, report, out) = json(&sb, &["deploy"]);
+    outputs += &out;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(report["release"], 2, "{report:#}");
+    wait_releases(&cluster, &all, "2");
+
+    // Release 3's web fails its health check: Swarm rolls web back by itself, and api and
+    // the worker, which converged, go back too: the whole app stays on release 2.
+    sb.write("dockhand.toml", &toml(&app, "v3", false));
+    let (code, report, out) = json(&sb, &["deploy"]);
+    outputs += &out;
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(report["ok"], false, "{report:#}");
+    assert_eq!(report["release"], 3, "{report:#}");
+    assert_eq!(report["previous"], 2, "{report:#}");
+    let outcome = |name: &str| {
+        report["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["service"] == name)
+            .map(|s| s["outcome"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(outcome("web"), "rolled_back_by_swarm", "{report:#}");
+    assert_eq!(outcome("api"), "reverted", "{report:#}");
+    assert_eq!(outcome("worker"), "reverted", "{report:#}");
+    wait_releases(&cluster, &all, "2");
+
+    // `dockhand rollback`: every service back on release 1, the database left alone.
+    let db_task = cluster.manager().docker_ok(&[
+        "service",
+        "ps",
+        "-q",
+        "--filter",
+        "desired-state=running",
+        &db,
+    ]);
+    let (code, report, out) = json(&sb, &["rollback"]);
+    outputs += &out;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(report["release"], 1, "{report:#}");
+    assert_eq!(report["ok"], true, "{report:#}");
+    wait_releases(&cluster, &all, "1");
+    assert_eq!(
+        cluster.manager().docker_ok(&[
+            "service",
+            "ps",
+            "-q",
+            "--filter",
+            "desired-state=running",
+            &db
+        ]),
+        db_task,
+        "the database's task was replaced"
+    );
+
+    // Nothing the commands printed, no Docker event and no file of any node outside the
+    // task's tmpfs and Swarm's encrypted store holds a secret value.
+    for secret in [API_TOKEN, DB_PASSWORD] {
+        assert!(!outputs.contains(secret), "{outputs}");
+    }
+    for node in cluster.nodes() {
+        let events = node.docker_ok(&["events", "--since", "0", "--until", "0s"]);
+        assert!(
+            !events.contains(API_TOKEN) && !events.contains(DB_PASSWORD),
+            "{events}"
+        );
+        let found = std::process::Command::new("grep")
+            .args([
+                "-rlsI",
+                "--devices=skip",
+                "-e",
+                API_TOKEN,
+                "-e",
+                DB_PASSWORD,
+            ])
+            .arg(node.dir())
+            .output()
+            .unwrap();
+        let files = String::from_utf8_lossy(&found.stdout).to_string();
+        // The secret files of running tasks are tmpfs mounts (not the node's disk): only
+        // files on the file system of the node's directory count.
+        let disk = std::fs::metadata(node.dir()).unwrap().dev();
+        let on_disk: Vec<&str> = files
+            .lines()
+            .filter(|f| std::fs::metadata(f).is_ok_and(|m| m.dev() == disk))
+            .collect();
+        assert!(on_disk.is_empty(), "{}: {on_disk:?}", node.hostname());
+    }
+
+    // A worker lost (its Docker Engine killed): the managers mark it down, its tasks run on
+    // the other nodes, and `status` says so and exits 1.
+    let w1_tasks = status_on(&sb, "w1");
+    assert!(
+        !w1_tasks.is_empty(),
+        "Swarm spreads six tasks over three nodes"
+    );
+    cluster.node_mut("w1").kill_dockerd();
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        let (code, status, out) = json(&sb, &["status"]);
+        let running: usize = ["m1", "w2"]
+            .iter()
+            .map(|n| {
+                status["placement"][*n]
+                    .as_array()
+                    .map(|tasks| tasks.iter().filter(|t| t[1] == "running").count())
+                    .unwrap_or(0)
+            })
+            .sum();
+        if code == Some(1) && status["down"] == serde_json::json!(["w1"]) && running == 6 {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "w1 down and its tasks {w1_tasks:?} elsewhere within 180s: {out}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_eq!(status["ok"], false, "{status:#}");
+    let human = sb.run(&["status"]);
+    assert_eq!(human.status.code(), Some(1), "{}", text(&human));
+    assert!(
+        String::from_utf8_lossy(&human.stdout).contains("node w1 is not ready"),
+        "{}",
+        text(&human)
+    );
+    drop(cluster);
+}
+
+/// The app's services with a running task on `node`, by `status --json`.
+fn status_on(sb: &dockhand_test_support::Sandbox, node: &str) -> Vec<String> {
+    let (_, status, _) = json(sb, &["status"]);
+    status["placement"][node]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| t[0].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// A database without a placement cannot run on a cluster (its volume lives on one node):
+/// `deploy` says which, and how to pin it, before reaching any swarm.
+#[test]
+fn an_unpinned_database_is_refused_with_how_to_pin_it() {
+    let sb = sandbox().with_env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let text = toml("unpinned", "v1", true)
+        .replace("placement = { db = [\"node.labels.db == main\"] }\n", "");
+    sb.write("dockhand.toml", &text);
+    let secrets = sb.write(".dockhand/secrets.env", "api_token=x\ndb_password=y\n");
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = sb.run(&["deploy"]);
+    assert_eq!(out.status.code(), Some(2), "{}", self::text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("database `db` is not pinned to a node")
+            && stderr.contains("node.labels.db == yes"),
+        "{stderr}"
+    );
+}
