@@ -327,6 +327,7 @@ fn status_shows_the_agents_subsystems_ready() {
             ("alerter".into(), "ready".into()),
             ("release watch".into(), "ready".into()),
             ("socket server".into(), "ready".into()),
+            ("dashboard".into(), "ready".into()),
         ]
     );
     // Ready parts are not listed in the human status; only problems are.
