@@ -6,8 +6,18 @@
 //! never send a second request on the same connection; any byte after the first request's
 //! body is a request the proxy did not see.
 //!
-//! The input is sent on a new connection, the client's side is then half-closed, and the
-//! target waits until the proxy has answered and every upstream connection has ended.
+//! And every request the upstream receives is one the client sent: the input is also read
+//! by a strict reference (a head `httparse` accepts, framed by its one `Content-Length` or its
+//! chunked body, up to the first head that is malformed or ambiguous), and the methods the
+//! upstream receives must be among the reference's, no more of them than it found. Body bytes
+//! that the proxy mistook for a head (`helloGET /2` after a body it did not frame) fail this
+//! even when each request on its own looks well formed.
+//!
+//! The input is sent on a new connection from a loopback address of its own (which the
+//! upstream sees in `X-Forwarded-For`, so a late arrival of an earlier input is never counted
+//! as this one's), the client's side is then half-closed, and the target waits until the
+//! proxy has answered and every upstream connection has ended. When the proxy outlasts the
+//! client's patience, only the reference count is skipped, never the checks of each request.
 #![no_main]
 
 use std::io::{Read as _, Write as _};
@@ -29,6 +39,9 @@ struct Harness {
     open: Arc<AtomicUsize>,
     /// What the upstream found wrong, since the last input.
     findings: Arc<Mutex<Vec<String>>>,
+    /// Each request the upstream received: its `X-Forwarded-For` (the client's address,
+    /// one loopback address per input) and its method.
+    received: Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>>,
 }
 
 fn harness() -> &'static Harness {
@@ -38,15 +51,17 @@ fn harness() -> &'static Harness {
         let upstream = listener.local_addr().expect("upstream address");
         let open = Arc::new(AtomicUsize::new(0));
         let findings = Arc::new(Mutex::new(Vec::new()));
+        let received = Arc::new(Mutex::new(Vec::new()));
         {
-            let (open, findings) = (open.clone(), findings.clone());
+            let (open, findings, received) = (open.clone(), findings.clone(), received.clone());
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     let Ok(stream) = stream else { continue };
                     open.fetch_add(1, Ordering::SeqCst);
-                    let (open, findings) = (open.clone(), findings.clone());
+                    let (open, findings, received) =
+                        (open.clone(), findings.clone(), received.clone());
                     std::thread::spawn(move || {
-                        if let Err(finding) = upstream_connection(stream) {
+                        if let Err(finding) = upstream_connection(stream, &received) {
                             findings.lock().unwrap().push(finding);
                         }
                         open.fetch_sub(1, Ordering::SeqCst);
@@ -81,12 +96,16 @@ fn harness() -> &'static Harness {
             proxy,
             open,
             findings,
+            received,
         }
     })
 }
 
 /// Reads one request as the upstream sees it, answers it, and checks nothing follows.
-fn upstream_connection(mut stream: TcpStream) -> Result<(), String> {
+fn upstream_connection(
+    mut stream: TcpStream,
+    received: &Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
+) -> Result<(), String> {
     stream.set_read_timeout(Some(PATIENCE)).ok();
     let mut buf = Vec::new();
     let (head_len, framing) = loop {
@@ -99,7 +118,21 @@ fn upstream_connection(mut stream: TcpStream) -> Result<(), String> {
         let mut headers = [httparse::EMPTY_HEADER; 128];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => break (len, framing_of(&req)?),
+            Ok(httparse::Status::Complete(len)) => {
+                if let Some(method) = req.method {
+                    let from = req
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+                        .map(|h| h.value.to_vec())
+                        .unwrap_or_default();
+                    received
+                        .lock()
+                        .unwrap()
+                        .push((from, method.as_bytes().to_vec()));
+                }
+                break (len, framing_of(&req)?);
+            }
             Ok(httparse::Status::Partial) => continue,
             Err(e) => {
                 return Err(format!("the upstream got a malformed head ({e}): {:?}", show(&buf)))
@@ -154,6 +187,19 @@ enum Framing {
 }
 
 fn framing_of(req: &httparse::Request<'_, '_>) -> Result<Framing, String> {
+    let hosts = req
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("host"))
+        .count();
+    if hosts != 1 {
+        return Err(format!("the upstream got {hosts} Host headers"));
+    }
+    body_framing(req)
+}
+
+/// How the body of `req` is framed; `Err` when that is ambiguous.
+fn body_framing(req: &httparse::Request<'_, '_>) -> Result<Framing, String> {
     let named = |name: &str| {
         req.headers
             .iter()
@@ -161,10 +207,6 @@ fn framing_of(req: &httparse::Request<'_, '_>) -> Result<Framing, String> {
             .map(|h| h.value)
             .collect::<Vec<_>>()
     };
-    let hosts = named("host");
-    if hosts.len() != 1 {
-        return Err(format!("the upstream got {} Host headers", hosts.len()));
-    }
     let lengths = named("content-length");
     let codings = named("transfer-encoding");
     if !lengths.is_empty() && !codings.is_empty() {
@@ -220,6 +262,36 @@ fn chunked_end(body: &[u8]) -> Option<usize> {
     }
 }
 
+/// The methods of the requests in the client's bytes, read strictly: one head after another,
+/// each framed by its body, up to the first head that is incomplete, malformed or ambiguous
+/// (that one counts: a proxy may not forward it, but if it did the upstream says so).
+fn client_methods(mut input: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut req = httparse::Request::new(&mut headers);
+        let len = match req.parse(input) {
+            Ok(httparse::Status::Complete(len)) => len,
+            _ => return out,
+        };
+        if let Some(m) = req.method {
+            out.push(m.as_bytes().to_vec());
+        }
+        let body = &input[len..];
+        let used = match body_framing(&req) {
+            Err(_) => return out,
+            Ok(Framing::None) => 0,
+            Ok(Framing::Length(n)) if n <= body.len() => n,
+            Ok(Framing::Length(_)) => return out,
+            Ok(Framing::Chunked) => match chunked_end(body) {
+                Some(end) => end,
+                None => return out,
+            },
+        };
+        input = &body[used..];
+    }
+}
+
 fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
     let mut chunk = [0u8; 16 * 1024];
     match stream.read(&mut chunk) {
@@ -235,24 +307,76 @@ fn show(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..bytes.len().min(2048)]).into_owned()
 }
 
-fn send(addr: SocketAddr, data: &[u8]) {
-    let Ok(mut client) = TcpStream::connect(addr) else {
-        return;
+/// Sends `data` and reads until the proxy closes the connection: `true` when it did, so
+/// every request of this input reached the upstream (or never will) before the return;
+/// `false` when the proxy was slower than the client's patience.
+fn send(addr: SocketAddr, from: std::net::Ipv4Addr, data: &[u8]) -> bool {
+    let Ok(socket) = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+    else {
+        return false;
     };
-    client.set_read_timeout(Some(PATIENCE)).ok();
+    let bound = socket.bind(&SocketAddr::from((from, 0)).into());
+    if bound.is_err() || socket.connect(&addr.into()).is_err() {
+        return false;
+    }
+    let mut client: TcpStream = socket.into();
+    // Longer than the proxy's own timeouts, so the proxy is the side that gives up.
+    client.set_read_timeout(Some(PATIENCE * 2)).ok();
     let _ = client.write_all(data);
     let _ = client.shutdown(Shutdown::Write);
     let mut sink = Vec::new();
-    let _ = client.read_to_end(&mut sink);
+    client.read_to_end(&mut sink).is_ok()
 }
 
-fuzz_target!(|data: &[u8]| {
-    let h = harness();
-    send(h.proxy.local_addr(), data);
+fn settle(h: &Harness) {
     let deadline = Instant::now() + PATIENCE * 3;
     while h.open.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let findings = std::mem::take(&mut *h.findings.lock().unwrap());
+}
+
+/// A loopback address of its own for each input (127.1.0.1 onwards), so that what the
+/// upstream receives is told apart by input even when an earlier one's arrives late.
+fn next_source() -> std::net::Ipv4Addr {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) % (254 * 254 * 254);
+    std::net::Ipv4Addr::new(
+        127,
+        (n / (254 * 254)) as u8 + 1,
+        (n / 254 % 254) as u8,
+        (n % 254) as u8 + 1,
+    )
+}
+
+fuzz_target!(|data: &[u8]| {
+    let h = harness();
+    let from = next_source();
+    let complete = send(h.proxy.local_addr(), from, data);
+    settle(h);
+    let mut findings = std::mem::take(&mut *h.findings.lock().unwrap());
+    let tag = from.to_string().into_bytes();
+    // Another address's requests are an earlier input's, arriving late: that input is over.
+    let mut received: Vec<Vec<u8>> = std::mem::take(&mut *h.received.lock().unwrap())
+        .into_iter()
+        .filter(|(f, _)| *f == tag)
+        .map(|(_, method)| method)
+        .collect();
+    if !complete {
+        // The proxy may still forward part of this input: no count to compare with.
+        received.clear();
+    }
+    let mut sent = client_methods(data);
+    for method in &received {
+        match sent.iter().position(|m| m == method) {
+            Some(i) => {
+                sent.remove(i);
+            }
+            None => findings.push(format!(
+                "the upstream got a request the client never sent (method {:?}; the client's: {:?})",
+                show(method),
+                client_methods(data).iter().map(|m| show(m)).collect::<Vec<_>>()
+            )),
+        }
+    }
     assert!(findings.is_empty(), "{}", findings.join("\n"));
 });

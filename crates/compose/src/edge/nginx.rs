@@ -130,6 +130,8 @@ fn block(tokens: &[(Tok, String)], i: &mut usize, depth: usize) -> Result<Vec<Di
         let (tok, at) = &tokens[*i];
         let name = match tok {
             Tok::Close => return Ok(out),
+            // A quoted empty string, `'' proxy_pass …;`: nginx knows no such directive.
+            Tok::Word(w) if w.is_empty() => return Err(format!("{at}: an empty directive name")),
             Tok::Word(w) => w.clone(),
             Tok::Semi => return Err(format!("{at}: unexpected `;`")),
             Tok::Open => return Err(format!("{at}: a block without a directive name")),
@@ -1009,5 +1011,8 @@ mod tests {
         assert!(parse("server { listen 80 }").is_err());
         assert!(parse("}").is_err());
         assert!(parse("a \"b").is_err());
+        // Found by the fuzzer: a quoted empty string where a directive's name goes.
+        let e = parse("location / {\n  ''proxy_pass http://b;\n}\n").unwrap_err();
+        assert!(e.contains("2:3: an empty directive name"), "{e}");
     }
 }
