@@ -121,6 +121,9 @@ fn tokenize(text: &str) -> Result<Vec<(Tok, String)>, String> {
     Ok(out)
 }
 
+/// At most this many files are read through `include`.
+const MAX_LOADS: usize = 64;
+
 fn block(tokens: &[(Tok, String)], i: &mut usize, depth: usize) -> Result<Vec<Directive>, String> {
     if depth > 32 {
         return Err("blocks nested too deeply".into());
@@ -276,7 +279,8 @@ pub fn read_mounted(
         zones: BTreeMap::new(),
         roots: roots.to_vec(),
         fs,
-        depth: 0,
+        loading: Vec::new(),
+        loads: 0,
     };
     // nginx.conf when it is mounted (it includes conf.d), else every conf.d file, as inside `http`.
     let entries: Vec<String> = if files.iter().any(|(_, d)| d == "/etc/nginx/nginx.conf") {
@@ -330,7 +334,10 @@ struct Reader<'a> {
     zones: BTreeMap<String, String>,
     roots: Vec<(PathBuf, String)>,
     fs: Files<'a>,
-    depth: usize,
+    /// The files being read, outermost first (an `include` of one of them is a cycle).
+    loading: Vec<String>,
+    /// Files read so far (bounded: a fan-out of includes is not followed forever).
+    loads: usize,
 }
 
 impl Reader<'_> {
@@ -341,6 +348,27 @@ impl Reader<'_> {
 
     /// The directives of container file `path`, its `include`s expanded.
     fn load(&mut self, path: &str) -> Vec<Directive> {
+        if self.loading.iter().any(|p| p == path) {
+            self.note(
+                "include",
+                NoteKind::NotCarried,
+                format!(
+                    "{path} includes itself (through `include`); the repeated include is not read"
+                ),
+            );
+            return Vec::new();
+        }
+        self.loads += 1;
+        if self.loads > MAX_LOADS {
+            self.note(
+                "include",
+                NoteKind::NotCarried,
+                format!(
+                    "more than {MAX_LOADS} files are included; {path} and the rest are not read"
+                ),
+            );
+            return Vec::new();
+        }
         let Some(host) = self.fs.host(path) else {
             self.note(
                 "volumes",
@@ -362,9 +390,13 @@ impl Reader<'_> {
         };
         match parse(&text) {
             Ok(d) => {
-                self.depth += 1;
-                let d = if self.depth > 8 { d } else { self.expand(d) };
-                self.depth -= 1;
+                self.loading.push(path.to_owned());
+                let d = if self.loading.len() > 8 {
+                    d
+                } else {
+                    self.expand(d)
+                };
+                self.loading.pop();
                 d
             }
             Err(e) => {
@@ -1014,5 +1046,34 @@ mod tests {
         // Found by the fuzzer: a quoted empty string where a directive's name goes.
         let e = parse("location / {\n  ''proxy_pass http://b;\n}\n").unwrap_err();
         assert!(e.contains("2:3: an empty directive name"), "{e}");
+    }
+
+    #[test]
+    fn a_file_that_includes_itself_is_read_once_with_a_note() {
+        // Found by the fuzzer: conf.d/default.conf including conf.d/*.conf (itself) several
+        // times was expanded again at every level, exponentially.
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("default.conf");
+        let include = "include /etc/nginx/conf.d/*.conf;\n".repeat(6);
+        std::fs::write(
+            &conf,
+            format!("{include}server {{ listen 80; location / {{ proxy_pass http://backend:8000; }} {include} }}\n"),
+        )
+        .unwrap();
+        let read = read_mounted(
+            "proxy",
+            &[(conf, "/etc/nginx/conf.d/default.conf".into())],
+            &[],
+            &["backend".into()],
+            dir.path(),
+        );
+        assert_eq!(read.routes.len(), 1, "{:?}", read.routes);
+        assert!(
+            read.notes
+                .iter()
+                .any(|n| n.message.contains("includes itself")),
+            "{:?}",
+            read.notes
+        );
     }
 }
