@@ -83,11 +83,12 @@ impl Converter<'_> {
                 None => true,
             }
         });
-        let one_shots = self.one_shots(&active);
+        let awaited = awaited(&active);
+        let one_shots = self.one_shots(&active, &awaited);
         self.one_shots = one_shots.clone();
         self.names.assign(&mut self.notes, &active);
         for (name, svc) in &active {
-            if one_shots.contains(name) && awaited(&active).contains(name) {
+            if one_shots.contains(name) && awaited.contains(name) {
                 if let Some(host) = self.task_host(name, svc, &active, &one_shots) {
                     self.hooked.insert(name.clone(), host);
                 }
@@ -367,10 +368,10 @@ impl Converter<'_> {
     /// The services that run once and exit by design: `restart: "no"`,
     /// `deploy.restart_policy.condition: none`, a service another waits for with
     /// `service_completed_successfully`, or, with no restart policy and no published port,
-    /// a bootstrap/migrate/seed/init command or name.
-    fn one_shots(&self, active: &[(String, Value)]) -> Vec<String> {
+    /// a bootstrap/migrate/seed/init command or name. `awaited`: the services another waits
+    /// for that way.
+    fn one_shots(&self, active: &[(String, Value)], awaited: &[String]) -> Vec<String> {
         let mut out = Vec::new();
-        let awaited = awaited(active);
         for (name, svc) in active {
             let restart = svc.get("restart").and_then(crate::syntax::restart_text);
             let policy_none = svc
