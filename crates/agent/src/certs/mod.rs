@@ -300,12 +300,14 @@ impl CertManager {
                 if wanted.source == Source::Acme {
                     record.directory = Some(self.startup.proxy.acme.directory.clone());
                 }
-                let mut sets = lock(&self.shared.sets);
-                if let Some(set) = sets.get_mut(id) {
+                if let Some(set) = lock(&self.shared.sets).get_mut(id) {
                     set.current = Some(Current { loaded, issuer });
                     set.forced = false;
                     set.record = record.clone();
                 }
+                // Served before anyone can read the set as valid: `certs` and the tests
+                // that connect right after it must not meet the old certificate.
+                self.publish();
             }
             Err(failure) => {
                 record.failures += 1;
@@ -479,7 +481,9 @@ impl CertManager {
                     }
                 };
                 if changed {
+                    // A set whose certificate is already on disk serves it at once.
                     self.refresh_wanted();
+                    self.publish();
                 }
                 true
             }
@@ -547,7 +551,6 @@ impl Subsystem for CertManager {
                         _ = self.attempt(&id) => {}
                         _ = ctx.shutdown.wait() => return Ok(()),
                     }
-                    self.publish();
                 }
                 self.check_renewal_info().await;
                 let (due, next_after) = self.due(unix_now());

@@ -688,6 +688,7 @@ impl FakeCloudflare {
                 };
                 log.lock().unwrap().push(format!("{method} {target}"));
                 let ok = |result: serde_json::Value| serde_json::json!({ "success": true, "errors": [], "messages": [], "result": result });
+                let failed = |message: &str| serde_json::json!({ "success": false, "errors": [{ "code": 1000, "message": message }], "messages": [], "result": null });
                 let (status, answer) = if auth != format!("Bearer {token}") {
                     (
                         403,
@@ -708,18 +709,22 @@ impl FakeCloudflare {
                     let name = rec["name"].as_str().unwrap_or("").to_string();
                     let content = rec["content"].as_str().unwrap_or("").to_string();
                     let id = format!("372e67954025e0ba6aaa6d586b9e0b5{}", records.len());
-                    publish(
+                    match publish(
                         dns_management,
                         "set-txt",
                         &serde_json::json!({ "host": format!("{name}."), "value": content }),
-                    );
-                    records.push((id.clone(), name.clone(), content.clone()));
-                    (
-                        200,
-                        ok(
-                            serde_json::json!({ "id": id, "type": "TXT", "name": name, "content": content, "ttl": 120 }),
-                        ),
-                    )
+                    ) {
+                        Ok(()) => {
+                            records.push((id.clone(), name.clone(), content.clone()));
+                            (
+                                200,
+                                ok(
+                                    serde_json::json!({ "id": id, "type": "TXT", "name": name, "content": content, "ttl": 120 }),
+                                ),
+                            )
+                        }
+                        Err(e) => (500, failed(&e)),
+                    }
                 } else if method == "GET"
                     && target.starts_with(
                         "/client/v4/zones/023e105f4ecef8ad9ca31a8372d0c353/dns_records?",
@@ -735,11 +740,13 @@ impl FakeCloudflare {
                     let id = target.rsplit('/').next().unwrap_or("").to_string();
                     if let Some(pos) = records.iter().position(|(i, _, _)| *i == id) {
                         let (_, name, _) = records.remove(pos);
-                        publish(
+                        if let Err(e) = publish(
                             dns_management,
                             "clear-txt",
                             &serde_json::json!({ "host": format!("{name}.") }),
-                        );
+                        ) {
+                            eprintln!("fake Cloudflare: {e}");
+                        }
                     }
                     (200, ok(serde_json::json!({ "id": id })))
                 } else {
@@ -799,19 +806,26 @@ fn read_request(stream: &mut std::net::TcpStream) -> Option<(String, String, Str
     ))
 }
 
-/// Calls challtestsrv's management API.
-fn publish(port: u16, call: &str, body: &serde_json::Value) {
-    let out = std::process::Command::new("curl")
-        .args(["-sS", "--fail", "--max-time", "10", "-X", "POST", "-d"])
-        .arg(body.to_string())
-        .arg(format!("http://127.0.0.1:{port}/{call}"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// Calls challtestsrv's management API. A failure is printed and answered as Cloudflare's
+/// 500 (rather than a panic that would take the fake API down with it), so the agent's
+/// error and this output both say what went wrong.
+fn publish(port: u16, call: &str, body: &serde_json::Value) -> Result<(), String> {
+    let mut last = String::new();
+    for _ in 0..3 {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--fail", "--max-time", "10", "-X", "POST", "-d"])
+            .arg(body.to_string())
+            .arg(format!("http://127.0.0.1:{port}/{call}"))
+            .output()
+            .map_err(|e| format!("running curl: {e}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+        eprintln!("fake Cloudflare: challtestsrv /{call} failed: {last}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!("challtestsrv /{call}: {last}"))
 }
 
 #[test]
