@@ -190,9 +190,55 @@ pub fn plan_app(config: &AppConfig, release: u64) -> Result<AppPlan, DeployError
     })
 }
 
+/// A deploy lock older than this was left by a holder that died.
+pub const LOCK_STALE_AFTER: Duration = Duration::from_secs(3600);
+
 /// Deploys `config` to the swarm: a new release, gated on every service converging;
-/// `progress` hears each step.
+/// `progress` hears each step. Holds the app's deploy lock throughout.
 pub async fn deploy(
+    swarm: &Swarm,
+    config: &AppConfig,
+    secrets: &Secrets,
+    options: DeployOptions,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<ClusterReport, DeployError> {
+    locked(swarm, &config.app, progress, async |progress| {
+        deploy_locked(swarm, config, secrets, options, progress).await
+    })
+    .await
+}
+
+/// Runs `work` holding `app`'s deploy lock, and gives the lock back whatever came of it.
+async fn locked(
+    swarm: &Swarm,
+    app: &str,
+    progress: &mut (dyn FnMut(&str) + Send),
+    work: impl AsyncFnOnce(&mut (dyn FnMut(&str) + Send)) -> Result<ClusterReport, DeployError>,
+) -> Result<ClusterReport, DeployError> {
+    if let Some(stale) = swarm.lock(app, &lock_holder(), LOCK_STALE_AFTER).await? {
+        progress(&format!(
+            "took over the deploy lock {} left at {} (older than an hour: its deploy died)",
+            stale.holder,
+            crate::error::since_text(stale.since)
+        ));
+    }
+    let result = work(progress).await;
+    let unlocked = swarm.unlock(app).await;
+    let report = result?;
+    unlocked?;
+    Ok(report)
+}
+
+/// Who takes a lock, as another deploy's error names it: user, host and process.
+fn lock_holder() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "someone".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "an unknown host".into());
+    format!("{user}@{host}, pid {}", std::process::id())
+}
+
+async fn deploy_locked(
     swarm: &Swarm,
     config: &AppConfig,
     secrets: &Secrets,
@@ -352,6 +398,19 @@ pub async fn deploy(
 /// Puts every service of `app` back to the live release before the one serving (or to
 /// `to`), gated like a deploy.
 pub async fn rollback(
+    swarm: &Swarm,
+    app: &str,
+    to: Option<u64>,
+    options: DeployOptions,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<ClusterReport, DeployError> {
+    locked(swarm, app, progress, async |progress| {
+        rollback_locked(swarm, app, to, options, progress).await
+    })
+    .await
+}
+
+async fn rollback_locked(
     swarm: &Swarm,
     app: &str,
     to: Option<u64>,

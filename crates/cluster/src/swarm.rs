@@ -451,6 +451,107 @@ impl Swarm {
             .map(|_| ())
     }
 
+    /// Takes `app`'s deploy lock: a Swarm config `dockhand-<app>-lock`, whose creation the
+    /// managers' Raft log makes atomic, so two `dockhand deploy` or `rollback` runs against
+    /// the same swarm (from two laptops, or CI and a person) cannot interleave. A lock older
+    /// than `stale_after` is one whose holder died: it is taken over, and the call says so.
+    pub async fn lock(
+        &self,
+        app: &str,
+        holder: &str,
+        stale_after: Duration,
+    ) -> Result<Option<LockHolder>, ClusterError> {
+        let name = lock_name(app);
+        let now = unix_now();
+        let spec = models::ConfigSpec {
+            name: Some(name.clone()),
+            labels: Some(HashMap::from([
+                ("dockhand.lock".to_string(), app.to_string()),
+                ("dockhand.holder".to_string(), holder.to_string()),
+                ("dockhand.since".to_string(), now.to_string()),
+            ])),
+            data: Some(base64::engine::general_purpose::STANDARD.encode(holder)),
+            ..Default::default()
+        };
+        let conflict =
+            match tokio::time::timeout(self.timeouts.api, self.docker.create_config(spec.clone()))
+                .await
+            {
+                Ok(Ok(_)) => return Ok(None),
+                Ok(Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409,
+                    ..
+                })) => true,
+                Ok(Err(e)) => {
+                    return Err(ClusterError::Api {
+                        host: self.host.clone(),
+                        call: "take the deploy lock",
+                        reason: e.to_string(),
+                    })
+                }
+                Err(_) => {
+                    return Err(ClusterError::Timeout {
+                        host: self.host.clone(),
+                        call: "take the deploy lock",
+                        limit: self.timeouts.api,
+                    })
+                }
+            };
+        debug_assert!(conflict);
+        let held = self
+            .call("read the deploy lock", self.docker.inspect_config(&name))
+            .await?;
+        let labels = held.spec.and_then(|s| s.labels).unwrap_or_default();
+        let other = LockHolder {
+            holder: labels
+                .get("dockhand.holder")
+                .cloned()
+                .unwrap_or_else(|| "an unknown holder".into()),
+            since: labels
+                .get("dockhand.since")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        };
+        if now - other.since < stale_after.as_secs() as i64 {
+            return Err(ClusterError::Locked {
+                app: app.to_string(),
+                holder: other.holder,
+                since: other.since,
+                name,
+            });
+        }
+        // Stale: its holder died mid-deploy. Taken over (a racing taker loses at create).
+        self.unlock(app).await?;
+        self.call("take the deploy lock", self.docker.create_config(spec))
+            .await?;
+        Ok(Some(other))
+    }
+
+    /// Gives `app`'s deploy lock back.
+    pub async fn unlock(&self, app: &str) -> Result<(), ClusterError> {
+        match tokio::time::timeout(
+            self.timeouts.api,
+            self.docker.delete_config(&lock_name(app)),
+        )
+        .await
+        {
+            Ok(Ok(()))
+            | Ok(Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            })) => Ok(()),
+            Ok(Err(e)) => Err(ClusterError::Api {
+                host: self.host.clone(),
+                call: "give the deploy lock back",
+                reason: e.to_string(),
+            }),
+            Err(_) => Err(ClusterError::Timeout {
+                host: self.host.clone(),
+                call: "give the deploy lock back",
+                limit: self.timeouts.api,
+            }),
+        }
+    }
+
     /// The recorded releases of `app`, oldest first.
     pub async fn releases(&self, app: &str) -> Result<Vec<ReleaseRecord>, ClusterError> {
         let options = bollard::query_parameters::ListConfigsOptions {
@@ -549,4 +650,23 @@ fn spec_release(spec: &models::TaskSpec) -> Option<&str> {
         .as_ref()?
         .get("dockhand.release")
         .map(String::as_str)
+}
+
+/// Who held a deploy lock, and since when (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockHolder {
+    pub holder: String,
+    pub since: i64,
+}
+
+/// The Swarm config that is `app`'s deploy lock.
+pub fn lock_name(app: &str) -> String {
+    format!("dockhand-{app}-lock")
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }

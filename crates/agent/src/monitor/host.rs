@@ -184,7 +184,6 @@ pub fn parse_net(text: &str) -> (u64, u64) {
     (rx, tx)
 }
 
-/// Mount points of real file systems (block devices), from `/proc/self/mounts`.
 /// The mount point holding `dir`: the longest one it lies within, of any file system.
 pub fn state_mount(mounts: &str, dir: &Path) -> Option<String> {
     mounts
@@ -194,16 +193,28 @@ pub fn state_mount(mounts: &str, dir: &Path) -> Option<String> {
         .max_by_key(String::len)
 }
 
+/// Mount points of real file systems (block devices), from `/proc/self/mounts`: one per
+/// device, its shortest mount point. The same device mounted again (bind mounts such as
+/// `/var/lib/docker`, `/run/netns` or a test's directory) is the same disk, not another
+/// one to chart.
 pub fn parse_mounts(text: &str) -> Vec<String> {
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let dev = f.next()?;
-            let mount = f.next()?;
-            (dev.starts_with("/dev/") && !mount.starts_with("/etc/") && !mount.starts_with("/proc"))
-                .then(|| mount.replace("\\040", " "))
-        })
-        .collect()
+    let mut by_device: Vec<(&str, String)> = Vec::new();
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(dev), Some(mount)) = (f.next(), f.next()) else {
+            continue;
+        };
+        if !dev.starts_with("/dev/") || mount.starts_with("/etc/") || mount.starts_with("/proc") {
+            continue;
+        }
+        let mount = mount.replace("\\040", " ");
+        match by_device.iter_mut().find(|(d, _)| *d == dev) {
+            Some((_, kept)) if mount.len() < kept.len() => *kept = mount,
+            Some(_) => {}
+            None => by_device.push((dev, mount)),
+        }
+    }
+    by_device.into_iter().map(|(_, m)| m).collect()
 }
 
 #[cfg(test)]
@@ -239,6 +250,9 @@ mod tests {
         assert_eq!(parse_net(net), (1000, 2000));
         let mounts = "/dev/sda1 / ext4 rw 0 0\nproc /proc proc rw 0 0\n/dev/sdb1 /srv/my\\040data xfs rw 0 0\n/dev/sda1 /etc/hosts ext4 rw 0 0\n";
         assert_eq!(parse_mounts(mounts), vec!["/", "/srv/my data"]);
+        // Bind mounts of a device already listed are the same disk, whichever comes first.
+        let binds = "/dev/vda /run/netns ext4 rw 0 0\n/dev/vda / ext4 rw 0 0\n/dev/vda /var/lib/docker ext4 rw 0 0\n/dev/vda /tmp/.tmpXYZ ext4 rw 0 0\n/dev/vdb /data xfs rw 0 0\n";
+        assert_eq!(parse_mounts(binds), vec!["/", "/data"]);
     }
 
     #[test]

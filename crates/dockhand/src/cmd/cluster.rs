@@ -213,7 +213,9 @@ async fn connect(g: &Global) -> anyhow::Result<Swarm> {
 }
 
 fn swarm_error(e: dockhand_cluster::ClusterError, json: bool) -> anyhow::Error {
-    let code = if e.is_environmental() {
+    let code = if matches!(e, dockhand_cluster::ClusterError::Locked { .. }) {
+        output::CONFLICT
+    } else if e.is_environmental() {
         output::UNREACHABLE
     } else {
         output::FAILED
@@ -228,7 +230,7 @@ fn swarm_error(e: dockhand_cluster::ClusterError, json: bool) -> anyhow::Error {
     }
     anyhow::Error::new(output::Exit {
         code,
-        json: json.then(|| serde_json::json!({ "error": { "code": if code == output::UNREACHABLE { "unreachable" } else { "failed" }, "message": message } })),
+        json: json.then(|| serde_json::json!({ "error": { "code": match code { output::UNREACHABLE => "unreachable", output::CONFLICT => "conflict", _ => "failed" }, "message": message } })),
         message,
     })
 }

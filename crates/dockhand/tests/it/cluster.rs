@@ -242,8 +242,45 @@ fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
         "{inspect}"
     );
 
-    // Release 2: every service replaced.
+    // A finished deploy gave its lock back; one held by another deploy refuses this one
+    // (exit 4, saying who holds it and how to clear it) without touching a service.
+    let m1 = cluster.manager();
+    let lock = format!("dockhand-{app}-lock");
+    assert_eq!(
+        m1.docker_ok(&["config", "ls", "-q", "--filter", &format!("name={lock}")]),
+        ""
+    );
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    m1.docker_ok(&[
+        "config",
+        "create",
+        "--label",
+        &format!("dockhand.lock={app}"),
+        "--label",
+        "dockhand.holder=ci@builder, pid 4242",
+        "--label",
+        &format!("dockhand.since={since}"),
+        &lock,
+        "/etc/hostname",
+    ]);
     sb.write("dockhand.toml", &toml(&app, "v2", true));
+    let (code, refused, out) = json(&sb, &["deploy"]);
+    outputs += &out;
+    assert_eq!(code, Some(4), "{out}");
+    assert_eq!(refused["error"]["code"], "conflict", "{refused:#}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("ci@builder, pid 4242")
+            && message.contains(&format!("docker config rm {lock}")),
+        "{message}"
+    );
+    wait_releases(&cluster, &all, "1");
+    m1.docker_ok(&["config", "rm", &lock]);
+
+    // Release 2: every service replaced.
     let (code, report, out) = json(&sb, &["deploy"]);
     outputs += &out;
     assert_eq!(code, Some(0), "{out}");
