@@ -24,6 +24,7 @@ mod exec;
 mod fleet;
 mod health;
 mod housekeeping;
+pub mod ingress;
 mod layout;
 mod lock;
 mod logs;

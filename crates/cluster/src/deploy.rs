@@ -17,6 +17,7 @@ use dockhand_config::{AppConfig, Secrets};
 use serde::Serialize;
 
 use crate::error::ClusterError;
+use crate::ingress::{plan_ingress, INGRESS_LABEL};
 use crate::plan::{plan_database, plan_service, PlanError, PlanKind, ServicePlan};
 use crate::swarm::{ReleaseRecord, Swarm, UpdateOutcome};
 
@@ -133,17 +134,21 @@ pub struct ClusterReport {
     pub services: Vec<ServiceOutcome>,
 }
 
-/// Limits of a deploy.
-#[derive(Debug, Clone, Copy)]
+/// Limits of a deploy, and what the ingress runs.
+#[derive(Debug, Clone)]
 pub struct DeployOptions {
     /// How long each service gets to converge (or to be rolled back by Swarm).
     pub service_timeout: Duration,
+    /// The `dockhand` binary the ingress image is made of (the running one, for the CLI);
+    /// `None` deploys no ingress proxy.
+    pub ingress_exe: Option<std::path::PathBuf>,
 }
 
 impl Default for DeployOptions {
     fn default() -> Self {
         DeployOptions {
             service_timeout: Duration::from_secs(300),
+            ingress_exe: None,
         }
     }
 }
@@ -151,6 +156,16 @@ impl Default for DeployOptions {
 /// Plans every service and database of `config` at `release` (pure).
 pub fn plan_app(config: &AppConfig, release: u64) -> Result<AppPlan, DeployError> {
     let cluster = config.cluster.as_ref().ok_or(DeployError::NoCluster)?;
+    if let Some(s) = config
+        .services
+        .values()
+        .find(|s| s.routes.iter().any(|r| r.basic_auth.is_some()))
+    {
+        return Err(PlanError::RouteAuth {
+            service: s.name.clone(),
+        }
+        .into());
+    }
     let release_text = release.to_string();
     let databases = config
         .databases
@@ -183,7 +198,11 @@ pub fn plan_app(config: &AppConfig, release: u64) -> Result<AppPlan, DeployError
         nodes: cluster
             .nodes
             .iter()
-            .map(|n| (n.destination.clone(), n.labels.clone()))
+            .map(|n| {
+                let mut labels = n.labels.clone();
+                labels.insert(INGRESS_LABEL.into(), n.ingress.to_string());
+                (n.destination.clone(), labels)
+            })
             .collect(),
         databases,
         services,
@@ -280,6 +299,10 @@ async fn deploy_locked(
     let mut ids = BTreeMap::new();
     for (name, value) in &values {
         ids.insert(name.clone(), swarm.ensure_secret(app, name, value).await?);
+    }
+
+    if let Some(exe) = &options.ingress_exe {
+        ensure_ingress(swarm, config, exe, progress).await?;
     }
 
     let mut outcomes = Vec::new();
@@ -393,6 +416,62 @@ async fn deploy_locked(
         ok,
         services: outcomes,
     })
+}
+
+/// The ingress proxy of `config`: its image imported from `exe`, its configuration stored,
+/// and the global service created or updated when what routing reads changed (a release
+/// that changes only env or images leaves its tasks alone); removed when nothing is routed.
+async fn ensure_ingress(
+    swarm: &Swarm,
+    config: &AppConfig,
+    exe: &std::path::Path,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<(), DeployError> {
+    let name = crate::ingress::ingress_name(&config.app);
+    let api = |call: &'static str, e: std::io::Error| {
+        DeployError::Swarm(ClusterError::Api {
+            host: swarm.host().to_string(),
+            call,
+            reason: e.to_string(),
+        })
+    };
+    let tag = crate::ingress::image_tag(exe).map_err(|e| api("read the dockhand binary", e))?;
+    let Some(plan) = plan_ingress(config, &tag) else {
+        if swarm.service_spec(&name).await?.is_some() {
+            progress("ingress: nothing is routed any more, removed");
+            swarm.remove_service(&name).await?;
+        }
+        return Ok(());
+    };
+    let current = swarm.service_spec(&name).await?;
+    let unchanged = current.as_ref().is_some_and(|spec| {
+        let labels = spec.labels.clone().unwrap_or_default();
+        let image = spec
+            .task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.image.clone());
+        labels.get(INGRESS_LABEL) == Some(&plan.digest) && image.as_deref() == Some(tag.as_str())
+    });
+    if unchanged {
+        return Ok(());
+    }
+    progress(&format!(
+        "ingress: {} on the ingress nodes, port {}",
+        plan.image, plan.published
+    ));
+    swarm
+        .ensure_imported(&tag, "[\"/dockhand\"]", || crate::ingress::rootfs_tar(exe))
+        .await?;
+    let text = serde_json::to_vec(&crate::ingress::ingress_config(config))
+        .map_err(|e| api("encode the ingress configuration", std::io::Error::other(e)))?;
+    let labels =
+        std::collections::HashMap::from([("dockhand.ingress-of".to_string(), config.app.clone())]);
+    let id = swarm
+        .ensure_config(&plan.config_name, &text, labels)
+        .await?;
+    swarm.apply(plan.to_spec(&id)).await?;
+    Ok(())
 }
 
 /// Puts every service of `app` back to the live release before the one serving (or to

@@ -9,6 +9,7 @@
 
 mod deploy;
 mod error;
+mod ingress;
 mod plan;
 mod status;
 mod swarm;
@@ -18,6 +19,7 @@ pub use deploy::{
     ServiceOutcome,
 };
 pub use error::ClusterError;
+pub use ingress::{image_tag, ingress_name, plan_ingress, rootfs_tar, IngressPlan, INGRESS_LABEL};
 pub use plan::{
     network_name, plan_database, plan_service, HealthCommand, PlanError, PlanKind, SecretMount,
     ServicePlan, UpdatePolicy, VolumeMount,

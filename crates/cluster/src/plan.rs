@@ -127,6 +127,8 @@ pub enum PlanError {
     BindMount { service: String, path: String },
     #[error("database `{database}` is not pinned to a node: its volume lives on one node, so its task must always run there")]
     UnpinnedDatabase { database: String },
+    #[error("a route of `{service}` asks for basic_auth, which the cluster's ingress proxy does not do yet")]
+    RouteAuth { service: String },
 }
 
 impl PlanError {
@@ -139,6 +141,9 @@ impl PlanError {
             }
             PlanError::Build { .. } => "set `image` to an image loaded on every node".into(),
             PlanError::BindMount { .. } => "use a named volume (`volumes = [\"data:/data\"]`)".into(),
+            PlanError::RouteAuth { .. } => {
+                "remove `basic_auth` from the route (the app can check credentials itself)".into()
+            }
             PlanError::UnpinnedDatabase { database } => format!(
                 "label its node and pin it: [cluster.labels.NODE] {database} = \"yes\" and [cluster] placement = {{ {database} = [\"node.labels.{database} == yes\"] }}"
             ),

@@ -451,6 +451,87 @@ impl Swarm {
             .map(|_| ())
     }
 
+    /// The id of the Swarm config `name`, created with `data` and `labels` if it does not
+    /// exist (a config is immutable: its name must say what it holds).
+    pub async fn ensure_config(
+        &self,
+        name: &str,
+        data: &[u8],
+        labels: HashMap<String, String>,
+    ) -> Result<String, ClusterError> {
+        match tokio::time::timeout(self.timeouts.api, self.docker.inspect_config(name)).await {
+            Ok(Ok(found)) => return Ok(found.id.unwrap_or_default()),
+            Ok(Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            })) => {}
+            Ok(Err(e)) => {
+                return Err(ClusterError::Api {
+                    host: self.host.clone(),
+                    call: "inspect config",
+                    reason: e.to_string(),
+                })
+            }
+            Err(_) => {
+                return Err(ClusterError::Timeout {
+                    host: self.host.clone(),
+                    call: "inspect config",
+                    limit: self.timeouts.api,
+                })
+            }
+        }
+        let spec = models::ConfigSpec {
+            name: Some(name.to_string()),
+            labels: Some(labels),
+            data: Some(base64::engine::general_purpose::STANDARD.encode(data)),
+            ..Default::default()
+        };
+        let created = self
+            .call("create config", self.docker.create_config(spec))
+            .await?;
+        Ok(created.id)
+    }
+
+    /// Imports the root file system `rootfs` (a tar, made only when needed) as image `tag`
+    /// with `entrypoint`, unless the Engine has it already.
+    pub async fn ensure_imported(
+        &self,
+        tag: &str,
+        entrypoint: &str,
+        rootfs: impl FnOnce() -> std::io::Result<Vec<u8>>,
+    ) -> Result<(), ClusterError> {
+        if self.docker.inspect_image(tag).await.is_ok() {
+            return Ok(());
+        }
+        let tar = rootfs().map_err(|e| ClusterError::Api {
+            host: self.host.clone(),
+            call: "assemble the ingress image",
+            reason: e.to_string(),
+        })?;
+        let (repo, version) = tag.split_once(':').unwrap_or((tag, "latest"));
+        let options = bollard::query_parameters::CreateImageOptionsBuilder::new()
+            .from_src("-")
+            .repo(repo)
+            .tag(version)
+            .changes(vec![format!("ENTRYPOINT {entrypoint}")])
+            .build();
+        let stream = self.docker.create_image(
+            Some(options),
+            Some(bollard::body_full(bytes::Bytes::from(tar))),
+            None,
+        );
+        let import = async {
+            use futures_util::StreamExt as _;
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                item?;
+            }
+            Ok::<(), bollard::errors::Error>(())
+        };
+        // An import carries the whole binary: the import's own limit, not an API call's.
+        self.call_within("import the ingress image", self.timeouts.api * 10, import)
+            .await
+    }
+
     /// Takes `app`'s deploy lock: a Swarm config `dockhand-<app>-lock`, whose creation the
     /// managers' Raft log makes atomic, so two `dockhand deploy` or `rollback` runs against
     /// the same swarm (from two laptops, or CI and a person) cannot interleave. A lock older
@@ -621,7 +702,16 @@ impl Swarm {
         call: &'static str,
         fut: impl Future<Output = Result<T, bollard::errors::Error>>,
     ) -> Result<T, ClusterError> {
-        match tokio::time::timeout(self.timeouts.api, fut).await {
+        self.call_within(call, self.timeouts.api, fut).await
+    }
+
+    async fn call_within<T>(
+        &self,
+        call: &'static str,
+        limit: Duration,
+        fut: impl Future<Output = Result<T, bollard::errors::Error>>,
+    ) -> Result<T, ClusterError> {
+        match tokio::time::timeout(limit, fut).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(ClusterError::Api {
                 host: self.host.clone(),
@@ -631,7 +721,7 @@ impl Swarm {
             Err(_) => Err(ClusterError::Timeout {
                 host: self.host.clone(),
                 call,
-                limit: self.timeouts.api,
+                limit,
             }),
         }
     }

@@ -179,6 +179,9 @@ pub enum Command {
     /// The server side of remote commands (run by the CLI over SSH; not for people).
     #[command(hide = true, subcommand)]
     Remote(cmd::remote::RemoteCommand),
+    /// A cluster's ingress proxy, as Swarm runs it on the ingress nodes (not for people).
+    #[command(hide = true)]
+    Ingress(cmd::ingress::IngressArgs),
     /// Manage the long-lived database containers.
     #[command(subcommand)]
     Db(DbCommand),

@@ -44,7 +44,11 @@ pub fn deploy(g: &Global, path: &std::path::Path) -> anyhow::Result<ExitCode> {
             &swarm,
             &config,
             &secrets,
-            DeployOptions::default(),
+            DeployOptions {
+                // The ingress runs this very binary.
+                ingress_exe: std::env::current_exe().ok(),
+                ..DeployOptions::default()
+            },
             &mut progress(json),
         )
         .await

@@ -15,6 +15,7 @@ pub mod doctor;
 pub mod events;
 pub mod exec;
 pub mod import;
+pub mod ingress;
 pub mod init;
 pub mod loadtest;
 pub mod logs;
@@ -111,6 +112,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::run(&g, args),
         Command::Provision(args) => provision::run(&g, args),
         Command::Remote(args) => remote::serve(&g, args),
+        Command::Ingress(args) => ingress::run(&g, args),
         Command::Import(args) => import::run(&g, args),
         Command::Init(args) => init::run(&g, args),
         Command::Loadtest(args) => loadtest::run(&g, *args),

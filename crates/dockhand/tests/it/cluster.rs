@@ -15,11 +15,69 @@ use dockhand_test_support::docker::{
     ensure_test_images, unique_app, POSTGRES_IMAGE, TESTAPP_SHELL_IMAGE,
 };
 use dockhand_test_support::swarm::Cluster;
+use dockhand_test_support::Load;
 
 use crate::sandbox;
 
 const API_TOKEN: &str = "swarm-api-t0ken-5e1f";
 const DB_PASSWORD: &str = "swarm-db-pw-77a0c";
+/// The port the ingress proxy publishes on the ingress node (each node has an address of its
+/// own, so it cannot collide with another test's).
+const INGRESS_PORT: u16 = 18080;
+
+/// `GET path` through the ingress at `addr`: the status and the body, or why not.
+fn ingress_get(addr: &str, path: &str) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write: {e}"))?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| format!("read: {e}"))?;
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status line in {answer:?}"))?;
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Waits until the ingress at `addr` answers `/version` with `version`; on failure, says
+/// what Swarm and the ingress task said.
+fn wait_ingress(cluster: &Cluster, app: &str, addr: &str, version: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let mut last = Err(String::from("not asked yet"));
+    while std::time::Instant::now() < deadline {
+        last = ingress_get(addr, "/version");
+        if matches!(&last, Ok((200, body)) if body.trim() == version) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let name = format!("{app}-ingress");
+    let m1 = cluster.manager();
+    let ps = m1.docker(&["service", "ps", "--no-trunc", &name]);
+    let logs = m1.docker(&["service", "logs", "--raw", &name]);
+    panic!(
+        "the ingress at {addr} never served {version}: last {last:?}\n{}\n{}\n{}",
+        String::from_utf8_lossy(&ps.stdout),
+        String::from_utf8_lossy(&logs.stdout),
+        String::from_utf8_lossy(&logs.stderr)
+    );
+}
 
 /// The app at `version`; `web_healthy = false` makes web's `/health` answer 503. The health
 /// command keeps nc's input open a second: hyper drops an HTTP/1.0 request whose client
@@ -52,9 +110,13 @@ image = "{POSTGRES_IMAGE}"
 password = "${{secret.db_password}}"
 env = {{ POSTGRES_HOST_AUTH_METHOD = "trust" }}
 
+[proxy]
+listen = "0.0.0.0:{INGRESS_PORT}"
+
 [services.web]
 image = "{TESTAPP_SHELL_IMAGE}"
 port = 8080
+route = {{ path = "/" }}
 replicas = 2
 env = {{ VERSION = "{version}", HEALTHY = "{web_healthy}", API_TOKEN = "${{secret.api_token}}" }}
 {health}
@@ -170,6 +232,20 @@ fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
     assert_eq!(report["release"], 1, "{report:#}");
     wait_releases(&cluster, &all, "1");
 
+    // The ingress proxy: a task on the manager (the ingress node by default), publishing the
+    // proxy's port there; from this host, web's route answers through it.
+    let ingress = format!("{}:{INGRESS_PORT}", cluster.manager().addr());
+    wait_ingress(&cluster, &app, &ingress, "v1");
+    let ingress_tasks = cluster.manager().docker_ok(&[
+        "service",
+        "ps",
+        "-q",
+        "--filter",
+        "desired-state=running",
+        &format!("{app}-ingress"),
+    ]);
+    assert_eq!(ingress_tasks.lines().count(), 1, "{ingress_tasks}");
+
     // `status`: three ready nodes, the database on the labelled one, every task running.
     let (code, status, out) = json(&sb, &["status"]);
     outputs += &out;
@@ -197,9 +273,10 @@ fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
     assert!(!on("m1").contains(&"db".to_string()), "{status:#}");
     let tasks: usize = ["m1", "w1", "w2"].iter().map(|n| on(n).len()).sum();
     assert_eq!(
-        tasks, 6,
-        "two web, two api, a worker and the database: {status:#}"
+        tasks, 7,
+        "two web, two api, a worker, the database and the ingress: {status:#}"
     );
+    assert!(on("m1").contains(&"ingress".to_string()), "{status:#}");
     let human = sb.run(&["status"]);
     let human_text = String::from_utf8_lossy(&human.stdout).to_string();
     assert!(human.status.success(), "{}", text(&human));
@@ -280,12 +357,35 @@ fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
     wait_releases(&cluster, &all, "1");
     m1.docker_ok(&["config", "rm", &lock]);
 
-    // Release 2: every service replaced.
+    // Release 2: every service replaced, under load through the ingress: the proxy moves
+    // to the new tasks as they pass their probes and off the old ones as Swarm's DNS drops
+    // them, so no request fails. The ingress itself is left alone (routing did not change).
+    let load = Load::start(&ingress, "shop.test", "/version", 4);
     let (code, report, out) = json(&sb, &["deploy"]);
     outputs += &out;
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(report["release"], 2, "{report:#}");
     wait_releases(&cluster, &all, "2");
+    wait_ingress(&cluster, &app, &ingress, "v2");
+    let seen = load.finish();
+    assert_eq!(
+        seen.failures(),
+        0,
+        "through the ingress during the update: {seen:?}"
+    );
+    assert!(
+        seen.by_version.contains_key("v1") && seen.by_version.contains_key("v2"),
+        "{seen:?}"
+    );
+    let after = cluster.manager().docker_ok(&[
+        "service",
+        "ps",
+        "-q",
+        "--filter",
+        "desired-state=running",
+        &format!("{app}-ingress"),
+    ]);
+    assert_eq!(after, ingress_tasks, "the ingress task was not replaced");
 
     // Release 3's web fails its health check: Swarm rolls web back by itself, and api and
     // the worker, which converged, go back too: the whole app stays on release 2.

@@ -1,0 +1,306 @@
+//! The cluster's ingress proxy: `dockhand ingress`, which Swarm runs as a global service on
+//! the ingress nodes, attached to the app's overlay network and publishing the proxy's port
+//! in host mode (this kernel has no IPVS, and a process on a host cannot reach overlay
+//! addresses: whatever routes to tasks must sit on the overlay).
+//!
+//! It serves the app's routes (the same [`routes::build_table`] as the agent's proxy) with
+//! every routed service's backends found, every `interval`, as the task addresses Swarm's
+//! DNS gives for `tasks.<app>-<service>` (services are `dnsrr`), each probed by Dockhand
+//! like an instance on one server. An address enters the table once it passed
+//! `healthy_threshold` probes in a row and leaves it after `unhealthy_threshold` failures, or
+//! at once when Swarm's DNS no longer lists it: Swarm takes a task out of its DNS before it
+//! stops its container and, for a task with a health check, adds it only once healthy, so an
+//! update moves the table ahead of the tasks instead of behind them.
+//!
+//! The routing state per service is [`Pool`], pure and tested with plain data.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dockhand_config::{AppConfig, Secrets};
+use dockhand_proxy::{Backend, Proxy, ProxyConfig, RouteTable};
+
+use crate::error::{AgentError, Result};
+use crate::health::{probe, ProbePlan};
+
+/// What `dockhand ingress` runs with.
+#[derive(Debug, Clone)]
+pub struct IngressOptions {
+    /// The app's configuration as JSON (a Swarm config mounted into the task).
+    pub config: PathBuf,
+    /// Where the proxy listens inside the task (the published port's target).
+    pub listen: SocketAddr,
+    /// How often the task addresses are looked up and probed.
+    pub interval: Duration,
+}
+
+/// One address Swarm's DNS listed for a service, and what its probes said.
+#[derive(Debug)]
+struct Member {
+    backend: Arc<Backend>,
+    in_table: bool,
+    oks: u32,
+    fails: u32,
+}
+
+/// The backends of one service: the addresses seen, and which of them are routed to.
+#[derive(Debug, Default)]
+pub struct Pool {
+    members: BTreeMap<SocketAddr, Member>,
+}
+
+/// A change of the routing table, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Passed its probes: routed to from now on.
+    In(SocketAddr),
+    /// Failed its probes: no longer routed to.
+    Unhealthy(SocketAddr),
+    /// No longer in Swarm's DNS (its task is stopping or gone).
+    Gone(SocketAddr),
+}
+
+impl Pool {
+    /// One round: `seen` are the addresses DNS lists now, `probed` what each one's probe
+    /// said. Returns the changes of the routed set (empty: the table stays as it is).
+    pub fn step(
+        &mut self,
+        seen: &[SocketAddr],
+        probed: &BTreeMap<SocketAddr, bool>,
+        healthy_threshold: u32,
+        unhealthy_threshold: u32,
+        next_id: &mut u64,
+    ) -> Vec<Change> {
+        let mut changes = Vec::new();
+        self.members.retain(|addr, m| {
+            let keep = seen.contains(addr);
+            if !keep && m.in_table {
+                changes.push(Change::Gone(*addr));
+            }
+            keep
+        });
+        for addr in seen {
+            let m = self.members.entry(*addr).or_insert_with(|| {
+                *next_id += 1;
+                Member {
+                    backend: Backend::new(*next_id, *addr),
+                    in_table: false,
+                    oks: 0,
+                    fails: 0,
+                }
+            });
+            match probed.get(addr) {
+                Some(true) => {
+                    m.oks += 1;
+                    m.fails = 0;
+                    if !m.in_table && m.oks >= healthy_threshold.max(1) {
+                        m.in_table = true;
+                        changes.push(Change::In(*addr));
+                    }
+                }
+                Some(false) => {
+                    m.fails += 1;
+                    m.oks = 0;
+                    if m.in_table && m.fails >= unhealthy_threshold.max(1) {
+                        m.in_table = false;
+                        changes.push(Change::Unhealthy(*addr));
+                    }
+                }
+                None => {}
+            }
+        }
+        changes
+    }
+
+    /// The backends routed to.
+    pub fn backends(&self) -> Vec<Arc<Backend>> {
+        self.members
+            .values()
+            .filter(|m| m.in_table)
+            .map(|m| m.backend.clone())
+            .collect()
+    }
+}
+
+/// The Swarm service of `service` of `app`, as the cluster crate names it.
+pub fn swarm_service(app: &str, service: &str) -> String {
+    format!("{app}-{service}")
+}
+
+/// Runs the ingress proxy until the process is stopped.
+pub fn run(opts: IngressOptions) -> Result<()> {
+    // The configuration the deploy checked, as JSON (no file of the project is here).
+    let text = std::fs::read(&opts.config).map_err(|e| {
+        AgentError::usage(format!(
+            "cannot read the ingress configuration {}: {e}",
+            opts.config.display()
+        ))
+    })?;
+    let config: AppConfig = serde_json::from_slice(&text).map_err(|e| {
+        AgentError::usage(format!(
+            "the ingress configuration {} is not valid: {e}",
+            opts.config.display()
+        ))
+    })?;
+    let proxy_config = ProxyConfig {
+        listen: opts.listen,
+        max_request_body: config.proxy.max_request_body,
+        client_header_timeout: config.proxy.client_header_timeout,
+        upstream_connect_timeout: config.proxy.upstream_connect_timeout,
+        upstream_response_timeout: config.proxy.upstream_response_timeout,
+        ..ProxyConfig::default()
+    };
+    let handle = Proxy::start(proxy_config, RouteTable::empty()).map_err(|e| {
+        AgentError::environment(format!(
+            "the ingress proxy cannot listen on {}: {e}",
+            opts.listen
+        ))
+    })?;
+    tracing::info!(listen = %opts.listen, app = %config.app, "ingress proxy ready");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| AgentError::environment(format!("starting the ingress runtime: {e}")))?;
+    rt.block_on(async move {
+        let mut pools: BTreeMap<String, Pool> = BTreeMap::new();
+        let mut next_id = 0u64;
+        let mut first = true;
+        loop {
+            let changed = round(&config, &mut pools, &mut next_id).await;
+            if changed || first {
+                let backends: BTreeMap<String, Vec<Arc<Backend>>> = pools
+                    .iter()
+                    .map(|(name, pool)| (name.clone(), pool.backends()))
+                    .collect();
+                match crate::routes::build_table(
+                    &config,
+                    &backends,
+                    &BTreeMap::new(),
+                    &Secrets::default(),
+                ) {
+                    Ok(table) => {
+                        handle.set_routes(table);
+                    }
+                    Err(e) => tracing::error!("the routes cannot be built: {e}"),
+                }
+                first = false;
+            }
+            tokio::time::sleep(opts.interval).await;
+        }
+    })
+}
+
+/// Looks up and probes every routed service's tasks once; whether a routed set changed.
+async fn round(config: &AppConfig, pools: &mut BTreeMap<String, Pool>, next_id: &mut u64) -> bool {
+    let mut changed = false;
+    for svc in config.services.values().filter(|s| !s.routes.is_empty()) {
+        let Some(port) = svc.port else { continue };
+        let name = format!("tasks.{}", swarm_service(&config.app, &svc.name));
+        // No task: the name does not resolve, which is an empty set, not an error.
+        let mut seen: Vec<SocketAddr> = match tokio::net::lookup_host((name.as_str(), port)).await {
+            Ok(addrs) => addrs.collect(),
+            Err(_) => Vec::new(),
+        };
+        seen.sort();
+        seen.dedup();
+        // A health command runs in the task (Swarm's check); Dockhand probes the port.
+        let plan = ProbePlan::for_service(svc.health.as_ref().filter(|h| h.command.is_none()));
+        let results = futures_util::future::join_all(seen.iter().map(|addr| {
+            let plan = &plan;
+            async move { (*addr, probe(*addr, plan).await.ok) }
+        }))
+        .await;
+        let probed: BTreeMap<SocketAddr, bool> = results.into_iter().collect();
+        let pool = pools.entry(svc.name.clone()).or_default();
+        for change in pool.step(
+            &seen,
+            &probed,
+            plan.healthy_threshold,
+            plan.unhealthy_threshold,
+            next_id,
+        ) {
+            changed = true;
+            match change {
+                Change::In(a) => tracing::info!(service = %svc.name, "{a} routed to (healthy)"),
+                Change::Unhealthy(a) => {
+                    tracing::warn!(service = %svc.name, "{a} no longer routed to (failed its probes)")
+                }
+                Change::Gone(a) => {
+                    tracing::info!(service = %svc.name, "{a} no longer routed to (its task is stopping or gone)")
+                }
+            }
+        }
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(n: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 1, n], 8080))
+    }
+
+    #[test]
+    fn an_address_enters_after_its_healthy_probes_and_leaves_on_failures_or_at_once_when_gone() {
+        let mut pool = Pool::default();
+        let mut id = 0;
+        let ok = |addrs: &[SocketAddr], v: bool| -> BTreeMap<SocketAddr, bool> {
+            addrs.iter().map(|a| (*a, v)).collect()
+        };
+        // Two probes in a row before it is routed to.
+        assert_eq!(
+            pool.step(&[addr(1)], &ok(&[addr(1)], true), 2, 2, &mut id),
+            vec![]
+        );
+        assert!(pool.backends().is_empty());
+        assert_eq!(
+            pool.step(&[addr(1)], &ok(&[addr(1)], true), 2, 2, &mut id),
+            vec![Change::In(addr(1))]
+        );
+        assert_eq!(pool.backends().len(), 1);
+        // One failure is tolerated, the second takes it out.
+        assert_eq!(
+            pool.step(&[addr(1)], &ok(&[addr(1)], false), 2, 2, &mut id),
+            vec![]
+        );
+        assert_eq!(
+            pool.step(&[addr(1)], &ok(&[addr(1)], false), 2, 2, &mut id),
+            vec![Change::Unhealthy(addr(1))]
+        );
+        assert!(pool.backends().is_empty());
+        // Back, and a second task: each on its own probes.
+        pool.step(
+            &[addr(1), addr(2)],
+            &ok(&[addr(1), addr(2)], true),
+            1,
+            2,
+            &mut id,
+        );
+        assert_eq!(pool.backends().len(), 2);
+        // Gone from DNS: out at once, whatever its probes said.
+        assert_eq!(
+            pool.step(&[addr(2)], &ok(&[addr(2)], true), 1, 2, &mut id),
+            vec![Change::Gone(addr(1))]
+        );
+        let left: Vec<SocketAddr> = pool.backends().iter().map(|b| b.addr()).collect();
+        assert_eq!(left, vec![addr(2)]);
+    }
+
+    #[test]
+    fn a_returning_address_is_a_new_backend() {
+        let mut pool = Pool::default();
+        let mut id = 0;
+        let yes: BTreeMap<SocketAddr, bool> = [(addr(1), true)].into();
+        pool.step(&[addr(1)], &yes, 1, 1, &mut id);
+        let first = pool.backends()[0].id();
+        pool.step(&[], &BTreeMap::new(), 1, 1, &mut id);
+        pool.step(&[addr(1)], &yes, 1, 1, &mut id);
+        // A new task on a reused address gets its own upstream connections.
+        assert_ne!(pool.backends()[0].id(), first);
+    }
+}

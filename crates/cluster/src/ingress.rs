@@ -1,0 +1,329 @@
+//! Dockhand's proxy in front of the tasks: a global Swarm service `<app>-ingress` on the
+//! ingress nodes (`[cluster] ingress`, the managers by default, labelled
+//! `dockhand.ingress=true`), attached to the app's overlay, publishing `[proxy] listen`'s port
+//! in host mode (no routing mesh: this kernel class has no IPVS, and host mode keeps the
+//! client's address). Each task runs `dockhand ingress` (`dockhand_agent::ingress`), which
+//! finds every routed service's tasks through Swarm's DNS and probes them itself.
+//!
+//! The image is the running `dockhand` binary and the shared libraries it loads, imported
+//! into the manager's Engine as `dockhand-ingress:<version>-<digest>` (no registry, no build
+//! chain); the configuration is the app's checked configuration as JSON ([`ingress_config`]:
+//! what routing reads, without env, databases, backups or tasks, and no secret value — the
+//! file only ever held references), as a Swarm config named by a digest of what routing
+//! reads, so a deploy that changes only env or images leaves the ingress tasks alone (they
+//! are replaced stop-first, their port being bound on the host).
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use bollard::models;
+use dockhand_config::AppConfig;
+use serde::Serialize;
+use sha2::Digest as _;
+
+/// The Swarm service of the ingress proxy of `app`.
+pub fn ingress_name(app: &str) -> String {
+    format!("{app}-ingress")
+}
+
+/// The node label that marks the ingress nodes.
+pub const INGRESS_LABEL: &str = "dockhand.ingress";
+
+/// Where the configuration is mounted in the ingress task.
+pub const CONFIG_TARGET: &str = "/etc/dockhand/ingress.json";
+
+/// The ingress proxy of an app, planned as data.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IngressPlan {
+    /// `<app>-ingress`.
+    pub name: String,
+    pub app: String,
+    pub image: String,
+    pub network: String,
+    /// The port published on every ingress node (`[proxy] listen`'s).
+    pub published: u16,
+    /// The Swarm config holding the app's `dockhand.toml`, `dockhand-<app>-ingress-<digest>`.
+    pub config_name: String,
+    /// The digest of what routing reads.
+    pub digest: String,
+}
+
+/// The configuration the ingress gets: `config` without what only the services, the
+/// databases or an agent use.
+pub fn ingress_config(config: &AppConfig) -> AppConfig {
+    let mut c = config.clone();
+    for s in c.services.values_mut() {
+        s.env.clear();
+    }
+    c.databases.clear();
+    c.backups = None;
+    c.tasks.clear();
+    c.update = None;
+    c.secret_sources.clear();
+    c.monitor.metrics_route = None;
+    c
+}
+
+/// The ingress of `config` running `image`, or `None` when no service is routed.
+pub fn plan_ingress(config: &AppConfig, image: &str) -> Option<IngressPlan> {
+    if !config.services.values().any(|s| !s.routes.is_empty()) {
+        return None;
+    }
+    let digest = routing_digest(config);
+    Some(IngressPlan {
+        name: ingress_name(&config.app),
+        app: config.app.clone(),
+        image: image.to_string(),
+        network: crate::plan::network_name(&config.app),
+        published: config.proxy.listen.port(),
+        config_name: format!("dockhand-{}-ingress-{}", config.app, &digest[..12]),
+        digest,
+    })
+}
+
+/// A digest of what the ingress reads: the proxy table, the redirects, and each service's
+/// port, routes and health check (not its env, image or replicas, which change with every
+/// release and are none of the ingress's business).
+pub fn routing_digest(config: &AppConfig) -> String {
+    #[derive(Serialize)]
+    struct Service<'a> {
+        name: &'a str,
+        port: Option<u16>,
+        routes: &'a [dockhand_config::Route],
+        health: Option<&'a dockhand_config::HealthCheck>,
+    }
+    #[derive(Serialize)]
+    struct Routing<'a> {
+        app: &'a str,
+        proxy: &'a dockhand_config::ProxySettings,
+        redirects: &'a [dockhand_config::RedirectConfig],
+        services: Vec<Service<'a>>,
+    }
+    let routing = Routing {
+        app: &config.app,
+        proxy: &config.proxy,
+        redirects: &config.redirects,
+        services: config
+            .services
+            .values()
+            .map(|s| Service {
+                name: &s.name,
+                port: s.port,
+                routes: &s.routes,
+                health: s.health.as_ref(),
+            })
+            .collect(),
+    };
+    let json = serde_json::to_vec(&routing).unwrap_or_default();
+    hex::encode(sha2::Sha256::digest(json))
+}
+
+impl IngressPlan {
+    /// The Engine API's spec, mounting the Swarm config `config_id`.
+    pub fn to_spec(&self, config_id: &str) -> models::ServiceSpec {
+        let labels: HashMap<String, String> = [
+            ("dockhand.app", self.app.as_str()),
+            ("dockhand.ingress", self.digest.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let container = models::TaskSpecContainerSpec {
+            image: Some(self.image.clone()),
+            labels: Some(labels.clone()),
+            command: Some(vec!["/dockhand".into(), "ingress".into()]),
+            args: Some(vec![
+                "--config".into(),
+                CONFIG_TARGET.into(),
+                "--listen".into(),
+                "0.0.0.0:80".into(),
+            ]),
+            configs: Some(vec![models::TaskSpecContainerSpecConfigs {
+                file: Some(models::TaskSpecContainerSpecFile1 {
+                    name: Some(CONFIG_TARGET.into()),
+                    uid: Some("0".into()),
+                    gid: Some("0".into()),
+                    mode: Some(0o444),
+                }),
+                config_id: Some(config_id.to_string()),
+                config_name: Some(self.config_name.clone()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let task = models::TaskSpec {
+            container_spec: Some(container),
+            restart_policy: Some(models::TaskSpecRestartPolicy {
+                condition: Some(models::TaskSpecRestartPolicyConditionEnum::ANY),
+                delay: Some(1_000_000_000),
+                ..Default::default()
+            }),
+            placement: Some(models::TaskSpecPlacement {
+                constraints: Some(vec![format!("node.labels.{INGRESS_LABEL} == true")]),
+                ..Default::default()
+            }),
+            networks: Some(vec![models::NetworkAttachmentConfig {
+                target: Some(self.network.clone()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        models::ServiceSpec {
+            name: Some(self.name.clone()),
+            labels: Some(labels),
+            task_template: Some(task),
+            mode: Some(models::ServiceSpecMode {
+                global: Some(HashMap::new()),
+                ..Default::default()
+            }),
+            update_config: Some(models::ServiceSpecUpdateConfig {
+                parallelism: Some(1),
+                // The port is bound on the node: the old task must let go of it first.
+                order: Some(models::ServiceSpecUpdateConfigOrderEnum::STOP_FIRST),
+                failure_action: Some(models::ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
+                ..Default::default()
+            }),
+            endpoint_spec: Some(models::EndpointSpec {
+                mode: Some(models::EndpointSpecModeEnum::DNSRR),
+                ports: Some(vec![models::EndpointPortConfig {
+                    protocol: Some(models::EndpointPortConfigProtocolEnum::TCP),
+                    target_port: Some(80),
+                    published_port: Some(i64::from(self.published)),
+                    publish_mode: Some(models::EndpointPortConfigPublishModeEnum::HOST),
+                    ..Default::default()
+                }]),
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// The ingress image's tag for the binary `exe`: the version and a digest of the file, so a
+/// new build is a new image and the same build is imported once.
+pub fn image_tag(exe: &Path) -> io::Result<String> {
+    let bytes = std::fs::read(exe)?;
+    let digest = hex::encode(sha2::Sha256::digest(&bytes));
+    Ok(format!(
+        "dockhand-ingress:{}-{}",
+        env!("CARGO_PKG_VERSION"),
+        &digest[..12]
+    ))
+}
+
+/// A root file system holding `exe` as `/dockhand` and the shared libraries it loads (as
+/// `ldd` lists them, at the same paths), as a tar for `docker import`.
+pub fn rootfs_tar(exe: &Path) -> io::Result<Vec<u8>> {
+    let mut files: Vec<(PathBuf, PathBuf)> = vec![(exe.to_path_buf(), "dockhand".into())];
+    for lib in shared_libraries(exe)? {
+        let inside = lib.strip_prefix("/").unwrap_or(&lib).to_path_buf();
+        files.push((lib, inside));
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(true);
+    for dir in ["etc", "tmp"] {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(if dir == "tmp" { 0o1777 } else { 0o755 });
+        header.set_size(0);
+        builder.append_data(&mut header, dir, io::empty())?;
+    }
+    for (from, inside) in files {
+        builder.append_path_with_name(&from, &inside)?;
+    }
+    builder.into_inner()
+}
+
+/// The shared libraries `exe` loads, from `ldd`'s output (the dynamic loader included).
+fn shared_libraries(exe: &Path) -> io::Result<Vec<PathBuf>> {
+    let out = std::process::Command::new("ldd").arg(exe).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        // A static binary: "not a dynamic executable".
+        return Ok(Vec::new());
+    }
+    Ok(parse_ldd(&text))
+}
+
+/// The absolute paths in `ldd` output: `libc.so.6 => /lib/…/libc.so.6 (0x…)` and
+/// `/lib64/ld-linux-x86-64.so.2 (0x…)`; the vDSO has none.
+fn parse_ldd(text: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|line| {
+            let path = match line.split_once("=>") {
+                Some((_, right)) => right.split_whitespace().next()?,
+                None => line.split_whitespace().next()?,
+            };
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldd_output_gives_the_libraries_and_the_loader() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x00007f)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n";
+        assert_eq!(
+            parse_ldd(text),
+            vec![
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib/x86_64-linux-gnu/libgcc_s.so.1"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
+            ]
+        );
+    }
+
+    fn config(toml: &str) -> AppConfig {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dockhand.toml");
+        std::fs::write(&path, toml).unwrap();
+        dockhand_config::load(&path, &dockhand_config::LoadOptions::default())
+            .unwrap()
+            .config
+    }
+
+    #[test]
+    fn only_routing_changes_the_ingress() {
+        let app = |version: &str, path: &str| {
+            config(&format!(
+                "app = \"shop\"\n[services.web]\nimage = \"web:{version}\"\nport = 8080\nenv = {{ VERSION = \"{version}\" }}\nroute = {{ path = \"{path}\" }}\n[services.worker]\nimage = \"w\"\n"
+            ))
+        };
+        let a = plan_ingress(&app("v1", "/"), "img").unwrap();
+        let b = plan_ingress(&app("v2", "/"), "img").unwrap();
+        assert_eq!(a.digest, b.digest, "a new release's env and image");
+        let c = plan_ingress(&app("v2", "/shop"), "img").unwrap();
+        assert_ne!(a.digest, c.digest, "a route changed");
+        assert_ne!(a.config_name, c.config_name);
+        assert_eq!(a.name, "shop-ingress");
+        let spec = a.to_spec("cfg-id");
+        let ports = spec.endpoint_spec.unwrap().ports.unwrap();
+        assert_eq!(
+            ports[0].publish_mode,
+            Some(models::EndpointPortConfigPublishModeEnum::HOST)
+        );
+        assert!(spec.mode.unwrap().global.is_some());
+        // What the ingress reads survives the trip through its Swarm config, without env.
+        let sent = ingress_config(&app("v1", "/"));
+        let back: AppConfig = serde_json::from_slice(&serde_json::to_vec(&sent).unwrap()).unwrap();
+        assert_eq!(back, sent);
+        assert!(back.services["web"].env.is_empty());
+        assert_eq!(
+            back.services["web"].routes,
+            app("v1", "/").services["web"].routes
+        );
+        // Nothing routed: no ingress.
+        assert!(plan_ingress(
+            &config("app = \"q\"\n[services.worker]\nimage = \"w\"\n"),
+            "img"
+        )
+        .is_none());
+    }
+}
