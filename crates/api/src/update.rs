@@ -74,12 +74,12 @@ pub struct UpdateCheck {
     pub release: Option<i64>,
     pub message: String,
     /// How long the check took, from asking the remote to the end of the deploy (0 for a
-    /// check that did not look at the remote).
+    /// check that did not ask the remote: paused, an error, or the image tags only).
     #[serde(default)]
     pub duration_ms: u64,
-    /// What a check that deployed did, in order, with how long each step took: `check`
-    /// (`git ls-remote`), `backup`, `fetch` (fetch and checkout), then the deploy's steps
-    /// (`build`, `gate`, `swap`, …). Empty for a check that deployed nothing.
+    /// What the check did, in order, with how long each step took: `check` (`git
+    /// ls-remote`), and when it deployed `backup`, `fetch` (fetch and checkout), then the
+    /// deploy's steps (`build`, `gate`, `swap`, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<crate::StepTiming>,
 }

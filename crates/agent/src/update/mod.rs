@@ -285,22 +285,28 @@ impl Updater {
         }
         if let Some(seen) = self.store().revision(&head)? {
             if seen.status == RevisionStatus::Failed {
-                return Ok(done(
-                    CheckResult::KnownBad,
-                    Some(&head),
-                    None,
-                    format!(
-                        "{} failed before ({}); waiting for a newer commit",
-                        short(&head),
-                        seen.message
+                return Ok(timed(
+                    done(
+                        CheckResult::KnownBad,
+                        Some(&head),
+                        None,
+                        format!(
+                            "{} failed before ({}); waiting for a newer commit",
+                            short(&head),
+                            seen.message
+                        ),
                     ),
+                    std::slice::from_ref(&looked),
                 ));
             }
         }
         if let Some((result, message)) =
             self.held_back(&update, &format!("new commit {}", short(&head)), explicit)
         {
-            return Ok(done(result, Some(&head), None, message));
+            return Ok(timed(
+                done(result, Some(&head), None, message),
+                std::slice::from_ref(&looked),
+            ));
         }
         let mut steps = vec![looked];
         let (release, message) = self
