@@ -1687,10 +1687,10 @@ def render_update(up):
          ["webhook received to the new release serving", ms(sp["hook_to_serving_ms"])],
          ["— check: `git ls-remote` of the branch", ms(sp["check"])],
          ["— fetch: `git fetch` and `git reset --keep` to the commit", ms(sp["fetch"])],
-         ["— build: the release's code (a process app: its revision read; images for "
-          "container services)", ms(sp["build"])],
-         ["— gate: the new instance's health check (100 ms probes, 20 ms until the first "
-          "verdict)", ms(sp["gate"])],
+         ["— build: the release's code (this process app: its git revision read; container "
+          "services: their images)", ms(sp["build"])],
+         ["— gate: the new instance's health gate (its Python start included: probed 20 ms "
+          "after the start, then at doubling intervals until it answers)", ms(sp["gate"])],
          ["— swap: the routing table switched", ms(sp["swap"])],
          ["— the rest: the webhook's handling, the instance's start, the commit to the state "
           "database, the 20 ms polling of `/`", ms(sp["rest"])]]))
