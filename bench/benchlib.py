@@ -639,3 +639,104 @@ def static_rows(table, peers):
             rows.append([case, peer, fmt_num(s.get("rps")), fmt_num(s.get("mib_s"), 1),
                          fmt_num(s.get("cpu_us"), 1), fmt_latency(s.get("p99_us"))])
     return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# GitOps: the push-to-serving split and the cost of a check (issue 22)
+
+# The parts of the agent's side of an update that the split reports, from the check's `steps`.
+UPDATE_PARTS = ("check", "fetch", "build", "gate", "swap")
+UPDATE_POLL_CPU_MS = 50
+
+
+def step_totals(steps, kinds=UPDATE_PARTS):
+    """Milliseconds per step kind from a report's `steps` (`[{"step", "duration_ms"}]`): a kind
+    that ran more than once (two gates, two images) is added up, one that did not run is 0."""
+    out = {k: 0 for k in kinds}
+    for s in steps or []:
+        if s.get("step") in out:
+            out[s["step"]] += s.get("duration_ms") or 0
+    return out
+
+
+def push_split(rounds):
+    """Medians over the update stage's rounds: the push-to-serving and webhook-to-serving times,
+    each part of `UPDATE_PARTS` (from `round["steps"]`), and `rest`, what the parts leave of the
+    webhook-to-serving time (the webhook's handling, the new instance's start, the commit, the
+    config load, the 20 ms polling of the answer; never below 0)."""
+    out = {"push_to_serving_ms": median([r.get("push_to_serving_ms") for r in rounds]),
+           "hook_to_serving_ms": median([r.get("hook_to_serving_ms") for r in rounds])}
+    rests = []
+    for part in UPDATE_PARTS:
+        out[part] = median([(r.get("steps") or {}).get(part) for r in rounds
+                            if r.get("steps") is not None])
+    for r in rounds:
+        steps = r.get("steps")
+        if steps is None or r.get("hook_to_serving_ms") is None:
+            continue
+        rests.append(max(0.0, r["hook_to_serving_ms"] - sum(steps.get(p, 0) for p in UPDATE_PARTS)))
+    out["rest"] = median(rests)
+    return out
+
+
+def update_goals(unchanged):
+    """Issue 22: a poll of an unchanged remote writes nothing to disk and costs under 50 ms of
+    CPU (the agent's own and the `git ls-remote` it runs). `unchanged` is the update stage's
+    `unchanged_check` (or a string saying why it is missing)."""
+    write_goal = "a poll of an unchanged remote writes nothing to disk"
+    cpu_goal = f"a poll of an unchanged remote costs under {UPDATE_POLL_CPU_MS} ms of CPU"
+    if not isinstance(unchanged, dict):
+        why = unchanged if isinstance(unchanged, str) else "—"
+        return [(write_goal, why, "not measured"), (cpu_goal, why, "not measured")]
+    written, changed = unchanged.get("written_bytes"), unchanged.get("files_changed")
+    wrote = None if written is None or changed is None else (written == 0 and changed == 0)
+    cpu = unchanged.get("cpu_ms_per_check")
+    return [
+        (write_goal,
+         f"{written} bytes written by the agent, {changed} file(s) changed in the project "
+         f"and state directories over {unchanged.get('checks')} checks", verdict(wrote)),
+        (cpu_goal,
+         f"{fmt_num(cpu, 1)} ms per check (the agent {fmt_num(unchanged.get('agent_cpu_ms_per_check'), 1)} ms, "
+         f"`git ls-remote` the rest)",
+         verdict(None if cpu is None else cpu < UPDATE_POLL_CPU_MS)),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# per-route metrics on and off (issue 20)
+
+METRICS_GOAL = 1.03
+
+
+def metrics_summary(on_runs, off_runs):
+    """Medians of the runs with `[monitor] proxy_metrics` on and off, and the CPU ratio on/off."""
+    on, off = summarize(on_runs), summarize(off_runs)
+    return {"on": on, "off": off, "cpu_ratio": ratio(on.get("cpu_us"), off.get("cpu_us")),
+            "rounds": min(len(on_runs), len(off_runs))}
+
+
+def metrics_rows(summary):
+    """The metrics stage's table: one row per side, then the ratio on/off."""
+    rows = []
+    for side, name in (("off", "`proxy_metrics = false`"), ("on", "`proxy_metrics = true` (default)")):
+        s = summary.get(side) or {}
+        rows.append([name, fmt_num(s.get("rps")), fmt_num(s.get("cpu_us"), 2),
+                     fmt_latency(s.get("p99_us"))])
+    on, off = summary.get("on") or {}, summary.get("off") or {}
+    cpu = summary.get("cpu_ratio")
+    rows.append(["on / off", fmt_ratio(ratio(on.get("rps"), off.get("rps"))),
+                 "—" if cpu is None else f"{cpu:.3f}×",
+                 fmt_ratio(ratio(on.get("p99_us"), off.get("p99_us")))])
+    return rows
+
+
+def metrics_goals(summary):
+    """Issue 20: proxy CPU per request with per-route metrics on at most 1.03x the figure with
+    them off (HTTP, 64 keep-alive connections)."""
+    name = f"proxy CPU per request with per-route metrics on ≤ {METRICS_GOAL:.2f}× off (HTTP @ 64)"
+    if not isinstance(summary, dict) or summary.get("cpu_ratio") is None:
+        return [(name, summary if isinstance(summary, str) else "—", "not measured")]
+    r = summary["cpu_ratio"]
+    measured = (f"{fmt_num(summary['on'].get('cpu_us'), 2)} µs vs "
+                f"{fmt_num(summary['off'].get('cpu_us'), 2)} µs ({r:.3f}×)")
+    return [(name, measured, verdict(r <= METRICS_GOAL))]

@@ -167,6 +167,13 @@ def proc_ticks(pid):
     return int(rest[11]) + int(rest[12])
 
 
+def proc_children_ticks(pid):
+    """cutime + cstime: the CPU of a process's children it has waited for, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return int(rest[13]) + int(rest[14])
+
+
 def proc_ctx_switches(pid):
     """Voluntary + involuntary context switches of all a process's threads."""
     total = 0
@@ -310,6 +317,8 @@ def start_peers(procs, workdir, backend_port, cert, key, cpu):
 class Dockhand:
     """The agent with the bench app: its proxy is a peer, its testapp the shared backend."""
 
+    proc_name = "dockhand-agent"
+
     def __init__(self, procs, workdir, exe, testapp, cpu, cert, key):
         self.procs = procs
         self.exe = exe
@@ -334,7 +343,7 @@ class Dockhand:
         env = dict(os.environ, RUST_LOG="warn")
         env.pop("DOCKHAND_SOCKET", None)
         self.peer.proc = self.procs.start(
-            "dockhand-agent", [str(self.exe), "agent", "-f", str(self.project / "dockhand.toml")],
+            self.proc_name, [str(self.exe), "agent", "-f", str(self.project / "dockhand.toml")],
             cpu=self.cpu, env=env, cwd=self.project, grace=30.0)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -1383,6 +1392,84 @@ class Budget:
 
 
 # ---------------------------------------------------------------------------------------------
+# Per-route metrics on and off (issue 20)
+
+
+class MetricsDockhand(Dockhand):
+    """The bench app with `[monitor] proxy_metrics` set (and its own `/metrics` port, so two
+    agents run side by side)."""
+
+    def __init__(self, procs, workdir, exe, testapp, cpu, cert, key, metrics_on):
+        side = "on" if metrics_on else "off"
+        sub = workdir / f"metrics-{side}"
+        sub.mkdir()
+        super().__init__(procs, sub, exe, testapp, cpu, cert, key)
+        self.proc_name = f"dockhand-metrics-{side}"
+        self.metrics_on = metrics_on
+        self.metrics_port = free_port()
+        self.peer.name = f"metrics {side}"
+
+    def write_config(self):
+        super().write_config()
+        with open(self.project / "dockhand.toml", "a") as f:
+            f.write(f'\n[monitor]\nproxy_metrics = {"true" if self.metrics_on else "false"}\n'
+                    f'metrics_listen = "127.0.0.1:{self.metrics_port}"\n\n'
+                    '[dashboard]\nenabled = false\n')
+
+
+def metrics_stage(exe, testapp, procs, workdir, cert, key, args, budget):
+    """Dockhand's proxy with per-route metrics on and off: two agents (the same bench app, one
+    with `[monitor] proxy_metrics = false`), each with its own testapp, measured like the proxy
+    table (HTTP, 64 keep-alive connections, CPU µs/request of the agent process) in the same
+    interleaved rounds."""
+    budget.check("metrics")
+    rounds = args.rounds if args.quick else max(args.rounds, 5)
+    sides = {}
+    try:
+        for on in (True, False):
+            dh = MetricsDockhand(procs, workdir, exe, testapp, args.proxy_cpu, cert, key, on)
+            inst = dh.start()
+            spare = sorted(os.sched_getaffinity(0) - {args.proxy_cpu, args.client_cpu})
+            run(["taskset", "-a", "-cp", str(spare[0] if spare else args.proxy_cpu),
+                 str(inst["pid"])], timeout=10)
+            sides["on" if on else "off"] = (dh, inst["pid"])
+        runs = {"on": [], "off": []}
+        for rnd in range(rounds):
+            for side in bl.rotate(["on", "off"], rnd):
+                budget.check("metrics")
+                dh, backend = sides[side]
+                res = measure(dh.peer, "http", 64, args, backend)
+                runs[side].append(res)
+                log(f"metrics {side} round {rnd + 1}: {res['rps']:.0f} rps, "
+                    f"{bl.fmt_num(res['cpu_us'])} µs CPU/req")
+    finally:
+        for dh, _ in sides.values():
+            procs.stop(dh.peer.proc)
+            dh.kill_leftovers()
+    summary = bl.metrics_summary(runs["on"], runs["off"])
+    return summary, runs
+
+
+def render_metrics(mt, args):
+    lines = ["## Per-route metrics on and off (issue 20)", ""]
+    if isinstance(mt, str):
+        return lines + [mt, ""]
+    lines.append(
+        "Dockhand's proxy with `[monitor] proxy_metrics` on (the default: per-instance counters "
+        "of requests by status class, the latency buckets and upstream errors, a few atomic "
+        "additions and two clock reads per request) and off, two agents with the same bench "
+        "app side by side, each with its own testapp; measured as the proxy table is (HTTP, "
+        f"64 keep-alive connections, wrk for {args.duration} s after a {args.warmup} s warm-up, "
+        "CPU µs/request of the agent process), the two interleaved, medians of "
+        f"{mt['rounds']} round(s). The difference is a few percent of the figure, so read "
+        "it from a quiet machine's run.")
+    lines.append("")
+    lines.append(bl.md_table(["", "requests/s", "CPU µs/request", "p99"], bl.metrics_rows(mt)))
+    lines.append("")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
 # GitOps: from a push to the new release serving (issue 22)
 
 UPDATE_APP = """import http.server, os
@@ -1409,10 +1496,13 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
 def update_stage(exe, procs, workdir, args, budget):
     """A small process app following a local bare repository with `[update] webhook`: each
     round commits a one-line change, pushes it, sends the signed GitHub push webhook through
-    the proxy and times until the new answer is served; and what a check of the unchanged
-    remote costs the agent (CPU, bytes written)."""
+    the proxy and times until the new answer is served, split by the check's own step timings
+    into check, fetch, build, gate and swap; and what a check of the unchanged remote costs
+    (the agent's CPU and the `git ls-remote` it waits for, bytes the agent wrote, files
+    changed in the project and its state directory)."""
     import hashlib
     import hmac
+    import stat
     import urllib.request
 
     budget.check("update")
@@ -1469,20 +1559,61 @@ def update_stage(exe, procs, workdir, args, budget):
                     return int(line.split()[1])
         return 0
 
+    def files(root):
+        """Every file under `root` with its size and modification time (sockets left out)."""
+        seen = {}
+        for dirpath, _dirs, names in os.walk(root):
+            for n in names:
+                path = os.path.join(dirpath, n)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                if not stat.S_ISSOCK(st.st_mode):
+                    seen[path] = (st.st_size, st.st_mtime_ns)
+        return seen
+
+    def last_check(commit):
+        """`update status`'s last check once it is the deployed `commit`'s (None after 60 s)."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            r = run([str(exe), "update", "status", "--json"], timeout=60, cwd=proj, env=env,
+                    check=False)
+            try:
+                last = (json.loads(r.stdout) or {}).get("last_check") or {}
+            except ValueError:
+                last = {}
+            if last.get("remote_head") == commit and last.get("result") in ("deployed", "failed"):
+                return last
+            time.sleep(0.05)
+        return None
+
     out = {"rounds": []}
     try:
-        # A check of the unchanged remote (`update now`; the CLI's own cost is not counted).
-        checks = []
-        for _ in range(3 if args.quick else 10):
-            t0, w0 = proc_ticks(agent.pid), io_written(agent.pid)
+        # Checks of the unchanged remote (`update now`: the same check a poll runs, plus the
+        # socket request; the CLI's own cost is not counted). CPU is read across all of them
+        # (10 ms ticks), the agent's own and that of the `git ls-remote` children it waited for.
+        n = 5 if args.quick else 20
+        before_files = files(proj)
+        t0, c0, w0 = proc_ticks(agent.pid), proc_children_ticks(agent.pid), io_written(agent.pid)
+        results = set()
+        for _ in range(n):
             r = run([str(exe), "update", "now", "--json"], timeout=60, cwd=proj, env=env)
-            result = json.loads(r.stdout).get("result")
-            checks.append({"cpu_ms": (proc_ticks(agent.pid) - t0) * 1000 / CLK_TCK,
-                           "written": io_written(agent.pid) - w0, "result": result})
+            results.add(json.loads(r.stdout).get("result"))
+        own = proc_ticks(agent.pid) - t0
+        kids = proc_children_ticks(agent.pid) - c0
+        written = io_written(agent.pid) - w0
+        after_files = files(proj)
+        changed = sorted(p for p in set(before_files) | set(after_files)
+                         if before_files.get(p) != after_files.get(p))
         out["unchanged_check"] = {
-            "cpu_ms": statistics.median(c["cpu_ms"] for c in checks),
-            "written_bytes": max(c["written"] for c in checks),
-            "results": sorted({c["result"] for c in checks}),
+            "checks": n,
+            "cpu_ms_per_check": (own + kids) * 1000 / CLK_TCK / n,
+            "agent_cpu_ms_per_check": own * 1000 / CLK_TCK / n,
+            "written_bytes": written,
+            "files_changed": len(changed),
+            "changed": [os.path.relpath(p, proj) for p in changed],
+            "results": sorted(results),
         }
         rounds = 2 if args.quick else 5
         for i in range(1, rounds + 1):
@@ -1512,20 +1643,26 @@ def update_stage(exe, procs, workdir, args, budget):
                     raise RuntimeError(f"{version} did not serve within 120 s of its webhook")
                 time.sleep(0.02)
             t_serving = time.monotonic()
-            out["rounds"].append({
+            check = last_check(commit)
+            rnd = {
                 "push_ms": (t_hook - t_push) * 1000,
                 "webhook_ms": (t_answered - t_hook) * 1000,
                 "hook_to_serving_ms": (t_serving - t_hook) * 1000,
                 "push_to_serving_ms": (t_serving - t_push) * 1000,
-            })
-            log(f"update {version}: serving {out['rounds'][-1]['push_to_serving_ms']:.0f} ms "
-                "after the push")
+                "steps": bl.step_totals(check.get("steps")) if check else None,
+                "check_ms": check.get("duration_ms") if check else None,
+            }
+            out["rounds"].append(rnd)
+            split = ", ".join(f"{k} {v} ms" for k, v in (rnd["steps"] or {}).items())
+            log(f"update {version}: serving {rnd['push_to_serving_ms']:.0f} ms after the push "
+                f"({split or 'the check was not read'})")
     finally:
         procs.stop(agent)
     out["median_push_to_serving_ms"] = statistics.median(
         r["push_to_serving_ms"] for r in out["rounds"])
     out["median_hook_to_serving_ms"] = statistics.median(
         r["hook_to_serving_ms"] for r in out["rounds"])
+    out["split"] = bl.push_split(out["rounds"])
     return out
 
 
@@ -1533,29 +1670,44 @@ def render_update(up):
     lines = ["## GitOps: push to serving (issue 22)", ""]
     if isinstance(up, str):
         return lines + [up, ""]
+    sp = up.get("split") or bl.push_split(up["rounds"])
     lines.append(
         "A small Python process app following a local bare repository (`[update] webhook`, "
         "polls an hour apart): each round commits a one-line change, pushes it, sends the "
         "signed GitHub push webhook through the proxy and polls `/` every 20 ms until the new "
-        "answer is served. The agent's part — `git ls-remote`, `git fetch`, `git reset --keep`, "
-        "the release, the health gate (100 ms probes), the swap — is between the webhook and "
-        "serving; the split into fetch, build, gate and swap is not measured yet (the events "
-        f"carry seconds only). Medians of {len(up['rounds'])} round(s).")
+        "answer is served. The agent's part is between the webhook and serving; the check it "
+        "ran (`dockhand update status --json`: `last_check.steps`) says how long each step "
+        f"took. Medians of {len(up['rounds'])} round(s); each part's median is taken on its "
+        "own, so the parts need not add up to the total.")
     lines.append("")
+    ms = lambda v: f"{bl.fmt_num(v, 0)} ms"  # noqa: E731  (the steps are whole milliseconds)
     lines.append(bl.md_table(
         ["", "median"],
-        [["`git push` to the new release serving",
-          f"{bl.fmt_num(up['median_push_to_serving_ms'])} ms"],
-         ["webhook received to the new release serving",
-          f"{bl.fmt_num(up['median_hook_to_serving_ms'])} ms"]]))
+        [["`git push` to the new release serving", ms(sp["push_to_serving_ms"])],
+         ["webhook received to the new release serving", ms(sp["hook_to_serving_ms"])],
+         ["— check: `git ls-remote` of the branch", ms(sp["check"])],
+         ["— fetch: `git fetch` and `git reset --keep` to the commit", ms(sp["fetch"])],
+         ["— build: the release's code (this process app: its git revision read; container "
+          "services: their images)", ms(sp["build"])],
+         ["— gate: the new instance's health gate (its Python start included: probed 20 ms "
+          "after the start, then at doubling intervals until it answers)", ms(sp["gate"])],
+         ["— swap: the routing table switched", ms(sp["swap"])],
+         ["— the rest: the webhook's handling, the instance's start, the commit to the state "
+          "database, the 20 ms polling of `/`", ms(sp["rest"])]]))
     lines.append("")
     uc = up["unchanged_check"]
+    changed = uc.get("changed") or []
     lines.append(
-        f"A check of the unchanged remote (`dockhand update now`, results "
-        f"{', '.join(uc['results'])}): {bl.fmt_num(uc['cpu_ms'])} ms of the agent's own CPU "
-        "(median, from /proc at 10 ms tick resolution; the `git ls-remote` child it runs is not "
-        f"counted; goal under 50 ms), {uc['written_bytes']} bytes written by the agent at most "
-        "(goal: none; SQLite and log writes would count).")
+        f"{uc['checks']} checks of the unchanged remote (`dockhand update now`: the check a "
+        f"poll runs, plus the socket request; results {', '.join(uc['results'])}): "
+        f"{bl.fmt_num(uc['cpu_ms_per_check'], 1)} ms of CPU per check — the agent's own "
+        f"{bl.fmt_num(uc['agent_cpu_ms_per_check'], 1)} ms and the `git ls-remote` it waits "
+        "for (the agent's cutime), read across all the checks from /proc at 10 ms tick "
+        f"resolution (goal under {bl.UPDATE_POLL_CPU_MS} ms); {uc['written_bytes']} bytes "
+        "written by the agent (`write_bytes` of /proc/PID/io) and "
+        f"{uc['files_changed']} file(s) changed in the project and its state directory"
+        + (f" ({', '.join(changed[:5])})" if changed else "")
+        + " (goal: no write).")
     lines.append("")
     return lines
 
@@ -1878,6 +2030,7 @@ def render(ctx):
 
     lines += render_update(ctx["update"])
     lines += render_import(ctx["import"])
+    lines += render_metrics(ctx.get("metrics", "not run (--only)"), a)
 
     lines += ["## Backups", ""]
     bk = ctx["backups"]
@@ -1916,6 +2069,9 @@ def render(ctx):
         goals.append(("zero failed requests across the deploys", "—", "not measured"))
     rm = ctx.get("remote")
     goals += bl.remote_goals(rm["summary"] if isinstance(rm, dict) else (rm or "not run"))
+    goals += bl.metrics_goals(ctx.get("metrics", "not run (--only)"))
+    up = ctx.get("update")
+    goals += bl.update_goals(up["unchanged_check"] if isinstance(up, dict) else up)
     lines.append(bl.md_table(["goal", "measured", "verdict"], goals))
     lines.append("")
     if not (isinstance(bk, str) or "skipped" in bk):
@@ -1968,7 +2124,8 @@ def parse_args(argv):
                         "64 and 256)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     p.add_argument("--only", choices=["proxy", "handshakes", "loadtest", "deploys", "idle",
-                                      "backups", "remote", "static", "update", "import"],
+                                      "backups", "remote", "static", "update", "import",
+                                      "metrics"],
                    action="append", help="run only these stages (repeatable)")
     p.add_argument("--handshake-clients", type=int, default=4,
                    help="concurrent `openssl s_time` loops in the handshake stage (default 4)")
@@ -2016,13 +2173,13 @@ def main(argv=None):
     signal.signal(signal.SIGHUP, on_signal)
 
     stages = set(args.only or ["proxy", "handshakes", "loadtest", "deploys", "idle", "backups",
-                               "remote", "static", "update", "import"])
+                               "remote", "static", "update", "import", "metrics"])
     ensure_packages()
     build(args)
     exe = (args.dockhand_bin or ROOT / "target/release/dockhand").resolve()
     testapp = ROOT / "target/release/dockhand-testapp"
     # The remote and idle stages do not use the testapp binary (remote deploys an image).
-    needed = (exe, testapp) if stages & {"proxy", "loadtest", "deploys"} else (exe,)
+    needed = (exe, testapp) if stages & {"proxy", "loadtest", "deploys", "metrics"} else (exe,)
     for f in needed:
         if not f.is_file():
             print(f"bench/run: {f} is missing; run without --no-build", file=sys.stderr)
@@ -2051,6 +2208,7 @@ def main(argv=None):
         "static": "not run (--only)",
         "update": "not run (--only)",
         "import": "not run (--only)",
+        "metrics": "not run (--only)",
     }
     busy0, own0 = system_busy_ticks(), own_cpu_seconds()
     raw = {}
@@ -2106,6 +2264,9 @@ def main(argv=None):
             ctx["update"] = update_stage(exe, procs, workdir, args, budget)
         if "import" in stages:
             ctx["import"] = import_stage(exe, workdir, args, budget)
+        if "metrics" in stages:
+            ctx["metrics"], raw["metrics"] = metrics_stage(exe, testapp, procs, workdir, cert,
+                                                           key, args, budget)
         ok = True
     except KeyboardInterrupt:
         log("interrupted; stopping everything the harness started")

@@ -245,6 +245,67 @@ class Handshakes(unittest.TestCase):
         table["new"]["dockhand"]["cpu_us"] = 81.0
         self.assertEqual(bl.handshake_goals(table)[0][2], "missed")
 
+class Update(unittest.TestCase):
+    def test_step_totals_add_up_each_kind(self):
+        steps = [{"step": "check", "duration_ms": 9}, {"step": "fetch", "duration_ms": 40},
+                 {"step": "build", "service": "a", "duration_ms": 5},
+                 {"step": "build", "service": "b", "duration_ms": 7},
+                 {"step": "gate", "duration_ms": 300}, {"step": "drain", "duration_ms": 80}]
+        self.assertEqual(bl.step_totals(steps),
+                         {"check": 9, "fetch": 40, "build": 12, "gate": 300, "swap": 0})
+        self.assertEqual(bl.step_totals(None), dict.fromkeys(bl.UPDATE_PARTS, 0))
+
+    def test_push_split_takes_medians_and_the_rest(self):
+        parts = {"check": 10, "fetch": 40, "build": 0, "gate": 300, "swap": 1}
+        rounds = [
+            {"push_to_serving_ms": 500.0, "hook_to_serving_ms": 400.0, "steps": parts},
+            {"push_to_serving_ms": 700.0, "hook_to_serving_ms": 600.0,
+             "steps": dict(parts, gate=500)},
+            # A round whose check was not read still counts in the totals.
+            {"push_to_serving_ms": 900.0, "hook_to_serving_ms": 800.0, "steps": None},
+        ]
+        s = bl.push_split(rounds)
+        self.assertEqual(s["push_to_serving_ms"], 700.0)
+        self.assertEqual(s["hook_to_serving_ms"], 600.0)
+        self.assertEqual(s["gate"], 400)
+        self.assertEqual(s["fetch"], 40)
+        self.assertEqual(s["rest"], 49.0)
+        # The parts never leave a negative rest.
+        s = bl.push_split([{"hook_to_serving_ms": 10.0, "steps": parts}])
+        self.assertEqual(s["rest"], 0.0)
+
+    def test_goals_need_no_write_and_little_cpu(self):
+        ok = {"written_bytes": 0, "files_changed": 0, "checks": 20, "cpu_ms_per_check": 12.0,
+              "agent_cpu_ms_per_check": 2.0}
+        self.assertEqual([g[2] for g in bl.update_goals(ok)], ["met", "met"])
+        bad = dict(ok, written_bytes=4096, cpu_ms_per_check=80.0)
+        self.assertEqual([g[2] for g in bl.update_goals(bad)], ["missed", "missed"])
+        changed = dict(ok, files_changed=1)
+        self.assertEqual(bl.update_goals(changed)[0][2], "missed")
+        self.assertEqual([g[2] for g in bl.update_goals("not run: git is not installed")],
+                         ["not measured", "not measured"])
+
+
+class Metrics(unittest.TestCase):
+    def test_ratio_and_goal(self):
+        on = [{"cpu_us": 20.6, "rps": 30000.0, "p99_us": 900.0},
+              {"cpu_us": 20.4, "rps": 31000.0, "p99_us": 950.0}]
+        off = [{"cpu_us": 20.0, "rps": 31000.0, "p99_us": 900.0},
+               {"cpu_us": 20.0, "rps": 32000.0, "p99_us": 900.0}]
+        s = bl.metrics_summary(on, off)
+        self.assertAlmostEqual(s["cpu_ratio"], 1.025)
+        self.assertEqual(s["rounds"], 2)
+        goal = bl.metrics_goals(s)
+        self.assertEqual(goal[0][2], "met")
+        self.assertIn("1.025×", goal[0][1])
+        rows = bl.metrics_rows(s)
+        self.assertEqual(rows[-1][0], "on / off")
+        self.assertEqual(rows[-1][2], "1.025×")
+        worse = bl.metrics_summary([{"cpu_us": 21.0}], [{"cpu_us": 20.0}])
+        self.assertEqual(bl.metrics_goals(worse)[0][2], "missed")
+        self.assertEqual(bl.metrics_goals("not run (--only)")[0][2], "not measured")
+
+
 if __name__ == "__main__":
     unittest.main()
 

@@ -342,6 +342,7 @@ impl Agent {
         sink: Sink<'_>,
     ) -> Result<DeployOutcome> {
         use crate::update::git;
+        let began = Instant::now();
         let project = self
             .opts
             .config_path
@@ -374,6 +375,7 @@ impl Agent {
             service: None,
         });
         git::move_to(&project, &commit).await?;
+        let fetched = deploy::timing::Timing::since(deploy::timing::Timed::Fetch, None, began);
         let outcome = match load_config(&self.opts.config_path) {
             Ok((mut config, warnings)) => {
                 as_canary(&mut config, canary);
@@ -382,6 +384,8 @@ impl Agent {
                     .await
                     .map(|mut o| {
                         o.warnings.extend(warnings);
+                        o.steps.insert(0, fetched);
+                        o.duration = began.elapsed();
                         o
                     })
             }

@@ -126,7 +126,41 @@ pub fn deploy_report(o: crate::deploy::DeployOutcome) -> api::DeployReport {
             .collect(),
         warnings: o.warnings,
         canary: o.canary.map(canary_report),
+        steps: step_timings(&o.steps),
     }
+}
+
+/// Timed steps as the client sees them.
+pub fn step_timings(steps: &[crate::deploy::timing::Timing]) -> Vec<api::StepTiming> {
+    use crate::deploy::timing::Timed;
+    steps
+        .iter()
+        .map(|t| api::StepTiming {
+            step: match t.step {
+                Timed::Check => api::StepKind::Check,
+                Timed::Backup => api::StepKind::Backup,
+                Timed::Fetch => api::StepKind::Fetch,
+                Timed::Build => api::StepKind::Build,
+                Timed::Recover => api::StepKind::Recover,
+                Timed::Reap => api::StepKind::Reap,
+                Timed::Database => api::StepKind::Database,
+                Timed::Static => api::StepKind::Static,
+                Timed::PreDeploy => api::StepKind::PreDeploy,
+                Timed::Start => api::StepKind::Start,
+                Timed::Gate => api::StepKind::Gate,
+                Timed::Canary => api::StepKind::Canary,
+                Timed::Commit => api::StepKind::Commit,
+                Timed::Swap => api::StepKind::Swap,
+                Timed::Drain => api::StepKind::Drain,
+                Timed::Stop => api::StepKind::Stop,
+                Timed::PostDeploy => api::StepKind::PostDeploy,
+                Timed::Prune => api::StepKind::Prune,
+                Timed::Abort => api::StepKind::Abort,
+            },
+            service: t.service.clone(),
+            duration_ms: t.duration.as_millis() as u64,
+        })
+        .collect()
 }
 
 fn canary_report(r: crate::deploy::canary::CanaryReport) -> api::CanaryReport {

@@ -12,6 +12,7 @@ mod certs;
 mod client;
 mod dashboard;
 mod tasks;
+mod timings;
 mod types;
 mod update;
 
@@ -21,6 +22,7 @@ pub use certs::*;
 pub use client::{discover_socket, Client, ClientError, SOCKET_ENV};
 pub use dashboard::*;
 pub use tasks::*;
+pub use timings::*;
 pub use types::*;
 pub use update::*;
 

@@ -510,6 +510,10 @@ pub struct DeployReport {
     pub succeeded: bool,
     pub message: String,
     pub duration_ms: u64,
+    /// Each step the deploy ran, in order, with how long it took (their sum is at most
+    /// `duration_ms`).
+    #[serde(default)]
+    pub steps: Vec<crate::StepTiming>,
     /// Why the gate failed, per service, when it did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<GateFailure>,

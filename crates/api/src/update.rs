@@ -73,6 +73,15 @@ pub struct UpdateCheck {
     pub remote_head: Option<String>,
     pub release: Option<i64>,
     pub message: String,
+    /// How long the check took, from asking the remote to the end of the deploy (0 for a
+    /// check that did not ask the remote: paused, an error, or the image tags only).
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// What the check did, in order, with how long each step took: `check` (`git
+    /// ls-remote`), and when it deployed `backup`, `fetch` (fetch and checkout), then the
+    /// deploy's steps (`build`, `gate`, `swap`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<crate::StepTiming>,
 }
 
 /// A commit that failed and is not tried again until a newer one arrives.

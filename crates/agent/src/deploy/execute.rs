@@ -14,6 +14,7 @@ use dockhand_proxy::RouteTable;
 use dockhand_state::{DeploymentOutcome, Recovery};
 
 use super::plan::{DeployKind, GateCheck, HookPhase, Plan, StaticPlan, Step, KEEP_RELEASES};
+use super::timing::{Timed, Timing};
 use super::{gate, hooks, instances, DeployOutcome, Deployer, Failure};
 use crate::containers::{self, Images};
 use crate::error::{AgentError, Result};
@@ -47,6 +48,8 @@ pub(super) struct Execution<'a> {
     recovery: Recovery,
     warnings: Vec<String>,
     failures: Vec<Failure>,
+    /// Each step run so far with how long it took (and what ran before the plan).
+    timings: Vec<Timing>,
 }
 
 impl<'a> Execution<'a> {
@@ -76,13 +79,25 @@ impl<'a> Execution<'a> {
             recovery: Recovery::default(),
             warnings: Vec::new(),
             failures: Vec::new(),
+            timings: Vec::new(),
         }
+    }
+
+    /// The deploy began at `at`, before the plan, with the steps `before` (the release's
+    /// code): the outcome's duration and steps count them.
+    pub fn begun(mut self, at: Instant, before: Vec<Timing>) -> Execution<'a> {
+        self.started_at = at;
+        self.timings = before;
+        self
     }
 
     pub async fn run(mut self, plan: &Plan) -> DeployOutcome {
         self.warnings.extend(plan.warnings.iter().cloned());
         for step in &plan.steps {
-            if let Err(e) = self.step(plan, step).await {
+            let since = Instant::now();
+            let result = self.step(plan, step).await;
+            self.timings.push(Timing::of_step(step, since));
+            if let Err(e) = result {
                 let message = self.d.events.redactor().redact(e.message());
                 if !self.committed {
                     return self.abort(plan, message).await;
@@ -660,9 +675,11 @@ impl<'a> Execution<'a> {
     /// Stops what this plan started, records the failure and returns it. The serving
     /// release is untouched.
     pub async fn abort(mut self, plan: &Plan, message: String) -> DeployOutcome {
+        let since = Instant::now();
         let message = self.d.events.redactor().redact(&message);
         if plan.kind == DeployKind::Restart {
             instances::retire(self.d, &self.new).await;
+            self.timings.push(Timing::since(Timed::Abort, None, since));
             let message = format!("could not start release {}: {message}", plan.release);
             self.d
                 .events
@@ -704,6 +721,7 @@ impl<'a> Execution<'a> {
             .events
             .error(event_kind(plan.kind), Some(plan.release), None, &message);
         self.new.clear();
+        self.timings.push(Timing::since(Timed::Abort, None, since));
         self.outcome(plan, false, message)
     }
 
@@ -742,6 +760,7 @@ impl<'a> Execution<'a> {
             failures: self.failures,
             warnings: self.warnings,
             canary: self.canary,
+            steps: self.timings,
         }
     }
 }

@@ -14,10 +14,11 @@ mod instances;
 pub mod plan;
 #[cfg(test)]
 mod tests;
+pub mod timing;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dockhand_config::{AppConfig, Secrets};
 use dockhand_proxy::ProxyHandle;
@@ -36,6 +37,7 @@ pub use failpoint::Failpoint;
 pub use instances::{runtime_restart, service_env, stop_all};
 pub use plan::DeployKind;
 use plan::{DatabaseSeen, Observed, Target, Unfinished};
+use timing::{Timed, Timing};
 
 /// What a deploy acts through. Cheap to clone.
 #[derive(Clone)]
@@ -70,6 +72,8 @@ pub struct DeployOutcome {
     pub warnings: Vec<String>,
     /// What the canary step measured, when the plan had one.
     pub canary: Option<canary::CanaryReport>,
+    /// Each step run, in order, with how long it took (within `duration`).
+    pub steps: Vec<Timing>,
 }
 
 /// Why one instance (or hook) stopped a deploy.
@@ -108,6 +112,7 @@ impl Deployer {
         prebuilt: &BTreeMap<String, String>,
         sink: Sink<'_>,
     ) -> Result<DeployOutcome> {
+        let begun = Instant::now();
         let config_json = config_json(&config);
         // The code is copied before anything is committed: a copy that fails (a full disk)
         // stops the deploy like a configuration error.
@@ -126,6 +131,11 @@ impl Deployer {
             ))
         } else {
             None
+        };
+        // The release's code is what a process service builds: copied, or its revision read.
+        let before = match &code {
+            Some(_) => vec![Timing::since(Timed::Build, None, begun)],
+            None => Vec::new(),
         };
         let (release, deployment) =
             self.store
@@ -172,7 +182,7 @@ impl Deployer {
             config: &config,
             prebuilt,
         };
-        Ok(self.run(target, sink).await)
+        Ok(self.run(target, (begun, before), sink).await)
     }
 
     /// Returns to a retained release (default: the one before the current) through the same
@@ -183,6 +193,7 @@ impl Deployer {
         requested_by: &str,
         sink: Sink<'_>,
     ) -> Result<DeployOutcome> {
+        let begun = Instant::now();
         let release = match to {
             Some(id) => self.store.release(id)?.ok_or_else(|| {
                 AgentError::not_found(format!(
@@ -228,7 +239,7 @@ impl Deployer {
             config: &config,
             prebuilt: &none,
         };
-        Ok(self.run(target, sink).await)
+        Ok(self.run(target, (begun, Vec::new()), sink).await)
     }
 
     /// At agent start: records what a previous run left unfinished as such, removes its
@@ -330,8 +341,14 @@ impl Deployer {
         Ok(())
     }
 
-    /// Observes, plans and executes `target`, whose deployment is already recorded.
-    async fn run(&self, target: Target<'_>, sink: Sink<'_>) -> DeployOutcome {
+    /// Observes, plans and executes `target`, whose deployment is already recorded; `begun`:
+    /// when the operation began and what it timed before.
+    async fn run(
+        &self,
+        target: Target<'_>,
+        begun: (Instant, Vec<Timing>),
+        sink: Sink<'_>,
+    ) -> DeployOutcome {
         let prepared = async {
             let secrets = crate::secrets::load(target.config, self.events.redactor())?;
             let observed = self.observe(target.config, &secrets).await?;
@@ -341,6 +358,7 @@ impl Deployer {
         match prepared {
             Ok((secrets, plan)) => {
                 execute::Execution::new(self, Some(target.config), &secrets, sink)
+                    .begun(begun.0, begun.1)
                     .run(&plan)
                     .await
             }
@@ -353,6 +371,7 @@ impl Deployer {
                     warnings: Vec::new(),
                 };
                 execute::Execution::new(self, Some(target.config), &Secrets::empty(), sink)
+                    .begun(begun.0, begun.1)
                     .abort(&plan, e.message().to_string())
                     .await
             }

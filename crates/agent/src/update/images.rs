@@ -40,6 +40,8 @@ impl Updater {
             remote_head: head.map(str::to_string),
             release,
             message,
+            duration_ms: 0,
+            steps: Vec::new(),
         };
         let changes = self.changed_images(config).await?;
         let Some(change) = changes.first() else {
@@ -121,12 +123,11 @@ impl Updater {
                 let message = format!("updated to {what}: release {} is live", o.release);
                 d.events
                     .info(EventKind::Update, Some(o.release), None, &message);
-                Ok(done(
-                    CheckResult::Deployed,
-                    Some(&key),
-                    Some(o.release),
-                    message,
-                ))
+                Ok(UpdateCheck {
+                    duration_ms: o.duration.as_millis() as u64,
+                    steps: crate::wire::step_timings(&o.steps),
+                    ..done(CheckResult::Deployed, Some(&key), Some(o.release), message)
+                })
             }
             Ok(o) => fail(Some(o.release), o.message),
             Err(e) => fail(None, e.message().to_string()),

@@ -127,11 +127,23 @@ pub fn render_report(g: &Global, report: &DeployReport) -> ExitCode {
     }
     if report.succeeded {
         println!("{} {}", style("✓").green().bold(), report.message);
+        if !report.steps.is_empty() {
+            println!(
+                "  {}",
+                style(dockhand_api::steps_summary(&report.steps)).dim()
+            );
+        }
         for w in &report.warnings {
             println!("  {} {w}", style("warning:").yellow());
         }
     } else {
         eprintln!("{} {}", style("✗").red().bold(), report.message);
+        if !report.steps.is_empty() {
+            eprintln!(
+                "  {}",
+                style(dockhand_api::steps_summary(&report.steps)).dim()
+            );
+        }
         for f in &report.failures {
             eprintln!(
                 "\n  {} {} {}",

@@ -43,6 +43,12 @@ pub fn run(g: &Global, command: Option<UpdateCommand>) -> anyhow::Result<ExitCod
                 print_json(&check);
             } else {
                 println!("{}: {}", check.result.as_str(), check.message);
+                if !check.steps.is_empty() {
+                    println!(
+                        "  {}",
+                        style(dockhand_api::steps_summary(&check.steps)).dim()
+                    );
+                }
             }
             return Ok(match check.result {
                 CheckResult::Failed | CheckResult::Error => ExitCode::from(output::FAILED),
@@ -92,6 +98,9 @@ pub fn run(g: &Global, command: Option<UpdateCommand>) -> anyhow::Result<ExitCod
     );
     if let Some(c) = &status.last_check {
         println!("last check {}: {} — {}", c.at, c.result.as_str(), c.message);
+        if !c.steps.is_empty() {
+            println!("  {}", style(dockhand_api::steps_summary(&c.steps)).dim());
+        }
     }
     if let Some(n) = &status.next_check {
         println!("next check {n}");
