@@ -14,6 +14,10 @@ use dockhand_proxy::{
 /// backend is the monitor's token-protected listener.
 pub const METRICS_SERVICE: &str = "dockhand-metrics";
 
+/// The service name of the route to the dashboard (`[dashboard] route`); its backend is the
+/// dashboard's loopback listener for the proxy.
+pub const DASHBOARD_SERVICE: &str = "dockhand-dashboard";
+
 /// The routes of every routed service (one per entry of its `route`), pointing at that
 /// service's backends, and the `[[redirects]]`. A static service's routes serve its site
 /// from `sites` (no site: 503, like a service without a healthy backend). `secrets` gives
@@ -62,10 +66,14 @@ pub fn build_table(
             https: RouteHttps {
                 redirect: config.proxy.https_redirect && !local,
                 hsts_max_age: None,
+                https_only: false,
             },
             site: None,
             policy: Arc::new(RoutePolicy::default()),
         });
+    }
+    if let Some(r) = dashboard_route(config, backends) {
+        routes.push(r);
     }
     let redirects = config
         .redirects
@@ -82,6 +90,38 @@ pub fn build_table(
         routes.extend(webhook_routes(config, hook, backends, secrets)?);
     }
     RouteTable::new(routes)?.with_redirects(redirects)
+}
+
+/// `[dashboard] route`: its host's root to the dashboard, over HTTPS only (plain HTTP is
+/// redirected, or 404 while no certificate names the host). `None` without the key or while
+/// the dashboard does not serve the proxy (off, or not bound at the agent's start).
+fn dashboard_route(
+    config: &AppConfig,
+    backends: &BTreeMap<String, Vec<Arc<Backend>>>,
+) -> Option<Route> {
+    let route = config.dashboard.route.as_ref()?;
+    let backends = backends.get(DASHBOARD_SERVICE)?.clone();
+    let local = dockhand_config::host_kind(&route.host) == HostKind::Local;
+    Some(Route {
+        host: Some(route.host.clone()),
+        path_prefix: "/".into(),
+        strip_prefix: false,
+        add_prefix: None,
+        max_body: None,
+        upstream_response_timeout: None,
+        service: DASHBOARD_SERVICE.into(),
+        backends,
+        https: RouteHttps {
+            redirect: true,
+            hsts_max_age: match config.proxy.hsts {
+                Hsts::MaxAge(d) if !local => Some(d.as_secs()),
+                _ => None,
+            },
+            https_only: true,
+        },
+        site: None,
+        policy: Arc::new(RoutePolicy::default()),
+    })
 }
 
 /// The webhook's routes: on its host, or on every host a service is routed on (a request
@@ -232,6 +272,7 @@ pub fn https_policy(config: &AppConfig, route: &dockhand_config::Route) -> Route
             Hsts::Off => None,
             Hsts::MaxAge(d) => Some(d.as_secs()),
         },
+        https_only: false,
     }
 }
 

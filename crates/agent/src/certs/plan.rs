@@ -50,6 +50,9 @@ pub fn wanted(config: &AppConfig, file_names: &[Vec<String>]) -> Vec<Wanted> {
             hosts.push((host.clone(), challenges));
         }
     }
+    if let Some(route) = &config.dashboard.route {
+        hosts.push((route.host.clone(), acme.challenges.clone()));
+    }
     for name in &acme.domains {
         let challenges = if name.starts_with("*.") {
             vec![ChallengeKind::Dns01]
