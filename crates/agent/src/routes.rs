@@ -363,6 +363,34 @@ command = "x"
     }
 
     #[test]
+    fn the_dashboard_route_is_its_hosts_root_https_only_once_its_listener_is_bound() {
+        let text = format!(
+            "{TWO}[proxy]\nhttps_listen = \"127.0.0.1:0\"\n[dashboard]\nroute = {{ host = \"ops.localhost\" }}\n"
+        );
+        let c = config(&text);
+        // Not bound (the dashboard is off): no route, the host answers nothing.
+        let table = build_table(&c, &BTreeMap::new(), &BTreeMap::new(), &Secrets::empty()).unwrap();
+        assert!(table
+            .routes()
+            .iter()
+            .all(|r| r.service != DASHBOARD_SERVICE));
+        let mut backends = BTreeMap::new();
+        let b = Backend::new(9, "127.0.0.1:4001".parse().unwrap());
+        backends.insert(DASHBOARD_SERVICE.to_string(), vec![b]);
+        let table = build_table(&c, &backends, &BTreeMap::new(), &Secrets::empty()).unwrap();
+        let dash = table.lookup(Some("ops.localhost"), "/deploys").unwrap();
+        assert_eq!(dash.service, DASHBOARD_SERVICE);
+        assert!(dash.https.https_only && dash.https.redirect);
+        // A local host: no HSTS, as for a service's local route.
+        assert_eq!(dash.https.hsts_max_age, None);
+        assert_eq!(dash.backends[0].id(), 9);
+        // The app's routes are as before.
+        let web = table.lookup(Some("other.host"), "/").unwrap();
+        assert_eq!(web.service, "web");
+        assert!(!web.https.https_only);
+    }
+
+    #[test]
     fn urls_use_the_route_host_or_localhost_and_the_listen_port() {
         let c = config(TWO);
         assert_eq!(

@@ -988,6 +988,14 @@ mod tests {
     }
 
     #[test]
+    fn a_host_headers_name_is_without_its_port() {
+        assert_eq!(host_name("ops.example.com:8443"), "ops.example.com");
+        assert_eq!(host_name("ops.example.com"), "ops.example.com");
+        assert_eq!(host_name("[::1]:9465"), "::1");
+        assert_eq!(host_name("[::1]"), "::1");
+    }
+
+    #[test]
     fn the_session_cookie_is_found_among_others() {
         let mut h = HeaderMap::new();
         h.insert(

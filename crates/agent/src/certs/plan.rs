@@ -200,6 +200,22 @@ mod tests {
     }
 
     #[test]
+    fn the_dashboards_route_host_gets_a_certificate_like_a_routes() {
+        let c = config(
+            "app = \"shop\"\n[proxy]\nhttps_listen = \"127.0.0.1:8443\"\n[services.web]\ncommand = \"x\"\nport = 80\nroute = { host = \"shop.example.org\" }\n[dashboard]\nroute = { host = \"ops.example.org\" }\n",
+        );
+        let sets = wanted(&c, &[]);
+        assert_eq!(sets.len(), 1);
+        assert_eq!(
+            sets[0].names,
+            vec![
+                "ops.example.org".to_string(),
+                "shop.example.org".to_string()
+            ]
+        );
+    }
+
+    #[test]
     fn route_hosts_are_grouped_into_one_order_per_domain_and_local_hosts_get_the_local_ca() {
         let c = app(
             "https_listen = \"127.0.0.1:8443\"",
