@@ -704,6 +704,10 @@ fn the_dashboard_on_a_proxy_route_is_https_only_behind_login_with_a_secure_cooki
     );
     let (code, _, _) = curl_http(&http, "ops.test", "/", Some(&session));
     assert_eq!(code, "301");
+    // A service's page has the monitor's latest figures, its CPU among them.
+    let (code, _, body) = curl_https(https, "ops.test", "/services/web", &ca, Some(&session));
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains("Now: CPU"), "{body}");
 
     // The app's own host is unaffected: its own HTTPS redirect, and served over HTTPS.
     let (code, headers, _) = curl_http(&http, "app.test", "/version", None);
