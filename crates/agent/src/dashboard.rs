@@ -132,12 +132,14 @@ impl Subsystem for DashboardService {
                 .unwrap_or_else(|p| p.into_inner())
                 .take()
                 .filter(|_| self.handle.settings().route.is_some());
+            // Served beside the local listener, and awaited with it at the stop.
+            let mut route_task = None;
             if let Some(std_listener) = route {
                 match tokio::net::TcpListener::from_std(std_listener) {
                     Ok(l) => {
                         let (handle, backend) = (self.handle.clone(), backend.clone());
                         let mut stop = ctx.shutdown.clone();
-                        tokio::spawn(async move {
+                        route_task = Some(tokio::spawn(async move {
                             let served =
                                 dockhand_dashboard::serve_route(handle, backend, l, async move {
                                     stop.wait().await
@@ -146,17 +148,21 @@ impl Subsystem for DashboardService {
                             if let Err(e) = served {
                                 tracing::warn!("the dashboard's route stopped serving: {e}");
                             }
-                        });
+                        }));
                     }
                     Err(e) => ctx.degraded(format!("cannot serve the dashboard's route: {e}")),
                 }
             }
             let mut stop = ctx.shutdown.clone();
-            dockhand_dashboard::serve(self.handle.clone(), backend, listener, async move {
-                stop.wait().await
-            })
-            .await
-            .map_err(|e| AgentError::runtime(format!("the dashboard stopped serving: {e}")))
+            let served =
+                dockhand_dashboard::serve(self.handle.clone(), backend, listener, async move {
+                    stop.wait().await
+                })
+                .await;
+            if let Some(task) = route_task {
+                let _ = task.await;
+            }
+            served.map_err(|e| AgentError::runtime(format!("the dashboard stopped serving: {e}")))
         })
     }
 }
