@@ -2056,6 +2056,7 @@ def render(ctx):
         lines.append(bl.md_table(bl.BACKUP_HEADER, bl.backup_rows(bk)))
         lines.append("")
 
+    lines += render_dashboard(ctx.get("dashboard", "not run"), a)
     lines += ["## Performance goals (issue 4)", ""]
     goals = list(bl.proxy_goals(table))
     goals += bl.loadtest_goals(lt, wrk)
@@ -2072,6 +2073,7 @@ def render(ctx):
     goals += bl.metrics_goals(ctx.get("metrics", "not run (--only)"))
     up = ctx.get("update")
     goals += bl.update_goals(up["unchanged_check"] if isinstance(up, dict) else up)
+    goals += dashboard_goals(ctx.get("dashboard", "not run"))
     lines.append(bl.md_table(["goal", "measured", "verdict"], goals))
     lines.append("")
     if not (isinstance(bk, str) or "skipped" in bk):
@@ -2125,7 +2127,7 @@ def parse_args(argv):
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     p.add_argument("--only", choices=["proxy", "handshakes", "loadtest", "deploys", "idle",
                                       "backups", "remote", "static", "update", "import",
-                                      "metrics"],
+                                      "metrics", "dashboard"],
                    action="append", help="run only these stages (repeatable)")
     p.add_argument("--handshake-clients", type=int, default=4,
                    help="concurrent `openssl s_time` loops in the handshake stage (default 4)")
@@ -2173,13 +2175,15 @@ def main(argv=None):
     signal.signal(signal.SIGHUP, on_signal)
 
     stages = set(args.only or ["proxy", "handshakes", "loadtest", "deploys", "idle", "backups",
-                               "remote", "static", "update", "import", "metrics"])
+                               "remote", "static", "update", "import", "metrics",
+                               "dashboard"])
     ensure_packages()
     build(args)
     exe = (args.dockhand_bin or ROOT / "target/release/dockhand").resolve()
     testapp = ROOT / "target/release/dockhand-testapp"
     # The remote and idle stages do not use the testapp binary (remote deploys an image).
-    needed = (exe, testapp) if stages & {"proxy", "loadtest", "deploys", "metrics"} else (exe,)
+    needed = ((exe, testapp) if stages & {"proxy", "loadtest", "deploys", "metrics", "dashboard"}
+              else (exe,))
     for f in needed:
         if not f.is_file():
             print(f"bench/run: {f} is missing; run without --no-build", file=sys.stderr)
@@ -2209,6 +2213,7 @@ def main(argv=None):
         "update": "not run (--only)",
         "import": "not run (--only)",
         "metrics": "not run (--only)",
+        "dashboard": "not run (--only)",
     }
     busy0, own0 = system_busy_ticks(), own_cpu_seconds()
     raw = {}
@@ -2267,6 +2272,8 @@ def main(argv=None):
         if "metrics" in stages:
             ctx["metrics"], raw["metrics"] = metrics_stage(exe, testapp, procs, workdir, cert,
                                                            key, args, budget)
+        if "dashboard" in stages:
+            ctx["dashboard"] = dashboard_stage(exe, testapp, procs, workdir, args, budget)
         ok = True
     except KeyboardInterrupt:
         log("interrupted; stopping everything the harness started")
@@ -2305,3 +2312,231 @@ def own_cpu_seconds():
     """CPU time of the harness and of every child it has waited for (and theirs)."""
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
+
+
+# ---------------------------------------------------------------------------------------------
+# the dashboard (issue 23): its memory on the idle agent, and the overview's render time with
+# 30 days of metrics stored
+
+# The metric store's spans and limit (crates/agent/src/monitor/series.rs).
+STORE_FINE_STEP, STORE_FINE_SPAN = 300, 48 * 3600
+STORE_COARSE_STEP, STORE_COARSE_SPAN = 3600, 30 * 24 * 3600
+STORE_MAX_SERIES = 128
+
+
+def metric_store_fixture(path, service, now=None):
+    """Writes a full metric store as the agent persists it (`.dockhand/metrics.json`: the
+    5-minute roll-ups of 48 hours and the hourly ones of 30 days of every series, raw samples
+    are never persisted): `service`'s series, the host's, and made-up services' up to the
+    store's limit of 128 series — what 30 days of a busy app leave behind. The agent loads it
+    at start. A bench-only fixture: the only way to have 30 days without waiting them."""
+    import math
+    now = int(now or time.time())
+    metrics = ["requests_per_second", "error_ratio", "p50_ms", "p99_ms", "memory_bytes"]
+    names = [f"service:{service}:{m}" for m in metrics]
+    names += ["host:cpu_ratio", "host:memory_used_ratio", "host:load1", "host:disk:/:used_ratio"]
+    n = 0
+    while len(names) < STORE_MAX_SERIES:
+        names += [f"service:other{n}:{m}" for m in metrics]
+        n += 1
+    names = names[:STORE_MAX_SERIES]
+
+    def value(name, t):
+        wave = 0.5 + 0.5 * math.sin(t / 86400 * 2 * math.pi)
+        if name.endswith("memory_bytes"):
+            return 80e6 + 20e6 * wave
+        if name.endswith("_ratio") or name == "host:load1":
+            return 0.2 + 0.3 * wave
+        if name.endswith("_ms"):
+            return 5 + 20 * wave
+        return 50 + 200 * wave
+
+    def points(name, step, span):
+        end = now - now % step
+        return [{"t": t, "avg": value(name, t), "max": value(name, t) * 1.2}
+                for t in range(end - span + step, end, step)]
+
+    store = {"series": {name: {"fine": points(name, STORE_FINE_STEP, STORE_FINE_SPAN),
+                               "coarse": points(name, STORE_COARSE_STEP, STORE_COARSE_SPAN)}
+                        for name in names}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(store))
+    return {"series": len(names), "bytes": path.stat().st_size}
+
+
+def dashboard_toml(port, testapp, dashboard_port):
+    """The bench app with `[dashboard]` on `dashboard_port`, or off (`None`)."""
+    if dashboard_port is None:
+        dashboard = "[dashboard]\nenabled = false\n"
+    else:
+        dashboard = f'[dashboard]\nlisten = "127.0.0.1:{dashboard_port}"\n'
+    return pc.dockhand_toml(port, testapp, "bench-dashboard") + "\n" + dashboard
+
+
+def dashboard_agent(exe, testapp, procs, workdir, args, name, dashboard_port):
+    """Starts the bench app's agent with the 30-day store; returns (process, project) once
+    its service is healthy and it settled for `args.settle` + `args.idle` seconds."""
+    project = workdir / name
+    project.mkdir()
+    (project / "dockhand.toml").write_text(dashboard_toml(free_port(), testapp, dashboard_port))
+    fixture = metric_store_fixture(project / ".dockhand" / "metrics.json", "backend")
+    env = dict(os.environ, RUST_LOG="warn")
+    env.pop("DOCKHAND_SOCKET", None)
+    p = procs.start(name, [str(exe), "agent", "-f", str(project / "dockhand.toml")],
+                    cpu=args.proxy_cpu, env=env, cwd=project, grace=30.0)
+    deadline = time.monotonic() + 60
+    while True:
+        if p.poll() is not None:
+            raise RuntimeError(f"dockhand agent exited with {p.returncode}; see {name}.log")
+        r = run([str(exe), "status", "--json"], timeout=20, cwd=project, check=False)
+        try:
+            healthy = any(i.get("health") == "healthy"
+                          for s in json.loads(r.stdout).get("services", [])
+                          for i in s.get("instances", []))
+        except ValueError:
+            healthy = False
+        if healthy:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the bench app was not healthy within 60s; see {name}.log")
+        time.sleep(0.3)
+    time.sleep(args.settle + args.idle)
+    return p, project, fixture
+
+
+def dashboard_session(port, login_url):
+    """Uses a one-time login link; returns the session cookie (`name=value`)."""
+    import http.client
+    import urllib.parse
+    u = urllib.parse.urlsplit(login_url)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("GET", f"{u.path}?{u.query}")
+    r = c.getresponse()
+    r.read()
+    cookie = r.getheader("Set-Cookie") or ""
+    c.close()
+    if r.status != 303 or not cookie:
+        raise RuntimeError(f"the login link answered {r.status} without a session cookie")
+    return cookie.split(";")[0]
+
+
+def time_page(port, cookie, path, n):
+    """GETs `path` `n` times (after 5 unmeasured) on one keep-alive connection with the
+    session; returns each request's latency in milliseconds."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    out = []
+    try:
+        for i in range(n + 5):
+            t0 = time.perf_counter()
+            c.request("GET", path, headers={"Cookie": cookie})
+            r = c.getresponse()
+            body = r.read()
+            dt = (time.perf_counter() - t0) * 1000
+            if r.status != 200:
+                raise RuntimeError(f"GET {path} answered {r.status}: {body[:200]!r}")
+            if i >= 5:
+                out.append(dt)
+    finally:
+        c.close()
+    return out
+
+
+def quantile(values, q):
+    import math
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, int(math.ceil(q * len(s))) - 1))]
+
+
+def dashboard_stage(exe, testapp, procs, workdir, args, budget):
+    """The idle agent's RSS with the dashboard off and on (the same app and the same full
+    30-day metric store), then the overview's latency over HTTP with a session (rendered on
+    the server from the agent's API: status, events, the request-rate series)."""
+    budget.check("dashboard")
+    out = {"runs": []}
+    # Off, on, off, on: the median of each side (one pair with --quick).
+    pairs = 1 if args.quick else 2
+    for i in range(pairs):
+        for enabled in (False, True):
+            name = f"dashboard-{'on' if enabled else 'off'}-{i}"
+            dport = free_port() if enabled else None
+            p, project, fixture = dashboard_agent(exe, testapp, procs, workdir, args, name, dport)
+            out["fixture"] = fixture
+            run_out = {"enabled": enabled, "rss_kib": proc_status_kib(p.pid),
+                       "pss_kib": proc_pss_kib(p.pid)}
+            if enabled and i == pairs - 1:
+                r = run([str(exe), "dashboard", "--json", "--no-open"], timeout=20, cwd=project)
+                cookie = dashboard_session(dport, json.loads(r.stdout)["url"])
+                n = 50 if args.quick else 500
+                for path, key in (("/", "overview"), ("/?window=7d", "overview_7d"),
+                                  ("/services/backend?window=7d", "service_7d")):
+                    lat = time_page(dport, cookie, path, n)
+                    out[key] = {"n": n, "p50_ms": quantile(lat, 0.5),
+                                "p95_ms": quantile(lat, 0.95), "max_ms": max(lat)}
+                out["rss_after_kib"] = proc_status_kib(p.pid)
+            procs.stop(p)
+            out["runs"].append(run_out)
+    off = [r["rss_kib"] for r in out["runs"] if not r["enabled"]]
+    on = [r["rss_kib"] for r in out["runs"] if r["enabled"]]
+    out["rss_off_kib"] = statistics.median(off)
+    out["rss_on_kib"] = statistics.median(on)
+    out["rss_delta_kib"] = out["rss_on_kib"] - out["rss_off_kib"]
+    return out
+
+
+def dashboard_goals(db):
+    """The issue's two dashboard goals."""
+    if isinstance(db, str) or "error" in db:
+        return [("the dashboard adds at most 3 MB to the idle agent's RSS", "—", "not measured"),
+                ("the overview renders in under 20 ms at p95 with 30 days of metrics", "—",
+                 "not measured")]
+    delta_mb = db["rss_delta_kib"] / 1024
+    ov = db["overview"]
+    return [
+        ("the dashboard adds at most 3 MB to the idle agent's RSS", f"{delta_mb:+.1f} MiB",
+         bl.verdict(db["rss_delta_kib"] <= 3 * 1024)),
+        ("the overview renders in under 20 ms at p95 with 30 days of metrics",
+         f"p95 {ov['p95_ms']:.1f} ms", bl.verdict(ov["p95_ms"] < 20)),
+    ]
+
+
+def render_dashboard(db, args):
+    """The dashboard section of BENCHMARKS.md."""
+    lines = ["## Dashboard (issue 23)", ""]
+    if isinstance(db, str):
+        return lines + [db, ""]
+    f = db.get("fixture", {})
+    lines += [
+        "The bench app's agent (one testapp service) started with a full metric store written "
+        f"before its start — {f.get('series', '?')} series (the store's limit), each with 48 h "
+        "of 5-minute and 30 days of hourly roll-ups, "
+        f"{f.get('bytes', 0) / 1e6:.1f} MB of `metrics.json` (bench/harness.py "
+        "`metric_store_fixture`: the format the agent persists) — with `[dashboard] enabled = "
+        "false`, then on, each left idle "
+        f"{args.settle + args.idle} s after its service was healthy; RSS is VmRSS of the agent "
+        "process (the median of each side). Then, with a session opened by a one-time login "
+        "link, each page was requested over one keep-alive HTTP connection from this machine "
+        "(5 unmeasured first): the latency is the whole request, the server-side render plus "
+        "loopback HTTP (the agent exports no render duration of its own).",
+        "",
+        bl.md_table(["dashboard", "agent RSS", "agent PSS"],
+                    [["off" if not r["enabled"] else "on", f"{r['rss_kib'] / 1024:.1f} MiB",
+                      "—" if r["pss_kib"] is None else f"{r['pss_kib'] / 1024:.1f} MiB"]
+                     for r in db["runs"]]),
+        "",
+        f"Difference of the medians: {db['rss_delta_kib'] / 1024:+.1f} MiB.",
+        "",
+    ]
+    rows = []
+    for key, what in (("overview", "overview (`/`, 1 h charts)"),
+                      ("overview_7d", "overview over 7 days (`/?window=7d`)"),
+                      ("service_7d", "a service over 7 days (`/services/backend?window=7d`)")):
+        if key in db:
+            t = db[key]
+            rows.append([what, t["n"], f"{t['p50_ms']:.1f} ms", f"{t['p95_ms']:.1f} ms",
+                         f"{t['max_ms']:.1f} ms"])
+    lines += [bl.md_table(["page", "requests", "p50", "p95", "max"], rows), ""]
+    if "rss_after_kib" in db:
+        lines += [f"The agent's RSS after those requests: {db['rss_after_kib'] / 1024:.1f} MiB.",
+                  ""]
+    return lines

@@ -159,6 +159,7 @@ impl Agent {
             layout.clone(),
             metrics_route_token(&proxy_config, &events),
         );
+        let dashboard_route = crate::dashboard::bind_route(&proxy_config)?;
         let deployer = Deployer {
             monitor: Some(monitor_handle.clone()),
             canary: Default::default(),
@@ -171,6 +172,7 @@ impl Agent {
             prober: prober.clone(),
             failpoint: Failpoint::from_env(),
             webhook: Some(hook_backend),
+            dashboard: dashboard_route.as_ref().map(|(_, b)| b.clone()),
         };
         let state = crate::maintenance::load(&deployer.layout);
         if let Err(e) = crate::maintenance::apply(
@@ -214,7 +216,8 @@ impl Agent {
                 monitor_handle.clone(),
             )))
             .await?;
-        let (dashboard_on, dashboard_settings) = crate::dashboard::settings(&proxy_config);
+        let (dashboard_on, dashboard_settings) =
+            crate::dashboard::settings(&proxy_config, deployer.proxy.https_addr());
         let dashboard =
             dashboard_on.then(|| dockhand_dashboard::DashboardHandle::new(dashboard_settings));
         let (shutdown, _) = watch::channel(false);
@@ -243,7 +246,8 @@ impl Agent {
                 service: None,
             });
         }
-        match agent.finish_start(sink).await {
+        let route_listener = dashboard_route.map(|(l, _)| l);
+        match agent.finish_start(sink, route_listener).await {
             Ok(report) => Ok((agent, report)),
             Err(e) => {
                 agent.shutdown().await;
@@ -253,7 +257,11 @@ impl Agent {
     }
 
     /// The part of the start after the subsystems run: what a failure of stops them again.
-    async fn finish_start(self: &Arc<Self>, sink: Sink<'_>) -> Result<Option<DeployReport>> {
+    async fn finish_start(
+        self: &Arc<Self>,
+        sink: Sink<'_>,
+        dashboard_route: Option<std::net::TcpListener>,
+    ) -> Result<Option<DeployReport>> {
         // Not fatal: the agent stays up so that a fixed configuration can be deployed.
         if let Err(e) = self.deployer.restart(sink).await {
             sink(Progress {
@@ -269,7 +277,8 @@ impl Agent {
         )?;
         self.subsystems.lock().await.start(Arc::new(server)).await?;
         if let Some(handle) = &self.dashboard {
-            let dashboard = crate::dashboard::DashboardService::new(self, handle.clone());
+            let dashboard =
+                crate::dashboard::DashboardService::new(self, handle.clone(), dashboard_route);
             self.subsystems
                 .lock()
                 .await

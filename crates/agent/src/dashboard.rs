@@ -3,20 +3,30 @@
 //! process: a page reads and an action performs exactly the request a client would send,
 //! with the same checks, locks, redaction and events.
 
-use std::sync::{Arc, Weak};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, Weak};
 
 use dockhand_api::{ApiError, Frame, Request};
-use dockhand_dashboard::{Backend, BoxFuture as DashFuture, DashboardHandle, Settings};
+use dockhand_dashboard::{
+    Backend, BoxFuture as DashFuture, DashboardHandle, PublicRoute, Settings,
+};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{AgentError, Result};
 use crate::subsystem::{BoxFuture, Context, Subsystem};
 use crate::{server, Agent};
 
+/// The proxy backend id of the dashboard's route listener.
+const ROUTE_BACKEND_ID: u64 = u64::MAX - 1;
+
 /// The `[dashboard]` settings the agent starts with: the committed release's (like
 /// `[proxy]`). In debug builds `DOCKHAND_DASHBOARD_LISTEN` replaces `listen`, so parallel
-/// tests each listen on a port of their own; release builds never read it.
-pub fn settings(config: &dockhand_config::AppConfig) -> (bool, Settings) {
+/// tests each listen on a port of their own; release builds never read it. `https` is the
+/// proxy's bound HTTPS address (the port of a route's login links).
+pub fn settings(
+    config: &dockhand_config::AppConfig,
+    https: Option<SocketAddr>,
+) -> (bool, Settings) {
     let mut listen = config.dashboard.listen;
     if cfg!(debug_assertions) {
         if let Some(addr) = std::env::var("DOCKHAND_DASHBOARD_LISTEN")
@@ -31,21 +41,63 @@ pub fn settings(config: &dockhand_config::AppConfig) -> (bool, Settings) {
         Settings {
             listen,
             session: config.dashboard.session,
+            route: match (&config.dashboard.route, https) {
+                (Some(r), Some(https)) => Some(PublicRoute {
+                    host: r.host.clone(),
+                    https_port: https.port(),
+                }),
+                _ => None,
+            },
         },
     )
+}
+
+/// The loopback listener the proxy's `[dashboard] route` forwards to, and its backend: bound
+/// at the agent's start when the dashboard is on and has a route (else `None`).
+pub fn bind_route(
+    config: &dockhand_config::AppConfig,
+) -> Result<Option<(std::net::TcpListener, Arc<dockhand_proxy::Backend>)>> {
+    if !config.dashboard.enabled
+        || config.dashboard.route.is_none()
+        || config.proxy.https_listen.is_none()
+    {
+        return Ok(None);
+    }
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| {
+        AgentError::environment(format!(
+            "could not listen on a loopback port for the dashboard's route: {e}"
+        ))
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| AgentError::environment(format!("dashboard route listener: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| AgentError::environment(format!("dashboard route listener: {e}")))?;
+    Ok(Some((
+        listener,
+        dockhand_proxy::Backend::new(ROUTE_BACKEND_ID, addr),
+    )))
 }
 
 /// The subsystem: listens on the configured address and serves until the agent stops.
 pub struct DashboardService {
     agent: Weak<Agent>,
     handle: DashboardHandle,
+    /// The listener of `[dashboard] route` (see [`bind_route`]), taken when it starts.
+    route: Mutex<Option<std::net::TcpListener>>,
 }
 
 impl DashboardService {
-    pub fn new(agent: &Arc<Agent>, handle: DashboardHandle) -> DashboardService {
+    pub fn new(
+        agent: &Arc<Agent>,
+        handle: DashboardHandle,
+        route: Option<std::net::TcpListener>,
+    ) -> DashboardService {
         DashboardService {
             agent: Arc::downgrade(agent),
             handle,
+            route: Mutex::new(route),
         }
     }
 }
@@ -74,12 +126,43 @@ impl Subsystem for DashboardService {
             let backend: Arc<dyn Backend> = Arc::new(Dispatch {
                 agent: self.agent.clone(),
             });
+            let route = self
+                .route
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .filter(|_| self.handle.settings().route.is_some());
+            // Served beside the local listener, and awaited with it at the stop.
+            let mut route_task = None;
+            if let Some(std_listener) = route {
+                match tokio::net::TcpListener::from_std(std_listener) {
+                    Ok(l) => {
+                        let (handle, backend) = (self.handle.clone(), backend.clone());
+                        let mut stop = ctx.shutdown.clone();
+                        route_task = Some(tokio::spawn(async move {
+                            let served =
+                                dockhand_dashboard::serve_route(handle, backend, l, async move {
+                                    stop.wait().await
+                                })
+                                .await;
+                            if let Err(e) = served {
+                                tracing::warn!("the dashboard's route stopped serving: {e}");
+                            }
+                        }));
+                    }
+                    Err(e) => ctx.degraded(format!("cannot serve the dashboard's route: {e}")),
+                }
+            }
             let mut stop = ctx.shutdown.clone();
-            dockhand_dashboard::serve(self.handle.clone(), backend, listener, async move {
-                stop.wait().await
-            })
-            .await
-            .map_err(|e| AgentError::runtime(format!("the dashboard stopped serving: {e}")))
+            let served =
+                dockhand_dashboard::serve(self.handle.clone(), backend, listener, async move {
+                    stop.wait().await
+                })
+                .await;
+            if let Some(task) = route_task {
+                let _ = task.await;
+            }
+            served.map_err(|e| AgentError::runtime(format!("the dashboard stopped serving: {e}")))
         })
     }
 }

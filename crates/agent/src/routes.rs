@@ -14,6 +14,10 @@ use dockhand_proxy::{
 /// backend is the monitor's token-protected listener.
 pub const METRICS_SERVICE: &str = "dockhand-metrics";
 
+/// The service name of the route to the dashboard (`[dashboard] route`); its backend is the
+/// dashboard's loopback listener for the proxy.
+pub const DASHBOARD_SERVICE: &str = "dockhand-dashboard";
+
 /// The routes of every routed service (one per entry of its `route`), pointing at that
 /// service's backends, and the `[[redirects]]`. A static service's routes serve its site
 /// from `sites` (no site: 503, like a service without a healthy backend). `secrets` gives
@@ -62,10 +66,14 @@ pub fn build_table(
             https: RouteHttps {
                 redirect: config.proxy.https_redirect && !local,
                 hsts_max_age: None,
+                https_only: false,
             },
             site: None,
             policy: Arc::new(RoutePolicy::default()),
         });
+    }
+    if let Some(r) = dashboard_route(config, backends) {
+        routes.push(r);
     }
     let redirects = config
         .redirects
@@ -82,6 +90,38 @@ pub fn build_table(
         routes.extend(webhook_routes(config, hook, backends, secrets)?);
     }
     RouteTable::new(routes)?.with_redirects(redirects)
+}
+
+/// `[dashboard] route`: its host's root to the dashboard, over HTTPS only (plain HTTP is
+/// redirected, or 404 while no certificate names the host). `None` without the key or while
+/// the dashboard does not serve the proxy (off, or not bound at the agent's start).
+fn dashboard_route(
+    config: &AppConfig,
+    backends: &BTreeMap<String, Vec<Arc<Backend>>>,
+) -> Option<Route> {
+    let route = config.dashboard.route.as_ref()?;
+    let backends = backends.get(DASHBOARD_SERVICE)?.clone();
+    let local = dockhand_config::host_kind(&route.host) == HostKind::Local;
+    Some(Route {
+        host: Some(route.host.clone()),
+        path_prefix: "/".into(),
+        strip_prefix: false,
+        add_prefix: None,
+        max_body: None,
+        upstream_response_timeout: None,
+        service: DASHBOARD_SERVICE.into(),
+        backends,
+        https: RouteHttps {
+            redirect: true,
+            hsts_max_age: match config.proxy.hsts {
+                Hsts::MaxAge(d) if !local => Some(d.as_secs()),
+                _ => None,
+            },
+            https_only: true,
+        },
+        site: None,
+        policy: Arc::new(RoutePolicy::default()),
+    })
 }
 
 /// The webhook's routes: on its host, or on every host a service is routed on (a request
@@ -232,6 +272,7 @@ pub fn https_policy(config: &AppConfig, route: &dockhand_config::Route) -> Route
             Hsts::Off => None,
             Hsts::MaxAge(d) => Some(d.as_secs()),
         },
+        https_only: false,
     }
 }
 
@@ -319,6 +360,34 @@ command = "x"
         let web = table.lookup(Some("other.host"), "/api/x").unwrap();
         assert_eq!(web.service, "web");
         assert!(web.backends.is_empty());
+    }
+
+    #[test]
+    fn the_dashboard_route_is_its_hosts_root_https_only_once_its_listener_is_bound() {
+        let text = format!(
+            "{TWO}[proxy]\nhttps_listen = \"127.0.0.1:0\"\n[dashboard]\nroute = {{ host = \"ops.localhost\" }}\n"
+        );
+        let c = config(&text);
+        // Not bound (the dashboard is off): no route, the host answers nothing.
+        let table = build_table(&c, &BTreeMap::new(), &BTreeMap::new(), &Secrets::empty()).unwrap();
+        assert!(table
+            .routes()
+            .iter()
+            .all(|r| r.service != DASHBOARD_SERVICE));
+        let mut backends = BTreeMap::new();
+        let b = Backend::new(9, "127.0.0.1:4001".parse().unwrap());
+        backends.insert(DASHBOARD_SERVICE.to_string(), vec![b]);
+        let table = build_table(&c, &backends, &BTreeMap::new(), &Secrets::empty()).unwrap();
+        let dash = table.lookup(Some("ops.localhost"), "/deploys").unwrap();
+        assert_eq!(dash.service, DASHBOARD_SERVICE);
+        assert!(dash.https.https_only && dash.https.redirect);
+        // A local host: no HSTS, as for a service's local route.
+        assert_eq!(dash.https.hsts_max_age, None);
+        assert_eq!(dash.backends[0].id(), 9);
+        // The app's routes are as before.
+        let web = table.lookup(Some("other.host"), "/").unwrap();
+        assert_eq!(web.service, "web");
+        assert!(!web.https.https_only);
     }
 
     #[test]

@@ -39,6 +39,10 @@ pub enum DashboardRequest {
 pub struct DashboardLogin {
     /// Opens a session once; useless afterwards or after `expires_in_secs`.
     pub url: String,
+    /// The same link through the app's proxy (`[dashboard] route`), over HTTPS: the token
+    /// opens one session, on whichever of the two it is used first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_url: Option<String>,
     /// Where the dashboard listens.
     pub listen: String,
     pub role: DashboardRole,

@@ -50,7 +50,7 @@ pub struct IngressPlan {
 }
 
 /// The configuration the ingress gets: `config` without what only the services, the
-/// databases or an agent use.
+/// databases or an agent use (the metrics and dashboard routes lead to an agent).
 pub fn ingress_config(config: &AppConfig) -> AppConfig {
     let mut c = config.clone();
     for s in c.services.values_mut() {
@@ -62,6 +62,7 @@ pub fn ingress_config(config: &AppConfig) -> AppConfig {
     c.update = None;
     c.secret_sources.clear();
     c.monitor.metrics_route = None;
+    c.dashboard.route = None;
     c
 }
 

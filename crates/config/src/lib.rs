@@ -47,7 +47,7 @@ pub use acme::{
 };
 pub use certs::{covers, load_certificate, CertificateError, CertificateFile, LoadedCertificate};
 pub use cluster::{declares_cluster, ClusterConfig, ClusterEngine, ClusterNode, NodeRole};
-pub use dashboard::DashboardConfig;
+pub use dashboard::{DashboardConfig, DashboardRoute};
 pub use deploy::{parse_share, share_text, CanaryConfig, DeploySettings, Strategy};
 pub use destinations::DestinationConfig;
 pub use diagnostic::{Diagnostic, Severity};

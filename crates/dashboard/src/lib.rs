@@ -14,6 +14,11 @@
 //! CSRF token; failed logins are rate-limited. Pages are sent with a strict
 //! `Content-Security-Policy` and never hold a secret value: what they show comes from the
 //! API, which redacts secrets.
+//!
+//! Published on a route of the app's proxy (`[dashboard] route`), it is also served on a
+//! second loopback listener that only the proxy forwards to ([`serve_route`]): there it
+//! answers only to the route's host, only to requests the proxy received over HTTPS, and its
+//! session cookie is `Secure`. A login link then names the public host too.
 
 mod assets;
 mod auth;
@@ -28,7 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use dockhand_api::{ApiError, DashboardLogin, DashboardRole, Frame, Request};
 use tokio::sync::{mpsc, watch};
 
-pub use server::serve;
+pub use server::{serve, serve_route};
 
 /// A boxed future, as [`Backend::call`] returns.
 pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -52,6 +57,27 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// How long a session lasts.
     pub session: Duration,
+    /// Also published through the app's proxy.
+    pub route: Option<PublicRoute>,
+}
+
+/// Where the proxy publishes the dashboard: `https://HOST[:PORT]/`.
+#[derive(Debug, Clone)]
+pub struct PublicRoute {
+    pub host: String,
+    /// The proxy's HTTPS port (left out of URLs when 443).
+    pub https_port: u16,
+}
+
+impl PublicRoute {
+    /// `https://HOST[:PORT]`.
+    pub fn origin(&self) -> String {
+        if self.https_port == 443 {
+            format!("https://{}", self.host)
+        } else {
+            format!("https://{}:{}", self.host, self.https_port)
+        }
+    }
 }
 
 /// What the agent keeps of the dashboard: login links are made here. Cheap to clone.
@@ -96,6 +122,12 @@ impl DashboardHandle {
         let token = self.auth().issue(role, who, now());
         Ok(DashboardLogin {
             url: format!("http://{addr}/login?token={token}"),
+            route_url: self
+                .shared
+                .settings
+                .route
+                .as_ref()
+                .map(|r| format!("{}/login?token={token}", r.origin())),
             listen: addr.to_string(),
             role,
             expires_in_secs: auth::LOGIN_TTL_SECS,

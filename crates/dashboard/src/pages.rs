@@ -594,6 +594,13 @@ pub async fn restore_confirm(app: &App, v: &Viewer, id: &str, problem: Option<&s
 
 pub async fn service(app: &App, v: &Viewer, name: &str, window: Window) -> Markup {
     let status = app.call::<StatusReport>(Request::Status).await;
+    // The monitor's latest figures of the service: its CPU is only there (the metric store
+    // keeps no per-service CPU series to chart).
+    let top = app
+        .call::<dockhand_api::TopReport>(Request::Top)
+        .await
+        .ok()
+        .and_then(|t| t.services.into_iter().find(|s| s.name == name));
     let now = crate::now();
     let names: Vec<String> = [
         "requests_per_second",
@@ -659,6 +666,14 @@ pub async fn service(app: &App, v: &Viewer, name: &str, window: Window) -> Marku
             Some(s) => html! {
                 h1 { "Service " (s.name) }
                 p { (s.replicas) " replica(s)" @if let Some(r) = &s.route { " · route " code { (r) } } }
+                @if let Some(t) = &top {
+                    p #now {
+                        "Now: CPU "
+                        @if let Some(c) = t.cpu_cores { (format!("{:.0} %", c * 100.0)) " of a core" } @else { "–" }
+                        " · memory " (format!("{:.1} MiB", t.memory_bytes as f64 / 1_048_576.0))
+                        " · " (format!("{:.1}", t.requests_per_second)) " requests/s"
+                    }
+                }
                 h2 { "Instances" }
                 div.scroll tabindex="0" { table {
                     thead { tr { th scope="col" { "Instance" } th scope="col" { "Release" } th scope="col" { "State" } th scope="col" { "Health" } th scope="col" { "Restarts" } th scope="col" { "Up for" } th scope="col" { "Last probe" } } }

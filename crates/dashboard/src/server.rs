@@ -42,6 +42,8 @@ pub(crate) struct App {
     /// Turns true when the dashboard stops: open event streams end, so the graceful
     /// shutdown does not wait for browsers to go away.
     stopping: watch::Receiver<bool>,
+    /// Served over HTTPS (through the proxy's route): the session cookie is `Secure`.
+    secure: bool,
 }
 
 /// What a page handler knows about the browser asking.
@@ -60,11 +62,61 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     handle.set_bound(Some(addr));
+    let served = run(
+        handle.clone(),
+        backend,
+        listener,
+        Origin::Local(addr),
+        shutdown,
+    )
+    .await;
+    handle.set_bound(None);
+    served
+}
+
+/// Serves the dashboard to the app's proxy on `listener` (a loopback port the proxy's
+/// `[dashboard] route` forwards to) until `shutdown` resolves: only for the route's host,
+/// only what the proxy received over HTTPS, with `Secure` session cookies.
+pub async fn serve_route(
+    handle: DashboardHandle,
+    backend: Arc<dyn Backend>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let Some(route) = handle.settings().route.clone() else {
+        return Err(std::io::Error::other("the dashboard has no route"));
+    };
+    run(
+        handle,
+        backend,
+        listener,
+        Origin::Route(route.host),
+        shutdown,
+    )
+    .await
+}
+
+/// Who a listener serves: browsers on this machine (by its address), or the proxy's route.
+#[derive(Clone)]
+enum Origin {
+    Local(SocketAddr),
+    /// The route's host.
+    Route(String),
+}
+
+async fn run(
+    handle: DashboardHandle,
+    backend: Arc<dyn Backend>,
+    listener: TcpListener,
+    origin: Origin,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (stop, stopping) = watch::channel(false);
     let app = Arc::new(App {
-        handle: handle.clone(),
+        handle,
         backend,
         stopping,
+        secure: matches!(origin, Origin::Route(_)),
     });
     let router = Router::new()
         .route("/", get(overview))
@@ -91,26 +143,35 @@ pub async fn serve(
         .route("/live", get(live))
         .route("/assets/{file}", get(asset))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(addr, guard))
+        .layer(middleware::from_fn_with_state(origin, guard))
         .with_state(app);
-    let served = axum::serve(listener, router)
+    axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
             let _ = stop.send(true);
         })
-        .await;
-    handle.set_bound(None);
-    served
+        .await
 }
 
 /// Refuses a request for another host name (DNS rebinding: a page of another site resolved
-/// to this address), and adds the security headers to every answer.
-async fn guard(State(addr): State<SocketAddr>, req: HttpRequest, next: Next) -> Response {
-    let host_ok = req
+/// to this address), on the route's listener one the proxy did not receive over HTTPS, and
+/// adds the security headers to every answer.
+async fn guard(State(origin): State<Origin>, req: HttpRequest, next: Next) -> Response {
+    let host = req
         .headers()
         .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|h| host_allowed(h, addr));
+        .and_then(|h| h.to_str().ok());
+    let host_ok = match &origin {
+        Origin::Local(addr) => host.is_some_and(|h| host_allowed(h, *addr)),
+        Origin::Route(name) => {
+            // The proxy sets X-Forwarded-Proto itself, whatever the client sent.
+            let https = req
+                .headers()
+                .get("x-forwarded-proto")
+                .is_some_and(|p| p.as_bytes().eq_ignore_ascii_case(b"https"));
+            https && host.is_some_and(|h| host_name(h).eq_ignore_ascii_case(name))
+        }
+    };
     let mut resp = if host_ok {
         next.run(req).await
     } else {
@@ -142,6 +203,15 @@ async fn guard(State(addr): State<SocketAddr>, req: HttpRequest, next: Next) -> 
 
 /// `localhost`, a loopback or the listening address, with or without a port.
 fn host_allowed(host: &str, addr: SocketAddr) -> bool {
+    let name = host_name(host);
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip == addr.ip() || addr.ip().is_unspecified())
+}
+
+/// A `Host` header's name: without its port, an IPv6 address without its brackets.
+fn host_name(host: &str) -> &str {
     let name = match host.rsplit_once(':') {
         Some((n, port))
             if !n.is_empty()
@@ -152,11 +222,7 @@ fn host_allowed(host: &str, addr: SocketAddr) -> bool {
         }
         _ => host,
     };
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || ip == addr.ip() || addr.ip().is_unspecified())
+    name.trim_start_matches('[').trim_end_matches(']')
 }
 
 // ---- the session ----
@@ -292,8 +358,9 @@ async fn login(State(app): State<Arc<App>>, Query(q): Query<LoginQuery>) -> Resp
     let outcome = app.handle.auth().login(&q.token, secs, now());
     match outcome {
         Ok(id) => {
+            let secure = if app.secure { "; Secure" } else { "" };
             let cookie = format!(
-                "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={secs}"
+                "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={secs}{secure}"
             );
             let mut resp = Redirect::to("/").into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -336,7 +403,11 @@ async fn logout(
     let mut resp = (StatusCode::OK, pages::refused("You are logged out.")).into_response();
     resp.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("dockhand_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        HeaderValue::from_static(if app.secure {
+            "dockhand_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0; Secure"
+        } else {
+            "dockhand_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+        }),
     );
     resp
 }
@@ -914,6 +985,14 @@ mod tests {
         for bad in ["evil.example:9465", "example.org", "10.0.0.1:9465", ""] {
             assert!(!host_allowed(bad, addr), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_host_headers_name_is_without_its_port() {
+        assert_eq!(host_name("ops.example.com:8443"), "ops.example.com");
+        assert_eq!(host_name("ops.example.com"), "ops.example.com");
+        assert_eq!(host_name("[::1]:9465"), "::1");
+        assert_eq!(host_name("[::1]"), "::1");
     }
 
     #[test]

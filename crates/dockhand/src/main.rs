@@ -203,7 +203,10 @@ pub enum Command {
     /// The agent serves the dashboard on `[dashboard] listen` (127.0.0.1:9465 by default).
     /// The link opens one browser session (12 hours by default, `[dashboard] session`) with
     /// the chosen role; every action there is recorded in the event log with your name.
-    /// With --host / -d it prints the `ssh -L` command that brings the server's dashboard here.
+    /// With `[dashboard] route = { host = "ops.example.com" }` the link is
+    /// `https://ops.example.com/login?token=…`, through the app's proxy (the local one is
+    /// printed too; the token opens one session, wherever it is used first); otherwise, with
+    /// --host / -d, it prints the `ssh -L` command that brings the server's dashboard here.
     Dashboard(cmd::dashboard::DashboardArgs),
     /// List every host's certificate: source, issuer, expiry, next renewal, last error.
     ///

@@ -128,6 +128,9 @@ pub struct RouteHttps {
     pub redirect: bool,
     /// `Strict-Transport-Security: max-age=<seconds>` on responses served over HTTPS.
     pub hsts_max_age: Option<u64>,
+    /// Never served over plain HTTP: redirected to HTTPS once a certificate names the host,
+    /// 404 until then (the agent's dashboard).
+    pub https_only: bool,
 }
 
 /// One route's policy as applied now: computed from its [`RouteHttps`] and the served
@@ -136,15 +139,20 @@ pub struct RouteHttps {
 pub(crate) struct Applied {
     pub(crate) redirect: bool,
     pub(crate) hsts: Option<HeaderValue>,
+    pub(crate) https_only: bool,
 }
 
 impl Applied {
     pub(crate) fn new(policy: &RouteHttps, covered: bool) -> Applied {
         if !covered {
-            return Applied::default();
+            return Applied {
+                https_only: policy.https_only,
+                ..Applied::default()
+            };
         }
         Applied {
-            redirect: policy.redirect,
+            https_only: policy.https_only,
+            redirect: policy.redirect || policy.https_only,
             hsts: policy
                 .hsts_max_age
                 .and_then(|age| HeaderValue::from_str(&format!("max-age={age}")).ok()),
@@ -217,11 +225,25 @@ mod tests {
         let policy = RouteHttps {
             redirect: true,
             hsts_max_age: Some(31_536_000),
+            https_only: false,
         };
         let off = Applied::new(&policy, false);
-        assert!(!off.redirect && off.hsts.is_none());
+        assert!(!off.redirect && off.hsts.is_none() && !off.https_only);
         let on = Applied::new(&policy, true);
         assert!(on.redirect);
         assert_eq!(on.hsts.unwrap(), "max-age=31536000");
+    }
+
+    #[test]
+    fn an_https_only_route_redirects_when_covered_and_stays_https_only_when_not() {
+        let policy = RouteHttps {
+            redirect: false,
+            hsts_max_age: None,
+            https_only: true,
+        };
+        let off = Applied::new(&policy, false);
+        assert!(!off.redirect && off.https_only);
+        let on = Applied::new(&policy, true);
+        assert!(on.redirect && on.https_only);
     }
 }

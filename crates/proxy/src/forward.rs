@@ -603,6 +603,16 @@ fn add_hsts<B>(response: &mut Response<B>, rules: Rules) {
     }
 }
 
+/// A plain-HTTP request for an HTTPS-only route that cannot be redirected (no certificate
+/// names its host yet, or no HTTPS listener): answered as if nothing were routed there.
+fn https_only_refusal() -> ProxyError {
+    ProxyError::new(
+        ErrorKind::NoRoute,
+        ErrorSource::Downstream,
+        "this route is served over HTTPS only",
+    )
+}
+
 /// Routes by host and path and picks a backend (the only place the routing
 /// table is held, see `server::Active`), or answers a plain-HTTP request for a
 /// route that redirects to HTTPS.
@@ -662,6 +672,9 @@ fn route(
                     get_or_head,
                     port,
                 )));
+            }
+            if policy.https_only {
+                return Err(https_only_refusal());
             }
             None
         }

@@ -50,6 +50,9 @@ pub fn wanted(config: &AppConfig, file_names: &[Vec<String>]) -> Vec<Wanted> {
             hosts.push((host.clone(), challenges));
         }
     }
+    if let Some(route) = &config.dashboard.route {
+        hosts.push((route.host.clone(), acme.challenges.clone()));
+    }
     for name in &acme.domains {
         let challenges = if name.starts_with("*.") {
             vec![ChallengeKind::Dns01]
@@ -194,6 +197,22 @@ mod tests {
             ));
         }
         config(&text)
+    }
+
+    #[test]
+    fn the_dashboards_route_host_gets_a_certificate_like_a_routes() {
+        let c = config(
+            "app = \"shop\"\n[proxy]\nhttps_listen = \"127.0.0.1:8443\"\n[services.web]\ncommand = \"x\"\nport = 80\nroute = { host = \"shop.example.org\" }\n[dashboard]\nroute = { host = \"ops.example.org\" }\n",
+        );
+        let sets = wanted(&c, &[]);
+        assert_eq!(sets.len(), 1);
+        assert_eq!(
+            sets[0].names,
+            vec![
+                "ops.example.org".to_string(),
+                "shop.example.org".to_string()
+            ]
+        );
     }
 
     #[test]

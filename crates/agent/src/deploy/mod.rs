@@ -56,6 +56,9 @@ pub struct Deployer {
     pub canary: canary::CanaryStatus,
     /// The update webhook's loopback backend, routed when `[update] webhook` is set.
     pub webhook: Option<Arc<dockhand_proxy::Backend>>,
+    /// The dashboard's loopback listener for the proxy, routed when `[dashboard] route` is
+    /// set (bound at the agent's start).
+    pub dashboard: Option<Arc<dockhand_proxy::Backend>>,
 }
 
 /// How a deploy, reload, rollback or restart ended.
@@ -284,6 +287,9 @@ impl Deployer {
                 crate::update::webhook::ROUTE_NAME.to_string(),
                 vec![hook.clone()],
             );
+        }
+        if let Some(b) = &self.dashboard {
+            map.insert(crate::routes::DASHBOARD_SERVICE.into(), vec![b.clone()]);
         }
         map
     }

@@ -49,6 +49,7 @@ impl Harness {
             fleet,
             prober: Prober::new(events),
             webhook: None,
+            dashboard: None,
             failpoint: None,
             monitor: None,
             canary: Default::default(),

@@ -1,6 +1,7 @@
 //! `dockhand dashboard`: asks the agent for a one-time login link to its web dashboard,
-//! prints it, and opens it in a browser where there is one. For a remote host it prints the
-//! `ssh -L` command that brings the server's dashboard to this machine.
+//! prints it, and opens it in a browser where there is one. With `[dashboard] route` the
+//! link is the public HTTPS one through the app's proxy; otherwise, for a remote host, it
+//! prints the `ssh -L` command that brings the server's dashboard to this machine.
 
 use std::process::ExitCode;
 
@@ -53,6 +54,18 @@ pub fn run(g: &Global, args: &DashboardArgs) -> anyhow::Result<ExitCode> {
         role.as_str(),
         login.expires_in_secs / 60
     );
+    if let Some(public) = &login.route_url {
+        // Published through the proxy over HTTPS: the same token works at either address.
+        println!("  {public}");
+        println!(
+            "(or on the server itself, at {}: {})",
+            login.listen, login.url
+        );
+        if !args.no_open && open_in_browser(public) {
+            println!("opened in your browser");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("  {}", login.url);
     if let Some(dest) = remote {
         println!(

@@ -548,3 +548,174 @@ fn the_dashboard_in_a_real_browser_logs_in_shows_the_app_rolls_back_restores_and
         "the app printed the secret to its log"
     );
 }
+
+/// `curl` over HTTPS to the proxy's `https` port as `host`, trusting only `ca`; the status,
+/// the response headers and the body.
+fn curl_https(
+    https: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+    ca: &Path,
+    cookie: Option<&str>,
+) -> (String, String, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-s",
+        "-m",
+        "10",
+        "-D",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "--cacert",
+    ])
+    .arg(ca)
+    .arg("--resolve")
+    .arg(format!("{host}:{}:127.0.0.1", https.port()));
+    if let Some(c) = cookie {
+        cmd.args(["-H", &format!("Cookie: {c}")]);
+    }
+    let out = cmd
+        .arg(format!("https://{host}:{}{path}", https.port()))
+        .output()
+        .expect("curl is installed (apt-get install -y curl)");
+    split_curl(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `curl` over plain HTTP to the proxy at `addr` with `Host: host`.
+fn curl_http(addr: &str, host: &str, path: &str, cookie: Option<&str>) -> (String, String, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-m", "10", "-D", "-", "-w", "\n%{http_code}", "-H"])
+        .arg(format!("Host: {host}"));
+    if let Some(c) = cookie {
+        cmd.args(["-H", &format!("Cookie: {c}")]);
+    }
+    let out = cmd
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .expect("curl is installed (apt-get install -y curl)");
+    split_curl(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `curl -D - -w '\n%{http_code}'`'s output as (status, headers, body).
+fn split_curl(text: &str) -> (String, String, String) {
+    let (rest, code) = text.rsplit_once('\n').unwrap_or((text, ""));
+    let (headers, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+    (code.to_string(), headers.to_string(), body.to_string())
+}
+
+fn header<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
+    headers.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn the_dashboard_on_a_proxy_route_is_https_only_behind_login_with_a_secure_cookie() {
+    let sb = sandbox();
+    // One certificate for the app's host and the dashboard's.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["app.test".to_string(), "ops.test".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let ca = sb.write("certs/site.pem", &cert.pem());
+    let key_path = sb.write("certs/site.key", &key.serialize_pem());
+    std::fs::set_permissions(
+        &key_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let base_toml = crate::testapp_toml("VERSION = \"v1\"", 1, "20s");
+
+    // Without HTTPS, `check` refuses the route, at its host.
+    sb.write(
+        "dockhand.toml",
+        &format!("{base_toml}\n[dashboard]\nroute = {{ host = \"ops.test\" }}\n"),
+    );
+    let out = expect(&sb, &["check"], 2);
+    let err =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let line = base_toml.lines().count() + 3;
+    assert!(
+        err.contains(&format!("dockhand.toml:{line}:18"))
+            && err.contains("only over HTTPS")
+            && err.contains("https_listen"),
+        "{err}"
+    );
+
+    let toml = base_toml.replace(
+        "drain_timeout = \"10s\"\n",
+        "drain_timeout = \"10s\"\nhttps_listen = \"127.0.0.1:0\"\ncertificates = [{ cert = \"certs/site.pem\", key = \"certs/site.key\" }]\n",
+    ) + "\n[dashboard]\nroute = { host = \"ops.test\" }\n";
+    sb.write("dockhand.toml", &toml);
+    expect(&sb, &["check"], 0);
+    let _agent = sb.start_agent();
+    let (_, status) = sb.json(&["status"]);
+    let https: std::net::SocketAddr = status["agent"]["https_listen"]
+        .as_str()
+        .unwrap_or_else(|| panic!("status has no https_listen: {status:#}"))
+        .parse()
+        .unwrap();
+    let http = sb.proxy_addr();
+
+    // Plain HTTP never serves it: a redirect to HTTPS, with or without a session.
+    let (code, headers, body) = curl_http(&http, "ops.test", "/", None);
+    assert_eq!(code, "301", "{headers}\n{body}");
+    assert_eq!(
+        header(&headers, "location"),
+        Some(format!("https://ops.test:{}/", https.port()).as_str()),
+        "{headers}"
+    );
+    // No session: the page that says how to log in, nothing of the app.
+    let (code, _, body) = curl_https(https, "ops.test", "/", &ca, None);
+    assert_eq!(code, "401", "{body}");
+    assert!(!body.contains("web"), "{body}");
+    let (code, _, _) = curl_https(https, "ops.test", "/config", &ca, None);
+    assert_eq!(code, "401");
+
+    // The login link names the public host; its token opens a session with a Secure cookie.
+    let (code, login) = sb.json(&["dashboard", "--no-open"]);
+    assert_eq!(code, Some(0), "{login}");
+    let route_url = login["route_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no route_url: {login:#}"));
+    let prefix = format!("https://ops.test:{}/login?token=", https.port());
+    assert!(route_url.starts_with(&prefix), "{route_url}");
+    let path = &route_url[prefix.len() - "/login?token=".len()..];
+    let (code, headers, _) = curl_https(https, "ops.test", path, &ca, None);
+    assert_eq!(code, "303", "{headers}");
+    let set_cookie = header(&headers, "set-cookie").unwrap_or_else(|| panic!("{headers}"));
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(set_cookie.contains(attr), "{set_cookie}");
+    }
+    let session = set_cookie.split(';').next().unwrap().to_string();
+    // The token worked once: a second use is refused.
+    let (code, _, _) = curl_https(https, "ops.test", path, &ca, None);
+    assert_eq!(code, "401");
+
+    let (code, headers, body) = curl_https(https, "ops.test", "/", &ca, Some(&session));
+    assert_eq!(code, "200", "{headers}\n{body}");
+    assert!(body.contains("/services/web"), "{body}");
+    assert!(
+        header(&headers, "content-security-policy").is_some(),
+        "{headers}"
+    );
+    let (code, _, _) = curl_http(&http, "ops.test", "/", Some(&session));
+    assert_eq!(code, "301");
+    // A service's page has the monitor's latest figures, its CPU among them.
+    let (code, _, body) = curl_https(https, "ops.test", "/services/web", &ca, Some(&session));
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains("Now: CPU"), "{body}");
+
+    // The app's own host is unaffected: its own HTTPS redirect, and served over HTTPS.
+    let (code, headers, _) = curl_http(&http, "app.test", "/version", None);
+    assert_eq!(code, "301", "{headers}");
+    assert_eq!(
+        header(&headers, "location"),
+        Some(format!("https://app.test:{}/version", https.port()).as_str())
+    );
+    let (code, _, body) = curl_https(https, "app.test", "/version", &ca, None);
+    assert_eq!((code.as_str(), body.as_str()), ("200", "v1"));
+}

@@ -100,6 +100,7 @@ fn secure_route(host: &str, up: std::net::SocketAddr) -> dockhand_proxy::Route {
     r.https = RouteHttps {
         redirect: true,
         hsts_max_age: Some(86_400),
+        ..Default::default()
     };
     r
 }
