@@ -23,6 +23,7 @@ use dockhand_config::{AppConfig, UpdateConfig};
 use dockhand_state::{RevisionStatus, Store};
 
 use crate::backups::Backups;
+use crate::deploy::failpoint::crash_point;
 use crate::deploy::{DeployKind, DeployOutcome, Deployer};
 use crate::error::{AgentError, Result};
 use crate::events::EventKind;
@@ -356,6 +357,7 @@ impl Updater {
             }
         }
         git::fetch(&project, remote, &update.branch).await?;
+        crash_point("update", "fetched");
         let previous = git::head(&project).await?;
         self.store()
             .record_revision(commit, RevisionStatus::Deploying, None, "")?;
@@ -365,9 +367,11 @@ impl Updater {
                 format!("the project's checkout could not move to it: {e}"),
             );
         }
+        crash_point("update", "checked-out");
         let outcome = self.deploy_checkout(&who).await;
         match outcome {
             Ok(o) if o.succeeded => {
+                crash_point("update", "deployed");
                 self.store().record_revision(
                     commit,
                     RevisionStatus::Deployed,
