@@ -55,5 +55,13 @@ pub use health::{probe, ProbeKind, ProbePlan};
 pub use layout::StateLayout;
 pub use secrets::{load as load_secrets, Redactor};
 
+/// The pure parsers and timing rules the fuzz targets (`fuzz/`) exercise: not an API, and
+/// nothing in the workspace uses it.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::scheduler::{missed, Schedule};
+    pub use crate::update::webhook::{pushed_ref, verify, Forge, Verified};
+}
+
 /// Where progress of a long operation goes (a socket client, or the terminal for `up`).
 pub type Sink<'a> = &'a (dyn Fn(dockhand_api::Progress) + Send + Sync);

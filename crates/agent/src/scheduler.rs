@@ -62,17 +62,23 @@ impl Schedule {
     }
 
     /// The first time after `after` the job is due; `last_run` anchors an interval.
+    ///
+    /// A wall clock stepped back (NTP correcting a fast clock, a restored VM) can put the last
+    /// run after `after`: a cron job is then due at its first time after that run, not again
+    /// at a time it already ran at, and an interval job waits at most one interval from now.
     pub fn next_after(
         &self,
         after: DateTime<Utc>,
         last_run: Option<DateTime<Utc>>,
     ) -> Option<DateTime<Utc>> {
         match self {
-            Schedule::Cron { cron, local, .. } => next_in(cron, *local, after),
+            Schedule::Cron { cron, local, .. } => {
+                next_in(cron, *local, last_run.map_or(after, |last| last.max(after)))
+            }
             Schedule::Every(every) => {
                 let every = chrono::Duration::from_std(*every).ok()?;
                 Some(match last_run {
-                    Some(last) if last + every > after => last + every,
+                    Some(last) if last + every > after => (last + every).min(after + every),
                     Some(_) => after + every,
                     None => after,
                 })
@@ -416,6 +422,47 @@ mod tests {
         assert_eq!(
             s.next_after(now, Some(at("2026-03-01T09:30:00Z"))),
             Some(at("2026-03-01T10:30:00Z"))
+        );
+    }
+
+    #[test]
+    fn a_clock_stepped_back_an_hour_does_not_run_a_job_twice() {
+        // Ran at 03:00; then the clock is set back an hour (it was fast).
+        let nightly = Schedule::cron("0 3 * * *").unwrap();
+        let ran = at("2026-03-01T03:00:00.2Z");
+        let back = at("2026-03-01T02:00:05Z");
+        assert_eq!(
+            nightly.next_after(back, Some(ran)),
+            Some(at("2026-03-02T03:00:00Z")),
+            "not 03:00 again the same day"
+        );
+        // An hourly interval: due an hour from the stepped-back now, not two.
+        let hourly = Schedule::Every(Duration::from_secs(3600));
+        assert_eq!(
+            hourly.next_after(back, Some(ran)),
+            Some(at("2026-03-01T03:00:05Z"))
+        );
+    }
+
+    #[test]
+    fn a_clock_stepped_forward_an_hour_runs_a_passed_time_once() {
+        // Ran at 03:00; every half hour. The clock jumps from 03:10 to 04:10: 03:30 and 04:00
+        // passed, the job runs once now (the scheduler sees a due time in the past), then at
+        // 04:30.
+        let s = Schedule::cron("0,30 * * * *").unwrap();
+        let ran = at("2026-03-01T03:00:00.2Z");
+        let due = s.next_after(at("2026-03-01T03:10:00Z"), Some(ran)).unwrap();
+        assert_eq!(due, at("2026-03-01T03:30:00Z"));
+        let jumped = at("2026-03-01T04:10:00Z");
+        assert!(due <= jumped, "due: runs at once");
+        assert_eq!(
+            s.next_after(jumped, Some(jumped)),
+            Some(at("2026-03-01T04:30:00Z"))
+        );
+        assert_eq!(
+            missed(&s, Some(ran), jumped),
+            Some(at("2026-03-01T04:00:00Z")),
+            "one missed time, not two"
         );
     }
 

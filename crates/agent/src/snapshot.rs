@@ -275,8 +275,15 @@ impl Walk<'_> {
                 let read_from = match &target {
                     Some(target) => {
                         std::fs::copy(&path, target).map_err(|e| {
+                            let full = if e.kind() == std::io::ErrorKind::StorageFull {
+                                "; the disk holding the state directory is full: free space \
+                                 (each retained release keeps a copy of the project) and \
+                                 deploy again"
+                            } else {
+                                ""
+                            };
                             env(format!(
-                                "failed to copy {} into the release: {e}",
+                                "failed to copy {} into the release: {e}{full}",
                                 path.display()
                             ))
                         })?;

@@ -239,7 +239,7 @@ async fn one(
             let facts = tokio::task::spawn_blocking(move || {
                 let r = sources::sqlite::snapshot(&p, &c);
                 if r.is_err() {
-                    let _ = std::fs::remove_file(&c);
+                    sources::sqlite::discard(&c);
                 }
                 r
             })

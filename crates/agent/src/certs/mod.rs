@@ -34,6 +34,7 @@ use tokio::sync::Notify;
 
 pub use plan::Source;
 
+use crate::deploy::failpoint::crash_point;
 use crate::error::{AgentError, Result};
 use crate::events::{EventKind, Events};
 use crate::fleet::Fleet;
@@ -308,6 +309,7 @@ impl CertManager {
                 // Served before anyone can read the set as valid: `certs` and the tests
                 // that connect right after it must not meet the old certificate.
                 self.publish();
+                crash_point("certs", "served");
             }
             Err(failure) => {
                 record.failures += 1;
@@ -367,6 +369,7 @@ impl CertManager {
         *lock(&self.shared.local_ca) = Some(ca.cert_pem.clone());
         let (chain, key) = ca.issue(&wanted.names).map_err(Failure::from)?;
         files.write_bundle(&chain, &key).map_err(Failure::from)?;
+        crash_point("certs", "stored");
         self.load_written(files)
     }
 
@@ -434,9 +437,11 @@ impl CertManager {
                 )))
             }
         };
+        crash_point("certs", "finalized");
         files
             .write_bundle(&issued.chain_pem, &issued.key_pem)
             .map_err(Failure::from)?;
+        crash_point("certs", "stored");
         self.load_written(files)
     }
 

@@ -44,6 +44,22 @@ impl Failpoint {
     }
 }
 
+/// A named crash point outside the deploy executor (certificate renewal, update): with
+/// `DOCKHAND_CRASH_AFTER=<point>@<scope>` a debug build kills itself with SIGKILL when it
+/// reaches `point` of `scope` (`certs`, `update`). Release builds never read the variable.
+pub(crate) fn crash_point(scope: &str, point: &str) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    let Ok(want) = std::env::var(ENV) else {
+        return;
+    };
+    if want.split_once('@') == Some((point, scope)) {
+        tracing::warn!("{ENV}: killing the agent at {scope} crash point `{point}`");
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -24,6 +24,7 @@ use dockhand_state::{RevisionStatus, Store};
 
 use crate::backups::Backups;
 use crate::deploy::timing::{Timed, Timing};
+use crate::deploy::failpoint::crash_point;
 use crate::deploy::{DeployKind, DeployOutcome, Deployer};
 use crate::error::{AgentError, Result};
 use crate::events::EventKind;
@@ -388,6 +389,7 @@ impl Updater {
         }
         let since = Instant::now();
         git::fetch(&project, remote, &update.branch).await?;
+        crash_point("update", "fetched");
         let previous = git::head(&project).await?;
         self.store()
             .record_revision(commit, RevisionStatus::Deploying, None, "")?;
@@ -399,12 +401,14 @@ impl Updater {
                 format!("the project's checkout could not move to it: {e}"),
             );
         }
+        crash_point("update", "checked-out");
         let outcome = self.deploy_checkout(&who).await;
         if let Ok(o) = &outcome {
             steps.extend(o.steps.iter().cloned());
         }
         match outcome {
             Ok(o) if o.succeeded => {
+                crash_point("update", "deployed");
                 self.store().record_revision(
                     commit,
                     RevisionStatus::Deployed,

@@ -127,6 +127,8 @@ pub fn verify(
         Forge::Gitea => header("x-gitea-delivery"),
         Forge::GitLab => header("idempotency-key").or(header("x-gitlab-event-uuid")),
     }
+    // An empty id would make every later request without one look like its replay.
+    .filter(|id| !id.trim().is_empty())
     .map(str::to_string)
     .unwrap_or_else(|| hex::encode(Sha256::digest(body)));
     Ok(Verified {
@@ -410,6 +412,19 @@ mod tests {
         assert_eq!((v.forge, v.delivery.as_str()), (Forge::Gitea, "g-1"));
         let bad = headers(&[("x-gitea-event", "push"), ("x-gitea-signature", "zz")]);
         assert!(verify(&bad, BODY, "k").is_err());
+    }
+
+    #[test]
+    fn an_empty_delivery_id_is_keyed_by_the_body_instead() {
+        // Found by the webhook fuzz target: an empty id, remembered, made every later request
+        // without one a "replay".
+        let h = headers(&[
+            ("x-gitea-event", "push"),
+            ("x-gitea-delivery", " "),
+            ("x-gitea-signature", &sign("k", BODY)),
+        ]);
+        let v = verify(&h, BODY, "k").unwrap();
+        assert_eq!(v.delivery, hex::encode(Sha256::digest(BODY)));
     }
 
     #[test]

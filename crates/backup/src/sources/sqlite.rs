@@ -50,6 +50,16 @@ pub fn snapshot(live: &Path, copy: &Path) -> Result<Facts> {
     })
 }
 
+/// Removes a staged copy that failed, with the rollback journal SQLite leaves beside it when
+/// the copy failed mid-write (a full disk).
+pub fn discard(copy: &Path) {
+    for suffix in ["", "-journal", "-wal", "-shm"] {
+        let mut p = copy.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
 /// `PRAGMA integrity_check` and the row count of every table of a database file.
 pub fn check(path: &Path) -> Result<BTreeMap<String, u64>> {
     let db = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)

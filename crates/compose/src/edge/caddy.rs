@@ -145,6 +145,14 @@ pub fn read(proxy: &str, text: &str, services: &[String]) -> EdgeRead {
             }
             continue;
         }
+        // A bare `{` inside a block (or `word{`, which Caddy reads as one token): a block with
+        // nothing dockhand reads.
+        let Some(&directive) = head.first() else {
+            if opens {
+                stack.push(Frame::Other);
+            }
+            continue;
+        };
         let hosts = site.unwrap_or_default();
         let host_list: Vec<Option<String>> = if hosts.is_empty() {
             vec![None]
@@ -152,7 +160,7 @@ pub fn read(proxy: &str, text: &str, services: &[String]) -> EdgeRead {
             hosts.iter().cloned().map(Some).collect()
         };
         let (path, strip) = handle.clone().unwrap_or((None, false));
-        match head[0] {
+        match directive {
             "handle" | "handle_path" | "route" if opens => {
                 let p = head
                     .get(1)

@@ -17,19 +17,19 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use crate::{sandbox, show};
 
 /// The hosts of the two-service apps below (one order: they share `shop-it.dev`).
-const A: &str = "a.shop-it.dev";
-const B: &str = "b.shop-it.dev";
+pub(crate) const A: &str = "a.shop-it.dev";
+pub(crate) const B: &str = "b.shop-it.dev";
 
-struct Site {
-    sb: Sandbox,
-    pebble: Pebble,
+pub(crate) struct Site {
+    pub(crate) sb: Sandbox,
+    pub(crate) pebble: Pebble,
     http: u16,
     https: u16,
 }
 
 /// A sandbox with two testapp services on hosts A and B, its proxy on fresh ports that a
 /// fresh pebble validates against; `acme` is added to `[proxy.acme]`.
-fn site(acme: &str, options: PebbleOptions) -> Site {
+pub(crate) fn site(acme: &str, options: PebbleOptions) -> Site {
     let (http, https) = (free_port(), free_port());
     let pebble = Pebble::start(http, https, options);
     let sb = sandbox();
@@ -89,7 +89,7 @@ fn certs(sb: &Sandbox) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
-fn row(sb: &Sandbox, host: &str) -> serde_json::Value {
+pub(crate) fn row(sb: &Sandbox, host: &str) -> serde_json::Value {
     certs(sb)
         .into_iter()
         .find(|r| r["host"] == host)
@@ -97,7 +97,7 @@ fn row(sb: &Sandbox, host: &str) -> serde_json::Value {
 }
 
 /// Waits until every host's certificate is valid.
-fn wait_valid(sb: &Sandbox, hosts: &[&str], timeout: Duration) {
+pub(crate) fn wait_valid(sb: &Sandbox, hosts: &[&str], timeout: Duration) {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let rows = certs(sb);
@@ -130,14 +130,14 @@ fn wait_for(sb: &Sandbox, what: &str, timeout: Duration, mut cond: impl FnMut() 
     }
 }
 
-fn events(sb: &Sandbox) -> String {
+pub(crate) fn events(sb: &Sandbox) -> String {
     let out = sb.run(&["events", "-n", "200"]);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A TLS client trusting only `root_pem`. No session resumption: a resumed session reports
 /// the certificate of the handshake it resumes, and these tests look at what is served now.
-fn client(root_pem: &str) -> Arc<rustls::ClientConfig> {
+pub(crate) fn client(root_pem: &str) -> Arc<rustls::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
@@ -155,12 +155,12 @@ fn client(root_pem: &str) -> Arc<rustls::ClientConfig> {
 }
 
 /// A keep-alive HTTPS connection to the proxy as `host`, verified against `config`.
-struct Conn {
+pub(crate) struct Conn {
     stream: rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
 }
 
 impl Conn {
-    fn open(
+    pub(crate) fn open(
         config: &Arc<rustls::ClientConfig>,
         addr: SocketAddr,
         host: &str,
@@ -178,14 +178,14 @@ impl Conn {
     }
 
     /// The serial number of the certificate the server presented.
-    fn serial(&self) -> String {
+    pub(crate) fn serial(&self) -> String {
         let der = &self.stream.conn.peer_certificates().unwrap()[0];
         let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
         cert.tbs_certificate.raw_serial_as_string()
     }
 
     /// GET `path`; the status and body.
-    fn get(&mut self, host: &str, path: &str) -> std::io::Result<(u16, String)> {
+    pub(crate) fn get(&mut self, host: &str, path: &str) -> std::io::Result<(u16, String)> {
         use std::io::{Read, Write};
         write!(self.stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n")?;
         self.stream.flush()?;
@@ -223,7 +223,7 @@ pub fn https_get_trusting(root_pem: &str, addr: SocketAddr, host: &str, path: &s
     body
 }
 
-fn https_addr(site: &Site) -> SocketAddr {
+pub(crate) fn https_addr(site: &Site) -> SocketAddr {
     format!("127.0.0.1:{}", site.https).parse().unwrap()
 }
 

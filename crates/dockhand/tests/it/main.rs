@@ -5,6 +5,7 @@
 mod acme;
 mod backups;
 mod canary;
+mod chaos_crash;
 mod checks;
 mod cli;
 mod cluster;
