@@ -32,7 +32,10 @@ fn accepted_by_reference(forge: Forge, headers: &HeaderMap, body: &[u8], secret:
             body,
         ),
         Forge::Gitea => signs(header("x-gitea-signature"), secret, body),
-        Forge::GitLab => !secret.is_empty() && header("x-gitlab-token") == Some(secret),
+        Forge::GitLab => {
+            !secret.is_empty()
+                && headers.get("x-gitlab-token").map(|v| v.as_bytes()) == Some(secret.as_bytes())
+        }
     }
 }
 

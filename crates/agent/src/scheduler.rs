@@ -37,10 +37,7 @@ pub enum Schedule {
 impl Schedule {
     /// A cron expression: `min hour day month weekday`, or with seconds first.
     pub fn cron(expr: &str) -> Result<Schedule> {
-        let cron = croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Optional)
-            .build()
-            .parse(expr)
+        let cron = dockhand_config::parse_cron(expr)
             .map_err(|e| AgentError::config(format!("invalid cron expression {expr:?}: {e}")))?;
         Ok(Schedule::Cron {
             expr: expr.to_string(),

@@ -310,10 +310,7 @@ impl Parser<'_> {
     /// A cron expression (5 fields, or 6 with seconds) that fires at least once.
     pub(crate) fn cron(&mut self, f: &Field<'_>) -> Option<String> {
         let text = self.string(f)?;
-        let parsed = croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Optional)
-            .build()
-            .parse(&text);
+        let parsed = crate::cron::parse_cron(&text);
         match parsed {
             Err(e) => {
                 self.error(value_span(f), Some(&f.path), format!("invalid cron expression `{text}`: {e}"), Some("write five fields: minute hour day-of-month month day-of-week, e.g. \"0 2 * * *\" (02:00 every day, server time)".into()));

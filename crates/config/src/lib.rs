@@ -12,6 +12,7 @@ mod certs;
 mod cluster;
 mod container;
 mod container_keys;
+mod cron;
 mod dashboard;
 mod database;
 mod deploy;
@@ -47,6 +48,7 @@ pub use acme::{
 };
 pub use certs::{covers, load_certificate, CertificateError, CertificateFile, LoadedCertificate};
 pub use cluster::{declares_cluster, ClusterConfig, ClusterEngine, ClusterNode, NodeRole};
+pub use cron::parse_cron;
 pub use dashboard::{DashboardConfig, DashboardRoute};
 pub use deploy::{parse_share, share_text, CanaryConfig, DeploySettings, Strategy};
 pub use destinations::DestinationConfig;

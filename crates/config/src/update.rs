@@ -79,11 +79,9 @@ impl Window {
                     (on(today) && minute >= *start) || (on(yesterday) && minute < *end)
                 }
             }
-            Window::Cron { spec } => croner::parser::CronParser::builder()
-                .seconds(croner::parser::Seconds::Optional)
-                .build()
-                .parse(spec)
-                .and_then(|c| c.is_time_matching(at))
+            Window::Cron { spec } => crate::cron::parse_cron(spec)
+                .ok()
+                .and_then(|c| c.is_time_matching(at).ok())
                 .unwrap_or(false),
         }
     }

@@ -106,9 +106,11 @@ pub fn verify(
         Forge::Gitea => {
             header("x-gitea-signature").is_some_and(|sig| hmac_matches(secret, body, sig))
         }
-        // Digests compared, so the time taken says nothing about the secret.
-        Forge::GitLab => header("x-gitlab-token").is_some_and(|token| {
-            !secret.is_empty() && Sha256::digest(token) == Sha256::digest(secret)
+        // Digests compared, so the time taken says nothing about the secret. The header's
+        // bytes: a secret with non-ASCII characters is sent as its UTF-8 bytes, which
+        // `to_str` refuses (found by the webhook fuzz target).
+        Forge::GitLab => headers.get("x-gitlab-token").is_some_and(|token| {
+            !secret.is_empty() && Sha256::digest(token.as_bytes()) == Sha256::digest(secret)
         }),
     };
     if !signed {
@@ -444,6 +446,17 @@ mod tests {
             verify(&h, BODY, "tok").unwrap().delivery,
             hex::encode(Sha256::digest(BODY))
         );
+    }
+
+    #[test]
+    fn a_gitlab_token_with_non_ascii_characters_is_verified_by_its_bytes() {
+        let mut h = headers(&[("x-gitlab-event", "Push Hook")]);
+        h.insert(
+            "x-gitlab-token",
+            http::HeaderValue::from_bytes("tök-ü".as_bytes()).unwrap(),
+        );
+        assert!(verify(&h, BODY, "tök-ü").is_ok());
+        assert!(verify(&h, BODY, "tok-u").is_err());
     }
 
     #[test]

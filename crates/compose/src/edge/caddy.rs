@@ -102,7 +102,8 @@ pub fn read(proxy: &str, text: &str, services: &[String]) -> EdgeRead {
                         h.trim_start_matches("https://")
                             .trim_start_matches("http://")
                     })
-                    .map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase())
+                    // `host[:port][/path]`: the path part matches requests, it is no host.
+                    .map(|h| h.split(['/', ':']).next().unwrap_or(h).to_ascii_lowercase())
                     .filter(|h| h != "localhost" && !h.is_empty())
                     .collect();
                 if head
