@@ -594,8 +594,7 @@ pub async fn restore_confirm(app: &App, v: &Viewer, id: &str, problem: Option<&s
 
 pub async fn service(app: &App, v: &Viewer, name: &str, window: Window) -> Markup {
     let status = app.call::<StatusReport>(Request::Status).await;
-    // The monitor's latest figures of the service: its CPU is only there (the metric store
-    // keeps no per-service CPU series to chart).
+    // The monitor's latest figures of the service, for the line above its charts.
     let top = app
         .call::<dockhand_api::TopReport>(Request::Top)
         .await
@@ -607,6 +606,7 @@ pub async fn service(app: &App, v: &Viewer, name: &str, window: Window) -> Marku
         "p50_ms",
         "p99_ms",
         "error_ratio",
+        "cpu_ratio",
         "memory_bytes",
     ]
     .iter()
@@ -700,6 +700,7 @@ pub async fn service(app: &App, v: &Viewer, name: &str, window: Window) -> Marku
                             "p50_ms" => ("p50 latency", " ms", 1.0),
                             "p99_ms" => ("p99 latency", " ms", 1.0),
                             "error_ratio" => ("5xx responses", " %", 100.0),
+                            "cpu_ratio" => ("CPU (% of a core)", " %", 100.0),
                             _ => ("Memory", " MiB", 1.0 / 1_048_576.0),
                         };
                         (chart::sparkline(label, unit, &scaled(points, scale), since, now))

@@ -442,12 +442,20 @@ impl Monitor {
                 }
             }
         }
-        let mut per_service: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut per_service: BTreeMap<&str, (u64, Option<f64>)> = BTreeMap::new();
         for i in &instances {
-            *per_service.entry(&i.service).or_default() += i.rss_bytes.unwrap_or(0);
+            let e = per_service.entry(&i.service).or_default();
+            e.0 += i.rss_bytes.unwrap_or(0);
+            if let Some(r) = i.cpu_ratio {
+                e.1 = Some(e.1.unwrap_or(0.0) + r);
+            }
         }
-        for (s, rss) in per_service {
+        for (s, (rss, cpu)) in per_service {
             points.push((format!("service:{s}:memory_bytes"), rss as f64));
+            // Cores busy with the service's instances (1.0: one core), from its second sample.
+            if let Some(cpu) = cpu {
+                points.push((format!("service:{s}:cpu_ratio"), cpu));
+            }
         }
         if let Some(r) = cpu_ratio {
             points.push(("host:cpu_ratio".into(), r));

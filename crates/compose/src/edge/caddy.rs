@@ -104,7 +104,13 @@ pub fn read(proxy: &str, text: &str, services: &[String]) -> EdgeRead {
                     })
                     // `host[:port][/path]`: the path part matches requests, it is no host.
                     .map(|h| h.split(['/', ':']).next().unwrap_or(h).to_ascii_lowercase())
-                    .filter(|h| h != "localhost" && !h.is_empty())
+                    // A name dockhand can route: no placeholder (`{$DOMAIN}`), no stray brace.
+                    .filter(|h| {
+                        h != "localhost"
+                            && !h.is_empty()
+                            && h.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '*' | '_'))
+                    })
                     .collect();
                 if head
                     .iter()

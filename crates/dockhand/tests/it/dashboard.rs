@@ -332,12 +332,12 @@ fn the_dashboard_in_a_real_browser_logs_in_shows_the_app_rolls_back_restores_and
             .unwrap();
         assert_eq!(inside, serde_json::json!(true), "the focus after the skip link");
 
-        // The service's figures (p50 and p99, 5xx, memory) and the host's (CPU, memory,
+        // The service's figures (p50 and p99, 5xx, CPU, memory) and the host's (CPU, memory,
         // disks) over the last hour; the window picker for a day (whose 5-minute points the
         // store has only after the first five minutes).
         c.goto(&format!("{home}/services/web")).await.unwrap();
         let page = eventually(&c, "the service's and the host's charts", |s| {
-            s.contains("p50 latency: now") && s.contains("CPU: now")
+            s.contains("p50 latency: now") && s.contains("CPU: now") && s.contains("CPU (% of a core): now")
         })
         .await;
         assert!(page.contains("web-0 is healthy"), "the health history: {page}");
