@@ -169,8 +169,18 @@ pub fn read(proxy: &str, text: &str, services: &[String]) -> EdgeRead {
         let (path, strip) = handle.clone().unwrap_or((None, false));
         match directive {
             "handle" | "handle_path" | "route" if opens => {
-                let p = head
-                    .get(1)
+                // A path matcher; a named one (`@api`) or anything else is not read.
+                let matcher = head.get(1).filter(|m| **m != "{");
+                if matcher.is_some_and(|m| !m.starts_with('/')) {
+                    out.note(
+                        proxy,
+                        "Caddyfile",
+                        NoteKind::Assumed,
+                        format!("`{line}`: only path matchers are read; this block is taken as the whole site"),
+                    );
+                }
+                let p = matcher
+                    .filter(|m| m.starts_with('/'))
                     .map(|p| p.trim_end_matches('*').trim_end_matches('/').to_owned())
                     .filter(|p| !p.is_empty());
                 stack.push(Frame::Handle {
