@@ -27,11 +27,23 @@ mod tests {
 
     #[test]
     fn an_empty_list_element_is_refused_before_croner_searches_forever() {
-        for bad in [", 0 0 * * *", "0 , * * *", "0 0, * * *", "0 0 ,1 * *", "0 0 1,,2 * *"] {
+        for bad in [
+            ", 0 0 * * *",
+            "0 , * * *",
+            "0 0, * * *",
+            "0 0 ,1 * *",
+            "0 0 1,,2 * *",
+        ] {
             let e = parse_cron(bad).expect_err(bad);
             assert!(e.contains("empty list element"), "{bad}: {e}");
         }
-        for good in ["0 2 * * *", "*/5 * * * *", "30 0 2 * * *", "0 0 1,15 * *", "0 0 * * 5L"] {
+        for good in [
+            "0 2 * * *",
+            "*/5 * * * *",
+            "30 0 2 * * *",
+            "0 0 1,15 * *",
+            "0 0 * * 5L",
+        ] {
             assert!(parse_cron(good).is_ok(), "{good}");
         }
         assert!(parse_cron("0 0 1-0 * *").is_err());

@@ -23,8 +23,8 @@ use dockhand_config::{AppConfig, UpdateConfig};
 use dockhand_state::{RevisionStatus, Store};
 
 use crate::backups::Backups;
-use crate::deploy::timing::{Timed, Timing};
 use crate::deploy::failpoint::crash_point;
+use crate::deploy::timing::{Timed, Timing};
 use crate::deploy::{DeployKind, DeployOutcome, Deployer};
 use crate::error::{AgentError, Result};
 use crate::events::EventKind;

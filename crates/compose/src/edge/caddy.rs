@@ -108,8 +108,9 @@ pub fn read(proxy: &str, text: &str, services: &[String]) -> EdgeRead {
                     .filter(|h| {
                         h != "localhost"
                             && !h.is_empty()
-                            && h.chars()
-                                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '*' | '_'))
+                            && h.chars().all(|c| {
+                                c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '*' | '_')
+                            })
                     })
                     .collect();
                 if head
