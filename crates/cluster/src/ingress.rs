@@ -222,6 +222,9 @@ pub fn rootfs_tar(exe: &Path) -> io::Result<Vec<u8>> {
     }
     let mut builder = tar::Builder::new(Vec::new());
     builder.follow_symlinks(true);
+    // A linker may leave holes in the binary; the tar crate writes such a file as a GNU sparse
+    // entry (type 'S'), which the Engine's import refuses ("unhandled tar header type 83").
+    builder.sparse(false);
     for dir in ["etc", "tmp"] {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Directory);
@@ -279,6 +282,32 @@ mod tests {
                 PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
             ]
         );
+    }
+
+    #[test]
+    fn a_file_with_holes_is_stored_whole_since_the_engine_refuses_sparse_entries() {
+        use std::io::{Seek, SeekFrom, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("holey");
+        let mut file = std::fs::File::create(&exe).unwrap();
+        file.write_all(b"start").unwrap();
+        file.seek(SeekFrom::Start(4 << 20)).unwrap();
+        file.write_all(b"end").unwrap();
+        drop(file);
+        let tar = rootfs_tar(&exe).unwrap();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let mut seen = false;
+        for entry in archive.entries().unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.header().entry_type();
+            assert_ne!(kind, tar::EntryType::GNUSparse, "{:?}", entry.path());
+            if entry.path().unwrap() == Path::new("dockhand") {
+                assert_eq!(kind, tar::EntryType::Regular);
+                assert_eq!(entry.size(), (4 << 20) + 3);
+                seen = true;
+            }
+        }
+        assert!(seen, "the binary is in the image as /dockhand");
     }
 
     fn config(toml: &str) -> AppConfig {
