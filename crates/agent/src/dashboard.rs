@@ -17,7 +17,7 @@ use crate::subsystem::{BoxFuture, Context, Subsystem};
 use crate::{server, Agent};
 
 /// The proxy backend id of the dashboard's route listener.
-const ROUTE_BACKEND_ID: u64 = u64::MAX - 1;
+const ROUTE_BACKEND_ID: u64 = crate::routes::backend_ids::DASHBOARD;
 
 /// The `[dashboard]` settings the agent starts with: the committed release's (like
 /// `[proxy]`). In debug builds `DOCKHAND_DASHBOARD_LISTEN` replaces `listen`, so parallel

@@ -18,6 +18,18 @@ pub const METRICS_SERVICE: &str = "dockhand-metrics";
 /// dashboard's loopback listener for the proxy.
 pub const DASHBOARD_SERVICE: &str = "dockhand-dashboard";
 
+/// The proxy backend ids of the agent's own listeners behind routes. The proxy pools its
+/// upstream connections by backend id, so each listener needs an id of its own; they count
+/// down from the top, instances' ids count up from 1.
+pub mod backend_ids {
+    /// `[update] webhook`.
+    pub const UPDATE_WEBHOOK: u64 = u64::MAX;
+    /// `[dashboard] route`.
+    pub const DASHBOARD: u64 = u64::MAX - 1;
+    /// `[monitor] metrics_route`.
+    pub const METRICS: u64 = u64::MAX - 2;
+}
+
 /// The routes of every routed service (one per entry of its `route`), pointing at that
 /// service's backends, and the `[[redirects]]`. A static service's routes serve its site
 /// from `sites` (no site: 503, like a service without a healthy backend). `secrets` gives

@@ -32,8 +32,8 @@ use crate::subsystem::{BoxFuture, Context, Subsystem};
 pub use host::HostSample;
 pub use series::Traffic;
 
-/// The proxy backend id of the metrics route's listener (instances count up from 1).
-const ROUTE_BACKEND_ID: u64 = u64::MAX;
+/// The proxy backend id of the metrics route's listener.
+const ROUTE_BACKEND_ID: u64 = crate::routes::backend_ids::METRICS;
 
 /// How often the store is written to disk.
 const PERSIST_EVERY: Duration = Duration::from_secs(300);

@@ -30,8 +30,8 @@ use crate::error::{AgentError, Result};
 use crate::events::EventKind;
 use crate::subsystem::Shutdown;
 
-/// The backend id of the hook's route (instances' ids count up from 1).
-pub const BACKEND_ID: u64 = u64::MAX;
+/// The backend id of the hook's route.
+pub const BACKEND_ID: u64 = crate::routes::backend_ids::UPDATE_WEBHOOK;
 /// The service name the hook's route carries (in the access log); no service can have it.
 pub const ROUTE_NAME: &str = "update webhook";
 /// The largest body accepted (GitHub caps a payload at 25 MB, but a push is a few KB).

@@ -375,3 +375,74 @@ fn an_update_waits_while_a_manual_deploy_holds_the_lock_and_follows_it() {
         "{events:?}"
     );
 }
+
+/// The webhook and the metrics route are both the agent's own listeners behind the proxy;
+/// each must keep its own upstream connections. (They once shared a backend id, so the
+/// proxy's idle connection to one listener could carry a request meant for the other.)
+#[test]
+fn the_webhook_and_the_metrics_route_each_reach_their_own_listener() {
+    let sb = sandbox();
+    let (_remotes, _work) = follow(
+        &sb,
+        &format!(
+            "{}\n[monitor]\nmetrics_route = {{ host = \"app.test\", path = \"/metrics\", token = \"${{secret.METRICS}}\" }}\n",
+            // One proxy worker: one pool of upstream connections for both listeners.
+            toml(
+                "poll = \"1h\"\nwebhook = { path = \"/_dockhand/hook\", secret = \"${secret.HOOK}\" }",
+                "10s",
+            )
+            .replace("drain_timeout = \"5s\"", "drain_timeout = \"5s\"\nworkers = 1")
+        ),
+    );
+    let token = "scrape-4471";
+    let secrets = sb.write(
+        ".dockhand/secrets.env",
+        &format!("HOOK={SECRET}\nMETRICS={token}\n"),
+    );
+    std::fs::set_permissions(
+        &secrets,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let _agent = sb.start_agent();
+    let addr = sb.proxy_addr();
+    let get = |path: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-m",
+                "10",
+                "-w",
+                "\n%{http_code}",
+                "-H",
+                "Host: app.test",
+            ])
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .arg(format!("http://{addr}{path}"))
+            .output()
+            .expect("curl is installed (apt install curl)");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().to_string(), body.to_string())
+    };
+    for round in 0..3 {
+        // A signed push for another branch: the webhook listener's own answer.
+        let body = payload("feature", "feedface");
+        let (code, text) = deliver(
+            &addr,
+            &github(&body, SECRET, &format!("gh-mixed-{round}")),
+            &body,
+        );
+        assert_eq!(code, 200, "round {round}: {text}");
+        assert!(text.contains("ignored"), "round {round}: {text}");
+        // A GET of the hook: the webhook listener's refusal (on the proxy's plain GET path,
+        // like the metrics' GET, so both use the same kind of upstream connection).
+        let (code, text) = get("/_dockhand/hook");
+        assert_ne!(code, "200", "round {round}: {text}");
+        assert!(!text.contains("# TYPE dockhand_"), "round {round}: {text}");
+        // Right after it, the metrics route: the exposition, not the webhook's answer.
+        let (code, text) = get("/metrics");
+        assert_eq!(code, "200", "round {round}: {text}");
+        assert!(text.contains("# TYPE dockhand_"), "round {round}: {text}");
+    }
+}
