@@ -181,7 +181,19 @@ impl Parser<'_> {
         known.push("app".into());
         let mut seen = std::collections::BTreeSet::new();
         for name in &known {
-            if !seen.insert(name.clone()) {
+            if name == "app" && seen.contains(name) {
+                // Listed last: a database, volume, sqlite or directories entry took it first.
+                let entry = [("sqlite", &sqlite), ("directories", &directories)]
+                    .into_iter()
+                    .find(|(_, named)| named.contains_key("app"))
+                    .and_then(|(key, _)| fields.get(key));
+                self.error(
+                    entry.map_or(span.clone(), value_span),
+                    Some(entry.map_or("backups", |f| f.path.as_str())),
+                    "a backup source is named `app`, the name of the app's own source (its dockhand.toml, secrets and state)".into(),
+                    Some("rename that `sqlite` or `directories` entry (or the database or volume)".into()),
+                );
+            } else if !seen.insert(name.clone()) {
                 self.error(span.clone(), Some("backups"), format!("two backup sources are named `{name}` (a database, volume, sqlite or directories entry)"), Some("give each `sqlite` and `directories` entry a name no database or volume has".into()));
             }
         }

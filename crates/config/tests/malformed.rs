@@ -113,6 +113,17 @@ const CASES: &[Case] = &[
         text: "point-in-time recovery is for PostgreSQL; `cache` is a redis database",
     },
     Case {
+        name: "a sqlite backup source named like the app's own",
+        toml: "app = \"shop\"\n[services.api]\ncommand = \"x\"\n[backups]\nsqlite = { app = \"data/app.db\" }\n",
+        setup: nothing,
+        env: &[],
+        severity: Error,
+        line: 5,
+        column: 10,
+        key: Some("backups.sqlite"),
+        text: "a backup source is named `app`, the name of the app's own source",
+    },
+    Case {
         name: "point-in-time recovery of an unknown database",
         toml: "app = \"shop\"\n[services.api]\ncommand = \"x\"\n[databases.db]\nengine = \"postgres\"\n[backups]\npitr = [\"main\"]\n",
         setup: nothing,
