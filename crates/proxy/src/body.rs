@@ -177,6 +177,27 @@ impl ResponseBody {
         }
     }
 
+    /// The file of a static file body and the bytes left to send from its position, for
+    /// `sendfile(2)`; the body is then empty. `None` (and the body unchanged) for any other.
+    pub(crate) fn take_file(&mut self) -> Option<(std::fs::File, u64)> {
+        if !matches!(self.kind, Kind::File { .. }) {
+            return None;
+        }
+        match std::mem::replace(&mut self.kind, Kind::Full(None)) {
+            Kind::File { file, remaining } => Some((file, remaining)),
+            _ => None,
+        }
+    }
+
+    /// The bytes of a body held whole in memory; the body is then empty. `None` (and the
+    /// body unchanged) for any other.
+    pub(crate) fn take_full(&mut self) -> Option<Bytes> {
+        match &mut self.kind {
+            Kind::Full(bytes) => bytes.take(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn upstream(
         body: Incoming,
         conn: Option<Pooled>,

@@ -48,6 +48,8 @@ const READ_CHUNK: usize = 2 * 1024;
 /// Bodies of up to this many bytes with a known length are written together
 /// with the head, in one write.
 const COALESCE: usize = 16 * 1024;
+/// The most one sendfile(2) call is asked for (the socket takes what fits its buffer).
+const SENDFILE_CHUNK: u64 = 1 << 21;
 
 /// How the loop ended.
 pub(crate) enum Outcome {
@@ -108,10 +110,28 @@ impl Head {
     }
 }
 
+/// What a client connection runs on: the plain TCP socket under it, if any, so a static
+/// file can go out with `sendfile(2)`; TLS (and test streams) have none.
+pub(crate) trait Socket {
+    fn tcp(&self) -> Option<&tokio::net::TcpStream> {
+        None
+    }
+}
+
+impl Socket for tokio::net::TcpStream {
+    fn tcp(&self) -> Option<&tokio::net::TcpStream> {
+        Some(self)
+    }
+}
+
+impl<S> Socket for tokio_rustls::server::TlsStream<S> {}
+
+impl Socket for tokio::io::DuplexStream {}
+
 /// Serves requests until the connection ends or needs hyper.
 pub(crate) async fn serve<S>(conn: Conn<'_>, io: &mut S) -> Outcome
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Socket + Unpin,
 {
     let ctx = conn.ctx;
     let config = &ctx.shared.config;
@@ -427,7 +447,7 @@ async fn write_response<S>(
     progress: &Progress,
 ) -> io::Result<bool>
 where
-    S: AsyncWrite + Unpin,
+    S: AsyncWrite + Socket + Unpin,
 {
     // Writes all of `bytes` and flushes (a no-op on plain TCP; TLS holds records
     // back until flushed), then notes the progress for the send timeout.
@@ -504,13 +524,29 @@ where
     }
     out.extend_from_slice(b"\r\n");
 
+    // A static file on plain TCP goes from the page cache to the socket with sendfile(2),
+    // never through user space (nginx's `sendfile on`); a small one goes with the head.
+    let mut body = body;
+    let coalesce = framing == Frame::Raw && exact.is_some_and(|n| n as usize <= COALESCE);
+    let file = if framing == Frame::Raw && !coalesce && io.tcp().is_some() {
+        body.take_file()
+    } else {
+        None
+    };
+    // A larger body held in memory (a static file from the index) goes out with the head in
+    // one vectored write.
+    let whole = if framing == Frame::Raw && !coalesce {
+        body.take_full()
+    } else {
+        None
+    };
     let mut body = pin!(body);
     if framing == Frame::None {
         send(io, out, progress).await?;
         return Ok(true);
     }
     // A small body of known length goes out with the head.
-    if framing == Frame::Raw && exact.is_some_and(|n| n as usize <= COALESCE) {
+    if coalesce {
         while let Some(frame) = next_frame(body.as_mut()).await {
             if let Ok(data) = frame?.into_data() {
                 out.extend_from_slice(&data);
@@ -519,7 +555,17 @@ where
         send(io, out, progress).await?;
         return Ok(true);
     }
+    if let Some(data) = whole {
+        send_two(io, out, &data, progress).await?;
+        return Ok(true);
+    }
     send(io, out, progress).await?;
+    if let Some((file, remaining)) = file {
+        if let Some(tcp) = io.tcp() {
+            send_file(tcp, &file, remaining, progress).await?;
+        }
+        return Ok(true);
+    }
     while let Some(frame) = next_frame(body.as_mut()).await {
         let Ok(data) = frame?.into_data() else {
             continue; // trailers are not forwarded
@@ -549,6 +595,61 @@ where
         _ => {}
     }
     Ok(true)
+}
+
+/// Writes `head`, then `data`, in one vectored write as far as the stream takes both, and
+/// flushes; the progress is noted for the send timeout.
+async fn send_two<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    head: &[u8],
+    data: &[u8],
+    progress: &Progress,
+) -> io::Result<()> {
+    let n = io
+        .write_vectored(&[io::IoSlice::new(head), io::IoSlice::new(data)])
+        .await?;
+    if n == 0 {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    progress.mark();
+    if n < head.len() {
+        io.write_all(&head[n..]).await?;
+        io.write_all(data).await?;
+    } else {
+        io.write_all(&data[n - head.len()..]).await?;
+    }
+    io.flush().await?;
+    progress.mark();
+    Ok(())
+}
+
+/// Sends `remaining` bytes of `file`, from its position, to `tcp` with sendfile(2), waiting
+/// for the socket to take more as a write does (its progress noted for the send timeout).
+async fn send_file(
+    tcp: &tokio::net::TcpStream,
+    file: &std::fs::File,
+    mut remaining: u64,
+    progress: &Progress,
+) -> io::Result<()> {
+    use std::os::fd::AsFd;
+    while remaining > 0 {
+        let count = remaining.min(SENDFILE_CHUNK) as usize;
+        let sent = tcp
+            .async_io(tokio::io::Interest::WRITABLE, || {
+                nix::sys::sendfile::sendfile(tcp.as_fd(), file.as_fd(), None, count)
+                    .map_err(io::Error::from)
+            })
+            .await?;
+        if sent == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "static file shrank while being served",
+            ));
+        }
+        remaining -= sent as u64;
+        progress.mark();
+    }
+    Ok(())
 }
 
 /// The next body frame; a body error becomes an I/O error (the connection is

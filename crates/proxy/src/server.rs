@@ -343,7 +343,7 @@ async fn serve_connection<S>(
     mut shutdown: watch::Receiver<Option<Duration>>,
     _track: (TrackGuard, LoadGuard),
 ) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + h1server::Socket + Unpin + Send + 'static,
 {
     let client_ip = headers::client_ip_value(peer.ip());
     let fast = h1server::Conn {
