@@ -730,6 +730,27 @@ def metrics_rows(summary):
     return rows
 
 
+IDLE_RSS_GOAL_KIB = 20_000_000 / 1024  # 20 MB
+IDLE_CPU_GOAL_PCT = 0.5
+
+
+def idle_goals(idle):
+    """Issue 20: the idle agent with the bundled example and monitoring on at most 20 MB
+    resident and under 0.5 % of a core."""
+    rss_name = "the idle agent (monitoring on) at most 20 MB resident"
+    cpu_name = "the idle agent (monitoring on) under 0.5 % of a core"
+    if not isinstance(idle, dict) or "rss_kib" not in idle:
+        why = idle if isinstance(idle, str) else (idle or {}).get("skipped", "—")
+        return [(rss_name, why, "not measured"), (cpu_name, why, "not measured")]
+    rss = idle["rss_kib"]
+    split = ""
+    if idle.get("rss_anon_kib") is not None:
+        split = (f" ({idle['rss_anon_kib'] / 1024:.1f} MiB anonymous, "
+                 f"{idle['rss_file_kib'] / 1024:.1f} MiB file)")
+    return [(rss_name, f"{rss * 1024 / 1e6:.1f} MB{split}", verdict(rss <= IDLE_RSS_GOAL_KIB)),
+            (cpu_name, f"{idle['cpu_pct']:.2f}%", verdict(idle["cpu_pct"] < IDLE_CPU_GOAL_PCT))]
+
+
 def metrics_goals(summary):
     """Issue 20: proxy CPU per request with per-route metrics on at most 1.03x the figure with
     them off (HTTP, 64 keep-alive connections)."""

@@ -31,7 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PACKAGES = {"nginx": "nginx", "haproxy": "haproxy", "caddy": "caddy", "wrk": "wrk",
             "openssl": "openssl", "taskset": "util-linux", "zstd": "zstd",
-            "docker-compose": "docker-compose"}
+            "docker-compose": "docker-compose",
+            # The monitoring stack the idle agent is measured against (issue 20).
+            "prometheus": "prometheus", "prometheus-node-exporter": "prometheus-node-exporter",
+            "prometheus-alertmanager": "prometheus-alertmanager"}
 PEERS = ["nginx", "haproxy", "caddy", "dockhand"]
 PATH = "/health"  # the testapp answers it without writing a log line
 
@@ -711,6 +714,8 @@ def idle_agent(exe, procs, workdir, args, budget):
         "cpu_ms": (t1 - t0) * 1000 / CLK_TCK,
         "cpu_pct": (t1 - t0) / CLK_TCK / (w1 - w0) * 100,
         "rss_kib": proc_status_kib(p.pid),
+        "rss_anon_kib": proc_status_kib(p.pid, "RssAnon"),
+        "rss_file_kib": proc_status_kib(p.pid, "RssFile"),
         "pss_kib": proc_pss_kib(p.pid),
         "threads": proc_status_kib(p.pid, "Threads"),
         "app_rss_kib": app_rss,
@@ -1284,7 +1289,8 @@ def ensure_packages():
     # loopback, so the system ones are stopped again if they came up.
     run(sudo + ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
         timeout=600, env=env)
-    for svc in ("nginx", "haproxy", "caddy"):
+    for svc in ("nginx", "haproxy", "caddy", "prometheus", "prometheus-node-exporter",
+                "prometheus-alertmanager"):
         if svc in missing and shutil.which("systemctl"):
             run(sudo + ["systemctl", "disable", "--now", svc], timeout=60, check=False)
 
@@ -1963,11 +1969,17 @@ def render(ctx):
             f"`dockhand up` (no project: the bundled example, {idle['app_processes']} Python "
             "instances) left idle "
             f"for {idle['seconds']:.0f} s after {a.settle} s to settle; health checks run every "
-            "second. Agent process only; the app's processes are listed separately.")
+            "second. Agent process only; the app's processes are listed separately. RSS splits "
+            "into the agent's own memory (anonymous) and the pages of its executable and "
+            "libraries it has mapped (file: clean, shared, given back under memory pressure; "
+            "the agent gives start-up's back 10 s after it starts).")
         lines.append("")
         lines.append(bl.md_table(
-            ["agent RSS", "agent PSS", "agent CPU", "agent threads", "app processes' RSS"],
+            ["agent RSS", "of it anonymous / file", "agent PSS", "agent CPU", "agent threads",
+             "app processes' RSS"],
             [[f"{idle['rss_kib'] / 1024:.1f} MiB",
+              "—" if idle.get("rss_anon_kib") is None else
+              f"{idle['rss_anon_kib'] / 1024:.1f} / {idle['rss_file_kib'] / 1024:.1f} MiB",
               "—" if idle["pss_kib"] is None else f"{idle['pss_kib'] / 1024:.1f} MiB",
               f"{idle['cpu_pct']:.2f}% of a core ({idle['cpu_ms']:.0f} ms in {idle['seconds']:.0f} s)",
               idle["threads"],
@@ -2070,6 +2082,7 @@ def render(ctx):
         goals.append(("zero failed requests across the deploys", "—", "not measured"))
     rm = ctx.get("remote")
     goals += bl.remote_goals(rm["summary"] if isinstance(rm, dict) else (rm or "not run"))
+    goals += bl.idle_goals(ctx.get("idle", "not run (--only)"))
     goals += bl.metrics_goals(ctx.get("metrics", "not run (--only)"))
     up = ctx.get("update")
     goals += bl.update_goals(up["unchanged_check"] if isinstance(up, dict) else up)

@@ -306,6 +306,21 @@ class Metrics(unittest.TestCase):
         self.assertEqual(bl.metrics_goals("not run (--only)")[0][2], "not measured")
 
 
+
+class Idle(unittest.TestCase):
+    def test_goals_in_megabytes_and_percent_of_a_core(self):
+        idle = {"rss_kib": 19_000, "rss_anon_kib": 2_400, "rss_file_kib": 16_600,
+                "cpu_pct": 0.12}
+        rss, cpu = bl.idle_goals(idle)
+        self.assertEqual((rss[2], cpu[2]), ("met", "met"))
+        self.assertIn("19.5 MB (2.3 MiB anonymous, 16.2 MiB file)", rss[1])
+        # 20 MB is 19,531 KiB: 19,600 KiB misses it.
+        rss, cpu = bl.idle_goals(dict(idle, rss_kib=19_600, cpu_pct=0.5))
+        self.assertEqual((rss[2], cpu[2]), ("missed", "missed"))
+        self.assertEqual([g[2] for g in bl.idle_goals({"skipped": "python3 is missing"})],
+                         ["not measured", "not measured"])
+        self.assertEqual(bl.idle_goals("not run (--only)")[0][1], "not run (--only)")
+
 if __name__ == "__main__":
     unittest.main()
 

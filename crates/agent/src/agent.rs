@@ -19,6 +19,7 @@ use crate::deploy::{self, DeployKind, DeployOutcome, Deployer, Failpoint};
 use crate::error::{AgentError, Result};
 use crate::events::{EventKind, Events};
 use crate::fleet::Fleet;
+use crate::footprint;
 use crate::layout::{self, StateLayout};
 use crate::lock::DeployLock;
 use crate::prober::Prober;
@@ -672,8 +673,18 @@ impl Agent {
             mut hup,
         } = signals;
         let mut stopped = self.shutdown.subscribe();
+        let settled = tokio::time::sleep(footprint::SETTLE);
+        tokio::pin!(settled);
+        let mut settling = true;
         loop {
             tokio::select! {
+                () = &mut settled, if settling => {
+                    settling = false;
+                    match footprint::release_code_pages() {
+                        Ok(bytes) => tracing::debug!(bytes, "start-up code given back"),
+                        Err(e) => tracing::debug!(error = %e, "start-up code kept (no MADV_PAGEOUT)"),
+                    }
+                }
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = async { let _ = stopped.wait_for(|s| *s).await; } => return Ok(()),

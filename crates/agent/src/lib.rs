@@ -22,6 +22,7 @@ mod error;
 mod events;
 mod exec;
 mod fleet;
+mod footprint;
 mod health;
 mod housekeeping;
 pub mod ingress;
