@@ -496,8 +496,10 @@ def soak_section(res, plot_dir):
         f"state database and the log directory were sampled every {res['sample_every']:.0f} s."
         f" Other work shared the machine: {res['foreign_cpu_pct']:.0f}% of its CPU time went "
         f"to processes the harness did not start (other engineers' builds and tests); that can "
-        f"cost latency and requests, not memory or descriptors. Full report: "
-        f"[{plot_dir}/report.md]({plot_dir}/report.md).")
+        f"cost latency and requests, not memory or descriptors."
+        + ("" if plot_dir == "." else
+           f" The whole report (every action, every window with a failure): "
+           f"[{plot_dir}/report.md]({plot_dir}/report.md)."))
     lines.append("")
     lines.append(
         f"The verdict per series: the Theil–Sen slope (the median of every pair's slope) after "

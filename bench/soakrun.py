@@ -200,15 +200,18 @@ path = "/api/visits"
         t0 = self.now()
         before = self.serving
         ev = {"kind": kind, "t0": t0, "before": before}
-        if kind in (sl.DEPLOY, sl.FAILING):
-            self.version += 1
-            version = f"soak-{self.version}"
-            self.write_config(self.version, box_healthy=kind == sl.DEPLOY)
-            r = self.client("deploy", "--json")
-            ev.update(self.report(r), version=version)
-        elif kind == sl.ROLLBACK:
-            ev.update(self.report(self.client("rollback", "--json")))
-        elif kind == sl.RESTART:
+        try:
+            if kind in (sl.DEPLOY, sl.FAILING):
+                self.version += 1
+                ev["version"] = f"soak-{self.version}"
+                self.write_config(self.version, box_healthy=kind == sl.DEPLOY)
+                ev.update(self.report(self.client("deploy", "--json")))
+            elif kind == sl.ROLLBACK:
+                ev.update(self.report(self.client("rollback", "--json")))
+        except (subprocess.TimeoutExpired, OSError) as e:
+            # Recorded as not as expected; the run goes on (a restart that fails stops it).
+            ev.update(succeeded=False, message=f"the command failed: {e}")
+        if kind == sl.RESTART:
             self.stop_agent()
             self.start_agent()
             ev["succeeded"] = True
@@ -389,8 +392,8 @@ def soak_stage(exe, procs, workdir, args, soak_dir):
 
 def finish(res, soak_dir):
     """Verdicts, classes, plots, `report.md` and `results.json` from a soak's raw result."""
-    run_s = res["minutes"] * 60
-    res["warmup"] = sl.warmup_seconds(run_s / 2)
+    run_s = max([res["minutes"] * 60] + [x["t"] for x in res["samples"]])
+    res["warmup"] = sl.warmup_seconds(res["minutes"] * 60 / 2)
     res["windows"], res["totals"] = sl.classify_windows(res["windows"], res["events"])
     res["requests"] = sum(w["requests"] for w in res["windows"])
     res["verdicts"] = {key: sl.series_verdict(res["samples"], key, pp, res["warmup"])
