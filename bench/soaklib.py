@@ -276,8 +276,8 @@ def svg_chart(title, unit, lines, x_max, markers=(), trends=(), warmups=(), widt
         out.append(f'<text x="{x:.1f}" y="{top + ph + 16}" text-anchor="middle">'
                    f'{fmt_tick(round(t / 60, 6))}</text>')
         t += xstep
-    out.append(f'<text x="{left + pw / 2:.1f}" y="{height - 6}" text-anchor="middle">'
-               'minutes</text>')
+    out.append(f'<text x="{left + pw}" y="{height - 6}" text-anchor="end">minutes</text>')
+    out.extend(legend(left, height - 6))
     out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" '
                'stroke="#606060"/>')
     for t, kind in markers:
@@ -301,6 +301,27 @@ def svg_chart(title, unit, lines, x_max, markers=(), trends=(), warmups=(), widt
                    f'stroke="{LINE_COLOURS[i % len(LINE_COLOURS)]}" stroke-width="1.5"/>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def legend(x, y):
+    """The key under the plot: the markers, the warm-up, the fitted slope."""
+    out = []
+    for kind in (DEPLOY, ROLLBACK, FAILING):
+        out.append(f'<rect x="{x}" y="{y - 8}" width="3" height="9" '
+                   f'fill="{MARKER_COLOURS[kind]}"/>')
+        out.append(f'<text x="{x + 6}" y="{y}">{kind}</text>')
+        x += 12 + 6 * len(kind)
+    out.append(f'<line x1="{x}" y1="{y - 8}" x2="{x}" y2="{y + 1}" stroke="#000000" '
+               'stroke-dasharray="3 2"/>')
+    out.append(f'<text x="{x + 4}" y="{y}">{RESTART}</text>')
+    x += 10 + 6 * len(RESTART)
+    out.append(f'<rect x="{x}" y="{y - 8}" width="12" height="9" fill="#f0f0f0"/>')
+    out.append(f'<text x="{x + 15}" y="{y}">warm-up</text>')
+    x += 64
+    out.append(f'<line x1="{x}" y1="{y - 4}" x2="{x + 14}" y2="{y - 4}" stroke="#6a1b9a" '
+               'stroke-dasharray="2 2"/>')
+    out.append(f'<text x="{x + 18}" y="{y}">Theil–Sen slope</text>')
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
