@@ -2368,7 +2368,10 @@ def soak_lines(ctx, args, previous=""):
     """The soak section: this run's, else the previous report's, else how to run it."""
     rel = os.path.relpath(soak_dir(args), args.out.parent)
     if ctx.get("soak") is not None:
-        return sl.soak_section(ctx["soak"], rel)
+        # Hand-written findings about the committed run, kept beside its plots.
+        notes = soak_dir(args) / "NOTES.md"
+        return sl.soak_section(ctx["soak"], rel,
+                               notes.read_text() if notes.is_file() else None)
     kept = sl.extract_section(previous, "## Soak run")
     if kept:
         return kept

@@ -496,9 +496,10 @@ SOAK_HEADER = ["series", "after warm-up: first → last", "slope (Theil–Sen)",
                "Kendall τ", "first vs second lifetime, same age", "verdict"]
 
 
-def soak_section(res, plot_dir):
+def soak_section(res, plot_dir, notes=None):
     """The `## Soak run` section of BENCHMARKS.md from a soak result (see `bench/soakrun.py`);
-    `plot_dir` is where its plots are, relative to BENCHMARKS.md."""
+    `plot_dir` is where its plots are, relative to BENCHMARKS.md; `notes`, hand-written
+    findings (markdown), go at its end."""
     lines = ["## Soak run", ""]
     if isinstance(res, str):
         return lines + [res, ""]
@@ -577,6 +578,8 @@ def soak_section(res, plot_dir):
                  f"{'growing: ' + ', '.join(flat) if flat else 'all flat'} | "
                  f"{verdict[not flat]} |")
     lines.append("")
+    if notes and notes.strip():
+        lines += notes.strip().split("\n") + [""]
     return lines
 
 

@@ -437,16 +437,18 @@ def finish(res, soak_dir):
                                                    warm))
         res["plots"][key] = fname
     (soak_dir / "results.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
-    (soak_dir / "report.md").write_text(report_md(res))
+    notes = soak_dir / "NOTES.md"
+    (soak_dir / "report.md").write_text(
+        report_md(res, notes.read_text() if notes.is_file() else None))
     return res
 
 
-def report_md(res):
+def report_md(res, notes=None):
     lines = ["# Soak run: the whole report", "",
              "Written by `bench/run --only soak` (its summary and verdicts are in "
              "`BENCHMARKS.md`, section \"Soak run\"; raw samples, windows and actions in "
              "`results.json` beside this file).", ""]
-    lines += sl.soak_section(res, ".")[2:]
+    lines += sl.soak_section(res, ".", notes)[2:]
     lines += ["## Actions", "",
               "| at | action | serving before | after | took | as expected | message |",
               "|---|---|---|---|---|---|---|"]

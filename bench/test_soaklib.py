@@ -290,6 +290,9 @@ class Section(unittest.TestCase):
                       "(of them 12 in the agent restart's windows) | missed |", text)
         self.assertIn("| 0 failed | met |", text)
         self.assertIn("| every sampled series flat | all flat | met |", text)
+        self.assertTrue(text.endswith("| every sampled series flat | all flat | met |\n"))
+        with_notes = sl.soak_section(self.result(), "bench/soak", "### Findings\n\n- one\n")
+        self.assertEqual(with_notes[-5:], ["", "### Findings", "", "- one", ""])
         rows = sl.failure_rows(self.result()["windows"])
         self.assertEqual(rows, [["15:00", "container", "3,000", "12", "connect 12",
                                  sl.RESTART]])
