@@ -303,6 +303,9 @@ path = "/api/visits"
                      "fds": len(os.listdir(f"/proc/{pid}/fd")),
                      "db_bytes": sum(file_size(self.state / n)
                                      for n in ("state.db", "state.db-wal")),
+                     # Apart too: SQLite reuses its WAL file after a checkpoint without
+                     # shrinking it, so the sum first grows to the WAL's high-water mark.
+                     "wal_bytes": file_size(self.state / "state.db-wal"),
                      "logs_bytes": dir_size(self.state / "logs")}
                 self.samples.append(s)
             except (OSError, TypeError):
