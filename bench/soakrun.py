@@ -18,7 +18,6 @@ import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import harness as h
 import soaklib as sl
