@@ -26,6 +26,7 @@ from pathlib import Path
 
 import benchlib as bl
 import peers as pc
+import soaklib as sl
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -2097,6 +2098,11 @@ def render(ctx):
         lines += ["## Notes from this run", ""]
         lines += [f"- {n}" for n in ctx["notes"]]
         lines.append("")
+    # The soak (run only when asked for) and the fuzzing sections: this run's, else the ones
+    # the previous report had.
+    previous = a.out.read_text() if a.out.is_file() else ""
+    lines += soak_lines(ctx, a, previous)
+    lines += fuzz_lines(a, previous)
     notes = Path(__file__).with_name("NOTES.md")
     if notes.is_file():
         # Hand-written findings (profiles, what changed): carried over verbatim.
@@ -2140,8 +2146,22 @@ def parse_args(argv):
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     p.add_argument("--only", choices=["proxy", "handshakes", "loadtest", "deploys", "idle",
                                       "backups", "remote", "static", "update", "import",
-                                      "metrics", "dashboard"],
-                   action="append", help="run only these stages (repeatable)")
+                                      "metrics", "dashboard", "soak"],
+                   action="append",
+                   help="run only these stages (repeatable). `soak` runs only when asked for; "
+                        "`--only soak` alone replaces only the soak and fuzzing sections of an "
+                        "existing report and keeps the rest")
+    p.add_argument("--soak-minutes", type=float, default=30,
+                   help="length of the soak run in minutes (default 30)")
+    p.add_argument("--soak-interval", type=float, default=60,
+                   help="seconds between the soak's deploys (default 60; a rollback every 5th, "
+                        "a failing release every 10th): shorter for a debugging run")
+    p.add_argument("--soak-replay", type=Path, metavar="RESULTS_JSON",
+                   help="do not run the soak: rebuild its plots and section from a run's "
+                        "results.json (bench/soak/results.json), e.g. after a merge")
+    p.add_argument("--fuzz-summary", type=Path,
+                   help="the `scripts/fuzz` summary reported in the fuzzing section (default "
+                        "target/fuzz-summary.txt)")
     p.add_argument("--handshake-clients", type=int, default=4,
                    help="concurrent `openssl s_time` loops in the handshake stage (default 4)")
     p.add_argument("--backup-scale", type=int, action="append", dest="backup_scales",
@@ -2161,6 +2181,9 @@ def parse_args(argv):
         a.out = ROOT / ("target/bench/BENCHMARKS.quick.md" if a.quick else "BENCHMARKS.md")
     if a.rounds < 1 or a.duration < 1:
         p.error("--rounds and --duration must be at least 1")
+    if a.soak_minutes <= 0 or a.soak_interval < 5:
+        p.error("--soak-minutes must be above 0 and --soak-interval at least 5 (seconds)")
+    a.fuzz_summary = a.fuzz_summary or ROOT / "target/fuzz-summary.txt"
     return a
 
 
@@ -2190,13 +2213,15 @@ def main(argv=None):
     stages = set(args.only or ["proxy", "handshakes", "loadtest", "deploys", "idle", "backups",
                                "remote", "static", "update", "import", "metrics",
                                "dashboard"])
-    ensure_packages()
-    build(args)
+    replay_only = stages == {"soak"} and args.soak_replay
+    if not replay_only:
+        ensure_packages()
+        build(args)
     exe = (args.dockhand_bin or ROOT / "target/release/dockhand").resolve()
     testapp = ROOT / "target/release/dockhand-testapp"
     # The remote and idle stages do not use the testapp binary (remote deploys an image).
     needed = ((exe, testapp) if stages & {"proxy", "loadtest", "deploys", "metrics", "dashboard"}
-              else (exe,))
+              else (exe,) if stages - {"soak"} or not args.soak_replay else ())
     for f in needed:
         if not f.is_file():
             print(f"bench/run: {f} is missing; run without --no-build", file=sys.stderr)
@@ -2206,9 +2231,11 @@ def main(argv=None):
     budget = Budget(args.budget)
     workdir = Path(tempfile.mkdtemp(prefix="dockhand-bench-"))
     procs = Procs(workdir)
+    args.command = "bench/run" + "".join(
+        f" {x}" for x in (argv if argv is not None else sys.argv[1:]))
     ctx = {
         "args": args,
-        "command": "bench/run" + ("".join(f" {x}" for x in (argv if argv is not None else sys.argv[1:]))),
+        "command": args.command,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine_info(),
         "versions": versions(exe),
@@ -2227,6 +2254,7 @@ def main(argv=None):
         "import": "not run (--only)",
         "metrics": "not run (--only)",
         "dashboard": "not run (--only)",
+        "soak": None,
     }
     busy0, own0 = system_busy_ticks(), own_cpu_seconds()
     raw = {}
@@ -2287,6 +2315,15 @@ def main(argv=None):
                                                            key, args, budget)
         if "dashboard" in stages:
             ctx["dashboard"] = dashboard_stage(exe, testapp, procs, workdir, args, budget)
+        if "soak" in stages:
+            import soakrun
+
+            if args.soak_replay:
+                ctx["soak"] = soakrun.finish(json.loads(args.soak_replay.read_text()),
+                                             soak_dir(args))
+            else:
+                budget.check("soak")
+                ctx["soak"] = soakrun.soak_stage(exe, procs, workdir, args, soak_dir(args))
         ok = True
     except KeyboardInterrupt:
         log("interrupted; stopping everything the harness started")
@@ -2311,7 +2348,14 @@ def main(argv=None):
     ctx["load_end"] = loadavg()
     ctx["elapsed"] = elapsed
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(ctx))
+    if stages == {"soak"} and args.out.is_file():
+        # The other sections stay as the last full run wrote them.
+        doc = args.out.read_text()
+        for section in (soak_lines(ctx, args), fuzz_lines(args, doc)):
+            doc = sl.splice_section(doc, section, SECTIONS_BEFORE)
+        args.out.write_text(doc)
+    else:
+        args.out.write_text(render(ctx))
     raw_path = ROOT / "target/bench/results.json"
     raw_path.parent.mkdir(parents=True, exist_ok=True)
     raw_path.write_text(json.dumps({"context": {k: v for k, v in ctx.items()
@@ -2319,6 +2363,50 @@ def main(argv=None):
                                     "raw": raw}, indent=1, default=str))
     log(f"wrote {args.out} (raw runs in {raw_path}) in {elapsed / 60:.1f} min")
     return 0
+
+
+# `--only soak` puts its sections before the first of these (the hand-written notes).
+SECTIONS_BEFORE = ("## Profiling notes",)
+
+
+def soak_dir(args):
+    """Where the soak's plots and report go: `bench/soak/` beside the real BENCHMARKS.md, else
+    `<report>-soak/` beside another report (--quick, --out)."""
+    if args.out.resolve() == (ROOT / "BENCHMARKS.md").resolve():
+        return ROOT / "bench/soak"
+    return args.out.parent / f"{args.out.stem}-soak"
+
+
+def soak_lines(ctx, args, previous=""):
+    """The soak section: this run's, else the previous report's, else how to run it."""
+    rel = os.path.relpath(soak_dir(args), args.out.parent)
+    if ctx.get("soak") is not None:
+        # Hand-written findings about the committed run, kept beside its plots.
+        notes = soak_dir(args) / "NOTES.md"
+        return sl.soak_section(ctx["soak"], rel,
+                               notes.read_text() if notes.is_file() else None)
+    kept = sl.extract_section(previous, "## Soak run")
+    if kept:
+        return kept
+    return sl.soak_section("Not run yet: `bench/run --only soak` (30 minutes; "
+                           "`--soak-minutes N`).", rel)
+
+
+def fuzz_lines(args, previous=""):
+    """The fuzzing section from `scripts/fuzz`'s summary, else the previous report's."""
+    path = args.fuzz_summary
+    if path.is_file():
+        when = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
+        try:
+            shown = path.resolve().relative_to(ROOT)
+        except ValueError:
+            shown = path
+        entries = sl.parse_fuzz_summary(path.read_text())
+        return sl.fuzz_section(entries, f"`{shown}`, written {when:%Y-%m-%d %H:%M UTC}")
+    kept = sl.extract_section(previous, "## Fuzzing")
+    if kept:
+        return kept
+    return sl.fuzz_section([], f"`{path}` does not exist: run `scripts/fuzz`")
 
 
 def own_cpu_seconds():
