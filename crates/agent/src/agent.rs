@@ -43,6 +43,10 @@ pub enum StartMode {
     Never,
 }
 
+/// At start, the longest the proxy holds connections (in the listen backlog) while the
+/// committed release's instances come back; after it, requests get the proxy's own answers.
+const OPEN_AT_THE_LATEST: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Everything the agent needs to start.
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
@@ -263,8 +267,24 @@ impl Agent {
         sink: Sink<'_>,
         dashboard_route: Option<std::net::TcpListener>,
     ) -> Result<Option<DeployReport>> {
+        // The proxy accepts once the committed release is back; a restart that takes long
+        // (health gates) opens it at the latest after OPEN_AT_THE_LATEST, to answer 503
+        // rather than keep clients waiting.
+        let proxy = self.deployer.proxy.clone();
+        let open_by = tokio::time::Instant::now() + OPEN_AT_THE_LATEST;
+        let open_anyway = tokio::spawn(async move {
+            tokio::time::sleep_until(open_by).await;
+            proxy.open();
+        });
+        let restarted = self.deployer.restart(sink).await;
+        // Its instances run; each routed service waits for its first passed health check.
+        while !self.deployer.fleet.backends_ready() && tokio::time::Instant::now() < open_by {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        open_anyway.abort();
+        self.deployer.proxy.open();
         // Not fatal: the agent stays up so that a fixed configuration can be deployed.
-        if let Err(e) = self.deployer.restart(sink).await {
+        if let Err(e) = restarted {
             sink(Progress {
                 step: "error".into(),
                 message: format!("{e}; fix the problem and run `dockhand deploy`"),

@@ -76,6 +76,18 @@ impl Fleet {
         f(self.state().serving.as_ref())
     }
 
+    /// Whether every service of the serving release with backends has a healthy one (true
+    /// when nothing serves).
+    pub fn backends_ready(&self) -> bool {
+        self.with_serving(|serving| {
+            serving.is_none_or(|r| {
+                backends_by_service(&r.instances)
+                    .values()
+                    .all(|backends| backends.iter().any(|b| b.is_healthy()))
+            })
+        })
+    }
+
     /// What the planner needs to know of the serving release.
     pub fn observe(&self) -> Option<Serving> {
         self.with_serving(|s| {

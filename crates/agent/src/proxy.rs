@@ -79,6 +79,10 @@ impl ProxyService {
                 .iter()
                 .filter_map(|c| dockhand_proxy::Cidr::parse(c))
                 .collect(),
+            // The agent opens it once the committed release's routes are back (or after
+            // `OPEN_AT_THE_LATEST`): a request arriving during a restart waits for them instead
+            // of meeting an empty routing table (404) or instances not yet started (503).
+            start_closed: true,
             ..defaults
         };
         let handle = Proxy::start(proxy_config, RouteTable::empty()).map_err(|e| {

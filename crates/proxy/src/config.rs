@@ -40,6 +40,9 @@ pub struct ProxyConfig {
     pub access_log: Option<AccessLogConfig>,
     /// HTML pages answered instead of the proxy's own text for these statuses (502, 503, 504).
     pub error_pages: Vec<(u16, bytes::Bytes)>,
+    /// Bind the listeners but accept nothing until [`crate::ProxyHandle::open`]: connections
+    /// wait in the kernel's backlog meanwhile (for a server that restores its routes first).
+    pub start_closed: bool,
 }
 
 impl Default for ProxyConfig {
@@ -58,6 +61,7 @@ impl Default for ProxyConfig {
             trusted_proxies: Vec::new(),
             access_log: None,
             error_pages: Vec::new(),
+            start_closed: false,
         }
     }
 }

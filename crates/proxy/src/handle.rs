@@ -73,6 +73,7 @@ impl Proxy {
             load: crate::server::Load::new(crate::server::connection_budget()),
         });
         let (shutdown_tx, shutdown_rx) = watch::channel(None);
+        let (open_tx, open_rx) = watch::channel(!shared.config.start_closed);
         let mut counters = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
         let pairs = listeners.into_iter().zip(tls_listeners);
@@ -84,6 +85,7 @@ impl Proxy {
             });
             counters.push(ctx.counters.clone());
             let rx = shutdown_rx.clone();
+            let open = open_rx.clone();
             let (done_tx, done_rx) = oneshot::channel::<()>();
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -91,7 +93,7 @@ impl Proxy {
             let thread = std::thread::Builder::new()
                 .name(format!("dockhand-proxy-{i}"))
                 .spawn(move || {
-                    runtime.block_on(server::run_worker(listener, tls_listener, ctx, rx));
+                    runtime.block_on(server::run_worker(listener, tls_listener, ctx, rx, open));
                     drop(runtime);
                     let _ = done_tx.send(());
                 });
@@ -111,6 +113,7 @@ impl Proxy {
                 certificates,
                 counters,
                 shutdown_tx,
+                open_tx,
                 retired: Mutex::new(Vec::new()),
                 write: Mutex::new(()),
                 threads: Mutex::new(threads),
@@ -132,6 +135,8 @@ struct Inner {
     certificates: Option<Arc<CertStore>>,
     counters: Vec<Arc<Counters>>,
     shutdown_tx: watch::Sender<Option<Duration>>,
+    /// Whether the workers accept connections (`ProxyConfig::start_closed`).
+    open_tx: watch::Sender<bool>,
     /// Tables replaced by `set_routes` that requests may still be selecting from.
     retired: Mutex<Vec<Arc<Active>>>,
     /// Serialises `set_routes` and `set_certificates` (never taken by a request).
@@ -255,6 +260,12 @@ impl ProxyHandle {
             }
             tokio::time::sleep(DRAIN_POLL).await;
         }
+    }
+
+    /// Starts accepting connections, for a proxy started with `start_closed` (those that
+    /// arrived meanwhile are served now, in the order the kernel queued them). Idempotent.
+    pub fn open(&self) {
+        self.inner.open_tx.send_replace(true);
     }
 
     /// Stops accepting on every worker, lets in-flight requests finish for up to

@@ -188,6 +188,7 @@ pub(crate) async fn run_worker(
     tls_listener: Option<StdTcpListener>,
     ctx: Arc<WorkerCtx>,
     mut shutdown: watch::Receiver<Option<Duration>>,
+    mut open: watch::Receiver<bool>,
 ) {
     let registered = TcpListener::from_std(listener)
         .and_then(|l| Ok((l, tls_listener.map(TcpListener::from_std).transpose()?)));
@@ -210,6 +211,15 @@ pub(crate) async fn run_worker(
             crate::pool::sweep(idle_timeout);
         }
     });
+
+    // Started closed: accept nothing until the handle opens the proxy (or stops it); what
+    // connects meanwhile waits in the listen backlog.
+    while !*open.borrow_and_update() && shutdown.borrow().is_none() {
+        tokio::select! {
+            changed = open.changed() => if changed.is_err() { break },
+            changed = shutdown.changed() => if changed.is_err() { break },
+        }
+    }
 
     // False once every handle is gone: nobody can stop us then, keep serving.
     let mut stoppable = true;

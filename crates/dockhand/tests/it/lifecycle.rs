@@ -334,3 +334,60 @@ fn status_shows_the_agents_subsystems_ready() {
     let out = expect(&sb, &["status"], 0);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("subsystem"));
 }
+
+/// A restarted agent binds its proxy's port at once but accepts only once the committed
+/// release's instances are back: a request sent the moment the port takes connections is
+/// answered by the app, never with the empty routing table's 404 or a 503.
+#[test]
+fn a_request_during_an_agent_restart_waits_for_the_release_instead_of_failing() {
+    use std::io::{Read, Write};
+    let sb = sandbox();
+    let port = dockhand_test_support::free_port();
+    sb.write(
+        "dockhand.toml",
+        &testapp_toml("VERSION = \"v1\"", 1, "20s").replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        ),
+    );
+    let mut agent = sb.start_agent();
+    let addr = format!("127.0.0.1:{port}");
+    assert!(crate::crash::http_get(&addr, "app.test", "/version").contains("v1"));
+    agent.terminate();
+
+    let log = std::fs::File::create(sb.path().join("agent-restart.log")).unwrap();
+    let mut restarted = sb
+        .cmd(&["agent"])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // The first connection the new agent's port takes.
+    let mut stream = None;
+    wait_until(
+        "the restarted agent's port",
+        Duration::from_secs(30),
+        || {
+            stream = std::net::TcpStream::connect(&addr).ok();
+            stream.is_some()
+        },
+    );
+    let mut stream = stream.unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+        .write_all(b"GET /version HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(restarted.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = restarted.wait();
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("v1"),
+        "the first request after the restart: {answer}"
+    );
+}

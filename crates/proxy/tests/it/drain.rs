@@ -97,3 +97,26 @@ async fn shutdown_lets_inflight_requests_finish() {
     assert_eq!(pending.await.unwrap().body, "finished");
     shutdown.await.unwrap();
 }
+
+/// A proxy started closed holds a client that connected early until it opens: the request is
+/// answered by the routes set meanwhile, never by the empty table it started with.
+#[tokio::test]
+async fn a_proxy_started_closed_answers_early_clients_once_opened() {
+    let app = named_upstream("restored").await;
+    let mut cfg = config();
+    cfg.start_closed = true;
+    let proxy = dockhand_proxy::Proxy::start(cfg, RouteTable::empty()).unwrap();
+    let addr = proxy.local_addr();
+    let early = tokio::spawn(async move { get(addr, "a", "/").await });
+    // Time for the request to be sent (it waits in the backlog, unanswered).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!early.is_finished(), "answered before the proxy opened");
+    proxy.set_routes(RouteTable::new(vec![route("/", vec![backend(app)])]).unwrap());
+    proxy.open();
+    let answer = early.await.unwrap();
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "restored")
+    );
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
