@@ -2,8 +2,10 @@
 //! the record (each release is a Swarm config holding its services' specs, see
 //! [`ReleaseRecord`]), so any manager knows what serves and what served before.
 //!
-//! A deploy: plan every service and database (pure, [`plan_app`]) → label the nodes → the
-//! overlay → the secrets → the databases (each until its one task runs, healthy) → every
+//! A deploy: plan every service and database (pure, [`plan_app`]) → the images on every node
+//! that may run them (the ingress image imported into the manager first; see [`crate::images`]:
+//! a node that cannot be reached stops the deploy here, before any change) → label the nodes →
+//! the overlay → the secrets → the databases (each until its one task runs, healthy) → every
 //! service updated at once, Swarm replacing tasks start-first and rolling a failed one back by
 //! itself → wait for each. If any service did not converge, every service that did goes back
 //! to the last live release (or is removed, on a first deploy): the whole app stays on the
@@ -17,7 +19,8 @@ use dockhand_config::{AppConfig, Secrets};
 use serde::Serialize;
 
 use crate::error::ClusterError;
-use crate::ingress::{plan_ingress, INGRESS_LABEL};
+use crate::images::{send_images, wanted_images, ImageNeed, NodeAccess, NodeImages, TransferError};
+use crate::ingress::{plan_ingress, IngressPlan, INGRESS_LABEL};
 use crate::plan::{plan_database, plan_service, PlanError, PlanKind, ServicePlan};
 use crate::swarm::{ReleaseRecord, Swarm, UpdateOutcome};
 
@@ -60,6 +63,9 @@ pub enum DeployError {
     MissingSecret { name: String },
     #[error("there is no earlier live release of `{app}` to roll back to")]
     NothingToRollBack { app: String },
+    /// An image could not be put on a node; nothing of the release changed.
+    #[error(transparent)]
+    Transfer(#[from] TransferError),
     #[error(transparent)]
     Swarm(#[from] ClusterError),
 }
@@ -76,6 +82,10 @@ impl DeployError {
             DeployError::NothingToRollBack { .. } => {
                 Some("`dockhand status` shows what runs; deploy a release first".into())
             }
+            DeployError::Transfer(e) => Some(format!(
+                "no service was changed: the app stays on the release it runs; fix what stops node `{}` (reached with ssh at its [destinations.{}] host, through ~/.ssh/config or $DOCKHAND_SSH_CONFIG), or take it out of [cluster], and deploy again",
+                e.node, e.node
+            )),
             DeployError::Swarm(_) => None,
         }
     }
@@ -132,6 +142,9 @@ pub struct ClusterReport {
     /// Every service converged on `release`.
     pub ok: bool,
     pub services: Vec<ServiceOutcome>,
+    /// What each node got before any service changed (empty when the images were not sent:
+    /// no [`DeployOptions::nodes`], or every node is the manager).
+    pub images: Vec<NodeImages>,
 }
 
 /// Limits of a deploy, and what the ingress runs.
@@ -142,6 +155,12 @@ pub struct DeployOptions {
     /// The `dockhand` binary the ingress image is made of (the running one, for the CLI);
     /// `None` deploys no ingress proxy.
     pub ingress_exe: Option<std::path::PathBuf>,
+    /// Where the digest of `ingress_exe` is kept between deploys (see
+    /// [`crate::ingress::image_tag`]); `None` reads the binary every time.
+    pub digest_cache: Option<std::path::PathBuf>,
+    /// The nodes and how to reach them over SSH, to send them the images they lack before
+    /// any service changes; `None` sends nothing (the images must be on every node already).
+    pub nodes: Option<NodeAccess>,
 }
 
 impl Default for DeployOptions {
@@ -149,6 +168,8 @@ impl Default for DeployOptions {
         DeployOptions {
             service_timeout: Duration::from_secs(300),
             ingress_exe: None,
+            digest_cache: None,
+            nodes: None,
         }
     }
 }
@@ -294,6 +315,33 @@ async fn deploy_locked(
         plan.databases.len()
     ));
 
+    // The ingress image in the manager's Engine, then every image on every node that may run
+    // it: a node that cannot be reached stops the deploy here, before anything changed.
+    let ingress = match &options.ingress_exe {
+        Some(exe) => {
+            Some(import_ingress(swarm, config, exe, options.digest_cache.as_deref()).await?)
+        }
+        None => None,
+    };
+    let mut needs: Vec<ImageNeed> = plan
+        .databases
+        .iter()
+        .chain(&plan.services)
+        .map(|p| ImageNeed {
+            image: p.image.clone(),
+            constraints: p.constraints.clone(),
+            ingress_only: false,
+        })
+        .collect();
+    if let Some(Some(ingress)) = &ingress {
+        needs.push(ImageNeed {
+            image: ingress.image.clone(),
+            constraints: Vec::new(),
+            ingress_only: true,
+        });
+    }
+    let images = transfer(swarm, options.nodes.as_ref(), needs, progress).await?;
+
     swarm.label_nodes(&plan.nodes).await?;
     swarm.ensure_network(&plan.network, plan.encrypted).await?;
     let mut ids = BTreeMap::new();
@@ -301,8 +349,8 @@ async fn deploy_locked(
         ids.insert(name.clone(), swarm.ensure_secret(app, name, value).await?);
     }
 
-    if let Some(exe) = &options.ingress_exe {
-        ensure_ingress(swarm, config, exe, progress).await?;
+    if let Some(ingress) = &ingress {
+        ensure_ingress(swarm, config, ingress.as_ref(), progress).await?;
     }
 
     let mut outcomes = Vec::new();
@@ -328,6 +376,7 @@ async fn deploy_locked(
                 previous: serving,
                 ok: false,
                 services: outcomes,
+                images,
             });
         }
     }
@@ -415,16 +464,88 @@ async fn deploy_locked(
         previous: serving,
         ok,
         services: outcomes,
+        images,
     })
 }
 
-/// The ingress proxy of `config`: its image imported from `exe`, its configuration stored,
-/// and the global service created or updated when what routing reads changed (a release
-/// that changes only env or images leaves its tasks alone); removed when nothing is routed.
-async fn ensure_ingress(
+/// The ingress of `config` planned on the image of the binary `exe`, that image imported into
+/// the manager's Engine (once per build; streamed as it is assembled); `None` when nothing
+/// is routed.
+async fn import_ingress(
     swarm: &Swarm,
     config: &AppConfig,
     exe: &std::path::Path,
+    digest_cache: Option<&std::path::Path>,
+) -> Result<Option<IngressPlan>, DeployError> {
+    let tag = crate::ingress::image_tag(exe, digest_cache).map_err(|e| {
+        DeployError::Swarm(ClusterError::Api {
+            host: swarm.host().to_string(),
+            call: "read the dockhand binary",
+            reason: e.to_string(),
+        })
+    })?;
+    let Some(plan) = plan_ingress(config, &tag) else {
+        return Ok(None);
+    };
+    swarm
+        .ensure_imported(&tag, "[\"/dockhand\"]", || {
+            crate::ingress::rootfs_stream(exe)
+        })
+        .await?;
+    Ok(Some(plan))
+}
+
+/// Sends every node of `nodes` the images of `needs` it may run and lacks, from the manager's
+/// Engine (the node the swarm handle talks to gets none), the nodes in parallel on blocking
+/// threads while `progress` hears each line.
+async fn transfer(
+    swarm: &Swarm,
+    nodes: Option<&NodeAccess>,
+    needs: Vec<ImageNeed>,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<Vec<NodeImages>, DeployError> {
+    let Some(access) = nodes else {
+        return Ok(Vec::new());
+    };
+    let names: Vec<String> = access.nodes.iter().map(|n| n.destination.clone()).collect();
+    let source = swarm.local_node(&names).await?;
+    let wanted = wanted_images(&access.nodes, &needs, source.as_deref());
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    progress(&format!(
+        "images: from {} to {}, only what each lacks",
+        source.as_deref().unwrap_or("the manager"),
+        wanted.keys().cloned().collect::<Vec<_>>().join(", ")
+    ));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let host = swarm.host().to_string();
+    let access = access.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        send_images(&host, &access, &wanted, &mut |line: &str| {
+            let _ = tx.send(line.to_string());
+        })
+    });
+    while let Some(line) = rx.recv().await {
+        progress(&line);
+    }
+    let sent = task.await.map_err(|e| {
+        DeployError::Swarm(ClusterError::Api {
+            host: swarm.host().to_string(),
+            call: "send the images to the nodes",
+            reason: format!("the transfer stopped: {e}"),
+        })
+    })??;
+    Ok(sent)
+}
+
+/// The ingress proxy `plan` (its image already imported): its configuration stored, and the
+/// global service created or updated when what routing reads changed (a release that changes
+/// only env or images leaves its tasks alone); removed when nothing is routed (`None`).
+async fn ensure_ingress(
+    swarm: &Swarm,
+    config: &AppConfig,
+    plan: Option<&IngressPlan>,
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<(), DeployError> {
     let name = crate::ingress::ingress_name(&config.app);
@@ -435,8 +556,7 @@ async fn ensure_ingress(
             reason: e.to_string(),
         })
     };
-    let tag = crate::ingress::image_tag(exe).map_err(|e| api("read the dockhand binary", e))?;
-    let Some(plan) = plan_ingress(config, &tag) else {
+    let Some(plan) = plan else {
         if swarm.service_spec(&name).await?.is_some() {
             progress("ingress: nothing is routed any more, removed");
             swarm.remove_service(&name).await?;
@@ -451,7 +571,8 @@ async fn ensure_ingress(
             .as_ref()
             .and_then(|t| t.container_spec.as_ref())
             .and_then(|c| c.image.clone());
-        labels.get(INGRESS_LABEL) == Some(&plan.digest) && image.as_deref() == Some(tag.as_str())
+        labels.get(INGRESS_LABEL) == Some(&plan.digest)
+            && image.as_deref() == Some(plan.image.as_str())
     });
     if unchanged {
         return Ok(());
@@ -460,9 +581,6 @@ async fn ensure_ingress(
         "ingress: {} on the ingress nodes, port {}",
         plan.image, plan.published
     ));
-    swarm
-        .ensure_imported(&tag, "[\"/dockhand\"]", || crate::ingress::rootfs_tar(exe))
-        .await?;
     let text = serde_json::to_vec(&crate::ingress::ingress_config(config))
         .map_err(|e| api("encode the ingress configuration", std::io::Error::other(e)))?;
     let labels =
@@ -510,6 +628,24 @@ async fn rollback_locked(
             app: app.to_string(),
         });
     };
+    // The images of the release on every node that may run them, before any service changes.
+    let needs: Vec<ImageNeed> = target
+        .services
+        .values()
+        .filter_map(|spec| {
+            let task = spec.task_template.as_ref()?;
+            Some(ImageNeed {
+                image: task.container_spec.as_ref()?.image.clone()?,
+                constraints: task
+                    .placement
+                    .as_ref()
+                    .and_then(|p| p.constraints.clone())
+                    .unwrap_or_default(),
+                ingress_only: false,
+            })
+        })
+        .collect();
+    let images = transfer(swarm, options.nodes.as_ref(), needs, progress).await?;
     progress(&format!(
         "release {} of {app} back on every service",
         target.release
@@ -552,6 +688,7 @@ async fn rollback_locked(
         previous: serving,
         ok: outcomes.iter().all(|o| o.outcome == Outcome::Converged),
         services: outcomes,
+        images,
     })
 }
 

@@ -14,7 +14,7 @@
 //! are replaced stop-first, their port being bound on the host).
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use bollard::models;
@@ -201,10 +201,11 @@ impl IngressPlan {
 }
 
 /// The ingress image's tag for the binary `exe`: the version and a digest of the file, so a
-/// new build is a new image and the same build is imported once.
-pub fn image_tag(exe: &Path) -> io::Result<String> {
-    let bytes = std::fs::read(exe)?;
-    let digest = hex::encode(sha2::Sha256::digest(&bytes));
+/// new build is a new image and the same build is imported once. The digest of a file is kept
+/// in `cache` (a small file, e.g. under the user's cache directory) keyed by the file's path,
+/// size, modification time and inode, so a deploy reads the whole binary only once per build.
+pub fn image_tag(exe: &Path, cache: Option<&Path>) -> io::Result<String> {
+    let digest = binary_digest(exe, cache)?;
     Ok(format!(
         "dockhand-ingress:{}-{}",
         env!("CARGO_PKG_VERSION"),
@@ -212,15 +213,60 @@ pub fn image_tag(exe: &Path) -> io::Result<String> {
     ))
 }
 
+/// The SHA-256 of `exe`, from `cache` when its key matches (see [`image_tag`]).
+fn binary_digest(exe: &Path, cache: Option<&Path>) -> io::Result<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(exe)?;
+    let key = format!(
+        "{} {} {}.{} {}",
+        exe.display(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+        meta.ino()
+    );
+    if let Some(cache) = cache {
+        if let Ok(text) = std::fs::read_to_string(cache) {
+            if let Some((digest, cached_key)) = text.trim_end().split_once(' ') {
+                if cached_key == key && digest.len() == 64 {
+                    return Ok(digest.to_string());
+                }
+            }
+        }
+    }
+    let mut hasher = sha2::Sha256::new();
+    let mut file = std::fs::File::open(exe)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = io::Read::read(&mut file, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let digest = hex::encode(hasher.finalize());
+    if let Some(cache) = cache {
+        // Best effort: a cache that cannot be written costs the next deploy one read.
+        if let Some(dir) = cache.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let tmp = cache.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, format!("{digest} {key}\n")).is_ok() {
+            let _ = std::fs::rename(&tmp, cache);
+        }
+    }
+    Ok(digest)
+}
+
 /// A root file system holding `exe` as `/dockhand` and the shared libraries it loads (as
-/// `ldd` lists them, at the same paths), as a tar for `docker import`.
-pub fn rootfs_tar(exe: &Path) -> io::Result<Vec<u8>> {
+/// `ldd` lists them, at the same paths), as a tar for `docker import`, written to `out`.
+pub fn write_rootfs(exe: &Path, out: impl io::Write) -> io::Result<()> {
     let mut files: Vec<(PathBuf, PathBuf)> = vec![(exe.to_path_buf(), "dockhand".into())];
     for lib in shared_libraries(exe)? {
         let inside = lib.strip_prefix("/").unwrap_or(&lib).to_path_buf();
         files.push((lib, inside));
     }
-    let mut builder = tar::Builder::new(Vec::new());
+    let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(true);
     // A linker may leave holes in the binary; the tar crate writes such a file as a GNU sparse
     // entry (type 'S'), which the Engine's import refuses ("unhandled tar header type 83").
@@ -235,7 +281,42 @@ pub fn rootfs_tar(exe: &Path) -> io::Result<Vec<u8>> {
     for (from, inside) in files {
         builder.append_path_with_name(&from, &inside)?;
     }
-    builder.into_inner()
+    builder.into_inner()?.flush()
+}
+
+/// [`write_rootfs`] as a stream of chunks, written by a thread of its own as the stream is
+/// read (the import's request body: the image is never whole in memory).
+pub fn rootfs_stream(
+    exe: &Path,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, io::Error>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, io::Error>>(8);
+    let exe = exe.to_path_buf();
+    std::thread::spawn(move || {
+        let mut out = io::BufWriter::with_capacity(256 * 1024, ChannelWriter(tx.clone()));
+        let written = write_rootfs(&exe, &mut out).and_then(|()| out.flush());
+        drop(out);
+        if let Err(e) = written {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}
+
+/// A writer whose writes become chunks of a channel (a closed channel: the reader is gone).
+struct ChannelWriter(tokio::sync::mpsc::Sender<Result<bytes::Bytes, io::Error>>);
+
+impl io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .blocking_send(Ok(bytes::Bytes::copy_from_slice(buf)))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the import stopped reading"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The shared libraries `exe` loads, from `ldd`'s output (the dynamic loader included).
@@ -294,7 +375,8 @@ mod tests {
         file.seek(SeekFrom::Start(4 << 20)).unwrap();
         file.write_all(b"end").unwrap();
         drop(file);
-        let tar = rootfs_tar(&exe).unwrap();
+        let mut tar = Vec::new();
+        write_rootfs(&exe, &mut tar).unwrap();
         let mut archive = tar::Archive::new(tar.as_slice());
         let mut seen = false;
         for entry in archive.entries().unwrap() {
@@ -308,6 +390,55 @@ mod tests {
             }
         }
         assert!(seen, "the binary is in the image as /dockhand");
+    }
+
+    #[test]
+    fn the_binary_digest_is_read_from_the_cache_while_the_file_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("dockhand");
+        std::fs::write(&exe, b"build one").unwrap();
+        let cache = dir.path().join("cache/ingress-digest");
+        let first = binary_digest(&exe, Some(&cache)).unwrap();
+        assert_eq!(first, hex::encode(sha2::Sha256::digest(b"build one")));
+        // The cache holds the digest under the file's key: a planted digest under that key is
+        // what the next call answers, so the file was not read again.
+        let text = std::fs::read_to_string(&cache).unwrap();
+        let planted = text.replacen(&first, &"a".repeat(64), 1);
+        std::fs::write(&cache, planted).unwrap();
+        assert_eq!(binary_digest(&exe, Some(&cache)).unwrap(), "a".repeat(64));
+        // A new build (another size and time) is hashed again.
+        std::fs::write(&exe, b"build number two").unwrap();
+        let second = binary_digest(&exe, Some(&cache)).unwrap();
+        assert_eq!(
+            second,
+            hex::encode(sha2::Sha256::digest(b"build number two"))
+        );
+        assert!(image_tag(&exe, None).unwrap().ends_with(&second[..12]));
+    }
+
+    #[test]
+    fn the_streamed_root_file_system_is_the_written_one() {
+        use futures_util::StreamExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("static");
+        std::fs::write(&exe, vec![7u8; 700 * 1024]).unwrap();
+        let mut whole = Vec::new();
+        write_rootfs(&exe, &mut whole).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let streamed = rt.block_on(async {
+            let mut out = Vec::new();
+            let mut stream = std::pin::pin!(rootfs_stream(&exe));
+            let mut chunks = 0;
+            while let Some(chunk) = stream.next().await {
+                out.extend_from_slice(&chunk.unwrap());
+                chunks += 1;
+            }
+            assert!(chunks > 1, "the tar comes in pieces");
+            out
+        });
+        assert_eq!(streamed, whole);
     }
 
     fn config(toml: &str) -> AppConfig {

@@ -4,11 +4,13 @@
 //! Shaped like the single-host code: what to do is data computed by pure functions
 //! ([`status`] reads what runs where; planning turns the config into Swarm service specs),
 //! and the I/O sits at the edge in [`Swarm`], the one handle on a manager's Engine API
-//! (bollard over a Unix socket, every call under a timeout). The crate knows nothing about
-//! SSH (the remote crate brings a manager's socket here) or about the agent's state.
+//! (bollard over a Unix socket, every call under a timeout). The images reach the other nodes
+//! over SSH through the remote crate's layer-diff transfer ([`images`]); the crate knows
+//! nothing about the agent's state.
 
 mod deploy;
 mod error;
+pub mod images;
 mod ingress;
 mod plan;
 mod status;
@@ -19,7 +21,10 @@ pub use deploy::{
     ServiceOutcome,
 };
 pub use error::ClusterError;
-pub use ingress::{image_tag, ingress_name, plan_ingress, rootfs_tar, IngressPlan, INGRESS_LABEL};
+pub use images::{NodeAccess, NodeImages, TransferError};
+pub use ingress::{
+    image_tag, ingress_name, plan_ingress, rootfs_stream, write_rootfs, IngressPlan, INGRESS_LABEL,
+};
 pub use plan::{
     network_name, plan_database, plan_service, HealthCommand, PlanError, PlanKind, SecretMount,
     ServicePlan, UpdatePolicy, VolumeMount,

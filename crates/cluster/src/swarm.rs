@@ -391,6 +391,40 @@ impl Swarm {
         Ok(())
     }
 
+    /// The `[cluster]` node this Engine is, among `destinations`: the node whose Swarm node id
+    /// the Engine reports, found by its `dockhand.node` label, else its hostname (as
+    /// [`Swarm::label_nodes`] finds nodes). `None` when it is none of them.
+    pub async fn local_node(
+        &self,
+        destinations: &[String],
+    ) -> Result<Option<String>, ClusterError> {
+        let info = self
+            .call("read the engine's info", self.docker.info())
+            .await?;
+        let Some(id) = info
+            .swarm
+            .and_then(|s| s.node_id)
+            .filter(|id| !id.is_empty())
+        else {
+            return Ok(None);
+        };
+        let listed = self
+            .call("list nodes", self.docker.list_nodes(None))
+            .await?;
+        let Some(node) = listed.iter().find(|n| n.id.as_deref() == Some(id.as_str())) else {
+            return Ok(None);
+        };
+        let label = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.labels.as_ref())
+            .and_then(|l| l.get("dockhand.node").cloned());
+        let hostname = node.description.as_ref().and_then(|d| d.hostname.clone());
+        Ok(label
+            .filter(|l| destinations.contains(l))
+            .or_else(|| hostname.filter(|h| destinations.contains(h))))
+    }
+
     /// The services of `app` (by their `dockhand.app` label).
     pub async fn app_services(&self, app: &str) -> Result<Vec<models::Service>, ClusterError> {
         let options = bollard::query_parameters::ListServicesOptions {
@@ -493,20 +527,18 @@ impl Swarm {
 
     /// Imports the root file system `rootfs` (a tar, made only when needed) as image `tag`
     /// with `entrypoint`, unless the Engine has it already.
-    pub async fn ensure_imported(
+    pub async fn ensure_imported<S>(
         &self,
         tag: &str,
         entrypoint: &str,
-        rootfs: impl FnOnce() -> std::io::Result<Vec<u8>>,
-    ) -> Result<(), ClusterError> {
+        rootfs: impl FnOnce() -> S,
+    ) -> Result<(), ClusterError>
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+    {
         if self.docker.inspect_image(tag).await.is_ok() {
             return Ok(());
         }
-        let tar = rootfs().map_err(|e| ClusterError::Api {
-            host: self.host.clone(),
-            call: "assemble the ingress image",
-            reason: e.to_string(),
-        })?;
         let (repo, version) = tag.split_once(':').unwrap_or((tag, "latest"));
         let options = bollard::query_parameters::CreateImageOptionsBuilder::new()
             .from_src("-")
@@ -516,7 +548,8 @@ impl Swarm {
             .build();
         let stream = self.docker.create_image(
             Some(options),
-            Some(bollard::body_full(bytes::Bytes::from(tar))),
+            // The root file system streams into the import as it is written.
+            Some(bollard::body_try_stream(rootfs())),
             None,
         );
         let import = async {

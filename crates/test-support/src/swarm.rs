@@ -12,6 +12,12 @@
 //!   `endpoint_mode: dnsrr` or task addresses, and a host process cannot reach an overlay
 //!   address (a test reaches tasks from inside a container on the overlay).
 //!
+//! Each node can also be reached over real SSH ([`Cluster::start_ssh`]): the host's own
+//! `sshd`, run in the node's network namespace on the node's address, with a host key and a
+//! client key made for the cluster, and `SetEnv DOCKER_HOST=<the node's socket>` so what a
+//! session runs (`docker`, `dockhand remote images|load`) reaches that node's Engine; an
+//! ssh_config maps `m1.invalid`, `w1.invalid`, … to the nodes, for `$DOCKHAND_SSH_CONFIG`.
+//!
 //! Join tokens travel from the first manager's API to the others' through pipes, never a file
 //! or a process argument. Everything is removed on drop, also when the test panics; what a
 //! killed test process left behind is removed by the next [`Cluster::start`].
@@ -30,6 +36,9 @@ use crate::docker::{docker_ok, require_docker};
 /// host's networks nor Docker's default pools use it).
 const NET_PREFIX: [u8; 2] = [100, 72];
 
+/// The host's OpenSSH server, run per node by [`Cluster::start_ssh`].
+const SSHD: &str = "/usr/sbin/sshd";
+
 /// Whether a node manages the swarm or only runs tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -45,6 +54,7 @@ pub struct Node {
     dir: PathBuf,
     netns: String,
     dockerd: Option<Child>,
+    sshd: Option<Child>,
 }
 
 /// A running swarm of namespaced `dockerd`s; removed on drop.
@@ -221,6 +231,12 @@ impl Cluster {
     /// Copies `images` from the shared engine into every node (`docker save` once, `docker
     /// load` on each node, in parallel).
     pub fn load_images(&self, images: &[&str]) {
+        let all: Vec<&str> = self.nodes.iter().map(|n| n.hostname.as_str()).collect();
+        self.load_images_into(&all, images);
+    }
+
+    /// Copies `images` from the shared engine into the nodes `hostnames` only.
+    pub fn load_images_into(&self, hostnames: &[&str], images: &[&str]) {
         let dir = self.names.dir().join("images");
         std::fs::create_dir_all(&dir).expect("create the image directory");
         let tar = dir.join("images.tar");
@@ -229,7 +245,8 @@ impl Cluster {
         args.extend_from_slice(images);
         docker_ok(&args);
         std::thread::scope(|s| {
-            for node in &self.nodes {
+            for hostname in hostnames {
+                let node = self.node(hostname);
                 let tar = tar_arg;
                 s.spawn(move || {
                     node.docker_ok(&["load", "-i", tar]);
@@ -237,6 +254,58 @@ impl Cluster {
             }
         });
         let _ = std::fs::remove_file(&tar);
+    }
+
+    /// Makes every node reachable over SSH as root: the host's `sshd` in each node's network
+    /// namespace, listening on the node's address, its sessions' `DOCKER_HOST` the node's
+    /// Engine and their `PATH` starting with a directory holding `dockhand` (a link to
+    /// `dockhand_bin`, the binary under test, as `dockhand setup` would have installed it).
+    /// Returns the ssh_config file ([`Cluster::ssh_config`]) once every node lets root in.
+    pub fn start_ssh(&mut self, dockhand_bin: &Path) -> PathBuf {
+        assert!(
+            Path::new(SSHD).is_file(),
+            "{SSHD} is missing: the swarm tests reach the nodes over SSH (apt-get install openssh-server openssh-client; no system sshd needs to run)"
+        );
+        require_tool("ssh-keygen");
+        // sshd refuses to start without its privilege separation directory, which only a
+        // running system service creates.
+        std::fs::create_dir_all("/run/sshd").expect("create /run/sshd");
+        let dir = self.names.dir().join("ssh");
+        std::fs::create_dir_all(&dir).expect("create the ssh directory");
+        keygen(&dir.join("id"));
+        keygen(&dir.join("host_ed25519"));
+        let bin = self.names.dir().join("bin");
+        std::fs::create_dir_all(&bin).expect("create the bin directory");
+        let _ = std::fs::remove_file(bin.join("dockhand"));
+        std::os::unix::fs::symlink(dockhand_bin, bin.join("dockhand")).expect("link dockhand");
+        std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).expect("authorized_keys");
+        let host_key = std::fs::read_to_string(dir.join("host_ed25519.pub")).expect("host key");
+        let mut known = String::new();
+        let mut config = String::new();
+        for node in &self.nodes {
+            known += &format!("{} {}\n", node.addr, host_key.trim());
+            config += &format!(
+                "Host {host}.invalid\n  HostName {addr}\n  Port 22\n  IdentityFile {id}\n  IdentitiesOnly yes\n  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n  ConnectTimeout 5\n  LogLevel ERROR\n\n",
+                host = node.hostname,
+                addr = node.addr,
+                id = dir.join("id").display(),
+                known = dir.join("known_hosts").display(),
+            );
+        }
+        std::fs::write(dir.join("known_hosts"), known).expect("write known_hosts");
+        std::fs::write(self.ssh_config(), config).expect("write ssh_config");
+        for node in &mut self.nodes {
+            node.start_sshd(&dir, &bin);
+        }
+        for node in &self.nodes {
+            node.wait_ssh(&self.ssh_config());
+        }
+        self.ssh_config()
+    }
+
+    /// The ssh_config file of [`Cluster::start_ssh`]: host `<hostname>.invalid` for each node.
+    pub fn ssh_config(&self) -> PathBuf {
+        self.names.dir().join("ssh").join("ssh_config")
     }
 
     /// Adds the node label `key=value` to the node `hostname` (through the first manager).
@@ -276,6 +345,7 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
+            node.stop_sshd();
             node.stop_dockerd();
         }
         teardown(&self.names);
@@ -312,6 +382,7 @@ impl Node {
             dir,
             netns,
             dockerd: None,
+            sshd: None,
         }
     }
 
@@ -415,6 +486,87 @@ impl Node {
             .spawn()
             .unwrap_or_else(|e| panic!("failed to start dockerd for node {}: {e}", self.hostname));
         self.dockerd = Some(child);
+    }
+
+    /// Starts the host's sshd in the node's network namespace (see [`Cluster::start_ssh`]).
+    fn start_sshd(&mut self, ssh_dir: &Path, bin: &Path) {
+        let config = self.dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress {addr}:22\n\
+                 HostKey {host_key}\n\
+                 PidFile {pid}\n\
+                 AuthorizedKeysFile {keys}\n\
+                 StrictModes no\n\
+                 UsePAM no\n\
+                 PermitRootLogin prohibit-password\n\
+                 PubkeyAuthentication yes\n\
+                 PasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\n\
+                 MaxStartups 64\n\
+                 MaxSessions 64\n\
+                 SetEnv DOCKER_HOST={docker_host} PATH={bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n",
+                addr = self.addr,
+                host_key = ssh_dir.join("host_ed25519").display(),
+                pid = self.dir.join("sshd.pid").display(),
+                keys = ssh_dir.join("authorized_keys").display(),
+                docker_host = self.docker_host(),
+                bin = bin.display(),
+            ),
+        )
+        .expect("write sshd_config");
+        let log = File::create(self.dir.join("sshd.log")).expect("create the sshd log");
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .args(["--", SSHD, "-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup the log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("failed to start sshd for node {}: {e}", self.hostname));
+        self.sshd = Some(child);
+    }
+
+    /// Waits until root logs in over SSH and the session reaches the node's own Engine.
+    fn wait_ssh(&self, ssh_config: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = Command::new("ssh")
+                .arg("-F")
+                .arg(ssh_config)
+                .args(["-o", "BatchMode=yes"])
+                .arg(format!("root@{}.invalid", self.hostname))
+                .arg("printf %s \"$DOCKER_HOST\"")
+                .stdin(Stdio::null())
+                .output()
+                .expect("ssh is missing: apt-get install openssh-client");
+            if out.status.success() {
+                assert_eq!(
+                    String::from_utf8_lossy(&out.stdout),
+                    self.docker_host(),
+                    "node {}'s SSH sessions must reach its own Engine",
+                    self.hostname
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {}'s sshd did not let root in within 30s: {}\nits log:\n{}",
+                self.hostname,
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn stop_sshd(&mut self) {
+        if let Some(mut child) = self.sshd.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     fn wait_answering(&self) {
@@ -714,6 +866,29 @@ fn mounts_under(dir: &Path) -> Vec<String> {
     mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
     mounts.dedup();
     mounts
+}
+
+fn keygen(path: &Path) {
+    let out = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "dockhand-swarm-test",
+            "-f",
+        ])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("ssh-keygen is missing: apt-get install openssh-client");
+    assert!(
+        out.status.success(),
+        "ssh-keygen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn require_tool(tool: &str) {

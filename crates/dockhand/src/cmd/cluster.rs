@@ -2,7 +2,8 @@
 //! they talk to a swarm manager's Docker Engine (`$DOCKER_HOST`, else the local socket: run
 //! them on a manager, or point `DOCKER_HOST` at a manager's socket) through
 //! `dockhand_cluster`, which does the work; this module finds the project, loads its
-//! configuration and secrets, and renders the reports.
+//! configuration, secrets and the nodes' `[destinations]` (the images reach the other nodes
+//! over SSH), and renders the reports.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,7 @@ pub fn project(g: &Global) -> Option<PathBuf> {
 /// `dockhand deploy` on a cluster.
 pub fn deploy(g: &Global, path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = load(g, path)?;
+    let nodes = node_access(g, path, &config)?;
     let redactor = dockhand_agent::Redactor::default();
     let secrets = dockhand_agent::load_secrets(&config, &redactor)
         .map_err(|e| output::usage(redactor.redact(&e.to_string()), g.json))?;
@@ -47,6 +49,8 @@ pub fn deploy(g: &Global, path: &std::path::Path) -> anyhow::Result<ExitCode> {
             DeployOptions {
                 // The ingress runs this very binary.
                 ingress_exe: std::env::current_exe().ok(),
+                digest_cache: digest_cache(),
+                nodes: Some(nodes),
                 ..DeployOptions::default()
             },
             &mut progress(json),
@@ -64,6 +68,7 @@ pub fn rollback(
     release: Option<i64>,
 ) -> anyhow::Result<ExitCode> {
     let config = load(g, path)?;
+    let nodes = node_access(g, path, &config)?;
     let to =
         match release {
             Some(r) => Some(u64::try_from(r).map_err(|_| {
@@ -79,7 +84,10 @@ pub fn rollback(
             &swarm,
             &config.app,
             to,
-            DeployOptions::default(),
+            DeployOptions {
+                nodes: Some(nodes),
+                ..DeployOptions::default()
+            },
             &mut progress(json),
         )
         .await
@@ -205,6 +213,42 @@ fn load(g: &Global, path: &std::path::Path) -> anyhow::Result<AppConfig> {
         })
 }
 
+/// The `[cluster]` nodes with their `[destinations]`, how the images reach them.
+fn node_access(
+    g: &Global,
+    path: &std::path::Path,
+    config: &AppConfig,
+) -> anyhow::Result<dockhand_cluster::NodeAccess> {
+    let destinations = dockhand_config::load_destinations(path, &LoadOptions::from_process_env())
+        .map_err(|e| output::usage(e.to_string(), g.json))?
+        .into_iter()
+        .map(|(name, d)| (name, d.host))
+        .collect();
+    Ok(dockhand_cluster::NodeAccess {
+        nodes: config
+            .cluster
+            .as_ref()
+            .map(|c| c.nodes.clone())
+            .unwrap_or_default(),
+        destinations,
+        ssh: super::remote::ssh_options(),
+    })
+}
+
+/// Where the ingress binary's digest is kept between deploys: `$XDG_CACHE_HOME/dockhand/`,
+/// else `~/.cache/dockhand/`.
+fn digest_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("dockhand").join("ingress-digest"))
+}
+
 /// The manager's Engine: `$DOCKER_HOST`, else the local socket.
 async fn connect(g: &Global) -> anyhow::Result<Swarm> {
     let host = std::env::var("DOCKER_HOST")
@@ -243,7 +287,13 @@ fn deploy_error(e: DeployError, redactor: &dockhand_agent::Redactor, json: bool)
     if let DeployError::Swarm(e) = e {
         return swarm_error(e, json);
     }
-    let code = if e.is_usage() {
+    let code = if let DeployError::Transfer(t) = &e {
+        match t.error.class() {
+            dockhand_remote::ErrorClass::Unreachable => output::UNREACHABLE,
+            dockhand_remote::ErrorClass::Usage => output::USAGE,
+            dockhand_remote::ErrorClass::Failed => output::FAILED,
+        }
+    } else if e.is_usage() {
         output::USAGE
     } else {
         output::NOT_FOUND
@@ -254,7 +304,7 @@ fn deploy_error(e: DeployError, redactor: &dockhand_agent::Redactor, json: bool)
     }
     anyhow::Error::new(output::Exit {
         code,
-        json: json.then(|| serde_json::json!({ "error": { "code": if code == output::USAGE { "usage" } else { "not_found" }, "message": message } })),
+        json: json.then(|| serde_json::json!({ "error": { "code": match code { output::USAGE => "usage", output::UNREACHABLE => "unreachable", output::FAILED => "failed", _ => "not_found" }, "message": message } })),
         message,
     })
 }
@@ -272,6 +322,21 @@ fn render(g: &Global, report: &ClusterReport, what: &str) -> ExitCode {
     if g.json {
         print_json(report);
     } else {
+        for n in &report.images {
+            let sent = n.images.iter().filter(|p| !p.already_there).count();
+            let there = n.images.len() - sent;
+            let pulled = if n.pulled.is_empty() {
+                String::new()
+            } else {
+                format!(", {} pulled by the node", n.pulled.len())
+            };
+            println!(
+                "{} {}: {sent} image(s) sent, {} bytes over SSH; {there} already there{pulled}",
+                style("node").dim(),
+                n.node,
+                n.bytes_sent
+            );
+        }
         for s in &report.services {
             let word = dockhand_cluster::word(s.outcome);
             let word = if s.outcome == Outcome::Converged {

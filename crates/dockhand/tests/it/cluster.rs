@@ -1,7 +1,10 @@
 //! `[cluster] engine = "swarm"` through the real binary, on a real swarm of three namespaced
-//! engines (test-support's fixture: a manager and two workers): `dockhand deploy` spreads
-//! an app of two web services, a worker and a PostgreSQL database pinned by a node label
-//! across the nodes, gated on health; a release whose new image fails its health check is
+//! engines (test-support's fixture: a manager and two workers, each reachable over SSH):
+//! the images are only in the manager's Engine, and `dockhand deploy` sends each node what it
+//! may run and lacks (once: a second deploy sends nothing), refusing before any change when
+//! a node cannot be reached; it spreads an app of two web services, a worker and a
+//! PostgreSQL database pinned by a node label across the nodes, gated on health, behind an
+//! ingress on two nodes; a release whose new image fails its health check is
 //! rolled back by Swarm and the whole app stays on the previous release; `dockhand rollback`
 //! returns every service to the release before; `dockhand status` shows the nodes and what
 //! runs where, and a worker whose engine is killed as down while its tasks run elsewhere. A secret reaches the task as a file and appears in no spec, no node's disk
@@ -21,7 +24,7 @@ use crate::sandbox;
 
 const API_TOKEN: &str = "swarm-api-t0ken-5e1f";
 const DB_PASSWORD: &str = "swarm-db-pw-77a0c";
-/// The port the ingress proxy publishes on the ingress node (each node has an address of its
+/// The port the ingress proxy publishes on the ingress nodes (each node has an address of its
 /// own, so it cannot collide with another test's).
 const INGRESS_PORT: u16 = 18080;
 
@@ -100,6 +103,7 @@ host = "ssh://root@w2.invalid"
 engine = "swarm"
 managers = ["m1"]
 workers = ["w1", "w2"]
+ingress = ["m1", "w1"]
 placement = {{ db = ["node.labels.db == main"] }}
 [cluster.labels.w2]
 db = "main"
@@ -208,9 +212,13 @@ fn wait_releases(cluster: &Cluster, services: &[(&str, usize)], release: &str) {
 fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
     ensure_test_images();
     let mut cluster = Cluster::start(1, 2);
-    cluster.load_images(&[TESTAPP_SHELL_IMAGE, POSTGRES_IMAGE]);
+    // The images are in the manager's Engine only: the deploy brings the workers theirs.
+    cluster.load_images_into(&["m1"], &[TESTAPP_SHELL_IMAGE, POSTGRES_IMAGE]);
+    let ssh_config = cluster.start_ssh(std::path::Path::new(env!("CARGO_BIN_EXE_dockhand")));
     let app = unique_app("sw");
-    let sb = sandbox().with_env("DOCKER_HOST", &cluster.manager().docker_host());
+    let sb = sandbox()
+        .with_env("DOCKER_HOST", &cluster.manager().docker_host())
+        .with_env("DOCKHAND_SSH_CONFIG", ssh_config.to_str().unwrap());
     sb.write("dockhand.toml", &toml(&app, "v1", true));
     let secrets = sb.write(
         ".dockhand/secrets.env",
@@ -232,10 +240,77 @@ fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
     assert_eq!(report["release"], 1, "{report:#}");
     wait_releases(&cluster, &all, "1");
 
-    // The ingress proxy: a task on the manager (the ingress node by default), publishing the
-    // proxy's port there; from this host, web's route answers through it.
+    // The images went from the manager to the workers over SSH, each node getting what may
+    // run there: the app's image to both, PostgreSQL only to w2 (the database is pinned to
+    // it), the ingress image only to w1 (the other ingress node). m1 was the source.
+    let sent = |report: &serde_json::Value, node: &str| -> Vec<(String, bool, u64)> {
+        report["images"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no images in {report:#}"))
+            .iter()
+            .filter(|n| n["node"] == node)
+            .flat_map(|n| n["images"].as_array().unwrap().clone())
+            .map(|p| {
+                (
+                    p["image"].as_str().unwrap().to_string(),
+                    p["already_there"].as_bool().unwrap(),
+                    p["bytes_sent"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert!(sent(&report, "m1").is_empty(), "{report:#}");
+    let w1_got = sent(&report, "w1");
+    let w2_got = sent(&report, "w2");
+    let names = |got: &[(String, bool, u64)]| -> Vec<String> {
+        let mut n: Vec<String> = got.iter().map(|(i, _, _)| i.clone()).collect();
+        n.sort();
+        n
+    };
+    let ingress_image = w1_got
+        .iter()
+        .map(|(i, _, _)| i.clone())
+        .find(|i| i.starts_with("dockhand-ingress:"))
+        .unwrap_or_else(|| panic!("the ingress image went to w1: {report:#}"));
+    assert_eq!(
+        names(&w1_got),
+        {
+            let mut n = vec![ingress_image.clone(), TESTAPP_SHELL_IMAGE.to_string()];
+            n.sort();
+            n
+        },
+        "{report:#}"
+    );
+    assert_eq!(
+        names(&w2_got),
+        {
+            let mut n = vec![POSTGRES_IMAGE.to_string(), TESTAPP_SHELL_IMAGE.to_string()];
+            n.sort();
+            n
+        },
+        "{report:#}"
+    );
+    for (image, there, bytes) in w1_got.iter().chain(&w2_got) {
+        assert!(!there && *bytes > 0, "{image} was sent: {report:#}");
+    }
+    for (node, image, present) in [
+        ("w1", TESTAPP_SHELL_IMAGE, true),
+        ("w1", ingress_image.as_str(), true),
+        ("w1", POSTGRES_IMAGE, false),
+        ("w2", TESTAPP_SHELL_IMAGE, true),
+        ("w2", POSTGRES_IMAGE, true),
+        ("w2", ingress_image.as_str(), false),
+    ] {
+        let found = cluster.node(node).docker(&["image", "inspect", image]);
+        assert_eq!(found.status.success(), present, "{image} on {node}");
+    }
+
+    // The ingress proxy: a task on each ingress node (m1 and w1), publishing the proxy's port
+    // there; from this host, web's route answers through either.
     let ingress = format!("{}:{INGRESS_PORT}", cluster.manager().addr());
+    let ingress_w1 = format!("{}:{INGRESS_PORT}", cluster.node("w1").addr());
     wait_ingress(&cluster, &app, &ingress, "v1");
+    wait_ingress(&cluster, &app, &ingress_w1, "v1");
     let ingress_tasks = cluster.manager().docker_ok(&[
         "service",
         "ps",
@@ -244,7 +319,7 @@ fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
         "desired-state=running",
         &format!("{app}-ingress"),
     ]);
-    assert_eq!(ingress_tasks.lines().count(), 1, "{ingress_tasks}");
+    assert_eq!(ingress_tasks.lines().count(), 2, "{ingress_tasks}");
 
     // `status`: three ready nodes, the database on the labelled one, every task running.
     let (code, status, out) = json(&sb, &["status"]);
@@ -273,10 +348,12 @@ fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
     assert!(!on("m1").contains(&"db".to_string()), "{status:#}");
     let tasks: usize = ["m1", "w1", "w2"].iter().map(|n| on(n).len()).sum();
     assert_eq!(
-        tasks, 7,
-        "two web, two api, a worker, the database and the ingress: {status:#}"
+        tasks, 8,
+        "two web, two api, a worker, the database and two ingress tasks: {status:#}"
     );
     assert!(on("m1").contains(&"ingress".to_string()), "{status:#}");
+    assert!(on("w1").contains(&"ingress".to_string()), "{status:#}");
+    assert!(!on("w2").contains(&"ingress".to_string()), "{status:#}");
     let human = sb.run(&["status"]);
     let human_text = String::from_utf8_lossy(&human.stdout).to_string();
     assert!(human.status.success(), "{}", text(&human));
@@ -367,6 +444,7 @@ fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
     assert_eq!(report["release"], 2, "{report:#}");
     wait_releases(&cluster, &all, "2");
     wait_ingress(&cluster, &app, &ingress, "v2");
+    wait_ingress(&cluster, &app, &ingress_w1, "v2");
     let seen = load.finish();
     assert_eq!(
         seen.failures(),
@@ -376,6 +454,39 @@ fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
     assert!(
         seen.by_version.contains_key("v1") && seen.by_version.contains_key("v2"),
         "{seen:?}"
+    );
+    // Every node had every image already: the second deploy sent nothing.
+    for node in ["w1", "w2"] {
+        let got = sent(&report, node);
+        assert!(!got.is_empty(), "{node} was asked: {report:#}");
+        assert!(
+            got.iter().all(|(_, there, bytes)| *there && *bytes == 0),
+            "nothing sent to {node} again: {report:#}"
+        );
+    }
+
+    // A node that cannot be reached over SSH stops the deploy before any change: exit 3,
+    // naming the node and what to do; the app stays on release 2, the lock is given back and
+    // the release number is not used up (the next deploy is release 3).
+    sb.write(
+        "dockhand.toml",
+        &toml(&app, "v3", true).replace("ssh://root@w2.invalid", "ssh://root@w2-gone.invalid"),
+    );
+    let (code, refused, out) = json(&sb, &["deploy"]);
+    outputs += &out;
+    assert_eq!(code, Some(3), "{out}");
+    assert_eq!(refused["error"]["code"], "unreachable", "{refused:#}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("node `w2`")
+            && message.contains("w2-gone.invalid")
+            && message.contains("no service was changed"),
+        "{message}"
+    );
+    wait_releases(&cluster, &all, "2");
+    assert_eq!(
+        m1.docker_ok(&["config", "ls", "-q", "--filter", &format!("name={lock}")]),
+        ""
     );
     let after = cluster.manager().docker_ok(&[
         "service",
@@ -388,8 +499,10 @@ fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
     assert_eq!(after, ingress_tasks, "the ingress task was not replaced");
 
     // Release 3's web fails its health check: Swarm rolls web back by itself, and api and
-    // the worker, which converged, go back too: the whole app stays on release 2.
+    // the worker, which converged, go back too: the whole app stays on release 2 — and no
+    // request through the ingress fails meanwhile.
     sb.write("dockhand.toml", &toml(&app, "v3", false));
+    let load = Load::start(&ingress, "shop.test", "/version", 4);
     let (code, report, out) = json(&sb, &["deploy"]);
     outputs += &out;
     assert_eq!(code, Some(1), "{out}");
@@ -409,6 +522,14 @@ fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
     assert_eq!(outcome("api"), "reverted", "{report:#}");
     assert_eq!(outcome("worker"), "reverted", "{report:#}");
     wait_releases(&cluster, &all, "2");
+    wait_ingress(&cluster, &app, &ingress, "v2");
+    let seen = load.finish();
+    assert_eq!(
+        seen.failures(),
+        0,
+        "through the ingress during the failed update and its rollback: {seen:?}"
+    );
+    assert!(seen.by_version.contains_key("v2"), "{seen:?}");
 
     // `dockhand rollback`: every service back on release 1, the database left alone.
     let db_task = cluster.manager().docker_ok(&[
@@ -492,7 +613,8 @@ fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
                     .unwrap_or(0)
             })
             .sum();
-        if code == Some(1) && status["down"] == serde_json::json!(["w1"]) && running == 6 {
+        // The app's six tasks and m1's ingress (w1's stays with w1: the ingress is global).
+        if code == Some(1) && status["down"] == serde_json::json!(["w1"]) && running == 7 {
             break status;
         }
         assert!(
