@@ -63,7 +63,7 @@ pub struct NodeImages {
 pub struct TransferError {
     pub node: String,
     #[source]
-    pub error: RemoteError,
+    pub error: Box<RemoteError>,
 }
 
 /// The images each node needs (pure): by node name, in `[cluster]` order, without `source`
@@ -175,7 +175,7 @@ pub fn send_images(
                     send_to_node(manager_host, access, node, images, &say).map_err(|error| {
                         TransferError {
                             node: node.clone(),
-                            error,
+                            error: Box::new(error),
                         }
                     })
                 })
@@ -192,10 +192,10 @@ pub fn send_images(
                 h.join().unwrap_or_else(|_| {
                     Err(TransferError {
                         node: node.clone(),
-                        error: RemoteError::refused(
+                        error: Box::new(RemoteError::refused(
                             "the image transfer to the node panicked",
                             "this is a bug in dockhand; please report it with the command's output",
-                        ),
+                        )),
                     })
                 })
             })
@@ -240,12 +240,11 @@ fn send_to_node(
                 "the images are read from the manager's Engine (DOCKER_HOST); check that it runs",
             )
         })?;
-    let session = Session::open(dest, &access.ssh).map_err(|e| {
+    let session = Session::open(dest, &access.ssh).inspect_err(|_| {
         say(format!(
             "node {node}: cannot be reached over SSH ({})",
             dest.ssh_target()
         ));
-        e
     })?;
     let inventory = node_command(node, "images");
     let load = node_command(node, "load");
