@@ -40,6 +40,9 @@ impl Harness {
         let boot = config_in(dir.path(), "v0", "");
         let (proxy, _) =
             ProxyService::bind(&boot, fleet.clone(), &dir.path().join("access.log")).unwrap();
+        // The agent opens its proxy once it has restarted the committed release; these tests
+        // drive the deployer alone, on a proxy open from the start.
+        proxy.handle().open();
         let d = Deployer {
             layout,
             store,
