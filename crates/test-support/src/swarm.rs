@@ -272,8 +272,8 @@ impl Cluster {
         std::fs::create_dir_all("/run/sshd").expect("create /run/sshd");
         let dir = self.names.dir().join("ssh");
         std::fs::create_dir_all(&dir).expect("create the ssh directory");
-        keygen(&dir.join("id"));
-        keygen(&dir.join("host_ed25519"));
+        crate::target::keygen(&dir.join("id"));
+        crate::target::keygen(&dir.join("host_ed25519"));
         let bin = self.names.dir().join("bin");
         std::fs::create_dir_all(&bin).expect("create the bin directory");
         let _ = std::fs::remove_file(bin.join("dockhand"));
@@ -866,29 +866,6 @@ fn mounts_under(dir: &Path) -> Vec<String> {
     mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
     mounts.dedup();
     mounts
-}
-
-fn keygen(path: &Path) {
-    let out = Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            "dockhand-swarm-test",
-            "-f",
-        ])
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
-        .expect("ssh-keygen is missing: apt-get install openssh-client");
-    assert!(
-        out.status.success(),
-        "ssh-keygen failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn require_tool(tool: &str) {

@@ -306,7 +306,9 @@ impl Drop for Target {
     }
 }
 
-fn keygen(path: &Path) {
+/// An ed25519 key pair without a passphrase at `path` (and `path.pub`), for the test hosts
+/// (remote targets, swarm nodes) and their clients.
+pub(crate) fn keygen(path: &Path) {
     let out = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "dockhand-test", "-f"])
         .arg(path)
