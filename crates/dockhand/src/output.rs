@@ -89,14 +89,19 @@ pub fn from_client(err: ClientError, json: bool) -> anyhow::Error {
     })
 }
 
-/// Turns a failure on the way to (or on) a server into an `Exit` with the right code.
-pub fn from_remote(err: dockhand_remote::RemoteError, json: bool) -> anyhow::Error {
+/// The exit code and the `--json` error code of a failure on the way to (or on) a server.
+pub fn remote_code(class: dockhand_remote::ErrorClass) -> (u8, &'static str) {
     use dockhand_remote::ErrorClass;
-    let (code, word) = match err.class() {
+    match class {
         ErrorClass::Unreachable => (UNREACHABLE, "unreachable"),
         ErrorClass::Usage => (USAGE, "usage"),
         ErrorClass::Failed => (FAILED, "failed"),
-    };
+    }
+}
+
+/// Turns a failure on the way to (or on) a server into an `Exit` with the right code.
+pub fn from_remote(err: dockhand_remote::RemoteError, json: bool) -> anyhow::Error {
+    let (code, word) = remote_code(err.class());
     let message = err.to_string();
     anyhow::Error::new(Exit {
         code,

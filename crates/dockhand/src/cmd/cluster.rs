@@ -287,16 +287,12 @@ fn deploy_error(e: DeployError, redactor: &dockhand_agent::Redactor, json: bool)
     if let DeployError::Swarm(e) = e {
         return swarm_error(e, json);
     }
-    let code = if let DeployError::Transfer(t) = &e {
-        match t.error.class() {
-            dockhand_remote::ErrorClass::Unreachable => output::UNREACHABLE,
-            dockhand_remote::ErrorClass::Usage => output::USAGE,
-            dockhand_remote::ErrorClass::Failed => output::FAILED,
-        }
+    let (code, word) = if let DeployError::Transfer(t) = &e {
+        output::remote_code(t.error.class())
     } else if e.is_usage() {
-        output::USAGE
+        (output::USAGE, "usage")
     } else {
-        output::NOT_FOUND
+        (output::NOT_FOUND, "not_found")
     };
     let mut message = redactor.redact(&e.to_string());
     if let Some(help) = e.help() {
@@ -304,7 +300,7 @@ fn deploy_error(e: DeployError, redactor: &dockhand_agent::Redactor, json: bool)
     }
     anyhow::Error::new(output::Exit {
         code,
-        json: json.then(|| serde_json::json!({ "error": { "code": match code { output::USAGE => "usage", output::UNREACHABLE => "unreachable", output::FAILED => "failed", _ => "not_found" }, "message": message } })),
+        json: json.then(|| serde_json::json!({ "error": { "code": word, "message": message } })),
         message,
     })
 }
