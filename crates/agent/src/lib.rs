@@ -15,6 +15,7 @@ mod agent;
 mod alerts;
 pub mod backups;
 mod certs;
+pub mod clock;
 mod containers;
 mod dashboard;
 mod deploy;

@@ -34,7 +34,7 @@ impl ProxyService {
     ) -> Result<(ProxyService, tls::LoadedCertificates)> {
         let p = &config.proxy;
         let defaults = ProxyConfig::default();
-        let certificates = tls::load(p, std::time::SystemTime::now());
+        let certificates = tls::load(p, crate::clock::now());
         let https = p.https_listen.map(|listen| HttpsConfig {
             listen,
             certificates: Arc::new(CertStore::new(certificates.serve.clone())),

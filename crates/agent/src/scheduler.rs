@@ -141,6 +141,9 @@ pub fn missed(
     }
 }
 
+/// How late past a due time a job may wake before the scheduler says the clock jumped.
+const LATE: Duration = Duration::from_secs(60);
+
 /// What a job's run returns: a line for the record, or why it failed.
 pub type JobResult = std::result::Result<String, String>;
 
@@ -240,7 +243,7 @@ impl Scheduler {
 
     /// One job's life: report (and catch up) a missed run, then run at each due time.
     async fn drive(self, job: Job, mut shutdown: crate::subsystem::Shutdown) {
-        let now = Utc::now();
+        let now = crate::clock::utc();
         let mut last = self.last_run(&job.name);
         if let Some(due) = missed(&job.schedule, last, now) {
             let what = if job.catch_up {
@@ -260,13 +263,13 @@ impl Scheduler {
                 ),
             );
             if job.catch_up {
-                let started = Utc::now();
+                let started = crate::clock::utc();
                 self.run_job(&job, started).await;
                 last = Some(started);
             }
         }
         loop {
-            let now = Utc::now();
+            let now = crate::clock::utc();
             let Some(due) = job.schedule.next_after(now, last) else {
                 tracing::warn!(job = %job.name, "the schedule has no next time; the job will not run again");
                 return;
@@ -275,15 +278,33 @@ impl Scheduler {
             let wait = (due - now)
                 .to_std()
                 .unwrap_or(Duration::ZERO)
-                .min(Duration::from_secs(60));
+                .min(crate::clock::recheck());
             tokio::select! {
                 _ = shutdown.wait() => return,
                 _ = tokio::time::sleep(wait) => {}
             }
-            if Utc::now() < due {
+            let started = crate::clock::utc();
+            if started < due {
                 continue;
             }
-            let started = Utc::now();
+            // Woken more than a minute late with later due times passed too: the wall clock
+            // jumped forward (or the machine was suspended). The job runs once for all of
+            // them, and the event says so.
+            let late = (started - due).to_std().unwrap_or_default() > LATE;
+            if let Some(latest) = missed(&job.schedule, Some(due), started).filter(|_| late) {
+                self.events.warn(
+                    EventKind::Schedule,
+                    None,
+                    None,
+                    &format!(
+                        "scheduled job `{}` ({}) was due at {} and again up to {}: the wall clock jumped forward; it runs once now",
+                        job.name,
+                        job.schedule.describe(),
+                        rfc3339(due),
+                        rfc3339(latest)
+                    ),
+                );
+            }
             self.run_job(&job, started).await;
             last = Some(started);
         }
@@ -495,7 +516,7 @@ mod tests {
 
         let store = Arc::new(Store::open_in_memory().unwrap());
         // The last run was two days ago; the job runs daily.
-        let seeded = Utc::now() - chrono::Duration::days(2);
+        let seeded = crate::clock::utc() - chrono::Duration::days(2);
         store
             .record_job_run(&JobRun {
                 job: "nightly".into(),

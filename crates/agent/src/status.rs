@@ -90,9 +90,7 @@ pub async fn report(agent: &Agent) -> Result<StatusReport> {
             None => Vec::new(),
         },
         checks: {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let now = crate::clock::unix_secs();
             agent
                 .monitor
                 .checks()

@@ -94,7 +94,7 @@ mod tests {
             certificates: vec![bad.clone(), good.clone()],
             ..ProxySettings::default()
         };
-        let loaded = load(&proxy, SystemTime::now());
+        let loaded = load(&proxy, crate::clock::now());
         assert_eq!(loaded.serve.len(), 1);
         assert_eq!(loaded.serve[0].names(), ["good.test"]);
         assert_eq!(loaded.info.len(), 1);

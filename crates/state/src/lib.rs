@@ -7,6 +7,7 @@
 //! Every multi-row change is one transaction. Only the agent opens this database for writing.
 
 mod backups;
+pub mod clock;
 mod model;
 mod schema;
 mod tasks;
@@ -442,13 +443,13 @@ fn insert_deployment(
     Ok(tx.last_insert_rowid())
 }
 
-/// The current time as an RFC 3339 UTC string with milliseconds, the format of every
-/// timestamp in the database.
+/// The current time ([`clock::now`]) as an RFC 3339 UTC string with milliseconds, the format
+/// of every timestamp in the database.
 pub fn now() -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    time::OffsetDateTime::now_utc()
+    time::OffsetDateTime::from(clock::now())
         .format(&format)
         .unwrap_or_default()
 }

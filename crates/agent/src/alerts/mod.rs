@@ -14,7 +14,7 @@ pub mod rules;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use dockhand_api::{AlertInfo, AlertsReport, ChannelResult, SilenceInfo};
 use dockhand_config::{AppConfig, Channel};
@@ -236,7 +236,7 @@ impl Alerter {
             handle: handle.clone(),
             monitor,
             backups,
-            started: chrono::Utc::now(),
+            started: crate::clock::utc(),
             catalog: Mutex::default(),
             restarts: Mutex::default(),
         };
@@ -316,7 +316,7 @@ impl Alerter {
                     .as_deref()
                     .and_then(|expr| crate::scheduler::Schedule::cron_local(expr).ok())
                     .and_then(|s| {
-                        crate::scheduler::missed(&s, Some(self.started), chrono::Utc::now())
+                        crate::scheduler::missed(&s, Some(self.started), crate::clock::utc())
                     })
                     .and_then(|t| u64::try_from(t.timestamp()).ok());
                 // The catalog is read at most once a minute (each summary parses a manifest).
@@ -583,9 +583,7 @@ impl Subsystem for Alerter {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::clock::unix_secs()
 }
 
 fn rfc3339(secs: u64) -> String {

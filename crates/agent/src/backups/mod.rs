@@ -243,7 +243,7 @@ impl Backups {
         let setup = self.setup()?;
         let rt = setup.docker_runtime(&self.runtimes).await?;
         let sources = setup.sources(rt.as_ref(), only).await?;
-        let id = dockhand_backup::manifest::new_id(chrono::Utc::now());
+        let id = dockhand_backup::manifest::new_id(crate::clock::utc());
         self.store.begin_backup(&id, trigger)?;
         let docker = rt.as_ref().map(|rt| setup.docker(rt));
         let job = dockhand_backup::run::Job {

@@ -500,7 +500,7 @@ impl Backups {
                 "--at {at:?} is not a time: write RFC 3339, e.g. 2026-12-06T10:15:00Z"
             ))
         })?;
-        if target_time > chrono::Utc::now() {
+        if target_time > crate::clock::utc() {
             return Err(AgentError::usage(format!(
                 "--at {at} is in the future; the newest moment to restore to is now"
             )));
@@ -597,7 +597,7 @@ impl Backups {
 
         // 4. Staged beside the live data, which still serves.
         let db_config = &setup.config.databases[&db];
-        let id = dockhand_backup::manifest::new_id(chrono::Utc::now());
+        let id = dockhand_backup::manifest::new_id(crate::clock::utc());
         let mut journal = Journal {
             id: id.clone(),
             db: db.clone(),

@@ -81,7 +81,7 @@ pub async fn issue(order: &Order<'_>) -> Result<Issued, IssueError> {
         if e.retry_after.is_none() {
             e.retry_after = lock(&retry_after)
                 .take()
-                .and_then(|t| t.duration_since(SystemTime::now()).ok());
+                .and_then(|t| t.duration_since(crate::clock::now()).ok());
         }
         e
     })
@@ -580,7 +580,7 @@ impl HttpClient for Http {
 fn parse_retry_after(value: &str) -> Option<SystemTime> {
     let value = value.trim();
     match value.parse::<u64>() {
-        Ok(secs) => Some(SystemTime::now() + Duration::from_secs(secs)),
+        Ok(secs) => Some(crate::clock::now() + Duration::from_secs(secs)),
         Err(_) => httpdate::parse_http_date(value).ok(),
     }
 }
@@ -652,7 +652,7 @@ mod tests {
         let response = HttpClient::request(&http, request).await.unwrap();
         assert_eq!(response.parts.status, 429);
         let at = lock(&http.retry_after).expect("Retry-After kept");
-        let wait = at.duration_since(SystemTime::now()).unwrap();
+        let wait = at.duration_since(crate::clock::now()).unwrap();
         assert!(wait > Duration::from_secs(3500), "{wait:?}");
         // The back-off never retries before it.
         let delay = crate::certs::plan::backoff(1, Duration::from_secs(60), 0.0, Some(wait));
@@ -662,7 +662,7 @@ mod tests {
     #[test]
     fn retry_after_is_seconds_or_a_date() {
         let soon = parse_retry_after("120").unwrap();
-        let left = soon.duration_since(SystemTime::now()).unwrap();
+        let left = soon.duration_since(crate::clock::now()).unwrap();
         assert!(left > Duration::from_secs(100) && left <= Duration::from_secs(120));
         assert!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT").is_some());
         assert!(parse_retry_after("soon").is_none());

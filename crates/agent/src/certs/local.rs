@@ -67,7 +67,7 @@ impl LocalCa {
             permitted_subtrees: vec![GeneralSubtree::DnsName("localhost".into())],
             excluded_subtrees: Vec::new(),
         });
-        let now = time::OffsetDateTime::now_utc();
+        let now = crate::clock::offset_utc();
         params.not_before = now - time::Duration::days(1);
         params.not_after = now + CA_LIFETIME;
         let cert = params.self_signed(&key).map_err(internal)?;
@@ -95,7 +95,7 @@ impl LocalCa {
         params.distinguished_name = dn;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let now = time::OffsetDateTime::now_utc();
+        let now = crate::clock::offset_utc();
         params.not_before = now - time::Duration::hours(1);
         params.not_after = now + LEAF_LIFETIME;
         params.use_authority_key_identifier_extension = true;

@@ -24,7 +24,7 @@ mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use dockhand_api::{CertSource, CertState, CertStatus, CertificateInfo, CertsReport};
 use dockhand_config::{AppConfig, ChallengeKind, LoadedCertificate};
@@ -167,7 +167,7 @@ impl CertManager {
             .map(|f| f.info.names.clone())
             .collect();
         let wanted = plan::wanted(&config, &file_names);
-        let now = SystemTime::now();
+        let now = crate::clock::now();
         let mut sets = lock(&self.shared.sets);
         for set in sets.values_mut() {
             set.stale = true;
@@ -449,7 +449,7 @@ impl CertManager {
         &self,
         files: &store::SetFiles,
     ) -> std::result::Result<LoadedCertificate, Failure> {
-        match files.load_certificate(SystemTime::now()) {
+        match files.load_certificate(crate::clock::now()) {
             Ok(Some(c)) => Ok(c),
             Ok(None) => Err(Failure::message(
                 "the new certificate is already expired; check the machine's clock",
@@ -467,8 +467,12 @@ impl CertManager {
         events: &mut tokio::sync::broadcast::Receiver<dockhand_state::Event>,
     ) -> bool {
         let wait = match at {
-            Some(at) => Duration::from_secs((at - unix_now()).clamp(0, 60) as u64),
-            None => Duration::from_secs(60),
+            // A due time is a wall-clock time: read the clock again at least every
+            // `clock::recheck()`, so a stepped clock moves the attempt with it.
+            Some(at) => {
+                Duration::from_secs((at - unix_now()).max(0) as u64).min(crate::clock::recheck())
+            }
+            None => crate::clock::recheck(),
         };
         tokio::select! {
             _ = ctx.shutdown.wait() => false,
@@ -977,9 +981,7 @@ fn retry_base() -> Duration {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    crate::clock::unix_secs() as i64
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -200,6 +200,9 @@ mod tests {
         };
         files.write_record(&record).unwrap();
         assert_eq!(files.read_record(), record);
-        assert!(files.load_certificate(SystemTime::now()).unwrap().is_none());
+        assert!(files
+            .load_certificate(crate::clock::now())
+            .unwrap()
+            .is_none());
     }
 }

@@ -16,7 +16,7 @@ pub mod series;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use dockhand_config::MonitorConfig;
 use dockhand_proxy::{Backend, BackendSnapshot, ProxyHandle, ProxyMetrics};
@@ -81,7 +81,8 @@ struct State {
     routes: BTreeMap<(String, String), BackendSnapshot>,
     /// Cumulative counts by (service, release), for the window queries.
     releases: ByRelease,
-    /// (unix milliseconds, `releases` then), one per sample, for an hour.
+    /// (milliseconds on the monotonic clock, `releases` then), one per sample, for an hour:
+    /// window queries measure durations, which a stepped wall clock must not change.
     history: VecDeque<(u64, ByRelease)>,
     proxy: ProxyMetrics,
     instances: Vec<InstanceSample>,
@@ -94,7 +95,7 @@ struct State {
     samples: u64,
     /// `[monitor.checks]`, by name.
     checks: BTreeMap<String, checks::CheckState>,
-    /// Unix seconds of the last sample (fractional).
+    /// Seconds on the monotonic clock of the last sample (fractional; 0: none yet).
     sampled_at: f64,
 }
 
@@ -207,10 +208,7 @@ impl MonitorHandle {
                 .map(|n| (n.clone(), Vec::new()))
                 .collect();
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = crate::clock::unix_secs();
         let since = now.saturating_sub(window.as_secs());
         names
             .iter()
@@ -351,7 +349,7 @@ impl Monitor {
 
         let mut st = self.handle.state();
         // Each instance's CPU since its previous sample.
-        let elapsed = now_secs_f64() - st.sampled_at;
+        let elapsed = mono_secs_f64() - st.sampled_at;
         if st.sampled_at > 0.0 && elapsed > 0.0 {
             for i in &mut instances {
                 let before = st
@@ -364,7 +362,7 @@ impl Monitor {
                 }
             }
         }
-        st.sampled_at = now_secs_f64();
+        st.sampled_at = mono_secs_f64();
         // The proxy's counters: a delta per backend, added to its route and release.
         let mut seen = std::collections::HashSet::new();
         for i in &live {
@@ -400,7 +398,7 @@ impl Monitor {
                 .add(&delta);
         }
         let releases = st.releases.clone();
-        let now_ms = unix_now_ms();
+        let now_ms = mono_ms();
         st.history.push_back((now_ms, releases));
         while st
             .history
@@ -685,20 +683,22 @@ impl Subsystem for Monitor {
     }
 }
 
-fn unix_now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+/// Milliseconds on the monotonic clock since the first call (so never 0 after a sample).
+fn mono_ms() -> u64 {
+    u64::try_from(mono_origin().elapsed().as_millis()).unwrap_or(u64::MAX) + 1
 }
 
-fn now_secs_f64() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+/// Seconds on the monotonic clock since the first call (so never 0 after a sample).
+fn mono_secs_f64() -> f64 {
+    mono_origin().elapsed().as_secs_f64() + 1.0
 }
 
+fn mono_origin() -> std::time::Instant {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *ORIGIN.get_or_init(std::time::Instant::now)
+}
+
+/// The wall clock's unix seconds: the series' and checks' timestamps.
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    crate::clock::unix_secs()
 }

@@ -89,13 +89,16 @@ pub struct Series {
 }
 
 impl Series {
-    /// Adds a sample taken at `t` (not before the last one); rolls up the intervals it closes
-    /// and forgets what is older than each resolution's span.
+    /// Adds a sample taken at `t`; rolls up the intervals it closes and forgets what is
+    /// older than each resolution's span. A sample before the last one means the wall clock
+    /// was stepped back (it ran fast): what was stamped after `t` is dropped — those times
+    /// have not come yet — so the series stays in time order and keeps taking samples
+    /// instead of freezing until the clock catches up.
     pub fn push(&mut self, t: u64, v: f64) {
+        if self.raw.back().is_some_and(|last| t < last.t) {
+            self.step_back(t);
+        }
         if let Some(last) = self.raw.back() {
-            if t < last.t {
-                return;
-            }
             let (closed, now) = (last.t - last.t % FINE_STEP, t - t % FINE_STEP);
             if now > closed {
                 let interval: Vec<Sample> = self
@@ -131,6 +134,30 @@ impl Series {
 }
 
 impl Series {
+    /// Forgets the samples after `t` and the roll-ups of the intervals `t` is in or before.
+    fn step_back(&mut self, t: u64) {
+        while self.raw.back().is_some_and(|s| s.t > t) {
+            self.raw.pop_back();
+        }
+        // The interval of the last sample kept is rolled up again when it closes.
+        let edge = self.raw.back().map_or(t, |s| s.t.min(t));
+        while self
+            .fine
+            .back()
+            .is_some_and(|p| p.t >= edge - edge % FINE_STEP)
+        {
+            self.fine.pop_back();
+        }
+        let edge = self.fine.back().map_or(edge, |p| p.t.min(edge));
+        while self
+            .coarse
+            .back()
+            .is_some_and(|p| p.t >= edge - edge % COARSE_STEP)
+        {
+            self.coarse.pop_back();
+        }
+    }
+
     /// The points since `since` (unix seconds) at the finest resolution that reaches back
     /// that far from `now`: raw samples within an hour, 5-minute averages within 48 hours,
     /// hourly averages beyond.
@@ -278,6 +305,32 @@ mod tests {
     }
 
     #[test]
+    fn a_clock_stepped_back_an_hour_keeps_the_series_in_order_and_sampling() {
+        let mut series = Series::default();
+        // Every minute for three hours, then the clock is set back an hour and sampling goes
+        // on for another two.
+        for m in 0..180u64 {
+            series.push(m * 60, 1.0);
+        }
+        for m in 120..240u64 {
+            series.push(m * 60 + 30, 2.0);
+        }
+        let now = 239 * 60 + 30;
+        let raw = series.points(now, now - 3000);
+        assert_eq!(raw.last(), Some(&(now, 2.0)), "the new samples are kept");
+        let increasing = |ps: &[(u64, f64)]| ps.windows(2).all(|w| w[1].0 > w[0].0);
+        assert!(increasing(&raw), "{raw:?}");
+        let fine = series.points(now, now.saturating_sub(4 * 3600));
+        assert!(increasing(&fine), "{fine:?}");
+        assert!(
+            fine.iter().all(|p| p.0 <= now),
+            "nothing after now: {fine:?}"
+        );
+        let coarse = series.points(now, now.saturating_sub(72 * 3600));
+        assert!(increasing(&coarse), "{coarse:?}");
+    }
+
+    #[test]
     fn downsampling_averages_and_keeps_the_maximum_per_aligned_interval() {
         let out = downsample(&[s(600, 1.0), s(700, 3.0), s(899, 2.0), s(900, 10.0)], 300);
         assert_eq!(
@@ -356,9 +409,11 @@ mod tests {
                 max: 5.0
             }
         );
-        // Older samples than the last one are refused.
+        // A sample older than the last one (the clock stepped back) drops what was stamped
+        // after it, and is kept.
         series.push(start, 99.0);
-        assert_ne!(series.raw.back().unwrap().v, 99.0);
+        assert_eq!(series.raw.back().unwrap().v, 99.0);
+        assert!(series.fine.iter().all(|p| p.t < start));
     }
 
     #[test]

@@ -398,7 +398,7 @@ impl Tasks {
             retries: 0,
             overlap: Overlap::Allow,
         };
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f").to_string();
+        let stamp = crate::clock::utc().format("%Y%m%dT%H%M%S%.3f").to_string();
         let log = self.inner.layout.command_log(&svc.name, &stamp);
         self.inner.events.info(
             EventKind::Task,
@@ -483,9 +483,14 @@ impl Tasks {
                 TaskWhen::Schedule(expr) => (
                     dockhand_api::TaskWhen::Schedule,
                     Some(expr.clone()),
+                    // As the scheduler computes it: after the last run too (a wall clock
+                    // stepped back does not run the task again for the repeated time).
                     Schedule::cron_local(expr)
                         .ok()
-                        .and_then(|s| s.next_after(chrono::Utc::now(), None))
+                        .and_then(|s| {
+                            let last = self.scheduled_last_run(&t.name);
+                            s.next_after(crate::clock::utc(), last)
+                        })
                         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
                 ),
             };
@@ -505,6 +510,19 @@ impl Tasks {
             release: Some(release),
             tasks,
         })
+    }
+
+    /// When the scheduler last started `task`'s job.
+    fn scheduled_last_run(&self, task: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        let run = self
+            .inner
+            .store
+            .job_last_run(&format!("{JOB_PREFIX}{task}"))
+            .ok()
+            .flatten()?;
+        chrono::DateTime::parse_from_rfc3339(&run.ran_at)
+            .ok()
+            .map(|t| t.with_timezone(&chrono::Utc))
     }
 
     /// One task's runs, newest first.

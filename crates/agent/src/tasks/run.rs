@@ -72,7 +72,7 @@ async fn attempt(job: &Job<'_>) -> Result<OneShotOutput> {
             // The release's own build, or the image reference it was deployed with.
             let image = crate::deploy::plan::build_tag(job.svc, job.release)
                 .unwrap_or_else(|| c.image.clone());
-            let stamp = chrono::Utc::now().format("%H%M%S%3f");
+            let stamp = crate::clock::utc().format("%H%M%S%3f");
             let spec = containers::job_spec(
                 job.config,
                 job.svc,
@@ -113,7 +113,7 @@ pub(super) fn note(log: &Path, text: &str) {
     use std::io::Write;
     let line = format!(
         "{} sys {text}\n",
-        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        crate::clock::utc().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
     );
     if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(log) {
         let _ = f.write_all(line.as_bytes());

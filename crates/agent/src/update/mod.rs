@@ -447,7 +447,7 @@ impl Updater {
     ) -> Option<(CheckResult, String)> {
         if !explicit {
             if let Some(window) = &update.window {
-                let now = chrono::Local::now();
+                let now = crate::clock::local();
                 if !window.contains(&now) {
                     let opens = window
                         .next_open(&now)
@@ -484,6 +484,15 @@ impl Updater {
     }
 
     /// When the next poll is due, from the serving release's `[update]`.
+    /// The poll interval, when polls are not on a cron schedule.
+    fn poll_every(&self) -> Option<chrono::Duration> {
+        let update = self.serving()?.update.clone()?;
+        if update.schedule.is_some() {
+            return None;
+        }
+        chrono::Duration::from_std(update.poll?).ok()
+    }
+
     fn next_due(&self, after: chrono::DateTime<Utc>) -> Option<chrono::DateTime<Utc>> {
         let update = self.serving()?.update.clone()?;
         if let Some(expr) = &update.schedule {
@@ -537,17 +546,26 @@ impl Subsystem for Updater {
                 self.serve_webhook(listener, ctx.shutdown.clone());
             }
             ctx.ready();
-            let mut due = self.next_due(Utc::now());
+            let mut due = self.next_due(crate::clock::utc());
             loop {
+                // A wall clock stepped back leaves an interval poll's due time far ahead:
+                // it waits at most one interval from now (a cron schedule keeps its time,
+                // so a repeated hour does not check twice).
+                if let (Some(t), Some(every)) = (due, self.poll_every()) {
+                    let now = crate::clock::utc();
+                    if t > now + every {
+                        due = Some(now + every);
+                    }
+                }
                 *self.inner.next.lock().unwrap_or_else(|p| p.into_inner()) = due;
                 let wait = due
-                    .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                    .map(|t| (t - crate::clock::utc()).to_std().unwrap_or(Duration::ZERO))
                     .unwrap_or(Duration::from_secs(3600))
-                    .min(Duration::from_secs(60));
+                    .min(crate::clock::recheck());
                 tokio::select! {
                     _ = ctx.shutdown.wait() => return Ok(()),
                     _ = self.inner.wake.notified() => {
-                        due = self.next_due(Utc::now());
+                        due = self.next_due(crate::clock::utc());
                         continue;
                     }
                     got = events.recv() => {
@@ -556,16 +574,16 @@ impl Subsystem for Updater {
                         }
                         // The first release (or one that adds [update]) starts the polls.
                         if due.is_none() {
-                            due = self.next_due(Utc::now());
+                            due = self.next_due(crate::clock::utc());
                         }
                         continue;
                     }
                     _ = tokio::time::sleep(wait) => {}
                 }
-                if due.is_some_and(|t| Utc::now() >= t) {
+                if due.is_some_and(|t| crate::clock::utc() >= t) {
                     // Paused, the check records only that (no git command runs).
                     let _ = self.check("poll", false).await;
-                    due = self.next_due(Utc::now());
+                    due = self.next_due(crate::clock::utc());
                 }
             }
         })

@@ -14,7 +14,13 @@ use dockhand_test_support::{wait_until, Load, Sandbox};
 use crate::{expect, sandbox, show};
 
 /// A web service `web` of `replicas` testapp containers behind host `app.test`.
-fn web_toml(app: &str, image: &str, env: &str, replicas: u32, deploy_timeout: &str) -> String {
+pub(crate) fn web_toml(
+    app: &str,
+    image: &str,
+    env: &str,
+    replicas: u32,
+    deploy_timeout: &str,
+) -> String {
     format!(
         r#"app = "{app}"
 
@@ -35,7 +41,7 @@ stop_timeout = "5s"
 }
 
 /// The ids of the app's running containers of `kind`.
-fn running(app: &str, kind: &str) -> Vec<String> {
+pub(crate) fn running(app: &str, kind: &str) -> Vec<String> {
     docker_ok(&[
         "ps",
         "-q",
@@ -55,7 +61,7 @@ fn write_secrets(sb: &Sandbox, text: &str) {
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
 }
 
-fn get(sb: &Sandbox, path: &str) -> String {
+pub(crate) fn get(sb: &Sandbox, path: &str) -> String {
     let addr = sb.proxy_addr();
     let out = std::process::Command::new("curl")
         .args(["-s", "-m", "5", "-H", "Host: app.test"])

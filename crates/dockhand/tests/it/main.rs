@@ -5,7 +5,9 @@
 mod acme;
 mod backups;
 mod canary;
+mod chaos_clock;
 mod chaos_crash;
+mod chaos_engine;
 mod checks;
 mod cli;
 mod cluster;

@@ -416,9 +416,12 @@ impl Supervisor {
         self.flush().await;
         let exit = self.rt.inspect_exit(&self.name).await.ok().flatten();
         if let Err(err) = self.rt.remove_container_quietly(&self.name).await {
-            self.sys(&format!(
-                "{err}; the next agent start removes it (remove_orphans)"
-            ));
+            // The engine is restarting or gone: remove it once it answers again (else the
+            // next agent start does, `remove_orphans`), so no container of a stopped
+            // instance outlives an engine restart while the agent runs.
+            self.sys(&format!("{err}; removing it once the engine answers again"));
+            let (rt, name) = (self.rt.clone(), self.name.clone());
+            tokio::spawn(async move { rt.remove_when_back(&name).await });
         }
         self.sys("stopped");
         self.control.update(|s| {
@@ -434,6 +437,27 @@ impl Supervisor {
 }
 
 impl ContainerRuntime {
+    /// Retries removing a container the engine did not remove (it was restarting or down),
+    /// backing off from half a second to five, for up to ten minutes.
+    async fn remove_when_back(&self, name: &str) {
+        let until = tokio::time::Instant::now() + Duration::from_secs(600);
+        let mut wait = Duration::from_millis(500);
+        while tokio::time::Instant::now() < until {
+            tokio::time::sleep(wait).await;
+            match self.remove_container_quietly(name).await {
+                Ok(()) => {
+                    tracing::info!(container = %name, "removed the container once the engine answered again");
+                    return;
+                }
+                Err(err) => {
+                    tracing::debug!(container = %name, error = %err, "container not removed yet")
+                }
+            }
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+        tracing::warn!(container = %name, "the container could not be removed; the next agent start removes it");
+    }
+
     /// How the container's last run ended; None when the container does not exist or still
     /// runs.
     pub(crate) async fn inspect_exit(&self, name: &str) -> Result<Option<ExitInfo>, RuntimeError> {
