@@ -51,11 +51,22 @@ impl ContainerRuntime {
         };
         let sink = LogSink { log, tail: None };
         let name = spec.container_name();
-        let id = self.create_container(&spec, None, &[]).await?;
+        let id = match self.create_container(&spec, None, &[]).await {
+            Ok(id) => id,
+            Err(err) => {
+                // The engine went away mid-request: it may have created the container.
+                if is_connection_error(&err) {
+                    self.remove_now_or_when_back(&name).await;
+                }
+                return Err(err);
+            }
+        };
         let first = match self.start_and_inspect(&name).await {
             Ok(first) => first,
             Err(err) => {
-                let _ = self.remove_container_quietly(&name).await;
+                // The engine may be restarting (the start or the inspect failed on it): the
+                // created container is removed now or once it answers again.
+                self.remove_now_or_when_back(&name).await;
                 return Err(err);
             }
         };
@@ -437,6 +448,15 @@ impl Supervisor {
 }
 
 impl ContainerRuntime {
+    /// Removes a container, or, when the engine does not answer, keeps retrying in the
+    /// background ([`Self::remove_when_back`]).
+    async fn remove_now_or_when_back(&self, name: &str) {
+        if self.remove_container_quietly(name).await.is_err() {
+            let (rt, name) = (self.clone(), name.to_string());
+            tokio::spawn(async move { rt.remove_when_back(&name).await });
+        }
+    }
+
     /// Retries removing a container the engine did not remove (it was restarting or down),
     /// backing off from half a second to five, for up to ten minutes.
     async fn remove_when_back(&self, name: &str) {
