@@ -60,7 +60,7 @@ class Procs:
         self.running = []  # (name, Popen, stop_signal, grace_seconds)
 
     def start(self, name, argv, cpu=None, env=None, cwd=None, stop_signal=signal.SIGTERM,
-              grace=10.0, stdout=None):
+              grace=10.0, stdout=None, pass_fds=()):
         if cpu is not None:
             argv = ["taskset", "-c", str(cpu)] + list(argv)
         logf = open(self.workdir / f"{name}.log", "ab")
@@ -72,6 +72,7 @@ class Procs:
             stdout=stdout if stdout is not None else logf,
             stderr=logf,
             start_new_session=True,  # Ctrl-C reaches us only; we stop them in order
+            pass_fds=pass_fds,
         )
         logf.close()
         self.running.append((name, p, stop_signal, grace))
@@ -109,6 +110,37 @@ def _stop(name, p, sig, grace):
         p.wait(timeout=5)
     except subprocess.TimeoutExpired:
         log(f"{name} (pid {p.pid}) survived SIGKILL")
+
+
+# Execs argv[3:] with the descriptors numbered argv[1] (a comma-separated list) moved to 3,
+# 4, ... and LISTEN_FDS / LISTEN_PID set: systemd's socket-activation hand-over.
+_HANDOFF = """
+import fcntl, os, sys
+fds = [int(f) for f in sys.argv[1].split(",")]
+high = [fcntl.fcntl(f, fcntl.F_DUPFD_CLOEXEC, 200) for f in fds]
+for i, f in enumerate(high):
+    os.dup2(f, 3 + i)
+os.environ["LISTEN_FDS"] = str(len(fds))
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def listening_socket(port):
+    """A listening TCP socket on 127.0.0.1:port, as a service manager holds one."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen(1024)
+    return s
+
+
+def handed(sockets, argv):
+    """(argv, pass_fds) that start argv with `sockets` handed over as systemd's socket
+    activation does (descriptors 3, 4, ...; LISTEN_FDS; LISTEN_PID = its own pid)."""
+    fds = [s.fileno() for s in sockets]
+    return ([sys.executable, "-c", _HANDOFF, ",".join(map(str, fds)), *map(str, argv)],
+            tuple(fds))
 
 
 def run(argv, timeout, cwd=None, env=None, check=True, cpu=None):

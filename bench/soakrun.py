@@ -43,6 +43,9 @@ class Soak:
         self.state = self.project / ".dockhand"
         self.port = h.free_port()
         self.https_port = h.free_port()
+        # The proxy's sockets, held here as systemd's dockhand.socket holds them on a server:
+        # connections made while the agent restarts wait in their backlog.
+        self.sockets = [h.listening_socket(self.port), h.listening_socket(self.https_port)]
         self.metrics_port = h.free_port()
         self.dashboard_port = h.free_port()
         self.version = 0
@@ -143,9 +146,10 @@ path = "/api/visits"
     def start_agent(self):
         env = dict(os.environ)
         env.pop("DOCKHAND_SOCKET", None)
-        self.agent = self.procs.start(
-            "soak-agent", [str(self.exe), "agent", "-f", str(self.project / "dockhand.toml")],
-            cwd=self.project, env=env, grace=60.0)
+        argv, fds = h.handed(
+            self.sockets, [self.exe, "agent", "-f", self.project / "dockhand.toml"])
+        self.agent = self.procs.start("soak-agent", argv, cwd=self.project, env=env, grace=60.0,
+                                      pass_fds=fds)
         with self.lock:
             self.agent_pid = self.agent.pid
         deadline = time.monotonic() + 120

@@ -56,6 +56,8 @@ pub struct AgentOptions {
     /// `Some(group)` on a server: the socket is `root:group 0660`; `None`: owner only (0600).
     pub socket_group: Option<String>,
     pub start_mode: StartMode,
+    /// Listening sockets handed over by the service manager (socket activation).
+    pub handed: crate::activation::Handed,
 }
 
 impl AgentOptions {
@@ -67,6 +69,7 @@ impl AgentOptions {
             socket_path: StateLayout::at(state_dir).default_socket(),
             socket_group: None,
             start_mode,
+            handed: Default::default(),
         }
     }
 }
@@ -142,8 +145,12 @@ impl Agent {
         };
         let events = Events::new(store.clone(), Redactor::default());
         let fleet = Fleet::default();
-        let (proxy, certificates) =
-            ProxyService::bind(&proxy_config, fleet.clone(), &layout.access_log())?;
+        let (proxy, certificates) = ProxyService::bind(
+            &proxy_config,
+            fleet.clone(),
+            &layout.access_log(),
+            &opts.handed,
+        )?;
         let (cert_manager, certs) = CertManager::new(
             layout.clone(),
             events.clone(),

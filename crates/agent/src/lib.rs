@@ -11,6 +11,7 @@
 //! (`deploy/execute.rs`) through the narrow handles of `deploy::Deployer`.
 
 mod access;
+pub mod activation;
 mod agent;
 mod alerts;
 pub mod backups;

@@ -7,8 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dockhand_config::AppConfig;
-use dockhand_proxy::{CertStore, HttpsConfig, Proxy, ProxyConfig, ProxyHandle, RouteTable};
+use dockhand_proxy::{
+    CertStore, HttpsConfig, Inherited, Proxy, ProxyConfig, ProxyHandle, RouteTable,
+};
 
+use crate::activation::Handed;
 use crate::error::{AgentError, Result};
 use crate::fleet::Fleet;
 use crate::subsystem::{BoxFuture, Context, Subsystem};
@@ -27,10 +30,13 @@ pub struct ProxyService {
 impl ProxyService {
     /// Binds the proxy of `config` with an empty routing table; returns it with what loading
     /// the certificates gave.
+    /// Addresses among `handed` sockets (socket activation) are served on those; the rest
+    /// are bound here.
     pub fn bind(
         config: &AppConfig,
         fleet: Fleet,
         access_log: &std::path::Path,
+        handed: &Handed,
     ) -> Result<(ProxyService, tls::LoadedCertificates)> {
         let p = &config.proxy;
         let defaults = ProxyConfig::default();
@@ -85,7 +91,17 @@ impl ProxyService {
             start_closed: true,
             ..defaults
         };
-        let handle = Proxy::start(proxy_config, RouteTable::empty()).map_err(|e| {
+        let inherited = Inherited {
+            http: handed.take(p.listen),
+            https: p.https_listen.and_then(|a| handed.take(a)),
+        };
+        for (what, socket) in [("HTTP", &inherited.http), ("HTTPS", &inherited.https)] {
+            if let Some(addr) = socket.as_ref().and_then(|s| s.local_addr().ok()) {
+                tracing::info!("the proxy serves {what} on {addr}, a socket handed over by the service manager");
+            }
+        }
+        handed.close_rest(&config.config_path);
+        let handle = Proxy::start_with(proxy_config, RouteTable::empty(), inherited).map_err(|e| {
             let addresses = match p.https_listen {
                 Some(https) => format!("{} (HTTP) or {https} (HTTPS)", p.listen),
                 None => p.listen.to_string(),

@@ -45,6 +45,11 @@ pub(crate) const MAX_HEADERS: usize = 64;
 const MAX_HEAD: usize = 16 * 1024;
 /// Read buffer reserved per read (nginx's `client_header_buffer_size` is 1k).
 const READ_CHUNK: usize = 2 * 1024;
+/// At shutdown, how long a keep-alive connection between two requests stays open for one more
+/// request, answered with `Connection: close`. Closing it at once would fail a request the
+/// client sent just before it saw the close (keep-alive's race), which a busy client meets at
+/// every restart; a client that sends within this window is told to reconnect instead.
+const LAST_CALL: Duration = Duration::from_secs(1);
 /// Bodies of up to this many bytes with a known length are written together
 /// with the head, in one write.
 const COALESCE: usize = 16 * 1024;
@@ -157,6 +162,11 @@ where
     });
     let mut stoppable = true;
     let mut draining = conn.shutdown.borrow().is_some();
+    // When this connection learnt of the shutdown.
+    let mut drain_since = draining.then_some(accepted);
+    if draining {
+        sleep.as_mut().reset(Instant::now() + LAST_CALL.min(tick));
+    }
 
     let mut buf = BytesMut::new();
     let mut out: Vec<u8> = Vec::new();
@@ -178,14 +188,15 @@ where
                     }
                     Parsed::Partial => {}
                 }
-            } else if draining {
-                return Outcome::Closed;
             }
-            let deadline = if buf.is_empty() && served {
+            let mut deadline = if buf.is_empty() && served {
                 idle_since + config.client_idle_timeout
             } else {
                 head_since + config.client_header_timeout
             };
+            if let (Some(since), true) = (drain_since, buf.is_empty()) {
+                deadline = deadline.min(since + LAST_CALL);
+            }
             buf.reserve(READ_CHUNK);
             let was_empty = buf.is_empty();
             tokio::select! {
@@ -201,6 +212,10 @@ where
                 stop = stopping.as_mut(), if stoppable && !draining => {
                     draining = stop;
                     stoppable = stop;
+                    if stop {
+                        drain_since = Some(clock::now());
+                        sleep.as_mut().reset(Instant::now() + LAST_CALL.min(tick));
+                    }
                 }
                 // Too many connections: one waiting for a request head makes room.
                 () = ctx.shared.load.shed.notified() => return Outcome::Closed,

@@ -34,12 +34,24 @@ impl Proxy {
     /// With `config.https`, also binds its listener (one per worker) and serves TLS
     /// there with the certificates of its store.
     pub fn start(config: ProxyConfig, table: RouteTable) -> io::Result<ProxyHandle> {
+        Proxy::start_with(config, table, Inherited::default())
+    }
+
+    /// [`Proxy::start`], serving on listening sockets it was handed (socket activation: a
+    /// service manager holds them across restarts, so a restart refuses no connection)
+    /// instead of binding `config.listen` or the HTTPS address where one is given. Every
+    /// worker accepts on the one handed socket.
+    pub fn start_with(
+        config: ProxyConfig,
+        table: RouteTable,
+        mut inherited: Inherited,
+    ) -> io::Result<ProxyHandle> {
         let workers = config.workers.max(1);
-        let listeners = server::bind_listeners(config.listen, workers)?;
+        let listeners = server::listeners(config.listen, workers, inherited.http.take())?;
         let local_addr = listeners[0].local_addr()?;
         let (tls_listeners, https_addr, tls, certificates) = match &config.https {
             Some(https) => {
-                let listeners = server::bind_listeners(https.listen, workers)?;
+                let listeners = server::listeners(https.listen, workers, inherited.https.take())?;
                 let addr = listeners[0].local_addr()?;
                 let tls = tls::server_config(https.certificates.clone())
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -120,6 +132,15 @@ impl Proxy {
             }),
         })
     }
+}
+
+/// Listening sockets handed to [`Proxy::start_with`] instead of bound by it.
+#[derive(Debug, Default)]
+pub struct Inherited {
+    /// Serves plain HTTP in place of `ProxyConfig::listen`.
+    pub http: Option<std::net::TcpListener>,
+    /// Serves HTTPS in place of `HttpsConfig::listen` (ignored without HTTPS).
+    pub https: Option<std::net::TcpListener>,
 }
 
 /// Controls a running proxy; cheap to clone.

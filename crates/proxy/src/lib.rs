@@ -42,7 +42,7 @@ pub use backend::Backend;
 pub use compress::{Coding, Compression};
 pub use config::{HttpsConfig, ProxyConfig};
 pub use error::{ErrorKind, ErrorSource, ProxyError, RouteError};
-pub use handle::{DrainOutcome, Proxy, ProxyHandle};
+pub use handle::{DrainOutcome, Inherited, Proxy, ProxyHandle};
 pub use metrics::{BackendSnapshot, BackendStats, ProxyMetrics, LATENCY_BUCKETS_MS};
 pub use policy::{security_headers, Cidr, Maintenance, RateLimit, RoutePolicy, MAINTENANCE_PAGE};
 pub use redirect::Redirect;

@@ -146,6 +146,25 @@ pub(crate) struct WorkerCtx {
     pub(crate) tracker: Arc<Tracker>,
 }
 
+/// `count` listeners for `addr`: duplicates of `inherited` when a listening socket was handed
+/// over (all workers accept on it), else bound by [`bind_listeners`].
+pub(crate) fn listeners(
+    addr: SocketAddr,
+    count: usize,
+    inherited: Option<StdTcpListener>,
+) -> io::Result<Vec<StdTcpListener>> {
+    let Some(socket) = inherited else {
+        return bind_listeners(addr, count);
+    };
+    socket.set_nonblocking(true)?;
+    let mut out = Vec::with_capacity(count);
+    for _ in 1..count {
+        out.push(socket.try_clone()?);
+    }
+    out.push(socket);
+    Ok(out)
+}
+
 /// Binds `count` listeners to `addr` with `SO_REUSEPORT`. An explicit port is
 /// first probed without `SO_REUSEPORT`, so a port already served by anyone
 /// (even another reuse-port group of the same user) is reported as in use.

@@ -24,6 +24,7 @@ pub const PACKAGES: &[&str] = &[
 /// Units whose state the facts report.
 pub const UNITS: &[&str] = &[
     server::UNIT,
+    server::SOCKET_UNIT,
     server::FIREWALL_UNIT,
     "fail2ban.service",
     "docker.service",
@@ -35,6 +36,7 @@ pub const UNITS: &[&str] = &[
 /// Files whose SHA-256 the facts report (what `setup` writes).
 pub const FILES: &[&str] = &[
     server::UNIT_PATH,
+    server::SOCKET_UNIT_PATH,
     server::FIREWALL_RULES,
     server::FIREWALL_UNIT_PATH,
     server::SSHD_DROPIN,

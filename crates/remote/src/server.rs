@@ -17,6 +17,9 @@ pub const USER: &str = "dockhand";
 /// The agent's systemd unit.
 pub const UNIT: &str = "dockhand.service";
 pub const UNIT_PATH: &str = "/etc/systemd/system/dockhand.service";
+/// The proxy's listening sockets, held by systemd across agent restarts (socket activation).
+pub const SOCKET_UNIT: &str = "dockhand.socket";
+pub const SOCKET_UNIT_PATH: &str = "/etc/systemd/system/dockhand.socket";
 /// The firewall's rules (an nftables table of our own, beside Docker's) and its unit.
 pub const FIREWALL_RULES: &str = "/etc/dockhand/firewall.nft";
 pub const FIREWALL_UNIT: &str = "dockhand-firewall.service";
@@ -41,6 +44,9 @@ pub struct HostSettings {
     pub docker: bool,
     /// Whether the firewall is ufw (already installed and active) rather than our nftables table.
     pub ufw: bool,
+    /// The proxy's addresses (`[proxy] listen`, `https_listen`) that `dockhand.socket` holds;
+    /// empty when setup has no `dockhand.toml` (then the agent binds them itself).
+    pub proxy_listen: Vec<std::net::SocketAddr>,
 }
 
 /// The agent's unit: runs as `dockhand` with the hardening its job allows. It needs to bind
@@ -52,18 +58,22 @@ pub fn unit(s: &HostSettings) -> String {
     } else {
         ""
     };
-    let after = if s.docker {
-        "network-online.target docker.service"
-    } else {
-        "network-online.target"
-    };
+    let mut after = String::from("network-online.target");
+    if s.docker {
+        after.push_str(" docker.service");
+    }
+    let mut requires = String::new();
+    if socket_unit(s).is_some() {
+        after.push_str(&format!(" {SOCKET_UNIT}"));
+        requires = format!("Requires={SOCKET_UNIT}\n");
+    }
     format!(
         "# Written by `dockhand setup`; a second setup rewrites it.
 [Unit]
 Description=Dockhand agent (proxy, deploys, health)
 Documentation=https://github.com/dockhand/dockhand
 Wants=network-online.target
-After={after}
+{requires}After={after}
 ConditionPathExists={CONFIG}
 StartLimitIntervalSec=300
 StartLimitBurst=10
@@ -111,6 +121,41 @@ RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK
 WantedBy=multi-user.target
 "
     )
+}
+
+/// The socket unit: systemd binds the proxy's addresses and passes them to the agent at each
+/// start (`LISTEN_FDS`), so connections that arrive while the agent restarts (an upgrade,
+/// `systemctl restart`, a crash) wait in the backlog instead of being refused. `None` when
+/// there are no addresses to hold (no `dockhand.toml` at setup, or only port 0).
+pub fn socket_unit(s: &HostSettings) -> Option<String> {
+    let listen: Vec<String> = s
+        .proxy_listen
+        .iter()
+        .filter(|a| a.port() != 0)
+        .map(|a| format!("ListenStream={a}\n"))
+        .collect();
+    if listen.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "# Written by `dockhand setup` from `[proxy] listen` / `https_listen`; a second setup
+# rewrites it. The agent serves on these sockets; they stay open while it restarts.
+[Unit]
+Description=Dockhand proxy sockets (held across agent restarts)
+Documentation=https://github.com/dockhand/dockhand
+
+[Socket]
+{listen}Service={UNIT}
+NoDelay=yes
+Backlog=4096
+# An IPv6 wildcard takes IPv4 too, as the proxy's own sockets would.
+BindIPv6Only=default
+
+[Install]
+WantedBy=sockets.target
+",
+        listen = listen.concat()
+    ))
 }
 
 /// The firewall as an nftables table of our own: it does not flush the ruleset, so Docker's
@@ -285,7 +330,47 @@ mod tests {
             deploy_user: "deploy".into(),
             docker: true,
             ufw: false,
+            proxy_listen: vec![],
         }
+    }
+
+    #[test]
+    fn the_socket_unit_holds_the_proxys_addresses_and_the_agent_requires_it() {
+        assert_eq!(socket_unit(&settings()), None);
+        assert!(!unit(&settings()).contains(SOCKET_UNIT));
+        let s = HostSettings {
+            proxy_listen: vec![
+                "0.0.0.0:80".parse().unwrap(),
+                "[::]:443".parse().unwrap(),
+                "127.0.0.1:0".parse().unwrap(),
+            ],
+            ..settings()
+        };
+        let socket = socket_unit(&s).unwrap();
+        let listens: Vec<&str> = socket
+            .lines()
+            .filter(|l| l.starts_with("ListenStream="))
+            .collect();
+        assert_eq!(
+            listens,
+            ["ListenStream=0.0.0.0:80", "ListenStream=[::]:443"]
+        );
+        assert!(socket.lines().any(|l| l == "Service=dockhand.service"));
+        let unit = unit(&s);
+        assert!(
+            unit.lines().any(|l| l == "Requires=dockhand.socket"),
+            "{unit}"
+        );
+        assert!(
+            unit.lines()
+                .any(|l| l == "After=network-online.target docker.service dockhand.socket"),
+            "{unit}"
+        );
+        let only_port_zero = HostSettings {
+            proxy_listen: vec!["127.0.0.1:0".parse().unwrap()],
+            ..settings()
+        };
+        assert_eq!(socket_unit(&only_port_zero), None);
     }
 
     #[test]

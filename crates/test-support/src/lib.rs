@@ -352,13 +352,60 @@ impl Sandbox {
 
     /// [`Sandbox::start_agent`] with extra environment variables for the agent.
     pub fn start_agent_with_env(&self, env: &[(&str, &str)]) -> AgentProc {
+        let mut cmd = self.cmd(&["agent"]);
+        cmd.envs(env.iter().copied());
+        self.spawn_agent(cmd)
+    }
+
+    /// [`Sandbox::start_agent`] with `socket` handed over the way systemd's socket activation
+    /// does (descriptor 3, `LISTEN_FDS=1`, `LISTEN_PID` the agent's own pid): the test plays
+    /// the service manager and keeps the socket across agent restarts.
+    pub fn start_agent_handed(&self, socket: &std::net::TcpListener) -> AgentProc {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let agent = self.cmd(&["agent"]);
+        let mut cmd = Command::new("sh");
+        // `$$` is the shell's pid, which `exec` hands to the agent.
+        cmd.arg("-c")
+            .arg(r#"export LISTEN_PID=$$ LISTEN_FDS=1; exec "$0" "$@""#)
+            .arg(agent.get_program())
+            .args(agent.get_args());
+        for (key, value) in agent.get_envs() {
+            match value {
+                Some(v) => cmd.env(key, v),
+                None => cmd.env_remove(key),
+            };
+        }
+        if let Some(dir) = agent.get_current_dir() {
+            cmd.current_dir(dir);
+        }
+        let fd = socket.as_raw_fd();
+        // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and exec.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(move || {
+                let ok = if fd == 3 {
+                    nix::libc::fcntl(3, nix::libc::F_SETFD, 0) == 0
+                } else {
+                    // dup2 leaves the copy without FD_CLOEXEC.
+                    nix::libc::dup2(fd, 3) == 3
+                };
+                if ok {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        self.spawn_agent(cmd)
+    }
+
+    fn spawn_agent(&self, mut cmd: Command) -> AgentProc {
         let log = self
             .path()
             .join(format!("agent-{}.log", Instant::now().elapsed().as_nanos()));
         let log_file = std::fs::File::create(&log).expect("agent log");
-        let child = self
-            .cmd(&["agent"])
-            .envs(env.iter().copied())
+        let child = cmd
             .stdout(log_file.try_clone().expect("dup"))
             .stderr(log_file)
             .spawn()

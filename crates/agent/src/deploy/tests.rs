@@ -38,8 +38,13 @@ impl Harness {
         let events = Events::new(store.clone(), Redactor::default());
         let fleet = Fleet::default();
         let boot = config_in(dir.path(), "v0", "");
-        let (proxy, _) =
-            ProxyService::bind(&boot, fleet.clone(), &dir.path().join("access.log")).unwrap();
+        let (proxy, _) = ProxyService::bind(
+            &boot,
+            fleet.clone(),
+            &dir.path().join("access.log"),
+            &Default::default(),
+        )
+        .unwrap();
         // The agent opens its proxy once it has restarted the committed release; these tests
         // drive the deployer alone, on a proxy open from the start.
         proxy.handle().open();

@@ -42,6 +42,8 @@ pub fn run(g: &Global, args: AgentArgs) -> anyhow::Result<ExitCode> {
         StartMode::DeployIfNoRelease
     };
     let mut opts = AgentOptions::for_project(&config, &state_dir, mode);
+    // Before any thread starts: it removes the protocol's variables from the environment.
+    opts.handed = dockhand_agent::activation::Handed::from_env();
     if let Some(socket) = &g.socket {
         opts.socket_path = socket.clone();
     }

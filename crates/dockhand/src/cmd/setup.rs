@@ -154,6 +154,15 @@ pub(crate) fn apply(g: &Global, args: &SetupArgs) -> anyhow::Result<Applied> {
             deploy_user,
             docker,
             ufw: facts.ufw_active(),
+            proxy_listen: config
+                .as_ref()
+                .map(|c| {
+                    [Some(c.proxy.listen), c.proxy.https_listen]
+                        .into_iter()
+                        .flatten()
+                        .collect()
+                })
+                .unwrap_or_default(),
         },
         ssh_user,
         privilege,

@@ -391,3 +391,55 @@ fn a_request_during_an_agent_restart_waits_for_the_release_instead_of_failing() 
         "the first request after the restart: {answer}"
     );
 }
+
+/// Under socket activation (systemd's `dockhand.socket`) the proxy's listening socket is the
+/// service manager's and outlives the agent: a restart under load refuses no connection and
+/// fails no request. The test holds the socket as systemd would; an agent that ignored it
+/// could not even start, since the test's socket holds the port.
+#[test]
+fn an_agent_restart_on_a_handed_socket_refuses_no_connection_and_fails_no_request() {
+    let sb = sandbox();
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap().to_string();
+    sb.write(
+        "dockhand.toml",
+        &testapp_toml("VERSION = \"v1\"", 1, "20s")
+            .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\"")),
+    );
+    let mut agent = sb.start_agent_handed(&socket);
+    assert!(
+        agent
+            .output()
+            .contains("a socket handed over by the service manager"),
+        "{}",
+        agent.output()
+    );
+    let load = dockhand_test_support::Load::start(&addr, "app.test", "/version", 4);
+    wait_until(
+        "answers before the restart",
+        Duration::from_secs(20),
+        || load.snapshot().ok > 50,
+    );
+
+    assert_eq!(agent.terminate(), Some(0), "{}", agent.output());
+    // No agent runs now: connections wait in the socket's backlog.
+    let during = load.snapshot().ok;
+    std::thread::sleep(Duration::from_millis(500));
+    let _agent = sb.start_agent_handed(&socket);
+    wait_until("answers after the restart", Duration::from_secs(30), || {
+        load.snapshot().ok > during + 50
+    });
+    let report = load.finish();
+    // A keep-alive connection the stopping agent closed between two requests loses nothing:
+    // the client opens a new one. Every other error is a failed or refused request.
+    let failed: Vec<_> = report
+        .errors
+        .iter()
+        .filter(|e| *e != "connection closed by the proxy")
+        .collect();
+    assert!(
+        failed.is_empty() && report.non_2xx.is_empty(),
+        "requests failed across the restart: {failed:?}, statuses {:?}",
+        report.non_2xx
+    );
+}

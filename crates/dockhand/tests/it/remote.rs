@@ -361,6 +361,44 @@ fn setup_bootstraps_then_changes_nothing_and_a_container_app_is_run_through_ssh(
         "{text}"
     );
 
+    // systemd holds the proxy's port (dockhand.socket): the agent restarted under load
+    // (an upgrade, `systemctl restart`) refuses no connection and fails no request.
+    assert_eq!(
+        target.exec_ok("systemctl is-active dockhand.socket").trim(),
+        "active"
+    );
+    assert!(target
+        .exec_ok("cat /etc/systemd/system/dockhand.socket")
+        .lines()
+        .any(|l| l == "ListenStream=0.0.0.0:80"));
+    let load = dockhand_test_support::Load::start(
+        &format!("127.0.0.1:{}", target.http_port()),
+        "app.test",
+        "/version",
+        2,
+    );
+    dockhand_test_support::wait_until(
+        "answers before the restart",
+        Duration::from_secs(30),
+        || load.snapshot().ok > 20,
+    );
+    target.exec_ok("systemctl restart dockhand");
+    let before = load.snapshot().ok;
+    dockhand_test_support::wait_until("answers after the restart", Duration::from_secs(60), || {
+        load.snapshot().ok > before + 20
+    });
+    let report = load.finish();
+    let failed: Vec<_> = report
+        .errors
+        .iter()
+        .filter(|e| *e != "connection closed by the proxy")
+        .collect();
+    assert!(
+        failed.is_empty() && report.non_2xx.is_empty(),
+        "requests failed across `systemctl restart dockhand`: {failed:?}, statuses {:?}",
+        report.non_2xx
+    );
+
     // The doctor, run on the server through SSH, sees what setup did.
     let out = run(&sb, &["doctor", "-d", "target", "--json"], 1);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("doctor JSON");

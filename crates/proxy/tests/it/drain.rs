@@ -120,3 +120,73 @@ async fn a_proxy_started_closed_answers_early_clients_once_opened() {
     );
     proxy.shutdown(Duration::from_secs(1)).await;
 }
+
+/// At shutdown, a keep-alive connection between two requests is not cut at once: a request
+/// the client sends just after the shutdown began (it could not know) is answered, with
+/// `Connection: close`, and then the connection ends. Cutting it would fail that request.
+#[tokio::test]
+async fn a_keep_alive_client_that_sends_just_after_the_shutdown_began_is_answered_and_told_to_reconnect(
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = named_upstream("last").await;
+    let proxy = start(config(), vec![route("/", vec![backend(app)])]);
+    let addr = proxy.local_addr();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    conn.write_all(request).await.unwrap();
+    let first = read_response(&mut conn).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(
+        !first.to_ascii_lowercase().contains("connection: close"),
+        "{first}"
+    );
+
+    let shutdown = {
+        let proxy = proxy.clone();
+        tokio::spawn(async move { proxy.shutdown(PATIENCE).await })
+    };
+    // The listener closing shows the shutdown has begun.
+    eventually("listener closed", || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err()
+    })
+    .await;
+    conn.write_all(request).await.unwrap();
+    let mut rest = String::new();
+    let _ = tokio::time::timeout(PATIENCE, conn.read_to_string(&mut rest)).await;
+    assert!(
+        rest.starts_with("HTTP/1.1 200"),
+        "the late request: {rest:?}"
+    );
+    assert!(
+        rest.to_ascii_lowercase().contains("connection: close"),
+        "{rest}"
+    );
+    assert!(rest.ends_with("last"), "{rest}");
+    shutdown.await.unwrap();
+}
+
+/// One response of a keep-alive connection (headers and a Content-Length body).
+async fn read_response(conn: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    loop {
+        let mut chunk = [0u8; 1024];
+        let n = conn.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return text;
+            }
+        }
+    }
+}

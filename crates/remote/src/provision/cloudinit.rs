@@ -36,6 +36,8 @@ pub fn user_data(c: &CloudInit) -> String {
         deploy_user: c.deploy_user.clone(),
         docker: c.docker,
         ufw: false,
+        // No dockhand.toml here: the agent binds the proxy itself until `setup` runs with one.
+        proxy_listen: vec![],
     };
     let mut packages = vec![
         "sudo",

@@ -325,6 +325,44 @@ pub fn plan(f: &HostFacts, w: &Wanted) -> Result<SetupPlan, Refusal> {
     }
     steps.push(unit_step);
 
+    // The proxy's sockets, held by systemd so that an agent restart refuses no connection.
+    if let Some(socket) = server::socket_unit(s) {
+        // The running agent holds the ports itself: it stops, systemd binds them, and it
+        // starts again on systemd's sockets.
+        let switch = format!(
+            "systemctl daemon-reload
+systemctl enable {socket_unit} >/dev/null 2>&1
+if systemctl is-active --quiet {unit}; then
+  systemctl stop {unit}
+  systemctl restart {socket_unit}
+  systemctl start {unit}
+else
+  systemctl restart {socket_unit}
+fi",
+            socket_unit = server::SOCKET_UNIT,
+            unit = server::UNIT
+        );
+        let mut step = file_step(
+            f,
+            "socket",
+            "systemd socket of the proxy",
+            server::SOCKET_UNIT_PATH,
+            0o644,
+            "root:root",
+            socket,
+            Some(switch.clone()),
+        );
+        if step.state == StepState::Done && !f.is_enabled(server::SOCKET_UNIT) {
+            step = change(
+                "socket",
+                "systemd socket of the proxy",
+                vec![format!("enable {}", server::SOCKET_UNIT)],
+                vec![Op::Run { script: switch }],
+            );
+        }
+        steps.push(step);
+    }
+
     // The firewall.
     if s.ufw {
         let cmds = server::ufw_commands(s);

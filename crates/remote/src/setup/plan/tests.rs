@@ -32,6 +32,7 @@ fn wanted() -> Wanted {
             deploy_user: "deploy".into(),
             docker: true,
             ufw: false,
+            proxy_listen: vec![],
         },
         ssh_user: "root".into(),
         privilege: Privilege::Root,
@@ -86,12 +87,13 @@ fn applied(f: &HostFacts, w: &Wanted, p: &SetupPlan) -> HostFacts {
                     }
                     for unit in [
                         "dockhand.service",
+                        "dockhand.socket",
                         "dockhand-firewall.service",
                         "fail2ban",
                         "systemd-timesyncd.service",
                     ] {
                         if script.contains(&format!("enable {unit}")) {
-                            let unit = if unit.ends_with(".service") {
+                            let unit = if unit.contains('.') {
                                 unit.to_string()
                             } else {
                                 format!("{unit}.service")
@@ -142,6 +144,42 @@ fn a_fresh_server_gets_every_step_in_order() {
     let ssh = p.steps.iter().find(|s| s.id == "ssh").unwrap();
     assert!(matches!(&ssh.ops[0], Op::ProveKeyLogin { user } if user == "deploy"));
     assert!(matches!(&ssh.ops[1], Op::HardenSsh { .. }));
+}
+
+#[test]
+fn with_the_proxys_addresses_systemd_holds_its_sockets_and_a_second_run_changes_nothing() {
+    let mut w = wanted();
+    w.settings.proxy_listen = vec!["0.0.0.0:80".parse().unwrap()];
+    let first = plan(&fresh(), &w).unwrap();
+    let all: Vec<&str> = first.steps.iter().map(|s| s.id).collect();
+    let unit = all.iter().position(|id| *id == "unit").unwrap();
+    assert_eq!(all[unit + 1], "socket", "{all:?}");
+    let socket = first.steps.iter().find(|s| s.id == "socket").unwrap();
+    assert!(
+        matches!(&socket.ops[0], Op::Write { path, content, .. }
+            if path == server::SOCKET_UNIT_PATH && content.contains("ListenStream=0.0.0.0:80")),
+        "{socket:#?}"
+    );
+    // A running agent holds the ports: it is stopped before systemd binds them.
+    let Op::Run { script } = &socket.ops[1] else {
+        panic!("{socket:#?}")
+    };
+    let stop = script.find("systemctl stop dockhand.service").unwrap();
+    let bind = script.find("systemctl restart dockhand.socket").unwrap();
+    assert!(stop < bind, "{script}");
+
+    let after = applied(&fresh(), &w, &first);
+    let synced = Wanted {
+        project: Some(false),
+        ..w.clone()
+    };
+    assert_eq!(plan(&after, &synced).unwrap().changes(), 0);
+
+    // The socket unit disabled by hand: setup enables it again, without rewriting it.
+    let mut disabled = after.clone();
+    disabled.enabled.remove(server::SOCKET_UNIT);
+    let again = plan(&disabled, &synced).unwrap();
+    assert_eq!(ids(&again, StepState::Change), ["socket"]);
 }
 
 #[test]
