@@ -1,7 +1,7 @@
 """The soak stage of the benchmark harness (`bench/run --only soak`): minutes of load through
 the agent's proxy against the bundled example and a container app in one agent, with
-deploys, rollbacks, failing releases and one agent restart on a schedule, the agent's memory,
-descriptors, threads, state database and log directory sampled every ten seconds, and the
+deploys, rollbacks, failing releases and one agent restart on a schedule, the agent's memory
+(total and anonymous), descriptors, threads, state database and log directory sampled every ten seconds, and the
 report (plots, `report.md`, `results.json`) written under `bench/soak/`.
 
 The I/O only: the schedule, the verdicts, the failure classes, the plots and the report text
@@ -302,6 +302,11 @@ path = "/api/visits"
                     raise OSError("no agent, or a zombie")
                 s = {"t": self.now(), "pid": pid,
                      "rss_kib": h.proc_status_kib(pid),
+                     # Its parts: anonymous (heap, stacks: what a leak grows) and file-backed
+                     # (the executable's code, paged out 10 s after start and faulting back
+                     # in). None where the kernel does not report them.
+                     "anon_kib": h.proc_status_kib(pid, "RssAnon") or None,
+                     "file_kib": h.proc_status_kib(pid, "RssFile") or None,
                      "threads": h.proc_status_kib(pid, "Threads"),
                      "fds": len(os.listdir(f"/proc/{pid}/fd")),
                      "db_bytes": sum(file_size(self.state / n)
@@ -402,8 +407,12 @@ def finish(res, soak_dir):
     res["warmup"] = sl.warmup_seconds(res["minutes"] * 60 / 2)
     res["windows"], res["totals"] = sl.classify_windows(res["windows"], res["events"])
     res["requests"] = sum(w["requests"] for w in res["windows"])
+    # A series no sample has (a results.json from before it was sampled) gets no verdict and
+    # no plot; the section says it was not sampled.
+    present = [x for x in sl.SERIES
+               if any(smp.get(x[0]) is not None for smp in res["samples"])]
     res["verdicts"] = {key: sl.series_verdict(res["samples"], key, pp, res["warmup"])
-                       for key, _n, _u, _d, pp in sl.SERIES}
+                       for key, _n, _u, _d, pp in present}
     evs = res["events"]
     restarts = [e["t1"] - e["t0"] for e in evs if e["kind"] == sl.RESTART]
     res["actions"] = {
@@ -416,7 +425,7 @@ def finish(res, soak_dir):
     res["plots"] = {}
     markers = [(e["t0"], e["kind"]) for e in evs]
     segs = sl.segments(res["samples"])
-    for key, name, unit, div, per_process in sl.SERIES:
+    for key, name, unit, div, per_process in present:
         lines = [[(x["t"], x[key] / div) for x in seg if x.get(key) is not None]
                  for seg in segs]
         if not per_process:
@@ -424,29 +433,39 @@ def finish(res, soak_dir):
         warm = [(seg[0]["t"], seg[0]["t"] + res["warmup"]) for seg in segs][
             : None if per_process else 1]
         v = res["verdicts"][key]
-        trends = []
-        if v.get("slope_per_hour") is not None:
-            # The fitted slope through each lifetime's (or the whole run's) median sample.
-            k = v["slope_per_hour"] / 3600 / div
-            groups = segs if per_process else [[x for seg in segs for x in seg]]
-            for g in groups:
-                kept = [x for x in g if x.get(key) is not None
-                        and x["t"] - g[0]["t"] >= res["warmup"]]
-                if len(kept) < 2:
-                    continue
-                tm = sorted(x["t"] for x in kept)[len(kept) // 2]
-                vm = sorted(x[key] for x in kept)[len(kept) // 2] / div
-                ta, tb = kept[0]["t"], kept[-1]["t"]
-                trends.append(((ta, vm + k * (ta - tm)), (tb, vm + k * (tb - tm))))
+        groups = sl.kept_groups(res["samples"], key, per_process, res["warmup"])
+        # The fitted slopes through each lifetime's (or the whole run's) median sample: over
+        # all the kept samples, and over their last half.
+        trends = fitted(groups, v.get("slope_per_hour"), key, div)
+        late = fitted(sl.last_half(groups, per_process),
+                      (v.get("last_half") or {}).get("slope_per_hour"), key, div)
         fname = f"{key.split('_')[0]}.svg"
         (soak_dir / fname).write_text(sl.svg_chart(name, unit, lines, run_s, markers, trends,
-                                                   warm))
+                                                   warm, late_trends=late))
         res["plots"][key] = fname
     (soak_dir / "results.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
     notes = soak_dir / "NOTES.md"
     (soak_dir / "report.md").write_text(
         report_md(res, notes.read_text() if notes.is_file() else None))
     return res
+
+
+def fitted(groups, slope_per_hour, key, div):
+    """`((t0, v0), (t1, v1))` per group of at least two samples: a line of the slope (per
+    hour, in the sample's unit) through the group's median time and median value, from its
+    first sample to its last, in the shown unit. None for a slope gives no line."""
+    if slope_per_hour is None:
+        return []
+    k = slope_per_hour / 3600 / div
+    out = []
+    for g in groups:
+        if len(g) < 2:
+            continue
+        tm = sorted(x["t"] for x in g)[len(g) // 2]
+        vm = sorted(x[key] for x in g)[len(g) // 2] / div
+        ta, tb = g[0]["t"], g[-1]["t"]
+        out.append(((ta, vm + k * (ta - tm)), (tb, vm + k * (tb - tm))))
+    return out
 
 
 def report_md(res, notes=None):
