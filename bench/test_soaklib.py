@@ -1,5 +1,5 @@
 """Tests of the soak stage's and the fuzzing section's pure parts (`soaklib`): the schedule,
-the flat-or-growing verdict, the failure classes, the SVG's scaling, the fuzz summary parser
+the flat, growing or levelled-off verdict and the goal it feeds, the failure classes, the SVG's scaling, the fuzz summary parser
 and the section splice. Plain data, milliseconds, nothing started."""
 
 import re
@@ -134,6 +134,134 @@ class Verdict(unittest.TestCase):
         self.assertEqual(sl.warmup_seconds(90), 18)
 
 
+NOISE = [0, 3, -2, 5, -4, 1, -1, 2, -3, 4, -5, 2]
+
+
+def fill_then_flat(n=180, base=500, ceiling=4200, noise=20, at=1 / 3):
+    """A fill that reaches its ceiling `at` (a share) of the way through `n` samples, then
+    holds it with noise: SQLite's WAL up to its checkpoint size."""
+    third = round(n * at)
+    return [base + (ceiling - base) * i / third if i < third
+            else ceiling + noise * NOISE[i % len(NOISE)] / 5 for i in range(n)]
+
+
+def saw_tooth(n=180, start=1600, low=10000, high=11700, period=6):
+    """A log directory filling until retention a third of the way through, then cut back to
+    `low` every `period` samples as the oldest files go."""
+    third = n // 3
+    out = []
+    for i in range(n):
+        if i < third:
+            out.append(start + (low - start) * i / third)
+        else:
+            out.append(low + (high - low) * ((i - third) % period) / (period - 1))
+    return out
+
+
+class LevelledOff(unittest.TestCase):
+    def test_a_linear_leak_stays_growing(self):
+        for per_process in (True, False):
+            s = samples([20480 + i * 1024 / 60 for i in range(180)])
+            v = sl.series_verdict(s, "v", per_process, warmup=120)
+            self.assertEqual(v["verdict"], "growing", per_process)
+            self.assertEqual(v["last_half"]["verdict"], "growing")
+            self.assertAlmostEqual(v["last_half"]["slope_per_hour"], 6144, delta=1)
+
+    def test_a_fill_to_a_ceiling_then_flat_is_levelled_off(self):
+        v = sl.series_verdict(samples(fill_then_flat()), "v", per_process=False, warmup=120)
+        # Over the whole run the fill dominates: by the old rule this was "growing".
+        self.assertGreater(v["slope_per_hour"] / v["level"], sl.GROWTH_PER_HOUR)
+        self.assertGreaterEqual(v["tau"], sl.MIN_TAU)
+        self.assertEqual(v["verdict"], "levelled off")
+        self.assertEqual(v["last_half"]["verdict"], "flat")
+        self.assertLess(abs(v["last_half"]["slope_per_hour"]), 0.01 * 4200)
+
+    def test_a_fill_in_each_lifetime_is_levelled_off_pooled_like_the_whole_run(self):
+        # Each lifetime fills for its first half: a third of it would leave too little of the
+        # fill after the warm-up for the whole run to read as growing.
+        life = fill_then_flat(n=90, base=8000, ceiling=12000, noise=10, at=1 / 2)
+        s = samples(life, pid=1) + samples(life, pid=2, t0=900.0)
+        v = sl.series_verdict(s, "v", per_process=True, warmup=120)
+        self.assertEqual(v["verdict"], "levelled off")
+        self.assertEqual(v["last_half"]["verdict"], "flat")
+        # Each lifetime's last half alone: 39 of its 78 kept samples, pairs within it only.
+        self.assertEqual(v["last_half"]["pairs"], 2 * 39 * 38 // 2)
+
+    def test_a_saw_tooth_bounded_by_retention_is_not_growing(self):
+        v = sl.series_verdict(samples(saw_tooth()), "v", per_process=False, warmup=120)
+        self.assertIn(v["verdict"], ("levelled off", "flat"))
+        self.assertEqual(v["last_half"]["verdict"], "flat")
+
+    def test_a_flat_series_is_flat_in_both_halves(self):
+        v = sl.series_verdict(samples([100 + n for n in NOISE * 15]), "v", True, 120)
+        self.assertEqual(v["verdict"], "flat")
+        self.assertEqual(v["last_half"]["verdict"], "flat")
+
+    def test_growth_only_in_the_first_half_of_the_whole_run_on_disk_is_split_by_time(self):
+        # On disk the last half is the later half of the kept time span, not of the samples:
+        # dense samples early (every 10 s) and sparse ones late (every 60 s).
+        s = samples([100 * i for i in range(60)]) + samples([6000] * 30, t0=600.0, step=60.0)
+        (half,) = sl.last_half(sl.kept_groups(s, "v", False, 0), False)
+        # The middle of 0 … 2340 s is 1170 s: the first sample from it on is at 1200 s.
+        self.assertEqual(half[0]["t"], 1200.0)
+        self.assertTrue(all(x["v"] == 6000 for x in half))
+        self.assertEqual(sl.series_verdict(s, "v", False, 0)["verdict"], "levelled off")
+
+    def test_too_few_samples_in_the_last_half_keeps_growing(self):
+        # Six samples after warm-up: 15 pairs over the whole run, 3 in its last half.
+        v = sl.series_verdict(samples([1000 + 50 * i for i in range(6)]), "v", True, 0)
+        self.assertEqual(v["verdict"], "growing")
+        self.assertEqual(v["last_half"]["verdict"], "too few samples")
+        self.assertEqual(v["last_half"]["pairs"], 3)
+        (row,) = sl.soak_summary_rows({"fds": v})
+        self.assertEqual(row[5], "too few samples (the whole run's verdict stands)")
+        self.assertEqual(row[-1], "growing")
+
+
+def verdicts(**series):
+    """Verdicts of `SERIES`' keys: flat ones, with `series` (key → values) instead."""
+    out = {}
+    for key, _n, _u, _d, pp in sl.SERIES:
+        values = series.get(key, [1000 + n for n in NOISE * 15])
+        s = samples(values, pid=1, key=key)
+        out[key] = sl.series_verdict(s, key, pp, 120)
+    return out
+
+
+class Goal(unittest.TestCase):
+    LEAK = [20480 + i * 1024 / 60 for i in range(180)]
+
+    def test_growing_total_memory_with_flat_anonymous_memory_meets_it(self):
+        v = verdicts(rss_kib=self.LEAK)
+        self.assertEqual(v["rss_kib"]["verdict"], "growing")
+        self.assertEqual(sl.series_goal(v), ("all flat", True))
+        (row,) = [r for r in sl.soak_summary_rows(v) if r[0].startswith("agent resident")]
+        self.assertEqual(row[-1], "growing (informational: not judged)")
+
+    def test_growing_anonymous_memory_misses_it(self):
+        v = verdicts(anon_kib=self.LEAK)
+        self.assertEqual(sl.series_goal(v),
+                         ("growing: agent anonymous memory (heap, stacks); the rest flat", False))
+
+    def test_levelled_off_meets_it_and_is_named(self):
+        v = verdicts(db_bytes=fill_then_flat(), logs_bytes=saw_tooth())
+        measured, ok = sl.series_goal(v)
+        self.assertTrue(ok)
+        self.assertIn("levelled off: state database (with its WAL)", measured)
+
+    def test_a_series_missing_from_an_old_run_is_not_measured(self):
+        v = verdicts()
+        del v["anon_kib"]
+        for x in v.values():
+            del x["last_half"]  # written before the last-half rule
+        self.assertEqual(sl.series_goal(v), (
+            "not sampled in this run: agent anonymous memory (heap, stacks); the rest flat",
+            None))
+        rows = sl.soak_summary_rows(v)
+        self.assertEqual(len(rows), len(sl.SERIES) - 1)
+        self.assertTrue(all(r[5] == "—" for r in rows))
+
+
 class Svg(unittest.TestCase):
     def test_scale_maps_the_domain_onto_the_range(self):
         self.assertEqual(sl.scale(0, 0, 100, 50, 250), 50)
@@ -174,6 +302,13 @@ class Svg(unittest.TestCase):
         last = lines[1].split()[-1].split(",")
         self.assertEqual(float(last[0]), width - right)
         self.assertIn('stroke-dasharray="4 3"', svg)  # the restart
+        self.assertIn('stroke-dasharray="2 2"', svg)  # the whole run's slope
+        # No last-half slope given: only the legend's.
+        self.assertEqual(svg.count('stroke-dasharray="6 3"/>'), 1)
+        late = sl.svg_chart("x", "", [[(0, 1.0), (10, 1.0)]], 10,
+                            late_trends=[((5, 1.0), (10, 1.0))])
+        self.assertEqual(late.count(f'stroke="{sl.LATE_TREND_COLOUR}" stroke-width="1.5" '
+                                    'stroke-dasharray="6 3"/>'), 2)
         self.assertIn(">0</text>", svg)
 
     def test_title_is_escaped(self):
