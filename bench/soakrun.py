@@ -1,8 +1,8 @@
 """The soak stage of the benchmark harness (`bench/run --only soak`): minutes of load through
 the agent's proxy against the bundled example and a container app in one agent, with
 deploys, rollbacks, failing releases and one agent restart on a schedule, the agent's memory
-(total and anonymous), descriptors, threads, state database and log directory sampled every ten seconds, and the
-report (plots, `report.md`, `results.json`) written under `bench/soak/`.
+(total and anonymous), descriptors, threads, state database and log directory sampled every
+ten seconds, and the report (plots, `report.md`, `results.json`) written under `bench/soak/`.
 
 The I/O only: the schedule, the verdicts, the failure classes, the plots and the report text
 are `soaklib`'s pure functions.

@@ -1,6 +1,7 @@
 """Tests of the soak stage's and the fuzzing section's pure parts (`soaklib`): the schedule,
-the flat, growing or levelled-off verdict and the goal it feeds, the failure classes, the SVG's scaling, the fuzz summary parser
-and the section splice. Plain data, milliseconds, nothing started."""
+the flat, growing or levelled-off verdict and the goal it feeds, the failure classes, the
+SVG's scaling, the fuzz summary parser and the section splice. Plain data, milliseconds,
+nothing started."""
 
 import re
 import unittest
