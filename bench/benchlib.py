@@ -492,7 +492,7 @@ def backup_summary(runs):
 
 
 BACKUP_HEADER = ["scale", "database", "tool", "wall", "throughput", "CPU", "stored",
-                 "agent peak RSS"]
+                 "agent peak RSS (anonymous)"]
 
 
 def backup_rows(summary):

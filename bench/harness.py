@@ -1050,10 +1050,42 @@ dir = "{self.dir / 'store'}"
             run(["docker", "volume", "rm", "-f", *vols], timeout=120, check=False)
 
 
+class PeakSampler:
+    """The largest value of a /proc/PID/status field (kiB) seen while the `with` block runs,
+    sampled every `every` seconds: what one operation adds, where VmHWM would also hold
+    everything before it (the agent's start-up, when all its code is resident)."""
+
+    def __init__(self, pid, field="RssAnon", every=0.02):
+        self.pid, self.field, self.every = pid, field, every
+        self.peak = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                v = proc_status_kib(self.pid, self.field)
+            except OSError:
+                return
+            self.peak = v if self.peak is None else max(self.peak, v)
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        return False
+
+
 def backup_once(bk, db_bytes):
-    """One `dockhand backup run` timed: wall, CPU (agent + database container), peak RSS."""
+    """One `dockhand backup run` timed: wall, CPU (agent + database container), and the
+    agent's peak anonymous memory during it (heap and stacks: what streaming keeps bounded)."""
     c0, a0, w0 = container_cpu_s(bk.db), proc_ticks(bk.proc.pid), time.monotonic()
-    r = bk.client("backup", "run", "--json", timeout=3600, check=False)
+    with PeakSampler(bk.proc.pid) as peak:
+        r = bk.client("backup", "run", "--json", timeout=3600, check=False)
     w1, a1, c1 = time.monotonic(), proc_ticks(bk.proc.pid), container_cpu_s(bk.db)
     taken = json.loads(r.stdout)
     if r.returncode != 0 or taken.get("state") != "complete":
@@ -1062,7 +1094,7 @@ def backup_once(bk, db_bytes):
     return {"scale": bk.scale, "tool": "dockhand", "seconds": w1 - w0,
             "cpu_s": None if container is None else container + (a1 - a0) / CLK_TCK,
             "db_bytes": db_bytes, "stored_bytes": taken.get("stored_bytes"),
-            "rss_peak_kib": proc_status_kib(bk.proc.pid, "VmHWM"), "id": taken["id"]}
+            "rss_peak_kib": peak.peak, "id": taken["id"]}
 
 
 def shell_once(bk, db_bytes, out):
@@ -2092,8 +2124,10 @@ def render(ctx):
             "database's size (`pg_database_size`) over the wall time. CPU is the database "
             "container's cgroup (pg_dump and its server backend) plus the agent's process, or "
             "plus zstd for the pipeline (note that `pg_dump -Fc` also compresses, with zlib, "
-            "before zstd). Agent peak RSS is its VmHWM after the backups (a fresh agent per "
-            "scale). The restore row is `dockhand backup restore` of the last backup — which "
+            "before zstd). Agent peak RSS is the largest anonymous memory (RssAnon: heap and "
+            "stacks) of the agent sampled every 20 ms during the backup — VmHWM would also "
+            "hold the agent's start-up, when all its code is resident, whatever the database's "
+            "size. The restore row is `dockhand backup restore` of the last backup — which "
             "first takes a safety backup of the live database, stops the app, drops and "
             "recreates the database, restores and starts the app again — against `pg_restore` "
             "of the pipeline's dump into a new empty database of the same server.")
