@@ -103,7 +103,8 @@ impl Converter<'_> {
         }
 
         // deploy and resources
-        resources::scaling_and_limits(&mut self.notes, name, svc, &mut t);
+        let new = self.names.dockhand(name).to_owned();
+        resources::scaling_and_limits(&mut self.notes, &mut self.stack, name, &new, svc, &mut t);
         resources::common(&mut self.notes, name, svc, &mut t);
 
         if let Some(Value::Map(deps)) = get("depends_on") {
