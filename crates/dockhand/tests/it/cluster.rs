@@ -9,6 +9,8 @@
 //! returns every service to the release before; `dockhand status` shows the nodes and what
 //! runs where, and a worker whose engine is killed as down while its tasks run elsewhere. A secret reaches the task as a file and appears in no spec, no node's disk
 //! outside Swarm's own store, no output, no Docker event.
+//! The seed-style Swarm stack of the compose corpus, imported with `--cluster`, deploys with its
+//! placement kept.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Output;
