@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod cluster;
 mod database;
 mod environment;
 mod health;
@@ -147,6 +148,7 @@ pub fn run(opts: &ImportOptions) -> Result<Conversion, ImportError> {
         one_shots: Vec::new(),
         hooked: std::collections::BTreeMap::new(),
         assumed_hosts: Vec::new(),
+        stack: cluster::Stack::new(opts.cluster.clone()),
     };
     let doc = c.document()?;
     let sources = files
@@ -167,9 +169,11 @@ pub fn run(opts: &ImportOptions) -> Result<Conversion, ImportError> {
     if !text.ends_with('\n') {
         text.push('\n');
     }
+    let (cluster_text, cluster_todo) = c.stack.tables();
+    text.push_str(&cluster_text);
     text.push_str(&c.trailer);
     let secrets = c.secrets.into_vec();
-    let mut todo = Vec::new();
+    let mut todo = cluster_todo;
     if !c.assumed_hosts.is_empty() {
         todo.push(format!(
             "set the route host of {} to your domain (they answer on *.localhost until then)",
@@ -251,6 +255,8 @@ struct Converter<'a> {
     hooked: std::collections::BTreeMap<String, String>,
     /// Services routed on an assumed `*.localhost` host.
     assumed_hosts: Vec<String>,
+    /// `--cluster`: the nodes, and the placement the `deploy:` sections ask for.
+    stack: cluster::Stack,
 }
 
 /// The report's notes, in the order the translation made them.

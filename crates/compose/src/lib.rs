@@ -42,6 +42,18 @@ pub struct ImportOptions {
     pub force: bool,
     /// The process environment (it wins over `.env`, as with compose).
     pub env: BTreeMap<String, String>,
+    /// `--cluster`: the target is a Docker Swarm; a stack's `deploy:` section becomes
+    /// `[cluster]` (placement, node label hints) instead of being left out.
+    pub cluster: Option<ClusterImport>,
+}
+
+/// The servers of a `--cluster` import (`--manager NAME=HOST`, `--worker NAME=HOST`), each
+/// written as `[destinations.NAME]`. With no manager, a placeholder the user must edit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterImport {
+    /// `(destination name, SSH host)`, in the order given.
+    pub managers: Vec<(String, String)>,
+    pub workers: Vec<(String, String)>,
 }
 
 /// Where the generated file goes.

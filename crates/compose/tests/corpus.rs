@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use dockhand_compose::{convert, Conversion, ImportOptions, NoteKind, Output};
+use dockhand_compose::{convert, ClusterImport, Conversion, ImportOptions, NoteKind, Output};
 
 fn corpus(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -389,4 +389,200 @@ fn caddyfile_becomes_routes() {
         "{t}"
     );
     assert!(t.contains("[[redirects]]\nfrom = \"www.shop.example.org\"\nto = \"https://shop.example.org\"\ncode = 301"), "{t}");
+}
+
+/// Imports the seed-style Swarm stack (tests/corpus/dockhand/swarm-stack) with `cluster`.
+fn import_stack(cluster: Option<ClusterImport>) -> Conversion {
+    let dir = corpus("dockhand/swarm-stack");
+    convert(&ImportOptions {
+        files: vec![dir.join("docker-stack.yml")],
+        dir: dir.clone(),
+        output: Output::Stdout,
+        cluster,
+        ..ImportOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `--cluster` keeps a stack's `deploy:` meaning: the placement constraints become
+/// `[cluster] placement` (the database's by its name), the node label they compare is a
+/// commented `[cluster.labels.NODE]` hint, the restart policy becomes `restart`, what matches
+/// Dockhand's update policy (start-first, one at a time, rollback) passes silently and every
+/// difference is a note; with no `--manager`, the manager is a placeholder destination.
+#[test]
+fn a_swarm_stack_imported_for_a_cluster_keeps_its_placement() {
+    let c = import_stack(Some(ClusterImport::default()));
+    snapshot("dockhand-swarm-stack", &c);
+    assert_eq!(c.report.services, ["web", "worker"]);
+    assert_eq!(c.report.databases, ["db"]);
+    let t = &c.toml;
+    for line in [
+        "[destinations.manager]\nhost = \"ssh://root@manager.invalid\"",
+        "[cluster]\nengine = \"swarm\"\nmanagers = [\"manager\"]\nworkers = []\n",
+        "[cluster.placement]\nworker = [\"node.role == worker\"]\ndb = [\"node.labels.db == main\"]\n",
+        "# [cluster.labels.NODE]\n# db = \"main\"\n",
+    ] {
+        assert!(t.contains(line), "no {line:?} in\n{t}");
+    }
+    // web: two replicas, on-failure from its restart policy; its update policy matches
+    // Dockhand's, so it has no update note.
+    assert!(t.contains("replicas = 2"), "{t}");
+    assert!(t.contains("restart = \"on-failure\""), "{t}");
+    assert!(
+        !c.report
+            .notes
+            .iter()
+            .any(|n| n.service.as_deref() == Some("web")
+                && (n.key.starts_with("deploy.update_config")
+                    || n.key.starts_with("deploy.rollback_config")
+                    || n.key == "deploy.placement")),
+        "{}",
+        c.report.notes_text()
+    );
+    assert_note(
+        &c,
+        Some("web"),
+        "deploy.restart_policy.max_attempts",
+        NoteKind::NotCarried,
+    );
+    // worker: what differs from Dockhand's policy is said, key by key.
+    for key in [
+        "deploy.update_config.parallelism",
+        "deploy.update_config.delay",
+        "deploy.update_config.order",
+        "deploy.update_config.failure_action",
+        "deploy.endpoint_mode",
+    ] {
+        assert_note(&c, Some("worker"), key, NoteKind::Assumed);
+    }
+    assert_note(
+        &c,
+        Some("worker"),
+        "deploy.placement.preferences",
+        NoteKind::NotCarried,
+    );
+    // The database is pinned, so no warning about it; the secrets stay in the secrets file.
+    assert!(
+        !has_note(&c, Some("db"), "deploy.placement", NoteKind::Warning),
+        "{}",
+        c.report.notes_text()
+    );
+    assert!(
+        !t.contains("stack-db-pw-3c9e1") && !t.contains("stack-api-t0ken-81d2"),
+        "{t}"
+    );
+    assert_eq!(c.secret_names(), ["DB_PASSWORD", "API_TOKEN"]);
+    assert!(
+        c.report
+            .todo
+            .iter()
+            .any(|l| l.contains("[destinations.manager] (a placeholder)")),
+        "{:?}",
+        c.report.todo
+    );
+    assert!(
+        c.report.todo.iter().any(|l| l.contains("db=main")),
+        "{:?}",
+        c.report.todo
+    );
+}
+
+/// The nodes given on the command line become the destinations and roles.
+#[test]
+fn a_swarm_stack_imported_with_named_nodes() {
+    let c = import_stack(Some(ClusterImport {
+        managers: vec![("m1".into(), "ssh://root@203.0.113.10".into())],
+        workers: vec![
+            ("w1".into(), "ssh://root@203.0.113.11".into()),
+            ("w2".into(), "deploy@w2-box".into()),
+        ],
+    }));
+    let t = &c.toml;
+    for line in [
+        "[destinations.m1]\nhost = \"ssh://root@203.0.113.10\"\n",
+        "[destinations.w2]\nhost = \"deploy@w2-box\"\n",
+        "managers = [\"m1\"]\nworkers = [\"w1\", \"w2\"]\n",
+    ] {
+        assert!(t.contains(line), "no {line:?} in\n{t}");
+    }
+    assert!(!t.contains("placeholder"), "{t}");
+    assert!(
+        !c.report.todo.iter().any(|l| l.contains("placeholder")),
+        "{:?}",
+        c.report.todo
+    );
+}
+
+/// Without `--cluster` nothing of the swarm is written, and the Swarm-only keys hint at the
+/// flag.
+#[test]
+fn a_swarm_stack_imported_for_one_host_hints_at_cluster() {
+    let c = import_stack(None);
+    assert!(!c.toml.contains("[cluster"), "{}", c.toml);
+    assert!(!c.toml.contains("[destinations"), "{}", c.toml);
+    for (service, key) in [
+        ("web", "deploy.update_config"),
+        ("web", "deploy.rollback_config"),
+        ("worker", "deploy.placement"),
+        ("db", "deploy.placement"),
+    ] {
+        assert!(
+            c.report
+                .notes
+                .iter()
+                .any(|n| n.service.as_deref() == Some(service)
+                    && n.key == key
+                    && n.kind == NoteKind::NotCarried
+                    && n.message.contains("--cluster")),
+            "no --cluster hint on {service} {key}:\n{}",
+            c.report.notes_text()
+        );
+    }
+}
+
+/// A stack whose database has no placement: a warning, and a commented template line where
+/// the placement goes.
+#[test]
+fn an_unpinned_stack_database_gets_a_template_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("docker-stack.yml"),
+        "services:\n  api:\n    image: example/api:1\n  db:\n    image: postgres:16\n    environment:\n      POSTGRES_PASSWORD: x\n    volumes: [data:/var/lib/postgresql/data]\n    deploy:\n      placement:\n        constraints: [\"node.label.db == main\"]\nvolumes:\n  data:\n",
+    )
+    .unwrap();
+    let c = convert(&ImportOptions {
+        files: vec![dir.path().join("docker-stack.yml")],
+        dir: dir.path().to_path_buf(),
+        output: Output::Stdout,
+        cluster: Some(ClusterImport::default()),
+        ..ImportOptions::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    // `node.label.db` (a typo of node.labels) is refused by [cluster]'s own rule.
+    assert!(
+        c.report
+            .notes
+            .iter()
+            .any(|n| n.key == "deploy.placement.constraints"
+                && n.kind == NoteKind::Warning
+                && n.message
+                    .contains("`node.label.db` is not a node attribute")),
+        "{}",
+        c.report.notes_text()
+    );
+    assert_note(&c, Some("db"), "deploy.placement", NoteKind::Warning);
+    assert!(
+        c.toml
+            .contains("[cluster.placement]\n# db = [\"node.labels.db == yes\"]  # required"),
+        "{}",
+        c.toml
+    );
+    assert!(
+        c.report
+            .todo
+            .iter()
+            .any(|l| l.contains("pin the database db")),
+        "{:?}",
+        c.report.todo
+    );
 }

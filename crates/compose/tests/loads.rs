@@ -4,9 +4,10 @@
 //! corpus leaves out on purpose (Dockerfiles and build contexts, absent bind sources; see
 //! tests/corpus/README.md).
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use dockhand_compose::{import, ImportOptions, Output};
+use dockhand_compose::{import, ClusterImport, ImportOptions, Output};
 use dockhand_config::{LoadOptions, Severity};
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -25,16 +26,27 @@ fn copy_dir(from: &Path, to: &Path) {
 /// Imports `files` (relative to corpus/`root`) in a copy of `root`; returns the errors of
 /// loading the result.
 fn import_and_load(root: &str, files: &[&str]) -> Vec<String> {
+    import_and_load_with(root, files, None)
+}
+
+/// `import_and_load`, with `--cluster`'s nodes.
+fn import_and_load_with(root: &str, files: &[&str], cluster: Option<ClusterImport>) -> Vec<String> {
     let tmp = tempfile::tempdir().unwrap();
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/corpus")
         .join(root);
     let dir = tmp.path().join(Path::new(root).file_name().unwrap());
     copy_dir(&src, &dir);
+    // A `.env` holding real values (the swarm stack's) is kept private, as `check` asks.
+    let env = dir.join(".env");
+    if env.is_file() {
+        std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let done = import(&ImportOptions {
         files: files.iter().map(|f| dir.join(f)).collect(),
         dir: dir.clone(),
         output: Output::Beside,
+        cluster,
         ..ImportOptions::default()
     })
     .unwrap_or_else(|e| panic!("{root}: {e}"));
@@ -133,4 +145,22 @@ fn the_proxy_layer_stacks_load_with_dockhand_config() {
         }
     }
     assert!(problems.is_empty(), "{problems}");
+}
+
+/// The seed-style Swarm stack imported with `--cluster` loads, `[cluster]` and all, whether
+/// the manager is the placeholder or the nodes were named.
+#[test]
+fn the_swarm_stack_imported_for_a_cluster_loads_with_dockhand_config() {
+    let named = ClusterImport {
+        managers: vec![("m1".into(), "ssh://root@203.0.113.10".into())],
+        workers: vec![("w1".into(), "ssh://root@203.0.113.11".into())],
+    };
+    for cluster in [ClusterImport::default(), named] {
+        let errors = import_and_load_with(
+            "dockhand/swarm-stack",
+            &["docker-stack.yml"],
+            Some(cluster.clone()),
+        );
+        assert!(errors.is_empty(), "{cluster:?}: {errors:?}");
+    }
 }

@@ -104,7 +104,9 @@ impl ClusterConfig {
 }
 
 /// Why `text` is not a Swarm placement constraint (`node.labels.db == main`), if it is not.
-fn constraint_problem(text: &str) -> Option<String> {
+/// The one rule for `[cluster] placement` and for `dockhand import compose --cluster`, which
+/// checks a stack file's `deploy.placement.constraints` with it.
+pub fn constraint_problem(text: &str) -> Option<String> {
     let Some((left, right)) = text.split_once("==").or_else(|| text.split_once("!=")) else {
         return Some("a constraint compares with `==` or `!=`".into());
     };
@@ -137,8 +139,9 @@ pub fn declares_cluster(text: &str) -> bool {
         .is_ok_and(|doc| doc.get("cluster").is_some_and(|c| c.is_table_like()))
 }
 
-/// Why `name` is not a valid Swarm label name (`db`, `com.example.disk`), if it is not.
-fn label_problem(name: &str) -> Option<&'static str> {
+/// Why `name` is not a valid Swarm label name (`db`, `com.example.disk`), if it is not (also
+/// what `dockhand import compose --cluster` checks before it hints at a node label).
+pub fn label_problem(name: &str) -> Option<&'static str> {
     if name.is_empty() {
         Some("it is empty")
     } else if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {

@@ -47,7 +47,10 @@ pub use acme::{
     Hsts, CLOUDFLARE_API, DEFAULT_HSTS, LETSENCRYPT, LETSENCRYPT_STAGING, ZEROSSL,
 };
 pub use certs::{covers, load_certificate, CertificateError, CertificateFile, LoadedCertificate};
-pub use cluster::{declares_cluster, ClusterConfig, ClusterEngine, ClusterNode, NodeRole};
+pub use cluster::{
+    constraint_problem, declares_cluster, label_problem, ClusterConfig, ClusterEngine, ClusterNode,
+    NodeRole,
+};
 pub use cron::parse_cron;
 pub use dashboard::{DashboardConfig, DashboardRoute};
 pub use deploy::{parse_share, share_text, CanaryConfig, DeploySettings, Strategy};

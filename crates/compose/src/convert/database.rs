@@ -379,15 +379,20 @@ impl Converter<'_> {
                         cpus = l.get("cpus").and_then(Value::scalar).or(cpus);
                     }
                 } else {
-                    self.notes.add(
-                        Some(name),
-                        &format!("deploy.{k}"),
-                        NoteKind::NotCarried,
-                        "a database runs one container; only deploy.resources.limits are supported",
+                    let new = self.names.dockhand(name).to_owned();
+                    self.stack.deploy_key(
+                        &mut self.notes,
+                        name,
+                        &new,
+                        &k,
+                        &v,
+                        super::cluster::Kind::Database,
                     );
                 }
             }
         }
+        let new = self.names.dockhand(name).to_owned();
+        self.stack.database(&mut self.notes, name, &new);
         if let Some(m) = memory.and_then(|m| docker_size(&m)) {
             t.insert("memory", toml_edit::value(m));
         }

@@ -28,14 +28,22 @@ pub(super) fn published(
 
 /// The web port of service `name` from its `ports`: the first published TCP port that is
 /// not a well-known non-HTTP port. The other ports are reported as not carried over.
-pub(super) fn web_port(notes: &mut Notes, name: &str, ports: Option<&Value>) -> Option<u16> {
+/// `cluster`: the import is for a swarm, where a task publishes no port at all.
+pub(super) fn web_port(
+    notes: &mut Notes,
+    name: &str,
+    ports: Option<&Value>,
+    cluster: bool,
+) -> Option<u16> {
     let ports = published(notes, name, ports);
     let web = ports
         .iter()
         .find(|p| p.protocol == "tcp" && !NON_WEB_PORTS.contains(&p.container));
     let web_port = web.map(|p| p.container);
     if let Some(p) = web {
-        if p.host_ip.is_none() && p.host_port.is_some() {
+        if cluster && p.host_port.is_some() {
+            notes.add(Some(name), "ports", NoteKind::Assumed, format!("compose published port {} (the routing mesh); on a cluster no task publishes a port: Dockhand's ingress proxy reaches the tasks over the overlay network", p.host_port.clone().unwrap_or_default()));
+        } else if p.host_ip.is_none() && p.host_port.is_some() {
             notes.add(Some(name), "ports", NoteKind::Warning, format!("compose published port {} on all interfaces; dockhand publishes the container port on 127.0.0.1 only and reaches it through its proxy", p.host_port.clone().unwrap_or_default()));
         }
     }

@@ -5,19 +5,29 @@
 
 use toml_edit::{InlineTable, Table};
 
+use super::cluster::{Kind, Stack};
 use super::Notes;
 use crate::syntax::{docker_size, duration, restart_text};
 use crate::value::Value;
 use crate::NoteKind;
 
-/// Writes `replicas`, `restart`, `memory` and `cpus` of service `name` into `t`.
-pub(super) fn scaling_and_limits(notes: &mut Notes, name: &str, svc: &Value, t: &mut Table) {
+/// Writes `replicas`, `restart`, `memory` and `cpus` of service `name` (dockhand name `new`)
+/// into `t`; the other `deploy` keys go to `stack` (the Swarm meaning, with `--cluster`).
+pub(super) fn scaling_and_limits(
+    notes: &mut Notes,
+    stack: &mut Stack,
+    name: &str,
+    new: &str,
+    svc: &Value,
+    t: &mut Table,
+) {
     let get = |k: &str| svc.get(k);
     let mut replicas = get("scale")
         .and_then(|v| v.scalar())
         .and_then(|s| s.parse::<i64>().ok());
     let mut memory = get("mem_limit").and_then(Value::scalar);
     let mut cpus = get("cpus").and_then(Value::scalar);
+    let mut restart_policy = None;
     if let Some(deploy) = get("deploy") {
         for (k, v) in deploy.as_map().unwrap_or_default().to_vec() {
             match k.as_str() {
@@ -29,22 +39,39 @@ pub(super) fn scaling_and_limits(notes: &mut Notes, name: &str, svc: &Value, t: 
                                 match lk.as_str() {
                                     "memory" => memory = lv.scalar(),
                                     "cpus" => cpus = lv.scalar(),
-                                    other => notes.add(Some(name), &format!("deploy.resources.limits.{other}"), NoteKind::NotCarried, "only memory and cpus limits are supported"),
+                                    other => notes.add(
+                                        Some(name),
+                                        &format!("deploy.resources.limits.{other}"),
+                                        NoteKind::NotCarried,
+                                        "only memory and cpus limits are supported",
+                                    ),
                                 }
                             }
                         } else {
-                            notes.add(Some(name), &format!("deploy.resources.{rk}"), NoteKind::NotCarried, "only limits (memory, cpus) are supported");
+                            notes.add(
+                                Some(name),
+                                &format!("deploy.resources.{rk}"),
+                                NoteKind::NotCarried,
+                                "only limits (memory, cpus) are supported",
+                            );
                         }
                     }
                 }
-                other => notes.add(Some(name), &format!("deploy.{other}"), NoteKind::NotCarried, "only deploy.replicas and deploy.resources.limits are supported (dockhand runs on one host)"),
+                other => {
+                    if let Some(r) = stack.deploy_key(notes, name, new, other, &v, Kind::Service) {
+                        restart_policy = Some(r);
+                    }
+                }
             }
         }
     }
     if let Some(r) = replicas {
         t.insert("replicas", toml_edit::value(r));
     }
-    if let Some(r) = get("restart").and_then(restart_text) {
+    if let Some(policy) = restart_policy {
+        // A stack's restart policy: Swarm ignores `restart:` there.
+        t.insert("restart", toml_edit::value(policy));
+    } else if let Some(r) = get("restart").and_then(restart_text) {
         let (policy, note) = match r.as_str() {
             "no" | "false" => ("never", None),
             "always" => ("always", None),

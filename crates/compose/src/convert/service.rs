@@ -61,7 +61,8 @@ impl Converter<'_> {
         // port (the route comes last): where the old proxy reached the service, else the
         // first published web port, else the port its HTTP health probe fetches.
         let edge_routes = self.edge.routes.get(name).cloned();
-        let mut web_port = ports::web_port(&mut self.notes, name, get("ports"));
+        let mut web_port =
+            ports::web_port(&mut self.notes, name, get("ports"), self.stack.enabled());
         if let Some(routes) = &edge_routes {
             let proxied = routes.iter().find_map(|r| r.port).or_else(|| {
                 get("expose")
@@ -103,7 +104,8 @@ impl Converter<'_> {
         }
 
         // deploy and resources
-        resources::scaling_and_limits(&mut self.notes, name, svc, &mut t);
+        let new = self.names.dockhand(name).to_owned();
+        resources::scaling_and_limits(&mut self.notes, &mut self.stack, name, &new, svc, &mut t);
         resources::common(&mut self.notes, name, svc, &mut t);
 
         if let Some(Value::Map(deps)) = get("depends_on") {

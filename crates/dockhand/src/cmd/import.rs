@@ -29,6 +29,13 @@ pub enum ImportWhat {
     /// Postgres, MySQL, MariaDB, MongoDB and Redis/Valkey services become [databases.NAME];
     /// a service with a published HTTP port gets `port` and a `route` on <app>.localhost
     /// (change the host to your domain).
+    ///
+    /// With --cluster (a Swarm stack file, `docker stack deploy -c docker-stack.yml`), the
+    /// file gets [destinations.NAME] and a [cluster] table: `deploy.placement.constraints`
+    /// become [cluster] placement, the node labels they need commented
+    /// [cluster.labels.NODE] hints, `deploy.restart_policy` the restart policy, and every
+    /// `update_config`/`rollback_config` setting that differs from Dockhand's update policy
+    /// (start-first, one task at a time, rollback on failure) a note.
     Compose(ComposeArgs),
 }
 
@@ -58,6 +65,31 @@ pub struct ComposeArgs {
     /// code is check's). With --json: two JSON documents, the import's and check's.
     #[arg(long, conflicts_with = "stdout")]
     pub check: bool,
+    /// The target is a Docker Swarm: write [destinations] and [cluster] (placement, node
+    /// label hints) from the stack's `deploy:` sections. Without --manager, the manager is a
+    /// placeholder destination to edit.
+    #[arg(long)]
+    pub cluster: bool,
+    /// With --cluster: a manager of the swarm, as NAME=HOST (HOST as in
+    /// [destinations.NAME]: ssh://USER@HOST[:PORT], USER@HOST or an ~/.ssh/config alias).
+    /// Repeatable; the first one creates the swarm.
+    #[arg(long = "manager", value_name = "NAME=HOST", requires = "cluster", value_parser = node_arg)]
+    pub managers: Vec<(String, String)>,
+    /// With --cluster: a worker of the swarm, as NAME=HOST. Repeatable.
+    #[arg(long = "worker", value_name = "NAME=HOST", requires = "cluster", value_parser = node_arg)]
+    pub workers: Vec<(String, String)>,
+}
+
+/// `NAME=HOST` of --manager and --worker.
+fn node_arg(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, host)) if !name.trim().is_empty() && !host.trim().is_empty() => {
+            Ok((name.trim().to_string(), host.trim().to_string()))
+        }
+        _ => Err(format!(
+            "`{text}` is not NAME=HOST; write e.g. m1=ssh://root@203.0.113.10"
+        )),
+    }
 }
 
 pub fn run(g: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
@@ -76,6 +108,10 @@ pub fn run(g: &Global, args: ImportArgs) -> anyhow::Result<ExitCode> {
         },
         force: args.force,
         env: std::env::vars().collect(),
+        cluster: args.cluster.then_some(dockhand_compose::ClusterImport {
+            managers: args.managers,
+            workers: args.workers,
+        }),
     };
     let done = dockhand_compose::import(&opts).map_err(|e| {
         let code = if e.is_input_error() {

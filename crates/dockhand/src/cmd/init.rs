@@ -139,6 +139,7 @@ pub fn run(g: &Global, args: InitArgs) -> anyhow::Result<ExitCode> {
             output: dockhand_compose::Output::File(toml_path.clone()),
             force: false,
             env: std::env::vars().collect(),
+            cluster: None,
         };
         let done = dockhand_compose::import(&opts)
             .map_err(|e| output::usage(format!("importing {file}: {e}"), g.json))?;

@@ -9,6 +9,8 @@
 //! returns every service to the release before; `dockhand status` shows the nodes and what
 //! runs where, and a worker whose engine is killed as down while its tasks run elsewhere. A secret reaches the task as a file and appears in no spec, no node's disk
 //! outside Swarm's own store, no output, no Docker event.
+//! The seed-style Swarm stack of the compose corpus, imported with `--cluster`, deploys with its
+//! placement kept.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Output;
@@ -30,32 +32,7 @@ const INGRESS_PORT: u16 = 18080;
 
 /// `GET path` through the ingress at `addr`: the status and the body, or why not.
 fn ingress_get(addr: &str, path: &str) -> Result<(u16, String), String> {
-    use std::io::{Read, Write};
-    let addr: std::net::SocketAddr = addr.parse().unwrap();
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("write: {e}"))?;
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .map_err(|e| format!("read: {e}"))?;
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("no status line in {answer:?}"))?;
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+    get_host(addr, "shop.test", path)
 }
 
 /// Waits until the ingress at `addr` answers `/version` with `version`; on failure, says
@@ -663,4 +640,179 @@ fn an_unpinned_database_is_refused_with_how_to_pin_it() {
             && stderr.contains("node.labels.db == yes"),
         "{stderr}"
     );
+}
+
+/// The seed-style Swarm stack of the compose corpus (two web replicas updated start-first
+/// with rollback, a worker placed on the workers, PostgreSQL placed on `node.labels.db ==
+/// main`, health checks, secrets from `.env`).
+const SWARM_STACK: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../compose/tests/corpus/dockhand/swarm-stack/docker-stack.yml"
+);
+/// The port the stack's ingress publishes (another than the other test's).
+const STACK_INGRESS_PORT: u16 = 18081;
+
+/// `dockhand import compose --cluster` of a Swarm stack, done the way a user does it: the
+/// nodes named on the command line (`--manager`, `--worker`), `--check` passing, the
+/// commented `[cluster.labels.NODE]` hint given to the node that is to hold the database, and
+/// `[proxy] listen` set; then `dockhand deploy` puts the database on the labelled node, runs
+/// web's two replicas and answers through the ingress.
+#[test]
+fn a_swarm_stack_imported_with_cluster_deploys_where_its_placement_says() {
+    ensure_test_images();
+    let mut cluster = Cluster::start(1, 2);
+    cluster.load_images_into(&["m1"], &[TESTAPP_SHELL_IMAGE, POSTGRES_IMAGE]);
+    let ssh_config = cluster.start_ssh(std::path::Path::new(env!("CARGO_BIN_EXE_dockhand")));
+    let app = unique_app("stk");
+    let sb = sandbox()
+        .with_env("DOCKER_HOST", &cluster.manager().docker_host())
+        .with_env("DOCKHAND_SSH_CONFIG", ssh_config.to_str().unwrap())
+        .with_env("COMPOSE_PROJECT_NAME", &app);
+    // The stack as written, on the test images (the test PostgreSQL image predates
+    // POSTGRES_PASSWORD_FILE, so it trusts the overlay; the password still reaches it as a
+    // Swarm secret).
+    let stack = std::fs::read_to_string(SWARM_STACK)
+        .unwrap()
+        .replace("ghcr.io/example/shop-web:1.4.2", TESTAPP_SHELL_IMAGE)
+        .replace("postgres:16", POSTGRES_IMAGE)
+        .replace(
+            "      POSTGRES_USER: shop\n",
+            "      POSTGRES_USER: shop\n      POSTGRES_HOST_AUTH_METHOD: trust\n",
+        );
+    assert!(stack.contains(TESTAPP_SHELL_IMAGE) && stack.contains("HOST_AUTH_METHOD"));
+    sb.write("docker-stack.yml", &stack);
+    let env = sb.write(
+        ".env",
+        &format!("DB_PASSWORD={DB_PASSWORD}\nAPI_TOKEN={API_TOKEN}\n"),
+    );
+    std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let out = sb.run(&[
+        "import",
+        "compose",
+        "-f",
+        "docker-stack.yml",
+        "--cluster",
+        "--manager",
+        "m1=ssh://root@m1.invalid",
+        "--worker",
+        "w1=ssh://root@w1.invalid",
+        "--worker",
+        "w2=ssh://root@w2.invalid",
+        "--check",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("db=main"),
+        "the label is in the to-do list: {}",
+        text(&out)
+    );
+    let imported = std::fs::read_to_string(sb.path().join("dockhand.toml")).unwrap();
+    for line in [
+        "managers = [\"m1\"]\nworkers = [\"w1\", \"w2\"]\n",
+        "db = [\"node.labels.db == main\"]\n",
+        "worker = [\"node.role == worker\"]\n",
+        "# [cluster.labels.NODE]\n# db = \"main\"\n",
+    ] {
+        assert!(imported.contains(line), "no {line:?} in\n{imported}");
+    }
+    // What the user does next: the label to the node that keeps the database, and the
+    // proxy's public address.
+    let edited = imported.replace(
+        "# [cluster.labels.NODE]\n# db = \"main\"\n",
+        "[cluster.labels.w2]\ndb = \"main\"\n",
+    ) + &format!("\n[proxy]\nlisten = \"0.0.0.0:{STACK_INGRESS_PORT}\"\n");
+    sb.write("dockhand.toml", &edited);
+
+    let (code, report, out) = json(&sb, &["deploy"]);
+    assert_eq!(code, Some(0), "{out}\n{edited}");
+    assert_eq!(report["ok"], true, "{report:#}");
+    let web = format!("{app}-web");
+    let worker = format!("{app}-worker");
+    wait_releases(&cluster, &[(web.as_str(), 2), (worker.as_str(), 1)], "1");
+
+    // The database runs on the labelled node, the worker on a worker, web twice.
+    let (code, status, out) = json(&sb, &["status"]);
+    assert_eq!(code, Some(0), "{out}");
+    let on = |node: &str| -> Vec<String> {
+        status["placement"][node]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| t[0].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(
+        on("w2").iter().filter(|s| *s == "db").count(),
+        1,
+        "{status:#}"
+    );
+    assert!(
+        !on("m1").contains(&"db".into()) && !on("w1").contains(&"db".into()),
+        "{status:#}"
+    );
+    assert!(!on("m1").contains(&"worker".into()), "{status:#}");
+    let webs: usize = ["m1", "w1", "w2"]
+        .iter()
+        .map(|n| on(n).iter().filter(|s| *s == "web").count())
+        .sum();
+    assert_eq!(webs, 2, "{status:#}");
+    let running = cluster.manager().docker_ok(&[
+        "service",
+        "ps",
+        "-q",
+        "--filter",
+        "desired-state=running",
+        &web,
+    ]);
+    assert_eq!(running.lines().count(), 2, "{running}");
+
+    // A request through the ingress (on the manager) reaches web.
+    let addr = format!("{}:{STACK_INGRESS_PORT}", cluster.manager().addr());
+    let host = format!("{app}.localhost");
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    let mut last = Err(String::from("not asked yet"));
+    while std::time::Instant::now() < deadline {
+        last = get_host(&addr, &host, "/version");
+        if matches!(&last, Ok((200, body)) if body.trim() == "1.4.2") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        matches!(&last, Ok((200, body)) if body.trim() == "1.4.2"),
+        "the ingress at {addr} never answered {host}/version: {last:?}"
+    );
+    drop(cluster);
+}
+
+/// `GET path` with `Host: host` at `addr`: the status and the body, or why not.
+fn get_host(addr: &str, host: &str, path: &str) -> Result<(u16, String), String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write: {e}"))?;
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .map_err(|e| format!("read: {e}"))?;
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status line in {answer:?}"))?;
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
 }
