@@ -23,9 +23,23 @@ pub struct LoadReport {
     pub by_client: BTreeMap<usize, BTreeMap<String, u64>>,
 }
 
+/// What a client records when the server closed a keep-alive connection between two
+/// requests: no request was lost (the client opens a new connection).
+pub const CLOSED_BETWEEN_REQUESTS: &str = "connection closed by the proxy";
+
 impl LoadReport {
     pub fn failures(&self) -> u64 {
         self.non_2xx.values().sum::<u64>() + self.errors.len() as u64
+    }
+
+    /// The errors of requests that failed or were refused, leaving out keep-alive connections
+    /// the server closed between two requests (a server that stops closes them all).
+    pub fn failed_requests(&self) -> Vec<&str> {
+        self.errors
+            .iter()
+            .map(String::as_str)
+            .filter(|e| *e != CLOSED_BETWEEN_REQUESTS)
+            .collect()
     }
 }
 
@@ -200,7 +214,7 @@ async fn client(
                 }
             }
             if sender.ready().await.is_err() {
-                err("connection closed by the proxy".into());
+                err(CLOSED_BETWEEN_REQUESTS.into());
                 continue 'connect;
             }
         }

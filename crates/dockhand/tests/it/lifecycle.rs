@@ -430,13 +430,8 @@ fn an_agent_restart_on_a_handed_socket_refuses_no_connection_and_fails_no_reques
         load.snapshot().ok > during + 50
     });
     let report = load.finish();
-    // A keep-alive connection the stopping agent closed between two requests loses nothing:
-    // the client opens a new one. Every other error is a failed or refused request.
-    let failed: Vec<_> = report
-        .errors
-        .iter()
-        .filter(|e| *e != "connection closed by the proxy")
-        .collect();
+    // A keep-alive connection the stopping agent closed between two requests loses nothing.
+    let failed = report.failed_requests();
     assert!(
         failed.is_empty() && report.non_2xx.is_empty(),
         "requests failed across the restart: {failed:?}, statuses {:?}",

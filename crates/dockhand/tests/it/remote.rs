@@ -388,11 +388,7 @@ fn setup_bootstraps_then_changes_nothing_and_a_container_app_is_run_through_ssh(
         load.snapshot().ok > before + 20
     });
     let report = load.finish();
-    let failed: Vec<_> = report
-        .errors
-        .iter()
-        .filter(|e| *e != "connection closed by the proxy")
-        .collect();
+    let failed = report.failed_requests();
     assert!(
         failed.is_empty() && report.non_2xx.is_empty(),
         "requests failed across `systemctl restart dockhand`: {failed:?}, statuses {:?}",

@@ -89,10 +89,7 @@ async fn shutdown_lets_inflight_requests_finish() {
         tokio::spawn(async move { proxy.shutdown(PATIENCE).await })
     };
     // New connections are refused once the workers stopped accepting.
-    eventually("listener closed", || {
-        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err()
-    })
-    .await;
+    listener_closed(addr).await;
     release.notify_one();
     assert_eq!(pending.await.unwrap().body, "finished");
     shutdown.await.unwrap();
@@ -146,10 +143,7 @@ async fn a_keep_alive_client_that_sends_just_after_the_shutdown_began_is_answere
         tokio::spawn(async move { proxy.shutdown(PATIENCE).await })
     };
     // The listener closing shows the shutdown has begun.
-    eventually("listener closed", || {
-        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err()
-    })
-    .await;
+    listener_closed(addr).await;
     conn.write_all(request).await.unwrap();
     let mut rest = String::new();
     let _ = tokio::time::timeout(PATIENCE, conn.read_to_string(&mut rest)).await;
@@ -163,6 +157,14 @@ async fn a_keep_alive_client_that_sends_just_after_the_shutdown_began_is_answere
     );
     assert!(rest.ends_with("last"), "{rest}");
     shutdown.await.unwrap();
+}
+
+/// Waits until `addr` refuses connections (the workers stopped accepting).
+async fn listener_closed(addr: std::net::SocketAddr) {
+    eventually("listener closed", || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_err()
+    })
+    .await;
 }
 
 /// One response of a keep-alive connection (headers and a Content-Length body).
