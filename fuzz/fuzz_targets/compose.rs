@@ -23,6 +23,8 @@ fuzz_target!(|data: &[u8]| {
         output: Default::default(),
         force: false,
         env: Default::default(),
+        // Every other input also goes through the `--cluster` conversion (a stack's deploy:).
+        cluster: (data.len() % 2 == 1).then(dockhand_compose::ClusterImport::default),
     };
     if let Ok(conversion) = dockhand_compose::convert(&opts) {
         // What the import would write must be a dockhand.toml the config crate reads
