@@ -185,17 +185,23 @@ fn wait_releases(cluster: &Cluster, services: &[(&str, usize)], release: &str) {
     }
 }
 
-#[test]
-fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
+/// A swarm of one manager and two workers reachable over SSH, with the test images in the
+/// manager's Engine only (a deploy brings the workers theirs), and a sandbox pointed at it.
+fn swarm_sandbox(prefix: &str) -> (Cluster, dockhand_test_support::Sandbox, String) {
     ensure_test_images();
     let mut cluster = Cluster::start(1, 2);
-    // The images are in the manager's Engine only: the deploy brings the workers theirs.
     cluster.load_images_into(&["m1"], &[TESTAPP_SHELL_IMAGE, POSTGRES_IMAGE]);
     let ssh_config = cluster.start_ssh(std::path::Path::new(env!("CARGO_BIN_EXE_dockhand")));
-    let app = unique_app("sw");
+    let app = unique_app(prefix);
     let sb = sandbox()
         .with_env("DOCKER_HOST", &cluster.manager().docker_host())
         .with_env("DOCKHAND_SSH_CONFIG", ssh_config.to_str().unwrap());
+    (cluster, sb, app)
+}
+
+#[test]
+fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
+    let (mut cluster, sb, app) = swarm_sandbox("sw");
     sb.write("dockhand.toml", &toml(&app, "v1", true));
     let secrets = sb.write(
         ".dockhand/secrets.env",
@@ -659,15 +665,8 @@ const STACK_INGRESS_PORT: u16 = 18081;
 /// web's two replicas and answers through the ingress.
 #[test]
 fn a_swarm_stack_imported_with_cluster_deploys_where_its_placement_says() {
-    ensure_test_images();
-    let mut cluster = Cluster::start(1, 2);
-    cluster.load_images_into(&["m1"], &[TESTAPP_SHELL_IMAGE, POSTGRES_IMAGE]);
-    let ssh_config = cluster.start_ssh(std::path::Path::new(env!("CARGO_BIN_EXE_dockhand")));
-    let app = unique_app("stk");
-    let sb = sandbox()
-        .with_env("DOCKER_HOST", &cluster.manager().docker_host())
-        .with_env("DOCKHAND_SSH_CONFIG", ssh_config.to_str().unwrap())
-        .with_env("COMPOSE_PROJECT_NAME", &app);
+    let (cluster, sb, app) = swarm_sandbox("stk");
+    let sb = sb.with_env("COMPOSE_PROJECT_NAME", &app);
     // The stack as written, on the test images (the test PostgreSQL image predates
     // POSTGRES_PASSWORD_FILE, so it trusts the overlay; the password still reaches it as a
     // Swarm secret).
