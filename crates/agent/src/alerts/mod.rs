@@ -6,6 +6,13 @@
 //! `alerts.json` (replaced by an atomic rename), so an agent restart neither repeats a
 //! notice nor loses one. Every notice is also an `alert` event.
 //!
+//! The book's times are wall-clock seconds (they are shown, and they survive a restart), but
+//! what they time are durations: a rule's `for`, a silence, the repeat interval, delivery
+//! retries. So the alerter watches the wall clock against the monotonic one ([`StepWatch`]):
+//! when the wall clock is stepped (NTP correcting it, a VM restored from a snapshot), every
+//! time in the book moves by the step, and a pending alert fires after its `for` of real time,
+//! not at once.
+//!
 //! [`AlertHandle`] is what `dockhand alerts` reaches: the list, a test notice to every
 //! channel, silences.
 
@@ -14,7 +21,7 @@ pub mod rules;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use dockhand_api::{AlertInfo, AlertsReport, ChannelResult, SilenceInfo};
 use dockhand_config::{AppConfig, Channel};
@@ -34,6 +41,11 @@ use crate::subsystem::{BoxFuture, Context, Subsystem};
 const GIVE_UP_AFTER: u64 = 24 * 3600;
 const FIRST_RETRY: u64 = 5;
 const MAX_RETRY: u64 = 30 * 60;
+/// A wall clock this many seconds away from where the monotonic clock puts it was stepped.
+/// The book keeps whole seconds and the debug clock re-reads its offset once a second, so
+/// small differences are rounding; a real step (NTP's is at least 128 ms, but a clock worth
+/// correcting is usually minutes or hours off) is larger.
+const STEP_TOLERANCE: i64 = 5;
 
 /// What survives a restart.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -47,6 +59,58 @@ struct Book {
     outbox: Vec<Outgoing>,
     /// Event notices recently sent (rule and summary → when), for deduplication.
     recent_events: BTreeMap<String, u64>,
+}
+
+impl Book {
+    /// Moves every time in the book by `step` seconds (the wall clock was stepped by that
+    /// much), so each keeps its distance from now: what was pending for 10 s still is.
+    fn shift(&mut self, step: i64) {
+        let by = |t: &mut u64| *t = t.saturating_add_signed(step);
+        for a in self.alerts.values_mut() {
+            by(&mut a.pending_since);
+            if let Some(t) = a.firing_since.as_mut() {
+                by(t);
+            }
+            by(&mut a.last_sent);
+        }
+        self.silences.values_mut().for_each(by);
+        for n in &mut self.pending {
+            by(&mut n.since);
+        }
+        if let Some(t) = self.pending_since.as_mut() {
+            by(t);
+        }
+        for o in &mut self.outbox {
+            by(&mut o.next_at);
+            by(&mut o.first_at);
+        }
+        self.recent_events.values_mut().for_each(by);
+    }
+}
+
+/// Tells a stepped wall clock from time passing: the wall clock should have moved as far as
+/// the monotonic one since the last look.
+struct StepWatch {
+    /// Seconds since the Unix epoch, with their fraction (whole seconds would make every
+    /// step look a second longer or shorter than it was, half the time).
+    wall: f64,
+    mono: Instant,
+}
+
+impl StepWatch {
+    fn new(wall: f64, mono: Instant) -> StepWatch {
+        StepWatch { wall, mono }
+    }
+
+    /// The step in seconds (positive: forward) if the wall clock was stepped since the last
+    /// look.
+    fn check(&mut self, wall: f64, mono: Instant) -> Option<i64> {
+        let elapsed = mono.saturating_duration_since(self.mono).as_secs_f64();
+        let step = (wall - (self.wall + elapsed)).round() as i64;
+        self.wall = wall;
+        self.mono = mono;
+        (step.abs() >= STEP_TOLERANCE).then_some(step)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -214,6 +278,8 @@ pub struct Alerter {
     catalog: Mutex<Option<(u64, Vec<dockhand_api::BackupSummary>)>>,
     /// Per instance, (unix seconds, restarts) for the crash-loop window.
     restarts: Mutex<HashMap<String, VecDeque<(u64, u32)>>>,
+    /// The wall clock as last seen, to notice it being stepped.
+    steps: Mutex<StepWatch>,
 }
 
 impl Alerter {
@@ -239,6 +305,7 @@ impl Alerter {
             started: crate::clock::utc(),
             catalog: Mutex::default(),
             restarts: Mutex::default(),
+            steps: Mutex::new(StepWatch::new(precise_now(), Instant::now())),
         };
         (alerter, handle)
     }
@@ -343,9 +410,48 @@ impl Alerter {
         }
     }
 
+    /// The wall clock now, after moving the book's times by any step it took since the last
+    /// look (with an event saying so). Every path that compares times in the book reads the
+    /// clock here.
+    fn now(&self) -> u64 {
+        let precise = precise_now();
+        let now = precise as u64;
+        let step = self
+            .steps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(precise, Instant::now());
+        if let Some(step) = step {
+            self.handle.book().shift(step);
+            for (_, times) in self
+                .restarts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter_mut()
+            {
+                for (t, _) in times.iter_mut() {
+                    *t = t.saturating_add_signed(step);
+                }
+            }
+            *self.catalog.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            self.handle.events.warn(
+                EventKind::Alert,
+                None,
+                None,
+                &format!(
+                    "the wall clock was stepped {} by {} s: pending alerts, silences and retries keep their durations",
+                    if step > 0 { "forward" } else { "back" },
+                    step.unsigned_abs(),
+                ),
+            );
+            self.handle.persist();
+        }
+        now
+    }
+
     fn evaluate(&self) {
         let config = self.handle.config();
-        let now = unix_now();
+        let now = self.now();
         let rules = rules::rules(&config.alerts);
         let obs = self.observe(&rules, &config, now);
         let conds = rules::conditions(&rules, &obs);
@@ -373,7 +479,7 @@ impl Alerter {
         if !enabled {
             return;
         }
-        let now = unix_now();
+        let now = self.now();
         let dedup = format!("{rule}:{}", e.message);
         {
             let mut book = self.handle.book();
@@ -569,7 +675,7 @@ impl Subsystem for Alerter {
                         Err(RecvError::Closed) => break,
                     },
                     _ = second.tick() => {
-                        let now = unix_now();
+                        let now = self.now();
                         self.flush(now);
                         self.deliver(now).await;
                     }
@@ -586,9 +692,123 @@ fn unix_now() -> u64 {
     crate::clock::unix_secs()
 }
 
+/// The wall clock in seconds since the Unix epoch, with their fraction.
+fn precise_now() -> f64 {
+    crate::clock::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 fn rfc3339(secs: u64) -> String {
     let t = UNIX_EPOCH + Duration::from_secs(secs);
     time::OffsetDateTime::from(t)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dockhand_config::AlertsConfig;
+
+    fn disk_condition() -> Vec<rules::Condition> {
+        vec![rules::Condition {
+            rule: "disk",
+            subject: "/".into(),
+            active: true,
+            summary: "disk /: 95 % used".into(),
+        }]
+    }
+
+    #[test]
+    fn time_passing_is_no_step_and_a_jump_either_way_is_one() {
+        let t0 = Instant::now();
+        let mut watch = StepWatch::new(1_000_000.25, t0);
+        // Ten seconds pass on both clocks (NTP's slewing moves the wall clock a little).
+        assert_eq!(
+            watch.check(1_000_010.26, t0 + Duration::from_secs(10)),
+            None
+        );
+        assert_eq!(watch.check(1_000_021.0, t0 + Duration::from_secs(20)), None);
+        // The wall clock stepped an hour forward, then an hour back, a second apart each.
+        assert_eq!(
+            watch.check(1_003_622.0, t0 + Duration::from_secs(21)),
+            Some(3600)
+        );
+        assert_eq!(
+            watch.check(1_000_023.0, t0 + Duration::from_secs(22)),
+            Some(-3600)
+        );
+        assert_eq!(watch.check(1_000_024.0, t0 + Duration::from_secs(23)), None);
+        // Less than the tolerance is not a step.
+        assert_eq!(watch.check(1_000_028.0, t0 + Duration::from_secs(24)), None);
+    }
+
+    #[test]
+    fn a_pending_alert_keeps_its_for_across_a_clock_stepped_forward() {
+        let mut config = AlertsConfig::default();
+        config.rules.insert(
+            "disk".into(),
+            dockhand_config::RuleOverride {
+                r#for: Some(Duration::from_secs(600)),
+                ..Default::default()
+            },
+        );
+        let rules = rules::rules(&config);
+        let repeat = Duration::from_secs(4 * 3600);
+        let t0 = 1_700_000_000;
+        let mut book = Book::default();
+        book.silences.insert("memory".into(), t0 + 1800);
+        assert!(rules::step(&mut book.alerts, &rules, &disk_condition(), t0, repeat).is_empty());
+
+        // An hour's step, 60 s of real time after the condition began: not yet 600 s.
+        book.shift(3600);
+        let after = t0 + 3600 + 60;
+        assert!(
+            rules::step(&mut book.alerts, &rules, &disk_condition(), after, repeat).is_empty(),
+            "fired 60 s into a 600 s `for`: {:?}",
+            book.alerts
+        );
+        assert_eq!(
+            book.silences["memory"],
+            t0 + 1800 + 3600,
+            "the silence keeps its end"
+        );
+        // It fires once 600 s of real time have passed.
+        let fired = rules::step(
+            &mut book.alerts,
+            &rules,
+            &disk_condition(),
+            t0 + 3600 + 600,
+            repeat,
+        );
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert_eq!(fired[0].kind, NoticeKind::Firing);
+
+        // Stepped back an hour: the firing alert's times move back with it (none ahead of now).
+        book.shift(-3600);
+        let a = book.alerts.values().next().unwrap();
+        assert_eq!(a.pending_since, t0);
+        assert_eq!(a.firing_since, Some(t0 + 600));
+    }
+
+    #[test]
+    fn without_the_shift_a_step_would_fire_the_pending_alert_at_once() {
+        // The control for the test above: the rule's state machine alone counts wall seconds.
+        let mut config = AlertsConfig::default();
+        config.rules.insert(
+            "disk".into(),
+            dockhand_config::RuleOverride {
+                r#for: Some(Duration::from_secs(600)),
+                ..Default::default()
+            },
+        );
+        let rules = rules::rules(&config);
+        let repeat = Duration::from_secs(4 * 3600);
+        let t0 = 1_700_000_000;
+        let mut alerts = BTreeMap::new();
+        rules::step(&mut alerts, &rules, &disk_condition(), t0, repeat);
+        let fired = rules::step(&mut alerts, &rules, &disk_condition(), t0 + 3660, repeat);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+    }
 }

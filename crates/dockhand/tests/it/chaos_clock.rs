@@ -5,7 +5,8 @@
 //! Each test checks the invariant of one time-based part: a task scheduled in a skipped hour
 //! runs once (with an event saying so); one that just ran does not run again in a repeated
 //! hour; a certificate's days left and its expiry alert follow the clock; a deploy gated on
-//! health passes across a step and the monitor's figures stay sane. ARCHITECTURE.md lists
+//! health passes across a step and the monitor's figures stay sane; a pending alert and a
+//! silence keep their real durations. ARCHITECTURE.md lists
 //! them in the chaos table.
 
 use std::path::{Path, PathBuf};
@@ -278,6 +279,78 @@ fn a_certificates_days_left_and_its_expiry_alert_follow_a_clock_stepped_by_an_ho
         !certificate_alert_firing(&sb)
     });
     assert_eq!(cert_row(&sb)["state"], "valid");
+    assert_alive(&sb, &agent);
+}
+
+fn alert_rules(sb: &Sandbox, key: &str) -> Vec<String> {
+    let (_, listed) = sb.json(&["alerts"]);
+    listed[key]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|a| a["rule"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn stepped_event(sb: &Sandbox, direction: &str) -> bool {
+    let wanted = format!("the wall clock was stepped {direction} by 3600 s");
+    events(sb).iter().any(|e| {
+        e["kind"] == "alert"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(&wanted))
+    })
+}
+
+#[test]
+fn a_pending_alert_and_a_silence_keep_their_real_durations_across_a_clock_stepped_by_an_hour() {
+    let sb = sandbox();
+    let toml = testapp_toml("VERSION = \"v1\"", 1, "20s");
+    // Memory and disk at any use: memory fires at once (the control that the rules are
+    // evaluated), disk only after 30 minutes of it, which an hour's step must not shorten.
+    sb.write(
+        "dockhand.toml",
+        &format!(
+            "{toml}\n[monitor]\ninterval = \"500ms\"\n\n[alerts.rules.memory]\nthreshold = 0.0\nfor = \"0s\"\n\n[alerts.rules.disk]\nthreshold = 0.0\nfor = \"30m\"\n"
+        ),
+    );
+    let clock = Clock::new(&sb, 0);
+    let agent = start(&sb, &clock, &[]);
+    wait_until("the memory alert", Duration::from_secs(30), || {
+        alert_rules(&sb, "firing").contains(&"memory".to_string())
+    });
+    expect(&sb, &["alerts", "silence", "memory", "30m"], 0);
+    assert_eq!(alert_rules(&sb, "silences"), ["memory"]);
+    assert!(!alert_rules(&sb, "firing").contains(&"disk".to_string()));
+
+    clock.set(HOUR);
+    wait_until("the step noticed", Duration::from_secs(20), || {
+        stepped_event(&sb, "forward")
+    });
+    // Several evaluations (every 500 ms) on the stepped clock.
+    std::thread::sleep(Duration::from_secs(3));
+    let firing = alert_rules(&sb, "firing");
+    assert!(
+        !firing.contains(&"disk".to_string()),
+        "a 30-minute `for` fired seconds after it began, on an hour's step: {}",
+        sb.json(&["alerts"]).1
+    );
+    assert!(firing.contains(&"memory".to_string()), "{firing:?}");
+    assert_eq!(
+        alert_rules(&sb, "silences"),
+        ["memory"],
+        "a 30-minute silence ended on an hour's step"
+    );
+
+    clock.set(0);
+    wait_until("the step back noticed", Duration::from_secs(20), || {
+        stepped_event(&sb, "back")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!alert_rules(&sb, "firing").contains(&"disk".to_string()));
+    assert_eq!(alert_rules(&sb, "silences"), ["memory"]);
     assert_alive(&sb, &agent);
 }
 
