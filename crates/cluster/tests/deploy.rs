@@ -97,21 +97,29 @@ async fn deploy_update_rollback_and_a_failed_health_check_rolled_back_by_swarm()
     );
 
     // The secret is a file in the task, named by API_TOKEN_FILE; its value is in no spec.
-    let m1 = cluster.manager();
-    let on_m1 = m1.docker_ok(&[
-        "ps",
-        "-q",
-        "--filter",
-        "label=com.docker.swarm.service.name=shop-web",
-    ]);
-    let container = on_m1.lines().next().expect("a task of shop-web on m1");
+    // (On whichever node runs a task: a start-first update may leave none on a given node.)
+    let (node, container) = cluster
+        .nodes()
+        .iter()
+        .find_map(|node| {
+            let on = node.docker_ok(&[
+                "ps",
+                "-q",
+                "--filter",
+                "label=com.docker.swarm.service.name=shop-web",
+            ]);
+            on.lines().next().map(|c| (node, c.to_string()))
+        })
+        .expect("a task of shop-web on some node");
     assert_eq!(
-        m1.docker_ok(&["exec", container, "sh", "-c", "cat \"$API_TOKEN_FILE\""]),
+        node.docker_ok(&["exec", &container, "sh", "-c", "cat \"$API_TOKEN_FILE\""]),
         "s3cr3t-t0ken-value"
     );
-    let inspect = m1.docker_ok(&["service", "inspect", "shop-web"]);
+    let inspect = cluster
+        .manager()
+        .docker_ok(&["service", "inspect", "shop-web"]);
     assert!(!inspect.contains("s3cr3t"), "{inspect}");
-    let env = m1.docker_ok(&["exec", container, "env"]);
+    let env = node.docker_ok(&["exec", &container, "env"]);
     assert!(!env.contains("s3cr3t"), "{env}");
 
     // `dockhand rollback`'s path: the previous spec back on every replica.
