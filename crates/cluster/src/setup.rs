@@ -310,7 +310,7 @@ pub fn plan_swarm(
             } else {
                 format!("make it a {} with the labels {shown}", word(node.role))
             },
-            action: (!same).then(|| Action::Spec {
+            action: (!same).then_some(Action::Spec {
                 role: node.role,
                 labels,
             }),
