@@ -139,7 +139,7 @@ pub fn may_run(constraints: &[String], node: &ClusterNode) -> bool {
 /// where dockhand is missing. A user other than root runs it as the agent's user, through
 /// `sudo -n` where `dockhand setup` made that user (as a single server's deploy does: that
 /// user may use Docker); root, or a node without that user, runs it as itself.
-fn node_command(node: &str, words: &str) -> String {
+pub(crate) fn node_command(node: &str, words: &str) -> String {
     let script = format!(
         "PATH=\"$PATH:/usr/local/bin\"; \
          bin=$(command -v dockhand) || {{ echo \"dockhand is not installed on node {node}; install it with: dockhand setup -d {node}\" >&2; exit 127; }}; \

@@ -5,14 +5,17 @@
 //! ([`status`] reads what runs where; planning turns the config into Swarm service specs),
 //! and the I/O sits at the edge in [`Swarm`], the one handle on a manager's Engine API
 //! (bollard over a Unix socket, every call under a timeout). The images reach the other nodes
-//! over SSH through the remote crate's layer-diff transfer ([`images`]); the crate knows
+//! over SSH through the remote crate's layer-diff transfer ([`images`]), and `dockhand setup`
+//! forms the swarm over SSH ([`setup`], with the node side in [`node`]); the crate knows
 //! nothing about the agent's state.
 
 mod deploy;
 mod error;
 pub mod images;
 mod ingress;
+pub mod node;
 mod plan;
+pub mod setup;
 mod status;
 mod swarm;
 

@@ -66,38 +66,7 @@ impl Swarm {
     /// Connects to the Docker Engine at `host` (`unix:///path` or `/path`), negotiates the API
     /// version and checks that it manages a swarm.
     pub async fn connect(host: &str, timeouts: SwarmTimeouts) -> Result<Swarm, ClusterError> {
-        let unreachable = |reason: String| ClusterError::Unreachable {
-            host: host.to_string(),
-            reason,
-        };
-        let path = match host.strip_prefix("unix://") {
-            Some(path) => path,
-            None if host.starts_with('/') => host,
-            None => {
-                return Err(unreachable(
-                    "only unix:// sockets are supported (a remote manager's socket is reached through SSH)"
-                        .into(),
-                ))
-            }
-        };
-        let docker = Docker::connect_with_unix(
-            path,
-            timeouts.api.as_secs().max(1),
-            bollard::API_DEFAULT_VERSION,
-        )
-        .map_err(|e| unreachable(e.to_string()))?;
-        // bollard pins a recent API version, which an older daemon refuses: negotiate down.
-        let docker = match tokio::time::timeout(timeouts.connect, docker.negotiate_version()).await
-        {
-            Ok(Ok(docker)) => docker,
-            Ok(Err(e)) => return Err(unreachable(e.to_string())),
-            Err(_) => {
-                return Err(unreachable(format!(
-                    "no answer within {:?}",
-                    timeouts.connect
-                )))
-            }
-        };
+        let docker = engine(host, timeouts).await?;
         let swarm = Swarm {
             docker,
             host: host.to_string(),
@@ -110,10 +79,13 @@ impl Swarm {
                 host: host.to_string(),
                 reason: e.to_string(),
             }),
-            Err(_) => Err(unreachable(format!(
-                "no answer to the swarm inspection within {:?}",
-                timeouts.connect
-            ))),
+            Err(_) => Err(ClusterError::Unreachable {
+                host: host.to_string(),
+                reason: format!(
+                    "no answer to the swarm inspection within {:?}",
+                    timeouts.connect
+                ),
+            }),
         }
     }
 
@@ -757,6 +729,38 @@ impl Swarm {
                 limit,
             }),
         }
+    }
+}
+
+/// A connection to the Docker Engine at `host` (`unix:///path` or `/path`), the API version
+/// negotiated down to the daemon's.
+pub(crate) async fn engine(host: &str, timeouts: SwarmTimeouts) -> Result<Docker, ClusterError> {
+    let unreachable = |reason: String| ClusterError::Unreachable {
+        host: host.to_string(),
+        reason,
+    };
+    let path = match host.strip_prefix("unix://") {
+        Some(path) => path,
+        None if host.starts_with('/') => host,
+        None => return Err(unreachable(
+            "only unix:// sockets are supported (a remote manager's socket is reached through SSH)"
+                .into(),
+        )),
+    };
+    let docker = Docker::connect_with_unix(
+        path,
+        timeouts.api.as_secs().max(1),
+        bollard::API_DEFAULT_VERSION,
+    )
+    .map_err(|e| unreachable(e.to_string()))?;
+    // bollard pins a recent API version, which an older daemon refuses: negotiate down.
+    match tokio::time::timeout(timeouts.connect, docker.negotiate_version()).await {
+        Ok(Ok(docker)) => Ok(docker),
+        Ok(Err(e)) => Err(unreachable(e.to_string())),
+        Err(_) => Err(unreachable(format!(
+            "no answer within {:?}",
+            timeouts.connect
+        ))),
     }
 }
 

@@ -47,6 +47,115 @@ pub struct HostSettings {
     /// The proxy's addresses (`[proxy] listen`, `https_listen`) that `dockhand.socket` holds;
     /// empty when setup has no `dockhand.toml` (then the agent binds them itself).
     pub proxy_listen: Vec<std::net::SocketAddr>,
+    /// The server is a node of a `[cluster]`: the swarm ports open to the other nodes only.
+    pub swarm: Option<SwarmFirewall>,
+}
+
+/// The swarm's ports on a node of a cluster, open to the other nodes only.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SwarmFirewall {
+    /// The other nodes' addresses (IPv4 or IPv6).
+    pub peers: Vec<String>,
+    /// Encrypted overlays: IPsec's ESP between the nodes too.
+    pub encrypted: bool,
+}
+
+/// The swarm's TCP ports: 2377 (managers' API and Raft), 7946 (gossip).
+pub const SWARM_TCP_PORTS: &str = "2377, 7946";
+/// The swarm's UDP ports: 7946 (gossip), 4789 (the overlays' VXLAN).
+pub const SWARM_UDP_PORTS: &str = "7946, 4789";
+
+impl SwarmFirewall {
+    /// The nftables rules that accept the swarm's traffic from the peers (for the input chain
+    /// of a table whose policy drops the rest).
+    pub fn accept_rules(&self) -> Vec<String> {
+        let (v6, v4): (Vec<&String>, Vec<&String>) =
+            self.peers.iter().partition(|a| a.contains(':'));
+        let mut rules = Vec::new();
+        for (family, set) in [("ip", v4), ("ip6", v6)] {
+            if set.is_empty() {
+                continue;
+            }
+            let set = set
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            rules.push(format!(
+                "{family} saddr {{ {set} }} tcp dport {{ {SWARM_TCP_PORTS} }} accept"
+            ));
+            rules.push(format!(
+                "{family} saddr {{ {set} }} udp dport {{ {SWARM_UDP_PORTS} }} accept"
+            ));
+            if self.encrypted {
+                rules.push(format!(
+                    "{family} saddr {{ {set} }} meta l4proto esp accept"
+                ));
+            }
+        }
+        rules
+    }
+
+    /// The swarm's own table, `inet dockhand-swarm`, for a node whatever its firewall: its
+    /// chain lets everything through but the swarm's ports from anywhere else than the peers
+    /// (and loopback), which it drops. Loaded by `dockhand setup` on every node of a cluster;
+    /// where setup's own table (policy drop) is the firewall, that one accepts the peers too.
+    /// The first rule's comment carries a digest of the rules, so a second setup sees they
+    /// are loaded already.
+    pub fn guard_table(&self) -> String {
+        let body = self.guard_rules();
+        let digest = guard_digest(&body);
+        format!(
+            "table inet dockhand-swarm
+delete table inet dockhand-swarm
+table inet dockhand-swarm {{
+	chain input {{
+		type filter hook input priority filter - 1; policy accept;
+		iif lo accept comment \"{GUARD_COMMENT}{digest}\"
+{body}	}}
+}}
+"
+        )
+    }
+
+    /// The digest [`SwarmFirewall::guard_table`] writes into its comment.
+    pub fn guard_digest(&self) -> String {
+        guard_digest(&self.guard_rules())
+    }
+
+    fn guard_rules(&self) -> String {
+        let (v6, v4): (Vec<&String>, Vec<&String>) =
+            self.peers.iter().partition(|a| a.contains(':'));
+        let mut rules = Vec::new();
+        for (family, nfproto, set) in [("ip", "ipv4", v4), ("ip6", "ipv6", v6)] {
+            let from = if set.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "{family} saddr != {{ {} }} ",
+                    set.iter()
+                        .map(|a| a.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            rules.push(format!(
+                "meta nfproto {nfproto} {from}tcp dport {{ {SWARM_TCP_PORTS} }} drop"
+            ));
+            rules.push(format!(
+                "meta nfproto {nfproto} {from}udp dport {{ {SWARM_UDP_PORTS} }} drop"
+            ));
+        }
+        rules.iter().map(|r| format!("\t\t{r}\n")).collect()
+    }
+}
+
+/// The comment prefix marking the guard table's digest.
+pub const GUARD_COMMENT: &str = "dockhand-swarm:";
+
+fn guard_digest(body: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(&sha2::Sha256::digest(body.as_bytes())[..8])
 }
 
 /// The agent's unit: runs as `dockhand` with the hardening its job allows. It needs to bind
@@ -193,12 +302,14 @@ pub fn firewall_rules(s: &HostSettings) -> String {
         "udp dport 443 accept".into(),
     ]
     .into_iter()
+    .chain(s.swarm.iter().flat_map(SwarmFirewall::accept_rules))
     .filter(|r| !r.is_empty())
     .map(|r| format!("\t\t{r}\n"))
     .collect();
     format!(
         "#!/usr/sbin/nft -f
-# Written by `dockhand setup`: inbound SSH, HTTP and HTTPS only. Docker's own tables are
+# Written by `dockhand setup`: inbound SSH, HTTP and HTTPS only (and a cluster's swarm ports
+# from its other nodes). Docker's own tables are
 # left alone (this file never flushes the ruleset).
 table inet dockhand
 delete table inet dockhand
@@ -253,6 +364,18 @@ pub fn ufw_commands(s: &HostSettings) -> Vec<String> {
     }
     cmds.push("ufw allow 80/tcp".into());
     cmds.push("ufw allow 443/tcp".into());
+    if let Some(swarm) = &s.swarm {
+        for peer in &swarm.peers {
+            for (port, proto) in [(2377, "tcp"), (7946, "tcp"), (7946, "udp"), (4789, "udp")] {
+                cmds.push(format!(
+                    "ufw allow from {peer} to any port {port} proto {proto}"
+                ));
+            }
+            if swarm.encrypted {
+                cmds.push(format!("ufw allow from {peer} proto esp"));
+            }
+        }
+    }
     cmds.push("ufw --force enable".into());
     cmds
 }
@@ -331,7 +454,56 @@ mod tests {
             docker: true,
             ufw: false,
             proxy_listen: vec![],
+            swarm: None,
         }
+    }
+
+    #[test]
+    fn a_cluster_nodes_swarm_ports_are_open_to_its_peers_only() {
+        let swarm = SwarmFirewall {
+            peers: vec!["10.0.0.2".into(), "10.0.0.3".into(), "2001:db8::4".into()],
+            encrypted: true,
+        };
+        let rules = firewall_rules(&HostSettings {
+            swarm: Some(swarm.clone()),
+            ..settings()
+        });
+        for line in [
+            "\t\tip saddr { 10.0.0.2, 10.0.0.3 } tcp dport { 2377, 7946 } accept\n",
+            "\t\tip saddr { 10.0.0.2, 10.0.0.3 } udp dport { 7946, 4789 } accept\n",
+            "\t\tip saddr { 10.0.0.2, 10.0.0.3 } meta l4proto esp accept\n",
+            "\t\tip6 saddr { 2001:db8::4 } tcp dport { 2377, 7946 } accept\n",
+        ] {
+            assert!(rules.contains(line), "missing {line:?}:\n{rules}");
+        }
+        assert!(!firewall_rules(&settings()).contains("2377"));
+        let guard = swarm.guard_table();
+        for line in [
+            "type filter hook input priority filter - 1; policy accept;",
+            "meta nfproto ipv4 ip saddr != { 10.0.0.2, 10.0.0.3 } tcp dport { 2377, 7946 } drop",
+            "meta nfproto ipv4 ip saddr != { 10.0.0.2, 10.0.0.3 } udp dport { 7946, 4789 } drop",
+            "meta nfproto ipv6 ip6 saddr != { 2001:db8::4 } tcp dport { 2377, 7946 } drop",
+        ] {
+            assert!(guard.contains(line), "missing {line:?}:\n{guard}");
+        }
+        assert!(guard.contains(&format!("{GUARD_COMMENT}{}", swarm.guard_digest())));
+        assert!(!guard.contains("flush ruleset"));
+        // A lone node: the swarm's ports closed to everyone but itself.
+        let alone = SwarmFirewall::default().guard_table();
+        assert!(
+            alone.contains("\t\tmeta nfproto ipv4 tcp dport { 2377, 7946 } drop\n"),
+            "{alone}"
+        );
+        assert_ne!(
+            SwarmFirewall::default().guard_digest(),
+            swarm.guard_digest()
+        );
+        let ufw = ufw_commands(&HostSettings {
+            swarm: Some(swarm),
+            ..settings()
+        });
+        assert!(ufw.contains(&"ufw allow from 10.0.0.3 to any port 4789 proto udp".to_string()));
+        assert!(ufw.contains(&"ufw allow from 10.0.0.2 proto esp".to_string()));
     }
 
     #[test]

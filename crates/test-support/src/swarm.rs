@@ -104,6 +104,34 @@ impl Cluster {
     /// Starts `managers` managers (hostnames `m1`…) and `workers` workers (`w1`…), inits the
     /// swarm on `m1`, joins the others, and waits until every node is ready.
     pub fn start(managers: usize, workers: usize) -> Cluster {
+        let cluster = Cluster::engines(managers, workers);
+        let first = &cluster.nodes[0];
+        let addr = first.addr.to_string();
+        first.docker_ok(&[
+            "swarm",
+            "init",
+            "--advertise-addr",
+            &addr,
+            "--listen-addr",
+            &format!("{addr}:2377"),
+        ]);
+        let manager_token = first.docker_ok(&["swarm", "join-token", "-q", "manager"]);
+        let worker_token = first.docker_ok(&["swarm", "join-token", "-q", "worker"]);
+        for node in &cluster.nodes[1..] {
+            let token = match node.role {
+                Role::Manager => &manager_token,
+                Role::Worker => &worker_token,
+            };
+            node.join(token, &format!("{addr}:2377"));
+        }
+        cluster.wait_all_ready();
+        cluster
+    }
+
+    /// Starts the engines of `managers` managers (`m1`…) and `workers` workers (`w1`…), each
+    /// answering on its socket, without a swarm: what `dockhand setup` forms one from. The
+    /// roles are only the hostnames' (and [`Node::role`]) until a swarm is formed.
+    pub fn engines(managers: usize, workers: usize) -> Cluster {
         assert!(managers >= 1, "a swarm needs a manager");
         assert!(managers + workers <= 15, "at most 15 nodes");
         require_docker();
@@ -178,27 +206,6 @@ impl Cluster {
         for node in &cluster.nodes {
             node.wait_answering();
         }
-
-        let first = &cluster.nodes[0];
-        let addr = first.addr.to_string();
-        first.docker_ok(&[
-            "swarm",
-            "init",
-            "--advertise-addr",
-            &addr,
-            "--listen-addr",
-            &format!("{addr}:2377"),
-        ]);
-        let manager_token = first.docker_ok(&["swarm", "join-token", "-q", "manager"]);
-        let worker_token = first.docker_ok(&["swarm", "join-token", "-q", "worker"]);
-        for node in &cluster.nodes[1..] {
-            let token = match node.role {
-                Role::Manager => &manager_token,
-                Role::Worker => &worker_token,
-            };
-            node.join(token, &format!("{addr}:2377"));
-        }
-        cluster.wait_all_ready();
         cluster
     }
 
@@ -404,6 +411,24 @@ impl Node {
     /// The node's Docker socket.
     pub fn socket(&self) -> PathBuf {
         self.dir.join("docker.sock")
+    }
+
+    /// Runs `program ARGS` in the node's network namespace (`nsenter --net`), e.g. `nft list
+    /// ruleset` to read the firewall the node's sessions loaded.
+    pub fn in_netns(&self, program: &str, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .arg("--")
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "failed to run {program} in node {}'s namespace: {e}",
+                    self.hostname
+                )
+            })
     }
 
     /// The node's directory: its data root (`data/`), exec root, socket, log and config.

@@ -196,7 +196,7 @@ fn placement(
         .collect()
 }
 
-fn load(g: &Global, path: &std::path::Path) -> anyhow::Result<AppConfig> {
+pub(crate) fn load(g: &Global, path: &std::path::Path) -> anyhow::Result<AppConfig> {
     dockhand_config::load(path, &LoadOptions::from_process_env())
         .map(|loaded| {
             for w in &loaded.warnings {
@@ -214,7 +214,7 @@ fn load(g: &Global, path: &std::path::Path) -> anyhow::Result<AppConfig> {
 }
 
 /// The `[cluster]` nodes with their `[destinations]`, how the images reach them.
-fn node_access(
+pub(crate) fn node_access(
     g: &Global,
     path: &std::path::Path,
     config: &AppConfig,

@@ -8,6 +8,7 @@ pub mod certs;
 pub mod check;
 pub mod client;
 pub mod cluster;
+pub mod cluster_setup;
 pub mod dashboard;
 pub mod db;
 pub mod deploy;

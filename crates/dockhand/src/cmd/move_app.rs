@@ -269,7 +269,9 @@ pub fn run(g: &Global, args: MoveArgs) -> anyhow::Result<ExitCode> {
         config: local_config.as_ref().map(|c| c.config_path.clone()),
         no_project: local_config.is_none(),
         accept_new_host_key: args.accept_new_host_key,
+        cluster_only: false,
         quiet_next: true,
+        swarm: None,
     };
     if args.dry_run {
         let applied = setup::apply(g, &setup_args)?;

@@ -47,6 +47,21 @@ pub enum RemoteCommand {
     Images { images: Vec<String> },
     /// `docker load` a zstd-compressed archive read from stdin.
     Load,
+    /// Print this Docker Engine's swarm state as JSON (`dockhand setup` of a cluster).
+    SwarmState,
+    /// Create a swarm on this Engine advertising ADDR; print the node id.
+    SwarmInit { addr: String },
+    /// Print the token that joins a node as ROLE (`worker` or `manager`) to this manager's
+    /// swarm; `dockhand setup` reads it through the SSH channel, never a file.
+    SwarmToken {
+        #[arg(value_parser = ["worker", "manager"])]
+        role: String,
+    },
+    /// Join a swarm: the manager, this node's address and the token as JSON on stdin (never
+    /// an argument); print the node id.
+    SwarmJoin,
+    /// Set the roles and labels of the swarm's nodes read as JSON from stdin (on a manager).
+    SwarmNodes,
     /// Write backup ID of the app of --config to stdout, as stored (`dockhand move`).
     BackupSend {
         #[arg(long, default_value = server::CONFIG)]
@@ -101,6 +116,54 @@ pub fn serve(_g: &Global, cmd: RemoteCommand) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&said)?);
             Ok(ExitCode::SUCCESS)
         }
+        RemoteCommand::SwarmState => {
+            let state = node_engine(|e| async move { e.state().await })?;
+            println!("{}", serde_json::to_string(&state)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        RemoteCommand::SwarmInit { addr } => {
+            let id = node_engine(|e| async move { e.init(&addr).await })?;
+            println!("{id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        RemoteCommand::SwarmToken { role } => {
+            let role = if role == "manager" {
+                dockhand_config::NodeRole::Manager
+            } else {
+                dockhand_config::NodeRole::Worker
+            };
+            let token = node_engine(|e| async move { e.join_token(role).await })?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", token.expose())?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RemoteCommand::SwarmJoin => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("failed to read the join request from stdin")?;
+            let request: dockhand_cluster::node::JoinRequest = serde_json::from_str(&text)
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "stdin is not a join request (JSON with manager, addr and token)"
+                    )
+                })?;
+            let id = node_engine(|e| async move { e.join(&request).await })?;
+            println!("{id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        RemoteCommand::SwarmNodes => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("failed to read the node specs from stdin")?;
+            let wanted: Vec<dockhand_cluster::node::NodeWanted> =
+                serde_json::from_str(&text).context("stdin is not a list of node specs")?;
+            let changed = node_engine(|e| async move { e.set_nodes(&wanted).await })?;
+            println!("{}", serde_json::to_string(&changed)?);
+            Ok(ExitCode::SUCCESS)
+        }
         RemoteCommand::BackupSend { config, id } => {
             let rt = super::runtime()?;
             rt.block_on(dockhand_agent::backups::moving::send(
@@ -135,6 +198,27 @@ pub fn serve(_g: &Global, cmd: RemoteCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Runs `f` on this machine's Docker Engine (`$DOCKER_HOST`, else the local socket), swarm or
+/// not.
+fn node_engine<T, F, Fut>(f: F) -> anyhow::Result<T>
+where
+    F: FnOnce(dockhand_cluster::node::NodeEngine) -> Fut,
+    Fut: std::future::Future<Output = Result<T, dockhand_cluster::ClusterError>>,
+{
+    let host = std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+    super::runtime()?.block_on(async {
+        let engine = dockhand_cluster::node::NodeEngine::connect(
+            &host,
+            dockhand_cluster::SwarmTimeouts::default(),
+        )
+        .await?;
+        f(engine).await.map_err(anyhow::Error::from)
+    })
 }
 
 /// This machine's Docker Engine.

@@ -20,7 +20,7 @@ use super::remote;
 use crate::output::{self, print_json};
 use crate::{Global, RemoteArgs};
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct SetupArgs {
     /// The server: ssh://USER@HOST[:PORT], USER@HOST or a host alias of ~/.ssh/config (or
     /// -d NAME / --host).
@@ -58,12 +58,23 @@ pub struct SetupArgs {
     /// Accept the host key of a server seen for the first time (never a changed one).
     #[arg(long)]
     pub accept_new_host_key: bool,
+    /// With a `[cluster]` in dockhand.toml: only form the swarm (firewall table for the
+    /// swarm's ports, init, joins, roles and labels) on nodes whose host is set up otherwise,
+    /// without packages, users, units or the agent.
+    #[arg(long)]
+    pub cluster_only: bool,
     /// `move` says what comes next itself.
     #[arg(skip)]
     pub quiet_next: bool,
+    /// A node of a cluster: its firewall opens the swarm's ports to these peers.
+    #[arg(skip)]
+    pub swarm: Option<dockhand_remote::server::SwarmFirewall>,
 }
 
 pub fn run(g: &Global, args: SetupArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = super::cluster_setup::project(g, &args)? {
+        return super::cluster_setup::run(g, args, &path);
+    }
     let done = apply(g, &args)?;
     if g.json {
         print_json(&done.json);
@@ -163,6 +174,7 @@ pub(crate) fn apply(g: &Global, args: &SetupArgs) -> anyhow::Result<Applied> {
                         .collect()
                 })
                 .unwrap_or_default(),
+            swarm: args.swarm.clone(),
         },
         ssh_user,
         privilege,
@@ -328,7 +340,7 @@ fn destination(g: &Global, args: &SetupArgs) -> anyhow::Result<Destination> {
     })
 }
 
-fn load_project(
+pub(crate) fn load_project(
     g: &Global,
     args: &SetupArgs,
 ) -> anyhow::Result<Option<dockhand_config::AppConfig>> {

@@ -38,6 +38,7 @@ pub fn user_data(c: &CloudInit) -> String {
         ufw: false,
         // No dockhand.toml here: the agent binds the proxy itself until `setup` runs with one.
         proxy_listen: vec![],
+        swarm: None,
     };
     let mut packages = vec![
         "sudo",

@@ -409,6 +409,18 @@ fi",
                     format!(" from {}", s.ssh_from.join(", "))
                 }
             )];
+            if let Some(swarm) = &s.swarm {
+                st.details.push(format!(
+                    "the swarm's ports ({}/tcp, {}/udp) from the other nodes only: {}",
+                    server::SWARM_TCP_PORTS,
+                    server::SWARM_UDP_PORTS,
+                    if swarm.peers.is_empty() {
+                        "none".to_string()
+                    } else {
+                        swarm.peers.join(", ")
+                    }
+                ));
+            }
             st.ops = vec![
                 write_op(server::FIREWALL_RULES, 0o644, "root:root", server::firewall_rules(s)),
                 Op::Run {

@@ -33,6 +33,7 @@ fn wanted() -> Wanted {
             docker: true,
             ufw: false,
             proxy_listen: vec![],
+            swarm: None,
         },
         ssh_user: "root".into(),
         privilege: Privilege::Root,
