@@ -883,6 +883,10 @@ def cluster_goals(cl):
              "reported")]
     rows.append((names[1], f"{fmt_num(dp['all_nodes_ms'])} ms median of {dp['deploys']} "
                            f"(the command {fmt_num(dp['command_ms'])} ms)", "reported"))
+    if not dn.get("served_by_w1_before", True):
+        rows.append((names[2], "the ingress routed nothing to the node's task before the kill",
+                     "not measured"))
+        return rows
     if dn.get("stopped_ms") is None:
         measured = f"no request routed to it after the kill; {dn['failed_after_kill']} failed"
     else:

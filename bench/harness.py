@@ -1465,10 +1465,18 @@ def render_cluster(cl):
     lines.append(
         f"**A dead node.** {dn['clients']} clients through m1's ingress to `spread`, half "
         "opening a connection per request (each request routed anew), half keeping theirs "
-        f"alive (answers in the 5 s before: {before}); then w1's `dockerd` is killed (SIGKILL; "
+        "alive. Start-first rolling updates can leave both of `spread`'s tasks on one worker, "
+        "so before this phase the bench sets `--replicas-max-per-node 1` on it with the docker "
+        "CLI (stop-first) and waits until m1's ingress answers from both workers "
+        f"(answers in the 5 s before the kill: {before}); then w1's `dockerd` is killed (SIGKILL; "
         "its containers keep running, as on a machine whose engine crashed). Timed from the "
         f"kill, observed for {dn['observed_ms'] / 1000:.0f} s, one run. The manager saw w1 "
-        f"down after {bl.fmt_num(dn['node_down_ms'])} ms.")
+        f"down after {bl.fmt_num(dn['node_down_ms'])} ms."
+        + ("" if dn.get("served_by_w1_before", True) else
+           " **m1's ingress routed no request to w1's `spread` task before the kill** (only "
+           "w2's answered, though Swarm ran a task on each worker), so this run says nothing "
+           "about how fast the ingress drops a dead node's tasks; `results.json` holds the "
+           "ingress's log lines about `spread` and the tasks Swarm listed."))
     lines.append("")
     rows = []
     for kind, name in (("new_connections", "a connection per request"),

@@ -513,6 +513,8 @@ class Cluster(unittest.TestCase):
         self.assertEqual([g[2] for g in goals], ["reported"] * 3)
         self.assertIn("CPU 1.50×", goals[0][1])
         self.assertIn("3 failed", goals[2][1])
+        cl["dead_node"]["served_by_w1_before"] = False
+        self.assertEqual(bl.cluster_goals(cl)[2][2], "not measured")
         missing = bl.cluster_goals("not run: no Docker Engine answers")
         self.assertEqual([g[2] for g in missing], ["not measured"] * 3)
         self.assertEqual(missing[0][1], "not run: no Docker Engine answers")

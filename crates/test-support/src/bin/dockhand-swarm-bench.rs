@@ -20,7 +20,9 @@
 //! 2. `deploys`: `--deploys` releases that change every service's env; for each, from the
 //!    start of `dockhand deploy` until each node's ingress answers only the new release on
 //!    all three hosts (polled every 50 ms per node).
-//! 3. `dead_node`: keep-alive clients through m1's ingress to `spread`; w1's `dockerd` is
+//! 3. `dead_node`: `spread` set to one task per worker (`--replicas-max-per-node 1` with the
+//!    docker CLI: start-first updates may have put both on one worker); clients through m1's
+//!    ingress to it, half on a connection per request, half keep-alive; w1's `dockerd` is
 //!    killed; every failed request and the last answer from w1's task are timed from the
 //!    kill, and when the manager saw w1 down.
 
@@ -574,7 +576,21 @@ fn dead_node(
     m1: SocketAddr,
     release: &str,
 ) -> Value {
-    // The ingress routes to a task once its probes pass, a little after the deploy returned:
+    // Start-first rolling updates may have put both of spread's tasks on one worker (the new
+    // task is placed while the old one still runs): one per worker, set with the docker CLI
+    // (stop-first, or an update would find no room), so w1 holds one.
+    cluster.manager().docker_ok(&[
+        "service",
+        "update",
+        "--detach=false",
+        "--quiet",
+        "--replicas-max-per-node",
+        "1",
+        "--update-order",
+        "stop-first",
+        &format!("{app}-spread"),
+    ]);
+    // The ingress routes to a task once its probes pass, a little after Swarm started it:
     // wait until both workers' tasks answer, so the keep-alive clients spread over both.
     let w1 = format!("{release}-w1");
     let deadline = Instant::now() + Duration::from_secs(120);
