@@ -761,3 +761,136 @@ def metrics_goals(summary):
     measured = (f"{fmt_num(summary['on'].get('cpu_us'), 2)} µs vs "
                 f"{fmt_num(summary['off'].get('cpu_us'), 2)} µs ({r:.3f}×)")
     return [(name, measured, verdict(r <= METRICS_GOAL))]
+
+
+# ---------------------------------------------------------------------------------------------
+# Swarm cluster (issue 24)
+
+
+def cluster_overlay_summary(runs):
+    """The ingress's cost of a hop over the overlay, from `dockhand-swarm-bench`'s `overlay`
+    runs: each has `target` ("local": the task on the ingress's node, "remote": on another
+    node), `wrk` (its `--latency` output), `ingress_cpu_ns` and `task_cpu_ns` (the cgroup CPU
+    time of the ingress container and of the task's over the run).
+
+    Returns, per target, the medians of rps, p50/p99 (µs), the ingress's and the task's CPU µs
+    per request, the number of runs and the failed requests in all; and `ratio`, remote over
+    local, of the ingress's CPU per request, p99 and rps.
+    """
+    out = {}
+    for target in ("local", "remote"):
+        rows = []
+        for r in runs:
+            if r.get("target") != target:
+                continue
+            w = parse_wrk(r["wrk"])
+            n = w["requests"]
+            rows.append({
+                "rps": w["rps"],
+                "p50_us": w.get("p50_us"),
+                "p99_us": w.get("p99_us"),
+                "ingress_cpu_us": r["ingress_cpu_ns"] / 1000 / n if n else None,
+                "task_cpu_us": r["task_cpu_ns"] / 1000 / n if n else None,
+                "errors": w["errors"],
+            })
+        if not rows:
+            out[target] = None
+            continue
+        s = {k: median([row[k] for row in rows])
+             for k in ("rps", "p50_us", "p99_us", "ingress_cpu_us", "task_cpu_us")}
+        s["runs"] = len(rows)
+        s["errors"] = sum(row["errors"] for row in rows)
+        out[target] = s
+    loc, rem = out["local"] or {}, out["remote"] or {}
+    out["ratio"] = {k: ratio(rem.get(k), loc.get(k))
+                    for k in ("ingress_cpu_us", "p99_us", "rps", "task_cpu_us")}
+    return out
+
+
+def cluster_deploy_summary(deploys):
+    """Medians over `dockhand-swarm-bench`'s `deploys`: each has `command_ms` (the deploy
+    command's wall time), `all_nodes_ms` (from its start until the last ingress node answered
+    only the new release) and `nodes` {hostname: {serving_ms, first_new_ms}}."""
+    nodes = sorted({h for d in deploys for h in d.get("nodes", {})})
+    all_ms = [d.get("all_nodes_ms") for d in deploys]
+    return {
+        "deploys": len(deploys),
+        "command_ms": median([d.get("command_ms") for d in deploys]),
+        "all_nodes_ms": median(all_ms),
+        "all_nodes_max_ms": max((v for v in all_ms if v is not None), default=None),
+        "nodes": {h: {k: median([d["nodes"].get(h, {}).get(k) for d in deploys])
+                      for k in ("serving_ms", "first_new_ms")} for h in nodes},
+    }
+
+
+def cluster_dead_summary(dead):
+    """The dead-node run as reported, with, for each kind of client (`new_connections`: a
+    connection per request, each routed anew; `keep_alive`), `stopped_ms`: when the ingress
+    last routed one of its requests to the dead node's task, by failure or by answer (the later
+    of its last failed request and its last answer from that node), None when neither happened
+    after the kill; and over both kinds, `failed_after_kill` and `stopped_ms`."""
+    out = dict(dead)
+    stops, failed = [], 0
+    for kind in ("new_connections", "keep_alive"):
+        k = dict(dead.get(kind) or {})
+        times = [t for t in (k.get("last_failure_ms"), k.get("last_w1_answer_ms"))
+                 if t is not None]
+        k["stopped_ms"] = max(times) if times else None
+        failed += k.get("failed_after_kill", 0)
+        if k["stopped_ms"] is not None:
+            stops.append(k["stopped_ms"])
+        out[kind] = k
+    out["failed_after_kill"] = failed
+    out["stopped_ms"] = max(stops) if stops else None
+    return out
+
+
+CLUSTER_OVERLAY_HEADER = ["task", "requests/s", "p50", "p99", "ingress CPU µs/request",
+                          "task CPU µs/request", "failed"]
+
+
+def cluster_overlay_rows(summary):
+    """The overlay table: the task on the ingress's node, over the overlay, and the ratio."""
+    names = {"local": "on the ingress's node (m1)", "remote": "on another node (w1), over the overlay"}
+    rows = []
+    for target in ("local", "remote"):
+        s = summary.get(target)
+        if not s:
+            rows.append([names[target], "—", "—", "—", "—", "—", "—"])
+            continue
+        rows.append([names[target], fmt_num(s["rps"]), fmt_latency(s["p50_us"]),
+                     fmt_latency(s["p99_us"]), fmt_num(s["ingress_cpu_us"]),
+                     fmt_num(s["task_cpu_us"]), str(s["errors"])])
+    r = summary.get("ratio", {})
+    rows.append(["over the overlay / on its node", fmt_ratio(r.get("rps")), "",
+                 fmt_ratio(r.get("p99_us")), fmt_ratio(r.get("ingress_cpu_us")),
+                 fmt_ratio(r.get("task_cpu_us")), ""])
+    return rows
+
+
+def cluster_goals(cl):
+    """Issue 24's benchmark figures as rows of the goals table: reported, no goal named."""
+    names = ("ingress CPU per request and p99, a task on another node over the overlay vs on "
+             "the ingress's node (issue 24)",
+             "`dockhand deploy` to every node's ingress serving the new release, 3 nodes "
+             "(issue 24)",
+             "the ingress stops routing to a dead node's tasks (issue 24)")
+    if not isinstance(cl, dict):
+        return [(n, cl if isinstance(cl, str) else "—", "not measured") for n in names]
+    ov, dp, dn = cl["overlay"], cl["deploys"], cl["dead_node"]
+    r = ov["ratio"]
+    rows = [(names[0], f"CPU {fmt_ratio(r['ingress_cpu_us'])}, p99 {fmt_ratio(r['p99_us'])}",
+             "reported")]
+    rows.append((names[1], f"{fmt_num(dp['all_nodes_ms'])} ms median of {dp['deploys']} "
+                           f"(the command {fmt_num(dp['command_ms'])} ms)", "reported"))
+    if not dn.get("served_by_w1_before", True):
+        rows.append((names[2], "the ingress routed nothing to the node's task before the kill",
+                     "not measured"))
+        return rows
+    if dn.get("stopped_ms") is None:
+        measured = f"no request routed to it after the kill; {dn['failed_after_kill']} failed"
+    else:
+        measured = (f"{fmt_num(dn['stopped_ms'])} ms after the kill, "
+                    f"{dn['failed_after_kill']} failed request(s)")
+    rows.append((names[2], measured, "reported"))
+    return rows

@@ -1339,6 +1339,166 @@ def remote_stage(exe, workdir, args, budget):
 
 
 # ---------------------------------------------------------------------------------------------
+# Swarm cluster (issue 24)
+
+SWARM_BENCH = "dockhand-swarm-bench"
+# What test-support's swarm fixture runs on the host (crates/test-support/src/swarm.rs).
+SWARM_TOOLS = {"ip": "iproute2", "iptables": "iptables", "nsenter": "util-linux",
+               "unshare": "util-linux", "dockerd": "docker.io", "curl": "curl",
+               "ssh": "openssh-client", "ssh-keygen": "openssh-client",
+               "/usr/sbin/sshd": "openssh-server", "wrk": "wrk"}
+
+
+def cluster_stage(exe, args, budget):
+    """A real three-node swarm on this machine (test-support's fixture), driven by the Rust
+    helper `dockhand-swarm-bench` with the dockhand binary under test: the ingress's CPU per
+    request and p99 to a task on another node against one on its own node, deploy to every
+    ingress serving the new release, and a worker's Engine killed under load. Returns the
+    summaries (and the helper's raw JSON under `raw`), or "not run: …"."""
+    budget.check("cluster")
+    if shutil.which("docker") is None or run(["docker", "version"], timeout=20,
+                                              check=False).returncode != 0:
+        return "not run: no Docker Engine answers (scripts/dockerd start)"
+    if os.geteuid() != 0:
+        return ("not run: the swarm's nodes are network namespaces with a dockerd each, which "
+                "needs root")
+    missing = sorted({pkg for tool, pkg in SWARM_TOOLS.items()
+                      if (shutil.which(tool) if "/" not in tool else
+                          (Path(tool) if Path(tool).is_file() else None)) is None})
+    if missing:
+        return f"not run: missing tools (apt-get install {' '.join(missing)})"
+    if run(["docker", "image", "inspect", "dockhand-testapp:shell"], timeout=20,
+           check=False).returncode != 0:
+        testapp = ROOT / "target/release/dockhand-testapp"
+        if not testapp.is_file():
+            testapp = ROOT / "target/debug/dockhand-testapp"
+        run([str(ROOT / "scripts/test-images"), "--testapp", str(testapp)], timeout=1800)
+    helper = ROOT / "target/debug" / SWARM_BENCH
+    if not args.no_build or not helper.is_file():
+        log(f"cargo build -p dockhand-test-support --bin {SWARM_BENCH}")
+        r = subprocess.run(["cargo", "build", "-p", "dockhand-test-support", "--bin",
+                            SWARM_BENCH], cwd=ROOT, timeout=3600)
+        if r.returncode != 0:
+            raise RuntimeError(f"cargo build of {SWARM_BENCH} failed (output above)")
+    conns = min(args.conns)
+    deploys = args.rounds
+    argv = [str(helper), "--dockhand-bin", str(exe), "--rounds", str(args.rounds),
+            "--duration", str(args.duration), "--conns", str(conns), "--deploys", str(deploys)]
+    log(" ".join(argv))
+    # Its progress goes to our stderr; the JSON comes on stdout. Killed by a timeout or a
+    # signal, it leaves its namespaces behind: the next swarm started removes them.
+    r = subprocess.run(argv, stdout=subprocess.PIPE, text=True, timeout=3600)
+    if r.returncode != 0:
+        raise RuntimeError(f"{SWARM_BENCH} failed with exit code {r.returncode} (its output "
+                           "above)")
+    raw = json.loads(r.stdout)
+    return {
+        "conns": conns,
+        "duration": args.duration,
+        "cores": len(os.sched_getaffinity(0)),
+        "cluster_start_ms": raw["cluster_start_ms"],
+        "placement": raw["placement"],
+        "first_deploy": raw["first_deploy"],
+        "overlay": bl.cluster_overlay_summary(raw["overlay"]),
+        "deploys": bl.cluster_deploy_summary(raw["deploys"]),
+        "dead_node": bl.cluster_dead_summary(raw["dead_node"]),
+        "raw": raw,
+    }
+
+
+def render_cluster(cl):
+    lines = ["## Swarm cluster (issue 24)", ""]
+    if isinstance(cl, str):
+        return lines + [cl, ""]
+    pl = cl["placement"]
+    lines.append(
+        "A real three-node Docker Swarm on this one machine: test-support's fixture "
+        "(`crates/test-support/src/swarm.rs`), a manager `m1` and two workers `w1`, `w2`, each "
+        "a `dockerd` in a network namespace of its own, reached over SSH, built and driven by "
+        f"`{SWARM_BENCH}` (`crates/test-support/src/bin/`) with the dockhand binary under "
+        f"test (the swarm up in {cl['cluster_start_ms'] / 1000:.0f} s). The app is three "
+        "copies of the test app behind Dockhand's ingress proxy, which runs on every node, each "
+        "on a host of its own and differing only in placement: `local` on m1 "
+        f"(ran on {', '.join(pl.get('local', [])) or '?'}), `remote` on w1 "
+        f"(ran on {', '.join(pl.get('remote', [])) or '?'}), `spread` twice on the workers "
+        f"(ran on {', '.join(pl.get('spread', [])) or '?'}). Requests ask `/health` (the test "
+        "app writes no log line for it) and read the `x-version` header, which each task sets "
+        "to `<release>-<node>`.")
+    lines.append("")
+    lines.append(
+        f"**All three nodes, the load generator and the bench share this machine's "
+        f"{cl['cores']} cores**, so each figure also pays for the other nodes' engines "
+        "and tasks: read them as an upper bound on the overhead, not as a multi-machine "
+        "result (on separate machines the overlay hop also crosses a real network).")
+    lines.append("")
+    ov = cl["overlay"]
+    n = (ov.get("local") or {}).get("runs", 0)
+    lines.append(
+        f"**The overlay hop.** `wrk -t1 -c{cl['conns']}` for {cl['duration']} s through m1's "
+        "ingress, to `local` (the task on m1) and to `remote` (the task on w1, over the "
+        f"overlay's VXLAN), alternating, medians of {n} run(s) each. CPU is the container's "
+        "cgroup CPU time (`cpuacct.usage`) over the run divided by the requests: the ingress "
+        "on m1, and the task that answered.")
+    lines.append("")
+    lines.append(bl.md_table(bl.CLUSTER_OVERLAY_HEADER, bl.cluster_overlay_rows(ov)))
+    lines.append("")
+    dp, fd = cl["deploys"], cl["first_deploy"]
+    lines.append(
+        f"**Deploy to every node serving.** {dp['deploys']} release(s) that change every "
+        "service's env (`dockhand deploy`: start-first rolling updates gated on the tasks' "
+        "health command, every 2 s), timed from the command's start until each node's ingress "
+        "answers only the new release on all three hosts (each node polled every 50 ms; "
+        "*first* is its first answer from the new release). Medians; the slowest deploy's "
+        f"last node came at {bl.fmt_num(dp['all_nodes_max_ms'])} ms. Release 1 (the images "
+        "sent to the workers over SSH, the ingress started on every node) took "
+        f"{bl.fmt_num(fd['command_ms'])} ms, every ingress serving it after "
+        f"{bl.fmt_num(fd['all_nodes_ms'])} ms.")
+    lines.append("")
+    rows = [[f"ingress on {h}", f"{bl.fmt_num(v['first_new_ms'])} ms",
+             f"{bl.fmt_num(v['serving_ms'])} ms"] for h, v in dp["nodes"].items()]
+    rows.append(["every node", "", f"{bl.fmt_num(dp['all_nodes_ms'])} ms"])
+    rows.append(["`dockhand deploy` returned", "", f"{bl.fmt_num(dp['command_ms'])} ms"])
+    lines.append(bl.md_table(["", "first new answer", "answering only the new release"], rows))
+    lines.append("")
+    dn = cl["dead_node"]
+    before = ", ".join(f"{k}: {v:,}" for k, v in dn["answers_before_kill"].items())
+    lines.append(
+        f"**A dead node.** {dn['clients']} clients through m1's ingress to `spread`, half "
+        "opening a connection per request (each request routed anew), half keeping theirs "
+        "alive. Start-first rolling updates can leave both of `spread`'s tasks on one worker, "
+        "so before this phase the bench sets `--replicas-max-per-node 1` on it with the docker "
+        "CLI (stop-first) and waits until m1's ingress answers from both workers "
+        f"(answers in the 5 s before the kill: {before}); then w1's `dockerd` is killed (SIGKILL; "
+        "its containers keep running, as on a machine whose engine crashed). Timed from the "
+        f"kill, observed for {dn['observed_ms'] / 1000:.0f} s, one run. The manager saw w1 "
+        f"down after {bl.fmt_num(dn['node_down_ms'])} ms."
+        + ("" if dn.get("served_by_w1_before", True) else
+           " **m1's ingress routed no request to w1's `spread` task before the kill** (only "
+           "w2's answered, though Swarm ran a task on each worker), so this run says nothing "
+           "about how fast the ingress drops a dead node's tasks; `results.json` holds the "
+           "ingress's log lines about `spread` and the tasks Swarm listed."))
+    lines.append("")
+    rows = []
+    for kind, name in (("new_connections", "a connection per request"),
+                       ("keep_alive", "keep-alive")):
+        k = dn[kind]
+        kinds = ", ".join(f"{w} ×{n}" for w, n in k["failure_kinds"].items())
+        rows.append([
+            name,
+            f"{bl.fmt_num(k['last_w1_answer_ms'])} ms" if k["last_w1_answer_ms"] is not None
+            else "none",
+            f"{k['failed_after_kill']}" + (f" ({kinds})" if kinds else ""),
+            f"{bl.fmt_num(k['first_failure_ms'])} / {bl.fmt_num(k['last_failure_ms'])} ms"
+            if k["failed_after_kill"] else "—",
+            f"{bl.fmt_num(k['stopped_ms'])} ms" if k["stopped_ms"] is not None else "—",
+        ])
+    lines.append(bl.md_table(["clients", "last answer from w1's task", "failed requests",
+                              "first / last failure", "last routed to w1"], rows))
+    lines.append("")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
 # setup
 
 
@@ -2105,6 +2265,7 @@ def render(ctx):
         lines.append("")
 
 
+    lines += render_cluster(ctx.get("cluster", "not run (--only)"))
     lines += render_update(ctx["update"])
     lines += render_import(ctx["import"])
     lines += render_metrics(ctx.get("metrics", "not run (--only)"), a)
@@ -2149,6 +2310,9 @@ def render(ctx):
         goals.append(("zero failed requests across the deploys", "—", "not measured"))
     rm = ctx.get("remote")
     goals += bl.remote_goals(rm["summary"] if isinstance(rm, dict) else (rm or "not run"))
+    cl = ctx.get("cluster", "not run (--only)")
+    goals += bl.cluster_goals(cl if isinstance(cl, str) else
+                              {k: cl[k] for k in ("overlay", "deploys", "dead_node")})
     goals += bl.idle_goals(ctx.get("idle", "not run (--only)"))
     goals += bl.metrics_goals(ctx.get("metrics", "not run (--only)"))
     up = ctx.get("update")
@@ -2184,8 +2348,8 @@ def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="bench/run",
         description="Measure Dockhand's proxy against nginx, HAProxy and Caddy, `dockhand "
-                    "loadtest` against wrk, zero-downtime deploys and the idle agent; write "
-                    "BENCHMARKS.md.")
+                    "loadtest` against wrk, zero-downtime deploys, the idle agent, remote and "
+                    "cluster deploys and more (the stages of --only); write BENCHMARKS.md.")
     p.add_argument("--quick", action="store_true",
                    help="a short smoke run (one round of 2 s runs, 2 deploys, 5 s idle) written "
                         "to target/bench/BENCHMARKS.quick.md unless --out is given")
@@ -2212,11 +2376,16 @@ def parse_args(argv):
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     p.add_argument("--only", choices=["proxy", "handshakes", "loadtest", "deploys", "idle",
                                       "backups", "remote", "static", "update", "import",
-                                      "metrics", "dashboard", "soak"],
+                                      "metrics", "dashboard", "cluster", "soak"],
                    action="append",
                    help="run only these stages (repeatable). `soak` runs only when asked for; "
                         "`--only soak` alone replaces only the soak and fuzzing sections of an "
-                        "existing report and keeps the rest")
+                        "existing report and keeps the rest. `cluster` starts a real three-node "
+                        "swarm on this machine (as root) through the debug helper "
+                        "`dockhand-swarm-bench`, built when missing or without --no-build, "
+                        "and measures the ingress to a task on another node against one on "
+                        "its own, deploys to every node serving and a dead worker "
+                        "(--rounds runs and deploys, --duration, the smallest --conns)")
     p.add_argument("--soak-minutes", type=float, default=30,
                    help="length of the soak run in minutes (default 30)")
     p.add_argument("--soak-interval", type=float, default=60,
@@ -2278,7 +2447,7 @@ def main(argv=None):
 
     stages = set(args.only or ["proxy", "handshakes", "loadtest", "deploys", "idle", "backups",
                                "remote", "static", "update", "import", "metrics",
-                               "dashboard"])
+                               "dashboard", "cluster"])
     replay_only = stages == {"soak"} and args.soak_replay
     if not replay_only:
         ensure_packages()
@@ -2320,6 +2489,7 @@ def main(argv=None):
         "import": "not run (--only)",
         "metrics": "not run (--only)",
         "dashboard": "not run (--only)",
+        "cluster": "not run (--only)",
         "soak": None,
     }
     busy0, own0 = system_busy_ticks(), own_cpu_seconds()
@@ -2381,6 +2551,11 @@ def main(argv=None):
                                                            key, args, budget)
         if "dashboard" in stages:
             ctx["dashboard"] = dashboard_stage(exe, testapp, procs, workdir, args, budget)
+        if "cluster" in stages:
+            cl = cluster_stage(exe, args, budget)
+            if isinstance(cl, dict):
+                raw["cluster"] = cl.pop("raw")
+            ctx["cluster"] = cl
         if "soak" in stages:
             import soakrun
 

@@ -425,3 +425,96 @@ class Static(unittest.TestCase):
         self.assertIn("root /w/site;", conf)
         self.assertIn('static = "/w/site"', peers.dockhand_static_toml(8082, "/w/site"))
         self.assertIn("file_server", peers.caddy_static(8083, "/w/site"))
+
+
+def _wrk(requests, rps, p99):
+    return WRK_OUTPUT.replace("219456 requests", f"{requests} requests").replace(
+        "43882.17", str(rps)).replace("99%  850.00us", f"99%  {p99}")
+
+
+class Cluster(unittest.TestCase):
+    OVERLAY = [
+        {"target": "local", "wrk": _wrk(100000, 20000.0, "2.00ms"),
+         "ingress_cpu_ns": 2_000_000_000, "task_cpu_ns": 1_000_000_000},
+        {"target": "remote", "wrk": _wrk(80000, 16000.0, "3.00ms"),
+         "ingress_cpu_ns": 2_400_000_000, "task_cpu_ns": 800_000_000},
+        {"target": "remote", "wrk": _wrk(80000, 16000.0, "5.00ms"),
+         "ingress_cpu_ns": 2_400_000_000, "task_cpu_ns": 800_000_000},
+        {"target": "local", "wrk": _wrk(100000, 22000.0, "2.00ms"),
+         "ingress_cpu_ns": 2_000_000_000, "task_cpu_ns": 1_000_000_000},
+    ]
+
+    def test_overlay_is_compared_per_request_against_the_local_task(self):
+        s = bl.cluster_overlay_summary(self.OVERLAY)
+        self.assertAlmostEqual(s["local"]["ingress_cpu_us"], 20.0)
+        self.assertAlmostEqual(s["remote"]["ingress_cpu_us"], 30.0)
+        self.assertAlmostEqual(s["local"]["rps"], 21000.0)
+        self.assertAlmostEqual(s["remote"]["p99_us"], 4000.0)
+        self.assertEqual(s["local"]["runs"], 2)
+        # wrk's fixture counts 1+2+3+4 socket errors and 5 non-2xx: 15 per run.
+        self.assertEqual(s["remote"]["errors"], 30)
+        self.assertAlmostEqual(s["ratio"]["ingress_cpu_us"], 1.5)
+        self.assertAlmostEqual(s["ratio"]["p99_us"], 2.0)
+        rows = bl.cluster_overlay_rows(s)
+        self.assertEqual(len(rows), 3)
+        self.assertEqual(rows[2][4], "1.50×")
+        self.assertEqual(len(rows[0]), len(bl.CLUSTER_OVERLAY_HEADER))
+
+    def test_a_missing_target_leaves_the_ratio_empty(self):
+        s = bl.cluster_overlay_summary(self.OVERLAY[:1])
+        self.assertIsNone(s["remote"])
+        self.assertIsNone(s["ratio"]["ingress_cpu_us"])
+        self.assertEqual(bl.cluster_overlay_rows(s)[1][1], "—")
+
+    def test_deploys_take_medians_and_the_slowest_node(self):
+        deploys = [
+            {"command_ms": 9000.0, "all_nodes_ms": 8000.0,
+             "nodes": {"m1": {"serving_ms": 7000.0, "first_new_ms": 6000.0},
+                       "w1": {"serving_ms": 8000.0, "first_new_ms": 6500.0}}},
+            {"command_ms": 11000.0, "all_nodes_ms": 12000.0,
+             "nodes": {"m1": {"serving_ms": 9000.0, "first_new_ms": 7000.0},
+                       "w1": {"serving_ms": 12000.0, "first_new_ms": 7500.0}}},
+        ]
+        s = bl.cluster_deploy_summary(deploys)
+        self.assertEqual(s["deploys"], 2)
+        self.assertAlmostEqual(s["command_ms"], 10000.0)
+        self.assertAlmostEqual(s["all_nodes_ms"], 10000.0)
+        self.assertAlmostEqual(s["all_nodes_max_ms"], 12000.0)
+        self.assertAlmostEqual(s["nodes"]["w1"]["serving_ms"], 10000.0)
+        self.assertAlmostEqual(s["nodes"]["m1"]["first_new_ms"], 6500.0)
+
+    def test_the_dead_node_stops_at_its_last_failure_or_answer(self):
+        d = bl.cluster_dead_summary({
+            "new_connections": {"last_failure_ms": 1500.0, "last_w1_answer_ms": 900.0,
+                                "failed_after_kill": 3},
+            "keep_alive": {"last_failure_ms": None, "last_w1_answer_ms": 2500.0,
+                           "failed_after_kill": 1}})
+        self.assertEqual(d["new_connections"]["stopped_ms"], 1500.0)
+        self.assertEqual(d["keep_alive"]["stopped_ms"], 2500.0)
+        self.assertEqual(d["stopped_ms"], 2500.0)
+        self.assertEqual(d["failed_after_kill"], 4)
+        d = bl.cluster_dead_summary({
+            "new_connections": {"last_failure_ms": None, "last_w1_answer_ms": None,
+                                "failed_after_kill": 0},
+            "keep_alive": {"last_failure_ms": None, "last_w1_answer_ms": None,
+                           "failed_after_kill": 0}})
+        self.assertIsNone(d["stopped_ms"])
+        self.assertIsNone(d["keep_alive"]["stopped_ms"])
+        self.assertEqual(d["failed_after_kill"], 0)
+
+    def test_goals_are_reported_or_say_why_not(self):
+        cl = {"overlay": bl.cluster_overlay_summary(self.OVERLAY),
+              "deploys": bl.cluster_deploy_summary([{"command_ms": 1.0, "all_nodes_ms": 2.0,
+                                                      "nodes": {}}]),
+              "dead_node": bl.cluster_dead_summary({
+                  "new_connections": {"last_failure_ms": 1500.0, "last_w1_answer_ms": None,
+                                      "failed_after_kill": 3}})}
+        goals = bl.cluster_goals(cl)
+        self.assertEqual([g[2] for g in goals], ["reported"] * 3)
+        self.assertIn("CPU 1.50×", goals[0][1])
+        self.assertIn("3 failed", goals[2][1])
+        cl["dead_node"]["served_by_w1_before"] = False
+        self.assertEqual(bl.cluster_goals(cl)[2][2], "not measured")
+        missing = bl.cluster_goals("not run: no Docker Engine answers")
+        self.assertEqual([g[2] for g in missing], ["not measured"] * 3)
+        self.assertEqual(missing[0][1], "not run: no Docker Engine answers")
