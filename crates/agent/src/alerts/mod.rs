@@ -214,6 +214,8 @@ pub struct Alerter {
     catalog: Mutex<Option<(u64, Vec<dockhand_api::BackupSummary>)>>,
     /// Per instance, (unix seconds, restarts) for the crash-loop window.
     restarts: Mutex<HashMap<String, VecDeque<(u64, u32)>>>,
+    /// The swarm's nodes, when the agent watches a `[cluster]`: evaluated after each look.
+    nodes: Option<crate::cluster_watch::NodesHandle>,
 }
 
 impl Alerter {
@@ -239,8 +241,15 @@ impl Alerter {
             started: crate::clock::utc(),
             catalog: Mutex::default(),
             restarts: Mutex::default(),
+            nodes: None,
         };
         (alerter, handle)
+    }
+
+    /// Also evaluates the `node_down` rule on what the cluster watch sees, after each look.
+    pub fn with_nodes(mut self, nodes: crate::cluster_watch::NodesHandle) -> Alerter {
+        self.nodes = Some(nodes);
+        self
     }
 
     fn load(&self) {
@@ -340,6 +349,7 @@ impl Alerter {
                     Some((c.name, failing, format!("{} {seen}", c.target)))
                 })
                 .collect(),
+            nodes: self.nodes.as_ref().map(|n| n.nodes()).unwrap_or_default(),
         }
     }
 
@@ -552,6 +562,9 @@ impl Subsystem for Alerter {
             self.load();
             let mut events = self.handle.events.subscribe();
             let mut ticks = self.monitor.ticks();
+            // Without a cluster watch: a sender kept here, so `changed` never resolves.
+            let (_no_nodes, idle) = tokio::sync::watch::channel(0u64);
+            let mut looks = self.nodes.as_ref().map_or(idle, |n| n.observations());
             let mut second = tokio::time::interval(Duration::from_secs(1));
             second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ctx.ready();
@@ -562,6 +575,11 @@ impl Subsystem for Alerter {
                             break;
                         }
                         self.evaluate();
+                    }
+                    changed = looks.changed() => {
+                        if changed.is_ok() {
+                            self.evaluate();
+                        }
                     }
                     event = events.recv() => match event {
                         Ok(e) => self.on_event(&e),
