@@ -113,6 +113,8 @@ pub struct Agent {
     pub(crate) dashboard: Option<dockhand_dashboard::DashboardHandle>,
     subsystems: tokio::sync::Mutex<Subsystems>,
     shutdown: watch::Sender<bool>,
+    /// The project's app runs on a `[cluster]`: this agent watches the swarm, deploys nothing.
+    cluster: bool,
 }
 
 impl Agent {
@@ -134,7 +136,7 @@ impl Agent {
         layout::restrict_file(&layout.database())?;
 
         // The proxy serves the committed release's [proxy] table, else the file's.
-        let proxy_config = match store.current_release()? {
+        let proxy_config: AppConfig = match store.current_release()? {
             Some(r) => serde_json::from_str(&r.config).map_err(|e| {
                 AgentError::internal(format!(
                     "release {} in the state database is unreadable: {e}",
@@ -142,6 +144,13 @@ impl Agent {
                 ))
             })?,
             None => load_config(&opts.config_path)?.0,
+        };
+        // A `[cluster]` app runs on the swarm: this agent only watches its nodes and alerts.
+        let cluster = proxy_config.cluster.is_some();
+        let proxy_config = if cluster {
+            watch_only(proxy_config)
+        } else {
+            proxy_config
         };
         let events = Events::new(store.clone(), Redactor::default());
         let fleet = Fleet::default();
@@ -211,7 +220,7 @@ impl Agent {
         subsystems.start(Arc::new(backups.clone())).await?;
         subsystems.start(Arc::new(tasks.clone())).await?;
         subsystems.start(Arc::new(updater.clone())).await?;
-        let (alerter, alerts) = crate::alerts::Alerter::new(
+        let (mut alerter, alerts) = crate::alerts::Alerter::new(
             events.clone(),
             deployer.fleet.clone(),
             monitor_handle.clone(),
@@ -219,6 +228,13 @@ impl Agent {
             deployer.layout.clone(),
             Arc::new(proxy_config.clone()),
         );
+        if cluster {
+            let engine = crate::cluster_watch::ClusterWatch::engine_from_env();
+            let (watch, nodes) =
+                crate::cluster_watch::ClusterWatch::new(&engine, &proxy_config.app, events.clone());
+            subsystems.start(Arc::new(watch)).await?;
+            alerter = alerter.with_nodes(nodes);
+        }
         subsystems.start(Arc::new(monitor)).await?;
         subsystems.start(Arc::new(alerter)).await?;
         subsystems
@@ -249,6 +265,7 @@ impl Agent {
             dashboard,
             subsystems: tokio::sync::Mutex::new(subsystems),
             shutdown,
+            cluster,
         });
         for problem in certificates.problems {
             events.error(EventKind::Proxy, None, None, &problem);
@@ -318,6 +335,7 @@ impl Agent {
             .info(EventKind::Agent, None, None, "agent started");
 
         let should_deploy = match self.opts.start_mode {
+            _ if self.cluster => false,
             StartMode::DeployIfNoRelease => !self.is_serving(),
             StartMode::Reload => true,
             StartMode::Never => false,
@@ -354,6 +372,7 @@ impl Agent {
         canary: Option<&dockhand_api::CanaryRequest>,
         sink: Sink<'_>,
     ) -> Result<DeployOutcome> {
+        self.refuse_on_cluster("deploy")?;
         let _guard = self.lock.acquire("deploy", requested_by)?;
         if let Some(rev) = revision {
             return self.deploy_revision(rev, requested_by, canary, sink).await;
@@ -441,6 +460,7 @@ impl Agent {
         requested_by: &str,
         sink: Sink<'_>,
     ) -> Result<Option<DeployOutcome>> {
+        self.refuse_on_cluster("reload")?;
         let _guard = self.lock.acquire("reload", requested_by)?;
         let (config, _) = load_config(&self.opts.config_path)?;
         if let Some(current) = self.deployer.store.current_release()? {
@@ -469,8 +489,21 @@ impl Agent {
         requested_by: &str,
         sink: Sink<'_>,
     ) -> Result<DeployOutcome> {
+        self.refuse_on_cluster("rollback")?;
         let _guard = self.lock.acquire("rollback", requested_by)?;
         self.deployer.rollback(release, requested_by, sink).await
+    }
+
+    /// A `[cluster]` app is deployed to its swarm by the CLI, never by this agent.
+    fn refuse_on_cluster(&self, what: &str) -> Result<()> {
+        if self.cluster {
+            return Err(AgentError::usage(format!(
+                "this agent watches the app's swarm ([cluster] in {}) and does not {what} it; \
+                 run `dockhand {what}` in the project, which talks to the swarm's manager",
+                self.opts.config_path.display()
+            )));
+        }
+        Ok(())
     }
 
     /// `dockhand db upgrade NAME`: recreates the database container from the configuration
@@ -774,6 +807,24 @@ impl Agent {
     pub(crate) async fn subsystem_states(&self) -> Vec<(&'static str, SubsystemState)> {
         self.subsystems.lock().await.states()
     }
+}
+
+/// What an agent of a `[cluster]` app starts with: the app's name and `[alerts]` (and
+/// `[monitor]` with its checks, `[dashboard]`) as configured, nothing of its own to run or
+/// serve — the services, databases, backups, tasks and updates are the swarm's — and its proxy
+/// on a loopback port the kernel picks, so that it never takes the port the ingress
+/// publishes on this node.
+fn watch_only(mut config: AppConfig) -> AppConfig {
+    config.services.clear();
+    config.databases.clear();
+    config.tasks.clear();
+    config.backups = None;
+    config.update = None;
+    config.redirects.clear();
+    config.proxy.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.proxy.https_listen = None;
+    config.proxy.certificates.clear();
+    config
 }
 
 /// Loads and validates the configuration file; returns it with its warnings, one line each.

@@ -57,6 +57,8 @@ pub enum EventKind {
     Alert,
     /// A dashboard login link was made.
     Dashboard,
+    /// A node of the cluster went down or came back, or the swarm's manager did not answer.
+    Cluster,
 }
 
 impl EventKind {
@@ -81,6 +83,7 @@ impl EventKind {
             EventKind::Monitor => "monitor",
             EventKind::Alert => "alert",
             EventKind::Dashboard => "dashboard",
+            EventKind::Cluster => "cluster",
         }
     }
 }

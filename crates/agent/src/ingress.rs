@@ -96,6 +96,9 @@ impl Pool {
                 Some(true) => {
                     m.oks += 1;
                     m.fails = 0;
+                    // The proxy stops picking an address it could not connect to
+                    // (`eject_unreachable`); a passed probe puts it back.
+                    m.backend.set_healthy(true);
                     if !m.in_table && m.oks >= healthy_threshold.max(1) {
                         m.in_table = true;
                         changes.push(Change::In(*addr));
@@ -151,6 +154,9 @@ pub fn run(opts: IngressOptions) -> Result<()> {
         client_header_timeout: config.proxy.client_header_timeout,
         upstream_connect_timeout: config.proxy.upstream_connect_timeout,
         upstream_response_timeout: config.proxy.upstream_response_timeout,
+        // A lost node's tasks: the first request that cannot connect takes the address out
+        // of the picking at once, before its probes fail `unhealthy_threshold` times.
+        eject_unreachable: true,
         ..ProxyConfig::default()
     };
     let handle = Proxy::start(proxy_config, RouteTable::empty()).map_err(|e| {
@@ -168,7 +174,12 @@ pub fn run(opts: IngressOptions) -> Result<()> {
         let mut pools: BTreeMap<String, Pool> = BTreeMap::new();
         let mut next_id = 0u64;
         let mut first = true;
+        // A round starts every `interval`, or as soon as the last one ended when its probes
+        // took longer (a dead node's addresses answer nothing until the probe's timeout).
+        let mut tick = tokio::time::interval(opts.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            tick.tick().await;
             let changed = round(&config, &mut pools, &mut next_id).await;
             if changed || first {
                 let backends: BTreeMap<String, Vec<Arc<Backend>>> = pools
@@ -188,32 +199,22 @@ pub fn run(opts: IngressOptions) -> Result<()> {
                 }
                 first = false;
             }
-            tokio::time::sleep(opts.interval).await;
         }
     })
 }
 
-/// Looks up and probes every routed service's tasks once; whether a routed set changed.
+/// Looks up and probes every routed service's tasks once, all services at once (a dead
+/// node's addresses, which answer no probe until its timeout, hold up no other service);
+/// whether a routed set changed.
 async fn round(config: &AppConfig, pools: &mut BTreeMap<String, Pool>, next_id: &mut u64) -> bool {
+    let routed: Vec<_> = config
+        .services
+        .values()
+        .filter(|s| !s.routes.is_empty() && s.port.is_some())
+        .collect();
+    let looked = futures_util::future::join_all(routed.iter().map(|svc| look(config, svc))).await;
     let mut changed = false;
-    for svc in config.services.values().filter(|s| !s.routes.is_empty()) {
-        let Some(port) = svc.port else { continue };
-        let name = format!("tasks.{}", swarm_service(&config.app, &svc.name));
-        // No task: the name does not resolve, which is an empty set, not an error.
-        let mut seen: Vec<SocketAddr> = match tokio::net::lookup_host((name.as_str(), port)).await {
-            Ok(addrs) => addrs.collect(),
-            Err(_) => Vec::new(),
-        };
-        seen.sort();
-        seen.dedup();
-        // A health command runs in the task (Swarm's check); Dockhand probes the port.
-        let plan = ProbePlan::for_service(svc.health.as_ref().filter(|h| h.command.is_none()));
-        let results = futures_util::future::join_all(seen.iter().map(|addr| {
-            let plan = &plan;
-            async move { (*addr, probe(*addr, plan).await.ok) }
-        }))
-        .await;
-        let probed: BTreeMap<SocketAddr, bool> = results.into_iter().collect();
+    for (svc, (seen, probed, plan)) in routed.iter().zip(looked) {
         let pool = pools.entry(svc.name.clone()).or_default();
         for change in pool.step(
             &seen,
@@ -235,6 +236,31 @@ async fn round(config: &AppConfig, pools: &mut BTreeMap<String, Pool>, next_id: 
         }
     }
     changed
+}
+
+/// One service's task addresses as Swarm's DNS lists them, each one's probe result, and the
+/// probe plan (for its thresholds).
+async fn look(
+    config: &AppConfig,
+    svc: &dockhand_config::ServiceConfig,
+) -> (Vec<SocketAddr>, BTreeMap<SocketAddr, bool>, ProbePlan) {
+    let port = svc.port.unwrap_or_default();
+    let name = format!("tasks.{}", swarm_service(&config.app, &svc.name));
+    // No task: the name does not resolve, which is an empty set, not an error.
+    let mut seen: Vec<SocketAddr> = match tokio::net::lookup_host((name.as_str(), port)).await {
+        Ok(addrs) => addrs.collect(),
+        Err(_) => Vec::new(),
+    };
+    seen.sort();
+    seen.dedup();
+    // A health command runs in the task (Swarm's check); Dockhand probes the port.
+    let plan = ProbePlan::for_service(svc.health.as_ref().filter(|h| h.command.is_none()));
+    let results = futures_util::future::join_all(seen.iter().map(|addr| {
+        let plan = &plan;
+        async move { (*addr, probe(*addr, plan).await.ok) }
+    }))
+    .await;
+    (seen, results.into_iter().collect(), plan)
 }
 
 #[cfg(test)]

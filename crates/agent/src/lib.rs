@@ -17,6 +17,7 @@ mod alerts;
 pub mod backups;
 mod certs;
 pub mod clock;
+mod cluster_watch;
 mod containers;
 mod dashboard;
 mod deploy;

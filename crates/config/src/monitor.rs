@@ -79,6 +79,7 @@ pub const RULE_NAMES: &[&str] = &[
     "check",
     "backup_missed",
     "backup_unverified",
+    "node_down",
 ];
 
 /// `[monitor]`.

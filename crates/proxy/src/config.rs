@@ -43,6 +43,11 @@ pub struct ProxyConfig {
     /// Bind the listeners but accept nothing until [`crate::ProxyHandle::open`]: connections
     /// wait in the kernel's backlog meanwhile (for a server that restores its routes first).
     pub start_closed: bool,
+    /// A backend the proxy could not connect to (refused, timed out, unreachable) is no longer
+    /// picked from that moment (`Backend::set_healthy(false)`) until its owner's probes put it
+    /// back: for an owner that marks each backend healthy at every passed probe (the cluster's
+    /// ingress), so that a lost node's tasks fail only the requests already sent to them.
+    pub eject_unreachable: bool,
 }
 
 impl Default for ProxyConfig {
@@ -62,6 +67,7 @@ impl Default for ProxyConfig {
             access_log: None,
             error_pages: Vec::new(),
             start_closed: false,
+            eject_unreachable: false,
         }
     }
 }

@@ -14,7 +14,7 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::acme;
-use crate::backend::InflightGuard;
+use crate::backend::{Backend, InflightGuard};
 use crate::body::{BodyTimeout, BodyTooLarge, DownstreamBodyError, RequestBody, ResponseBody};
 use crate::compress;
 use crate::error::{ErrorKind, ErrorSource, ProxyError};
@@ -231,6 +231,9 @@ async fn forward(
     let timeout = limits.timeout.unwrap_or(config.upstream_response_timeout);
     let sent = send(ctx, backend.id(), backend.addr(), req, timeout).await;
     crate::metrics::observe(obs, &sent, |(r, _)| r.status());
+    if let Err(e) = &sent {
+        eject_if_unreachable(ctx, &backend, e);
+    }
     let (mut response, sender) = sent?;
     headers::prepare_response(response.headers_mut(), false, request_id.clone());
     add_hsts(&mut response, hsts);
@@ -432,11 +435,28 @@ async fn forward_direct(
     )
     .await;
     crate::metrics::observe(obs, &sent, |(r, _, _)| r.status());
+    if let Err(e) = &sent {
+        eject_if_unreachable(ctx, &backend, e);
+    }
     let (mut response, framing, conn) = sent?;
     headers::prepare_response(response.headers_mut(), false, request_id.clone());
     add_hsts(&mut response, hsts);
     let body = DirectBody::new(conn, framing);
     Ok(response.map(|()| ResponseBody::direct(body, guard)))
+}
+
+/// With [`crate::ProxyConfig::eject_unreachable`]: a backend that could not be connected
+/// to is picked no more (until its owner's probes mark it healthy again), so the requests
+/// after this one go to the others instead of failing the same way.
+fn eject_if_unreachable(ctx: &WorkerCtx, backend: &Backend, err: &ProxyError) {
+    let unreachable = matches!(
+        err.kind,
+        ErrorKind::ConnectRefused | ErrorKind::ConnectTimeout | ErrorKind::ConnectFailed
+    );
+    if unreachable && ctx.shared.config.eject_unreachable && backend.is_healthy() {
+        backend.set_healthy(false);
+        tracing::warn!(upstream = %backend.addr(), "{}: not picked until a probe passes", err.detail);
+    }
 }
 
 /// Routes the request and picks a backend (see [`route`]), then rewrites the

@@ -482,8 +482,46 @@ impl Node {
         }
     }
 
+    /// Loses the node the way a machine goes: its `dockerd` killed (SIGKILL) and every
+    /// process of its containers with it, so nothing it ran answers any more (its address and
+    /// the overlay's tunnel endpoint stay up: what was sent to its tasks goes unanswered).
+    pub fn lose(&mut self) {
+        self.kill_dockerd();
+        for _ in 0..3 {
+            let pids = cgroup_processes(&self.netns);
+            if pids.is_empty() {
+                return;
+            }
+            for pid in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Starts the node's `dockerd` again after [`Node::kill_dockerd`], on the same data root,
+    /// and waits until it answers: the node rejoins the swarm by itself (its swarm state is
+    /// in the data root), as a server whose engine came back does.
+    pub fn restart_dockerd(&mut self) {
+        assert!(
+            self.dockerd.is_none(),
+            "the dockerd of node {} still runs",
+            self.hostname
+        );
+        self.start_dockerd();
+        self.wait_answering();
+    }
+
     fn start_dockerd(&mut self) {
-        let log = File::create(self.dir.join("dockerd.log")).expect("create the dockerd log");
+        // Appended to: a restarted daemon's log follows the killed one's.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("dockerd.log"))
+            .expect("open the dockerd log");
         let dir = &self.dir;
         let child = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.netns))

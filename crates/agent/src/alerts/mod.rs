@@ -280,6 +280,8 @@ pub struct Alerter {
     restarts: Mutex<HashMap<String, VecDeque<(u64, u32)>>>,
     /// The wall clock as last seen, to notice it being stepped.
     steps: Mutex<StepWatch>,
+    /// The swarm's nodes, when the agent watches a `[cluster]`: evaluated after each look.
+    nodes: Option<crate::cluster_watch::NodesHandle>,
 }
 
 impl Alerter {
@@ -306,8 +308,15 @@ impl Alerter {
             catalog: Mutex::default(),
             restarts: Mutex::default(),
             steps: Mutex::new(StepWatch::new(precise_now(), Instant::now())),
+            nodes: None,
         };
         (alerter, handle)
+    }
+
+    /// Also evaluates the `node_down` rule on what the cluster watch sees, after each look.
+    pub fn with_nodes(mut self, nodes: crate::cluster_watch::NodesHandle) -> Alerter {
+        self.nodes = Some(nodes);
+        self
     }
 
     fn load(&self) {
@@ -407,6 +416,7 @@ impl Alerter {
                     Some((c.name, failing, format!("{} {seen}", c.target)))
                 })
                 .collect(),
+            nodes: self.nodes.as_ref().map(|n| n.nodes()).unwrap_or_default(),
         }
     }
 
@@ -658,6 +668,9 @@ impl Subsystem for Alerter {
             self.load();
             let mut events = self.handle.events.subscribe();
             let mut ticks = self.monitor.ticks();
+            // Without a cluster watch: a sender kept here, so `changed` never resolves.
+            let (_no_nodes, idle) = tokio::sync::watch::channel(0u64);
+            let mut looks = self.nodes.as_ref().map_or(idle, |n| n.observations());
             let mut second = tokio::time::interval(Duration::from_secs(1));
             second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ctx.ready();
@@ -668,6 +681,11 @@ impl Subsystem for Alerter {
                             break;
                         }
                         self.evaluate();
+                    }
+                    changed = looks.changed() => {
+                        if changed.is_ok() {
+                            self.evaluate();
+                        }
                     }
                     event = events.recv() => match event {
                         Ok(e) => self.on_event(&e),

@@ -56,6 +56,9 @@ const DEFAULTS: &[(&str, f64, u64, u64)] = &[
     // The last restore drill failed, or no drill passed within this many days of the first
     // backup.
     ("backup_unverified", 8.0, 0, 0),
+    // A node of the `[cluster]` not ready (down, disconnected) for this long: Swarm marks a
+    // node down only after missed heartbeats, so this is short.
+    ("node_down", 0.0, 10, 0),
 ];
 
 /// The rules in effect.
@@ -104,6 +107,18 @@ pub struct Observed {
     pub checks: Vec<(String, bool, String)>,
     /// The backups, when `[backups]` is configured.
     pub backups: Option<BackupObserved>,
+    /// The swarm's nodes, when the agent watches a `[cluster]` (`cluster_watch.rs`).
+    pub nodes: Vec<NodeObserved>,
+}
+
+/// One node of a cluster at an evaluation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeObserved {
+    pub name: String,
+    /// Not ready: down, disconnected or unknown to the managers.
+    pub down: bool,
+    /// What was seen: its state, and what of the app ran there and where it runs now.
+    pub summary: String,
 }
 
 /// What the backup rules look at (unix seconds).
@@ -350,6 +365,11 @@ pub fn conditions(rules: &[Rule], obs: &Observed) -> Vec<Condition> {
             "check" => {
                 for (name, failing, seen) in &obs.checks {
                     push(name, *failing, format!("check {name}: {seen}"));
+                }
+            }
+            "node_down" => {
+                for n in &obs.nodes {
+                    push(&n.name, n.down, n.summary.clone());
                 }
             }
             _ => {} // event rules: see `event_rule`
@@ -693,6 +713,38 @@ mod tests {
                 "cannot write the metric store /x: No space left"
             ),
             Some("disk")
+        );
+    }
+
+    #[test]
+    fn a_lost_node_fires_after_its_duration_a_blip_does_not_and_its_return_resolves() {
+        let rules = rules(&AlertsConfig::default()); // node_down: for 10 s
+        let nodes = |down: bool| Observed {
+            nodes: vec![
+                NodeObserved {
+                    name: "m1".into(),
+                    down: false,
+                    summary: "node m1 is ready".into(),
+                },
+                NodeObserved {
+                    name: "w1".into(),
+                    down,
+                    summary: format!("node w1 is {}", if down { "down" } else { "ready" }),
+                },
+            ],
+            ..Default::default()
+        };
+        // Down for 4 s (a blip), back, then down from 20 s to 40 s.
+        let series: Vec<(u64, Observed)> = (0..50)
+            .step_by(2)
+            .map(|t| (t, nodes((2..6).contains(&t) || (20..40).contains(&t))))
+            .collect();
+        assert_eq!(
+            run(&rules, &series, 3600),
+            vec![
+                (30, NoticeKind::Firing, "node_down:w1".into()),
+                (40, NoticeKind::Resolved, "node_down:w1".into())
+            ]
         );
     }
 

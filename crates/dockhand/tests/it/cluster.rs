@@ -126,7 +126,7 @@ fn text(out: &Output) -> String {
 }
 
 /// `dockhand ARGS --json` with room for a rolling update of every service.
-fn json(
+pub(crate) fn json(
     sb: &dockhand_test_support::Sandbox,
     args: &[&str],
 ) -> (Option<i32>, serde_json::Value, String) {
@@ -166,7 +166,7 @@ fn releases(cluster: &Cluster, service: &str) -> Vec<String> {
 }
 
 /// Waits until every running task of each service runs `release` (`replicas` of them).
-fn wait_releases(cluster: &Cluster, services: &[(&str, usize)], release: &str) {
+pub(crate) fn wait_releases(cluster: &Cluster, services: &[(&str, usize)], release: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
     loop {
         let now: Vec<Vec<String>> = services.iter().map(|(s, _)| releases(cluster, s)).collect();
@@ -187,7 +187,7 @@ fn wait_releases(cluster: &Cluster, services: &[(&str, usize)], release: &str) {
 
 /// A swarm of one manager and two workers reachable over SSH, with the test images in the
 /// manager's Engine only (a deploy brings the workers theirs), and a sandbox pointed at it.
-fn swarm_sandbox(prefix: &str) -> (Cluster, dockhand_test_support::Sandbox, String) {
+pub(crate) fn swarm_sandbox(prefix: &str) -> (Cluster, dockhand_test_support::Sandbox, String) {
     ensure_test_images();
     let mut cluster = Cluster::start(1, 2);
     cluster.load_images_into(&["m1"], &[TESTAPP_SHELL_IMAGE, POSTGRES_IMAGE]);
@@ -787,7 +787,7 @@ fn a_swarm_stack_imported_with_cluster_deploys_where_its_placement_says() {
 }
 
 /// `GET path` with `Host: host` at `addr`: the status and the body, or why not.
-fn get_host(addr: &str, host: &str, path: &str) -> Result<(u16, String), String> {
+pub(crate) fn get_host(addr: &str, host: &str, path: &str) -> Result<(u16, String), String> {
     use std::io::{Read, Write};
     let addr: std::net::SocketAddr = addr.parse().unwrap();
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))

@@ -11,6 +11,7 @@ mod chaos_engine;
 mod checks;
 mod cli;
 mod cluster;
+mod cluster_nodes;
 mod cluster_setup;
 mod containers;
 mod crash;

@@ -22,6 +22,44 @@ async fn dead_upstream_gets_502() {
     assert_eq!((m.status_5xx, m.upstream_errors), (1, 1));
 }
 
+/// With `eject_unreachable` (the cluster's ingress), a backend that refuses a connection is
+/// picked no more until its owner marks it healthy again: one request fails, the next ones go
+/// to the live backend. Without it, round robin keeps sending every other request there.
+#[tokio::test]
+async fn an_unreachable_backend_is_ejected_only_when_asked() {
+    let live = named_upstream("live").await;
+    let dead = dead_addr().await;
+    for eject in [false, true] {
+        let lost = backend(dead);
+        let mut config = config();
+        config.eject_unreachable = eject;
+        let proxy = start(config, vec![route("/", vec![backend(live), lost.clone()])]);
+        let mut failed = 0;
+        for _ in 0..10 {
+            if get(proxy.local_addr(), "a", "/").await.status != StatusCode::OK {
+                failed += 1;
+            }
+        }
+        assert_eq!(
+            failed,
+            if eject { 1 } else { 5 },
+            "eject_unreachable {eject}"
+        );
+        assert_eq!(lost.is_healthy(), !eject);
+        if eject {
+            // Marked healthy again (a passed probe): picked again.
+            lost.set_healthy(true);
+            let mut failed = 0;
+            for _ in 0..4 {
+                if get(proxy.local_addr(), "a", "/").await.status != StatusCode::OK {
+                    failed += 1;
+                }
+            }
+            assert_eq!(failed, 1);
+        }
+    }
+}
+
 #[tokio::test]
 async fn slow_upstream_gets_504() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
