@@ -308,9 +308,9 @@ pub fn firewall_rules(s: &HostSettings) -> String {
     .collect();
     format!(
         "#!/usr/sbin/nft -f
-# Written by `dockhand setup`: inbound SSH, HTTP and HTTPS only (and a cluster's swarm ports
-# from its other nodes). Docker's own tables are
-# left alone (this file never flushes the ruleset).
+# Written by `dockhand setup`: inbound SSH, HTTP and HTTPS only (and a cluster's swarm
+# ports from its other nodes). Docker's own tables are left alone (this file never
+# flushes the ruleset).
 table inet dockhand
 delete table inet dockhand
 table inet dockhand {{
