@@ -14,7 +14,7 @@ use dockhand_config::NodeRole;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ClusterError;
-use crate::swarm::{engine, SwarmTimeouts};
+use crate::swarm::{engine, within, SwarmTimeouts};
 
 /// The port the managers listen on (Swarm's API and Raft).
 pub const SWARM_PORT: u16 = 2377;
@@ -296,19 +296,7 @@ impl NodeEngine {
         limit: Duration,
         fut: impl std::future::Future<Output = Result<T, bollard::errors::Error>>,
     ) -> Result<T, ClusterError> {
-        match tokio::time::timeout(limit, fut).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(ClusterError::Api {
-                host: self.host.clone(),
-                call,
-                reason: e.to_string(),
-            }),
-            Err(_) => Err(ClusterError::Timeout {
-                host: self.host.clone(),
-                call,
-                limit,
-            }),
-        }
+        within(&self.host, call, limit, fut).await
     }
 }
 

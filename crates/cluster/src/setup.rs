@@ -546,22 +546,7 @@ pub fn observe(sessions: &NodeSessions<'_>) -> Result<Vec<Observed>, crate::Tran
                             ),
                         ));
                     }
-                    let state = sessions.remote(
-                        node,
-                        "reading the node's swarm state",
-                        "swarm-state",
-                        None,
-                        Duration::from_secs(60),
-                    )?;
-                    let swarm: NodeSwarm = serde_json::from_slice(&state).map_err(|e| {
-                        transfer(
-                            node,
-                            RemoteError::refused(
-                                format!("node `{node}`'s dockhand answered `remote swarm-state` with something else than its JSON: {e}"),
-                                format!("install this version of dockhand there (`dockhand setup -d {node}`)"),
-                            ),
-                        )
-                    })?;
+                    let swarm = swarm_state(sessions, node, "reading the node's swarm state")?;
                     Ok(Observed {
                         node: node.clone(),
                         addr,
@@ -723,6 +708,24 @@ pub fn apply(
     })
 }
 
+/// `node`'s swarm state, as its `dockhand remote swarm-state` reports it.
+fn swarm_state(
+    sessions: &NodeSessions<'_>,
+    node: &str,
+    what: &str,
+) -> Result<NodeSwarm, crate::TransferError> {
+    let out = sessions.remote(node, what, "swarm-state", None, Duration::from_secs(60))?;
+    serde_json::from_slice(&out).map_err(|e| {
+        transfer(
+            node,
+            RemoteError::refused(
+                format!("node `{node}`'s dockhand answered `remote swarm-state` with something else than its JSON: {e}"),
+                format!("install this version of dockhand there (`dockhand setup -d {node}`)"),
+            ),
+        )
+    })
+}
+
 /// Polls the first manager until every node of `ids` is ready (at most two minutes).
 fn wait_ready(
     sessions: &NodeSessions<'_>,
@@ -733,22 +736,7 @@ fn wait_ready(
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut said = false;
     loop {
-        let out = sessions.remote(
-            head,
-            "reading the swarm's nodes",
-            "swarm-state",
-            None,
-            Duration::from_secs(60),
-        )?;
-        let state: NodeSwarm = serde_json::from_slice(&out).map_err(|e| {
-            transfer(
-                head,
-                RemoteError::refused(
-                    format!("the first manager's `dockhand remote swarm-state` answered something else than its JSON: {e}"),
-                    "install this version of dockhand there",
-                ),
-            )
-        })?;
+        let state = swarm_state(sessions, head, "reading the swarm's nodes")?;
         let waiting: Vec<&str> = ids
             .iter()
             .filter(|(_, id)| {

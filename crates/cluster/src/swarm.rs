@@ -716,24 +716,34 @@ impl Swarm {
         limit: Duration,
         fut: impl Future<Output = Result<T, bollard::errors::Error>>,
     ) -> Result<T, ClusterError> {
-        match tokio::time::timeout(limit, fut).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(ClusterError::Api {
-                host: self.host.clone(),
-                call,
-                reason: e.to_string(),
-            }),
-            Err(_) => Err(ClusterError::Timeout {
-                host: self.host.clone(),
-                call,
-                limit,
-            }),
-        }
+        within(&self.host, call, limit, fut).await
     }
 }
 
 /// A connection to the Docker Engine at `host` (`unix:///path` or `/path`), the API version
 /// negotiated down to the daemon's.
+/// Runs one Engine API call on `host` under `limit`, naming it in the error.
+pub(crate) async fn within<T>(
+    host: &str,
+    call: &'static str,
+    limit: Duration,
+    fut: impl Future<Output = Result<T, bollard::errors::Error>>,
+) -> Result<T, ClusterError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(ClusterError::Api {
+            host: host.to_string(),
+            call,
+            reason: e.to_string(),
+        }),
+        Err(_) => Err(ClusterError::Timeout {
+            host: host.to_string(),
+            call,
+            limit,
+        }),
+    }
+}
+
 pub(crate) async fn engine(host: &str, timeouts: SwarmTimeouts) -> Result<Docker, ClusterError> {
     let unreachable = |reason: String| ClusterError::Unreachable {
         host: host.to_string(),

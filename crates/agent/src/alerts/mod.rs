@@ -738,6 +738,19 @@ mod tests {
         }]
     }
 
+    /// The rules with `disk` pending for 600 s before it fires.
+    fn disk_for_ten_minutes() -> Vec<rules::Rule> {
+        let mut config = AlertsConfig::default();
+        config.rules.insert(
+            "disk".into(),
+            dockhand_config::RuleOverride {
+                r#for: Some(Duration::from_secs(600)),
+                ..Default::default()
+            },
+        );
+        rules::rules(&config)
+    }
+
     #[test]
     fn time_passing_is_no_step_and_a_jump_either_way_is_one() {
         let t0 = Instant::now();
@@ -764,15 +777,7 @@ mod tests {
 
     #[test]
     fn a_pending_alert_keeps_its_for_across_a_clock_stepped_forward() {
-        let mut config = AlertsConfig::default();
-        config.rules.insert(
-            "disk".into(),
-            dockhand_config::RuleOverride {
-                r#for: Some(Duration::from_secs(600)),
-                ..Default::default()
-            },
-        );
-        let rules = rules::rules(&config);
+        let rules = disk_for_ten_minutes();
         let repeat = Duration::from_secs(4 * 3600);
         let t0 = 1_700_000_000;
         let mut book = Book::default();
@@ -813,15 +818,7 @@ mod tests {
     #[test]
     fn without_the_shift_a_step_would_fire_the_pending_alert_at_once() {
         // The control for the test above: the rule's state machine alone counts wall seconds.
-        let mut config = AlertsConfig::default();
-        config.rules.insert(
-            "disk".into(),
-            dockhand_config::RuleOverride {
-                r#for: Some(Duration::from_secs(600)),
-                ..Default::default()
-            },
-        );
-        let rules = rules::rules(&config);
+        let rules = disk_for_ten_minutes();
         let repeat = Duration::from_secs(4 * 3600);
         let t0 = 1_700_000_000;
         let mut alerts = BTreeMap::new();
