@@ -957,3 +957,17 @@ fn run_ok(program: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// `[destinations.NAME]` of a `dockhand.toml` for each of `nodes`, reached over SSH by the
+/// names [`Cluster::ssh_config`] maps (`m1.invalid`, …).
+pub fn destinations_toml(nodes: &[&str]) -> String {
+    nodes
+        .iter()
+        .map(|n| format!("[destinations.{n}]\nhost = \"ssh://root@{n}.invalid\"\n"))
+        .collect()
+}
+
+/// A service's `health` line for the test app on port 8080, run by Swarm in the task. nc's
+/// input stays open a second: hyper drops an HTTP/1.0 request whose client half-closed
+/// before the request was read.
+pub const TESTAPP_SWARM_HEALTH: &str = "health = { command = \"(printf 'GET /health HTTP/1.0\\\\r\\\\n\\\\r\\\\n'; sleep 1) | nc -w 2 127.0.0.1 8080 | grep -q ' 200 '\", interval = \"2s\", timeout = \"10s\", unhealthy_threshold = 3 }";

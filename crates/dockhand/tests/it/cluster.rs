@@ -19,7 +19,7 @@ use std::time::Duration;
 use dockhand_test_support::docker::{
     ensure_test_images, unique_app, POSTGRES_IMAGE, TESTAPP_SHELL_IMAGE,
 };
-use dockhand_test_support::swarm::Cluster;
+use dockhand_test_support::swarm::{destinations_toml, Cluster, TESTAPP_SWARM_HEALTH};
 use dockhand_test_support::Load;
 
 use crate::sandbox;
@@ -65,17 +65,12 @@ fn wait_ingress(cluster: &Cluster, app: &str, addr: &str, version: &str) {
 /// official image's `POSTGRES_PASSWORD_FILE`, so it trusts the overlay; the password still
 /// reaches its task as a Swarm secret.
 fn toml(app: &str, version: &str, web_healthy: bool) -> String {
-    let health = "health = { command = \"(printf 'GET /health HTTP/1.0\\\\r\\\\n\\\\r\\\\n'; sleep 1) | nc -w 2 127.0.0.1 8080 | grep -q ' 200 '\", interval = \"2s\", timeout = \"10s\", unhealthy_threshold = 3 }";
+    let health = TESTAPP_SWARM_HEALTH;
+    let destinations = destinations_toml(&["m1", "w1", "w2"]);
     format!(
         r#"app = "{app}"
 
-[destinations.m1]
-host = "ssh://root@m1.invalid"
-[destinations.w1]
-host = "ssh://root@w1.invalid"
-[destinations.w2]
-host = "ssh://root@w2.invalid"
-
+{destinations}
 [cluster]
 engine = "swarm"
 managers = ["m1"]

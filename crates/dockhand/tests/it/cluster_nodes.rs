@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use dockhand_test_support::docker::TESTAPP_SHELL_IMAGE;
+use dockhand_test_support::swarm::{destinations_toml, TESTAPP_SWARM_HEALTH};
 use dockhand_test_support::{Load, LoadReport};
 
 use crate::cluster::{get_host, json, swarm_sandbox, wait_releases};
@@ -25,17 +26,12 @@ const CLIENTS: usize = 4;
 /// hostname of the node its task runs on (a Swarm template), so the load tells which node
 /// served each request. The agent watching the swarm alerts through a webhook at `receiver`.
 fn toml(app: &str, receiver: &str) -> String {
-    let health = "health = { command = \"(printf 'GET /health HTTP/1.0\\\\r\\\\n\\\\r\\\\n'; sleep 1) | nc -w 2 127.0.0.1 8080 | grep -q ' 200 '\", interval = \"2s\", timeout = \"10s\", unhealthy_threshold = 3 }";
+    let health = TESTAPP_SWARM_HEALTH;
+    let destinations = destinations_toml(&["m1", "w1", "w2"]);
     format!(
         r#"app = "{app}"
 
-[destinations.m1]
-host = "ssh://root@m1.invalid"
-[destinations.w1]
-host = "ssh://root@w1.invalid"
-[destinations.w2]
-host = "ssh://root@w2.invalid"
-
+{destinations}
 [cluster]
 engine = "swarm"
 managers = ["m1"]

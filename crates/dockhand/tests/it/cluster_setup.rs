@@ -21,21 +21,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dockhand_test_support::docker::{unique_app, TESTAPP_SHELL_IMAGE};
-use dockhand_test_support::swarm::Cluster;
+use dockhand_test_support::swarm::{destinations_toml, Cluster};
 
 use crate::sandbox;
 
 fn toml(app: &str) -> String {
+    let destinations = destinations_toml(&["m1", "w1", "w2"]);
     format!(
         r#"app = "{app}"
 
-[destinations.m1]
-host = "ssh://root@m1.invalid"
-[destinations.w1]
-host = "ssh://root@w1.invalid"
-[destinations.w2]
-host = "ssh://root@w2.invalid"
-
+{destinations}
 [cluster]
 engine = "swarm"
 managers = ["m1"]

@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dockhand_test_support::docker::{docker, unique_app, TESTAPP_SHELL_IMAGE};
-use dockhand_test_support::swarm::{Cluster, Node};
+use dockhand_test_support::swarm::{destinations_toml, Cluster, Node, TESTAPP_SWARM_HEALTH};
 use dockhand_test_support::Sandbox;
 use serde_json::{json, Value};
 
@@ -228,7 +228,7 @@ fn run(args: &Args) -> Value {
 /// every node. The health command is the cluster tests' (Swarm runs it in each task; the
 /// ingress probes the port itself).
 fn toml(app: &str, version: &str) -> String {
-    let health = "health = { command = \"(printf 'GET /health HTTP/1.0\\\\r\\\\n\\\\r\\\\n'; sleep 1) | nc -w 2 127.0.0.1 8080 | grep -q ' 200 '\", interval = \"2s\", timeout = \"10s\", unhealthy_threshold = 3 }";
+    let health = TESTAPP_SWARM_HEALTH;
     let mut services = String::new();
     for (name, replicas) in [("local", 1), ("remote", 1), ("spread", 2)] {
         services += &format!(
@@ -243,16 +243,11 @@ env = {{ VERSION = "{version}-{{{{.Node.Hostname}}}}" }}
 "#
         );
     }
+    let destinations = destinations_toml(&["m1", "w1", "w2"]);
     format!(
         r#"app = "{app}"
 
-[destinations.m1]
-host = "ssh://root@m1.invalid"
-[destinations.w1]
-host = "ssh://root@w1.invalid"
-[destinations.w2]
-host = "ssh://root@w2.invalid"
-
+{destinations}
 [cluster]
 engine = "swarm"
 managers = ["m1"]
