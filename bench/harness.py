@@ -1538,7 +1538,13 @@ def cluster_run_note(ctx):
     return (f"**This section's run:** `{ctx['command']}` on {ctx['date']} (took "
             f"{ctx['elapsed'] / 60:.1f} min), spliced into the report (the other sections "
             f"are from their own runs); the dockhand measured (the CLI and the ingress "
-            f"image) was {build}, `{exe}`. Load average {ctx['load_start']} at start, "
+            f"image) was {build}, `{exe}`"
+            + (": its CPU µs/request, latencies and memory are a debug binary's — compare the "
+               "ratios and the times, which Swarm and the probes bound rather than the proxy's "
+               "code, and re-run with a release build (`bench/run --only cluster "
+               "--dockhand-bin target/release/dockhand`) for absolute figures"
+               if "/debug/" in exe else "")
+            + f". Load average {ctx['load_start']} at start, "
             f"{ctx['load_end']} at end; {ctx['foreign_cpu_pct']:.0f}% of the machine's CPU "
             "time went to processes the harness did not start.")
 
@@ -1575,11 +1581,13 @@ def render_capacity(cap, exe):
            "memory, not its RSS." if debug else ""))
     lines.append("")
     lines.append(
-        f"**Per node, idle** (`F1`): first with no app deployed (a fresh swarm: the engine "
+        "**Per node, idle** (`F1`): first with no app deployed (a fresh swarm: the engine "
         "alone), then with the bench app (four tasks: `local`, `remote` and two of `spread`, "
         "the *tasks* column says where; the ingress on every node, probing each of the 4 "
         "tasks every second and asking Swarm's DNS for 3 services' tasks every second) and "
-        "the watch-only agent running on this host.")
+        "the watch-only agent running on this host. The platform's PSS (see `F4`) is below "
+        "its RSS here also because the three nodes' engines map the same executables on this "
+        "one machine: on a server of its own, a node's engine holds its RSS.")
     lines.append("")
     rows = []
     for phase, name in (("empty", "no app"), ("app", "bench app")):
@@ -2632,7 +2640,11 @@ def parse_args(argv):
                         "`dockhand-swarm-bench`, built when missing or without --no-build, "
                         "and measures the ingress to a task on another node against one on "
                         "its own, deploys to every node serving and a dead worker "
-                        "(--rounds runs and deploys, --duration, the smallest --conns)")
+                        "(--rounds runs and deploys, --duration, the smallest --conns), and "
+                        "the capacity figures (idle windows of --idle seconds, `spread` "
+                        "scaled to 10 and 20 replicas); `--only cluster` alone replaces only "
+                        "its section of an existing report (`--cluster-replay` rebuilds it "
+                        "from a saved results.json)")
     p.add_argument("--soak-minutes", type=float, default=30,
                    help="length of the soak run in minutes (default 30)")
     p.add_argument("--soak-interval", type=float, default=60,
