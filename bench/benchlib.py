@@ -868,6 +868,163 @@ def cluster_overlay_rows(summary):
     return rows
 
 
+# The capacity figures (issue 24 item 7; docs/capacity.md is built on them)
+
+# The engine's processes on a node, by command name (`/proc/PID/comm`, 15 bytes at most).
+ENGINE_PROCS = ("dockerd", "containerd", "containerd-shim")
+
+
+def _mib(kib):
+    return None if kib is None else kib / 1024
+
+
+def _pct(group, seconds):
+    """A group's CPU time over a window as a share of one core, in %."""
+    cpu = (group or {}).get("cpu_ms")
+    if cpu is None or not seconds:
+        return None
+    return cpu / (seconds * 1000) * 100
+
+
+def _group(node, kind, name):
+    return ((node or {}).get(kind) or {}).get(name) or {}
+
+
+def node_role(hostname):
+    """The fixture's hostnames say the role: `m1`… managers, `w1`… workers."""
+    return "manager" if hostname.startswith("m") else "worker"
+
+
+def capacity_footprint(window):
+    """Per node of an idle window (`capacity.rs`'s `window`): the engine's processes' and the
+    containers' memory (MiB) at its end and CPU (% of a core) over it. `tasks` sums every
+    container but the ingress."""
+    secs = window.get("seconds") or 0
+    out = {}
+    for host, node in sorted((window.get("nodes") or {}).items()):
+        row = {"role": node_role(host)}
+        for name in ENGINE_PROCS:
+            g = _group(node, "engine", name)
+            row[name] = {"count": g.get("count", 0), "rss_mib": _mib(g.get("rss_kib")),
+                         "anon_mib": _mib(g.get("anon_kib")), "cpu_pct": _pct(g, secs)}
+        ing = _group(node, "containers", "ingress")
+        row["ingress"] = {"count": ing.get("count", 0), "rss_mib": _mib(ing.get("rss_kib")),
+                          "anon_mib": _mib(ing.get("anon_kib")),
+                          "file_mib": _mib(ing.get("file_kib")), "cpu_pct": _pct(ing, secs)}
+        tasks = [g for n, g in (node.get("containers") or {}).items() if n != "ingress"]
+        row["tasks"] = {"count": sum(g.get("count", 0) for g in tasks),
+                        "rss_mib": _mib(sum(g.get("rss_kib", 0) for g in tasks))}
+        engine = [_group(node, "engine", n) for n in ENGINE_PROCS]
+        row["platform_mib"] = _mib(sum(g.get("rss_kib", 0) for g in engine)
+                                   + ing.get("rss_kib", 0))
+        row["platform_pss_mib"] = _mib(sum(g.get("pss_kib", 0) for g in engine)
+                                       + ing.get("pss_kib", 0))
+        cpus = [_pct(g, secs) for g in engine + [ing]]
+        row["platform_cpu_pct"] = sum(c for c in cpus if c is not None)
+        out[host] = row
+    return out
+
+
+def raft_growth(samples):
+    """The Raft store and configs after each release (`capacity.rs`'s `raft` samples, the
+    first taken before any release): the medians over consecutive releases of what one more
+    release added (configs, their data, WAL bytes written, the manager's dockerd RSS), and
+    the last sample."""
+    rel = [s for s in samples if s.get("after") != "no release"]
+    deltas = {k: [] for k in ("configs", "config_bytes", "wal_written_bytes",
+                              "dockerd_rss_kib")}
+    for a, b in zip(rel, rel[1:]):
+        for k in deltas:
+            if a.get(k) is not None and b.get(k) is not None:
+                deltas[k].append(b[k] - a[k])
+    return {
+        "releases": len(rel),
+        "per_release": {k: median(v) for k, v in deltas.items()},
+        "last": samples[-1] if samples else {},
+        "first": samples[0] if samples else {},
+    }
+
+
+def scale_steps(steps, service="spread"):
+    """Per scale step with a window: replicas, time to converge, and on the nodes that ran the
+    service's tasks their count, the tasks' memory, the shims', dockerd's and containerd's;
+    the CPU of the workers' engine and tasks and of every ingress over the window. Then per
+    added replica, from the first step to the last: the memory (tasks, shims, engine) and CPU
+    each one added, and the ingress's CPU per probe (each ingress probes each routed task once
+    a second: `dockhand ingress --interval-ms 1000`). The nodes counted are the same at every
+    step: those that ran the service's tasks at any step (start-first updates may have left
+    all of them on one node before the first step)."""
+    hosts = sorted({h for st in steps for h, node in ((st.get("window") or {}).get("nodes")
+                                                      or {}).items()
+                    if (node.get("containers") or {}).get(service)})
+    rows = []
+    for st in steps:
+        w = st.get("window")
+        if not w:
+            continue
+        secs = w.get("seconds") or 0
+        nodes = w.get("nodes") or {}
+        row = {"replicas": st["replicas"], "converge_ms": st.get("converge_ms"), "seconds": secs,
+               "per_node": {}, "tasks_mib": 0.0, "shims_mib": 0.0, "engine_mib": 0.0,
+               "tasks_pss_mib": 0.0, "shims_pss_mib": 0.0, "engine_pss_mib": 0.0,
+               "workload_cpu_pct": 0.0, "ingress_cpu_pct": 0.0, "ingress_nodes": 0,
+               "routed_tasks": 0}
+        for host, node in sorted(nodes.items()):
+            ing = _group(node, "containers", "ingress")
+            if ing:
+                row["ingress_nodes"] += 1
+                row["ingress_cpu_pct"] += _pct(ing, secs) or 0.0
+            task_groups = {n: g for n, g in (node.get("containers") or {}).items()
+                           if n != "ingress"}
+            row["routed_tasks"] += sum(g.get("count", 0) for g in task_groups.values())
+            if host not in hosts:
+                continue
+            row["per_node"][host] = (task_groups.get(service) or {}).get("count", 0)
+            shim = _group(node, "engine", "containerd-shim")
+            engine = [_group(node, "engine", n) for n in ("dockerd", "containerd")]
+            for unit, key in (("rss_kib", ""), ("pss_kib", "_pss")):
+                row[f"tasks{key}_mib"] += _mib(sum(g.get(unit, 0) for g in task_groups.values()))
+                row[f"shims{key}_mib"] += _mib(shim.get(unit, 0))
+                row[f"engine{key}_mib"] += _mib(sum(g.get(unit, 0) for g in engine))
+            for g in engine + [shim] + list(task_groups.values()):
+                row["workload_cpu_pct"] += _pct(g, secs) or 0.0
+        rows.append(row)
+    per = {}
+    if len(rows) >= 2 and rows[-1]["replicas"] != rows[0]["replicas"]:
+        a, b = rows[0], rows[-1]
+        n = b["replicas"] - a["replicas"]
+        for k in ("tasks_mib", "shims_mib", "engine_mib", "tasks_pss_mib", "shims_pss_mib",
+                  "engine_pss_mib", "workload_cpu_pct"):
+            per[k] = (b[k] - a[k]) / n
+        per["total_mib"] = per["tasks_mib"] + per["shims_mib"] + per["engine_mib"]
+        per["total_pss_mib"] = (per["tasks_pss_mib"] + per["shims_pss_mib"]
+                                + per["engine_pss_mib"])
+        probes = (b["routed_tasks"] - a["routed_tasks"]) * b["ingress_nodes"]
+        # % of a core over probes per second → CPU µs per probe (1 % of a core = 10 ms/s).
+        per["ingress_us_per_probe"] = ((b["ingress_cpu_pct"] - a["ingress_cpu_pct"]) * 10_000
+                                       / probes if probes else None)
+    return {"steps": rows, "per_replica": per}
+
+
+def idle_agent_figures(doc):
+    """The single-host idle agent's RSS and its anonymous and file parts (MiB) from the
+    "Idle agent" section of a BENCHMARKS.md, or None: the peer of the cluster's ingress."""
+    import re
+    lines = doc.split("\n")
+    try:
+        i = lines.index("## Idle agent with the bundled example")
+    except ValueError:
+        return None
+    for line in lines[i + 1:]:
+        if line.startswith("## "):
+            return None
+        m = re.match(r"\|\s*([\d.]+) MiB\s*\|\s*([\d.]+) / ([\d.]+) MiB\s*\|", line)
+        if m:
+            return {"rss_mib": float(m.group(1)), "anon_mib": float(m.group(2)),
+                    "file_mib": float(m.group(3))}
+    return None
+
+
 def cluster_goals(cl):
     """Issue 24's benchmark figures as rows of the goals table: reported, no goal named."""
     names = ("ingress CPU per request and p99, a task on another node over the overlay vs on "

@@ -1383,7 +1383,10 @@ def cluster_stage(exe, args, budget):
     conns = min(args.conns)
     deploys = args.rounds
     argv = [str(helper), "--dockhand-bin", str(exe), "--rounds", str(args.rounds),
-            "--duration", str(args.duration), "--conns", str(conns), "--deploys", str(deploys)]
+            "--duration", str(args.duration), "--conns", str(conns), "--deploys", str(deploys),
+            "--idle", str(args.idle)]
+    if args.quick:
+        argv += ["--scale", "6", "--scale-window", "5"]
     log(" ".join(argv))
     # Its progress goes to our stderr; the JSON comes on stdout. Killed by a timeout or a
     # signal, it leaves its namespaces behind: the next swarm started removes them.
@@ -1392,22 +1395,48 @@ def cluster_stage(exe, args, budget):
         raise RuntimeError(f"{SWARM_BENCH} failed with exit code {r.returncode} (its output "
                            "above)")
     raw = json.loads(r.stdout)
+    report = args.out if args.out.is_file() else ROOT / "BENCHMARKS.md"
+    out = cluster_summary(raw, {"exe": str(exe), "conns": conns, "duration": args.duration,
+                                "cores": len(os.sched_getaffinity(0))},
+                          report.read_text() if report.is_file() else "")
+    out["raw"] = raw
+    return out
+
+
+def cluster_summary(raw, run, report):
+    """The cluster section's figures from `dockhand-swarm-bench`'s JSON (`raw`), the run's
+    own facts (`run`: exe, conns, duration, cores) and the report it goes into (for the
+    single-host idle agent, the ingress's peer)."""
+    cap = raw.get("capacity") or {}
     return {
-        "conns": conns,
-        "duration": args.duration,
-        "cores": len(os.sched_getaffinity(0)),
+        **run,
+        "capacity": {
+            "idle_seconds": cap.get("idle_seconds"),
+            "empty": bl.capacity_footprint(cap.get("idle_empty") or {}),
+            "app": bl.capacity_footprint(cap.get("idle_app") or {}),
+            "agent": ((cap.get("idle_app") or {}).get("processes") or {}).get("agent"),
+            "agent_error": (cap.get("idle_app") or {}).get("agent_error"),
+            "raft": bl.raft_growth(cap.get("raft") or []),
+            "raft_samples": cap.get("raft") or [],
+            "scale": bl.scale_steps(cap.get("scale") or [], cap.get("scale_service", "spread")),
+            "scale_back": [s for s in (cap.get("scale") or []) if not s.get("window")],
+            "overlay": cap.get("overlay"),
+            "overlay_scaled": cap.get("overlay_scaled"),
+            "idle_agent": bl.idle_agent_figures(report),
+        },
         "cluster_start_ms": raw["cluster_start_ms"],
         "placement": raw["placement"],
         "first_deploy": raw["first_deploy"],
         "overlay": bl.cluster_overlay_summary(raw["overlay"]),
         "deploys": bl.cluster_deploy_summary(raw["deploys"]),
         "dead_node": bl.cluster_dead_summary(raw["dead_node"]),
-        "raw": raw,
     }
 
 
-def render_cluster(cl):
+def render_cluster(cl, run_note=None):
     lines = ["## Swarm cluster (issue 24)", ""]
+    if run_note:
+        lines += [run_note, ""]
     if isinstance(cl, str):
         return lines + [cl, ""]
     pl = cl["placement"]
@@ -1495,7 +1524,233 @@ def render_cluster(cl):
     lines.append(bl.md_table(["clients", "last answer from w1's task", "failed requests",
                               "first / last failure", "last routed to w1"], rows))
     lines.append("")
+    if cl.get("capacity"):
+        lines += render_capacity(cl["capacity"], cl.get("exe", ""))
     return lines
+
+
+def cluster_run_note(ctx):
+    """The line that dates a cluster section spliced into a report by `--only cluster`."""
+    exe = (ctx.get("cluster") or {}).get("exe", "") if isinstance(ctx.get("cluster"), dict) \
+        else ""
+    build = ("a **debug build**" if "/debug/" in exe else
+             "a release build" if "/release/" in exe else "the binary named")
+    return (f"**This section's run:** `{ctx['command']}` on {ctx['date']} (took "
+            f"{ctx['elapsed'] / 60:.1f} min), spliced into the report (the other sections "
+            f"are from their own runs); the dockhand measured (the CLI and the ingress "
+            f"image) was {build}, `{exe}`"
+            + (": its CPU µs/request, latencies and memory are a debug binary's — compare the "
+               "ratios and the times, which Swarm and the probes bound rather than the proxy's "
+               "code, and re-run with a release build (`bench/run --only cluster "
+               "--dockhand-bin target/release/dockhand`) for absolute figures"
+               if "/debug/" in exe else "")
+            + f". Load average {ctx['load_start']} at start, "
+            f"{ctx['load_end']} at end; {ctx['foreign_cpu_pct']:.0f}% of the machine's CPU "
+            "time went to processes the harness did not start.")
+
+
+def _mib(v, digits=1):
+    return "—" if v is None else f"{v:,.{digits}f} MiB"
+
+
+def _pct(v):
+    return "—" if v is None else f"{v:.2f}%"
+
+
+def render_capacity(cap, exe):
+    """The capacity figures of the cluster section (docs/capacity.md cites them)."""
+    lines = ["### Capacity figures", ""]
+    secs = cap.get("idle_seconds")
+    debug = "/debug/" in exe
+    lines.append(
+        "What the platform holds on each node and what each replica adds, on the same "
+        "three-node swarm (`capacity.rs` in the bench). Memory is `VmRSS` from `/proc/PID/"
+        "status` (the anonymous part, `RssAnon` — heap and stacks, what the process itself "
+        "holds — beside it where it matters; the rest is mapped files, shared and reclaimable), "
+        "a container's the sum over the processes of its memory cgroup; CPU is "
+        "`/proc/PID/stat`'s utime+stime for the engine's processes (the node's `dockerd`, the "
+        "`containerd` it started and the `containerd-shim`s, found by their command lines "
+        "naming the node's directory) and the `cpuacct` cgroup for a container (which keeps "
+        "the time of the health commands Swarm runs in it), over the window, as a share of "
+        f"one core. Idle windows are {secs} s (not a minute: the stage's run time), after 5 s "
+        "(scale steps) or 12 s (the app) to settle. All three nodes share this machine's "
+        "kernel, so the per-process figures are what a node's processes hold; a real server "
+        "adds its OS (systemd, sshd, journald: not measured here)."
+        + (" **The ingress ran the debug build** of `dockhand`, whose mapped file pages (its "
+           "executable) are several times a release build's: read the ingress's anonymous "
+           "memory, not its RSS." if debug else ""))
+    lines.append("")
+    lines.append(
+        "**Per node, idle** (`F1`): first with no app deployed (a fresh swarm: the engine "
+        "alone), then with the bench app (four tasks: `local`, `remote` and two of `spread`, "
+        "the *tasks* column says where; the ingress on every node, probing each of the 4 "
+        "tasks every second and asking Swarm's DNS for 3 services' tasks every second) and "
+        "the watch-only agent running on this host. The platform's PSS (see `F4`) is below "
+        "its RSS here also because the three nodes' engines map the same executables on this "
+        "one machine: on a server of its own, a node's engine holds its RSS.")
+    lines.append("")
+    rows = []
+    for phase, name in (("empty", "no app"), ("app", "bench app")):
+        for host, r in (cap.get(phase) or {}).items():
+            d, c, sh, ing = r["dockerd"], r["containerd"], r["containerd-shim"], r["ingress"]
+            rows.append([
+                name, f"{host} ({r['role']})",
+                f"{_mib(d['rss_mib'])} ({_mib(d['anon_mib'])} anon)", _pct(d["cpu_pct"]),
+                _mib(c["rss_mib"]), _pct(c["cpu_pct"]),
+                f"{sh['count']}: {_mib(sh['rss_mib'])}" if sh["count"] else "0",
+                f"{_mib(ing['rss_mib'])} ({_mib(ing['anon_mib'])} anon), "
+                f"{_pct(ing['cpu_pct'])}" if ing["count"] else "—",
+                f"{r['tasks']['count']}: {_mib(r['tasks']['rss_mib'])}"
+                if r["tasks"]["count"] else "0",
+                f"{_mib(r['platform_mib'])} (PSS {_mib(r.get('platform_pss_mib'))}), "
+                f"{_pct(r['platform_cpu_pct'])}",
+            ])
+    lines.append(bl.md_table(
+        ["", "node", "dockerd RSS", "dockerd CPU", "containerd RSS", "containerd CPU",
+         "shims", "ingress (RSS, CPU)", "tasks", "platform (engine + shims + ingress)"],
+        rows))
+    lines.append("")
+    agent, peer = cap.get("agent"), cap.get("idle_agent")
+    ings = [r["ingress"] for r in (cap.get("app") or {}).values() if r["ingress"]["count"]]
+    ing_rss = bl.median([i["rss_mib"] for i in ings])
+    ing_anon = bl.median([i["anon_mib"] for i in ings])
+    ing_file = bl.median([i["file_mib"] for i in ings])
+    ing_cpu = bl.median([i["cpu_pct"] for i in ings])
+    rows = [["the ingress task (median of the 3 nodes)", _mib(ing_rss),
+             f"{_mib(ing_anon)} / {_mib(ing_file)}", _pct(ing_cpu),
+             bl.fmt_ratio(bl.ratio(ing_rss, peer and peer["rss_mib"])),
+             bl.fmt_ratio(bl.ratio(ing_anon, peer and peer["anon_mib"]))]]
+    if agent:
+        a_rss, a_anon, a_file = (bl._mib(agent.get(k)) for k in ("rss_kib", "anon_kib",
+                                                                    "file_kib"))
+        a_cpu = None if agent.get("cpu_ms") is None or not secs else \
+            agent["cpu_ms"] / (secs * 1000) * 100
+        rows.append(["the watch-only agent (`dockhand agent` in the project, on the first "
+                     "manager's host)", _mib(a_rss), f"{_mib(a_anon)} / {_mib(a_file)}",
+                     _pct(a_cpu), bl.fmt_ratio(bl.ratio(a_rss, peer and peer["rss_mib"])),
+                     bl.fmt_ratio(bl.ratio(a_anon, peer and peer["anon_mib"]))])
+    else:
+        rows.append(["the watch-only agent", "not measured: it did not answer within 60 s",
+                     "", "", "", ""])
+    lines.append(
+        "**Dockhand's own processes** (`F2`), in the same window, against the single-host "
+        "idle agent of the section above (its proxy included; "
+        + (f"{peer['rss_mib']} MiB, {peer['anon_mib']} MiB anonymous" if peer else
+           "not in this report") + ").")
+    lines.append("")
+    lines.append(bl.md_table(["process", "RSS", "anonymous / file", "CPU",
+                              "RSS × idle agent", "anonymous × idle agent"], rows))
+    lines.append("")
+    rg = cap.get("raft") or {}
+    per = rg.get("per_release") or {}
+    samples = cap.get("raft_samples") or []
+    lines.append(
+        "**The Raft store per release** (`F3`): the first manager's `swarm/raft` directory "
+        "after each release (the write-ahead log's bytes written: the segment is 64 MiB "
+        "preallocated and zero-filled, so its written part is up to the last byte that is not "
+        "zero; the snapshots' size) and the swarm's configs (`docker config ls`, their data "
+        "summed: the release history is one config per release, the ingress's configuration "
+        "one per routing digest). Per release, median of "
+        f"{max(rg.get('releases', 1) - 1, 0)} consecutive release(s): "
+        f"+{_count(per.get('configs'))} config(s), "
+        f"+{bl.fmt_num(_kib(per.get('config_bytes')))} KiB of config data, "
+        f"+{bl.fmt_num(_kib(per.get('wal_written_bytes')))} KiB of WAL, "
+        f"{_signed_mib(per.get('dockerd_rss_kib'))} of the manager's dockerd RSS.")
+    lines.append("")
+    rows = [[s.get("after"), s.get("configs"), f"{bl.fmt_num(_kib(s.get('config_bytes')))} KiB",
+             f"{bl.fmt_num(_kib(s.get('wal_written_bytes')))} KiB in {s.get('wal_files')} "
+             f"segment(s) ({bl.fmt_num((s.get('wal_allocated_bytes') or 0) / 1048576)} MiB "
+             "allocated)",
+             f"{s.get('snap_files')} ({bl.fmt_num(_kib(s.get('snap_bytes')))} KiB)",
+             _mib(bl._mib(s.get("dockerd_rss_kib")))] for s in samples]
+    lines.append(bl.md_table(["after", "configs", "config data", "WAL written", "snapshots",
+                              "m1 dockerd RSS"], rows))
+    lines.append("")
+    sc = cap.get("scale") or {}
+    steps = sc.get("steps") or []
+    pr = sc.get("per_replica") or {}
+    back = cap.get("scale_back") or []
+    win = f"{steps[0]['seconds']:.0f} s " if steps else ""
+    lines.append(
+        "**Replicas** (`F4`): `spread` (placed on the workers) scaled with `docker service "
+        "scale` from 2 through each step; *converged* is from the command until Swarm lists "
+        "every task running (with a health check a task runs only once healthy: its "
+        "`health.command` every 2 s), then 5 s to settle and a "
+        f"{win}window measured "
+        "on the workers (the tasks of every service there, the shims, dockerd and containerd) "
+        "and on every ingress (each probes every routed task once a second). RSS counts the "
+        "pages a process shares with others (the shims' executable, the replicas' binary) "
+        "once per process; PSS (`/proc/PID/smaps_rollup`) divides each shared page among the "
+        "processes mapping it, so PSS sums to what the node's memory holds."
+        + (" Then back to 2 replicas (for the dead-node phase)." if back else ""))
+    lines.append("")
+    rows = []
+    for st in steps:
+        on = ", ".join(f"{h}: {n}" for h, n in st["per_node"].items())
+        rows.append([f"{st['replicas']} ({on})",
+                     "—" if st["converge_ms"] is None else f"{bl.fmt_num(st['converge_ms'])} ms",
+                     f"{_mib(st['tasks_mib'])} / {_mib(st['tasks_pss_mib'])}",
+                     f"{_mib(st['shims_mib'])} / {_mib(st['shims_pss_mib'])}",
+                     f"{_mib(st['engine_mib'])} / {_mib(st['engine_pss_mib'])}",
+                     _pct(st["workload_cpu_pct"]),
+                     f"{_pct(st['ingress_cpu_pct'])} ({st['routed_tasks']} tasks × "
+                     f"{st['ingress_nodes']} ingress = {st['routed_tasks'] * st['ingress_nodes']}"
+                     " probes/s)"])
+    if pr:
+        rows.append(["per added replica", "",
+                     f"{_mib(pr['tasks_mib'], 2)} / {_mib(pr['tasks_pss_mib'], 2)}",
+                     f"{_mib(pr['shims_mib'], 2)} / {_mib(pr['shims_pss_mib'], 2)}",
+                     f"{_mib(pr['engine_mib'], 2)} / {_mib(pr['engine_pss_mib'], 2)}",
+                     _pct(pr["workload_cpu_pct"]),
+                     f"{bl.fmt_num(pr['ingress_us_per_probe'])} µs of ingress CPU per probe"])
+    lines.append(bl.md_table(["replicas (per worker)", "converged",
+                              "workers' tasks RSS / PSS", "workers' shims RSS / PSS",
+                              "workers' dockerd + containerd RSS / PSS",
+                              "workers' CPU (engine, shims, tasks)", "ingress CPU, all nodes"],
+                             rows))
+    lines.append("")
+    if pr:
+        lines.append(
+            f"Each replica added {_mib(pr['total_pss_mib'], 2)} of PSS on its node in all "
+            f"(`F5`; {_mib(pr['total_mib'], 2)} of RSS, which counts shared pages once per "
+            f"process): the task's own processes {_mib(pr['tasks_pss_mib'], 2)} (the test app, "
+            f"a small Rust HTTP server; an app's own memory replaces this), its "
+            f"`containerd-shim` {_mib(pr['shims_pss_mib'], 2)}, the node's dockerd and "
+            f"containerd {_mib(pr['engine_pss_mib'], 2)}. And "
+            f"{_pct(pr['workload_cpu_pct'])} of a core on its node, idle: mostly the "
+            "`health.command` Swarm runs in it every 2 s (an exec through dockerd, containerd, "
+            "the shim and runc, then `sh`, `nc` and `sleep` in the task).")
+        lines.append("")
+    ov, ovs = cap.get("overlay") or {}, cap.get("overlay_scaled") or {}
+    if ov:
+        def endpoints(o):
+            return ", ".join(f"{h}: {n['endpoints']} ({n['lb_endpoints']} `lb-`)"
+                             for h, n in sorted((o.get("nodes") or {}).items()))
+        total = sum(n["endpoints"] for n in (ovs.get("nodes") or {}).values())
+        lines.append(
+            f"**The overlay's addresses** (`F6`): the app's network `{ov.get('network')}` got "
+            f"the subnet `{ov.get('subnet')}` from Swarm's default pool. Endpoints on it per "
+            f"node (`docker network inspect`, each holding one address; `lb-` is the node's "
+            f"load-balancer endpoint, named `<network>-endpoint`) with the bench app: "
+            f"{endpoints(ov)}"
+            + (f"; at the last scale step: {endpoints(ovs)} — {total} addresses in use"
+               if ovs else "") + ".")
+        lines.append("")
+    return lines
+
+
+def _kib(b):
+    return None if b is None else b / 1024
+
+
+def _count(n):
+    return "—" if n is None else f"{n:g}"
+
+
+def _signed_mib(kib):
+    if kib is None:
+        return "—"
+    return f"{kib / 1024:+.2f} MiB"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -2385,7 +2640,11 @@ def parse_args(argv):
                         "`dockhand-swarm-bench`, built when missing or without --no-build, "
                         "and measures the ingress to a task on another node against one on "
                         "its own, deploys to every node serving and a dead worker "
-                        "(--rounds runs and deploys, --duration, the smallest --conns)")
+                        "(--rounds runs and deploys, --duration, the smallest --conns), and "
+                        "the capacity figures (idle windows of --idle seconds, `spread` "
+                        "scaled to 10 and 20 replicas); `--only cluster` alone replaces only "
+                        "its section of an existing report (`--cluster-replay` rebuilds it "
+                        "from a saved results.json)")
     p.add_argument("--soak-minutes", type=float, default=30,
                    help="length of the soak run in minutes (default 30)")
     p.add_argument("--soak-interval", type=float, default=60,
@@ -2394,6 +2653,10 @@ def parse_args(argv):
     p.add_argument("--soak-replay", type=Path, metavar="RESULTS_JSON",
                    help="do not run the soak: rebuild its plots and section from a run's "
                         "results.json (bench/soak/results.json), e.g. after a merge")
+    p.add_argument("--cluster-replay", type=Path, metavar="RESULTS_JSON",
+                   help="do not run the cluster stage: rebuild its section from a `--only "
+                        "cluster` run's results.json (target/bench/results.json) and splice it "
+                        "into the report, e.g. after a change to the summaries")
     p.add_argument("--fuzz-summary", type=Path,
                    help="the `scripts/fuzz` summary reported in the fuzzing section (default "
                         "target/fuzz-summary.txt)")
@@ -2424,6 +2687,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.cluster_replay:
+        return cluster_replay(args)
     if not sys.platform.startswith("linux"):
         print("bench/run: needs Linux (/proc, taskset)", file=sys.stderr)
         return 2
@@ -2589,7 +2854,13 @@ def main(argv=None):
     ctx["load_end"] = loadavg()
     ctx["elapsed"] = elapsed
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    if stages == {"soak"} and args.out.is_file():
+    if stages == {"cluster"} and args.out.is_file():
+        # The other sections stay as their own runs wrote them.
+        doc = sl.splice_section(args.out.read_text(),
+                                render_cluster(ctx["cluster"], cluster_run_note(ctx)),
+                                ("## GitOps",) + SECTIONS_BEFORE)
+        args.out.write_text(doc)
+    elif stages == {"soak"} and args.out.is_file():
         # The other sections stay as the last full run wrote them.
         doc = args.out.read_text()
         for section in (soak_lines(ctx, args), fuzz_lines(args, doc)):
@@ -2603,6 +2874,23 @@ def main(argv=None):
                                                 if k not in ("args", "proxy")},
                                     "raw": raw}, indent=1, default=str))
     log(f"wrote {args.out} (raw runs in {raw_path}) in {elapsed / 60:.1f} min")
+    return 0
+
+
+def cluster_replay(args):
+    """`--cluster-replay`: the cluster section rebuilt from a saved run and spliced in."""
+    saved = json.loads(args.cluster_replay.read_text())
+    ctx = dict(saved["context"])
+    raw = saved["raw"].get("cluster")
+    if not isinstance(ctx.get("cluster"), dict) or raw is None:
+        print(f"bench/run: {args.cluster_replay} holds no cluster run", file=sys.stderr)
+        return 2
+    run = {k: ctx["cluster"].get(k) for k in ("exe", "conns", "duration", "cores")}
+    doc = args.out.read_text() if args.out.is_file() else ""
+    ctx["cluster"] = cluster_summary(raw, run, doc)
+    section = render_cluster(ctx["cluster"], cluster_run_note(ctx))
+    args.out.write_text(sl.splice_section(doc, section, ("## GitOps",) + SECTIONS_BEFORE))
+    log(f"wrote the cluster section of {args.out} from {args.cluster_replay}")
     return 0
 
 

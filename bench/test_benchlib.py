@@ -518,3 +518,129 @@ class Cluster(unittest.TestCase):
         missing = bl.cluster_goals("not run: no Docker Engine answers")
         self.assertEqual([g[2] for g in missing], ["not measured"] * 3)
         self.assertEqual(missing[0][1], "not run: no Docker Engine answers")
+
+
+class Capacity(unittest.TestCase):
+    @staticmethod
+    def _g(count, rss_kib, cpu_ms, anon_kib=None):
+        return {"count": count, "rss_kib": rss_kib, "anon_kib": anon_kib or rss_kib // 2,
+                "file_kib": rss_kib - (anon_kib or rss_kib // 2), "pss_kib": rss_kib // 4,
+                "cpu_ms": cpu_ms}
+
+    def test_footprint_sums_the_platform_and_keeps_the_tasks_apart(self):
+        g = self._g
+        w = {"seconds": 10.0, "nodes": {
+            "m1": {"engine": {"dockerd": g(1, 40 * 1024, 100.0),
+                              "containerd": g(1, 20 * 1024, 50.0),
+                              "containerd-shim": g(2, 8 * 1024, 10.0),
+                              "sshd": g(1, 5 * 1024, 0.0)},
+                   "containers": {"ingress": g(1, 12 * 1024, 40.0),
+                                  "local": g(1, 4 * 1024, None)}},
+            "w1": {"engine": {"dockerd": g(1, 30 * 1024, 0.0)}, "containers": {}}}}
+        f = bl.capacity_footprint(w)
+        m1 = f["m1"]
+        self.assertEqual(m1["role"], "manager")
+        self.assertEqual(f["w1"]["role"], "worker")
+        self.assertAlmostEqual(m1["dockerd"]["rss_mib"], 40.0)
+        self.assertAlmostEqual(m1["dockerd"]["cpu_pct"], 1.0)  # 100 ms in 10 s
+        self.assertEqual(m1["containerd-shim"]["count"], 2)
+        # The node's sshd (the fixture's) is not the platform's.
+        self.assertAlmostEqual(m1["platform_mib"], 40 + 20 + 8 + 12)
+        self.assertAlmostEqual(m1["platform_pss_mib"], (40 + 20 + 8 + 12) / 4)
+        self.assertAlmostEqual(m1["platform_cpu_pct"], 1.0 + 0.5 + 0.1 + 0.4)
+        self.assertEqual(m1["tasks"], {"count": 1, "rss_mib": 4.0})
+        self.assertEqual(f["w1"]["ingress"]["count"], 0)
+        self.assertIsNone(f["w1"]["containerd"]["rss_mib"])
+
+    def test_raft_growth_is_the_median_step_between_releases(self):
+        samples = [
+            {"after": "no release", "configs": 0, "config_bytes": 0, "wal_written_bytes": 1000,
+             "dockerd_rss_kib": 50_000},
+            {"after": "r1", "configs": 3, "config_bytes": 9000, "wal_written_bytes": 60_000,
+             "dockerd_rss_kib": 60_000},
+            {"after": "r2", "configs": 4, "config_bytes": 12_000, "wal_written_bytes": 80_000,
+             "dockerd_rss_kib": 61_000},
+            {"after": "r3", "configs": 5, "config_bytes": 15_500, "wal_written_bytes": 110_000,
+             "dockerd_rss_kib": 61_500},
+            {"after": "r4", "configs": 6, "config_bytes": 18_500, "wal_written_bytes": 125_000,
+             "dockerd_rss_kib": 61_700},
+        ]
+        r = bl.raft_growth(samples)
+        self.assertEqual(r["releases"], 4)
+        per = r["per_release"]
+        self.assertEqual(per["configs"], 1)
+        self.assertEqual(per["config_bytes"], 3000)
+        self.assertEqual(per["wal_written_bytes"], 20_000)
+        self.assertEqual(per["dockerd_rss_kib"], 500)
+        self.assertEqual(r["last"]["after"], "r4")
+        self.assertEqual(bl.raft_growth([])["per_release"]["configs"], None)
+
+    def test_scale_steps_give_what_each_added_replica_costs(self):
+        g = self._g
+
+        def step(replicas, per_worker, ingress_ms):
+            nodes = {"m1": {"engine": {}, "containers": {"ingress": g(1, 10 * 1024, ingress_ms),
+                                                         "local": g(1, 3 * 1024, 0.0)}}}
+            for h in ("w1", "w2"):
+                nodes[h] = {"engine": {"dockerd": g(1, (40 + per_worker) * 1024, 100.0),
+                                       "containerd": g(1, 20 * 1024, 0.0),
+                                       "containerd-shim": g(per_worker + 1,
+                                                            (per_worker + 1) * 1024, 0.0)},
+                            "containers": {"ingress": g(1, 10 * 1024, ingress_ms),
+                                           "spread": g(per_worker, per_worker * 4 * 1024,
+                                                       per_worker * 10.0)}}
+            return {"replicas": replicas, "converge_ms": 1000.0 * replicas,
+                    "window": {"seconds": 10.0, "nodes": nodes}}
+
+        steps = [step(2, 1, 100.0), step(10, 5, 180.0), {"replicas": 2, "converge_ms": 500.0}]
+        s = bl.scale_steps(steps)
+        self.assertEqual(len(s["steps"]), 2)  # the step without a window is not a row
+        first, last = s["steps"]
+        self.assertEqual(first["per_node"], {"w1": 1, "w2": 1})
+        self.assertEqual(last["per_node"], {"w1": 5, "w2": 5})
+        self.assertEqual(last["ingress_nodes"], 3)
+        self.assertEqual(last["routed_tasks"], 11)  # local on m1, 5 spread on each worker
+        per = s["per_replica"]
+        self.assertAlmostEqual(per["tasks_mib"], 4.0)
+        self.assertAlmostEqual(per["shims_mib"], 1.0)
+        self.assertAlmostEqual(per["engine_mib"], 1.0)
+        self.assertAlmostEqual(per["total_mib"], 6.0)
+        # PSS: a quarter of each RSS in the fixture.
+        self.assertAlmostEqual(per["shims_pss_mib"], 0.25)
+        self.assertAlmostEqual(per["total_pss_mib"], 1.5)
+        # 8 more tasks probed by 3 ingresses: 24 probes/s more; the three ingresses spent
+        # 3 × 80 ms more in 10 s (2.4 % of a core): 24 ms/s over 24 probes/s = 1,000 µs each.
+        self.assertAlmostEqual(per["ingress_us_per_probe"], 1000.0)
+        # Each spread task 10 ms in 10 s: 0.1 % of a core per replica.
+        self.assertAlmostEqual(per["workload_cpu_pct"], 0.1)
+        self.assertEqual(bl.scale_steps(steps[:1])["per_replica"], {})
+
+    def test_scale_steps_count_the_same_nodes_at_every_step(self):
+        g = self._g
+
+        def node(spread):
+            containers = {"spread": g(spread, spread * 1024, 0.0)} if spread else {}
+            return {"engine": {"dockerd": g(1, 40 * 1024, 0.0)}, "containers": containers}
+
+        # Both first tasks on w2 (a start-first update put them there), then 2 + 2.
+        steps = [{"replicas": 2, "window": {"seconds": 1.0, "nodes": {"w1": node(0),
+                                                                       "w2": node(2)}}},
+                 {"replicas": 4, "window": {"seconds": 1.0, "nodes": {"w1": node(2),
+                                                                       "w2": node(2)}}}]
+        s = bl.scale_steps(steps)
+        self.assertEqual(s["steps"][0]["per_node"], {"w1": 0, "w2": 2})
+        # w1's engine is in both steps: a replica adds its task's memory, not a dockerd.
+        self.assertAlmostEqual(s["steps"][0]["engine_mib"], 80.0)
+        self.assertAlmostEqual(s["per_replica"]["engine_mib"], 0.0)
+        self.assertAlmostEqual(s["per_replica"]["tasks_mib"], 1.0)
+
+    def test_the_idle_agent_figures_come_from_their_section(self):
+        doc = ("## Idle agent with the bundled example\n\ntext\n\n"
+               "| agent RSS | of it anonymous / file | agent PSS |\n|---|---|---|\n"
+               "| 11.6 MiB | 2.4 / 9.2 MiB | 9.8 MiB |\n\n## Remote\n")
+        self.assertEqual(bl.idle_agent_figures(doc),
+                         {"rss_mib": 11.6, "anon_mib": 2.4, "file_mib": 9.2})
+        self.assertIsNone(bl.idle_agent_figures("## Remote\n| 1 MiB | 1 / 2 MiB |\n"))
+        self.assertIsNone(bl.idle_agent_figures(
+            "## Idle agent with the bundled example\n\nnot run (--only)\n\n## Remote\n"
+            "| 1.0 MiB | 1.0 / 2.0 MiB |\n"))

@@ -3,6 +3,7 @@
 //! HTTP load generator that counts every non-2xx answer and connection error.
 
 pub mod docker;
+pub mod footprint;
 mod load;
 pub mod pebble;
 mod procs;

@@ -446,6 +446,13 @@ impl Node {
         &self.netns
     }
 
+    /// The node's engine processes by pid: every process whose command line names the node's
+    /// directory (its `dockerd`, the `containerd` that one started, their shims, and the
+    /// node's `sshd` once [`Cluster::start_ssh`] ran), for their memory and CPU time.
+    pub fn engine_pids(&self) -> Vec<i32> {
+        processes_mentioning(&self.dir)
+    }
+
     /// The daemon's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()

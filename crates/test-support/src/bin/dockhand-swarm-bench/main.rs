@@ -25,6 +25,13 @@
 //!    ingress to it, half on a connection per request, half keep-alive; w1's `dockerd` is
 //!    killed; every failed request and the last answer from w1's task are timed from the
 //!    kill, and when the manager saw w1 down.
+//!
+//! And the capacity figures (`capacity.rs`, issue 24 item 7): each node's engine processes
+//! and containers over an idle window (`--idle` seconds) before the first deploy and after
+//! it (with the watch-only agent running on this host, as on the first manager's), the first
+//! manager's Raft store and the swarm's configs after each release, and — before the dead
+//! node — `spread` scaled through `--scale`'s steps with the docker CLI (each step's time to
+//! converge and a `--scale-window` window after it), then back to two replicas.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -34,6 +41,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod capacity;
 
 use dockhand_test_support::docker::{docker, unique_app, TESTAPP_SHELL_IMAGE};
 use dockhand_test_support::swarm::{destinations_toml, Cluster, Node, TESTAPP_SWARM_HEALTH};
@@ -46,7 +55,7 @@ const PORT: u16 = 18090;
 const HOSTS: [&str; 3] = ["local.test", "remote.test", "spread.test"];
 /// What every request asks (answered without a log line, with `x-version`).
 const PATH: &str = "/health";
-const USAGE: &str = "usage: dockhand-swarm-bench --dockhand-bin PATH [--rounds N] [--duration SECONDS] [--conns N] [--deploys N] [--clients N] [--wrk PATH]";
+const USAGE: &str = "usage: dockhand-swarm-bench --dockhand-bin PATH [--rounds N] [--duration SECONDS] [--conns N] [--deploys N] [--clients N] [--wrk PATH] [--idle SECONDS] [--scale N,N,…] [--scale-window SECONDS]";
 
 struct Args {
     dockhand_bin: PathBuf,
@@ -56,6 +65,12 @@ struct Args {
     deploys: usize,
     clients: usize,
     wrk: String,
+    /// Seconds of each idle window of the capacity figures.
+    idle: u64,
+    /// The replica counts `spread` is scaled to, in turn (from its two).
+    scale: Vec<usize>,
+    /// Seconds of the window after each scale step.
+    scale_window: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -67,6 +82,9 @@ fn parse_args() -> Result<Args, String> {
         deploys: 3,
         clients: 8,
         wrk: "wrk".into(),
+        idle: 30,
+        scale: vec![10, 20],
+        scale_window: 20,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -91,6 +109,14 @@ fn parse_args() -> Result<Args, String> {
             "--deploys" => args.deploys = number(&value)?,
             "--clients" => args.clients = number(&value)?,
             "--wrk" => args.wrk = value,
+            "--idle" => args.idle = number(&value)? as u64,
+            "--scale-window" => args.scale_window = number(&value)? as u64,
+            "--scale" => {
+                args.scale = value
+                    .split(',')
+                    .map(|v| number(v.trim()))
+                    .collect::<Result<_, _>>()?
+            }
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
     }
@@ -140,6 +166,12 @@ fn run(args: &Args) -> Value {
     let ssh_config = cluster.start_ssh(&args.dockhand_bin);
     let cluster_ms = ms(t0.elapsed());
     let app = unique_app("swb");
+    log(&format!(
+        "capacity: {} s idle with no app deployed",
+        args.idle
+    ));
+    let idle_empty = capacity::idle(&cluster, &app, args.idle, &[]);
+    let mut raft = vec![capacity::raft(cluster.manager(), "no release")];
     let sb = Sandbox::new(args.dockhand_bin.to_str().expect("utf-8 path"))
         .with_env("DOCKER_HOST", &cluster.manager().docker_host())
         .with_env("DOCKHAND_SSH_CONFIG", ssh_config.to_str().expect("utf-8"));
@@ -159,6 +191,9 @@ fn run(args: &Args) -> Value {
         first["all_nodes_ms"].as_f64().unwrap_or(0.0)
     ));
     let placed = placement(&cluster, &app);
+    raft.push(capacity::raft(cluster.manager(), "r1"));
+    let network = capacity::overlay(&cluster, &format!("dockhand-{app}"));
+    let idle_app = idle_with_app(args, &cluster, &sb, &app);
 
     // 1. Through m1's ingress to a task on m1, against one on w1 over the overlay.
     let ingress = container_of(cluster.manager(), &format!("{app}-ingress"));
@@ -203,8 +238,34 @@ fn run(args: &Args) -> Value {
             d["all_nodes_ms"].as_f64().unwrap_or(0.0)
         ));
         deploys.push(d);
+        raft.push(capacity::raft(cluster.manager(), &version));
     }
     let release = format!("r{}", args.deploys + 1);
+
+    // Capacity: spread scaled through the steps, then back to its two replicas.
+    let spread = format!("{app}-spread");
+    let mut steps = vec![2];
+    steps.extend(&args.scale);
+    let settle = Duration::from_secs(5);
+    let mut scaled = capacity::scale(
+        &cluster,
+        &app,
+        &spread,
+        &steps,
+        settle,
+        args.scale_window,
+        &log,
+    );
+    let network_scaled = capacity::overlay(&cluster, &format!("dockhand-{app}"));
+    scaled.extend(capacity::scale(
+        &cluster,
+        &app,
+        &spread,
+        &[2],
+        settle,
+        0,
+        &log,
+    ));
 
     // 3. A worker's Engine killed under load.
     let dead = dead_node(args, &mut cluster, &app, m1, &release);
@@ -217,6 +278,16 @@ fn run(args: &Args) -> Value {
         "overlay": overlay,
         "deploys": deploys,
         "dead_node": dead,
+        "capacity": {
+            "idle_seconds": args.idle,
+            "idle_empty": idle_empty,
+            "idle_app": idle_app,
+            "raft": raft,
+            "overlay": network,
+            "overlay_scaled": network_scaled,
+            "scale_service": "spread",
+            "scale": scaled,
+        },
         "total_ms": ms(t0.elapsed()),
     });
     log("removing the swarm");
@@ -259,6 +330,53 @@ placement = {{ local = ["node.hostname == m1"], remote = ["node.hostname == w1"]
 listen = "0.0.0.0:{PORT}"
 {services}"#
     )
+}
+
+/// The idle window with the app deployed and serving, the watch-only agent running in the
+/// project on this host (the first manager's, as `cluster_nodes` runs it): `dockhand agent`
+/// started, given until it answers `dockhand alerts`, measured, stopped. An agent that does
+/// not answer within 60 s is reported, and the window measured without it.
+fn idle_with_app(args: &Args, cluster: &Cluster, sb: &Sandbox, app: &str) -> Value {
+    let log_path = sb.path().join("agent.log");
+    let file = std::fs::File::create(&log_path).expect("create the agent log");
+    let mut agent = sb
+        .cmd(&["agent"])
+        .stdout(file.try_clone().expect("dup the agent log"))
+        .stderr(file)
+        .spawn()
+        .expect("spawn dockhand agent");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut ready = false;
+    while Instant::now() < deadline && !ready {
+        ready = sb.json(&["alerts"]).0 == Some(0);
+        if !ready {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    // Its start-up settled (the agent gives start-up's pages back 10 s after it starts).
+    std::thread::sleep(Duration::from_secs(12));
+    log(&format!(
+        "capacity: {} s idle with the app deployed{}",
+        args.idle,
+        if ready {
+            " and the watch-only agent running"
+        } else {
+            " (the watch-only agent did not answer)"
+        }
+    ));
+    let pid = agent.id() as i32;
+    let extra: &[(&str, i32)] = if ready { &[("agent", pid)] } else { &[] };
+    let mut window = capacity::idle(cluster, app, args.idle, extra);
+    let _ = dockhand_test_support::signal_and_wait(&mut agent, nix::sys::signal::Signal::SIGTERM);
+    if !ready {
+        window["agent_error"] = json!(std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>());
+    }
+    window
 }
 
 fn ms(d: Duration) -> f64 {
