@@ -13,6 +13,10 @@
 //! update moves the table ahead of the tasks instead of behind them.
 //!
 //! The routing state per service is [`Pool`], pure and tested with plain data.
+//!
+//! With `https_listen`, the task also runs the proxy's TLS listener with the `[proxy]
+//! certificates` files (Swarm secrets) and the ACME certificates the ingress tasks obtain
+//! once for all of them (`certs.rs`), talking to each other over the peer port (`peer.rs`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,7 +25,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dockhand_config::{AppConfig, Secrets};
-use dockhand_proxy::{Backend, Proxy, ProxyConfig, RouteTable};
+use dockhand_proxy::{Backend, CertStore, HttpsConfig, Proxy, ProxyConfig, RouteTable};
+
+pub mod certs;
+pub mod peer;
 
 use crate::error::{AgentError, Result};
 use crate::health::{probe, ProbePlan};
@@ -35,6 +42,12 @@ pub struct IngressOptions {
     pub listen: SocketAddr,
     /// How often the task addresses are looked up and probed.
     pub interval: Duration,
+    /// Where the TLS listener listens inside the task (with `[proxy] https_listen`).
+    pub https_listen: Option<SocketAddr>,
+    /// The node-local volume holding the ACME account and certificates.
+    pub state: PathBuf,
+    /// The peer key (a Swarm secret): without it the task gets no ACME certificate.
+    pub peer_key: Option<PathBuf>,
 }
 
 /// One address Swarm's DNS listed for a service, and what its probes said.
@@ -148,8 +161,22 @@ pub fn run(opts: IngressOptions) -> Result<()> {
             opts.config.display()
         ))
     })?;
+    // The certificate files are Swarm secrets in the task's tmpfs; one that does not load is
+    // left out and said (HTTP and the other certificates keep serving).
+    let https_listen = opts
+        .https_listen
+        .filter(|_| config.proxy.https_listen.is_some());
+    let files = crate::tls::load(&config.proxy, crate::clock::now());
+    for problem in &files.problems {
+        tracing::error!("{problem}");
+    }
+    let https = https_listen.map(|listen| HttpsConfig {
+        listen,
+        certificates: Arc::new(CertStore::new(files.serve.clone())),
+    });
     let proxy_config = ProxyConfig {
         listen: opts.listen,
+        https,
         max_request_body: config.proxy.max_request_body,
         client_header_timeout: config.proxy.client_header_timeout,
         upstream_connect_timeout: config.proxy.upstream_connect_timeout,
@@ -165,11 +192,15 @@ pub fn run(opts: IngressOptions) -> Result<()> {
             opts.listen
         ))
     })?;
-    tracing::info!(listen = %opts.listen, app = %config.app, "ingress proxy ready");
+    tracing::info!(listen = %opts.listen, https = ?https_listen, app = %config.app, "ingress proxy ready");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| AgentError::environment(format!("starting the ingress runtime: {e}")))?;
+    if https_listen.is_some() {
+        let _guard = rt.enter();
+        start_certificates(&config, &opts, &handle, files.serve)?;
+    }
     rt.block_on(async move {
         let mut pools: BTreeMap<String, Pool> = BTreeMap::new();
         let mut next_id = 0u64;
@@ -201,6 +232,51 @@ pub fn run(opts: IngressOptions) -> Result<()> {
             }
         }
     })
+}
+
+/// Starts the certificate keeper and the peer port on the current runtime: ACME needs the
+/// peer key (without it the task serves the files alone, and says so).
+fn start_certificates(
+    config: &AppConfig,
+    opts: &IngressOptions,
+    handle: &dockhand_proxy::ProxyHandle,
+    files: Vec<dockhand_proxy::TlsCertificate>,
+) -> Result<()> {
+    let Some(path) = &opts.peer_key else {
+        handle.set_certificates(files);
+        tracing::warn!("no peer key: only the certificate files are served");
+        return Ok(());
+    };
+    let secret = std::fs::read(path).map_err(|e| {
+        AgentError::environment(format!("cannot read the peer key {}: {e}", path.display()))
+    })?;
+    let key = Arc::new(peer::PeerKey::from_secret(&secret));
+    let layout = crate::layout::StateLayout::at(&opts.state);
+    let keeper = Arc::new(certs::Keeper::new(
+        config.clone(),
+        layout,
+        handle.clone(),
+        files,
+        key.clone(),
+    ));
+    keeper.publish();
+    let listener = std::net::TcpListener::bind(("0.0.0.0", peer::PEER_PORT))
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(tokio::net::TcpListener::from_std)
+        .map_err(|e| {
+            AgentError::environment(format!(
+                "the ingress cannot listen on its peer port {}: {e}",
+                peer::PEER_PORT
+            ))
+        })?;
+    let answering = keeper.clone();
+    tokio::spawn(peer::serve(
+        listener,
+        key,
+        Arc::new(move |request| answering.handle(request)),
+    ));
+    tokio::spawn(keeper.run());
+    Ok(())
 }
 
 /// Looks up and probes every routed service's tasks once, all services at once (a dead

@@ -177,6 +177,7 @@ impl Default for DeployOptions {
 /// Plans every service and database of `config` at `release` (pure).
 pub fn plan_app(config: &AppConfig, release: u64) -> Result<AppPlan, DeployError> {
     let cluster = config.cluster.as_ref().ok_or(DeployError::NoCluster)?;
+    crate::ingress::check_https(config)?;
     if let Some(s) = config
         .services
         .values()
@@ -563,6 +564,8 @@ async fn ensure_ingress(
         }
         return Ok(());
     };
+    let secrets = ingress_secrets(swarm, config, plan).await?;
+    let digest = plan.label_digest(&secrets);
     let current = swarm.service_spec(&name).await?;
     let unchanged = current.as_ref().is_some_and(|spec| {
         let labels = spec.labels.clone().unwrap_or_default();
@@ -571,8 +574,7 @@ async fn ensure_ingress(
             .as_ref()
             .and_then(|t| t.container_spec.as_ref())
             .and_then(|c| c.image.clone());
-        labels.get(INGRESS_LABEL) == Some(&plan.digest)
-            && image.as_deref() == Some(plan.image.as_str())
+        labels.get(INGRESS_LABEL) == Some(&digest) && image.as_deref() == Some(plan.image.as_str())
     });
     if unchanged {
         return Ok(());
@@ -588,8 +590,66 @@ async fn ensure_ingress(
     let id = swarm
         .ensure_config(&plan.config_name, &text, labels)
         .await?;
-    swarm.apply(plan.to_spec(&id)).await?;
+    swarm.apply(plan.to_spec(&id, &secrets)).await?;
     Ok(())
+}
+
+/// The Swarm secrets the ingress task mounts: each file of `plan` (read here, sent only in
+/// the request body) and, with HTTPS, the app's peer key — created once, random, and found
+/// again by its labels at every later deploy so the tasks keep it.
+async fn ingress_secrets(
+    swarm: &Swarm,
+    config: &AppConfig,
+    plan: &IngressPlan,
+) -> Result<Vec<crate::ingress::MountedSecret>, DeployError> {
+    use crate::ingress::{MountedSecret, PEER_KEY_SECRET};
+    let mut out = Vec::new();
+    if plan.https_published.is_none() {
+        return Ok(out);
+    }
+    for file in &plan.files {
+        let text = std::fs::read_to_string(&file.source).map_err(|e| PlanError::IngressFile {
+            path: file.source.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let (id, name) = swarm
+            .ensure_secret(&config.app, &file.secret, &text)
+            .await?;
+        out.push(MountedSecret {
+            id,
+            name,
+            file: file.secret.clone(),
+        });
+    }
+    let (id, name) = match swarm.find_secret(&config.app, PEER_KEY_SECRET).await? {
+        Some(found) => found,
+        None => {
+            let key = random_key().map_err(|e| {
+                DeployError::Swarm(ClusterError::Api {
+                    host: swarm.host().to_string(),
+                    call: "make the ingress peer key",
+                    reason: e.to_string(),
+                })
+            })?;
+            swarm
+                .ensure_secret(&config.app, PEER_KEY_SECRET, &key)
+                .await?
+        }
+    };
+    out.push(MountedSecret {
+        id,
+        name,
+        file: PEER_KEY_SECRET.into(),
+    });
+    Ok(out)
+}
+
+/// 32 random bytes from the kernel, hex.
+fn random_key() -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(hex::encode(bytes))
 }
 
 /// Puts every service of `app` back to the live release before the one serving (or to

@@ -12,6 +12,16 @@
 //! file only ever held references), as a Swarm config named by a digest of what routing
 //! reads, so a deploy that changes only env or images leaves the ingress tasks alone (they
 //! are replaced stop-first, their port being bound on the host).
+//!
+//! With `[proxy] https_listen`, the service also publishes that port in host mode and its task
+//! runs the proxy's TLS listener. The `[proxy] certificates` files (chain and key) and the
+//! `[proxy.acme] ca` roots travel as Swarm secrets (`ingress-cert-N`, `ingress-key-N`,
+//! `ingress-ca`, each named by a digest of its content), mounted into the task's tmpfs:
+//! the key is never in a config, the env, an argument or an image. ACME certificates are
+//! obtained by the tasks themselves, once for every ingress node (`dockhand_agent::ingress`),
+//! kept in the node-local volume `dockhand-<app>-ingress`; the tasks talk to each other
+//! over a peer port sealed with a random key the deploy creates once per app as the secret
+//! `ingress-peer`. What they cannot do is refused by [`check_https`] before any change.
 
 use std::collections::HashMap;
 use std::io::{self, Write as _};
@@ -33,6 +43,146 @@ pub const INGRESS_LABEL: &str = "dockhand.ingress";
 /// Where the configuration is mounted in the ingress task.
 pub const CONFIG_TARGET: &str = "/etc/dockhand/ingress.json";
 
+/// Where the node-local volume (ACME account and certificates) is mounted in the task.
+pub const STATE_TARGET: &str = "/var/lib/dockhand-ingress";
+
+/// The name (within the app's secrets) of the peer key of the ingress tasks.
+pub const PEER_KEY_SECRET: &str = "ingress-peer";
+
+/// The ports inside the task: HTTP and, with `https_listen`, HTTPS.
+const HTTP_TARGET: u16 = 80;
+const HTTPS_TARGET: u16 = 443;
+
+/// The node-local volume of `app`'s ingress tasks.
+pub fn volume_name(app: &str) -> String {
+    format!("dockhand-{app}-ingress")
+}
+
+/// A file of the deploying machine the ingress task gets as a Swarm secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IngressFile {
+    /// The secret's name within the app (`ingress-cert-0`, …); the Swarm secret adds a
+    /// digest of the content.
+    pub secret: String,
+    /// The file on the deploying machine.
+    pub source: PathBuf,
+}
+
+impl IngressFile {
+    /// Where the task reads it: `/run/secrets/<secret>` (the task's tmpfs).
+    pub fn target(&self) -> String {
+        format!("/run/secrets/{}", self.secret)
+    }
+}
+
+/// A Swarm secret mounted into the ingress task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountedSecret {
+    pub id: String,
+    /// The Swarm secret's full name.
+    pub name: String,
+    /// The file name under `/run/secrets`.
+    pub file: String,
+}
+
+/// The files the ingress of `config` gets as secrets: each certificate's chain and key, and
+/// the ACME CA's roots; none without `https_listen`.
+pub fn ingress_files(config: &AppConfig) -> Vec<IngressFile> {
+    let proxy = &config.proxy;
+    if proxy.https_listen.is_none() {
+        return Vec::new();
+    }
+    let mut files = Vec::new();
+    for (i, c) in proxy.certificates.iter().enumerate() {
+        files.push(IngressFile {
+            secret: format!("ingress-cert-{i}"),
+            source: c.cert.clone(),
+        });
+        files.push(IngressFile {
+            secret: format!("ingress-key-{i}"),
+            source: c.key.clone(),
+        });
+    }
+    if let Some(ca) = proxy.acme.ca.as_ref().filter(|_| proxy.acme.enabled) {
+        files.push(IngressFile {
+            secret: "ingress-ca".into(),
+            source: ca.clone(),
+        });
+    }
+    files
+}
+
+/// Refuses what the cluster's ingress cannot do with HTTPS: a DNS provider, external account
+/// binding, a host that cannot use http-01 (a wildcard), a host only the local CA serves that
+/// no certificate file covers. Reads the certificate files for their names.
+pub fn check_https(config: &AppConfig) -> Result<(), crate::plan::PlanError> {
+    use crate::plan::PlanError;
+    use dockhand_config::{ChallengeKind, HostKind};
+    let proxy = &config.proxy;
+    if proxy.https_listen.is_none() {
+        return Ok(());
+    }
+    let mut file_names: Vec<Vec<String>> = Vec::new();
+    for files in &proxy.certificates {
+        let loaded = dockhand_config::load_certificate(files, std::time::SystemTime::now())
+            .map_err(|e| PlanError::IngressFile {
+                path: files.cert.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        file_names.push(loaded.names);
+    }
+    let covered = |host: &str| {
+        file_names
+            .iter()
+            .any(|names| dockhand_config::covers(names, host))
+    };
+    let acme = &proxy.acme;
+    if acme.enabled && acme.dns.is_some() {
+        return Err(PlanError::IngressDns);
+    }
+    if acme.enabled && acme.eab.is_some() {
+        return Err(PlanError::IngressEab);
+    }
+    let mut hosts: Vec<(String, Vec<ChallengeKind>)> = Vec::new();
+    for svc in config.services.values() {
+        for route in &svc.routes {
+            if let Some(host) = &route.host {
+                let kinds = route
+                    .challenge
+                    .clone()
+                    .unwrap_or_else(|| acme.challenges.clone());
+                hosts.push((host.clone(), kinds));
+            }
+        }
+    }
+    for name in &acme.domains {
+        hosts.push((name.clone(), acme.challenges.clone()));
+    }
+    for (host, kinds) in hosts {
+        if covered(&host) {
+            continue;
+        }
+        match dockhand_config::host_kind(&host) {
+            HostKind::Local => return Err(PlanError::IngressLocalHost { host }),
+            _ if !acme.enabled => {}
+            _ if host.starts_with("*.") || !kinds.contains(&ChallengeKind::Http01) => {
+                let challenges = if host.starts_with("*.") {
+                    "dns-01 (a wildcard)".to_string()
+                } else {
+                    kinds
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                return Err(PlanError::IngressChallenge { host, challenges });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// The ingress proxy of an app, planned as data.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IngressPlan {
@@ -43,6 +193,14 @@ pub struct IngressPlan {
     pub network: String,
     /// The port published on every ingress node (`[proxy] listen`'s).
     pub published: u16,
+    /// The HTTPS port published on every ingress node (`[proxy] https_listen`'s).
+    pub https_published: Option<u16>,
+    /// The files the task gets as Swarm secrets.
+    pub files: Vec<IngressFile>,
+    /// The node-local volume holding the ACME account and certificates.
+    pub volume: String,
+    /// Environment of the task (debug builds pass the tests' ACME back-off).
+    pub env: Vec<String>,
     /// The Swarm config holding the app's `dockhand.toml`, `dockhand-<app>-ingress-<digest>`.
     pub config_name: String,
     /// The digest of what routing reads.
@@ -63,6 +221,26 @@ pub fn ingress_config(config: &AppConfig) -> AppConfig {
     c.secret_sources.clear();
     c.monitor.metrics_route = None;
     c.dashboard.route = None;
+    // The files are where the task has their secrets.
+    let files = ingress_files(config);
+    let target = |secret: &str| {
+        files
+            .iter()
+            .find(|f| f.secret == secret)
+            .map(|f| PathBuf::from(f.target()))
+    };
+    for (i, cert) in c.proxy.certificates.iter_mut().enumerate() {
+        if let (Some(chain), Some(key)) = (
+            target(&format!("ingress-cert-{i}")),
+            target(&format!("ingress-key-{i}")),
+        ) {
+            cert.cert = chain;
+            cert.key = key;
+        }
+    }
+    if c.proxy.acme.ca.is_some() {
+        c.proxy.acme.ca = target("ingress-ca");
+    }
     c
 }
 
@@ -78,6 +256,10 @@ pub fn plan_ingress(config: &AppConfig, image: &str) -> Option<IngressPlan> {
         image: image.to_string(),
         network: crate::plan::network_name(&config.app),
         published: config.proxy.listen.port(),
+        https_published: config.proxy.https_listen.map(|a| a.port()),
+        files: ingress_files(config),
+        volume: volume_name(&config.app),
+        env: test_env(),
         config_name: format!("dockhand-{}-ingress-{}", config.app, &digest[..12]),
         digest,
     })
@@ -120,26 +302,100 @@ pub fn routing_digest(config: &AppConfig) -> String {
     hex::encode(sha2::Sha256::digest(json))
 }
 
+/// What a debug build passes its ingress tasks from its own environment: the tests' short
+/// ACME back-off. Release builds pass nothing.
+fn test_env() -> Vec<String> {
+    #[cfg(debug_assertions)]
+    if let Ok(ms) = std::env::var("DOCKHAND_ACME_RETRY_BASE_MS") {
+        return vec![format!("DOCKHAND_ACME_RETRY_BASE_MS={ms}")];
+    }
+    Vec::new()
+}
+
 impl IngressPlan {
-    /// The Engine API's spec, mounting the Swarm config `config_id`.
-    pub fn to_spec(&self, config_id: &str) -> models::ServiceSpec {
+    /// The digest the service is labelled with: what routing reads, and which secrets (by
+    /// their content-named Swarm names) the task mounts.
+    pub fn label_digest(&self, secrets: &[MountedSecret]) -> String {
+        if secrets.is_empty() {
+            return self.digest.clone();
+        }
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(self.digest.as_bytes());
+        for s in secrets {
+            hasher.update(b"\0");
+            hasher.update(s.name.as_bytes());
+        }
+        hex::encode(hasher.finalize())
+    }
+
+    /// The Engine API's spec, mounting the Swarm config `config_id` and `secrets` (the
+    /// files' and, with HTTPS, the peer key).
+    pub fn to_spec(&self, config_id: &str, secrets: &[MountedSecret]) -> models::ServiceSpec {
+        let digest = self.label_digest(secrets);
         let labels: HashMap<String, String> = [
             ("dockhand.app", self.app.as_str()),
-            ("dockhand.ingress", self.digest.as_str()),
+            ("dockhand.ingress", digest.as_str()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+        let mut args: Vec<String> = vec![
+            "--config".into(),
+            CONFIG_TARGET.into(),
+            "--listen".into(),
+            format!("0.0.0.0:{HTTP_TARGET}"),
+            "--state".into(),
+            STATE_TARGET.into(),
+        ];
+        let mut ports = vec![models::EndpointPortConfig {
+            protocol: Some(models::EndpointPortConfigProtocolEnum::TCP),
+            target_port: Some(i64::from(HTTP_TARGET)),
+            published_port: Some(i64::from(self.published)),
+            publish_mode: Some(models::EndpointPortConfigPublishModeEnum::HOST),
+            ..Default::default()
+        }];
+        if let Some(https) = self.https_published {
+            args.extend(["--https-listen".into(), format!("0.0.0.0:{HTTPS_TARGET}")]);
+            if secrets.iter().any(|s| s.file == PEER_KEY_SECRET) {
+                args.extend([
+                    "--peer-key".into(),
+                    format!("/run/secrets/{PEER_KEY_SECRET}"),
+                ]);
+            }
+            ports.push(models::EndpointPortConfig {
+                protocol: Some(models::EndpointPortConfigProtocolEnum::TCP),
+                target_port: Some(i64::from(HTTPS_TARGET)),
+                published_port: Some(i64::from(https)),
+                publish_mode: Some(models::EndpointPortConfigPublishModeEnum::HOST),
+                ..Default::default()
+            });
+        }
+        let secret_mounts: Vec<models::TaskSpecContainerSpecSecrets> = secrets
+            .iter()
+            .map(|s| models::TaskSpecContainerSpecSecrets {
+                file: Some(models::TaskSpecContainerSpecFile {
+                    name: Some(s.file.clone()),
+                    uid: Some("0".into()),
+                    gid: Some("0".into()),
+                    mode: Some(0o400),
+                }),
+                secret_id: Some(s.id.clone()),
+                secret_name: Some(s.name.clone()),
+            })
+            .collect();
         let container = models::TaskSpecContainerSpec {
             image: Some(self.image.clone()),
             labels: Some(labels.clone()),
             command: Some(vec!["/dockhand".into(), "ingress".into()]),
-            args: Some(vec![
-                "--config".into(),
-                CONFIG_TARGET.into(),
-                "--listen".into(),
-                "0.0.0.0:80".into(),
-            ]),
+            args: Some(args),
+            env: (!self.env.is_empty()).then(|| self.env.clone()),
+            secrets: (!secret_mounts.is_empty()).then_some(secret_mounts),
+            mounts: Some(vec![models::Mount {
+                target: Some(STATE_TARGET.into()),
+                source: Some(self.volume.clone()),
+                typ: Some(models::MountType::VOLUME),
+                ..Default::default()
+            }]),
             configs: Some(vec![models::TaskSpecContainerSpecConfigs {
                 file: Some(models::TaskSpecContainerSpecFile1 {
                     name: Some(CONFIG_TARGET.into()),
@@ -187,13 +443,7 @@ impl IngressPlan {
             }),
             endpoint_spec: Some(models::EndpointSpec {
                 mode: Some(models::EndpointSpecModeEnum::DNSRR),
-                ports: Some(vec![models::EndpointPortConfig {
-                    protocol: Some(models::EndpointPortConfigProtocolEnum::TCP),
-                    target_port: Some(80),
-                    published_port: Some(i64::from(self.published)),
-                    publish_mode: Some(models::EndpointPortConfigPublishModeEnum::HOST),
-                    ..Default::default()
-                }]),
+                ports: Some(ports),
             }),
             ..Default::default()
         }
@@ -451,6 +701,123 @@ mod tests {
     }
 
     #[test]
+    fn https_publishes_its_port_mounts_the_files_as_secrets_and_points_the_config_at_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["own.example.org".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.path().join("c.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("k.pem"), key.serialize_pem()).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            dir.path().join("k.pem"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("ca.pem"), cert.pem()).unwrap();
+        let text = "app = \"shop\"\n[proxy]\nlisten = \"0.0.0.0:80\"\nhttps_listen = \"0.0.0.0:443\"\ncertificates = [{ cert = \"c.pem\", key = \"k.pem\" }]\n[proxy.acme]\ndirectory = \"https://ca.example/dir\"\nca = \"ca.pem\"\n[services.web]\nimage = \"w\"\nport = 8080\nroute = [{ host = \"shop.example.org\" }, { host = \"own.example.org\" }]\n";
+        std::fs::write(dir.path().join("dockhand.toml"), text).unwrap();
+        let config = dockhand_config::load(
+            &dir.path().join("dockhand.toml"),
+            &dockhand_config::LoadOptions::default(),
+        )
+        .unwrap()
+        .config;
+        check_https(&config).unwrap();
+        let plan = plan_ingress(&config, "img").unwrap();
+        assert_eq!(plan.https_published, Some(443));
+        assert_eq!(plan.volume, "dockhand-shop-ingress");
+        let names: Vec<&str> = plan.files.iter().map(|f| f.secret.as_str()).collect();
+        assert_eq!(names, ["ingress-cert-0", "ingress-key-0", "ingress-ca"]);
+        // The task reads the files where the secrets are mounted.
+        let sent = ingress_config(&config);
+        assert_eq!(
+            sent.proxy.certificates[0].key,
+            PathBuf::from("/run/secrets/ingress-key-0")
+        );
+        assert_eq!(
+            sent.proxy.acme.ca,
+            Some(PathBuf::from("/run/secrets/ingress-ca"))
+        );
+        let secrets: Vec<MountedSecret> = ["ingress-cert-0", "ingress-key-0", PEER_KEY_SECRET]
+            .iter()
+            .map(|f| MountedSecret {
+                id: format!("id-{f}"),
+                name: format!("shop-{f}-abc"),
+                file: f.to_string(),
+            })
+            .collect();
+        let spec = plan.to_spec("cfg", &secrets);
+        let ports = spec.endpoint_spec.clone().unwrap().ports.unwrap();
+        assert_eq!(ports[1].published_port, Some(443));
+        assert_eq!(ports[1].target_port, Some(443));
+        let container = spec.task_template.unwrap().container_spec.unwrap();
+        let args = container.args.unwrap();
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--peer-key", "/run/secrets/ingress-peer"]),
+            "{args:?}"
+        );
+        assert!(
+            args.windows(2)
+                .any(|w| w == ["--https-listen", "0.0.0.0:443"]),
+            "{args:?}"
+        );
+        let mounted = container.secrets.unwrap();
+        assert!(mounted
+            .iter()
+            .all(|s| s.file.as_ref().unwrap().mode == Some(0o400)));
+        assert_eq!(
+            container.mounts.unwrap()[0].source.as_deref(),
+            Some("dockhand-shop-ingress")
+        );
+        // No key material in the spec: only the secrets' names and ids.
+        let json = serde_json::to_string(&plan.to_spec("cfg", &secrets)).unwrap();
+        assert!(!json.contains("PRIVATE KEY"));
+        // Another file content is another secret name, so another label digest.
+        let mut other = secrets.clone();
+        other[1].name = "shop-ingress-key-0-def".into();
+        assert_ne!(plan.label_digest(&secrets), plan.label_digest(&other));
+    }
+
+    #[test]
+    fn what_the_ingress_cannot_do_with_https_is_refused_with_help() {
+        let refused = |extra: &str, route: &str| {
+            let c = config(&format!(
+                "app = \"shop\"\n[proxy]\nhttps_listen = \"0.0.0.0:443\"\n{extra}\n[services.web]\nimage = \"w\"\nport = 8080\nroute = {{ {route} }}\n"
+            ));
+            check_https(&c).err()
+        };
+        assert_eq!(refused("", "host = \"shop.example.org\""), None);
+        let e = refused(
+            "[proxy.acme]\nchallenge = \"tls-alpn-01\"",
+            "host = \"shop.example.org\"",
+        )
+        .unwrap();
+        assert!(
+            matches!(e, crate::plan::PlanError::IngressChallenge { .. }),
+            "{e}"
+        );
+        assert!(e.help().contains("http-01"));
+        let e = refused("", "host = \"localhost\"").unwrap();
+        assert!(
+            matches!(e, crate::plan::PlanError::IngressLocalHost { .. }),
+            "{e}"
+        );
+        let e = refused(
+            "[proxy.acme]\ndomains = [\"*.example.org\"]\n[proxy.acme.dns]\nprovider = \"command\"\ncommand = \"./hook\"",
+            "host = \"shop.example.org\"",
+        )
+        .unwrap();
+        assert_eq!(e, crate::plan::PlanError::IngressDns);
+        // Without https_listen nothing is asked of the ingress.
+        let c = config("app = \"q\"\n[services.web]\nimage = \"w\"\nport = 1\nroute = { host = \"localhost\" }\n");
+        assert_eq!(check_https(&c), Ok(()));
+    }
+
+    #[test]
     fn only_routing_changes_the_ingress() {
         let app = |version: &str, path: &str| {
             config(&format!(
@@ -464,7 +831,7 @@ mod tests {
         assert_ne!(a.digest, c.digest, "a route changed");
         assert_ne!(a.config_name, c.config_name);
         assert_eq!(a.name, "shop-ingress");
-        let spec = a.to_spec("cfg-id");
+        let spec = a.to_spec("cfg-id", &[]);
         let ports = spec.endpoint_spec.unwrap().ports.unwrap();
         assert_eq!(
             ports[0].publish_mode,

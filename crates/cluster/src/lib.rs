@@ -26,7 +26,9 @@ pub use deploy::{
 pub use error::ClusterError;
 pub use images::{NodeAccess, NodeImages, TransferError};
 pub use ingress::{
-    image_tag, ingress_name, plan_ingress, rootfs_stream, write_rootfs, IngressPlan, INGRESS_LABEL,
+    check_https, image_tag, ingress_config, ingress_files, ingress_name, plan_ingress,
+    rootfs_stream, volume_name, write_rootfs, IngressFile, IngressPlan, MountedSecret,
+    INGRESS_LABEL, PEER_KEY_SECRET, STATE_TARGET,
 };
 pub use plan::{
     network_name, plan_database, plan_service, HealthCommand, PlanError, PlanKind, SecretMount,

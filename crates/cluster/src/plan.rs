@@ -129,6 +129,18 @@ pub enum PlanError {
     UnpinnedDatabase { database: String },
     #[error("a route of `{service}` asks for basic_auth, which the cluster's ingress proxy does not do yet")]
     RouteAuth { service: String },
+    #[error(
+        "[proxy.acme.dns] (DNS-01 through a provider) is not done by the cluster's ingress yet"
+    )]
+    IngressDns,
+    #[error("[proxy.acme] eab (external account binding) is not done by the cluster's ingress yet: its MAC key is a secret the ingress does not hold")]
+    IngressEab,
+    #[error("`{host}` can only get its certificate by {challenges}; the cluster's ingress answers http-01 (on every ingress node)")]
+    IngressChallenge { host: String, challenges: String },
+    #[error("`{host}` would need a certificate from the local CA, which the cluster's ingress does not run")]
+    IngressLocalHost { host: String },
+    #[error("cannot read {path} for the ingress: {reason}")]
+    IngressFile { path: String, reason: String },
 }
 
 impl PlanError {
@@ -144,6 +156,13 @@ impl PlanError {
             PlanError::RouteAuth { .. } => {
                 "remove `basic_auth` from the route (the app can check credentials itself)".into()
             }
+            PlanError::IngressDns => "remove [proxy.acme.dns] and let the ingress answer http-01, or give the wildcard's certificate in [proxy] certificates".into(),
+            PlanError::IngressEab => "use a CA without external account binding, or give the certificates in [proxy] certificates".into(),
+            PlanError::IngressChallenge { .. } => "allow http-01 (`challenge = [\"http-01\"]` on the route or in [proxy.acme]); a wildcard needs DNS-01, so give its certificate in [proxy] certificates".into(),
+            PlanError::IngressLocalHost { host } => format!(
+                "route a public name instead of `{host}`, or cover it with a file in [proxy] certificates"
+            ),
+            PlanError::IngressFile { .. } => "check the path in [proxy] (relative paths are from the project directory) and that you may read it".into(),
             PlanError::UnpinnedDatabase { database } => format!(
                 "label its node and pin it: [cluster.labels.NODE] {database} = \"yes\" and [cluster] placement = {{ {database} = [\"node.labels.{database} == yes\"] }}"
             ),

@@ -168,6 +168,32 @@ impl Swarm {
         Ok((created.id, full))
     }
 
+    /// The Swarm secret made by [`Swarm::ensure_secret`] for secret `name` of `app`, whatever
+    /// its value (the newest, when several are left): its id and name.
+    pub async fn find_secret(
+        &self,
+        app: &str,
+        name: &str,
+    ) -> Result<Option<(String, String)>, ClusterError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("dockhand.app={app}"),
+                format!("dockhand.secret={name}"),
+            ],
+        )]);
+        let options = bollard::query_parameters::ListSecretsOptions {
+            filters: Some(filters),
+        };
+        let mut found = self
+            .call("list secrets", self.docker.list_secrets(Some(options)))
+            .await?;
+        found.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        Ok(found
+            .pop()
+            .and_then(|s| Some((s.id?, s.spec.and_then(|spec| spec.name)?))))
+    }
+
     /// Creates the service of `spec`, or updates it to `spec` (Swarm then replaces its tasks
     /// by the spec's update policy).
     pub async fn apply(&self, spec: models::ServiceSpec) -> Result<(), ClusterError> {

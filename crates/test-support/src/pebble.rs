@@ -19,6 +19,9 @@ pub struct PebbleOptions {
     pub blocklist: Vec<String>,
     /// Require external account binding with this key id and base64url MAC key.
     pub eab: Option<(String, String)>,
+    /// Listen for ACME requests on this address instead of 127.0.0.1 (a swarm's bridge
+    /// address, which the nodes' containers reach); pebble's own certificate names it.
+    pub listen_ip: Option<std::net::Ipv4Addr>,
 }
 
 /// A running pebble and challtestsrv.
@@ -74,9 +77,13 @@ impl Pebble {
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let key = rcgen::KeyPair::generate().unwrap();
-        let params =
-            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .unwrap();
+        let listen_ip = options.listen_ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+        let params = rcgen::CertificateParams::new(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            listen_ip.to_string(),
+        ])
+        .unwrap();
         let cert = params.signed_by(&key, &issuer).unwrap();
         std::fs::write(dir.path().join("api.pem"), cert.pem()).unwrap();
         std::fs::write(dir.path().join("api.key"), key.serialize_pem()).unwrap();
@@ -84,7 +91,7 @@ impl Pebble {
         std::fs::write(&api_ca, ca_cert.pem()).unwrap();
         let listen = free_port();
         let mut pebble = Pebble {
-            directory: format!("https://127.0.0.1:{listen}/dir"),
+            directory: format!("https://{listen_ip}:{listen}/dir"),
             api_ca,
             management: free_port(),
             dns: free_udp_port(),
@@ -133,7 +140,11 @@ impl Pebble {
     fn start_pebble(&mut self) {
         let config = serde_json::json!({
             "pebble": {
-                "listenAddress": format!("127.0.0.1:{}", self.listen),
+                "listenAddress": format!(
+                    "{}:{}",
+                    self.options.listen_ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST),
+                    self.listen
+                ),
                 "managementListenAddress": format!("127.0.0.1:{}", self.management),
                 "certificate": self.dir.path().join("api.pem"),
                 "privateKey": self.dir.path().join("api.key"),
@@ -169,7 +180,16 @@ impl Pebble {
             .spawn()
             .expect("start pebble");
         self.pebble = Some(child);
-        wait_for_port(self.listen, "pebble");
+        wait_for_addr(
+            (
+                self.options
+                    .listen_ip
+                    .unwrap_or(std::net::Ipv4Addr::LOCALHOST),
+                self.listen,
+            )
+                .into(),
+            "pebble",
+        );
         wait_for_port(self.management, "pebble's management interface");
     }
 
@@ -221,6 +241,18 @@ impl Pebble {
         ]);
     }
 
+    /// Makes challtestsrv's DNS answer `addr` for `host` (instead of 127.0.0.1).
+    pub fn set_a(&self, host: &str, addr: std::net::Ipv4Addr) {
+        curl(&[
+            "-X",
+            "POST",
+            "-d",
+            &serde_json::json!({ "host": format!("{host}."), "addresses": [addr.to_string()] })
+                .to_string(),
+            &format!("http://127.0.0.1:{}/add-a", self.dns_management),
+        ]);
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -262,11 +294,17 @@ fn free_udp_port() -> u16 {
 }
 
 fn wait_for_port(port: u16, what: &str) {
+    wait_for_addr(([127, 0, 0, 1], port).into(), what);
+}
+
+fn wait_for_addr(addr: std::net::SocketAddr, what: &str) {
+    let port = addr.port();
     let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while std::net::TcpStream::connect(addr).is_err() {
         assert!(
             start.elapsed() < Duration::from_secs(20),
-            "{what} did not listen on 127.0.0.1:{port} within 20s"
+            "{what} did not listen on {}:{port} within 20s",
+            addr.ip()
         );
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -230,6 +230,13 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no node {hostname} in the cluster"))
     }
 
+    /// The host's own address on the bridge joining the nodes: what a task reaches a server
+    /// of the test on (its traffic leaves through its node's address).
+    pub fn bridge_addr(&self) -> Ipv4Addr {
+        let o = self.nodes[0].addr.octets();
+        Ipv4Addr::new(o[0], o[1], o[2], 1)
+    }
+
     /// The first manager (the one that created the swarm).
     pub fn manager(&self) -> &Node {
         &self.nodes[0]

@@ -70,6 +70,23 @@ pub struct Order<'a> {
     pub names: &'a [String],
     /// The challenge types each name may use, in order.
     pub preferences: &'a (dyn Fn(&str) -> Vec<ChallengeKind> + Sync),
+    /// Other proxies that must answer the HTTP-01 challenges too (the cluster's ingress
+    /// peers): told before the CA is, removed afterwards.
+    pub relay: Option<&'a dyn Relay>,
+}
+
+/// Where an order's HTTP-01 answers are also published, besides `Order::challenges`: the
+/// other proxies a validation request may reach (every ingress node of a cluster).
+pub trait Relay: Sync {
+    /// Publishes the answer and returns once every peer acknowledged it (or said why not).
+    fn add_http01<'a>(
+        &'a self,
+        token: &'a str,
+        key_authorization: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+    /// Takes the answer back (best effort).
+    fn remove_http01<'a>(&'a self, token: &'a str)
+        -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 }
 
 /// Places one order for `order.names` and returns the certificate.
@@ -111,6 +128,7 @@ async fn issue_with(order: &Order<'_>, http: Http) -> Result<Issued, IssueError>
     // Answer every pending authorization; undo the answers whatever happens next.
     let mut answers = Answers {
         challenges: order.challenges,
+        relay: order.relay,
         dns: order.dns,
         http01: Vec::new(),
         alpn: Vec::new(),
@@ -151,7 +169,9 @@ async fn issue_with(order: &Order<'_>, http: Http) -> Result<Issued, IssueError>
             let key_auth = challenge.key_authorization();
             let bare = name.strip_prefix("*.").unwrap_or(&name).to_string();
             match kind {
-                ChallengeKind::Http01 => answers.add_http01(&challenge.token, key_auth.as_str()),
+                ChallengeKind::Http01 => {
+                    answers.add_http01(&challenge.token, key_auth.as_str()).await?
+                }
                 ChallengeKind::TlsAlpn01 => {
                     answers.add_alpn(&bare, key_auth.digest().as_ref())?
                 }
@@ -315,6 +335,7 @@ async fn validation_failure(
 /// The answers set up for one order, removed again by `undo`.
 struct Answers<'a> {
     challenges: &'a Challenges,
+    relay: Option<&'a dyn Relay>,
     dns: Option<&'a DnsSolver>,
     http01: Vec<String>,
     alpn: Vec<String>,
@@ -322,9 +343,15 @@ struct Answers<'a> {
 }
 
 impl Answers<'_> {
-    fn add_http01(&mut self, token: &str, key_auth: &str) {
+    async fn add_http01(&mut self, token: &str, key_auth: &str) -> Result<(), IssueError> {
         self.challenges.add_http01(token, key_auth);
         self.http01.push(token.to_string());
+        if let Some(relay) = self.relay {
+            relay.add_http01(token, key_auth).await.map_err(|e| {
+                IssueError::new(format!("publishing the HTTP-01 answer to the peers: {e}"))
+            })?;
+        }
+        Ok(())
     }
 
     fn add_alpn(&mut self, name: &str, digest: &[u8]) -> Result<(), IssueError> {
@@ -354,6 +381,9 @@ impl Answers<'_> {
     async fn undo(self) {
         for token in &self.http01 {
             self.challenges.remove_http01(token);
+            if let Some(relay) = self.relay {
+                relay.remove_http01(token).await;
+            }
         }
         for name in &self.alpn {
             self.challenges.remove_tls_alpn01(name);

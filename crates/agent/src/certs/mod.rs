@@ -16,11 +16,11 @@
 //! not express; the scheduler runs the twice-daily expiry check (`watch_expiry`), which warns
 //! at 14, 7 and 3 days before the end of any served certificate, file or managed.
 
-mod acme;
+pub(crate) mod acme;
 mod dns;
 mod local;
 pub mod plan;
-mod store;
+pub(crate) mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -420,6 +420,7 @@ impl CertManager {
             dns: dns.as_ref(),
             names: &wanted.names,
             preferences: &preferences,
+            relay: None,
         };
         let issued = match tokio::time::timeout(ORDER_TIMEOUT, acme::issue(&order)).await {
             Ok(Ok(issued)) => issued,

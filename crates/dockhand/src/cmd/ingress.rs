@@ -24,6 +24,16 @@ pub struct IngressArgs {
     /// How often the tasks are looked up and probed, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub interval_ms: u64,
+    /// Where the TLS listener listens inside the task (when the app sets `https_listen`).
+    #[arg(long)]
+    pub https_listen: Option<SocketAddr>,
+    /// The node-local directory (a named volume) holding the ACME account and certificates.
+    #[arg(long, default_value = "/var/lib/dockhand-ingress")]
+    pub state: PathBuf,
+    /// The file holding the key the ingress tasks seal their peer messages with (a Swarm
+    /// secret); ACME certificates are obtained only with it.
+    #[arg(long)]
+    pub peer_key: Option<PathBuf>,
 }
 
 pub fn run(g: &Global, args: IngressArgs) -> anyhow::Result<ExitCode> {
@@ -32,6 +42,9 @@ pub fn run(g: &Global, args: IngressArgs) -> anyhow::Result<ExitCode> {
         config: args.config,
         listen: args.listen,
         interval: std::time::Duration::from_millis(args.interval_ms.max(100)),
+        https_listen: args.https_listen,
+        state: args.state,
+        peer_key: args.peer_key,
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -13,6 +13,7 @@ mod cli;
 mod cluster;
 mod cluster_nodes;
 mod cluster_setup;
+mod cluster_tls;
 mod containers;
 mod crash;
 mod dashboard;
