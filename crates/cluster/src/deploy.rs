@@ -479,7 +479,7 @@ async fn import_ingress(
 ) -> Result<Option<IngressPlan>, DeployError> {
     let tag = crate::ingress::image_tag(exe, digest_cache).map_err(|e| {
         DeployError::Swarm(ClusterError::Api {
-            host: swarm.host().to_string(),
+            host: swarm.shown().to_string(),
             call: "read the dockhand binary",
             reason: e.to_string(),
         })
@@ -531,7 +531,7 @@ async fn transfer(
     }
     let sent = task.await.map_err(|e| {
         DeployError::Swarm(ClusterError::Api {
-            host: swarm.host().to_string(),
+            host: swarm.shown().to_string(),
             call: "send the images to the nodes",
             reason: format!("the transfer stopped: {e}"),
         })
@@ -551,7 +551,7 @@ async fn ensure_ingress(
     let name = crate::ingress::ingress_name(&config.app);
     let api = |call: &'static str, e: std::io::Error| {
         DeployError::Swarm(ClusterError::Api {
-            host: swarm.host().to_string(),
+            host: swarm.shown().to_string(),
             call,
             reason: e.to_string(),
         })
