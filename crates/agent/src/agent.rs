@@ -211,7 +211,8 @@ impl Agent {
         // One deploy lock for the CLI's requests, the update watcher and the release watch.
         let lock = DeployLock::default();
         let updater = crate::update::Updater::new(&deployer, &lock, &backups, &opts.config_path)
-            .with_webhook(hook_listener);
+            .with_webhook(hook_listener)
+            .watch_only(cluster.then(|| opts.config_path.clone()));
         let mut subsystems = Subsystems::new(events.clone());
         subsystems.start(Arc::new(proxy)).await?;
         subsystems.start(Arc::new(cert_manager)).await?;
@@ -494,14 +495,12 @@ impl Agent {
         self.deployer.rollback(release, requested_by, sink).await
     }
 
-    /// A `[cluster]` app is deployed to its swarm by the CLI, never by this agent.
+    /// A `[cluster]` app is deployed to its swarm by the CLI, never by this agent: every path
+    /// that would run it on this host (the socket's and the dashboard's deploy, reload and
+    /// rollback, `db upgrade`) is refused.
     fn refuse_on_cluster(&self, what: &str) -> Result<()> {
         if self.cluster {
-            return Err(AgentError::usage(format!(
-                "this agent watches the app's swarm ([cluster] in {}) and does not {what} it; \
-                 run `dockhand {what}` in the project, which talks to the swarm's manager",
-                self.opts.config_path.display()
-            )));
+            return Err(watch_only_refusal(what, &self.opts.config_path));
         }
         Ok(())
     }
@@ -552,6 +551,7 @@ impl Agent {
         requested_by: &str,
         sink: Sink<'_>,
     ) -> Result<dockhand_api::DbUpgradeReport> {
+        self.refuse_on_cluster("db upgrade")?;
         let _guard = self.lock.acquire("db upgrade", requested_by)?;
         let (config, _) = load_config(&self.opts.config_path)?;
         let Some(db) = config.databases.get(database) else {
@@ -827,6 +827,17 @@ fn watch_only(mut config: AppConfig) -> AppConfig {
     config
 }
 
+/// Why a watch-only agent (a `[cluster]` app's, configured at `config_path`) does not `what`:
+/// a usage error (exit code 2) saying where the app is deployed from.
+pub(crate) fn watch_only_refusal(what: &str, config_path: &Path) -> AgentError {
+    AgentError::usage(format!(
+        "this app runs on the swarm: deploy with `dockhand deploy` from the project \
+         (`dockhand rollback` there returns it to a release); this agent only watches the \
+         swarm's nodes and alerts ([cluster] in {}), and does not {what} on this host",
+        config_path.display()
+    ))
+}
+
 /// Loads and validates the configuration file; returns it with its warnings, one line each.
 pub(crate) fn load_config(path: &Path) -> Result<(AppConfig, Vec<String>)> {
     let loaded = dockhand_config::load(path, &LoadOptions::from_process_env())?;
@@ -889,6 +900,26 @@ fn metrics_route_token(config: &AppConfig, events: &Events) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_watch_only_refusal_says_where_the_app_is_deployed_from() {
+        let e = super::watch_only_refusal(
+            "deploy",
+            std::path::Path::new("/srv/dockhand/dockhand.toml"),
+        );
+        assert_eq!(e.kind(), crate::error::ErrorKind::Usage);
+        assert!(
+            e.message().starts_with(
+                "this app runs on the swarm: deploy with `dockhand deploy` from the project"
+            ),
+            "{}",
+            e.message()
+        );
+        assert!(e
+            .message()
+            .contains("[cluster] in /srv/dockhand/dockhand.toml"));
+        assert!(e.message().ends_with("does not deploy on this host"));
+    }
+
     #[test]
     fn agent_id_is_stable_and_distinct() {
         let a = super::agent_id(std::path::Path::new("/a"));

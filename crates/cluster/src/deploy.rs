@@ -480,7 +480,7 @@ async fn import_ingress(
 ) -> Result<Option<IngressPlan>, DeployError> {
     let tag = crate::ingress::image_tag(exe, digest_cache).map_err(|e| {
         DeployError::Swarm(ClusterError::Api {
-            host: swarm.host().to_string(),
+            host: swarm.shown().to_string(),
             call: "read the dockhand binary",
             reason: e.to_string(),
         })
@@ -532,7 +532,7 @@ async fn transfer(
     }
     let sent = task.await.map_err(|e| {
         DeployError::Swarm(ClusterError::Api {
-            host: swarm.host().to_string(),
+            host: swarm.shown().to_string(),
             call: "send the images to the nodes",
             reason: format!("the transfer stopped: {e}"),
         })
@@ -552,7 +552,7 @@ async fn ensure_ingress(
     let name = crate::ingress::ingress_name(&config.app);
     let api = |call: &'static str, e: std::io::Error| {
         DeployError::Swarm(ClusterError::Api {
-            host: swarm.host().to_string(),
+            host: swarm.shown().to_string(),
             call,
             reason: e.to_string(),
         })

@@ -6,13 +6,15 @@
 //! and the I/O sits at the edge in [`Swarm`], the one handle on a manager's Engine API
 //! (bollard over a Unix socket, every call under a timeout). The images reach the other nodes
 //! over SSH through the remote crate's layer-diff transfer ([`images`]), and `dockhand setup`
-//! forms the swarm over SSH ([`setup`], with the node side in [`node`]); the crate knows
-//! nothing about the agent's state.
+//! forms the swarm over SSH ([`setup`], with the node side in [`node`]); a manager's Engine
+//! is reached from anywhere through a socket forwarded over SSH ([`ManagerLink`]); the crate
+//! knows nothing about the agent's state.
 
 mod deploy;
 mod error;
 pub mod images;
 mod ingress;
+mod manager;
 pub mod node;
 mod plan;
 pub mod setup;
@@ -30,6 +32,7 @@ pub use ingress::{
     rootfs_stream, volume_name, write_rootfs, IngressFile, IngressPlan, MountedSecret,
     INGRESS_LABEL, PEER_KEY_SECRET, STATE_TARGET,
 };
+pub use manager::{pick_manager, ManagerLink, PickError};
 pub use plan::{
     network_name, plan_database, plan_service, HealthCommand, PlanError, PlanKind, SecretMount,
     ServicePlan, UpdatePolicy, VolumeMount,

@@ -59,6 +59,8 @@ impl Default for SwarmTimeouts {
 pub struct Swarm {
     docker: Docker,
     host: String,
+    /// How messages name the Engine: `host`, or the manager behind a forwarded socket.
+    shown: String,
     timeouts: SwarmTimeouts,
 }
 
@@ -66,21 +68,38 @@ impl Swarm {
     /// Connects to the Docker Engine at `host` (`unix:///path` or `/path`), negotiates the API
     /// version and checks that it manages a swarm.
     pub async fn connect(host: &str, timeouts: SwarmTimeouts) -> Result<Swarm, ClusterError> {
-        let docker = engine(host, timeouts).await?;
+        Swarm::connect_named(host, host, timeouts).await
+    }
+
+    /// Like [`Swarm::connect`], the Engine named `shown` in every message (a manager reached
+    /// through a forwarded socket: `manager m1 (root@m1.example, over SSH)`).
+    pub async fn connect_named(
+        host: &str,
+        shown: &str,
+        timeouts: SwarmTimeouts,
+    ) -> Result<Swarm, ClusterError> {
+        let docker = engine(host, timeouts).await.map_err(|e| match e {
+            ClusterError::Unreachable { reason, .. } => ClusterError::Unreachable {
+                host: shown.to_string(),
+                reason,
+            },
+            other => other,
+        })?;
         let swarm = Swarm {
             docker,
             host: host.to_string(),
+            shown: shown.to_string(),
             timeouts,
         };
         // Only a manager answers this.
         match tokio::time::timeout(timeouts.connect, swarm.docker.inspect_swarm()).await {
             Ok(Ok(_)) => Ok(swarm),
             Ok(Err(e)) => Err(ClusterError::NotManager {
-                host: host.to_string(),
+                host: shown.to_string(),
                 reason: e.to_string(),
             }),
             Err(_) => Err(ClusterError::Unreachable {
-                host: host.to_string(),
+                host: shown.to_string(),
                 reason: format!(
                     "no answer to the swarm inspection within {:?}",
                     timeouts.connect
@@ -92,6 +111,11 @@ impl Swarm {
     /// The Engine socket this handle talks to.
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// The Engine as messages name it.
+    pub fn shown(&self) -> &str {
+        &self.shown
     }
 
     /// The nodes, the services' names and every task the managers remember.
@@ -219,7 +243,7 @@ impl Swarm {
                 .await
                 .map(|_| ()),
             Err(e) => Err(ClusterError::Api {
-                host: self.host.clone(),
+                host: self.shown.clone(),
                 call: "inspect service",
                 reason: e.to_string(),
             }),
@@ -321,7 +345,7 @@ impl Swarm {
             }
             if Instant::now() > deadline {
                 return Err(ClusterError::Timeout {
-                    host: self.host.clone(),
+                    host: self.shown.clone(),
                     call: "wait for the update",
                     limit,
                 });
@@ -363,7 +387,7 @@ impl Swarm {
                 });
             let Some(node) = node else {
                 return Err(ClusterError::MissingNode {
-                    host: self.host.clone(),
+                    host: self.shown.clone(),
                     node: destination.clone(),
                 });
             };
@@ -447,7 +471,7 @@ impl Swarm {
                 status_code: 404, ..
             }) => Ok(None),
             Err(e) => Err(ClusterError::Api {
-                host: self.host.clone(),
+                host: self.shown.clone(),
                 call: "inspect service",
                 reason: e.to_string(),
             }),
@@ -465,7 +489,7 @@ impl Swarm {
     /// `dockhand rollback` goes back in, readable from any manager.
     pub async fn record_release(&self, record: &ReleaseRecord) -> Result<(), ClusterError> {
         let data = serde_json::to_vec(record).map_err(|e| ClusterError::Api {
-            host: self.host.clone(),
+            host: self.shown.clone(),
             call: "encode the release record",
             reason: e.to_string(),
         })?;
@@ -498,14 +522,14 @@ impl Swarm {
             })) => {}
             Ok(Err(e)) => {
                 return Err(ClusterError::Api {
-                    host: self.host.clone(),
+                    host: self.shown.clone(),
                     call: "inspect config",
                     reason: e.to_string(),
                 })
             }
             Err(_) => {
                 return Err(ClusterError::Timeout {
-                    host: self.host.clone(),
+                    host: self.shown.clone(),
                     call: "inspect config",
                     limit: self.timeouts.api,
                 })
@@ -596,14 +620,14 @@ impl Swarm {
                 })) => true,
                 Ok(Err(e)) => {
                     return Err(ClusterError::Api {
-                        host: self.host.clone(),
+                        host: self.shown.clone(),
                         call: "take the deploy lock",
                         reason: e.to_string(),
                     })
                 }
                 Err(_) => {
                     return Err(ClusterError::Timeout {
-                        host: self.host.clone(),
+                        host: self.shown.clone(),
                         call: "take the deploy lock",
                         limit: self.timeouts.api,
                     })
@@ -652,12 +676,12 @@ impl Swarm {
                 status_code: 404, ..
             })) => Ok(()),
             Ok(Err(e)) => Err(ClusterError::Api {
-                host: self.host.clone(),
+                host: self.shown.clone(),
                 call: "give the deploy lock back",
                 reason: e.to_string(),
             }),
             Err(_) => Err(ClusterError::Timeout {
-                host: self.host.clone(),
+                host: self.shown.clone(),
                 call: "give the deploy lock back",
                 limit: self.timeouts.api,
             }),
@@ -742,7 +766,7 @@ impl Swarm {
         limit: Duration,
         fut: impl Future<Output = Result<T, bollard::errors::Error>>,
     ) -> Result<T, ClusterError> {
-        within(&self.host, call, limit, fut).await
+        within(&self.shown, call, limit, fut).await
     }
 }
 

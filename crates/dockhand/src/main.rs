@@ -97,9 +97,12 @@ pub enum Command {
     /// to the server first (only changed files, secrets mode 0600) and images the server
     /// lacks are sent layer by layer.
     ///
-    /// With a [cluster] table in dockhand.toml, the app is deployed to the Docker Swarm whose
-    /// manager's Engine is at $DOCKER_HOST (else the local socket): every service is updated
-    /// start-first and must converge, or the whole app stays on the previous release.
+    /// With a [cluster] table in dockhand.toml, the app is deployed to its Docker Swarm:
+    /// every service is updated start-first and must converge, or the whole app stays on
+    /// the previous release. The manager: -d NAME (a [cluster] manager) or --host, else
+    /// $DOCKER_HOST (unix:// or ssh://), else this machine's Engine when it manages that
+    /// swarm, else the first [cluster] manager over SSH (its Engine socket forwarded through
+    /// the session, as `docker -H ssh://` does).
     Deploy(cmd::deploy::DeployArgs),
     /// Return to an earlier release (default: the previous one), the same gated way (on a
     /// [cluster], every service goes back to the last live release before the serving one).

@@ -1,7 +1,7 @@
 //! Dockhand on real servers, over SSH: the transport (the system OpenSSH client with
 //! connection multiplexing, `ssh.rs`), destinations (`destination.rs`), what a server is
 //! (`facts.rs`) and what Dockhand puts there (`server.rs`), the `setup` plan and its
-//! executor (`setup/`).
+//! executor (`setup/`), a server's Engine socket forwarded through SSH (`forward.rs`).
 //!
 //! Architecture Invariant: nothing here passes a secret or a file's content in a process
 //! argument; contents go through the remote command's stdin.
@@ -10,6 +10,7 @@ pub mod destination;
 pub mod doctor;
 pub mod error;
 pub mod facts;
+pub mod forward;
 pub mod images;
 pub mod project;
 pub mod provision;
@@ -19,4 +20,5 @@ pub mod ssh;
 
 pub use destination::{Destination, DestinationError, DESTINATION_HELP};
 pub use error::{ErrorClass, RemoteError, SshFailure};
+pub use forward::EngineForward;
 pub use ssh::{Session, SshOptions};

@@ -210,6 +210,17 @@ impl Session {
         &self.dest
     }
 
+    /// A session whose master was never opened: for tests that only run commands through a
+    /// stand-in `ssh` program.
+    #[cfg(test)]
+    pub(crate) fn unopened(dest: Destination, opts: SshOptions) -> Session {
+        Session {
+            dest,
+            opts,
+            control: Control::Private(tempfile::tempdir().expect("a temporary directory")),
+        }
+    }
+
     /// `USER@HOST`, for messages.
     pub fn target(&self) -> String {
         self.dest.ssh_target()

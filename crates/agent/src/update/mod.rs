@@ -53,6 +53,9 @@ struct Inner {
     /// The webhook's loopback listener, until the subsystem runs.
     hook_listener: Mutex<Option<std::net::TcpListener>>,
     deliveries: Mutex<webhook::Deliveries>,
+    /// A `[cluster]` app's agent (its configuration file): it deploys nothing, so neither
+    /// `update now` nor a webhook delivery may.
+    watch_only: Option<PathBuf>,
 }
 
 impl Updater {
@@ -74,8 +77,26 @@ impl Updater {
                 wake: tokio::sync::Notify::new(),
                 hook_listener: Mutex::default(),
                 deliveries: Mutex::default(),
+                watch_only: None,
             }),
         }
+    }
+
+    /// The updater of a watch-only agent (`Some(config file)`): it refuses every check.
+    /// Called before the updater is shared.
+    pub fn watch_only(mut self, config_path: Option<PathBuf>) -> Updater {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.watch_only = config_path;
+        }
+        self
+    }
+
+    /// Why this updater deploys nothing (a watch-only agent's), if it does not.
+    fn refusal(&self) -> Option<AgentError> {
+        self.inner
+            .watch_only
+            .as_deref()
+            .map(|path| crate::agent::watch_only_refusal("update", path))
     }
 
     /// Hands the updater the webhook's listener (`webhook::bind`), served while it runs.
@@ -171,6 +192,9 @@ impl Updater {
     /// Checks the remote now and deploys a new commit (`dockhand update now`, and each poll).
     /// `explicit`: asked for (`update now`), which works while paused.
     pub async fn check(&self, requested_by: &str, explicit: bool) -> Result<UpdateCheck> {
+        if let Some(refused) = self.refusal() {
+            return Err(refused);
+        }
         let _busy = self.inner.busy.lock().await;
         let outcome = self.check_locked(requested_by, explicit).await;
         let check = match outcome {

@@ -212,6 +212,9 @@ impl Updater {
     }
 
     async fn hook_request(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+        if let Some(refused) = self.refusal() {
+            return answer(StatusCode::CONFLICT, refused.message());
+        }
         let Some(config) = self.serving() else {
             return answer(StatusCode::NOT_FOUND, "nothing is deployed");
         };

@@ -1,29 +1,32 @@
 //! `dockhand deploy`, `rollback` and `status` for an app with `[cluster] engine = "swarm"`:
-//! they talk to a swarm manager's Docker Engine (`$DOCKER_HOST`, else the local socket: run
-//! them on a manager, or point `DOCKER_HOST` at a manager's socket) through
-//! `dockhand_cluster`, which does the work; this module finds the project, loads its
-//! configuration, secrets and the nodes' `[destinations]` (the images reach the other nodes
-//! over SSH), and renders the reports.
+//! they talk to a swarm manager's Docker Engine through `dockhand_cluster`, which does the
+//! work; this module finds the project, loads its configuration, secrets and the nodes'
+//! `[destinations]` (the images reach the other nodes over SSH), picks the manager
+//! ([`connect`]) and renders the reports.
+//!
+//! Which manager's Engine, first match wins: `-d NAME` (a manager of `[cluster]`) or `--host
+//! DEST`, over SSH; `$DOCKER_HOST` (a `unix://` socket, or `ssh://USER@HOST` reached over
+//! SSH) — set by hand, it says where the user wants to be; this machine's Engine when it
+//! manages this swarm (the command runs on a manager); else the first `[cluster]` manager over
+//! SSH, its Engine socket forwarded through the session (`dockhand_cluster::ManagerLink`).
+//! `$DOCKHAND_HOST` is not read: the configuration names the managers.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use console::style;
 use dockhand_cluster::{
-    ClusterReport, ClusterStatus, DeployError, DeployOptions, NodeState, Outcome, Swarm,
-    SwarmTimeouts, TaskState,
+    ClusterReport, ClusterStatus, DeployError, DeployOptions, ManagerLink, NodeState, Outcome,
+    Swarm, SwarmTimeouts, TaskState,
 };
 use dockhand_config::{AppConfig, LoadOptions};
 
 use crate::output::{self, print_json};
 use crate::Global;
 
-/// The project's `dockhand.toml` when it declares a cluster and the command works on this
-/// machine's view (no `--host` / `-d`).
-pub fn project(g: &Global) -> Option<PathBuf> {
-    if g.remote.host.is_some() || g.remote.destination.is_some() {
-        return None;
-    }
+/// The project's `dockhand.toml` when it declares a cluster (`-d` / `--host` then pick the
+/// manager).
+pub fn project(_g: &Global) -> Option<PathBuf> {
     let cwd = std::env::current_dir().ok()?;
     let path = super::remote::find_config(&cwd)?;
     let text = std::fs::read_to_string(&path).ok()?;
@@ -41,7 +44,7 @@ pub fn deploy(g: &Global, path: &std::path::Path) -> anyhow::Result<ExitCode> {
     // A configuration the cluster cannot run is refused before any swarm is reached.
     dockhand_cluster::plan_app(&config, 0).map_err(|e| deploy_error(e, &redactor, json))?;
     let report = super::runtime()?.block_on(async {
-        let swarm = connect(g).await?;
+        let (swarm, _link) = connect(g, &config, &nodes).await?;
         dockhand_cluster::deploy(
             &swarm,
             &config,
@@ -79,7 +82,7 @@ pub fn rollback(
     let json = g.json;
     let redactor = dockhand_agent::Redactor::default();
     let report = super::runtime()?.block_on(async {
-        let swarm = connect(g).await?;
+        let (swarm, _link) = connect(g, &config, &nodes).await?;
         dockhand_cluster::rollback(
             &swarm,
             &config.app,
@@ -100,9 +103,10 @@ pub fn rollback(
 /// not ready or a service of the app has fewer running tasks than it wants.
 pub fn status(g: &Global, path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = load(g, path)?;
+    let nodes = node_access(g, path, &config)?;
     let prefix = format!("{}-", config.app);
     let status: ClusterStatus = super::runtime()?.block_on(async {
-        let swarm = connect(g).await?;
+        let (swarm, _link) = connect(g, &config, &nodes).await?;
         swarm.status().await.map_err(|e| swarm_error(e, g.json))
     })?;
     let app_tasks: Vec<_> = status
@@ -249,18 +253,133 @@ fn digest_cache() -> Option<PathBuf> {
     Some(base.join("dockhand").join("ingress-digest"))
 }
 
-/// The manager's Engine: `$DOCKER_HOST`, else the local socket.
-async fn connect(g: &Global) -> anyhow::Result<Swarm> {
-    let host = std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
-    Swarm::connect(&host, SwarmTimeouts::default())
-        .await
-        .map_err(|e| swarm_error(e, g.json))
+/// The manager's Engine (see the module's comment for which one), and the SSH link that
+/// keeps it reachable when it is not this machine's.
+async fn connect(
+    g: &Global,
+    config: &AppConfig,
+    access: &dockhand_cluster::NodeAccess,
+) -> anyhow::Result<(Swarm, Option<ManagerLink>)> {
+    let json = g.json;
+    let timeouts = SwarmTimeouts::default();
+    let Some(cluster) = config.cluster.as_ref() else {
+        return Err(output::usage("dockhand.toml has no [cluster] table", json));
+    };
+    if let Some(name) = &g.remote.destination {
+        let node = dockhand_cluster::pick_manager(cluster, Some(name)).map_err(|e| {
+            output::usage(
+                format!(
+                    "-d {name}: {e}\n  pick a manager with -d NAME, or leave -d out to use the first one"
+                ),
+                json,
+            )
+        })?;
+        return over_ssh(g, access, &node.destination, None).await;
+    }
+    if let Some(host) = &g.remote.host {
+        let dest = parse_destination(host, "--host", json)?;
+        return over_ssh(g, access, host, Some(dest)).await;
+    }
+    if let Some(host) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
+        if host.starts_with("ssh://") {
+            let dest = parse_destination(&host, "DOCKER_HOST", json)?;
+            return over_ssh(g, access, &host, Some(dest)).await;
+        }
+        let swarm = Swarm::connect(&host, timeouts)
+            .await
+            .map_err(|e| swarm_error(e, json))?;
+        return Ok((swarm, None));
+    }
+    // This machine, when its Engine manages this very swarm.
+    let quick = SwarmTimeouts {
+        connect: std::time::Duration::from_secs(3),
+        ..timeouts
+    };
+    if let Ok(swarm) = Swarm::connect(LOCAL_ENGINE, quick).await {
+        let names: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|n| n.destination.clone())
+            .collect();
+        if matches!(swarm.local_node(&names).await, Ok(Some(_))) {
+            return Ok((swarm, None));
+        }
+    }
+    let first = dockhand_cluster::pick_manager(cluster, None)
+        .map_err(|e| output::usage(e.to_string(), json))?;
+    over_ssh(g, access, &first.destination, None).await
 }
 
+/// This machine's Docker Engine socket.
+const LOCAL_ENGINE: &str = "unix:///var/run/docker.sock";
+
+/// The Engine of the manager `node` (a `[cluster]` node's name, reached through its
+/// `[destinations]`, or `dest` given by hand) through a socket forwarded over SSH.
+async fn over_ssh(
+    g: &Global,
+    access: &dockhand_cluster::NodeAccess,
+    node: &str,
+    dest: Option<dockhand_remote::Destination>,
+) -> anyhow::Result<(Swarm, Option<ManagerLink>)> {
+    let json = g.json;
+    let dest = match dest {
+        Some(d) => d,
+        None => access.destinations.get(node).cloned().ok_or_else(|| {
+            output::usage(
+                format!("[cluster] names node `{node}`, which is no [destinations.{node}]\n  add [destinations.{node}] with host = \"ssh://USER@HOST\""),
+                json,
+            )
+        })?,
+    };
+    let link = tokio::task::block_in_place(|| ManagerLink::open(access, node, &dest)).map_err(|e| {
+        let (code, word) = output::remote_code(e.class());
+        let message = format!(
+            "cannot reach manager `{node}` of [cluster] over SSH ({}): {e}\n  check that the server is up and lets you in (`ssh {}`), or pick another manager with -d NAME",
+            dest.ssh_target(),
+            dest.ssh_target()
+        );
+        anyhow::Error::new(output::Exit {
+            code,
+            json: json.then(|| serde_json::json!({ "error": { "code": word, "node": node, "message": message } })),
+            message,
+        })
+    })?;
+    let swarm = link
+        .swarm(SwarmTimeouts::default())
+        .await
+        .map_err(|e| match e {
+            dockhand_cluster::ClusterError::NotManager { .. } => swarm_error_with(
+                e,
+                json,
+                "\n  run `dockhand setup` first: it forms the swarm of [cluster] (or pick another manager with -d NAME)",
+            ),
+            e => swarm_error(e, json),
+        })?;
+    Ok((swarm, Some(link)))
+}
+
+fn parse_destination(
+    text: &str,
+    from: &str,
+    json: bool,
+) -> anyhow::Result<dockhand_remote::Destination> {
+    dockhand_remote::Destination::parse(text).map_err(|e| {
+        output::usage(
+            format!("{e} ({from})\n  {}", dockhand_remote::DESTINATION_HELP),
+            json,
+        )
+    })
+}
+
+/// What an Engine that cannot be used is told to do.
+const ENGINE_HINT: &str = "\n  run this in the project on a machine that reaches a manager over SSH (its [destinations]), pick one with -d NAME, or set DOCKER_HOST to a manager's Engine socket";
+
 fn swarm_error(e: dockhand_cluster::ClusterError, json: bool) -> anyhow::Error {
+    swarm_error_with(e, json, ENGINE_HINT)
+}
+
+/// A swarm error with its exit code; `hint` follows an Engine that cannot be used.
+fn swarm_error_with(e: dockhand_cluster::ClusterError, json: bool, hint: &str) -> anyhow::Error {
     let code = if matches!(e, dockhand_cluster::ClusterError::Locked { .. }) {
         output::CONFLICT
     } else if e.is_environmental() {
@@ -274,7 +393,7 @@ fn swarm_error(e: dockhand_cluster::ClusterError, json: bool) -> anyhow::Error {
         dockhand_cluster::ClusterError::Unreachable { .. }
             | dockhand_cluster::ClusterError::NotManager { .. }
     ) {
-        message += "\n  run this on a manager of the swarm, or set DOCKER_HOST=unix:///PATH to a manager's Engine socket";
+        message += hint;
     }
     anyhow::Error::new(output::Exit {
         code,

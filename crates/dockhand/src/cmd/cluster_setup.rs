@@ -2,8 +2,9 @@
 //! every node's host is set up as `dockhand setup` sets up one server — with the swarm's ports
 //! open to the other nodes only — then the swarm is formed over SSH
 //! (`dockhand_cluster::setup`: firewall table, `init` on the first manager, joins with tokens
-//! through pipes only, roles and labels). `--cluster-only` forms the swarm alone, on nodes
-//! whose hosts are set up otherwise.
+//! through pipes only, roles and labels), then the watch-only agent is installed on the first
+//! manager (its host set up again with the project). `--cluster-only` forms the swarm alone,
+//! on nodes whose hosts are set up otherwise.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -76,6 +77,7 @@ pub fn run(g: &Global, args: SetupArgs, path: &Path) -> anyhow::Result<ExitCode>
     // Each node's host, its firewall opening the swarm's ports to the other nodes.
     let mut hosts = Vec::new();
     let mut host_changes = 0;
+    let mut peers_of_first = Vec::new();
     if !args.cluster_only {
         let addrs = {
             let sessions = NodeSessions::open(&access).map_err(|e| transfer_error(e, json))?;
@@ -94,7 +96,10 @@ pub fn run(g: &Global, args: SetupArgs, path: &Path) -> anyhow::Result<ExitCode>
                 .iter()
                 .filter(|n| n.destination != *name)
                 .filter_map(|n| addrs.get(&n.destination).cloned())
-                .collect();
+                .collect::<Vec<String>>();
+            if *name == cluster.first_manager().destination {
+                peers_of_first = peers.clone();
+            }
             let node_args = SetupArgs {
                 server: Some(dest.to_string()),
                 remote: crate::RemoteArgs::default(),
@@ -141,12 +146,14 @@ pub fn run(g: &Global, args: SetupArgs, path: &Path) -> anyhow::Result<ExitCode>
                     "dry_run": true,
                     "hosts": hosts,
                     "swarm": null,
-                    "note": e.to_string(),
+                    "agent": null,
+                    "note": format!("{e}; the swarm, then the watch-only agent on {first}, are planned once the nodes are set up", first = cluster.first_manager().destination),
                 }));
             } else {
                 println!(
-                    "{} the swarm step is planned once the nodes are set up ({e})",
-                    style("note:").dim()
+                    "{} the swarm step, then the watch-only agent on {}, are planned once the nodes are set up ({e})",
+                    style("note:").dim(),
+                    cluster.first_manager().destination
                 );
             }
             return Ok(ExitCode::SUCCESS);
@@ -175,20 +182,30 @@ pub fn run(g: &Global, args: SetupArgs, path: &Path) -> anyhow::Result<ExitCode>
         v
     };
     if args.dry_run {
+        let agent = agent_on_first_manager(g, &args, path, &cluster, &access, &peers_of_first)?;
         if json {
-            print_json(&answer(0, serde_json::json!({ "dry_run": true })));
+            print_json(&answer(
+                0,
+                serde_json::json!({ "dry_run": true, "agent": agent.map(|a| a.json) }),
+            ));
         }
         return Ok(ExitCode::SUCCESS);
     }
     if plan.changes() == 0 {
-        if json {
-            print_json(&answer(host_changes, serde_json::json!({})));
-        } else {
+        if !json {
             println!(
                 "{} nothing to change: the swarm of {} node(s) is formed",
                 style("✓").green().bold(),
                 cluster.nodes.len()
             );
+        }
+        let agent = agent_on_first_manager(g, &args, path, &cluster, &access, &peers_of_first)?;
+        if json {
+            let agent_changes = agent.as_ref().map_or(0, |a| a.changed);
+            print_json(&answer(
+                host_changes + agent_changes,
+                serde_json::json!({ "agent": agent.map(|a| a.json) }),
+            ));
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -219,21 +236,79 @@ pub fn run(g: &Global, args: SetupArgs, path: &Path) -> anyhow::Result<ExitCode>
     };
     let applied = swarm_setup::apply(&sessions, &cluster, &plan, &observed, &mut progress)
         .map_err(|e| transfer_error(e, json))?;
-    if json {
-        print_json(&answer(
-            host_changes + applied.changed,
-            serde_json::json!({ "node_ids": applied.node_ids }),
-        ));
-    } else {
+    if !json {
         println!(
             "{} the swarm of {} node(s) is formed ({} step(s) changed)",
             style("✓").green().bold(),
             cluster.nodes.len(),
             applied.changed
         );
-        println!("  next: `dockhand deploy` with DOCKER_HOST pointing at a manager's Engine");
+    }
+    let agent = agent_on_first_manager(g, &args, path, &cluster, &access, &peers_of_first)?;
+    if json {
+        let agent_changes = agent.as_ref().map_or(0, |a| a.changed);
+        print_json(&answer(
+            host_changes + applied.changed + agent_changes,
+            serde_json::json!({ "node_ids": applied.node_ids, "agent": agent.map(|a| a.json) }),
+        ));
+    } else {
+        println!(
+            "  next: `dockhand deploy` in this project (it reaches the first manager over SSH)"
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The watch-only agent on the first manager, once the swarm is formed: the first manager's
+/// host set up again with the project (its `dockhand.toml` and secrets file synced 0600, the
+/// agent's unit started; every other step is already done, so only those change), the way a
+/// single server's setup installs its agent. The agent sees `[cluster]` and only watches the
+/// swarm's nodes and alerts; its proxy keeps to a loopback port, so no socket unit holds the
+/// ports the ingress publishes on that node. One agent, on the first manager: when that node
+/// is lost, no alert comes from it (the other managers keep the swarm; put another manager
+/// first and run setup to move the agent there). Not with `--cluster-only` (the hosts are
+/// set up otherwise).
+fn agent_on_first_manager(
+    g: &Global,
+    args: &SetupArgs,
+    path: &Path,
+    cluster: &dockhand_config::ClusterConfig,
+    access: &dockhand_cluster::NodeAccess,
+    peers: &[String],
+) -> anyhow::Result<Option<super::setup::Applied>> {
+    if args.cluster_only {
+        return Ok(None);
+    }
+    let first = &cluster.first_manager().destination;
+    let Some(dest) = access.destinations.get(first) else {
+        return Err(output::usage(
+            format!("[cluster] names node `{first}`, which is no [destinations.{first}]"),
+            g.json,
+        ));
+    };
+    if !g.json {
+        println!(
+            "{} {} {}",
+            style("agent").bold(),
+            style(first).bold(),
+            style("(watches the swarm's nodes and alerts; deploys nothing)").dim()
+        );
+    }
+    let agent_args = SetupArgs {
+        server: Some(dest.to_string()),
+        remote: crate::RemoteArgs::default(),
+        docker: true,
+        config: Some(path.to_path_buf()),
+        no_project: false,
+        cluster_only: false,
+        quiet_next: true,
+        swarm: Some(SwarmFirewall {
+            peers: peers.to_vec(),
+            encrypted: cluster.encrypted,
+        }),
+        ..args.clone()
+    };
+    super::setup::apply(g, &agent_args).map(Some)
 }
 
 fn print_plan(plan: &SwarmPlan) {

@@ -47,6 +47,10 @@ pub enum RemoteCommand {
     Images { images: Vec<String> },
     /// `docker load` a zstd-compressed archive read from stdin.
     Load,
+    /// Join stdin and stdout to this machine's Docker Engine socket (`$DOCKER_HOST`, else
+    /// /var/run/docker.sock): a cluster's deploy, rollback and status reach a manager's
+    /// Engine through it, over SSH.
+    DialStdio,
     /// Print this Docker Engine's swarm state as JSON (`dockhand setup` of a cluster).
     SwarmState,
     /// Create a swarm on this Engine advertising ADDR; print the node id.
@@ -114,6 +118,23 @@ pub fn serve(_g: &Global, cmd: RemoteCommand) -> anyhow::Result<ExitCode> {
                     .map_err(anyhow::Error::from)
             })?;
             println!("{}", serde_json::to_string(&said)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        RemoteCommand::DialStdio => {
+            let host = engine_host();
+            let Some(path) = host
+                .strip_prefix("unix://")
+                .or(host.strip_prefix('/').map(|_| host.as_str()))
+            else {
+                eprintln!("DOCKER_HOST={host} on this node is not a unix:// socket: dockhand reaches the Engine through its socket");
+                return Ok(ExitCode::from(output::USAGE));
+            };
+            if let Err(e) = dockhand_remote::forward::dial_stdio(Path::new(path)) {
+                eprintln!(
+                    "no Docker Engine answers at {path} on this node ({e}): is it running? `systemctl status docker` tells"
+                );
+                return Ok(ExitCode::from(output::UNREACHABLE));
+            }
             Ok(ExitCode::SUCCESS)
         }
         RemoteCommand::SwarmState => {
@@ -207,10 +228,7 @@ where
     F: FnOnce(dockhand_cluster::node::NodeEngine) -> Fut,
     Fut: std::future::Future<Output = Result<T, dockhand_cluster::ClusterError>>,
 {
-    let host = std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+    let host = engine_host();
     super::runtime()?.block_on(async {
         let engine = dockhand_cluster::node::NodeEngine::connect(
             &host,
@@ -219,6 +237,14 @@ where
         .await?;
         f(engine).await.map_err(anyhow::Error::from)
     })
+}
+
+/// This machine's Docker Engine socket: `$DOCKER_HOST`, else the local socket.
+fn engine_host() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
 }
 
 /// This machine's Docker Engine.

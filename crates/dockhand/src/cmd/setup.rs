@@ -165,8 +165,11 @@ pub(crate) fn apply(g: &Global, args: &SetupArgs) -> anyhow::Result<Applied> {
             deploy_user,
             docker,
             ufw: facts.ufw_active(),
+            // A cluster's agent only watches: its proxy keeps to loopback, and the ingress
+            // publishes `[proxy] listen` on the node.
             proxy_listen: config
                 .as_ref()
+                .filter(|c| c.cluster.is_none())
                 .map(|c| {
                     [Some(c.proxy.listen), c.proxy.https_listen]
                         .into_iter()
@@ -207,7 +210,7 @@ pub(crate) fn apply(g: &Global, args: &SetupArgs) -> anyhow::Result<Applied> {
     })?;
 
     let mut plan = plan;
-    if let Some(c) = &config {
+    if let Some(c) = config.as_ref().filter(|c| c.cluster.is_none()) {
         if c.proxy.listen.ip().is_loopback() {
             plan.notes.push(format!(
                 "the proxy listens on {} (dockhand.toml's [proxy] listen), which the internet cannot reach: set listen = \"0.0.0.0:80\" to serve the app from this server",
