@@ -276,13 +276,13 @@ enabled = false
         target.exec_ok("systemctl is-active dockhand").trim(),
         "active"
     );
-    for file in ["/srv/dockhand/dockhand.toml"] {
-        assert_eq!(
-            target.exec_ok(&format!("stat -c '%a %U' {file}")).trim(),
-            "600 dockhand",
-            "{file}"
-        );
-    }
+    assert_eq!(
+        target
+            .exec_ok("stat -c '%a %U' /srv/dockhand/dockhand.toml")
+            .trim(),
+        "600 dockhand",
+        "the project's dockhand.toml on the manager"
+    );
     // No socket unit holds [proxy] listen: the port is the ingress's on this node.
     assert!(
         !target
