@@ -969,7 +969,8 @@ async fn acme_renewal_window(
     ))
 }
 
-fn retry_base() -> Duration {
+/// The first retry's delay after a failed order (doubling from there, with jitter).
+pub(crate) fn retry_base() -> Duration {
     // Debug builds (the tests) may shorten the back-off; release builds never read it.
     #[cfg(debug_assertions)]
     if let Some(ms) = std::env::var("DOCKHAND_ACME_RETRY_BASE_MS")
@@ -981,7 +982,7 @@ fn retry_base() -> Duration {
     RETRY_BASE
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     crate::clock::unix_secs() as i64
 }
 

@@ -27,14 +27,13 @@ use super::peer::{self, PeerKey, Request, Response, SetBundle};
 use crate::certs::acme::{self, Relay};
 use crate::certs::plan::{self, Source};
 use crate::certs::store::{self, SetFiles, SetRecord};
+use crate::certs::{retry_base, unix_now};
 use crate::layout::StateLayout;
 
 /// How often a task asks its peers for their certificates.
 pub const FETCH_EVERY: Duration = Duration::from_secs(30);
 /// One ACME order may take this long.
 const ORDER_TIMEOUT: Duration = Duration::from_secs(300);
-/// The first retry after a failed order waits this long, doubling up to six hours.
-const RETRY_BASE: Duration = Duration::from_secs(60);
 
 /// The issuer among the ingress tasks at `seen` (Swarm's DNS) and `own` (this task's
 /// address, when the DNS lists it already): the lowest address. `None` while nothing is seen.
@@ -539,24 +538,6 @@ async fn find_peers(name: &str) -> (Option<IpAddr>, Vec<IpAddr>) {
         .find(|ip| std::net::UdpSocket::bind((*ip, 0)).is_ok());
     seen.retain(|ip| Some(*ip) != own);
     (own, seen)
-}
-
-fn retry_base() -> Duration {
-    // Debug builds (the tests) may shorten the back-off; release builds never read it.
-    #[cfg(debug_assertions)]
-    if let Some(ms) = std::env::var("DOCKHAND_ACME_RETRY_BASE_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        return Duration::from_millis(ms);
-    }
-    RETRY_BASE
-}
-
-fn unix_now() -> i64 {
-    crate::clock::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
