@@ -72,46 +72,72 @@ pub const AFTER_CUTOVER: Wording = Wording {
     other: "previous release",
 };
 
+/// What a comparison found wrong, and why in words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Breach {
+    pub why: String,
+    /// Only latency was worse: the watch acts on it only when it holds for
+    /// [`LATENCY_SAMPLES`] samples in a row, since a slow spell of the whole machine (a build,
+    /// a backup, the deploy's own start-up) slows any release alike.
+    pub latency: bool,
+}
+
+/// Consecutive monitor samples a latency-only breach must hold before the watch rolls back.
+/// Errors and instances down act at the first sample.
+pub const LATENCY_SAMPLES: u32 = 3;
+
 /// Why the release must go, if it must.
-pub fn judge(cfg: &WatchConfig, seen: &[Seen]) -> Option<String> {
-    compare(&Thresholds::from(cfg), seen, AFTER_CUTOVER)
+pub fn judge(cfg: &WatchConfig, seen: &[Seen]) -> Option<Breach> {
+    breach(&Thresholds::from(cfg), seen, AFTER_CUTOVER)
 }
 
 /// Why the release seen in `seen` (`now`) is worse than the other (`baseline`), if it is.
 pub fn compare(cfg: &Thresholds, seen: &[Seen], words: Wording) -> Option<String> {
+    breach(cfg, seen, words).map(|b| b.why)
+}
+
+/// [`compare`], telling a latency-only breach apart.
+pub fn breach(cfg: &Thresholds, seen: &[Seen], words: Wording) -> Option<Breach> {
+    let mut slow = None;
     for s in seen {
         if s.instances > 0 && s.up == 0 {
-            return Some(format!(
-                "{}: none of its {} instances is up",
-                s.service, s.instances
-            ));
+            return Some(Breach {
+                why: format!("{}: none of its {} instances is up", s.service, s.instances),
+                latency: false,
+            });
         }
         let Some(now) = s.now.filter(|t| t.requests >= cfg.min_requests) else {
             continue;
         };
         let base_ratio = s.baseline.map_or(0.0, |b| b.error_ratio);
         if now.error_ratio > base_ratio + cfg.error_ratio {
-            return Some(format!(
-                "{}: {:.1} % of {} requests answered 5xx {} ({}: {:.1} %)",
-                s.service,
-                now.error_ratio * 100.0,
-                now.requests,
-                words.when,
-                words.other,
-                base_ratio * 100.0
-            ));
+            return Some(Breach {
+                why: format!(
+                    "{}: {:.1} % of {} requests answered 5xx {} ({}: {:.1} %)",
+                    s.service,
+                    now.error_ratio * 100.0,
+                    now.requests,
+                    words.when,
+                    words.other,
+                    base_ratio * 100.0
+                ),
+                latency: false,
+            });
         }
         if let (Some(p99), Some(base)) = (now.p99_ms, s.baseline.and_then(|b| b.p99_ms)) {
             // Below 50 ms a bucket step is not a regression worth a rollback.
-            if p99 > 50.0 && p99 > base * cfg.p99_factor {
-                return Some(format!(
-                    "{}: p99 latency {p99} ms {} ({}: {base} ms)",
-                    s.service, words.when, words.other
-                ));
+            if slow.is_none() && p99 > 50.0 && p99 > base * cfg.p99_factor {
+                slow = Some(Breach {
+                    why: format!(
+                        "{}: p99 latency {p99} ms {} ({}: {base} ms)",
+                        s.service, words.when, words.other
+                    ),
+                    latency: true,
+                });
             }
         }
     }
-    None
+    slow
 }
 
 /// The subsystem.
@@ -146,6 +172,7 @@ impl ReleaseWatch {
             .map(|s| self.monitor.traffic(s, Some(previous), cfg.window))
             .collect();
         let mut ticks = self.monitor.ticks();
+        let mut slow_samples = 0;
         loop {
             tokio::select! {
                 changed = ticks.changed() => if changed.is_err() { return },
@@ -179,9 +206,17 @@ impl ReleaseWatch {
                     }
                 })
                 .collect();
-            let Some(why) = judge(&cfg, &seen) else {
+            let Some(breach) = judge(&cfg, &seen) else {
+                slow_samples = 0;
                 continue;
             };
+            if breach.latency {
+                slow_samples += 1;
+                if slow_samples < LATENCY_SAMPLES {
+                    continue;
+                }
+            }
+            let why = breach.why;
             self.mark_failed(new, &why);
             self.deployer.events.error(
                 EventKind::Rollback,
@@ -204,17 +239,25 @@ impl ReleaseWatch {
                 }
             };
             let sink = |_: dockhand_api::Progress| {};
-            if let Err(e) = self
+            match self
                 .deployer
                 .rollback(Some(previous), "the watch after the deploy", &sink)
                 .await
             {
-                self.deployer.events.error(
+                // The rejected release is `retired` now, and activated last: a plain
+                // `dockhand rollback` would return to it. It failed: say so in the store.
+                Ok(outcome) if outcome.succeeded => {
+                    if let Err(e) = self.deployer.store.fail_rolled_back_release(new) {
+                        tracing::warn!("could not mark release {new} as failed: {e}");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => self.deployer.events.error(
                     EventKind::Rollback,
                     Some(new),
                     None,
                     &format!("rolling back release {new} failed: {e}"),
-                );
+                ),
             }
             return;
         }
@@ -329,8 +372,8 @@ mod tests {
             judge(&cfg, &seen(t(100, 0.02, 10.0), t(1000, 0.0, 10.0), 2)),
             None
         );
-        let why = judge(&cfg, &seen(t(100, 0.3, 10.0), t(1000, 0.01, 10.0), 2)).unwrap();
-        assert!(why.contains("30.0 % of 100 requests"), "{why}");
+        let b = judge(&cfg, &seen(t(100, 0.3, 10.0), t(1000, 0.01, 10.0), 2)).unwrap();
+        assert!(b.why.contains("30.0 % of 100 requests") && !b.latency, "{b:?}");
         // Too few requests: no verdict yet.
         assert_eq!(judge(&cfg, &seen(t(5, 1.0, 10.0), None, 2)), None);
         // The previous release failed as often: not this release's fault.
@@ -338,13 +381,19 @@ mod tests {
             judge(&cfg, &seen(t(100, 0.3, 10.0), t(1000, 0.28, 10.0), 2)),
             None
         );
-        let why = judge(&cfg, &seen(t(100, 0.0, 500.0), t(1000, 0.0, 100.0), 2)).unwrap();
-        assert!(why.contains("p99 latency 500 ms"), "{why}");
+        let b = judge(&cfg, &seen(t(100, 0.0, 500.0), t(1000, 0.0, 100.0), 2)).unwrap();
+        assert!(b.why.contains("p99 latency 500 ms") && b.latency, "{b:?}");
         assert_eq!(
             judge(&cfg, &seen(t(100, 0.0, 25.0), t(1000, 0.0, 5.0), 2)),
             None
         );
-        let why = judge(&cfg, &seen(None, None, 0)).unwrap();
-        assert!(why.contains("none of its 2 instances"), "{why}");
+        let b = judge(&cfg, &seen(None, None, 0)).unwrap();
+        assert!(b.why.contains("none of its 2 instances") && !b.latency, "{b:?}");
+        // A slow service before a failing one: the failures are the verdict, acted on at once.
+        let mut two = seen(t(100, 0.0, 500.0), t(1000, 0.0, 100.0), 2);
+        two.extend(seen(t(100, 0.3, 10.0), t(1000, 0.0, 10.0), 2));
+        two[1].service = "api".into();
+        let b = judge(&cfg, &two).unwrap();
+        assert!(b.why.starts_with("api: 30.0 %") && !b.latency, "{b:?}");
     }
 }

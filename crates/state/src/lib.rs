@@ -259,8 +259,19 @@ impl Store {
         })
     }
 
-    /// Deletes the configuration of releases beyond the newest `keep` activated ones (never
-    /// the current release). Returns the ids pruned.
+    /// Marks a release the watch after the deploy rejected (and rolled back from) as `failed`,
+    /// so that a plain `dockhand rollback` never returns to it: the rollback left it `retired`
+    /// with the newest activation time, which makes it the "previous" release otherwise. It
+    /// can still be named (`rollback --to`). Returns whether a retired release was marked.
+    pub fn fail_rolled_back_release(&self, release: i64) -> Result<bool> {
+        self.with(|c| {
+            Ok(c.execute(
+                "UPDATE releases SET status = 'failed' WHERE id = ?1 AND status = 'retired'",
+                params![release],
+            )? == 1)
+        })
+    }
+
     /// Records the revision a release was made from.
     pub fn set_release_revision(
         &self,
@@ -289,6 +300,8 @@ impl Store {
         })
     }
 
+    /// Deletes the configuration of releases beyond the newest `keep` activated ones (never
+    /// the current release). Returns the ids pruned.
     pub fn prune_releases(&self, keep: usize) -> Result<Vec<i64>> {
         self.tx(|tx| {
             let mut stmt = tx.prepare(

@@ -64,6 +64,34 @@ fn rollback_reactivates_a_retired_release() {
 }
 
 #[test]
+fn a_release_rolled_back_by_the_watch_is_not_the_previous_release_any_more() {
+    let s = store();
+    let deploy = |s: &Store| {
+        let (r, d) = s.begin_deploy("{}", "t", "").unwrap();
+        s.finish_deployment(d, DeploymentOutcome::Succeeded, "")
+            .unwrap();
+        r
+    };
+    let r1 = deploy(&s);
+    let r2 = deploy(&s);
+    let r3 = deploy(&s);
+    // The watch puts r2 back: r3 is retired and, activated last, the "previous" release.
+    let d = s.begin_rollback(r2, "the watch").unwrap();
+    s.finish_deployment(d, DeploymentOutcome::Succeeded, "")
+        .unwrap();
+    assert_eq!(s.previous_release().unwrap().unwrap().id, r3);
+    assert!(s.fail_rolled_back_release(r3).unwrap());
+    assert_eq!(
+        s.release(r3).unwrap().unwrap().status,
+        ReleaseStatus::Failed
+    );
+    assert_eq!(s.previous_release().unwrap().unwrap().id, r1);
+    // Only a retired release is marked: never the current one.
+    assert!(!s.fail_rolled_back_release(r2).unwrap());
+    assert_eq!(s.current_release().unwrap().unwrap().id, r2);
+}
+
+#[test]
 fn recover_aborts_running_deployments_and_pending_releases() {
     let s = store();
     let (r1, d1) = s.begin_deploy("{}", "t", "").unwrap();

@@ -528,4 +528,17 @@ fn a_release_failing_requests_after_its_gate_is_rolled_back_by_the_watch() {
         "the alert says why: {events}"
     );
     assert_eq!(http_get(&addr, "app.test", "/version"), "v1");
+    // The rejected release is recorded as failed, so a plain rollback never returns to it
+    // (it was `retired` and activated last, the "previous" release, until the fix).
+    let releases = sb.json(&["releases"]).1;
+    let two = releases
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["id"] == 2))
+        .unwrap_or_else(|| panic!("release 2 is listed: {releases}"));
+    assert_eq!(two["status"], "failed", "{releases}");
+    let out = sb.run(&["rollback"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("no earlier release"), "{err}");
+    assert_eq!(http_get(&addr, "app.test", "/version"), "v1");
 }
