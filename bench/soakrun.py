@@ -201,7 +201,10 @@ path = "/api/visits"
 
     def act(self, kind):
         t0 = self.now()
-        before = self.serving
+        # Read now, not kept from the last action: the watch after a deploy may have rolled
+        # that release back since (then "before" is what serves, not what was deployed).
+        now_serving = self.serving_version()
+        before = now_serving if now_serving is not None else self.serving
         ev = {"kind": kind, "t0": t0, "before": before}
         try:
             if kind in (sl.DEPLOY, sl.FAILING):

@@ -6,6 +6,7 @@
 
 use std::future::Future as _;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -118,6 +119,15 @@ impl Body for RequestBody {
     }
 }
 
+/// A range of a static file on disk, read by offset (`pread(2)`, or `sendfile(2)` with an
+/// offset), never through the descriptor's own position: one descriptor kept open by the static
+/// index serves any number of responses at once (nginx's `open_file_cache`).
+pub(crate) struct FileSlice {
+    pub(crate) file: Arc<std::fs::File>,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+}
+
 /// The body sent to the client.
 pub struct ResponseBody {
     kind: Kind,
@@ -133,11 +143,14 @@ enum Kind {
     },
     /// Another body (a compressed one, `compress.rs`).
     Boxed(Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>>),
-    /// A static file read per request (`static_files.rs`): `remaining` bytes from its
-    /// current position.
-    File {
-        file: std::fs::File,
-        remaining: u64,
+    /// A static file read from disk (`static_files.rs`).
+    File(FileSlice),
+    /// A static file held in memory whose descriptor the index also keeps: plain TCP sends it
+    /// from the page cache with `sendfile(2)` ([`ResponseBody::take_file`]), anything else
+    /// (TLS, HTTP/2, compression) gets the bytes.
+    Indexed {
+        data: Option<Bytes>,
+        file: FileSlice,
     },
     /// Read straight from the upstream socket (`h1.rs`).
     Direct {
@@ -168,23 +181,30 @@ impl ResponseBody {
         }
     }
 
-    pub(crate) fn file(file: std::fs::File, len: u64) -> ResponseBody {
+    pub(crate) fn file(file: FileSlice) -> ResponseBody {
         ResponseBody {
-            kind: Kind::File {
+            kind: Kind::File(file),
+        }
+    }
+
+    /// `data`, which is `file`'s bytes, held in memory.
+    pub(crate) fn indexed(data: Bytes, file: FileSlice) -> ResponseBody {
+        ResponseBody {
+            kind: Kind::Indexed {
+                data: Some(data),
                 file,
-                remaining: len,
             },
         }
     }
 
-    /// The file of a static file body and the bytes left to send from its position, for
-    /// `sendfile(2)`; the body is then empty. `None` (and the body unchanged) for any other.
-    pub(crate) fn take_file(&mut self) -> Option<(std::fs::File, u64)> {
-        if !matches!(self.kind, Kind::File { .. }) {
+    /// The file range of a static file body, for `sendfile(2)`; the body is then empty.
+    /// `None` (and the body unchanged) for any other.
+    pub(crate) fn take_file(&mut self) -> Option<FileSlice> {
+        if !matches!(self.kind, Kind::File(_) | Kind::Indexed { .. }) {
             return None;
         }
         match std::mem::replace(&mut self.kind, Kind::Full(None)) {
-            Kind::File { file, remaining } => Some((file, remaining)),
+            Kind::File(file) | Kind::Indexed { file, .. } => Some(file),
             _ => None,
         }
     }
@@ -193,7 +213,7 @@ impl ResponseBody {
     /// body unchanged) for any other.
     pub(crate) fn take_full(&mut self) -> Option<Bytes> {
         match &mut self.kind {
-            Kind::Full(bytes) => bytes.take(),
+            Kind::Full(bytes) | Kind::Indexed { data: bytes, .. } => bytes.take(),
             _ => None,
         }
     }
@@ -264,17 +284,15 @@ impl Body for ResponseBody {
                 Poll::Pending => Poll::Pending,
             },
             Kind::Boxed(body) => body.as_mut().poll_frame(cx),
-            Kind::File { file, remaining } => {
-                if *remaining == 0 {
+            Kind::Indexed { data, .. } => Poll::Ready(data.take().map(|b| Ok(Frame::data(b)))),
+            Kind::File(file) => {
+                if file.len == 0 {
                     return Poll::Ready(None);
                 }
-                match crate::static_files::read_chunk(file, *remaining) {
-                    Ok(chunk) => {
-                        *remaining -= chunk.len() as u64;
-                        Poll::Ready(Some(Ok(Frame::data(chunk))))
-                    }
+                match crate::static_files::read_chunk(file) {
+                    Ok(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
                     Err(e) => {
-                        *remaining = 0;
+                        file.len = 0;
                         Poll::Ready(Some(Err(Box::new(e))))
                     }
                 }
@@ -289,7 +307,8 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Upstream { body, .. } => body.is_end_stream(),
-            Kind::File { remaining, .. } => *remaining == 0,
+            Kind::File(file) => file.len == 0,
+            Kind::Indexed { data, .. } => data.is_none(),
             Kind::Boxed(body) => body.is_end_stream(),
             Kind::Direct { body, .. } => body.is_end(),
         }
@@ -300,7 +319,10 @@ impl Body for ResponseBody {
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::Full(None) => SizeHint::with_exact(0),
             Kind::Upstream { body, .. } => body.size_hint(),
-            Kind::File { remaining, .. } => SizeHint::with_exact(*remaining),
+            Kind::File(file) => SizeHint::with_exact(file.len),
+            Kind::Indexed { data, .. } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             Kind::Boxed(body) => body.size_hint(),
             Kind::Direct { body, .. } => body.hint(),
         }

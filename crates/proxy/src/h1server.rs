@@ -574,13 +574,14 @@ where
         send_two(io, out, &data, progress).await?;
         return Ok(true);
     }
-    send(io, out, progress).await?;
-    if let Some((file, remaining)) = file {
+    if let Some(file) = file {
         if let Some(tcp) = io.tcp() {
-            send_file(tcp, &file, remaining, progress).await?;
+            send_head_more(tcp, out, progress).await?;
+            send_file(tcp, file, progress).await?;
         }
         return Ok(true);
     }
+    send(io, out, progress).await?;
     while let Some(frame) = next_frame(body.as_mut()).await {
         let Ok(data) = frame?.into_data() else {
             continue; // trailers are not forwarded
@@ -638,21 +639,52 @@ async fn send_two<S: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Sends `remaining` bytes of `file`, from its position, to `tcp` with sendfile(2), waiting
-/// for the socket to take more as a write does (its progress noted for the send timeout).
+/// Writes a response head that a file follows with `MSG_MORE` (Linux's per-call TCP_CORK, what
+/// nginx's `tcp_nopush` does with a cork): the kernel holds it and the first `sendfile(2)`
+/// bytes go out with it in full segments, instead of the head as a packet of its own (the
+/// socket has TCP_NODELAY), which the client must wake up for.
+async fn send_head_more(
+    tcp: &tokio::net::TcpStream,
+    mut head: &[u8],
+    progress: &Progress,
+) -> io::Result<()> {
+    while !head.is_empty() {
+        let n = tcp
+            .async_io(tokio::io::Interest::WRITABLE, || {
+                socket2::SockRef::from(tcp).send_with_flags(head, nix::libc::MSG_MORE)
+            })
+            .await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        head = &head[n..];
+    }
+    progress.mark();
+    Ok(())
+}
+
+/// Sends a file range to `tcp` with sendfile(2) at its offset (the descriptor's own position
+/// is neither used nor moved: the index shares it), waiting for the socket to take more as a
+/// write does (its progress noted for the send timeout). The last call carries no "more"
+/// flag, so it pushes out whatever the head left corked.
 async fn send_file(
     tcp: &tokio::net::TcpStream,
-    file: &std::fs::File,
-    mut remaining: u64,
+    mut file: crate::body::FileSlice,
     progress: &Progress,
 ) -> io::Result<()> {
     use std::os::fd::AsFd;
-    while remaining > 0 {
-        let count = remaining.min(SENDFILE_CHUNK) as usize;
+    while file.len > 0 {
+        let count = file.len.min(SENDFILE_CHUNK) as usize;
+        let mut offset = i64::try_from(file.offset).map_err(io::Error::other)?;
         let sent = tcp
             .async_io(tokio::io::Interest::WRITABLE, || {
-                nix::sys::sendfile::sendfile(tcp.as_fd(), file.as_fd(), None, count)
-                    .map_err(io::Error::from)
+                nix::sys::sendfile::sendfile(
+                    tcp.as_fd(),
+                    file.file.as_fd(),
+                    Some(&mut offset),
+                    count,
+                )
+                .map_err(io::Error::from)
             })
             .await?;
         if sent == 0 {
@@ -661,7 +693,8 @@ async fn send_file(
                 "static file shrank while being served",
             ));
         }
-        remaining -= sent as u64;
+        file.offset += sent as u64;
+        file.len -= sent as u64;
         progress.mark();
     }
     Ok(())

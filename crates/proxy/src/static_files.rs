@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,7 +25,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use crate::body::ResponseBody;
+use crate::body::{FileSlice, ResponseBody};
 
 /// Files up to this size are kept in memory.
 const MEMORY_FILE: u64 = 256 * 1024;
@@ -36,6 +36,14 @@ const MAX_DEPTH: usize = 64;
 const MAX_FILES: usize = 1_000_000;
 /// Chunk size for files read per request.
 pub(crate) const FILE_CHUNK: usize = 128 * 1024;
+/// Files from this size keep a descriptor open in the index, so that plain HTTP sends them from
+/// the page cache with `sendfile(2)` (no copy through user space, no `open(2)` per request),
+/// held in memory or not. Below it, one write of the head and the bytes costs less than the
+/// extra system call.
+pub(crate) const SENDFILE_FROM: u64 = 64 * 1024;
+/// At most this many descriptors kept open per site (a deploy holds two sites for a moment);
+/// larger files past it are opened per request.
+const HELD_FILES: usize = 512;
 
 /// How a static site answers; plain data from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +136,8 @@ struct Entry {
     /// Whether compressing it on the fly is worth it (a text type).
     compressible: bool,
     data: Option<Bytes>,
+    /// Kept open from [`SENDFILE_FROM`] bytes (up to [`HELD_FILES`] per site).
+    fd: Option<Arc<File>>,
     br: Option<Arc<Entry>>,
     gz: Option<Arc<Entry>>,
 }
@@ -163,7 +173,10 @@ impl StaticSite {
             root: root.to_path_buf(),
             what,
         })?;
-        let mut budget = MEMORY_SITE;
+        let mut budget = Budget {
+            memory: MEMORY_SITE,
+            descriptors: HELD_FILES,
+        };
         let mut plain: HashMap<String, (PathBuf, std::fs::Metadata)> = HashMap::new();
         for (key, path, meta) in found {
             plain.insert(key, (path, meta));
@@ -173,7 +186,7 @@ impl StaticSite {
         keys.sort();
         for key in keys {
             let (path, meta) = &plain[key];
-            let variant = |suffix: &str, budget: &mut u64| -> io::Result<Option<Arc<Entry>>> {
+            let variant = |suffix: &str, budget: &mut Budget| -> io::Result<Option<Arc<Entry>>> {
                 match plain.get(&format!("{key}{suffix}")) {
                     Some((p, m)) => Ok(Some(Arc::new(entry(key, p, m, &rules, budget, true)?))),
                     None => Ok(None),
@@ -397,20 +410,34 @@ fn respond(
     }
     let count = end - start;
     builder = builder.header(header::CONTENT_LENGTH, count);
+    let slice = |file| FileSlice {
+        file,
+        offset: start,
+        len: count,
+    };
     let body = if req.head || count == 0 {
         ResponseBody::empty()
-    } else if let Some(data) = &chosen.data {
-        ResponseBody::full(data.slice(start as usize..end as usize))
     } else {
-        match open_at(&chosen.path, start) {
-            Ok(file) => ResponseBody::file(file, count),
-            Err(e) => {
-                tracing::warn!(path = %chosen.path.display(), error = %e, "static file could not be read");
-                return plain(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "500 internal server error\n",
-                );
+        let data = chosen
+            .data
+            .as_ref()
+            .map(|d| d.slice(start as usize..end as usize));
+        match (data, &chosen.fd) {
+            (Some(data), Some(fd)) if count >= SENDFILE_FROM => {
+                ResponseBody::indexed(data, slice(fd.clone()))
             }
+            (Some(data), _) => ResponseBody::full(data),
+            (None, Some(fd)) => ResponseBody::file(slice(fd.clone())),
+            (None, None) => match File::open(&chosen.path) {
+                Ok(file) => ResponseBody::file(slice(Arc::new(file))),
+                Err(e) => {
+                    tracing::warn!(path = %chosen.path.display(), error = %e, "static file could not be read");
+                    return plain(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "500 internal server error\n",
+                    );
+                }
+            },
         }
     };
     builder
@@ -419,22 +446,18 @@ fn respond(
         .unwrap_or_else(|_| internal())
 }
 
-fn open_at(path: &Path, start: u64) -> io::Result<File> {
-    let mut file = File::open(path)?;
-    if start > 0 {
-        file.seek(SeekFrom::Start(start))?;
-    }
-    Ok(file)
-}
-
-/// Reads the next chunk of a file body (blocking: the file is a local, usually cached file,
-/// as nginx reads without `aio`).
-pub(crate) fn read_chunk(file: &mut File, remaining: u64) -> io::Result<Bytes> {
-    let want = remaining.min(FILE_CHUNK as u64) as usize;
+/// Reads the next chunk of a file body and moves past it (blocking: the file is a local,
+/// usually cached file, as nginx reads without `aio`).
+pub(crate) fn read_chunk(file: &mut FileSlice) -> io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let want = file.len.min(FILE_CHUNK as u64) as usize;
     let mut buf = vec![0u8; want];
     let mut filled = 0;
     while filled < want {
-        match file.read(&mut buf[filled..]) {
+        match file
+            .file
+            .read_at(&mut buf[filled..], file.offset + filled as u64)
+        {
             Ok(0) => {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -446,6 +469,8 @@ pub(crate) fn read_chunk(file: &mut File, remaining: u64) -> io::Result<Bytes> {
             Err(e) => return Err(e),
         }
     }
+    file.offset += want as u64;
+    file.len -= want as u64;
     Ok(Bytes::from(buf))
 }
 
@@ -732,12 +757,18 @@ impl CacheValues {
     }
 }
 
+/// What the index may still hold: bytes in memory and open descriptors.
+struct Budget {
+    memory: u64,
+    descriptors: usize,
+}
+
 fn entry(
     key: &str,
     path: &Path,
     meta: &std::fs::Metadata,
     rules: &CacheValues,
-    budget: &mut u64,
+    budget: &mut Budget,
     variant: bool,
 ) -> io::Result<Entry> {
     let len = meta.len();
@@ -766,10 +797,19 @@ fn entry(
     } else {
         rules.other.clone()
     };
-    let data = if len <= MEMORY_FILE && len <= *budget {
-        let bytes = std::fs::read(path)?;
-        *budget -= len;
+    let mut file = File::open(path)?;
+    let data = if len <= MEMORY_FILE && len <= budget.memory {
+        // From the descriptor that is kept: both always hold the same file.
+        let mut bytes = Vec::with_capacity(len as usize);
+        (&mut file).take(len).read_to_end(&mut bytes)?;
+        budget.memory -= len;
         Some(Bytes::from(bytes))
+    } else {
+        None
+    };
+    let fd = if len >= SENDFILE_FROM && budget.descriptors > 0 {
+        budget.descriptors -= 1;
+        Some(Arc::new(file))
     } else {
         None
     };
@@ -784,6 +824,7 @@ fn entry(
         cache,
         compressible,
         data,
+        fd,
         br: None,
         gz: None,
     })

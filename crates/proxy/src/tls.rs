@@ -202,6 +202,7 @@ pub(crate) fn server_config(store: Arc<CertStore>) -> Result<ServerConfig, rustl
             cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
             cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
         ],
+        kx_groups: kx_groups(),
         ..default_provider()
     });
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -219,6 +220,41 @@ pub(crate) fn server_config(store: Arc<CertStore>) -> Result<ServerConfig, rustl
     // one on resumption too); the default two cost a second encryption and record each.
     config.send_tls13_tickets = 1;
     Ok(config)
+}
+
+/// The key exchange groups (X25519, P-256, P-384, in that order): graviola's where the CPU has
+/// what its assembly needs (x86-64 with AES-NI, CLMUL, AVX2, BMI1/2 and ADX: since about 2013),
+/// else ring's. Every handshake, resumed ones too, runs one X25519 exchange, the largest part
+/// of a resumed handshake's CPU with ring's portable field arithmetic (bench: handshakes).
+/// Only the key exchange: signatures, ciphers, tickets and hashes stay ring's.
+fn kx_groups() -> Vec<&'static dyn rustls::crypto::SupportedKxGroup> {
+    if graviola_runs_here() {
+        vec![
+            &rustls_graviola::kx::X25519,
+            &rustls_graviola::kx::P256,
+            &rustls_graviola::kx::P384,
+        ]
+    } else {
+        rustls::crypto::ring::default_provider().kx_groups
+    }
+}
+
+/// Whether this CPU has the features graviola asserts at its first use.
+fn graviola_runs_here() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+            && std::arch::is_x86_feature_detected!("avx")
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("bmi1")
+            && std::arch::is_x86_feature_detected!("bmi2")
+            && std::arch::is_x86_feature_detected!("adx")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 #[cfg(test)]

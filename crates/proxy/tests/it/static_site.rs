@@ -292,3 +292,61 @@ async fn every_traversal_form_is_refused() {
     assert_eq!(status, 400);
     assert!(!String::from_utf8_lossy(&body).contains("TOP SECRET"));
 }
+
+/// A file between 64 KiB and the in-memory limit is held both ways: plain HTTP sends it from
+/// the index's open descriptor with sendfile(2) (the head corked in front of it), TLS sends the
+/// bytes held in memory. Two whole answers and a range back to back on one kept-alive
+/// connection each arrive framed and whole: the shared descriptor is read by offset only.
+#[tokio::test]
+async fn a_mid_sized_file_arrives_whole_on_one_kept_alive_connection_and_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = spa(dir.path());
+    let mid: String = (0..100_000u32)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    std::fs::write(root.join("mid.txt"), &mid).unwrap();
+    let config = crate::tls::https_config(vec![crate::tls::certificate(&["site.test"])]);
+    let proxy = start(config, vec![site_route(&root, "/")]);
+
+    let keep = "GET /mid.txt HTTP/1.1\r\nHost: site.test\r\n";
+    let request =
+        format!("{keep}\r\n{keep}Range: bytes=70000-70009\r\n\r\n{keep}Connection: close\r\n\r\n");
+    let mut s = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(PATIENCE, s.read_to_end(&mut out))
+        .await
+        .expect("answers timed out")
+        .unwrap();
+    let mut rest = out.as_slice();
+    for (i, (status, want)) in [
+        (200, &mid[..]),
+        (206, &mid[70_000..70_010]),
+        (200, &mid[..]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let end = rest
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("answer {i} has a head"));
+        let head = String::from_utf8_lossy(&rest[..end]).into_owned();
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status}")),
+            "{i}: {head}"
+        );
+        let len: usize = header(&head, "content-length").unwrap().parse().unwrap();
+        assert_eq!(len, want.len(), "{i}: {head}");
+        let body = &rest[end + 4..end + 4 + len];
+        assert!(body == want.as_bytes(), "answer {i}'s bytes, in order");
+        rest = &rest[end + 4 + len..];
+    }
+    assert!(rest.is_empty(), "nothing after the third answer");
+
+    let tls =
+        crate::tls::connect(crate::tls::https_addr(&proxy), "site.test", &[b"http/1.1"]).await;
+    let answer = crate::tls::get_over(tls, "site.test", "/mid.txt").await;
+    assert_eq!(answer.status, 200);
+    assert!(answer.body == mid, "the same bytes over TLS");
+}

@@ -331,6 +331,47 @@ async fn a_returning_client_resumes_its_session() {
 }
 
 #[tokio::test]
+async fn every_key_exchange_group_completes_over_tls_1_2_and_1_3() {
+    let up = named_upstream("up").await;
+    let proxy = start(
+        https_config(vec![certificate(&["shop.test"])]),
+        vec![route("/", vec![backend(up)])],
+    );
+    // ring's client against the server's groups (graviola's on a CPU that runs them): each
+    // group alone, so the shared secret must agree for the request to get through.
+    for group in rustls::crypto::ring::default_provider().kx_groups {
+        for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+            let provider = Arc::new(rustls::crypto::CryptoProvider {
+                kx_groups: vec![group],
+                ..rustls::crypto::ring::default_provider()
+            });
+            let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                .with_no_client_auth();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let stream = connect_with(Arc::new(config), https_addr(&proxy), "shop.test").await;
+            let conn = stream.get_ref().1;
+            assert_eq!(
+                conn.negotiated_key_exchange_group().map(|g| g.name()),
+                Some(group.name())
+            );
+            assert_eq!(conn.protocol_version(), Some(version.version));
+            assert_eq!(
+                get_over(stream, "shop.test", "/").await.body,
+                "up",
+                "{:?} over {:?}",
+                group.name(),
+                version.version
+            );
+        }
+    }
+    proxy.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
 async fn a_client_that_never_finishes_the_handshake_is_dropped() {
     let mut config = https_config(vec![certificate(&["shop.test"])]);
     config.client_header_timeout = Duration::from_millis(300);
