@@ -12,6 +12,7 @@
 //! own tools accept these command lines or that `mongosh` runs the script as the stand-in
 //! answers it.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -79,7 +80,7 @@ fn collections(app: &str) -> String {
 /// until finished.
 struct ArgvWatch {
     stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<String>>>,
+    seen: Arc<Mutex<BTreeSet<String>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -87,7 +88,7 @@ impl ArgvWatch {
     fn start(needles: &[&str]) -> ArgvWatch {
         let needles: Vec<String> = needles.iter().map(|n| n.to_string()).collect();
         let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::new(Mutex::new(BTreeSet::new()));
         let (s, v) = (stop.clone(), seen.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
@@ -97,7 +98,7 @@ impl ArgvWatch {
                     };
                     let line = String::from_utf8_lossy(&cmdline).replace('\0', " ");
                     if needles.iter().any(|n| line.contains(n.as_str())) {
-                        v.lock().unwrap().push(line);
+                        v.lock().unwrap().insert(line);
                     }
                 }
                 std::thread::sleep(Duration::from_millis(2));
@@ -110,7 +111,7 @@ impl ArgvWatch {
         }
     }
 
-    fn finish(mut self) -> Vec<String> {
+    fn finish(mut self) -> BTreeSet<String> {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
