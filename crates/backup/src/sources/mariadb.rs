@@ -141,6 +141,20 @@ pub async fn facts(d: &Docker<'_>, flavor: Flavor, conn: &Conn) -> Result<Facts>
 
 /// Starts the dump.
 pub async fn dump(d: &Docker<'_>, flavor: Flavor, conn: &Conn) -> Result<Dump> {
+    exec_dump(
+        d.rt,
+        flavor.kind(),
+        &conn.container,
+        dump_command(flavor, conn),
+        env(conn),
+        None,
+        d.timeout,
+    )
+    .await
+}
+
+/// The dump's command line: no password in it (`MYSQL_PWD` carries it).
+fn dump_command(flavor: Flavor, conn: &Conn) -> Vec<String> {
     let mut cmd: Vec<String> = [
         flavor.dumper(),
         "--single-transaction",
@@ -160,16 +174,7 @@ pub async fn dump(d: &Docker<'_>, flavor: Flavor, conn: &Conn) -> Result<Dump> {
         conn.user.clone(),
         conn.database.clone(),
     ]);
-    exec_dump(
-        d.rt,
-        flavor.kind(),
-        &conn.container,
-        cmd,
-        env(conn),
-        None,
-        d.timeout,
-    )
-    .await
+    cmd
 }
 
 /// Replaces the live database with the dump: dropped, created again, the SQL piped in.
@@ -327,5 +332,32 @@ mod tests {
         );
         assert_eq!(quote_ident("a`b"), "`a``b`");
         assert_eq!(quote_str("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn mysql_dumps_with_its_own_client_and_options_and_no_password_in_them() {
+        let conn = Conn {
+            container: "c".into(),
+            host: HOST.into(),
+            user: "shop".into(),
+            database: "shop".into(),
+            password: "pw-1234".into(),
+        };
+        let mysql = dump_command(Flavor::Mysql, &conn);
+        assert_eq!(mysql[0], "mysqldump");
+        for option in [
+            "--single-transaction",
+            "--loose-set-gtid-purged=OFF",
+            "--loose-column-statistics=0",
+            "--no-tablespaces",
+        ] {
+            assert!(mysql.iter().any(|a| a == option), "{option}: {mysql:?}");
+        }
+        let maria = dump_command(Flavor::Mariadb, &conn);
+        assert_eq!(maria[0], "mariadb-dump");
+        assert!(!maria.iter().any(|a| a.contains("gtid")), "{maria:?}");
+        assert!(mysql.iter().chain(&maria).all(|a| !a.contains("pw-1234")));
+        assert_eq!(Flavor::Mysql.var("USER"), "MYSQL_USER");
+        assert_eq!(Flavor::Mariadb.var("USER"), "MARIADB_USER");
     }
 }
