@@ -57,9 +57,11 @@ s=$?
 rm -f "$f"
 exit $s"#;
 
-/// Signs in as the root account; `target` is the app's database.
+/// Signs in as the root account (a server started without one takes no password); `target` is
+/// the app's database.
 const AUTH_JS: &str = "const admin = db.getSiblingDB('admin'); \
-admin.auth(process.env.DOCKHAND_MONGO_USER, process.env.DOCKHAND_MONGO_PASSWORD); \
+if (process.env.DOCKHAND_MONGO_PASSWORD) { \
+admin.auth(process.env.DOCKHAND_MONGO_USER, process.env.DOCKHAND_MONGO_PASSWORD); } \
 const target = db.getSiblingDB(process.env.DOCKHAND_MONGO_DB);";
 
 /// The version, the database's size and each collection's exact document count, as JSON.
@@ -82,8 +84,9 @@ fn shell_env(conn: &Conn) -> Vec<(String, String)> {
     ]
 }
 
-/// `mongosh` signed in as the root account, running `js` after [`AUTH_JS`].
-async fn shell(d: &Docker<'_>, conn: &Conn, js: &str) -> Result<String> {
+/// `mongosh` signed in as the root account, running `js` after [`AUTH_JS`], within `timeout`
+/// (counting every document of a large database is no quick query).
+async fn shell(d: &Docker<'_>, conn: &Conn, js: &str, timeout: Duration) -> Result<String> {
     let script = format!("{AUTH_JS} {js}");
     let uri = format!("mongodb://{HOST}:{PORT}/{AUTH_DB}");
     exec_text(
@@ -92,7 +95,7 @@ async fn shell(d: &Docker<'_>, conn: &Conn, js: &str) -> Result<String> {
         &["mongosh", "--quiet", "--norc", &uri, "--eval", &script],
         &shell_env(conn),
         None,
-        SHORT,
+        timeout,
     )
     .await
 }
@@ -134,7 +137,7 @@ fn parse_facts(out: &str) -> Result<Facts> {
 
 /// The version, the database's size and every collection's exact document count.
 pub async fn facts(d: &Docker<'_>, conn: &Conn) -> Result<Facts> {
-    parse_facts(&shell(d, conn, FACTS_JS).await?)
+    parse_facts(&shell(d, conn, FACTS_JS, d.timeout.max(SHORT)).await?)
 }
 
 /// The connection options shared by `mongodump` and `mongorestore`, and the environment
@@ -193,10 +196,12 @@ pub async fn restore(
     conn: &Conn,
     archive: mpsc::Receiver<io::Result<Bytes>>,
 ) -> Result<()> {
-    shell(d, conn, DROP_JS).await.map_err(|e| {
-        BackupError::restore(e.message)
-            .context(format_args!("dropping database `{}`", conn.database))
-    })?;
+    shell(d, conn, DROP_JS, d.timeout.max(SHORT))
+        .await
+        .map_err(|e| {
+            BackupError::restore(e.message)
+                .context(format_args!("dropping database `{}`", conn.database))
+        })?;
     restore_into(d, conn, archive).await
 }
 
@@ -284,7 +289,7 @@ impl Scratch {
                     )
                     .await
                     .is_ok();
-                    final_server && shell(d, &conn, PING_JS).await.is_ok()
+                    final_server && shell(d, &conn, PING_JS, SHORT).await.is_ok()
                 }
             })
             .await?;
