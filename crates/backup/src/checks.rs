@@ -19,6 +19,9 @@ pub fn engine_error(kind: SourceKind, stderr: &str) -> Option<String> {
                     l.contains("error:") || l.starts_with("fatal:") || l.contains("fatal:")
                 }
                 SourceKind::Redis => l.contains("error") || l.contains("could not"),
+                // The database tools log `<time>\tFailed: <why>` and end non-zero; their
+                // progress lines name collections, which may well be called `errors`.
+                SourceKind::Mongodb => l.contains("\tfailed:") || l.starts_with("failed:"),
                 _ => l.contains("error"),
             }
         })
@@ -47,7 +50,9 @@ pub fn implausible(
         // `REDIS` + version + EOF + checksum.
         SourceKind::Redis => 18,
         // The dump's header comments and session settings.
-        SourceKind::Mariadb => 100,
+        SourceKind::Mariadb | SourceKind::Mysql => 100,
+        // The magic number, the header document and the terminator.
+        SourceKind::Mongodb => 16,
         // One SQLite page.
         SourceKind::Sqlite => 512,
         // One tar block pair.
@@ -77,13 +82,19 @@ pub fn magic_ok(kind: SourceKind, head: &[u8]) -> bool {
         SourceKind::Postgres => head.starts_with(b"PGDMP"),
         SourceKind::Redis => head.starts_with(b"REDIS"),
         SourceKind::Sqlite => head.starts_with(b"SQLite format 3\0"),
-        SourceKind::Mariadb => {
+        // MySQL's and MariaDB's clients each answer to the other's names.
+        SourceKind::Mariadb | SourceKind::Mysql => {
             head.windows(15).any(|w| w == b"-- MariaDB dump")
                 || head.windows(13).any(|w| w == b"-- MySQL dump")
         }
+        // The archive format's magic number, 0x8199e26d little-endian.
+        SourceKind::Mongodb => head.starts_with(&MONGO_ARCHIVE_MAGIC),
         _ => true,
     }
 }
+
+/// The first bytes of every `mongodump --archive`.
+pub const MONGO_ARCHIVE_MAGIC: [u8; 4] = [0x6d, 0xe2, 0x99, 0x81];
 
 #[cfg(test)]
 mod tests {
@@ -127,5 +138,25 @@ mod tests {
             "mariadb-dump: Got error: 1045: \"Access denied for user 'shop'@'127.0.0.1'\" when trying to connect\n"
         )
         .is_some());
+        assert!(magic_ok(
+            SourceKind::Mysql,
+            b"-- MySQL dump 10.13  Distrib 8.4.3, for Linux (x86_64)"
+        ));
+    }
+
+    #[test]
+    fn mongo_tools_fail_on_their_failed_lines_not_on_a_collection_named_errors() {
+        let progress = "2026-03-01T02:00:00.000+0000\twriting shop.errors to archive on stdout\n2026-03-01T02:00:00.010+0000\tdone dumping shop.errors (3 documents)\n";
+        assert_eq!(engine_error(SourceKind::Mongodb, progress), None);
+        let failed = "2026-03-01T02:00:00.000+0000\tFailed: can't create session: failed to connect to mongodb://127.0.0.1:27017/: connection() error occurred during connection handshake: auth error: sasl conversation error: unable to authenticate using mechanism \"SCRAM-SHA-1\": (AuthenticationFailed) Authentication failed.\n";
+        assert!(engine_error(SourceKind::Mongodb, failed)
+            .unwrap()
+            .contains("Authentication failed"));
+        assert!(magic_ok(
+            SourceKind::Mongodb,
+            &[0x6d, 0xe2, 0x99, 0x81, 0x10]
+        ));
+        assert!(!magic_ok(SourceKind::Mongodb, b"Failed: x"));
+        assert!(implausible(SourceKind::Mongodb, 4, &BTreeMap::new()).is_some());
     }
 }

@@ -85,6 +85,10 @@ pub enum SourceKind {
     Redis,
     /// `mariadb-dump --single-transaction`: SQL for `mariadb`.
     Mariadb,
+    /// `mysqldump --single-transaction`: SQL for `mysql`.
+    Mysql,
+    /// `mongodump --archive` of the app's database: restored with `mongorestore --archive`.
+    Mongodb,
     /// A SQLite database file made with the online backup API.
     Sqlite,
     /// A tar stream of a Docker volume.
@@ -103,6 +107,8 @@ impl SourceKind {
             SourceKind::PostgresBase => "postgres_base",
             SourceKind::Redis => "redis",
             SourceKind::Mariadb => "mariadb",
+            SourceKind::Mysql => "mysql",
+            SourceKind::Mongodb => "mongodb",
             SourceKind::Sqlite => "sqlite",
             SourceKind::Volume => "volume",
             SourceKind::Directory => "directory",
@@ -117,7 +123,8 @@ impl SourceKind {
             SourceKind::PostgresGlobals => "globals.sql",
             SourceKind::PostgresBase => "base.tar",
             SourceKind::Redis => "rdb",
-            SourceKind::Mariadb => "sql",
+            SourceKind::Mariadb | SourceKind::Mysql => "sql",
+            SourceKind::Mongodb => "archive",
             SourceKind::Sqlite => "sqlite3",
             SourceKind::Volume | SourceKind::Directory | SourceKind::App => "tar",
         }

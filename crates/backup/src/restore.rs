@@ -164,7 +164,9 @@ pub enum Destination {
     Redis {
         container: String,
     },
+    /// MariaDB or MySQL: the item's kind says which client restores it.
     Mariadb(Conn),
+    Mongodb(Conn),
     Sqlite {
         path: PathBuf,
     },
@@ -204,7 +206,15 @@ pub async fn restore_item(
             sources::redis::restore(need()?, container, sources::reader_feed(plain)).await
         }
         (SourceKind::Mariadb, Destination::Mariadb(conn)) => {
-            sources::mariadb::restore(need()?, conn, sources::reader_feed(plain)).await
+            let flavor = sources::mariadb::Flavor::Mariadb;
+            sources::mariadb::restore(need()?, flavor, conn, sources::reader_feed(plain)).await
+        }
+        (SourceKind::Mysql, Destination::Mariadb(conn)) => {
+            let flavor = sources::mariadb::Flavor::Mysql;
+            sources::mariadb::restore(need()?, flavor, conn, sources::reader_feed(plain)).await
+        }
+        (SourceKind::Mongodb, Destination::Mongodb(conn)) => {
+            sources::mongodb::restore(need()?, conn, sources::reader_feed(plain)).await
         }
         (SourceKind::Volume, Destination::Volume { name }) => {
             sources::volume::restore(need()?, name, id, sources::reader_feed(plain)).await
@@ -430,7 +440,31 @@ async fn drill_inner(
             )
             .await;
         }
-        SourceKind::Mariadb => {
+        SourceKind::Mariadb | SourceKind::Mysql => {
+            let d = need()?;
+            let flavor = if item.kind == SourceKind::Mysql {
+                sources::mariadb::Flavor::Mysql
+            } else {
+                sources::mariadb::Flavor::Mariadb
+            };
+            let like = Conn {
+                container: String::new(),
+                host: String::new(),
+                user: item.user.clone().unwrap_or_else(|| "root".into()),
+                database: item.database.clone().unwrap_or_default(),
+                password: String::new(),
+            };
+            let scratch_db =
+                sources::mariadb::Scratch::start(d, flavor, &item.image, &like, &drill_id).await?;
+            let result = async {
+                scratch_db.restore(d, sources::reader_feed(plain)).await?;
+                Ok::<_, BackupError>(scratch_db.facts(d).await?.counts)
+            }
+            .await;
+            scratch_db.remove(d).await;
+            result?
+        }
+        SourceKind::Mongodb => {
             let d = need()?;
             let like = Conn {
                 container: String::new(),
@@ -440,10 +474,10 @@ async fn drill_inner(
                 password: String::new(),
             };
             let scratch_db =
-                sources::mariadb::Scratch::start(d, &item.image, &like, &drill_id).await?;
+                sources::mongodb::Scratch::start(d, &item.image, &like, &drill_id).await?;
             let result = async {
                 scratch_db.restore(d, sources::reader_feed(plain)).await?;
-                Ok::<_, BackupError>(sources::mariadb::facts(d, &scratch_db.conn).await?.counts)
+                Ok::<_, BackupError>(sources::mongodb::facts(d, &scratch_db.conn).await?.counts)
             }
             .await;
             scratch_db.remove(d).await;
@@ -480,8 +514,13 @@ async fn drill_inner(
     }
     let rows: u64 = counts.values().sum();
     Ok(match item.kind {
-        SourceKind::Postgres | SourceKind::Mariadb => format!(
+        SourceKind::Postgres | SourceKind::Mariadb | SourceKind::Mysql => format!(
             "restored into a scratch {} and compared {} table(s), {rows} row(s)",
+            item.image,
+            counts.len()
+        ),
+        SourceKind::Mongodb => format!(
+            "restored into a scratch {} and compared {} collection(s), {rows} document(s)",
             item.image,
             counts.len()
         ),

@@ -29,7 +29,14 @@ pub enum Source {
         container: String,
         image: String,
     },
+    /// MariaDB or MySQL (the flavor says which).
     Mariadb {
+        name: String,
+        conn: Conn,
+        image: String,
+        flavor: sources::mariadb::Flavor,
+    },
+    Mongodb {
         name: String,
         conn: Conn,
         image: String,
@@ -56,6 +63,7 @@ impl Source {
             Source::Postgres { name, .. }
             | Source::Redis { name, .. }
             | Source::Mariadb { name, .. }
+            | Source::Mongodb { name, .. }
             | Source::Sqlite { name, .. }
             | Source::Volume { name }
             | Source::Directory { name, .. } => name,
@@ -70,6 +78,7 @@ impl Source {
             Source::Postgres { .. }
                 | Source::Redis { .. }
                 | Source::Mariadb { .. }
+                | Source::Mongodb { .. }
                 | Source::Volume { .. }
         )
     }
@@ -222,11 +231,26 @@ async fn one(
             let dump = sources::redis::dump(&d, container).await?;
             out.push(store(job, name, facts, dump, target_failures).await?);
         }
-        Source::Mariadb { name, conn, image } => {
+        Source::Mariadb {
+            name,
+            conn,
+            image,
+            flavor,
+        } => {
             let d = docker()?;
-            let mut facts = sources::mariadb::facts(&d, conn).await?;
+            let mut facts = sources::mariadb::facts(&d, *flavor, conn).await?;
             facts.image = image.clone();
-            let dump = sources::mariadb::dump(&d, conn).await?;
+            let dump = sources::mariadb::dump(&d, *flavor, conn).await?;
+            let mut item = store(job, name, facts, dump, target_failures).await?;
+            item.user = Some(conn.user.clone());
+            item.database = Some(conn.database.clone());
+            out.push(item);
+        }
+        Source::Mongodb { name, conn, image } => {
+            let d = docker()?;
+            let mut facts = sources::mongodb::facts(&d, conn).await?;
+            facts.image = image.clone();
+            let dump = sources::mongodb::dump(&d, conn).await?;
             let mut item = store(job, name, facts, dump, target_failures).await?;
             item.user = Some(conn.user.clone());
             item.database = Some(conn.database.clone());

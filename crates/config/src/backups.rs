@@ -208,26 +208,6 @@ impl Parser<'_> {
             include.as_ref().is_none_or(|i| i.iter().any(|n| n == name))
                 && !exclude.iter().any(|n| n == name)
         };
-        for db in databases.values().filter(|d| included(&d.name)) {
-            if !matches!(
-                db.engine,
-                Engine::Postgres | Engine::Redis | Engine::Mariadb
-            ) {
-                self.error(
-                    span.clone(),
-                    Some("backups.exclude"),
-                    format!(
-                        "backups of {} databases are not supported yet (database `{}`)",
-                        db.engine.as_str(),
-                        db.name
-                    ),
-                    Some(format!(
-                        "add exclude = [\"{}\"] to [backups] and back it up another way until then",
-                        db.name
-                    )),
-                );
-            }
-        }
         let helper_image = fields
             .get("helper_image")
             .and_then(|f| self.string(f))

@@ -487,3 +487,51 @@ fn preflight_rules_point_at_the_problem() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// `dockhand check` once refused `[backups]` with a MySQL or MongoDB database ("backups of …
+/// databases are not supported yet"); every engine is a backup source now.
+#[test]
+fn every_database_engine_is_a_backup_source() {
+    let project = Project::new();
+    project.secrets(
+        "MY_PASSWORD=a\nMARIA_PASSWORD=b\nMONGO_PASSWORD=c\nPG_PASSWORD=d\n",
+        0o600,
+    );
+    let recipient = format!("age1{}", "q".repeat(58));
+    let toml = format!(
+        r#"app = "shop"
+
+[databases.my]
+engine = "mysql"
+
+[databases.maria]
+engine = "mariadb"
+
+[databases.mongo]
+engine = "mongodb"
+
+[databases.pg]
+engine = "postgres"
+
+[databases.cache]
+engine = "redis"
+
+[services.api]
+image = "ghcr.io/acme/api:1.0.0"
+port = 8000
+
+[backups]
+recipients = ["{recipient}"]
+
+[backups.targets.local]
+dir = "backups"
+"#
+    );
+    let loaded = project.load(&toml).unwrap_or_else(|e| panic!("{e}"));
+    let backups = loaded.config.backups.as_ref().expect("[backups] parsed");
+    let mut sources = backups.databases.clone();
+    sources.sort();
+    assert_eq!(sources, ["cache", "maria", "mongo", "my", "pg"]);
+    assert_eq!(loaded.config.databases["mongo"].engine, Engine::Mongodb);
+    assert_eq!(loaded.config.databases["my"].engine, Engine::Mysql);
+}

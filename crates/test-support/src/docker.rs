@@ -6,8 +6,9 @@
 //! The images (built with no registry, see `scripts/test-images`):
 //! [`TESTAPP_IMAGE`] (the testapp, FROM scratch, no shell, listens on `0.0.0.0:$PORT`),
 //! [`TESTAPP_SHELL_IMAGE`] (the same plus busybox), [`BUSYBOX_IMAGE`] (sh and coreutils),
-//! [`POSTGRES_IMAGE`] and [`REDIS_IMAGE`] (the official images' contracts, from Debian's
-//! packages).
+//! [`POSTGRES_IMAGE`], [`REDIS_IMAGE`] and [`MARIADB_IMAGE`] (the official images' contracts,
+//! from Debian's packages), and two stand-ins for engines that cannot run here:
+//! [`MYSQL_STANDIN_IMAGE`] and [`MONGO_STANDIN_IMAGE`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -29,6 +30,16 @@ pub const REDIS_IMAGE: &str = "dockhand-test/redis:7";
 /// `MARIADB_DATABASE`, `MARIADB_RANDOM_ROOT_PASSWORD`, `/var/lib/mysql`, port 3306, user
 /// `mysql`); `mariadb`, `mariadb-dump` and `mariadb-admin` inside.
 pub const MARIADB_IMAGE: &str = "dockhand-test/mariadb:10.11";
+/// A MySQL-protocol stand-in, **not MySQL** (whose server is not in Debian): the MariaDB 10.11
+/// server of [`MARIADB_IMAGE`] with the official mysql image's contract (`MYSQL_USER`,
+/// `MYSQL_PASSWORD`, `MYSQL_DATABASE`, `MYSQL_RANDOM_ROOT_PASSWORD`, `mysqld`) and only the
+/// MySQL client names inside: `mysql`, `mysqldump`, `mysqladmin`.
+pub const MYSQL_STANDIN_IMAGE: &str = "dockhand-test/mysql:10.11-mariadb";
+/// A MongoDB stand-in, **not MongoDB** (`scripts/mongo-standin/`): `mongod`, `mongodump`,
+/// `mongorestore` and `mongosh` are scripts replaying the documented CLI and the official
+/// image's `MONGO_INITDB_*` contract; collections are `/data/db/<db>/<name>.jsonl` files, one
+/// document a line. `/data/db/.standin/empty-dump` makes `mongodump` succeed with no output.
+pub const MONGO_STANDIN_IMAGE: &str = "dockhand-test/mongo-standin:7";
 
 /// Panics with an install hint unless a Docker Engine answers.
 pub fn require_docker() {

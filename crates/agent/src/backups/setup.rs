@@ -11,6 +11,7 @@ use dockhand_backup::manifest::{Item, SourceKind};
 use dockhand_backup::restore::Destination;
 use dockhand_backup::run::Source;
 use dockhand_backup::sources::files::AppFile;
+use dockhand_backup::sources::mariadb::Flavor;
 use dockhand_backup::sources::postgres::Conn;
 use dockhand_backup::sources::Docker;
 use dockhand_backup::target::{Target, TargetSpec};
@@ -138,7 +139,17 @@ impl Setup {
                     image: db.image.clone(),
                     base: b.pitr.contains(name),
                 }),
-                Engine::Mariadb => out.push(Source::Mariadb {
+                Engine::Mariadb | Engine::Mysql => out.push(Source::Mariadb {
+                    name: name.clone(),
+                    conn: self.conn(name, container)?,
+                    image: db.image.clone(),
+                    flavor: if db.engine == Engine::Mysql {
+                        Flavor::Mysql
+                    } else {
+                        Flavor::Mariadb
+                    },
+                }),
+                Engine::Mongodb => out.push(Source::Mongodb {
                     name: name.clone(),
                     conn: self.conn(name, container)?,
                     image: db.image.clone(),
@@ -148,12 +159,6 @@ impl Setup {
                     container,
                     image: db.image.clone(),
                 }),
-                other => {
-                    return Err(AgentError::usage(format!(
-                    "backups of {} databases are not supported yet; exclude `{name}` in [backups]",
-                    other.as_str()
-                )))
-                }
             }
         }
         for v in &b.volumes {
@@ -230,7 +235,9 @@ impl Setup {
             | SourceKind::PostgresGlobals
             | SourceKind::PostgresBase
             | SourceKind::Redis
-            | SourceKind::Mariadb => {
+            | SourceKind::Mariadb
+            | SourceKind::Mysql
+            | SourceKind::Mongodb => {
                 let rt = rt.ok_or_else(missing)?;
                 let container = rt
                     .find_database(&self.config.app, name)
@@ -241,12 +248,13 @@ impl Setup {
                             "database `{name}` has no container: deploy first"
                         ))
                     })?;
-                if item.kind == SourceKind::Redis {
-                    Destination::Redis { container }
-                } else if item.kind == SourceKind::Mariadb {
-                    Destination::Mariadb(self.conn(name, container)?)
-                } else {
-                    Destination::Postgres(self.conn(name, container)?)
+                match item.kind {
+                    SourceKind::Redis => Destination::Redis { container },
+                    SourceKind::Mariadb | SourceKind::Mysql => {
+                        Destination::Mariadb(self.conn(name, container)?)
+                    }
+                    SourceKind::Mongodb => Destination::Mongodb(self.conn(name, container)?),
+                    _ => Destination::Postgres(self.conn(name, container)?),
                 }
             }
             SourceKind::Sqlite => Destination::Sqlite {

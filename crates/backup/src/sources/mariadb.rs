@@ -1,9 +1,12 @@
-//! MariaDB: `mariadb-dump --single-transaction` inside the database's container (one
-//! consistent InnoDB snapshot, no lock on the app), as the app's own account, whose password
-//! travels in the exec's environment (`MYSQL_PWD`), never in an argument. The record is every
-//! table's exact `COUNT(*)`, taken just before the dump. A restore recreates the database and
-//! pipes the SQL into `mariadb`; a drill does the same in a scratch container of the same
-//! image and compares the counts.
+//! MariaDB and MySQL: `mariadb-dump` (`mysqldump`) `--single-transaction` inside the
+//! database's container (one consistent InnoDB snapshot, no lock on the app), as the app's own
+//! account, whose password travels in the exec's environment (`MYSQL_PWD`, which both clients
+//! read), never in an argument. The record is every table's exact `COUNT(*)`, taken just before
+//! the dump. A restore recreates the database and pipes the SQL into `mariadb` (`mysql`); a
+//! drill does the same in a scratch container of the same image and compares the counts.
+//!
+//! The two engines differ here only by a [`Flavor`]: the client programs' names, the official
+//! image's variable prefix, and MySQL's extra dump options.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -23,14 +26,66 @@ const SHORT: Duration = Duration::from_secs(60);
 /// Inside the container, the server is on its loopback.
 const HOST: &str = "127.0.0.1";
 
+/// Which of the two engines: what differs between their official images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Mariadb,
+    Mysql,
+}
+
+impl Flavor {
+    pub fn kind(self) -> SourceKind {
+        match self {
+            Flavor::Mariadb => SourceKind::Mariadb,
+            Flavor::Mysql => SourceKind::Mysql,
+        }
+    }
+
+    /// The SQL client.
+    fn client(self) -> &'static str {
+        match self {
+            Flavor::Mariadb => "mariadb",
+            Flavor::Mysql => "mysql",
+        }
+    }
+
+    fn dumper(self) -> &'static str {
+        match self {
+            Flavor::Mariadb => "mariadb-dump",
+            Flavor::Mysql => "mysqldump",
+        }
+    }
+
+    /// The official image's variables: `MARIADB_USER`, `MYSQL_USER`, ….
+    fn var(self, name: &str) -> String {
+        match self {
+            Flavor::Mariadb => format!("MARIADB_{name}"),
+            Flavor::Mysql => format!("MYSQL_{name}"),
+        }
+    }
+
+    /// What MySQL's `mysqldump` needs beyond MariaDB's options, as `--loose-` options (a
+    /// client that does not know one warns and goes on, as MySQL's manual documents).
+    /// `set-gtid-purged=OFF`: no `SET @@GLOBAL.GTID_PURGED` in the dump (a restore into a
+    /// server with GTIDs of its own fails on it) and no `FLUSH TABLES WITH READ LOCK`, which
+    /// the app's account may not run. `column-statistics=0`: no histogram queries, which
+    /// fail against servers without `COLUMN_STATISTICS`.
+    fn dump_options(self) -> &'static [&'static str] {
+        match self {
+            Flavor::Mariadb => &[],
+            Flavor::Mysql => &["--loose-set-gtid-purged=OFF", "--loose-column-statistics=0"],
+        }
+    }
+}
+
 fn env(conn: &Conn) -> Vec<(String, String)> {
     vec![("MYSQL_PWD".into(), conn.password.clone())]
 }
 
-/// `mariadb` as the app's account, batch mode, no column names.
-fn client(conn: &Conn, database: Option<&str>, sql: &str) -> Vec<String> {
+/// The SQL client as the app's account, batch mode, no column names.
+fn client(flavor: Flavor, conn: &Conn, database: Option<&str>, sql: &str) -> Vec<String> {
     let mut cmd = vec![
-        "mariadb".to_string(),
+        flavor.client().to_string(),
         "--connect-timeout=10".into(),
         "-h".into(),
         HOST.into(),
@@ -47,16 +102,17 @@ fn client(conn: &Conn, database: Option<&str>, sql: &str) -> Vec<String> {
     cmd
 }
 
-async fn query(d: &Docker<'_>, conn: &Conn, sql: &str) -> Result<String> {
-    let cmd = client(conn, Some(&conn.database), sql);
+async fn query(d: &Docker<'_>, flavor: Flavor, conn: &Conn, sql: &str) -> Result<String> {
+    let cmd = client(flavor, conn, Some(&conn.database), sql);
     let refs: Vec<&str> = cmd.iter().map(String::as_str).collect();
     exec_text(d.rt, &conn.container, &refs, &env(conn), None, SHORT).await
 }
 
 /// The version, the database's size and every table's exact row count.
-pub async fn facts(d: &Docker<'_>, conn: &Conn) -> Result<Facts> {
+pub async fn facts(d: &Docker<'_>, flavor: Flavor, conn: &Conn) -> Result<Facts> {
     let head = query(
         d,
+        flavor,
         conn,
         "SELECT VERSION(); SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables WHERE table_schema = DATABASE(); SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY table_name",
     )
@@ -73,7 +129,7 @@ pub async fn facts(d: &Docker<'_>, conn: &Conn) -> Result<Facts> {
             .map(|t| format!("SELECT {}, COUNT(*) FROM {}", quote_str(t), quote_ident(t)))
             .collect::<Vec<_>>()
             .join(" UNION ALL ");
-        parse_counts(&query(d, conn, &sql).await?)
+        parse_counts(&query(d, flavor, conn, &sql).await?)
     };
     Ok(Facts {
         version,
@@ -84,24 +140,12 @@ pub async fn facts(d: &Docker<'_>, conn: &Conn) -> Result<Facts> {
 }
 
 /// Starts the dump.
-pub async fn dump(d: &Docker<'_>, conn: &Conn) -> Result<Dump> {
+pub async fn dump(d: &Docker<'_>, flavor: Flavor, conn: &Conn) -> Result<Dump> {
     exec_dump(
         d.rt,
-        SourceKind::Mariadb,
+        flavor.kind(),
         &conn.container,
-        vec![
-            "mariadb-dump".into(),
-            "--single-transaction".into(),
-            "--quick".into(),
-            "--routines".into(),
-            "--triggers".into(),
-            "--no-tablespaces".into(),
-            "-h".into(),
-            HOST.into(),
-            "-u".into(),
-            conn.user.clone(),
-            conn.database.clone(),
-        ],
+        dump_command(flavor, conn),
         env(conn),
         None,
         d.timeout,
@@ -109,14 +153,40 @@ pub async fn dump(d: &Docker<'_>, conn: &Conn) -> Result<Dump> {
     .await
 }
 
+/// The dump's command line: no password in it (`MYSQL_PWD` carries it).
+fn dump_command(flavor: Flavor, conn: &Conn) -> Vec<String> {
+    let mut cmd: Vec<String> = [
+        flavor.dumper(),
+        "--single-transaction",
+        "--quick",
+        "--routines",
+        "--triggers",
+        "--no-tablespaces",
+    ]
+    .iter()
+    .chain(flavor.dump_options())
+    .map(|s| s.to_string())
+    .collect();
+    cmd.extend([
+        "-h".into(),
+        HOST.into(),
+        "-u".into(),
+        conn.user.clone(),
+        conn.database.clone(),
+    ]);
+    cmd
+}
+
 /// Replaces the live database with the dump: dropped, created again, the SQL piped in.
 pub async fn restore(
     d: &Docker<'_>,
+    flavor: Flavor,
     conn: &Conn,
     sql: mpsc::Receiver<io::Result<Bytes>>,
 ) -> Result<()> {
     let db = quote_ident(&conn.database);
     let cmd = client(
+        flavor,
         conn,
         None,
         &format!("DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"),
@@ -128,11 +198,12 @@ pub async fn restore(
             BackupError::restore(e.message)
                 .context(format_args!("recreating database `{}`", conn.database))
         })?;
-    restore_into(d, conn, sql).await
+    restore_into(d, flavor, conn, sql).await
 }
 
 async fn restore_into(
     d: &Docker<'_>,
+    flavor: Flavor,
     conn: &Conn,
     sql: mpsc::Receiver<io::Result<Bytes>>,
 ) -> Result<()> {
@@ -140,7 +211,7 @@ async fn restore_into(
         d.rt,
         &conn.container,
         vec![
-            "mariadb".into(),
+            flavor.client().into(),
             "--connect-timeout=10".into(),
             "-h".into(),
             HOST.into(),
@@ -154,9 +225,10 @@ async fn restore_into(
         d.timeout,
     )
     .await?;
-    if let Some(line) = crate::checks::engine_error(SourceKind::Mariadb, &end.stderr) {
+    if let Some(line) = crate::checks::engine_error(flavor.kind(), &end.stderr) {
         return Err(BackupError::restore(format!(
-            "`mariadb` reported an error: {line}"
+            "`{}` reported an error: {line}",
+            flavor.client()
         )));
     }
     Ok(())
@@ -165,11 +237,18 @@ async fn restore_into(
 /// A scratch server of the backed-up image with the same account and database.
 pub struct Scratch {
     pub conn: Conn,
+    flavor: Flavor,
     inner: super::scratch::Scratch,
 }
 
 impl Scratch {
-    pub async fn start(d: &Docker<'_>, image: &str, like: &Conn, id: &str) -> Result<Scratch> {
+    pub async fn start(
+        d: &Docker<'_>,
+        flavor: Flavor,
+        image: &str,
+        like: &Conn,
+        id: &str,
+    ) -> Result<Scratch> {
         let password = hex::encode(super::postgres::random_bytes());
         let mut spec = ContainerSpec::new(
             d.app,
@@ -179,10 +258,10 @@ impl Scratch {
             image,
         );
         spec.env = vec![
-            ("MARIADB_USER".into(), like.user.clone()),
-            ("MARIADB_DATABASE".into(), like.database.clone()),
-            ("MARIADB_PASSWORD".into(), password.clone()),
-            ("MARIADB_RANDOM_ROOT_PASSWORD".into(), "yes".into()),
+            (flavor.var("USER"), like.user.clone()),
+            (flavor.var("DATABASE"), like.database.clone()),
+            (flavor.var("PASSWORD"), password.clone()),
+            (flavor.var("RANDOM_ROOT_PASSWORD"), "yes".into()),
         ];
         let conn = |container: &str| Conn {
             container: container.to_string(),
@@ -195,11 +274,12 @@ impl Scratch {
         let inner =
             super::scratch::Scratch::start(d, spec, Duration::from_millis(300), |c: String| {
                 let conn = conn(&c);
-                async move { query(d, &conn, "SELECT 1").await.is_ok() }
+                async move { query(d, flavor, &conn, "SELECT 1").await.is_ok() }
             })
             .await?;
         Ok(Scratch {
             conn: conn(&inner.container),
+            flavor,
             inner,
         })
     }
@@ -209,7 +289,12 @@ impl Scratch {
         d: &Docker<'_>,
         sql: mpsc::Receiver<io::Result<Bytes>>,
     ) -> Result<()> {
-        restore_into(d, &self.conn, sql).await
+        restore_into(d, self.flavor, &self.conn, sql).await
+    }
+
+    /// The restored copy's facts (its row counts).
+    pub async fn facts(&self, d: &Docker<'_>) -> Result<Facts> {
+        facts(d, self.flavor, &self.conn).await
     }
 
     pub async fn remove(&self, d: &Docker<'_>) {
@@ -247,5 +332,32 @@ mod tests {
         );
         assert_eq!(quote_ident("a`b"), "`a``b`");
         assert_eq!(quote_str("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn mysql_dumps_with_its_own_client_and_options_and_no_password_in_them() {
+        let conn = Conn {
+            container: "c".into(),
+            host: HOST.into(),
+            user: "shop".into(),
+            database: "shop".into(),
+            password: "pw-1234".into(),
+        };
+        let mysql = dump_command(Flavor::Mysql, &conn);
+        assert_eq!(mysql[0], "mysqldump");
+        for option in [
+            "--single-transaction",
+            "--loose-set-gtid-purged=OFF",
+            "--loose-column-statistics=0",
+            "--no-tablespaces",
+        ] {
+            assert!(mysql.iter().any(|a| a == option), "{option}: {mysql:?}");
+        }
+        let maria = dump_command(Flavor::Mariadb, &conn);
+        assert_eq!(maria[0], "mariadb-dump");
+        assert!(!maria.iter().any(|a| a.contains("gtid")), "{maria:?}");
+        assert!(mysql.iter().chain(&maria).all(|a| !a.contains("pw-1234")));
+        assert_eq!(Flavor::Mysql.var("USER"), "MYSQL_USER");
+        assert_eq!(Flavor::Mariadb.var("USER"), "MARIADB_USER");
     }
 }

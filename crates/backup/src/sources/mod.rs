@@ -1,11 +1,12 @@
 //! The sources a backup dumps and a restore or drill puts back, one module per kind:
-//! PostgreSQL and Redis inside their containers (`exec`, streamed), SQLite through the online
+//! PostgreSQL, MariaDB and MySQL, MongoDB and Redis inside their containers (`exec`, streamed), SQLite through the online
 //! backup API, Docker volumes through a helper container, host directories and the app's own
 //! files as tar streams. Each dump is a [`Dump`]: its raw bytes on a bounded channel, and a
 //! future that says how the dumping program ended.
 
 pub mod files;
 pub mod mariadb;
+pub mod mongodb;
 pub mod postgres;
 pub mod redis;
 pub mod scratch;
@@ -88,9 +89,24 @@ pub(crate) async fn exec_text(
         }
     }
     let end = done.wait().await;
-    match judge_end(cmd[0], &end) {
+    let program = program_of(cmd);
+    match judge_end(program, &end) {
         None => Ok(String::from_utf8_lossy(&text).into_owned()),
         Some(why) => Err(BackupError::source(why)),
+    }
+}
+
+/// The program a command runs, for messages: a shell wrapper `sh -c SCRIPT NAME ARGS…` whose
+/// `$0` is not `sh` runs NAME (the wrapper prepares what NAME needs, then runs `"$0" "$@"`).
+fn program_of<S: AsRef<str>>(cmd: &[S]) -> &str {
+    match cmd {
+        [sh, c, _, name, ..]
+            if sh.as_ref() == "sh" && c.as_ref() == "-c" && name.as_ref() != "sh" =>
+        {
+            name.as_ref()
+        }
+        [first, ..] => first.as_ref(),
+        [] => "",
     }
 }
 
@@ -124,7 +140,7 @@ pub(crate) async fn exec_dump(
     user: Option<&str>,
     timeout: Duration,
 ) -> Result<Dump> {
-    let program = cmd.first().cloned().unwrap_or_default();
+    let program = program_of(&cmd).to_string();
     let pipe = rt
         .exec_pipe(container, cmd, env, user, false, timeout)
         .await?;
@@ -166,7 +182,7 @@ pub(crate) async fn exec_restore(
     input: mpsc::Receiver<io::Result<Bytes>>,
     timeout: Duration,
 ) -> Result<ExecEnd> {
-    let program = cmd.first().cloned().unwrap_or_default();
+    let program = program_of(&cmd).to_string();
     let pipe = rt
         .exec_pipe(container, cmd, env, user, true, timeout)
         .await?;

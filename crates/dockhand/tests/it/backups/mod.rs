@@ -8,6 +8,7 @@ mod engines;
 mod failures;
 mod files;
 mod mariadb;
+mod mongodb;
 mod pitr;
 mod postgres;
 mod restore_crash;
