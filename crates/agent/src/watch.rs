@@ -373,7 +373,10 @@ mod tests {
             None
         );
         let b = judge(&cfg, &seen(t(100, 0.3, 10.0), t(1000, 0.01, 10.0), 2)).unwrap();
-        assert!(b.why.contains("30.0 % of 100 requests") && !b.latency, "{b:?}");
+        assert!(
+            b.why.contains("30.0 % of 100 requests") && !b.latency,
+            "{b:?}"
+        );
         // Too few requests: no verdict yet.
         assert_eq!(judge(&cfg, &seen(t(5, 1.0, 10.0), None, 2)), None);
         // The previous release failed as often: not this release's fault.
@@ -388,7 +391,10 @@ mod tests {
             None
         );
         let b = judge(&cfg, &seen(None, None, 0)).unwrap();
-        assert!(b.why.contains("none of its 2 instances") && !b.latency, "{b:?}");
+        assert!(
+            b.why.contains("none of its 2 instances") && !b.latency,
+            "{b:?}"
+        );
         // A slow service before a failing one: the failures are the verdict, acted on at once.
         let mut two = seen(t(100, 0.0, 500.0), t(1000, 0.0, 100.0), 2);
         two.extend(seen(t(100, 0.3, 10.0), t(1000, 0.0, 10.0), 2));
