@@ -207,7 +207,20 @@ impl Agent {
         housekeeping::register(&scheduler, &deployer);
         crate::certs::watch_expiry(&scheduler, &events, &certs);
         let backups = crate::backups::Backups::new(&deployer, &scheduler);
-        let tasks = crate::tasks::Tasks::new(&deployer, &scheduler);
+        let tasks = if cluster {
+            // The scheduled tasks run as Swarm jobs on this manager's Engine.
+            crate::tasks::Tasks::on_swarm(
+                &deployer,
+                &scheduler,
+                Arc::new(proxy_config.clone()),
+                crate::tasks::OnSwarm {
+                    app: proxy_config.app.clone(),
+                    engine: crate::cluster_watch::ClusterWatch::engine_from_env(),
+                },
+            )
+        } else {
+            crate::tasks::Tasks::new(&deployer, &scheduler)
+        };
         // One deploy lock for the CLI's requests, the update watcher and the release watch.
         let lock = DeployLock::default();
         let updater = crate::update::Updater::new(&deployer, &lock, &backups, &opts.config_path)
@@ -810,14 +823,19 @@ impl Agent {
 }
 
 /// What an agent of a `[cluster]` app starts with: the app's name and `[alerts]` (and
-/// `[monitor]` with its checks, `[dashboard]`) as configured, nothing of its own to run or
-/// serve — the services, databases, backups, tasks and updates are the swarm's — and its proxy
+/// `[monitor]` with its checks, `[dashboard]`) and its scheduled tasks (run as Swarm jobs) as
+/// configured, nothing of its own to run or serve — the services, databases, backups, other
+/// tasks and updates are the swarm's — and its proxy
 /// on a loopback port the kernel picks, so that it never takes the port the ingress
 /// publishes on this node.
 fn watch_only(mut config: AppConfig) -> AppConfig {
     config.services.clear();
     config.databases.clear();
-    config.tasks.clear();
+    // Scheduled tasks stay: this agent starts them, as Swarm jobs. A once task is run by
+    // the deploy that first converged; a manual one by `dockhand run` in the project.
+    config
+        .tasks
+        .retain(|_, t| matches!(t.when, dockhand_config::TaskWhen::Schedule(_)));
     config.backups = None;
     config.update = None;
     config.redirects.clear();

@@ -55,6 +55,7 @@ mod wire;
 
 pub use agent::{Agent, AgentOptions, Signals, StartMode};
 pub use error::{AgentError, ErrorKind};
+pub use exec::{shell_join, EXEC_TIMEOUT};
 pub use health::{probe, ProbeKind, ProbePlan};
 pub use layout::StateLayout;
 pub use secrets::{load as load_secrets, Redactor};

@@ -78,6 +78,15 @@ pub fn load(config: &AppConfig, redactor: &Redactor) -> Result<Secrets> {
     Ok(secrets)
 }
 
+/// Teaches `redactor` the values of the secrets file at `path`, when it can be read: a
+/// watch-only agent's configuration refers to no secret, but the Swarm jobs it starts hold
+/// the app's, and their output must not show them.
+pub(crate) fn learn_file(path: &std::path::Path, redactor: &Redactor) {
+    if let Ok(secrets) = Secrets::load(path) {
+        redactor.learn(&secrets);
+    }
+}
+
 /// Whether `[proxy.acme]` refers to secrets (the EAB key, a DNS provider's token).
 fn acme_uses_secrets(config: &AppConfig) -> bool {
     let acme = &config.proxy.acme;

@@ -9,7 +9,8 @@
 //! service updated at once, Swarm replacing tasks start-first and rolling a failed one back by
 //! itself → wait for each. If any service did not converge, every service that did goes back
 //! to the last live release (or is removed, on a first deploy): the whole app stays on the
-//! previous release.
+//! previous release. A deploy that converged then runs the `when = "once"` tasks that never
+//! succeeded on this swarm ([`crate::jobs::run_once_tasks`]), still holding the lock.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -145,6 +146,10 @@ pub struct ClusterReport {
     /// What each node got before any service changed (empty when the images were not sent:
     /// no [`DeployOptions::nodes`], or every node is the manager).
     pub images: Vec<NodeImages>,
+    /// The `when = "once"` tasks a successful deploy ran (those that never succeeded on this
+    /// swarm), with their output: the caller redacts it before showing it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<crate::jobs::JobReport>,
 }
 
 /// Limits of a deploy, and what the ingress runs.
@@ -244,7 +249,12 @@ pub async fn deploy(
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<ClusterReport, DeployError> {
     locked(swarm, &config.app, progress, async |progress| {
-        deploy_locked(swarm, config, secrets, options, progress).await
+        let mut report = deploy_locked(swarm, config, secrets, options, progress).await?;
+        if report.ok {
+            // Under the lock: two deploys never both run a once task.
+            report.tasks = crate::jobs::run_once_tasks(swarm, config, progress).await;
+        }
+        Ok(report)
     })
     .await
 }
@@ -378,6 +388,7 @@ async fn deploy_locked(
                 ok: false,
                 services: outcomes,
                 images,
+                tasks: Vec::new(),
             });
         }
     }
@@ -466,6 +477,7 @@ async fn deploy_locked(
         ok,
         services: outcomes,
         images,
+        tasks: Vec::new(),
     })
 }
 
@@ -749,6 +761,7 @@ async fn rollback_locked(
         ok: outcomes.iter().all(|o| o.outcome == Outcome::Converged),
         services: outcomes,
         images,
+        tasks: Vec::new(),
     })
 }
 

@@ -14,6 +14,7 @@ mod deploy;
 mod error;
 pub mod images;
 mod ingress;
+mod jobs;
 mod manager;
 pub mod node;
 mod plan;
@@ -31,6 +32,10 @@ pub use ingress::{
     check_https, image_tag, ingress_config, ingress_files, ingress_name, plan_ingress,
     rootfs_stream, volume_name, write_rootfs, IngressFile, IngressPlan, MountedSecret,
     INGRESS_LABEL, PEER_KEY_SECRET, STATE_TARGET,
+};
+pub use jobs::{
+    job_name, job_spec, job_state, mark_once, new_run_id, once_done, once_name, run_once_tasks,
+    run_task, JobError, JobOutcome, JobReport, JobState, OnceRecord, OutputLine,
 };
 pub use manager::{pick_manager, ManagerLink, PickError};
 pub use plan::{

@@ -478,6 +478,92 @@ impl Swarm {
         }
     }
 
+    /// Creates the service of `spec` (an error when one of its name exists).
+    pub async fn create_service(&self, spec: models::ServiceSpec) -> Result<(), ClusterError> {
+        self.call("create service", self.docker.create_service(spec, None))
+            .await
+            .map(|_| ())
+    }
+
+    /// Every task of service `name` Swarm remembers.
+    pub async fn service_tasks(&self, name: &str) -> Result<Vec<models::Task>, ClusterError> {
+        let options = bollard::query_parameters::ListTasksOptions {
+            filters: Some(HashMap::from([(
+                "service".to_string(),
+                vec![name.to_string()],
+            )])),
+        };
+        self.call("list tasks", self.docker.list_tasks(Some(options)))
+            .await
+    }
+
+    /// The hostname of node `id`, if the swarm lists it.
+    pub async fn node_hostname(&self, id: &str) -> Result<Option<String>, ClusterError> {
+        let listed = self
+            .call("list nodes", self.docker.list_nodes(None))
+            .await?;
+        Ok(listed
+            .into_iter()
+            .find(|n| n.id.as_deref() == Some(id))
+            .and_then(|n| n.description?.hostname))
+    }
+
+    /// The job services of `task` of `app` (by their `dockhand.app` and `dockhand.task`
+    /// labels).
+    pub async fn task_jobs(
+        &self,
+        app: &str,
+        task: &str,
+    ) -> Result<Vec<models::Service>, ClusterError> {
+        let options = bollard::query_parameters::ListServicesOptions {
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![
+                    format!("dockhand.app={app}"),
+                    format!("dockhand.task={task}"),
+                ],
+            )])),
+            ..Default::default()
+        };
+        self.call("list services", self.docker.list_services(Some(options)))
+            .await
+    }
+
+    /// What service `name`'s tasks wrote, through the service logs API (each node's Engine
+    /// hands its tasks' logs to the managers): each line's stream (`out`, `err`), time and
+    /// text, in the order the Engine gives them.
+    pub async fn service_output(
+        &self,
+        name: &str,
+    ) -> Result<Vec<(&'static str, Option<String>, String)>, ClusterError> {
+        use futures_util::StreamExt as _;
+        let options = bollard::query_parameters::LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .follow(false)
+            .build();
+        let read = async {
+            let mut stream = std::pin::pin!(self.docker.service_logs(name, Some(options)));
+            let mut lines = Vec::new();
+            while let Some(item) = stream.next().await {
+                let (tag, message) = match item? {
+                    bollard::container::LogOutput::StdOut { message } => ("out", message),
+                    bollard::container::LogOutput::StdErr { message } => ("err", message),
+                    bollard::container::LogOutput::Console { message } => ("out", message),
+                    bollard::container::LogOutput::StdIn { .. } => continue,
+                };
+                for line in String::from_utf8_lossy(&message).lines() {
+                    let (at, text) = crate::jobs::split_timestamp(line);
+                    lines.push((tag, at, text));
+                }
+            }
+            Ok::<_, bollard::errors::Error>(lines)
+        };
+        self.call_within("read the service's logs", self.timeouts.api * 2, read)
+            .await
+    }
+
     /// Removes service `name` (its tasks stop).
     pub async fn remove_service(&self, name: &str) -> Result<(), ClusterError> {
         self.call("remove service", self.docker.delete_service(name))
@@ -545,6 +631,29 @@ impl Swarm {
             .call("create config", self.docker.create_config(spec))
             .await?;
         Ok(created.id)
+    }
+
+    /// The data of the Swarm config `name`, if it exists.
+    pub async fn config_data(&self, name: &str) -> Result<Option<Vec<u8>>, ClusterError> {
+        match tokio::time::timeout(self.timeouts.api, self.docker.inspect_config(name)).await {
+            Ok(Ok(found)) => Ok(found
+                .spec
+                .and_then(|s| s.data)
+                .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())),
+            Ok(Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            })) => Ok(None),
+            Ok(Err(e)) => Err(ClusterError::Api {
+                host: self.shown.clone(),
+                call: "inspect config",
+                reason: e.to_string(),
+            }),
+            Err(_) => Err(ClusterError::Timeout {
+                host: self.shown.clone(),
+                call: "inspect config",
+                limit: self.timeouts.api,
+            }),
+        }
     }
 
     /// Imports the root file system `rootfs` (a tar, made only when needed) as image `tag`

@@ -14,6 +14,9 @@
 //! under the task's timeout.
 
 mod run;
+mod swarm;
+
+pub use swarm::OnSwarm;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -55,6 +58,9 @@ struct Inner {
     running: Mutex<BTreeMap<String, u32>>,
     /// The scheduler jobs registered for tasks.
     registered: Mutex<BTreeSet<String>>,
+    /// A `[cluster]` app's watch-only agent: its scheduled tasks (the configuration it
+    /// starts with) run as Swarm jobs.
+    swarm: Option<(Arc<AppConfig>, OnSwarm)>,
 }
 
 /// What runs a task: the trigger, and for `dockhand run` where the output goes.
@@ -66,6 +72,25 @@ pub struct Trigger<'a> {
 
 impl Tasks {
     pub fn new(d: &Deployer, scheduler: &Scheduler) -> Tasks {
+        Tasks::build(d, scheduler, None)
+    }
+
+    /// The tasks of a `[cluster]` app's watch-only agent: those of `config` (no release of
+    /// this host's), each run a Swarm job on the Engine of `on`.
+    pub fn on_swarm(
+        d: &Deployer,
+        scheduler: &Scheduler,
+        config: Arc<AppConfig>,
+        on: OnSwarm,
+    ) -> Tasks {
+        Tasks::build(d, scheduler, Some((config, on)))
+    }
+
+    fn build(
+        d: &Deployer,
+        scheduler: &Scheduler,
+        swarm: Option<(Arc<AppConfig>, OnSwarm)>,
+    ) -> Tasks {
         Tasks {
             inner: Arc::new(Inner {
                 store: d.store.clone(),
@@ -76,14 +101,20 @@ impl Tasks {
                 scheduler: scheduler.clone(),
                 running: Mutex::default(),
                 registered: Mutex::default(),
+                swarm,
             }),
         }
     }
 
-    fn serving(&self) -> Option<(Arc<AppConfig>, i64)> {
+    /// The configuration whose tasks run, and its release on this host (none on a swarm:
+    /// a job runs the release the swarm serves).
+    fn serving(&self) -> Option<(Arc<AppConfig>, Option<i64>)> {
+        if let Some((config, _)) = &self.inner.swarm {
+            return Some((config.clone(), None));
+        }
         self.inner
             .fleet
-            .with_serving(|s| s.map(|a| (a.config.clone(), a.id)))
+            .with_serving(|s| s.map(|a| (a.config.clone(), Some(a.id))))
     }
 
     /// Follows the serving release: its scheduled tasks on the scheduler, its once tasks
@@ -102,7 +133,7 @@ impl Tasks {
                 Err(e) => {
                     self.inner.events.error(
                         EventKind::Task,
-                        Some(release),
+                        release,
                         Some(&task.service),
                         &format!("task `{}` cannot be scheduled: {e}", task.name),
                     );
@@ -227,16 +258,11 @@ impl Tasks {
                     ),
                 ));
             }
-            let id = store.begin_task_run(
-                name,
-                trigger.kind,
-                Some(release),
-                TaskRunStatus::Skipped,
-                &why,
-            )?;
+            let id =
+                store.begin_task_run(name, trigger.kind, release, TaskRunStatus::Skipped, &why)?;
             self.inner.events.warn(
                 EventKind::Task,
-                Some(release),
+                release,
                 Some(&task.service),
                 &format!(
                     "{} run of task `{name}` skipped: {why}",
@@ -253,35 +279,130 @@ impl Tasks {
                 timed_out: false,
             });
         };
-        let id = store.begin_task_run(
-            name,
-            trigger.kind,
-            Some(release),
-            TaskRunStatus::Running,
-            "",
-        )?;
+        let id = store.begin_task_run(name, trigger.kind, release, TaskRunStatus::Running, "")?;
         let log = self.inner.layout.task_log(name, id);
         let started = Instant::now();
+        let ended = match &self.inner.swarm {
+            Some((_, on)) => {
+                crate::secrets::learn_file(&config.secrets_file, self.inner.events.redactor());
+                swarm::run(
+                    on,
+                    task,
+                    id,
+                    &log,
+                    self.inner.events.redactor(),
+                    trigger.stream,
+                )
+                .await
+            }
+            None => Ok(self
+                .run_here(&config, release, task, &log, trigger.stream)
+                .await),
+        };
+        let ended = ended.unwrap_or_else(|e| swarm::Ended {
+            status: TaskRunStatus::Failed,
+            exit_code: None,
+            message: format!("could not run: {e}"),
+            attempts: 1,
+        });
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let (status, exit_code, attempts) = (ended.status, ended.exit_code, ended.attempts);
+        let message = ended.message;
+        if status == TaskRunStatus::Skipped {
+            // A run of it started elsewhere (the CLI) holds the swarm: recorded like a local
+            // skip.
+            self.inner.events.warn(
+                EventKind::Task,
+                release,
+                Some(&task.service),
+                &format!(
+                    "{} run of task `{name}` skipped: {message}",
+                    trigger.kind.as_str()
+                ),
+            );
+        }
+        let message = self.inner.events.redactor().redact(&message);
+        store.finish_task_run(id, status, exit_code, attempts, duration_ms, &message)?;
+        if status == TaskRunStatus::Succeeded && task.when == TaskWhen::Once {
+            // A forced run counts as the once run too.
+            store.mark_task_once(id)?;
+        }
+        let took = humantime::format_duration(Duration::from_millis(duration_ms));
+        let tries = if attempts > 1 {
+            format!(", {attempts} attempts")
+        } else {
+            String::new()
+        };
+        if status == TaskRunStatus::Succeeded {
+            self.inner.events.info(
+                EventKind::Task,
+                release,
+                Some(&task.service),
+                &format!(
+                    "task `{name}` succeeded ({} run {id}, {took}{tries})",
+                    trigger.kind.as_str()
+                ),
+            );
+        } else if status != TaskRunStatus::Skipped {
+            self.inner.events.error(
+                EventKind::Task,
+                release,
+                Some(&task.service),
+                &format!(
+                    "task `{name}` failed ({} run {id}{tries}): {message}; its output is in {}",
+                    trigger.kind.as_str(),
+                    log.display()
+                ),
+            );
+        }
+        let _ = store.prune_task_runs(KEEP_RUNS);
+        let run = store
+            .task_runs(Some(name), 20)?
+            .into_iter()
+            .find(|r| r.id == id);
+        Ok(RunResult {
+            run: run.map(|r| self.wire_run(&r)),
+            exit_code,
+            timed_out: status == TaskRunStatus::TimedOut,
+        })
+    }
+
+    /// The attempts of `task` on this host, retried as configured.
+    async fn run_here(
+        &self,
+        config: &AppConfig,
+        release: Option<i64>,
+        task: &TaskConfig,
+        log: &std::path::Path,
+        stream: Option<&mpsc::UnboundedSender<Frame>>,
+    ) -> swarm::Ended {
+        let Some(release) = release else {
+            return swarm::Ended {
+                status: TaskRunStatus::Failed,
+                exit_code: None,
+                message: "could not run: no release serves on this host".into(),
+                attempts: 0,
+            };
+        };
         let attempts_allowed = task.retries + 1;
         let mut attempts = 0;
         let mut last = Err(AgentError::internal("no attempt was made"));
         while attempts < attempts_allowed {
             attempts += 1;
             last = self
-                .execute(&config, release, task, &task.command, &log, trigger.stream)
+                .execute(config, release, task, &task.command, log, stream)
                 .await;
             match &last {
                 Ok(out) if out.exit_code == Some(0) && !out.timed_out => break,
                 _ if attempts < attempts_allowed => {
                     run::note(
-                        &log,
+                        log,
                         &format!("attempt {attempts} of {attempts_allowed} failed; trying again"),
                     );
                 }
                 _ => {}
             }
         }
-        let duration_ms = started.elapsed().as_millis() as u64;
         let (status, exit_code, message) = match &last {
             Ok(out) if out.timed_out => (
                 TaskRunStatus::TimedOut,
@@ -309,50 +430,12 @@ impl Tasks {
             ),
             Err(e) => (TaskRunStatus::Failed, None, format!("could not run: {e}")),
         };
-        let message = self.inner.events.redactor().redact(&message);
-        store.finish_task_run(id, status, exit_code, attempts, duration_ms, &message)?;
-        if status == TaskRunStatus::Succeeded && task.when == TaskWhen::Once {
-            // A forced run counts as the once run too.
-            store.mark_task_once(id)?;
-        }
-        let took = humantime::format_duration(Duration::from_millis(duration_ms));
-        let tries = if attempts > 1 {
-            format!(", {attempts} attempts")
-        } else {
-            String::new()
-        };
-        if status == TaskRunStatus::Succeeded {
-            self.inner.events.info(
-                EventKind::Task,
-                Some(release),
-                Some(&task.service),
-                &format!(
-                    "task `{name}` succeeded ({} run {id}, {took}{tries})",
-                    trigger.kind.as_str()
-                ),
-            );
-        } else {
-            self.inner.events.error(
-                EventKind::Task,
-                Some(release),
-                Some(&task.service),
-                &format!(
-                    "task `{name}` failed ({} run {id}{tries}): {message}; its output is in {}",
-                    trigger.kind.as_str(),
-                    log.display()
-                ),
-            );
-        }
-        let _ = store.prune_task_runs(KEEP_RUNS);
-        let run = store
-            .task_runs(Some(name), 20)?
-            .into_iter()
-            .find(|r| r.id == id);
-        Ok(RunResult {
-            run: run.map(|r| self.wire_run(&r)),
+        swarm::Ended {
+            status,
             exit_code,
-            timed_out: status == TaskRunStatus::TimedOut,
-        })
+            message,
+            attempts,
+        }
     }
 
     /// `dockhand run SERVICE -- CMD`: a one-off command in the service's environment (a new
@@ -369,9 +452,19 @@ impl Tasks {
                 "no command given: use `dockhand run SERVICE -- COMMAND [ARGS…]`",
             ));
         }
-        let (config, release) = self.serving().ok_or_else(|| {
+        if self.inner.swarm.is_some() {
+            return Err(AgentError::usage(
+                "this app runs on the swarm: run the command from the project (`dockhand run SERVICE -- COMMAND` there makes it a Swarm job)",
+            ));
+        }
+        let (config, Some(release)) = self.serving().ok_or_else(|| {
             AgentError::not_found("nothing is deployed yet; run `dockhand deploy` first")
-        })?;
+        })?
+        else {
+            return Err(AgentError::not_found(
+                "nothing is deployed yet; run `dockhand deploy` first",
+            ));
+        };
         let svc = config.services.get(service).ok_or_else(|| {
             AgentError::not_found(format!(
                 "no service or task `{service}`; services: {}; tasks: {}",
@@ -506,10 +599,7 @@ impl Tasks {
                 last_run: last.map(|r| self.wire_run(&r)),
             });
         }
-        Ok(TasksReport {
-            release: Some(release),
-            tasks,
-        })
+        Ok(TasksReport { release, tasks })
     }
 
     /// When the scheduler last started `task`'s job.

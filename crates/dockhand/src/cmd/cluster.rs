@@ -43,7 +43,7 @@ pub fn deploy(g: &Global, path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let json = g.json;
     // A configuration the cluster cannot run is refused before any swarm is reached.
     dockhand_cluster::plan_app(&config, 0).map_err(|e| deploy_error(e, &redactor, json))?;
-    let report = super::runtime()?.block_on(async {
+    let mut report = super::runtime()?.block_on(async {
         let (swarm, _link) = connect(g, &config, &nodes).await?;
         dockhand_cluster::deploy(
             &swarm,
@@ -61,6 +61,10 @@ pub fn deploy(g: &Global, path: &std::path::Path) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| deploy_error(e, &redactor, json))
     })?;
+    // The once tasks' output is the app's: no secret value shows.
+    for task in &mut report.tasks {
+        task.redact(|t| redactor.redact(t));
+    }
     Ok(render(g, &report, "deploy"))
 }
 
@@ -255,7 +259,7 @@ fn digest_cache() -> Option<PathBuf> {
 
 /// The manager's Engine (see the module's comment for which one), and the SSH link that
 /// keeps it reachable when it is not this machine's.
-async fn connect(
+pub(crate) async fn connect(
     g: &Global,
     config: &AppConfig,
     access: &dockhand_cluster::NodeAccess,
@@ -374,7 +378,7 @@ fn parse_destination(
 /// What an Engine that cannot be used is told to do.
 const ENGINE_HINT: &str = "\n  run this in the project on a machine that reaches a manager over SSH (its [destinations]), pick one with -d NAME, or set DOCKER_HOST to a manager's Engine socket";
 
-fn swarm_error(e: dockhand_cluster::ClusterError, json: bool) -> anyhow::Error {
+pub(crate) fn swarm_error(e: dockhand_cluster::ClusterError, json: bool) -> anyhow::Error {
     swarm_error_with(e, json, ENGINE_HINT)
 }
 
@@ -425,7 +429,7 @@ fn deploy_error(e: DeployError, redactor: &dockhand_agent::Redactor, json: bool)
 }
 
 /// Progress lines on stderr (none with `--json`).
-fn progress(json: bool) -> impl FnMut(&str) + Send {
+pub(crate) fn progress(json: bool) -> impl FnMut(&str) + Send {
     move |line: &str| {
         if !json {
             eprintln!("{} {line}", style("·").dim());
@@ -467,6 +471,25 @@ fn render(g: &Global, report: &ClusterReport, what: &str) -> ExitCode {
                     .as_ref()
                     .map(|m| format!(" ({m})"))
                     .unwrap_or_default()
+            );
+        }
+        for t in &report.tasks {
+            let word = match t.outcome {
+                dockhand_cluster::JobOutcome::Succeeded => style("succeeded").green().to_string(),
+                other => style(format!("{other:?}").to_lowercase()).red().to_string(),
+            };
+            println!(
+                "{} {} (once): {word}{}",
+                style("task").dim(),
+                t.task,
+                if t.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({}; `dockhand run {} --force` runs it again)",
+                        t.message, t.task
+                    )
+                }
             );
         }
         if report.ok {

@@ -8,6 +8,7 @@ pub mod certs;
 pub mod check;
 pub mod client;
 pub mod cluster;
+pub mod cluster_run;
 pub mod cluster_setup;
 pub mod dashboard;
 pub mod db;
@@ -85,7 +86,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => exec::run(&g.on(remote), &service, command),
         Command::Run(args) => {
             g.remote = args.remote.clone();
-            run::run(&g, args)
+            match cluster::project(&g) {
+                Some(path) => cluster_run::run(&g, &path, args),
+                None => run::run(&g, args),
+            }
         }
         Command::Secrets(args) => secrets::run(&g, args),
         Command::Update { command, remote } => update::run(&g.on(remote), command),

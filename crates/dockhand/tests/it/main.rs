@@ -14,6 +14,7 @@ mod cluster;
 mod cluster_nodes;
 mod cluster_remote;
 mod cluster_setup;
+mod cluster_tasks;
 mod cluster_tls;
 mod containers;
 mod crash;
