@@ -17,6 +17,11 @@
 //! With `https_listen`, the task also runs the proxy's TLS listener with the `[proxy]
 //! certificates` files (Swarm secrets) and the ACME certificates the ingress tasks obtain
 //! once for all of them (`certs.rs`), talking to each other over the peer port (`peer.rs`).
+//!
+//! A route with `basic_auth` gets its users as on one server (`build_table` with the
+//! secrets), the values read from the Swarm secrets the deploy mounted
+//! (`dockhand_cluster::auth_target`): the configuration holds only the `${secret.NAME}`
+//! references.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -161,6 +166,9 @@ pub fn run(opts: IngressOptions) -> Result<()> {
             opts.config.display()
         ))
     })?;
+    // The users of the routes' basic auth: a route never serves without its authentication,
+    // so a secret that cannot be read stops the task (Swarm says why and rolls back).
+    let secrets = auth_secrets(&config, dockhand_cluster::auth_target)?;
     // The certificate files are Swarm secrets in the task's tmpfs; one that does not load is
     // left out and said (HTTP and the other certificates keep serving).
     let https_listen = opts
@@ -217,12 +225,7 @@ pub fn run(opts: IngressOptions) -> Result<()> {
                     .iter()
                     .map(|(name, pool)| (name.clone(), pool.backends()))
                     .collect();
-                match crate::routes::build_table(
-                    &config,
-                    &backends,
-                    &BTreeMap::new(),
-                    &Secrets::default(),
-                ) {
+                match crate::routes::build_table(&config, &backends, &BTreeMap::new(), &secrets) {
                     Ok(table) => {
                         handle.set_routes(table);
                     }
@@ -232,6 +235,34 @@ pub fn run(opts: IngressOptions) -> Result<()> {
             }
         }
     })
+}
+
+/// Whether the cluster's ingress can build the routes of `config` with `secrets` (the users
+/// of a route's `basic_auth` among them): what `dockhand deploy` checks on a cluster before
+/// it changes anything, so a missing or invalid users secret is refused there and not
+/// found by the ingress tasks. The error names secrets, never their values.
+pub fn check_routes(config: &AppConfig, secrets: &Secrets) -> Result<()> {
+    let config = dockhand_cluster::ingress_config(config);
+    crate::routes::build_table(&config, &BTreeMap::new(), &BTreeMap::new(), secrets)
+        .map(|_| ())
+        .map_err(|e| AgentError::usage(format!("the ingress cannot route: {e}")))
+}
+
+/// The values of the secrets the routes' `basic_auth` name, each read from the file `path`
+/// gives for its name (a Swarm secret, in the task: `dockhand_cluster::auth_target`).
+fn auth_secrets(config: &AppConfig, path: impl Fn(&str) -> PathBuf) -> Result<Secrets> {
+    let mut secrets = Secrets::empty();
+    for name in dockhand_cluster::auth_secrets(config) {
+        let file = path(&name);
+        let value = std::fs::read_to_string(&file).map_err(|e| {
+            AgentError::environment(format!(
+                "cannot read secret {name} (the users of a route's basic_auth) at {}: {e}; deploy the app again so its ingress gets the secret",
+                file.display()
+            ))
+        })?;
+        secrets.insert(&name, value);
+    }
+    Ok(secrets)
 }
 
 /// Starts the certificate keeper and the peer port on the current runtime: ACME needs the
@@ -391,6 +422,63 @@ mod tests {
         );
         let left: Vec<SocketAddr> = pool.backends().iter().map(|b| b.addr()).collect();
         assert_eq!(left, vec![addr(2)]);
+    }
+
+    #[test]
+    fn basic_auth_routes_get_their_users_from_the_mounted_secrets_and_never_serve_without() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("project");
+        std::fs::create_dir_all(project.join(".dockhand")).unwrap();
+        let hash = "{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="; // "password"
+        let secrets_file = project.join(".dockhand/secrets.env");
+        std::fs::write(&secrets_file, format!("STAFF='ann:{hash}'\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&secrets_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(
+            project.join("dockhand.toml"),
+            "app = \"shop\"\n[services.web]\nimage = \"w\"\nport = 8080\nroute = [{ path = \"/\" }, { path = \"/staff\", basic_auth = { realm = \"Staff\", users = \"${secret.STAFF}\" } }]\n",
+        )
+        .unwrap();
+        let config = dockhand_config::load(
+            &project.join("dockhand.toml"),
+            &dockhand_config::LoadOptions::default(),
+        )
+        .unwrap()
+        .config;
+        let sent = dockhand_cluster::ingress_config(&config);
+        // The task's secrets directory: only the mounted file is read.
+        let mounted = dir.path().join("run-secrets");
+        std::fs::create_dir_all(&mounted).unwrap();
+        let at = |name: &str| mounted.join(dockhand_cluster::auth_file(name));
+        let missing = auth_secrets(&sent, at).unwrap_err().to_string();
+        assert!(missing.contains("secret STAFF"), "{missing}");
+        assert!(missing.contains("ingress-auth-STAFF"), "{missing}");
+        assert!(!missing.contains(hash), "{missing}");
+        std::fs::write(at("STAFF"), format!("ann:{hash}")).unwrap();
+        let secrets = auth_secrets(&sent, at).unwrap();
+        assert_eq!(secrets.get("STAFF"), Some(format!("ann:{hash}").as_str()));
+        let table = crate::routes::build_table(&sent, &BTreeMap::new(), &BTreeMap::new(), &secrets)
+            .unwrap();
+        let staff = table
+            .routes()
+            .iter()
+            .find(|r| r.path_prefix == "/staff")
+            .unwrap();
+        assert_eq!(
+            staff.policy.basic_auth.as_ref().map(|a| a.realm()),
+            Some("Staff")
+        );
+        // What the deploy checks first: the same table, refused without the secret or with
+        // a plaintext password, naming the secret and not its value.
+        check_routes(&config, &secrets).unwrap();
+        let e = check_routes(&config, &Secrets::empty())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("STAFF"), "{e}");
+        let mut plain = Secrets::empty();
+        plain.insert("STAFF", "ann:hunter2".into());
+        let e = check_routes(&config, &plain).unwrap_err().to_string();
+        assert!(e.contains("STAFF") && !e.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -183,16 +183,6 @@ impl Default for DeployOptions {
 pub fn plan_app(config: &AppConfig, release: u64) -> Result<AppPlan, DeployError> {
     let cluster = config.cluster.as_ref().ok_or(DeployError::NoCluster)?;
     crate::ingress::check_https(config)?;
-    if let Some(s) = config
-        .services
-        .values()
-        .find(|s| s.routes.iter().any(|r| r.basic_auth.is_some()))
-    {
-        return Err(PlanError::RouteAuth {
-            service: s.name.clone(),
-        }
-        .into());
-    }
     let release_text = release.to_string();
     let databases = config
         .databases
@@ -298,7 +288,11 @@ async fn deploy_locked(
 ) -> Result<ClusterReport, DeployError> {
     let app = &config.app;
     // What the configuration and the secrets say is checked before the swarm is touched.
-    for name in plan_app(config, 0)?.secret_names() {
+    let needed = plan_app(config, 0)?.secret_names();
+    for name in needed
+        .into_iter()
+        .chain(crate::ingress::auth_secrets(config))
+    {
         if secrets.get(&name).is_none() {
             return Err(DeployError::MissingSecret { name });
         }
@@ -361,7 +355,7 @@ async fn deploy_locked(
     }
 
     if let Some(ingress) = &ingress {
-        ensure_ingress(swarm, config, ingress.as_ref(), progress).await?;
+        ensure_ingress(swarm, config, secrets, ingress.as_ref(), progress).await?;
     }
 
     let mut outcomes = Vec::new();
@@ -558,6 +552,7 @@ async fn transfer(
 async fn ensure_ingress(
     swarm: &Swarm,
     config: &AppConfig,
+    values: &Secrets,
     plan: Option<&IngressPlan>,
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<(), DeployError> {
@@ -576,7 +571,7 @@ async fn ensure_ingress(
         }
         return Ok(());
     };
-    let secrets = ingress_secrets(swarm, config, plan).await?;
+    let secrets = ingress_secrets(swarm, config, values, plan).await?;
     let digest = plan.label_digest(&secrets);
     let current = swarm.service_spec(&name).await?;
     let unchanged = current.as_ref().is_some_and(|spec| {
@@ -606,16 +601,30 @@ async fn ensure_ingress(
     Ok(())
 }
 
-/// The Swarm secrets the ingress task mounts: each file of `plan` (read here, sent only in
-/// the request body) and, with HTTPS, the app's peer key — created once, random, and found
+/// The Swarm secrets the ingress task mounts: the users of the routes' `basic_auth` (their
+/// values from `values`, sent only in the request body), and with HTTPS each file of `plan`
+/// (read here, sent the same way) and the app's peer key — created once, random, and found
 /// again by its labels at every later deploy so the tasks keep it.
 async fn ingress_secrets(
     swarm: &Swarm,
     config: &AppConfig,
+    values: &Secrets,
     plan: &IngressPlan,
 ) -> Result<Vec<crate::ingress::MountedSecret>, DeployError> {
     use crate::ingress::{MountedSecret, PEER_KEY_SECRET};
     let mut out = Vec::new();
+    for name in &plan.auth {
+        let value = values
+            .get(name)
+            .ok_or_else(|| DeployError::MissingSecret { name: name.clone() })?;
+        let file = crate::ingress::auth_file(name);
+        let (id, full) = swarm.ensure_secret(&config.app, &file, value).await?;
+        out.push(MountedSecret {
+            id,
+            name: full,
+            file,
+        });
+    }
     if plan.https_published.is_none() {
         return Ok(out);
     }

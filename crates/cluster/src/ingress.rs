@@ -22,6 +22,11 @@
 //! kept in the node-local volume `dockhand-<app>-ingress`; the tasks talk to each other
 //! over a peer port sealed with a random key the deploy creates once per app as the secret
 //! `ingress-peer`. What they cannot do is refused by [`check_https`] before any change.
+//!
+//! A route with `basic_auth` reads its users (htpasswd lines) from a secret: each secret the
+//! routes' `basic_auth` names travels the same way, as the Swarm secret `ingress-auth-NAME`
+//! (named by a digest of its value), mounted at [`auth_target`]; the configuration keeps
+//! only the `${secret.NAME}` reference, and the task reads the value from the file.
 
 use std::collections::HashMap;
 use std::io::{self, Write as _};
@@ -56,6 +61,33 @@ const HTTPS_TARGET: u16 = 443;
 /// The node-local volume of `app`'s ingress tasks.
 pub fn volume_name(app: &str) -> String {
     format!("dockhand-{app}-ingress")
+}
+
+/// The secrets (by their name in the secrets file) the routes' `basic_auth` read their users
+/// from, sorted: the ingress task gets each one as a Swarm secret.
+pub fn auth_secrets(config: &AppConfig) -> Vec<String> {
+    let mut names: Vec<String> = config
+        .services
+        .values()
+        .flat_map(|s| s.routes.iter())
+        .filter_map(|r| r.basic_auth.as_ref())
+        .flat_map(|a| a.users.secret_names())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The name (within the app's secrets, and the file under `/run/secrets`) of the Swarm secret
+/// holding the value of secret `name` of a route's `basic_auth`.
+pub fn auth_file(name: &str) -> String {
+    format!("ingress-auth-{name}")
+}
+
+/// Where the ingress task reads the value of secret `name` of a route's `basic_auth` (the
+/// task's tmpfs).
+pub fn auth_target(name: &str) -> PathBuf {
+    Path::new("/run/secrets").join(auth_file(name))
 }
 
 /// A file of the deploying machine the ingress task gets as a Swarm secret.
@@ -197,6 +229,9 @@ pub struct IngressPlan {
     pub https_published: Option<u16>,
     /// The files the task gets as Swarm secrets.
     pub files: Vec<IngressFile>,
+    /// The secrets of the routes' `basic_auth` the task gets as Swarm secrets (their names in
+    /// the secrets file: see [`auth_file`]).
+    pub auth: Vec<String>,
     /// The node-local volume holding the ACME account and certificates.
     pub volume: String,
     /// Environment of the task (debug builds pass the tests' ACME back-off).
@@ -258,6 +293,7 @@ pub fn plan_ingress(config: &AppConfig, image: &str) -> Option<IngressPlan> {
         published: config.proxy.listen.port(),
         https_published: config.proxy.https_listen.map(|a| a.port()),
         files: ingress_files(config),
+        auth: auth_secrets(config),
         volume: volume_name(&config.app),
         env: test_env(),
         config_name: format!("dockhand-{}-ingress-{}", config.app, &digest[..12]),
@@ -328,8 +364,8 @@ impl IngressPlan {
         hex::encode(hasher.finalize())
     }
 
-    /// The Engine API's spec, mounting the Swarm config `config_id` and `secrets` (the
-    /// files' and, with HTTPS, the peer key).
+    /// The Engine API's spec, mounting the Swarm config `config_id` and `secrets` (the routes'
+    /// users, and with HTTPS the files' and the peer key).
     pub fn to_spec(&self, config_id: &str, secrets: &[MountedSecret]) -> models::ServiceSpec {
         let digest = self.label_digest(secrets);
         let labels: HashMap<String, String> = [
@@ -780,6 +816,83 @@ mod tests {
         let mut other = secrets.clone();
         other[1].name = "shop-ingress-key-0-def".into();
         assert_ne!(plan.label_digest(&secrets), plan.label_digest(&other));
+    }
+
+    #[test]
+    fn basic_auth_users_travel_as_secrets_the_config_only_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join(".dockhand/secrets.env");
+        std::fs::create_dir_all(secrets.parent().unwrap()).unwrap();
+        let canary = "ann:$2y$05$zQ7markerVALUEzQ7markerVALUEzQ7markerVALUEzQ7markerVA";
+        std::fs::write(&secrets, format!("STAFF='{canary}'\nOPS=x\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let text = "app = \"shop\"\n[services.web]\nimage = \"w\"\nport = 8080\nroute = [{ host = \"a.example.org\" }, { host = \"staff.example.org\", basic_auth = { realm = \"Staff\", users = \"${secret.STAFF}\" } }]\n[services.admin]\nimage = \"a\"\nport = 8081\nroute = { path = \"/admin\", basic_auth = { users = \"${secret.STAFF}\" } }\n[services.ops]\nimage = \"o\"\nport = 8082\nroute = { path = \"/ops\", basic_auth = { users = \"${secret.OPS}\" } }\n";
+        std::fs::write(dir.path().join("dockhand.toml"), text).unwrap();
+        let config = dockhand_config::load(
+            &dir.path().join("dockhand.toml"),
+            &dockhand_config::LoadOptions::default(),
+        )
+        .unwrap()
+        .config;
+        // Each secret once, sorted, whichever routes share it.
+        assert_eq!(auth_secrets(&config), ["OPS", "STAFF"]);
+        assert_eq!(auth_file("STAFF"), "ingress-auth-STAFF");
+        assert_eq!(
+            auth_target("STAFF"),
+            PathBuf::from("/run/secrets/ingress-auth-STAFF")
+        );
+        let plan = plan_ingress(&config, "img").unwrap();
+        assert_eq!(plan.auth, ["OPS", "STAFF"]);
+        // Without https_listen: no file, no peer key, only the users.
+        assert!(plan.files.is_empty());
+        // The configuration the task reads keeps the reference, never the value.
+        let sent = serde_json::to_string(&ingress_config(&config)).unwrap();
+        assert!(sent.contains("${secret.STAFF}"), "{sent}");
+        assert!(!sent.contains("zQ7marker"), "{sent}");
+        let secrets: Vec<MountedSecret> = plan
+            .auth
+            .iter()
+            .map(|n| MountedSecret {
+                id: format!("id-{n}"),
+                name: format!("shop-{}-abc", auth_file(n)),
+                file: auth_file(n),
+            })
+            .collect();
+        let spec = plan.to_spec("cfg", &secrets);
+        let container = spec.task_template.clone().unwrap().container_spec.unwrap();
+        let mounted = container.secrets.unwrap();
+        let files: Vec<String> = mounted
+            .iter()
+            .map(|s| s.file.as_ref().unwrap().name.clone().unwrap())
+            .collect();
+        assert_eq!(files, ["ingress-auth-OPS", "ingress-auth-STAFF"]);
+        // Where the task reads them: the file the spec mounts is the one `auth_target` names.
+        assert_eq!(
+            Path::new("/run/secrets").join(&files[1]),
+            auth_target("STAFF")
+        );
+        assert!(mounted.iter().all(|s| {
+            let f = s.file.as_ref().unwrap();
+            f.mode == Some(0o400) && f.uid.as_deref() == Some("0")
+        }));
+        assert_eq!(mounted[1].secret_id.as_deref(), Some("id-STAFF"));
+        let args = container.args.unwrap();
+        assert!(!args.iter().any(|a| a == "--peer-key"), "{args:?}");
+        assert!(container.env.is_none());
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(!json.contains("zQ7marker"), "{json}");
+        // A new value is a new Swarm secret name: a new label digest, so new tasks.
+        let mut rotated = secrets.clone();
+        rotated[1].name = "shop-ingress-auth-STAFF-def".into();
+        assert_ne!(plan.label_digest(&secrets), plan.label_digest(&rotated));
+        // No route asks for basic auth: no secret.
+        let plain = config_without_auth();
+        assert!(plan_ingress(&plain, "img").unwrap().auth.is_empty());
+    }
+
+    fn config_without_auth() -> AppConfig {
+        config("app = \"q\"\n[services.web]\nimage = \"w\"\nport = 1\nroute = { path = \"/\" }\n")
     }
 
     #[test]

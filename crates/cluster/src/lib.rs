@@ -29,9 +29,9 @@ pub use deploy::{
 pub use error::ClusterError;
 pub use images::{NodeAccess, NodeImages, TransferError};
 pub use ingress::{
-    check_https, image_tag, ingress_config, ingress_files, ingress_name, plan_ingress,
-    rootfs_stream, volume_name, write_rootfs, IngressFile, IngressPlan, MountedSecret,
-    INGRESS_LABEL, PEER_KEY_SECRET, STATE_TARGET,
+    auth_file, auth_secrets, auth_target, check_https, image_tag, ingress_config, ingress_files,
+    ingress_name, plan_ingress, rootfs_stream, volume_name, write_rootfs, IngressFile, IngressPlan,
+    MountedSecret, INGRESS_LABEL, PEER_KEY_SECRET, STATE_TARGET,
 };
 pub use jobs::{
     job_name, job_spec, job_state, mark_once, new_run_id, once_done, once_name, run_once_tasks,

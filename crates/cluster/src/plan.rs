@@ -127,8 +127,6 @@ pub enum PlanError {
     BindMount { service: String, path: String },
     #[error("database `{database}` is not pinned to a node: its volume lives on one node, so its task must always run there")]
     UnpinnedDatabase { database: String },
-    #[error("a route of `{service}` asks for basic_auth, which the cluster's ingress proxy does not do yet")]
-    RouteAuth { service: String },
     #[error(
         "[proxy.acme.dns] (DNS-01 through a provider) is not done by the cluster's ingress yet"
     )]
@@ -153,9 +151,6 @@ impl PlanError {
             }
             PlanError::Build { .. } => "set `image` to an image loaded on every node".into(),
             PlanError::BindMount { .. } => "use a named volume (`volumes = [\"data:/data\"]`)".into(),
-            PlanError::RouteAuth { .. } => {
-                "remove `basic_auth` from the route (the app can check credentials itself)".into()
-            }
             PlanError::IngressDns => "remove [proxy.acme.dns] and let the ingress answer http-01, or give the wildcard's certificate in [proxy] certificates".into(),
             PlanError::IngressEab => "use a CA without external account binding, or give the certificates in [proxy] certificates".into(),
             PlanError::IngressChallenge { .. } => "allow http-01 (`challenge = [\"http-01\"]` on the route or in [proxy.acme]); a wildcard needs DNS-01, so give its certificate in [proxy] certificates".into(),

@@ -43,6 +43,9 @@ pub fn deploy(g: &Global, path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let json = g.json;
     // A configuration the cluster cannot run is refused before any swarm is reached.
     dockhand_cluster::plan_app(&config, 0).map_err(|e| deploy_error(e, &redactor, json))?;
+    // So is a route the ingress could not build (a basic_auth users secret unset or invalid).
+    dockhand_agent::ingress::check_routes(&config, &secrets)
+        .map_err(|e| output::usage(redactor.redact(&e.to_string()), json))?;
     let mut report = super::runtime()?.block_on(async {
         let (swarm, _link) = connect(g, &config, &nodes).await?;
         dockhand_cluster::deploy(

@@ -8,7 +8,9 @@
 //! rolled back by Swarm and the whole app stays on the previous release; `dockhand rollback`
 //! returns every service to the release before; `dockhand status` shows the nodes and what
 //! runs where, and a worker whose engine is killed as down while its tasks run elsewhere. A secret reaches the task as a file and appears in no spec, no node's disk
-//! outside Swarm's own store, no output, no Docker event.
+//! outside Swarm's own store, no output, no Docker event. A route with `basic_auth` answers
+//! 401 without its credentials and 200 with them on every ingress node, its users secret in no
+//! process argument, log, event, Swarm config or node's disk.
 //! The seed-style Swarm stack of the compose corpus, imported with `--cluster`, deploys with its
 //! placement kept.
 
@@ -26,6 +28,11 @@ use crate::sandbox;
 
 const API_TOKEN: &str = "swarm-api-t0ken-5e1f";
 const DB_PASSWORD: &str = "swarm-db-pw-77a0c";
+/// The users of web's `staff.test` route (`staff` with [`STAFF_PASSWORD`], as `htpasswd -s`
+/// writes it): its hash is the secret value the checks look for.
+const STAFF_USERS: &str = "staff:{SHA}Gsogvp6FrqlBPGUFsY6A1rjmZiI=";
+const STAFF_HASH: &str = "Gsogvp6FrqlBPGUFsY6A1rjmZiI";
+const STAFF_PASSWORD: &str = "swarm-staff-pw-4d21";
 /// The port the ingress proxy publishes on the ingress nodes (each node has an address of its
 /// own, so it cannot collide with another test's).
 const INGRESS_PORT: u16 = 18080;
@@ -92,7 +99,7 @@ listen = "0.0.0.0:{INGRESS_PORT}"
 [services.web]
 image = "{TESTAPP_SHELL_IMAGE}"
 port = 8080
-route = {{ path = "/" }}
+route = [{{ path = "/" }}, {{ host = "staff.test", basic_auth = {{ realm = "Staff", users = "${{secret.staff_users}}" }} }}]
 replicas = 2
 env = {{ VERSION = "{version}", HEALTHY = "{web_healthy}", API_TOKEN = "${{secret.api_token}}" }}
 {health}
@@ -200,7 +207,7 @@ fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
     sb.write("dockhand.toml", &toml(&app, "v1", true));
     let secrets = sb.write(
         ".dockhand/secrets.env",
-        &format!("api_token={API_TOKEN}\ndb_password={DB_PASSWORD}\n"),
+        &format!("api_token={API_TOKEN}\ndb_password={DB_PASSWORD}\nstaff_users={STAFF_USERS}\n"),
     );
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
     let web = format!("{app}-web");
@@ -299,6 +306,32 @@ fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
     ]);
     assert_eq!(ingress_tasks.lines().count(), 2, "{ingress_tasks}");
 
+    // The route with basic auth, on every ingress node: a challenge without credentials or
+    // with a wrong password, the service with the user's password.
+    let staff = format!(
+        "Authorization: Basic {}\r\n",
+        basic(&format!("staff:{STAFF_PASSWORD}"))
+    );
+    let wrong = format!(
+        "Authorization: Basic {}\r\n",
+        basic("staff:not-the-password")
+    );
+    for addr in [&ingress, &ingress_w1] {
+        let (status, head, _) = request(addr, "staff.test", "/version", "").unwrap();
+        assert_eq!(status, 401, "{addr}: {head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("www-authenticate: basic realm=\"staff\""),
+            "{addr}: {head}"
+        );
+        let (status, head, _) = request(addr, "staff.test", "/version", &wrong).unwrap();
+        assert_eq!(status, 401, "{addr}: {head}");
+        let (status, _, body) = request(addr, "staff.test", "/version", &staff).unwrap();
+        assert_eq!((status, body.trim()), (200, "v1"), "{addr}");
+        // The other route asks for nothing.
+        assert_eq!(ingress_get(addr, "/version"), Ok((200, "v1".into())));
+    }
+
     // `status`: three ready nodes, the database on the labelled one, every task running.
     let (code, status, out) = json(&sb, &["status"]);
     outputs += &out;
@@ -366,13 +399,45 @@ fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
     );
     let env = node.docker_ok(&["exec", &container, "env"]);
     assert!(!env.contains(API_TOKEN), "{env}");
-    let inspect = cluster
-        .manager()
-        .docker_ok(&["service", "inspect", &web, &api, &db]);
+    let inspect = cluster.manager().docker_ok(&[
+        "service",
+        "inspect",
+        &web,
+        &api,
+        &db,
+        &format!("{app}-ingress"),
+    ]);
     assert!(
         !inspect.contains(API_TOKEN) && !inspect.contains(DB_PASSWORD),
         "{inspect}"
     );
+    assert!(!inspect.contains(STAFF_HASH), "{inspect}");
+    // The users of the route reach the ingress as a Swarm secret, mounted 0400 in its tmpfs;
+    // the configuration it reads (a Swarm config) only names the secret.
+    assert!(inspect.contains("ingress-auth-staff_users"), "{inspect}");
+    let configs = cluster.manager().docker_ok(&["config", "ls", "-q"]);
+    for id in configs.lines() {
+        let data =
+            cluster
+                .manager()
+                .docker_ok(&["config", "inspect", "--format", "{{.Spec.Data}}", id]);
+        use base64::Engine as _;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .unwrap_or_default();
+        let decoded = String::from_utf8_lossy(&decoded);
+        assert!(!decoded.contains(STAFF_HASH), "config {id}: {decoded}");
+    }
+    // No process of any node (they share this host's process table) has it in its arguments.
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let args = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            assert!(
+                !args.contains(STAFF_HASH) && !args.contains(STAFF_PASSWORD),
+                "{args}"
+            );
+        }
+    }
 
     // A finished deploy gave its lock back; one held by another deploy refuses this one
     // (exit 4, saying who holds it and how to clear it) without touching a service.
@@ -539,13 +604,20 @@ fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
 
     // Nothing the commands printed, no Docker event and no file of any node outside the
     // task's tmpfs and Swarm's encrypted store holds a secret value.
-    for secret in [API_TOKEN, DB_PASSWORD] {
+    let ingress_logs =
+        cluster
+            .manager()
+            .docker(&["service", "logs", "--raw", &format!("{app}-ingress")]);
+    outputs += &text(&ingress_logs);
+    for secret in [API_TOKEN, DB_PASSWORD, STAFF_HASH, STAFF_PASSWORD] {
         assert!(!outputs.contains(secret), "{outputs}");
     }
     for node in cluster.nodes() {
         let events = node.docker_ok(&["events", "--since", "0", "--until", "0s"]);
         assert!(
-            !events.contains(API_TOKEN) && !events.contains(DB_PASSWORD),
+            !events.contains(API_TOKEN)
+                && !events.contains(DB_PASSWORD)
+                && !events.contains(STAFF_HASH),
             "{events}"
         );
         let found = std::process::Command::new("grep")
@@ -556,6 +628,8 @@ fn an_app_across_the_nodes_deploys_rolls_back_and_outlives_a_lost_worker() {
                 API_TOKEN,
                 "-e",
                 DB_PASSWORD,
+                "-e",
+                STAFF_HASH,
             ])
             .arg(node.dir())
             .output()
@@ -631,7 +705,10 @@ fn an_unpinned_database_is_refused_with_how_to_pin_it() {
     let text = toml("unpinned", "v1", true)
         .replace("placement = { db = [\"node.labels.db == main\"] }\n", "");
     sb.write("dockhand.toml", &text);
-    let secrets = sb.write(".dockhand/secrets.env", "api_token=x\ndb_password=y\n");
+    let secrets = sb.write(
+        ".dockhand/secrets.env",
+        &format!("api_token=x\ndb_password=y\nstaff_users={STAFF_USERS}\n"),
+    );
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = sb.run(&["deploy"]);
     assert_eq!(out.status.code(), Some(2), "{}", self::text(&out));
@@ -640,6 +717,32 @@ fn an_unpinned_database_is_refused_with_how_to_pin_it() {
         stderr.contains("database `db` is not pinned to a node")
             && stderr.contains("node.labels.db == yes"),
         "{stderr}"
+    );
+}
+
+/// A route's basic auth whose users secret the ingress could not use (a plaintext password)
+/// is refused by `deploy` before reaching any swarm, naming the secret and not its value.
+#[test]
+fn a_basic_auth_route_the_ingress_cannot_build_is_refused_before_the_swarm() {
+    let sb = sandbox().with_env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    sb.write("dockhand.toml", &toml("authcheck", "v1", true));
+    let secrets = sb.write(
+        ".dockhand/secrets.env",
+        "api_token=x\ndb_password=y\nstaff_users=staff:plain-pw-31f9\n",
+    );
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = sb.run(&["deploy", "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", self::text(&out));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("staff_users") && message.contains("plaintext"),
+        "{message}"
+    );
+    assert!(
+        !self::text(&out).contains("plain-pw-31f9"),
+        "{}",
+        self::text(&out)
     );
 }
 
@@ -783,6 +886,23 @@ fn a_swarm_stack_imported_with_cluster_deploys_where_its_placement_says() {
 
 /// `GET path` with `Host: host` at `addr`: the status and the body, or why not.
 pub(crate) fn get_host(addr: &str, host: &str, path: &str) -> Result<(u16, String), String> {
+    request(addr, host, path, "").map(|(status, _, body)| (status, body))
+}
+
+/// `Authorization: Basic` of `user_password`, base64.
+fn basic(user_password: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(user_password)
+}
+
+/// `GET path` to `host` at `addr` with the header lines `extra`: the status, the head and
+/// the body, or why not.
+fn request(
+    addr: &str,
+    host: &str,
+    path: &str,
+    extra: &str,
+) -> Result<(u16, String, String), String> {
     use std::io::{Read, Write};
     let addr: std::net::SocketAddr = addr.parse().unwrap();
     let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
@@ -792,7 +912,7 @@ pub(crate) fn get_host(addr: &str, host: &str, path: &str) -> Result<(u16, Strin
         .unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
     )
     .map_err(|e| format!("write: {e}"))?;
     let mut answer = String::new();
@@ -804,9 +924,6 @@ pub(crate) fn get_host(addr: &str, host: &str, path: &str) -> Result<(u16, Strin
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("no status line in {answer:?}"))?;
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    Ok((status, head.to_string(), body.to_string()))
 }
