@@ -1881,52 +1881,55 @@ class Budget:
 # Per-route metrics on and off (issue 20)
 
 
-class MetricsDockhand(Dockhand):
-    """The bench app with `[monitor] proxy_metrics` set (and its own `/metrics` port, so two
-    agents run side by side)."""
+class VariantDockhand(Dockhand):
+    """The bench app with a setting switched on or off (its own `/metrics` port, so two agents
+    run side by side): `extra` is TOML appended to the file (`{metrics_port}` filled in), each
+    `(old, new)` of `edits` a replacement in the bench app's own lines."""
 
-    def __init__(self, procs, workdir, exe, testapp, cpu, cert, key, metrics_on):
-        side = "on" if metrics_on else "off"
-        sub = workdir / f"metrics-{side}"
+    def __init__(self, procs, workdir, exe, testapp, cpu, cert, key, stage, side, extra,
+                 edits=()):
+        sub = workdir / f"{stage}-{side}"
         sub.mkdir()
         super().__init__(procs, sub, exe, testapp, cpu, cert, key)
-        self.proc_name = f"dockhand-metrics-{side}"
-        self.metrics_on = metrics_on
+        self.proc_name = f"dockhand-{stage}-{side}"
+        self.extra, self.edits = extra, edits
         self.metrics_port = free_port()
-        self.peer.name = f"metrics {side}"
+        self.peer.name = f"{stage} {side}"
 
     def write_config(self):
         super().write_config()
-        with open(self.project / "dockhand.toml", "a") as f:
-            f.write(f'\n[monitor]\nproxy_metrics = {"true" if self.metrics_on else "false"}\n'
-                    f'metrics_listen = "127.0.0.1:{self.metrics_port}"\n\n'
-                    '[dashboard]\nenabled = false\n')
+        path = self.project / "dockhand.toml"
+        text = path.read_text()
+        for old, new in self.edits:
+            assert old in text, f"the bench app's line {old!r} moved"
+            text = text.replace(old, new, 1)
+        path.write_text(text + self.extra.format(metrics_port=self.metrics_port))
 
 
-def metrics_stage(exe, testapp, procs, workdir, cert, key, args, budget):
-    """Dockhand's proxy with per-route metrics on and off: two agents (the same bench app, one
-    with `[monitor] proxy_metrics = false`), each with its own testapp, measured like the proxy
-    table (HTTP, 64 keep-alive connections, CPU µs/request of the agent process) in the same
-    interleaved rounds."""
-    budget.check("metrics")
+def on_off_stage(stage, variants, exe, testapp, procs, workdir, cert, key, args, budget):
+    """Two agents (the same bench app, `variants` = {"on": (extra, edits), "off": (…)}), each
+    with its own testapp, measured like the proxy table (HTTP, 64 keep-alive connections, CPU
+    µs/request of the agent process) in the same interleaved rounds."""
+    budget.check(stage)
     rounds = args.rounds if args.quick else max(args.rounds, 5)
     sides = {}
     try:
-        for on in (True, False):
-            dh = MetricsDockhand(procs, workdir, exe, testapp, args.proxy_cpu, cert, key, on)
+        for side, (extra, edits) in variants.items():
+            dh = VariantDockhand(procs, workdir, exe, testapp, args.proxy_cpu, cert, key, stage,
+                                 side, extra, edits)
             inst = dh.start()
             spare = sorted(os.sched_getaffinity(0) - {args.proxy_cpu, args.client_cpu})
             run(["taskset", "-a", "-cp", str(spare[0] if spare else args.proxy_cpu),
                  str(inst["pid"])], timeout=10)
-            sides["on" if on else "off"] = (dh, inst["pid"])
+            sides[side] = (dh, inst["pid"])
         runs = {"on": [], "off": []}
         for rnd in range(rounds):
             for side in bl.rotate(["on", "off"], rnd):
-                budget.check("metrics")
+                budget.check(stage)
                 dh, backend = sides[side]
                 res = measure(dh.peer, "http", 64, args, backend)
                 runs[side].append(res)
-                log(f"metrics {side} round {rnd + 1}: {res['rps']:.0f} rps, "
+                log(f"{stage} {side} round {rnd + 1}: {res['rps']:.0f} rps, "
                     f"{bl.fmt_num(res['cpu_us'])} µs CPU/req")
     finally:
         for dh, _ in sides.values():
@@ -1934,6 +1937,59 @@ def metrics_stage(exe, testapp, procs, workdir, cert, key, args, budget):
             dh.kill_leftovers()
     summary = bl.metrics_summary(runs["on"], runs["off"])
     return summary, runs
+
+
+METRICS_EXTRA = ('\n[monitor]\nproxy_metrics = {on}\n'
+                 'metrics_listen = "127.0.0.1:{{metrics_port}}"\n\n'
+                 '[dashboard]\nenabled = false\n')
+
+
+def metrics_stage(exe, testapp, procs, workdir, cert, key, args, budget):
+    """Dockhand's proxy with per-route metrics on and off (`[monitor] proxy_metrics`)."""
+    variants = {side: (METRICS_EXTRA.format(on="true" if side == "on" else "false"), ())
+                for side in ("on", "off")}
+    return on_off_stage("metrics", variants, exe, testapp, procs, workdir, cert, key, args,
+                        budget)
+
+
+# The rate limit is one no request of the run reaches: every request pays for its bucket and
+# none is refused (a 429 would be a cheaper answer and flatter the figure). The access log
+# writes JSON lines to the state directory's logs/access.log, as `access_log = true` does.
+POLICIES_EDITS = (
+    ('route = { path = "/" }',
+     'route = { path = "/", rate_limit = { rate = "1000000/s", burst = 1000000 } }'),
+    ("workers = 1\n", "workers = 1\naccess_log = true\n"),
+)
+POLICIES_EXTRA = ('\n[monitor]\nmetrics_listen = "127.0.0.1:{metrics_port}"\n\n'
+                  '[dashboard]\nenabled = false\n')
+
+
+def policies_stage(exe, testapp, procs, workdir, cert, key, args, budget):
+    """Issue 17: Dockhand's proxy with a rate limit on the route and the access log on, and
+    with neither."""
+    variants = {"on": (POLICIES_EXTRA, POLICIES_EDITS), "off": (POLICIES_EXTRA, ())}
+    return on_off_stage("policies", variants, exe, testapp, procs, workdir, cert, key, args,
+                        budget)
+
+
+def render_policies(pt, args):
+    lines = ["## Rate limiting and the access log on and off (issue 17)", ""]
+    if isinstance(pt, str):
+        return lines + [pt, ""]
+    lines.append(
+        "Dockhand's proxy with a rate limit on the bench app's route (a token bucket per client, "
+        "set so high that no request of the run is refused) and `[proxy] access_log = true` "
+        "(JSON lines written by the log's own thread), against the same app with neither: two "
+        "agents side by side, each with its own testapp; measured as the proxy table is (HTTP, "
+        f"64 keep-alive connections, wrk for {args.duration} s after a {args.warmup} s warm-up, "
+        "CPU µs/request of the agent process, the log thread included), the two interleaved, "
+        f"medians of {pt['rounds']} round(s).")
+    lines.append("")
+    lines.append(bl.md_table(["", "requests/s", "CPU µs/request", "p99"],
+                             bl.metrics_rows(pt, ("rate limit and access log off",
+                                                  "rate limit and access log on"))))
+    lines.append("")
+    return lines
 
 
 def render_metrics(mt, args):
@@ -2524,6 +2580,7 @@ def render(ctx):
     lines += render_update(ctx["update"])
     lines += render_import(ctx["import"])
     lines += render_metrics(ctx.get("metrics", "not run (--only)"), a)
+    lines += render_policies(ctx.get("policies", "not run (--only)"), a)
 
     lines += ["## Backups", ""]
     bk = ctx["backups"]
@@ -2570,6 +2627,7 @@ def render(ctx):
                               {k: cl[k] for k in ("overlay", "deploys", "dead_node")})
     goals += bl.idle_goals(ctx.get("idle", "not run (--only)"))
     goals += bl.metrics_goals(ctx.get("metrics", "not run (--only)"))
+    goals += bl.policies_goals(ctx.get("policies", "not run (--only)"))
     up = ctx.get("update")
     goals += bl.update_goals(up["unchanged_check"] if isinstance(up, dict) else up)
     goals += dashboard_goals(ctx.get("dashboard", "not run"))
@@ -2631,7 +2689,7 @@ def parse_args(argv):
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     p.add_argument("--only", choices=["proxy", "handshakes", "loadtest", "deploys", "idle",
                                       "backups", "remote", "static", "update", "import",
-                                      "metrics", "dashboard", "cluster", "soak"],
+                                      "metrics", "policies", "dashboard", "cluster", "soak"],
                    action="append",
                    help="run only these stages (repeatable). `soak` runs only when asked for; "
                         "`--only soak` alone replaces only the soak and fuzzing sections of an "
@@ -2712,7 +2770,7 @@ def main(argv=None):
 
     stages = set(args.only or ["proxy", "handshakes", "loadtest", "deploys", "idle", "backups",
                                "remote", "static", "update", "import", "metrics",
-                               "dashboard", "cluster"])
+                               "policies", "dashboard", "cluster"])
     replay_only = stages == {"soak"} and args.soak_replay
     if not replay_only:
         ensure_packages()
@@ -2720,7 +2778,8 @@ def main(argv=None):
     exe = (args.dockhand_bin or ROOT / "target/release/dockhand").resolve()
     testapp = ROOT / "target/release/dockhand-testapp"
     # The remote and idle stages do not use the testapp binary (remote deploys an image).
-    needed = ((exe, testapp) if stages & {"proxy", "loadtest", "deploys", "metrics", "dashboard"}
+    needed = ((exe, testapp) if stages & {"proxy", "loadtest", "deploys", "metrics", "policies",
+                                          "dashboard"}
               else (exe,) if stages - {"soak"} or not args.soak_replay else ())
     for f in needed:
         if not f.is_file():
@@ -2753,6 +2812,7 @@ def main(argv=None):
         "update": "not run (--only)",
         "import": "not run (--only)",
         "metrics": "not run (--only)",
+        "policies": "not run (--only)",
         "dashboard": "not run (--only)",
         "cluster": "not run (--only)",
         "soak": None,
@@ -2814,6 +2874,9 @@ def main(argv=None):
         if "metrics" in stages:
             ctx["metrics"], raw["metrics"] = metrics_stage(exe, testapp, procs, workdir, cert,
                                                            key, args, budget)
+        if "policies" in stages:
+            ctx["policies"], raw["policies"] = policies_stage(exe, testapp, procs, workdir,
+                                                              cert, key, args, budget)
         if "dashboard" in stages:
             ctx["dashboard"] = dashboard_stage(exe, testapp, procs, workdir, args, budget)
         if "cluster" in stages:

@@ -305,6 +305,15 @@ class Metrics(unittest.TestCase):
         self.assertEqual(bl.metrics_goals(worse)[0][2], "missed")
         self.assertEqual(bl.metrics_goals("not run (--only)")[0][2], "not measured")
 
+    def test_policies_goal_is_at_most_1_1_times_off(self):
+        s = bl.metrics_summary([{"cpu_us": 33.0, "rps": 1, "p99_us": 1}],
+                               [{"cpu_us": 30.0, "rps": 1, "p99_us": 1}])
+        self.assertEqual(bl.policies_goals(s)[0][2], "met")  # 1.10x
+        s = bl.metrics_summary([{"cpu_us": 34.0, "rps": 1, "p99_us": 1}],
+                               [{"cpu_us": 30.0, "rps": 1, "p99_us": 1}])
+        self.assertEqual(bl.policies_goals(s)[0][2], "missed")
+        self.assertIn("issue 17", bl.policies_goals(s)[0][0])
+
 
 
 class Idle(unittest.TestCase):
