@@ -1972,43 +1972,41 @@ def policies_stage(exe, testapp, procs, workdir, cert, key, args, budget):
                         budget)
 
 
-def render_policies(pt, args):
-    lines = ["## Rate limiting and the access log on and off (issue 17)", ""]
-    if isinstance(pt, str):
-        return lines + [pt, ""]
+def render_on_off(title, summary, intro, names, args, coda=""):
+    """The section of an on/off stage: `intro` says what was switched, `names` the rows."""
+    lines = [title, ""]
+    if isinstance(summary, str):
+        return lines + [summary, ""]
     lines.append(
-        "Dockhand's proxy with a rate limit on the bench app's route (a token bucket per client, "
-        "set so high that no request of the run is refused) and `[proxy] access_log = true` "
-        "(JSON lines written by the log's own thread), against the same app with neither: two "
-        "agents side by side, each with its own testapp; measured as the proxy table is (HTTP, "
-        f"64 keep-alive connections, wrk for {args.duration} s after a {args.warmup} s warm-up, "
-        "CPU µs/request of the agent process, the log thread included), the two interleaved, "
-        f"medians of {pt['rounds']} round(s).")
+        f"{intro}: two agents of the same bench app side by side, each with its own testapp; "
+        "measured as the proxy table is (HTTP, 64 keep-alive connections, wrk for "
+        f"{args.duration} s after a {args.warmup} s warm-up, CPU µs/request of the agent "
+        f"process, all its threads), the two interleaved, medians of {summary['rounds']} "
+        f"round(s).{coda}")
     lines.append("")
     lines.append(bl.md_table(["", "requests/s", "CPU µs/request", "p99"],
-                             bl.metrics_rows(pt, ("rate limit and access log off",
-                                                  "rate limit and access log on"))))
+                             bl.metrics_rows(summary, names)))
     lines.append("")
     return lines
+
+
+def render_policies(pt, args):
+    return render_on_off(
+        "## Rate limiting and the access log on and off (issue 17)", pt,
+        "Dockhand's proxy with a rate limit on the bench app's route (a token bucket per client, "
+        "set so high that no request of the run is refused) and `[proxy] access_log = true` "
+        "(JSON lines written by the log's own thread), against the same app with neither",
+        ("rate limit and access log off", "rate limit and access log on"), args)
 
 
 def render_metrics(mt, args):
-    lines = ["## Per-route metrics on and off (issue 20)", ""]
-    if isinstance(mt, str):
-        return lines + [mt, ""]
-    lines.append(
+    return render_on_off(
+        "## Per-route metrics on and off (issue 20)", mt,
         "Dockhand's proxy with `[monitor] proxy_metrics` on (the default: per-instance counters "
         "of requests by status class, the latency buckets and upstream errors, a few atomic "
-        "additions and two clock reads per request) and off, two agents with the same bench "
-        "app side by side, each with its own testapp; measured as the proxy table is (HTTP, "
-        f"64 keep-alive connections, wrk for {args.duration} s after a {args.warmup} s warm-up, "
-        "CPU µs/request of the agent process), the two interleaved, medians of "
-        f"{mt['rounds']} round(s). The difference is a few percent of the figure, so read "
-        "it from a quiet machine's run.")
-    lines.append("")
-    lines.append(bl.md_table(["", "requests/s", "CPU µs/request", "p99"], bl.metrics_rows(mt)))
-    lines.append("")
-    return lines
+        "additions and two clock reads per request) and off",
+        ("`proxy_metrics = false`", "`proxy_metrics = true` (default)"), args,
+        " The difference is a few percent of the figure, so read it from a quiet machine's run.")
 
 
 # ---------------------------------------------------------------------------------------------
