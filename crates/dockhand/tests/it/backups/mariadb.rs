@@ -24,6 +24,18 @@ struct Engine {
 }
 
 fn config(engine: &Engine, app: &str, recipient: &str, dir: &std::path::Path) -> String {
+    app_config(engine.name, engine.image, app, recipient, dir)
+}
+
+/// The app of the database backup tests: `[databases.db]` of `engine` from `image`, a web
+/// service using it, and backups to a local directory (also the MongoDB test's).
+pub(super) fn app_config(
+    name: &str,
+    image: &str,
+    app: &str,
+    recipient: &str,
+    dir: &std::path::Path,
+) -> String {
     format!(
         r#"app = "{app}"
 
@@ -51,8 +63,6 @@ keep = {{ last = 5 }}
 [backups.targets.local]
 dir = "{backups}"
 "#,
-        name = engine.name,
-        image = engine.image,
         key = dir.join("backup.key").display(),
         backups = dir.join("backups").display(),
     )

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use dockhand_test_support::docker::{
     docker, docker_ok, ensure_test_images, unique_app, AppCleanup, MONGO_STANDIN_IMAGE,
-    TESTAPP_SHELL_IMAGE,
 };
 
 use super::{keygen, secrets};
@@ -29,36 +28,7 @@ const PASSWORD: &str = "mongo-pw-'quoted'-7171";
 const WRONG: &str = "not-the-mongo-password-3131";
 
 fn config(app: &str, recipient: &str, dir: &std::path::Path) -> String {
-    format!(
-        r#"app = "{app}"
-
-[proxy]
-listen = "127.0.0.1:0"
-
-[databases.db]
-engine = "mongodb"
-image = "{MONGO_STANDIN_IMAGE}"
-
-[services.web]
-image = "{TESTAPP_SHELL_IMAGE}"
-port = 8080
-env = {{ DATABASE_URL = "${{databases.db.url}}" }}
-health = {{ path = "/health", interval = "200ms", timeout = "5s", deploy_timeout = "60s" }}
-route = {{ host = "app.test" }}
-depends_on = ["db"]
-stop_timeout = "5s"
-
-[backups]
-recipients = ["{recipient}"]
-identity = "{key}"
-keep = {{ last = 5 }}
-
-[backups.targets.local]
-dir = "{backups}"
-"#,
-        key = dir.join("backup.key").display(),
-        backups = dir.join("backups").display(),
-    )
+    super::mariadb::app_config("mongodb", MONGO_STANDIN_IMAGE, app, recipient, dir)
 }
 
 /// A shell script in the database's container (the stand-in keeps collections as files).
